@@ -1,0 +1,12 @@
+"""resdsl: a compiler for residual networks.
+
+``resdsl.check`` and ``resdsl.compile`` never import torch; ``build_model`` and ``generate``
+bring in their back ends on demand.
+"""
+
+from resdsl.api import CheckResult, build_model, check, compile, generate
+from resdsl.diagnostics import Diagnostic, ResdslError
+
+__version__ = "0.1.0"
+
+__all__ = ["CheckResult", "Diagnostic", "ResdslError", "__version__", "build_model", "check", "compile", "generate"]

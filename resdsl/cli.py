@@ -1,0 +1,199 @@
+"""The ``resdsl`` command line: check, summary and build.
+
+Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage error. Diagnostics go to
+stderr as ``PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`` with an excerpt; results go to stdout.
+No Python traceback reaches the user: bad input is a diagnostic, anything else an
+"internal error" line with exit code 3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from resdsl import __version__
+from resdsl.api import CheckResult, check, pick_network
+from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, format_diagnostic, to_json
+from resdsl.ops import fmt_shape
+
+_STYLES = {"error": "bold red", "warning": "bold yellow"}
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str] | None = None) -> None:
+    """Print diagnostics like a compiler, coloured when stderr is a terminal."""
+    console = _console(stderr=True)
+    cache = SourceCache(sources)
+    for d in diagnostics:
+        lines = format_diagnostic(d, cache).split("\n")
+        header = Text(lines[0])
+        header.stylize(_STYLES.get(d.severity, ""), lines[0].find(f"{d.severity}["))
+        console.print(header)
+        for line in lines[1:]:
+            style = (
+                "cyan"
+                if line.lstrip().startswith("help:")
+                else ("green" if set(line.strip("| ")) <= {"^", "~"} else "")
+            )
+            console.print(Text(line, style=style))
+
+
+def _parse_sets(values: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key.strip()) or not value.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _parse_input(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*\d+(\s*x\s*\d+)*\s*", value)
+    if not m:
+        raise click.BadParameter(f"expected a shape like 3x224x224, got {value!r}", param_hint="--input")
+    dims = tuple(int(d) for d in value.replace(" ", "").split("x"))
+    if len(dims) not in (1, 3) or min(dims) < 1:
+        raise click.BadParameter("the input is C x H x W (or a vector size) with positive sizes", param_hint="--input")
+    return dims
+
+
+_common = [
+    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a network parameter."),
+    click.option("--input", "input_shape", metavar="CxHxW", help="Check at another input shape, e.g. 3x320x320."),
+    click.option("--network", default=None, help="Pick one network when a file defines several."),
+]
+
+
+def common(func: Any) -> Any:
+    for option in reversed(_common):
+        func = option(func)
+    return func
+
+
+def _check_all(
+    specs: Sequence[str], sets: Sequence[str], input_shape: str | None, network: str | None
+) -> list[CheckResult]:
+    overrides = _parse_sets(sets)
+    dims = _parse_input(input_shape)
+    return [check(spec, overrides, dims, network) for spec in specs]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="resdsl")
+def cli() -> None:
+    """resdsl: describe residual networks in .arch files, check them, build them."""
+
+
+@cli.command("check")
+@click.argument("specs", nargs=-1, required=True)
+@common
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
+def check_cmd(
+    specs: tuple[str, ...], sets: tuple[str, ...], input_shape: str | None, network: str | None, as_json: bool
+) -> None:
+    """Check SPEC... (files or shipped names) for shape errors without building anything."""
+    results = _check_all(specs, sets, input_shape, network)
+    diagnostics = [d for r in results for d in r.diagnostics]
+    if as_json:
+        click.echo(to_json(diagnostics))
+    else:
+        render(diagnostics, {k: v for r in results for k, v in r.sources.items()})
+        out = _console()
+        for result in results:
+            for net in result.networks:
+                if any(d.is_error for d in result.diagnostics):
+                    continue
+                out.print(
+                    f"{net.name}: {net.weighted_layers} weighted layers, {net.num_params:,} parameters, "
+                    f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}  ({result.file})"
+                )
+        errors = sum(d.is_error for d in diagnostics)
+        warnings = len(diagnostics) - errors
+        if errors:
+            _console(stderr=True).print(
+                f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            )
+    sys.exit(1 if any(not r.ok for r in results) else 0)
+
+
+@cli.command("summary")
+@click.argument("spec")
+@common
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def summary_cmd(spec: str, sets: tuple[str, ...], input_shape: str | None, network: str | None, as_json: bool) -> None:
+    """Per-layer table of SPEC: name, op, output shape, parameters, MACs, and totals."""
+    from resdsl.summary import summary_rows, summary_table
+
+    (result,) = _check_all([spec], sets, input_shape, network)
+    if not result.ok:
+        render(result.diagnostics, result.sources)
+        sys.exit(1)
+    net = pick_network(result, spec, network)
+    if as_json:
+        click.echo(json.dumps(summary_rows(net), indent=2))
+    else:
+        render(result.diagnostics, result.sources)
+        _console().print(summary_table(net))
+
+
+@cli.command("build")
+@click.argument("spec")
+@common
+@click.option("-o", "--output", default=None, help="Output file (default ./<network>.py; '-' for stdout).")
+@click.option("--force", is_flag=True, help="Overwrite a file resdsl did not generate, or one edited since.")
+def build_cmd(
+    spec: str, sets: tuple[str, ...], input_shape: str | None, network: str | None, output: str | None, force: bool
+) -> None:
+    """Write SPEC as a standalone PyTorch module that needs only torch."""
+    from resdsl.backends.codegen import generate, write_generated
+
+    (result,) = _check_all([spec], sets, input_shape, network)
+    render(result.diagnostics, result.sources)
+    if not result.ok:
+        sys.exit(1)
+    net = pick_network(result, spec, network)
+    code = generate(net, overrides=_parse_sets(sets), spec_arg=spec)
+    if output == "-":
+        click.echo(code, nl=False)
+        return
+    target = output or f"{net.name}.py"
+    write_generated(target, code, force=force)
+    _console(stderr=True).print(f"wrote {target} ({net.name}, {net.num_params:,} parameters)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: runs the click group and turns every failure into a message."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="resdsl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # usage errors: exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _console(stderr=True).print("aborted")
+        sys.exit(130)
+    except ResdslError as exc:
+        render(exc.diagnostics)
+        sys.exit(1)
+    except OSError as exc:
+        _console(stderr=True).print(f"resdsl: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # never a traceback
+        _console(stderr=True).print(f"resdsl: internal error: {type(exc).__name__}: {exc} (please report this)")
+        sys.exit(3)

@@ -1,0 +1,194 @@
+"""Errors and warnings: one exception type with a span, stable codes, and their rendering.
+
+Every stage reports problems as :class:`Diagnostic` values. A stage that can go on after a
+problem collects it in a :class:`Collector`; a stage that cannot raises :class:`ResdslError`,
+which carries one or more diagnostics. The CLI renders both the same way, like a compiler:
+``PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`` followed by notes, an excerpt with a caret and a hint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resdsl.ast import NO_SPAN, Span
+
+# Stable diagnostic codes. docs/errors.md documents each one; tests/test_diagnostics.py checks
+# that the two lists agree, so a code cannot be added or renamed silently.
+CODES: dict[str, str] = {
+    # syntax
+    "E001": "syntax error: unexpected token",
+    "E002": "syntax error: unexpected character",
+    "E003": "syntax error: unexpected end of file",
+    "E004": "file cannot be read",
+    # imports and definitions
+    "E101": "import not found",
+    "E102": "import cycle",
+    "E103": "duplicate definition",
+    "E104": "network not found",
+    # names, calls and values
+    "E201": "unknown name",
+    "E202": "unknown op, block or network",
+    "E203": "unknown parameter",
+    "E204": "missing required argument",
+    "E205": "wrong argument type",
+    "E206": "duplicate layer name",
+    "E207": "recursion between blocks",
+    "E208": "division is not exact",
+    "E209": "division by zero",
+    "E210": "too many positional arguments",
+    "E211": "statement is not a layer",
+    "E212": "invalid operands",
+    "E213": "invalid value",
+    "E214": "argument given twice",
+    "E215": "network has no input shape",
+    "E216": "unknown override",
+    "E217": "misplaced statement",
+    # shapes
+    "E301": "residual shapes differ",
+    "E302": "channels not divisible by groups",
+    "E303": "window larger than input",
+    "E304": "linear input mismatch",
+    "E305": "conv input channels mismatch",
+    "E306": "shortcut cannot reach the main branch's shape",
+    "E307": "op needs a spatial input",
+    # lints
+    "W401": "conv with bias right before batchnorm",
+    "W402": "stage halves the map without doubling the width",
+    "W403": "batchnorm over a single value per channel",
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One message about a source span."""
+
+    severity: str  # "error" | "warning"
+    code: str
+    message: str
+    span: Span = NO_SPAN
+    notes: tuple[str, ...] = ()
+    help: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def to_json(self) -> dict[str, object]:
+        notes = list(self.notes) + ([f"help: {self.help}"] if self.help else [])
+        return {
+            "file": self.span.file,
+            "line": self.span.line,
+            "column": self.span.column,
+            "end_line": self.span.end_line,
+            "end_column": self.span.end_column,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "notes": notes,
+        }
+
+
+def error(
+    code: str, message: str, span: Span = NO_SPAN, notes: Iterable[str] = (), help: str | None = None
+) -> Diagnostic:
+    assert code in CODES, code
+    return Diagnostic("error", code, message, span, tuple(notes), help)
+
+
+def warning(
+    code: str, message: str, span: Span = NO_SPAN, notes: Iterable[str] = (), help: str | None = None
+) -> Diagnostic:
+    assert code in CODES, code
+    return Diagnostic("warning", code, message, span, tuple(notes), help)
+
+
+class ResdslError(Exception):
+    """The one exception type resdsl raises for bad input; it carries its diagnostics."""
+
+    def __init__(self, diagnostics: Diagnostic | Sequence[Diagnostic]) -> None:
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: list[Diagnostic] = list(diagnostics)
+        super().__init__("\n".join(format_header(d) for d in self.diagnostics))
+
+    @property
+    def span(self) -> Span:
+        return self.diagnostics[0].span if self.diagnostics else NO_SPAN
+
+    @property
+    def code(self) -> str:
+        return self.diagnostics[0].code if self.diagnostics else ""
+
+
+@dataclass
+class Collector:
+    """Gathers diagnostics so that one run reports every problem, not only the first."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        self.items.append(diagnostic)
+
+    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
+        self.items.extend(diagnostics)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.items)
+
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.is_error]
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def format_header(d: Diagnostic) -> str:
+    where = f"{d.span.file}:{d.span.line}:{d.span.column}" if d.span.line else d.span.file
+    return f"{where}: {d.severity}[{d.code}]: {d.message}"
+
+
+class SourceCache:
+    """Reads source lines for excerpts, once per file."""
+
+    def __init__(self, sources: dict[str, str] | None = None) -> None:
+        self._lines: dict[str, list[str]] = {}
+        for name, text in (sources or {}).items():
+            self._lines[name] = text.splitlines()
+
+    def line(self, file: str, number: int) -> str | None:
+        if file not in self._lines:
+            try:
+                self._lines[file] = Path(file).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError):
+                self._lines[file] = []
+        lines = self._lines[file]
+        return lines[number - 1] if 0 < number <= len(lines) else None
+
+
+def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:
+    """The compiler-style text: header, notes, source excerpt with caret, help."""
+    out = [format_header(d)]
+    out.extend(f"  {note}" for note in d.notes)
+    text = (sources or SourceCache()).line(d.span.file, d.span.line) if d.span.line else None
+    if text is not None:
+        number = str(d.span.line)
+        gutter = " " * (len(number) + 4)
+        text = text.expandtabs(4)
+        start = max(d.span.column - 1, 0)
+        if d.span.end_line == d.span.line and d.span.end_column > d.span.column:
+            width = d.span.end_column - d.span.column
+        else:
+            width = max(len(text.rstrip()) - start, 1)
+        out.append(f"   {number} | {text}")
+        out.append(f"{gutter}| {' ' * start}^{'~' * (width - 1)}")
+    if d.help:
+        out.append(f"  help: {d.help}")
+    return "\n".join(out)
+
+
+def to_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.to_json() for d in diagnostics], indent=2)

@@ -1,0 +1,136 @@
+"""The intermediate representation: a networkx DiGraph of layers plus the module tree.
+
+Elaboration produces one :class:`Network` per network definition: every layer of every
+block instance, unrolled, is a node of ``graph`` (node key = unique id, the :class:`Layer`
+under the ``"layer"`` attribute) and every edge is data flow (``port`` 0 is the main input;
+a residual also takes ``port`` 1, the branch input, and optionally ``port`` 2, where a
+projection branches off). :class:`Scope` records how layers nest into blocks and stages, so
+back ends can name modules as the spec does. The checker fills in shapes and costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from resdsl import ast
+from resdsl.ops import OPS, Shape, Shortcut
+
+
+@dataclass(eq=False)
+class Layer:
+    """One node of the graph: a primitive op instance."""
+
+    id: str  # unique key in the graph
+    op: str  # key into resdsl.ops.OPS, or "input" / "error"
+    attrs: dict[str, Any]  # bound, defaulted argument values
+    exprs: dict[str, ast.Expr]  # the arguments as written, for code generation
+    name: str  # unique local name within its scope
+    module: str  # attribute name of its module (anonymous stateless layers may share one)
+    path: str  # dotted module path, e.g. layer2.0.conv1 ("" for the input)
+    span: ast.Span
+    scope: Scope | None = field(repr=False)
+    anonymous: bool = False
+    shape: Shape | None = None  # output shape, per sample; None when unknown
+    in_shapes: tuple[Shape, ...] = ()
+    params: int = 0
+    macs: int = 0
+    shortcut: Shortcut | None = None  # residuals: how the checker realised the shortcut
+    inplace: bool = False  # activations that may overwrite their input
+
+    @property
+    def opdef(self):  # type: ignore[no-untyped-def]
+        return OPS.get(self.op)
+
+    @property
+    def weighted(self) -> bool:
+        op = OPS.get(self.op)
+        return bool(op and op.weighted)
+
+
+@dataclass(eq=False)
+class Scope:
+    """A network body, a stage (a sequence of blocks) or one block instance."""
+
+    kind: str  # network | stage | block
+    name: str  # local name: "layer1", "0"
+    path: str  # dotted path ("" for the network)
+    span: ast.Span
+    items: list[Layer | Scope] = field(default_factory=list, repr=False)  # statement order
+    input: str = ""  # id of the node that feeds this scope
+    output: str = ""  # id of the node that leaves it
+    block: ast.BlockDef | None = None  # block type (kind == "block")
+    args: dict[str, Any] = field(default_factory=dict)  # block arguments, all parameters
+    arg_exprs: dict[str, ast.Expr] = field(default_factory=dict)  # arguments as the caller wrote them
+    lets: list[tuple[str, ast.Expr]] = field(default_factory=list)  # value bindings, in order
+    repeat: int = 1  # stages
+    repeat_expr: ast.Expr | None = None
+
+    def layers(self) -> Iterator[Layer]:
+        """Every layer below this scope, in statement order."""
+        for item in self.items:
+            if isinstance(item, Layer):
+                yield item
+            else:
+                yield from item.layers()
+
+    def scopes(self) -> Iterator[Scope]:
+        yield self
+        for item in self.items:
+            if isinstance(item, Scope):
+                yield from item.scopes()
+
+
+@dataclass(eq=False)
+class Network:
+    """One elaborated network: graph, module tree and the facts the back ends need."""
+
+    name: str
+    file: str
+    span: ast.Span
+    params: dict[str, Any]  # final parameter values (defaults, alias arguments, overrides)
+    input_shape: Shape
+    meta: dict[str, Any]
+    graph: nx.DiGraph
+    root: Scope
+    order: list[str]  # node ids in build (= topological) order
+    int_divisions: set[ast.BinOp] = field(default_factory=set)  # "/" evaluated on integers
+    definition: ast.NetworkDef | None = None
+    source: str = ""  # text of the file the network was compiled from (for hashes)
+    source_file: str = ""  # the file given to the compiler (may differ from the defining file)
+
+    def layer(self, node_id: str) -> Layer:
+        return self.graph.nodes[node_id]["layer"]
+
+    def layers(self) -> Iterator[Layer]:
+        for node_id in self.order:
+            yield self.graph.nodes[node_id]["layer"]
+
+    def inputs(self, node_id: str) -> list[str]:
+        """Predecessors ordered by port."""
+        preds = self.graph.pred[node_id]
+        return [p for p, _ in sorted(preds.items(), key=lambda kv: kv[1]["port"])]
+
+    @property
+    def output(self) -> Layer:
+        return self.layer(self.root.output)
+
+    @property
+    def output_shape(self) -> Shape | None:
+        return self.output.shape
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.params for layer in self.layers())
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers())
+
+    @property
+    def weighted_layers(self) -> int:
+        """Conv and linear layers on the main path: the depth in the paper's naming."""
+        return sum(1 for layer in self.layers() if layer.weighted)

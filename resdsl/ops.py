@@ -1,0 +1,445 @@
+"""The op table: every primitive op described once.
+
+Each :class:`OpDef` says what parameters the op takes (names, types, defaults), how it maps
+an input shape to an output shape (raising :class:`ShapeError` with a stable code when it
+cannot), how many parameters and multiply-accumulates it costs, and which ``torch.nn``
+constructor realises it. Elaboration binds arguments with it, the checker runs its shape
+rule, the summary adds up its costs, and both back ends build modules from it, so a new
+primitive is one entry here. Nothing in this module imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, ...]  # per sample: (C, H, W) or (F,)
+
+REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class P:
+    """One parameter of an op: its name, type, default and accepted aliases."""
+
+    name: str
+    type: str  # int | float | bool | str | shortcut | name
+    default: Any = REQUIRED
+    aliases: tuple[str, ...] = ()
+    minimum: int | float | None = None
+    default_from: str | None = None  # default is another parameter's value (pool stride = kernel)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED and self.default_from is None
+
+
+class ShapeError(Exception):
+    """A shape rule's refusal; the checker turns it into a diagnostic at the layer's span."""
+
+    def __init__(self, code: str, message: str, notes: Sequence[str] = (), help: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.notes, self.help = code, message, tuple(notes), help
+
+
+@dataclass(frozen=True)
+class Ctor:
+    """A ``torch.nn`` constructor call: class name, positional and keyword arguments."""
+
+    cls: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+# torch's own defaults, so generated code spells out only what differs.
+TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
+    "BatchNorm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
+    "BatchNorm1d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
+    "MaxPool2d": {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
+    "AvgPool2d": {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
+    "Linear": {"bias": True},
+    "Dropout": {"p": 0.5, "inplace": False},
+    "ReLU": {"inplace": False},
+    "SiLU": {"inplace": False},
+    "LeakyReLU": {"negative_slope": 0.01, "inplace": False},
+    "GELU": {"approximate": "none"},
+}
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything resdsl knows about one primitive op."""
+
+    name: str
+    doc: str
+    params: tuple[P, ...]
+    shape: Callable[[Sequence[Shape], Mapping[str, Any]], Shape]
+    torch: Callable[[Mapping[str, Any], Any, int], Ctor] | None
+    param_count: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
+    macs: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
+    channels: Callable[[Mapping[str, Any], Any], Any] = lambda a, cin: cin
+    stride: Callable[[Mapping[str, Any]], Any] = lambda a: 1
+    stateful: bool = False  # has parameters or buffers: never shared between call sites
+    weighted: bool = False  # counts towards the paper's "N-layer" depth
+    flatten_input: bool = False  # the back ends flatten a spatial input first
+    can_inplace: bool = False  # an elementwise activation that may overwrite its input
+
+    def param(self, name: str) -> P | None:
+        for p in self.params:
+            if p.name == name or name in p.aliases:
+                return p
+        return None
+
+
+# -- shape helpers ------------------------------------------------------------------------
+
+
+def fmt_shape(shape: Shape | None) -> str:
+    return "?" if shape is None else " x ".join(str(d) for d in shape)
+
+
+def _spatial(op: str, ins: Sequence[Shape]) -> Shape:
+    (shape,) = ins
+    if len(shape) != 3:
+        raise ShapeError(
+            "E307",
+            f"{op} needs a C x H x W input, got {fmt_shape(shape)}",
+            help="spatial ops must come before flatten/linear",
+        )
+    return shape
+
+
+def _window(op: str, size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, axis: str) -> int:
+    span = d * (k - 1) + 1
+    if span > size + 2 * p:
+        raise ShapeError(
+            "E303",
+            f"{op} window {span} is larger than the padded input {axis} {size + 2 * p}",
+            help="reduce the kernel or stride, add padding, or feed a larger input (--input)",
+        )
+    num = size + 2 * p - span
+    out = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # torch: the last window must start inside the input
+        out -= 1
+    if out <= 0:
+        raise ShapeError("E303", f"{op} reduces the {axis} to {out}", help="the input is too small for this stack")
+    return out
+
+
+def _conv_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    c, h, w = _spatial("conv", ins)
+    groups, out = a["groups"], a["out"]
+    if a.get("in_channels") is not None and a["in_channels"] != c:
+        raise ShapeError(
+            "E305",
+            f"conv expects {a['in_channels']} input channels, the input has {c}",
+            help="drop in_channels= to infer it from the input",
+        )
+    if c % groups or out % groups:
+        bad = c if c % groups else out
+        which = "input" if c % groups else "output"
+        raise ShapeError(
+            "E302",
+            f"conv {which} channels {bad} are not divisible by groups={groups}",
+            notes=[f"input {fmt_shape((c, h, w))}, output channels {out}"],
+            help="choose groups that divide both channel counts",
+        )
+    k, s, p, d = a["k"], a["s"], a["p"], a["d"]
+    return (out, _window("conv", h, k, s, p, d, False, "height"), _window("conv", w, k, s, p, d, False, "width"))
+
+
+def _conv_params(i: Shape, o: Shape, a: Mapping[str, Any]) -> int:
+    return o[0] * (i[0] // a["groups"]) * a["k"] * a["k"] + (o[0] if a["bias"] else 0)
+
+
+def _conv_macs(i: Shape, o: Shape, a: Mapping[str, Any]) -> int:
+    return o[0] * o[1] * o[2] * (i[0] // a["groups"]) * a["k"] * a["k"]
+
+
+def _conv_torch(a: Mapping[str, Any], cin: Any, rank: int) -> Ctor:
+    return Ctor(
+        "Conv2d",
+        (cin, a["out"]),
+        {
+            "kernel_size": a["k"],
+            "stride": a["s"],
+            "padding": a["p"],
+            "dilation": a["d"],
+            "groups": a["groups"],
+            "bias": a["bias"],
+        },
+    )
+
+
+def _pool_shape(op: str) -> Callable[[Sequence[Shape], Mapping[str, Any]], Shape]:
+    def rule(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+        c, h, w = _spatial(op, ins)
+        k, s, p, ceil = a["k"], a["s"], a["p"], a["ceil"]
+        if p * 2 > k:
+            raise ShapeError("E303", f"{op} padding {p} is more than half the window {k}", help="torch refuses this")
+        return (c, _window(op, h, k, s, p, 1, ceil, "height"), _window(op, w, k, s, p, 1, ceil, "width"))
+
+    return rule
+
+
+def _same(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    return ins[0]
+
+
+def _bn_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    if len(ins[0]) not in (1, 3):
+        raise ShapeError("E307", f"batchnorm needs a C x H x W or a vector input, got {fmt_shape(ins[0])}")
+    return ins[0]
+
+
+def _linear_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    features = math.prod(ins[0])
+    if a.get("in_features") is not None and a["in_features"] != features:
+        raise ShapeError(
+            "E304",
+            f"linear expects {a['in_features']} input features, the input {fmt_shape(ins[0])} has {features}",
+            help="drop in_features= to infer it, or add global_avgpool() before the linear layer",
+        )
+    return (a["out"],)
+
+
+def _residual_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    return ins[0]
+
+
+def _simple(cls: str, **fixed: Any) -> Callable[[Mapping[str, Any], Any, int], Ctor]:
+    return lambda a, cin, rank: Ctor(cls, (), dict(fixed))
+
+
+def _act(cls: str) -> Callable[[Mapping[str, Any], Any, int], Ctor]:
+    return lambda a, cin, rank: Ctor(cls, (), {"inplace": bool(a.get("inplace", False))})
+
+
+_POOL_PARAMS = (
+    P("k", "int", aliases=("kernel", "kernel_size"), minimum=1),
+    P("s", "int", default_from="k", aliases=("stride",), minimum=1),
+    P("p", "int", 0, aliases=("padding",), minimum=0),
+    P("ceil", "bool", False, aliases=("ceil_mode",)),
+)
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    OPS[op.name] = op
+    return op
+
+
+register(
+    OpDef(
+        "conv",
+        "2-D convolution; bias off by default because batchnorm follows it.",
+        (
+            P("out", "int", aliases=("out_channels",), minimum=1),
+            P("k", "int", 1, aliases=("kernel", "kernel_size"), minimum=1),
+            P("s", "int", 1, aliases=("stride",), minimum=1),
+            P("p", "int", 0, aliases=("padding",), minimum=0),
+            P("d", "int", 1, aliases=("dilation",), minimum=1),
+            P("groups", "int", 1, minimum=1),
+            P("bias", "bool", False),
+            P("in_channels", "int", None, minimum=1),
+        ),
+        _conv_shape,
+        _conv_torch,
+        param_count=_conv_params,
+        macs=_conv_macs,
+        channels=lambda a, cin: a["out"],
+        stride=lambda a: a["s"],
+        weighted=True,
+        stateful=True,
+    )
+)
+register(
+    OpDef(
+        "batchnorm",
+        "Batch normalization over channels (eps 1e-5, momentum 0.1 as in the paper's setup).",
+        (P("eps", "float", 1e-5, minimum=0), P("momentum", "float", 0.1, minimum=0), P("affine", "bool", True)),
+        _bn_shape,
+        lambda a, cin, rank: Ctor(
+            "BatchNorm2d" if rank == 3 else "BatchNorm1d",
+            (cin,),
+            {"eps": a["eps"], "momentum": a["momentum"], "affine": a["affine"]},
+        ),
+        param_count=lambda i, o, a: 2 * i[0] if a["affine"] else 0,
+        stateful=True,
+    )
+)
+register(OpDef("relu", "Rectified linear unit.", (), _same, _act("ReLU"), can_inplace=True))
+register(OpDef("silu", "Sigmoid-weighted linear unit (swish).", (), _same, _act("SiLU"), can_inplace=True))
+register(OpDef("gelu", "Gaussian error linear unit.", (), _same, _simple("GELU")))
+register(OpDef("sigmoid", "Logistic sigmoid.", (), _same, _simple("Sigmoid")))
+register(
+    OpDef(
+        "leaky_relu",
+        "Leaky ReLU with the given negative slope.",
+        (P("slope", "float", 0.01, aliases=("negative_slope",)),),
+        _same,
+        lambda a, cin, rank: Ctor("LeakyReLU", (), {"negative_slope": a["slope"], "inplace": bool(a.get("inplace"))}),
+        can_inplace=True,
+    )
+)
+register(
+    OpDef(
+        "maxpool",
+        "Max pooling; stride defaults to the window.",
+        _POOL_PARAMS,
+        _pool_shape("maxpool"),
+        lambda a, cin, rank: Ctor(
+            "MaxPool2d", (), {"kernel_size": a["k"], "stride": a["s"], "padding": a["p"], "ceil_mode": a["ceil"]}
+        ),
+        stride=lambda a: a["s"],
+    )
+)
+register(
+    OpDef(
+        "avgpool",
+        "Average pooling; stride defaults to the window.",
+        (*_POOL_PARAMS, P("count_include_pad", "bool", True)),
+        _pool_shape("avgpool"),
+        lambda a, cin, rank: Ctor(
+            "AvgPool2d",
+            (),
+            {
+                "kernel_size": a["k"],
+                "stride": a["s"],
+                "padding": a["p"],
+                "ceil_mode": a["ceil"],
+                "count_include_pad": a["count_include_pad"],
+            },
+        ),
+        stride=lambda a: a["s"],
+    )
+)
+register(
+    OpDef(
+        "global_avgpool",
+        "Average over the whole map: C x H x W -> C x 1 x 1.",
+        (),
+        lambda ins, a: (_spatial("global_avgpool", ins)[0], 1, 1),
+        lambda a, cin, rank: Ctor("AdaptiveAvgPool2d", ((1, 1),), {}),
+    )
+)
+register(
+    OpDef(
+        "flatten",
+        "C x H x W -> C*H*W.",
+        (),
+        lambda ins, a: (math.prod(ins[0]),),
+        _simple("Flatten"),
+    )
+)
+register(
+    OpDef(
+        "linear",
+        "Fully connected layer; a spatial input is flattened first.",
+        (
+            P("out", "int", aliases=("out_features",), minimum=1),
+            P("bias", "bool", True),
+            P("in_features", "int", None, minimum=1),
+        ),
+        _linear_shape,
+        lambda a, cin, rank: Ctor("Linear", (cin, a["out"]), {"bias": a["bias"]}),
+        param_count=lambda i, o, a: math.prod(i) * o[0] + (o[0] if a["bias"] else 0),
+        macs=lambda i, o, a: math.prod(i) * o[0],
+        channels=lambda a, cin: a["out"],
+        weighted=True,
+        stateful=True,
+        flatten_input=True,
+    )
+)
+register(
+    OpDef(
+        "dropout",
+        "Dropout with probability p (identity in eval mode).",
+        (P("p", "float", 0.5, minimum=0),),
+        _same,
+        lambda a, cin, rank: Ctor("Dropout", (), {"p": a["p"]}),
+    )
+)
+register(OpDef("identity", "Does nothing; a named placeholder.", (), _same, _simple("Identity")))
+register(
+    OpDef(
+        "residual",
+        "The residual addition: main branch + shortcut(branch input); realised by the checker.",
+        (
+            P("shortcut", "shortcut"),
+            P("project_from", "name", None),
+            P("name", "str", "downsample"),
+        ),
+        _residual_shape,
+        None,
+    )
+)
+
+# -- shortcuts ----------------------------------------------------------------------------
+
+SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
+PROJECTING = ("projection", "projection_all", "avgpool_projection")
+SHORTCUT_HELP = "use shortcut=projection (option B) or zero_pad (option A) where channels or stride change"
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """How a residual's shortcut is realised once both shapes are known."""
+
+    kind: str  # identity | zero_pad | projection | avgpool_projection
+    stride: int
+    in_channels: int
+    out_channels: int
+
+    @property
+    def params(self) -> int:  # 1x1 conv without bias + batchnorm's weight and bias
+        return self.in_channels * self.out_channels + 2 * self.out_channels if self.projects else 0
+
+    @property
+    def projects(self) -> bool:
+        return self.kind in PROJECTING
+
+    def macs(self, out: Shape) -> int:
+        return out[0] * out[1] * out[2] * self.in_channels if self.projects else 0
+
+
+def _infer_stride(src: Shape, dst: Shape) -> int | None:
+    if len(src) != 3:
+        return 1 if src[1:] == dst[1:] else None
+    for s in {max(src[1] // max(dst[1], 1), 1), max(src[1] // max(dst[1], 1), 1) + 1}:
+        if -(-src[1] // s) == dst[1] and -(-src[2] // s) == dst[2]:
+            return s
+    return None
+
+
+def realise_shortcut(kind: str, main: Shape, src: Shape) -> Shortcut:
+    """Decide what a shortcut of ``kind`` does to ``src`` so it can be added to ``main``."""
+    same = main == src
+    mismatch = [f"main branch  {fmt_shape(main)}", f"shortcut     {fmt_shape(src)}   ({kind})"]
+    if len(main) != len(src):
+        raise ShapeError("E301", "residual addition: shapes differ", mismatch, help="both branches must keep C x H x W")
+    if kind == "identity" or (same and kind in ("zero_pad", "projection", "avgpool_projection")):
+        if not same:
+            raise ShapeError("E301", "residual addition: shapes differ", mismatch, help=SHORTCUT_HELP)
+        return Shortcut("identity", 1, src[0], main[0])
+    stride = _infer_stride(src, main)
+    if stride is None:
+        raise ShapeError(
+            "E306",
+            f"{kind} shortcut cannot map {fmt_shape(src)} onto {fmt_shape(main)}: no whole stride fits",
+            mismatch,
+            help="the main branch must keep the map or shrink it by a whole stride (check its padding)",
+        )
+    if kind == "zero_pad" and main[0] < src[0]:
+        raise ShapeError(
+            "E306",
+            f"zero_pad shortcut cannot reduce channels from {src[0]} to {main[0]}",
+            mismatch,
+            help="use shortcut=projection to change channels downwards",
+        )
+    realised = "projection" if kind == "projection_all" else kind
+    return Shortcut(realised, stride, src[0], main[0])

@@ -1,0 +1,242 @@
+"""Parse ``.arch`` text into the AST of :mod:`resdsl.ast`.
+
+The grammar lives in ``grammars/arch.lark``; Lark's LALR parser builds a tree and
+:class:`ToAst` (a Transformer that only builds nodes) turns it into frozen dataclasses.
+Lark's exceptions never escape: syntax errors become :class:`ResdslError` worded in the
+language's own terms.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from resdsl import ast
+from resdsl.diagnostics import ResdslError, error
+from resdsl.resources import grammar_path
+
+# How the grammar's terminals read to a user; string terminals read as themselves.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "INT": "a whole number",
+    "FLOAT": "a decimal number",
+    "STRING": 'a "string"',
+    "SHAPE": "a shape like 3 x 224 x 224",
+    "$END": "end of file",
+}
+
+
+@cache
+def _lark() -> Lark:
+    return Lark.open(
+        str(grammar_path()),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start=["start", "expr"],
+        cache=True,
+    )
+
+
+def _span(file: str, meta_or_token: object) -> ast.Span:
+    m = meta_or_token
+    return ast.Span(file, m.line, m.column, m.end_line, m.end_column)  # type: ignore[attr-defined]
+
+
+@v_args(meta=True, inline=True)
+class ToAst(Transformer):
+    """Builds AST nodes from the parse tree; knows nothing about what they mean."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta: object) -> ast.Span:
+        return _span(self.file, meta)
+
+    # definitions
+    def start(self, meta: object, *items: object) -> ast.Module:
+        imports = tuple(i for i in items if isinstance(i, ast.Import))
+        defs = tuple(i for i in items if not isinstance(i, ast.Import))
+        span = self._s(meta) if not getattr(meta, "empty", True) else ast.Span(self.file, 1, 1, 1, 1)
+        return ast.Module(self.file, imports, defs, span)  # type: ignore[arg-type]
+
+    def import_stmt(self, meta: object, path: Token) -> ast.Import:
+        return ast.Import(_unquote(path), self._s(meta))
+
+    def block_def(self, meta: object, name: Token, params: object, body: tuple) -> ast.BlockDef:
+        return ast.BlockDef(str(name), params or (), body, self._s(meta), self._s(name))  # type: ignore[arg-type]
+
+    def network_def(self, meta: object, name: Token, params: object, body: tuple) -> ast.NetworkDef:
+        return ast.NetworkDef(str(name), params or (), body, self._s(meta), self._s(name))  # type: ignore[arg-type]
+
+    def network_alias(self, meta: object, name: Token, target: ast.Call) -> ast.NetworkAlias:
+        return ast.NetworkAlias(str(name), target, self._s(meta), self._s(name))
+
+    def param_list(self, meta: object, *params: ast.Param | None) -> tuple[ast.Param, ...]:
+        return tuple(p for p in params if p is not None)
+
+    def param(self, meta: object, name: Token, default: ast.Expr | None) -> ast.Param:
+        return ast.Param(str(name), default, self._s(meta))
+
+    def body(self, meta: object, *stmts: ast.Stmt) -> tuple[ast.Stmt, ...]:
+        return stmts
+
+    # statements
+    def input_stmt(self, meta: object, shape: Token) -> ast.InputStmt:
+        dims = tuple(int(d) for d in str(shape).replace(" ", "").replace("\t", "").split("x"))
+        return ast.InputStmt(dims, self._s(meta))
+
+    def meta_stmt(self, meta: object, *entries: ast.MetaEntry) -> ast.MetaStmt:
+        return ast.MetaStmt(entries, self._s(meta))
+
+    def meta_entry(self, meta: object, name: Token, value: ast.Expr) -> ast.MetaEntry:
+        return ast.MetaEntry(str(name), value, self._s(meta))
+
+    def assign(self, meta: object, name: Token, value: ast.Expr) -> ast.Assign:
+        return ast.Assign(str(name), value, self._s(meta), self._s(name))
+
+    def bare_layer(self, meta: object, name: Token) -> ast.LayerStmt:
+        return ast.LayerStmt(ast.Name(str(name), self._s(name)), self._s(meta))
+
+    def call_layer(self, meta: object, call: ast.Call) -> ast.LayerStmt:
+        return ast.LayerStmt(call, self._s(meta))
+
+    # expressions
+    def _bin(op: str):  # type: ignore[misc]
+        def build(self: ToAst, meta: object, left: ast.Expr, right: ast.Expr) -> ast.BinOp:
+            return ast.BinOp(op, left, right, self._s(meta))
+
+        return build
+
+    add = _bin("+")
+    sub = _bin("-")
+    mul = _bin("*")
+    div = _bin("/")
+    floordiv = _bin("//")
+    mod = _bin("%")
+
+    def neg(self, meta: object, operand: ast.Expr) -> ast.Neg:
+        return ast.Neg(operand, self._s(meta))
+
+    def int_lit(self, meta: object, tok: Token) -> ast.IntLit:
+        return ast.IntLit(int(tok), self._s(meta))
+
+    def float_lit(self, meta: object, tok: Token) -> ast.FloatLit:
+        return ast.FloatLit(float(tok), self._s(meta))
+
+    def str_lit(self, meta: object, tok: Token) -> ast.StrLit:
+        return ast.StrLit(_unquote(tok), self._s(meta))
+
+    def true_lit(self, meta: object) -> ast.BoolLit:
+        return ast.BoolLit(True, self._s(meta))
+
+    def false_lit(self, meta: object) -> ast.BoolLit:
+        return ast.BoolLit(False, self._s(meta))
+
+    def name(self, meta: object, tok: Token) -> ast.Name:
+        return ast.Name(str(tok), self._s(meta))
+
+    def index(self, meta: object, value: ast.Expr, index: ast.Expr) -> ast.Index:
+        return ast.Index(value, index, self._s(meta))
+
+    def list_lit(self, meta: object, *items: ast.Expr | None) -> ast.ListExpr:
+        return ast.ListExpr(tuple(i for i in items if i is not None), self._s(meta))
+
+    def call(self, meta: object, func: Token, *args: ast.Arg | None) -> ast.Call:
+        return ast.Call(str(func), tuple(a for a in args if a is not None), self._s(meta), self._s(func))
+
+    def pos_arg(self, meta: object, value: ast.Expr) -> ast.Arg:
+        return ast.Arg(None, value, self._s(meta))
+
+    def kw_arg(self, meta: object, name: Token, value: ast.Expr) -> ast.Arg:
+        return ast.Arg(str(name), value, self._s(meta))
+
+
+def _unquote(tok: Token) -> str:
+    return str(tok)[1:-1].encode("utf-8").decode("unicode_escape")
+
+
+def _expected_words(expected: set[str] | frozenset[str]) -> str:
+    lark = _lark()
+    words = set()
+    for name in expected:
+        if name in _TERMINAL_WORDS:
+            words.add(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = lark.get_terminal(name).pattern
+        except KeyError:
+            words.add(name.lower())
+            continue
+        words.add(f"'{pattern.value}'" if pattern.type == "str" else name.lower())
+    ordered = sorted(words)
+    if len(ordered) > 6:
+        ordered = [*ordered[:6], "..."]
+    return ", ".join(ordered)
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type in ("NAME", "INT", "FLOAT", "STRING", "SHAPE"):
+        return f"{_TERMINAL_WORDS[tok.type].split(' ', 1)[1] if tok.type != 'STRING' else 'string'} {tok.value!r}"
+    return f"'{tok.value}'"
+
+
+def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
+    line, column = max(exc.line, 1), max(exc.column, 1)
+    if isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
+        span = ast.Span(file, line, column, line, column + 1)
+        hint = "strings use double quotes" if ch == "'" else None
+        return ResdslError(error("E002", f"unexpected character {ch!r}", span, help=hint))
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        lines = text.splitlines() or [""]
+        span = ast.Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        expected = _expected_words(exc.expected) if exc.expected else "more input"
+        return ResdslError(
+            error("E003", f"unexpected end of file; expected {expected}", span, help="is a '}' or ')' missing?")
+        )
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    end_col = (tok.end_column or column + 1) if tok.end_line == tok.line else column + 1
+    span = ast.Span(file, line, column, line, end_col)
+    hint = None
+    if tok.type in ("SHAPE",) or (tok.type == "NAME" and tok.value.startswith("x")):
+        hint = "write the input shape as: input 3 x 224 x 224"
+    elif tok.type == "EQUAL":
+        hint = "a layer or value is named with 'name = ...' at the start of a statement"
+    elif tok.type == "INT" and "NAME" in exc.expected:
+        hint = "names start with a letter or '_'"
+    message = f"unexpected {_describe_token(tok)}; expected {_expected_words(exc.expected)}"
+    return ResdslError(error("E001", message, span, help=hint))
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse one ``.arch`` file; raises :class:`ResdslError` (E001-E003) on bad syntax."""
+    try:
+        tree = _lark().parse(text, start="start")
+    except UnexpectedInput as exc:
+        raise _syntax_error(file, text, exc) from None
+    return _transform(tree, file)
+
+
+def parse_expr(text: str, file: str = "<override>") -> ast.Expr:
+    """Parse a single expression, as given to ``--set KEY=VALUE``."""
+    try:
+        tree = _lark().parse(text, start="expr")
+    except UnexpectedInput as exc:
+        raise _syntax_error(file, text, exc) from None
+    return _transform(tree, file)
+
+
+def _transform(tree: object, file: str):  # type: ignore[no-untyped-def]
+    try:
+        return ToAst(file).transform(tree)
+    except VisitError as exc:  # an error inside a callback: unwrap to our own type
+        if isinstance(exc.orig_exc, ResdslError):
+            raise exc.orig_exc from None
+        raise
