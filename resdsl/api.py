@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from resdsl import ast
 from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error
@@ -23,7 +23,7 @@ from resdsl.shapes import infer
 if TYPE_CHECKING:
     import torch
 
-Spec = Union[str, Path, Network]
+Spec = str | Path | Network
 
 
 @dataclass

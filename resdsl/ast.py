@@ -8,7 +8,6 @@ The parser's Transformer only builds these nodes; all meaning is given by ``elab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +110,7 @@ class Call:
     func_span: Span = NO_SPAN
 
 
-Expr = Union[IntLit, FloatLit, StrLit, BoolLit, Name, ListExpr, Index, BinOp, Neg, Call]
+Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | Neg | Call
 Literal = (IntLit, FloatLit, StrLit, BoolLit)
 
 
@@ -159,7 +158,7 @@ class LayerStmt:
     span: Span = NO_SPAN
 
 
-Stmt = Union[InputStmt, MetaStmt, Assign, LayerStmt]
+Stmt = InputStmt | MetaStmt | Assign | LayerStmt
 
 
 # -- definitions --------------------------------------------------------------------------
@@ -206,7 +205,7 @@ class Import:
     span: Span = NO_SPAN
 
 
-Definition = Union[BlockDef, NetworkDef, NetworkAlias]
+Definition = BlockDef | NetworkDef | NetworkAlias
 
 
 @dataclass(frozen=True, slots=True)

@@ -654,9 +654,10 @@ class Elaborator:
                 if not isinstance(item, Layer):
                     continue
                 op = OPS.get(item.op)
-                if op is not None and op.can_inplace:
-                    preds = list(g.predecessors(item.id))
-                    item.inplace = len(preds) == 1 and preds[0] in own and g.out_degree(preds[0]) == 1
+                if op is not None and (op.can_inplace or item.op == "residual"):
+                    # overwrite the input only if nothing else reads it, and it is not the scope's input
+                    main = [p for p, e in g.pred[item.id].items() if e["port"] == 0]
+                    item.inplace = len(main) == 1 and main[0] in own and g.out_degree(main[0]) == 1
                 if not item.anonymous or op is None or op.stateful:
                     continue
                 key = (item.op, item.inplace, tuple(sorted(item.attrs.items())))

@@ -1,0 +1,214 @@
+"""The PyTorch back end: a checked :class:`~resdsl.ir.Network` as an ``nn.Module``.
+
+Modules nest as the spec does: named layers are attributes, stages are ``nn.Sequential``
+of blocks, a projection shortcut is one child (``downsample`` unless the spec names it),
+so ``state_dict`` keys follow the spec. Each layer is the ``torch.nn`` class the op table
+names, so train/eval behaviour is torch's own. A scope's ``forward`` runs a precomputed
+list of steps; there is no per-call interpretation of the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resdsl.ir import Layer, Network, Scope
+from resdsl.ops import OPS, Ctor, Shortcut
+
+NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
+
+# step kinds
+_CALL, _RESIDUAL = 0, 1
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: subsample by striding and append zero channels; no parameters."""
+
+    def __init__(self, stride: int, extra_channels: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = extra_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra_channels:
+            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, extra_channels={self.extra_channels}"
+
+
+class ScopeModule(nn.Module):
+    """A block or network body: its layers in statement order plus residual additions.
+
+    ``steps`` is a tuple of ``(kind, module name, flatten, save slot, source slot, in place)``
+    computed once from the IR. Slot 0 holds the scope input; a residual reads its shortcut
+    input from a slot and stores its sum in the slot the next residual branches from.
+    """
+
+    def __init__(self, steps: Sequence[tuple[int, str | None, bool, int, int, bool]], slots: int) -> None:
+        super().__init__()
+        self.steps = tuple(steps)
+        self.slots = slots
+
+    def forward(self, x: Tensor) -> Tensor:
+        saved: list[Tensor] = [x] * self.slots
+        for kind, name, flatten, save, source, inplace in self.steps:
+            if kind == _CALL:
+                if flatten:
+                    x = torch.flatten(x, 1)
+                x = getattr(self, name)(x)  # type: ignore[arg-type]
+            else:
+                shortcut = saved[source] if name is None else getattr(self, name)(saved[source])
+                x = x.add_(shortcut) if inplace else x + shortcut
+            if save >= 0:
+                saved[save] = x
+        return x
+
+
+def _make(ctor: Ctor, norm: str) -> nn.Module:
+    cls = ctor.cls
+    if norm == "syncbatchnorm" and cls == "BatchNorm2d":
+        cls = "SyncBatchNorm"
+    return getattr(nn, cls)(*ctor.args, **dict(ctor.kwargs))
+
+
+def shortcut_module(shortcut: Shortcut, norm: str = "batchnorm") -> nn.Module | None:
+    """The module that maps the branch input onto the main branch's shape (None: identity)."""
+    if shortcut.kind == "identity":
+        return None
+    if shortcut.kind == "zero_pad":
+        return ZeroPadShortcut(shortcut.stride, shortcut.out_channels - shortcut.in_channels)
+    conv = nn.Conv2d(shortcut.in_channels, shortcut.out_channels, 1, stride=shortcut.stride, bias=False)
+    bn = _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)
+    if shortcut.kind == "avgpool_projection":
+        pool: nn.Module = (
+            nn.AvgPool2d(shortcut.stride, shortcut.stride, ceil_mode=True, count_include_pad=False)
+            if shortcut.stride > 1
+            else nn.Identity()
+        )
+        return nn.Sequential(pool, conv, bn)
+    return nn.Sequential(conv, bn)
+
+
+def layer_module(layer: Layer, norm: str = "batchnorm") -> nn.Module:
+    op = OPS[layer.op]
+    assert op.torch is not None and layer.in_shapes, layer.id
+    shape = layer.in_shapes[0]
+    cin = math.prod(shape) if op.flatten_input else shape[0]
+    attrs = dict(layer.attrs, inplace=layer.inplace)
+    return _make(op.torch(attrs, cin, len(shape)), norm)
+
+
+class _Builder:
+    def __init__(self, network: Network, norm: str) -> None:
+        self.net = network
+        self.norm = norm
+
+    def scope(self, scope: Scope) -> nn.Module:
+        if scope.kind == "stage":
+            return nn.Sequential(*(self.scope(s) for s in scope.items if isinstance(s, Scope)))
+        steps: list[tuple[int, str | None, bool, int, int, bool]] = []
+        children: list[tuple[str, nn.Module]] = []
+        registered: set[str] = set()
+        slot_of: dict[str, int] = {scope.input: 0}
+        graph = self.net.graph
+        needed = self._saved_nodes(scope)
+        for node_id in needed:
+            slot_of.setdefault(node_id, len(slot_of))
+        for item in scope.items:
+            if isinstance(item, Scope):
+                children.append((item.name, self.scope(item)))
+                out = item.output
+                steps.append((_CALL, item.name, False, slot_of.get(out, -1), 0, False))
+                continue
+            save = slot_of.get(item.id, -1)
+            if item.op == "residual":
+                shortcut = item.shortcut
+                assert shortcut is not None
+                ports = {e["port"]: p for p, e in graph.pred[item.id].items()}
+                source = ports[2] if shortcut.projects and 2 in ports else ports[1]
+                module = shortcut_module(shortcut, self.norm)
+                name = None
+                if module is not None:
+                    name = item.module
+                    children.append((name, module))
+                steps.append((_RESIDUAL, name, False, save, slot_of[source], item.inplace))
+                continue
+            if item.module not in registered:
+                registered.add(item.module)
+                children.append((item.module, layer_module(item, self.norm)))
+            flatten = OPS[item.op].flatten_input and len(item.in_shapes[0]) > 1
+            steps.append((_CALL, item.module, flatten, save, 0, False))
+        module = ScopeModule(steps, len(slot_of))
+        for name, child in children:
+            module.add_module(name, child)
+        return module
+
+    def _saved_nodes(self, scope: Scope) -> list[str]:
+        """Nodes of this scope whose outputs a later residual reads as its shortcut input."""
+        graph = self.net.graph
+        wanted = []
+        for item in scope.items:
+            if isinstance(item, Layer) and item.op == "residual":
+                for pred, edge in graph.pred[item.id].items():
+                    if edge["port"] in (1, 2) and pred != scope.input and pred not in wanted:
+                        wanted.append(pred)
+        return wanted
+
+
+def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = False) -> None:
+    """torchvision's initialisation: Kaiming normal (fan_out) convs, unit-gamma norms."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, NORM_LAYERS) and m.weight is not None:
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    if zero_init_residual:
+        for path in last_norms(network):
+            nn.init.constant_(model.get_submodule(path).weight, 0)  # type: ignore[arg-type]
+
+
+def last_norms(network: Network) -> list[str]:
+    """Module paths of the last batchnorm on each residual's main branch."""
+    graph = network.graph
+    found = []
+    for layer in network.layers():
+        if layer.op != "residual" or layer.scope is None:
+            continue
+        node = next(p for p, e in graph.pred[layer.id].items() if e["port"] == 0)
+        while node != layer.scope.input:
+            current = network.layer(node)
+            if current.op == "batchnorm" and current.attrs.get("affine", True):
+                found.append(
+                    current.path.rsplit(".", 1)[0] + "." + current.module if "." in current.path else current.module
+                )
+                break
+            if current.scope is not layer.scope:
+                break
+            preds = [p for p, e in graph.pred[node].items() if e["port"] == 0]
+            if not preds:
+                break
+            node = preds[0]
+    return found
+
+
+def build(network: Network, zero_init_residual: bool | None = None, norm: str | None = None) -> nn.Module:
+    """An ``nn.Module`` for ``network``, initialised like torchvision's ResNets."""
+    options: dict[str, Any] = {**network.meta, **network.params}
+    zero_init = bool(options.get("zero_init_residual", False) if zero_init_residual is None else zero_init_residual)
+    norm = str(norm or options.get("norm", "batchnorm"))
+    if norm not in ("batchnorm", "syncbatchnorm"):
+        raise ValueError(f"norm must be 'batchnorm' or 'syncbatchnorm', got {norm!r}")
+    model = _Builder(network, norm).scope(network.root)
+    init_weights(model, network, zero_init)
+    model.resdsl_network = network.name  # type: ignore[assignment]
+    return model
