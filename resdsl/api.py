@@ -132,7 +132,7 @@ def check(
         if net is None:
             continue
         infer(net, collector)
-        net.source = program.sources.get(net.file, "")
+        net.sources = dict(program.sources)
         net.source_file = program.root
         result.networks.append(net)
     result.diagnostics = _dedupe(collector.items)
@@ -180,12 +180,23 @@ def pick_network(result: CheckResult, spec: Spec, network: str | None = None) ->
 
 
 def build_model(
-    spec: Spec, network: str | None = None, input_shape: Sequence[int] | None = None, **overrides: Any
+    spec: Spec,
+    network: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    *,
+    zero_init_residual: bool | None = None,
+    norm: str | None = None,
+    **overrides: Any,
 ) -> torch.nn.Module:
-    """An ``nn.Module`` for the spec, with modules named as the spec names its layers."""
+    """An ``nn.Module`` for the spec, with modules named as the spec names its layers.
+
+    ``zero_init_residual`` zeroes the last batchnorm gamma of every residual branch;
+    ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
+    Both can also be set in the spec (as a parameter or a ``meta`` entry).
+    """
     from resdsl.backends.torch import build
 
-    return build(compile(spec, network, input_shape, **overrides))
+    return build(compile(spec, network, input_shape, **overrides), zero_init_residual=zero_init_residual, norm=norm)
 
 
 def generate(spec: Spec, network: str | None = None, input_shape: Sequence[int] | None = None, **overrides: Any) -> str:

@@ -515,6 +515,7 @@ class Elaborator:
         stage.repeat = value.args["repeat"]
         stage.repeat_expr = value.exprs.get("repeat")
         assert isinstance(block.target, ast.BlockDef)
+        stage.block, stage.arg_exprs = block.target, dict(block.exprs)  # what blocks after the first get
         block_params = {p.name for p in block.target.params}
         first_args, first_exprs = dict(block.args), dict(block.exprs)
         for key in ("stride", "shortcut"):

@@ -99,7 +99,7 @@ class Network:
     order: list[str]  # node ids in build (= topological) order
     int_divisions: set[ast.BinOp] = field(default_factory=set)  # "/" evaluated on integers
     definition: ast.NetworkDef | None = None
-    source: str = ""  # text of the file the network was compiled from (for hashes)
+    sources: dict[str, str] = field(default_factory=dict)  # every file read to compile it (for hashes)
     source_file: str = ""  # the file given to the compiler (may differ from the defining file)
 
     def layer(self, node_id: str) -> Layer:
@@ -113,6 +113,35 @@ class Network:
         """Predecessors ordered by port."""
         preds = self.graph.pred[node_id]
         return [p for p, _ in sorted(preds.items(), key=lambda kv: kv[1]["port"])]
+
+    def port(self, node_id: str, port: int) -> str | None:
+        """The node feeding ``port`` of ``node_id`` (None if that port is unused)."""
+        for pred, edge in self.graph.pred[node_id].items():
+            if edge["port"] == port:
+                return pred
+        return None
+
+    def shortcut_source(self, residual: Layer) -> str:
+        """Where a residual's shortcut reads from: the ``project_from`` layer when the
+        shortcut is realised by a module, otherwise the branch input."""
+        tap = self.port(residual.id, 2)
+        if tap is not None and residual.shortcut is not None and residual.shortcut.kind != "identity":
+            return tap
+        source = self.port(residual.id, 1)
+        assert source is not None
+        return source
+
+    def last_norm(self, residual: Layer) -> Layer | None:
+        """The last affine batchnorm on a residual's main branch (zero_init_residual zeroes it)."""
+        node = self.port(residual.id, 0)
+        while node is not None and residual.scope is not None and node != residual.scope.input:
+            current = self.layer(node)
+            if current.scope is not residual.scope:
+                return None
+            if current.op == "batchnorm" and current.attrs.get("affine", True):
+                return current
+            node = self.port(node, 0)
+        return None
 
     @property
     def output(self) -> Layer:

@@ -52,7 +52,7 @@ def infer(network: Network, collector: Collector) -> None:
 def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
     main, branch = inputs[0], inputs[1]
     kind = str(layer.attrs["shortcut"])
-    source = inputs[2] if len(inputs) > 2 and kind in ("projection", "projection_all", "avgpool_projection") else branch
+    source = inputs[2] if len(inputs) > 2 and kind != "identity" else branch  # see Network.shortcut_source
     assert main.shape is not None and source.shape is not None
     try:
         shortcut = realise_shortcut(kind, main.shape, source.shape)

@@ -119,7 +119,6 @@ class _Builder:
         children: list[tuple[str, nn.Module]] = []
         registered: set[str] = set()
         slot_of: dict[str, int] = {scope.input: 0}
-        graph = self.net.graph
         needed = self._saved_nodes(scope)
         for node_id in needed:
             slot_of.setdefault(node_id, len(slot_of))
@@ -133,8 +132,7 @@ class _Builder:
             if item.op == "residual":
                 shortcut = item.shortcut
                 assert shortcut is not None
-                ports = {e["port"]: p for p, e in graph.pred[item.id].items()}
-                source = ports[2] if shortcut.projects and 2 in ports else ports[1]
+                source = self.net.shortcut_source(item)
                 module = shortcut_module(shortcut, self.norm)
                 name = None
                 if module is not None:
@@ -173,32 +171,16 @@ def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = 
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
     if zero_init_residual:
-        for path in last_norms(network):
-            nn.init.constant_(model.get_submodule(path).weight, 0)  # type: ignore[arg-type]
+        for layer in network.layers():
+            norm = network.last_norm(layer) if layer.op == "residual" else None
+            if norm is not None:
+                nn.init.constant_(model.get_submodule(module_path(norm)).weight, 0)  # type: ignore[arg-type]
 
 
-def last_norms(network: Network) -> list[str]:
-    """Module paths of the last batchnorm on each residual's main branch."""
-    graph = network.graph
-    found = []
-    for layer in network.layers():
-        if layer.op != "residual" or layer.scope is None:
-            continue
-        node = next(p for p, e in graph.pred[layer.id].items() if e["port"] == 0)
-        while node != layer.scope.input:
-            current = network.layer(node)
-            if current.op == "batchnorm" and current.attrs.get("affine", True):
-                found.append(
-                    current.path.rsplit(".", 1)[0] + "." + current.module if "." in current.path else current.module
-                )
-                break
-            if current.scope is not layer.scope:
-                break
-            preds = [p for p, e in graph.pred[node].items() if e["port"] == 0]
-            if not preds:
-                break
-            node = preds[0]
-    return found
+def module_path(layer: Layer) -> str:
+    """The path of the module that runs ``layer`` (shared anonymous modules have one path)."""
+    scope_path = layer.scope.path if layer.scope is not None else ""
+    return f"{scope_path}.{layer.module}" if scope_path else layer.module
 
 
 def build(network: Network, zero_init_residual: bool | None = None, norm: str | None = None) -> nn.Module:
