@@ -143,7 +143,7 @@ def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:
     seen: set[tuple] = set()
     out = []
     for d in items:
-        key = (d.code, d.span, d.message)
+        key = (d.code, d.span, d.message, d.notes)
         if key not in seen:
             seen.add(key)
             out.append(d)

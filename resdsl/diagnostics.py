@@ -58,6 +58,9 @@ CODES: dict[str, str] = {
     "W401": "conv with bias right before batchnorm",
     "W402": "stage halves the map without doubling the width",
     "W403": "batchnorm over a single value per channel",
+    # output files
+    "E501": "output file would be overwritten",
+    "E502": "output file cannot be written",
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,13 @@ class Failed(Exception):
     """Abandons one statement after its diagnostics were recorded."""
 
 
+class _Poison:
+    """The value of a binding whose expression failed: using it fails without a second message."""
+
+
+POISON = _Poison()
+
+
 # -- the elaborator -----------------------------------------------------------------------
 
 
@@ -435,7 +442,11 @@ class Elaborator:
                 continue
             try:
                 if isinstance(stmt, ast.Assign):
-                    value = self.eval(stmt.value, env)
+                    try:
+                        value = self.eval(stmt.value, env)
+                    except Failed:
+                        env.setdefault(stmt.name, POISON)
+                        raise
                     if stmt.name in names:
                         self.diags.add(
                             error(
@@ -510,7 +521,6 @@ class Elaborator:
             sub = self._block(value, name, path, scope, cur)
             return sub.output, branch
         stage = Scope("stage", name, path, value.span, input=cur)
-        scope.items.append(stage)
         block: LayerCall = value.args["block"]
         stage.repeat = value.args["repeat"]
         stage.repeat_expr = value.exprs.get("repeat")
@@ -533,6 +543,7 @@ class Elaborator:
                 raise Failed
             first_args[key] = value.args[key]
             first_exprs[key] = value.exprs[key]
+        scope.items.append(stage)
         out = cur
         for i in range(stage.repeat):
             call = (
@@ -560,10 +571,16 @@ class Elaborator:
         )
         parent.items.append(scope)
         self.block_stack.append((block.name, call.span))
+        before = len(self.diags.items)
         try:
             scope.output = self._body(block.body, scope, env, cur)
         finally:
             self.block_stack.pop()
+        for i in range(before, len(self.diags.items)):  # say where a library block went wrong from
+            d = self.diags.items[i]
+            if d.span.file != call.span.file and not any(n.startswith("in ") for n in d.notes):
+                note = f"in {scope.path}, a {block.name} made at {call.span}"
+                self.diags.items[i] = replace(d, notes=(*d.notes, note))
         return scope
 
     def _bind_block(self, call: LayerCall) -> dict[str, Any]:
@@ -696,6 +713,8 @@ class Elaborator:
 
     def _lookup(self, name: ast.Name, env: dict[str, Any]) -> Any:
         if name.id in env:
+            if env[name.id] is POISON:
+                raise Failed
             return env[name.id]
         if name.id in SHORTCUTS:
             return SHORTCUTS[name.id]
@@ -803,6 +822,7 @@ class Elaborator:
         spans: dict[str, ast.Span] = {}
         problems: list[Diagnostic] = []
         broken = False
+        given: set[str] = set()
         positional = [p for p in params]
         for i, arg in enumerate(call.args):
             if arg.name is None:
@@ -834,9 +854,10 @@ class Elaborator:
                         )
                     )
                     continue
-            if param.name in args or param.name in exprs:
+            if param.name in given:
                 problems.append(error("E214", f"{what} argument '{param.name}' is given twice", arg.span))
                 continue
+            given.add(param.name)
             try:
                 value = self.eval(arg.value, env)
             except Failed:
@@ -871,7 +892,7 @@ class Elaborator:
                 problems.append(
                     error(
                         "E205",
-                        f"stage repeats a block, got {type_name(value)}",
+                        f"stage repeats a block, got {type_name(value)} ({_show_value(value)})",
                         arg.value.span,
                         help="define a block (block name(...) { ... }) and pass it: stage(name(64), repeat=2)",
                     )
@@ -881,7 +902,7 @@ class Elaborator:
             exprs[param.name] = arg.value
             spans[param.name] = arg.span
         for param in params:
-            if param.name in args or param.name in exprs:
+            if param.name in given:
                 continue
             if param.required:
                 problems.append(
@@ -923,15 +944,23 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _show(expr: ast.Expr) -> str:
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
+
+def _show(expr: ast.Expr, parent: int = 0, right: bool = False) -> str:
+    """An expression as the user wrote it (for messages), parenthesised where needed."""
     if isinstance(expr, ast.BinOp):
-        return f"{_show(expr.left)} {expr.op} {_show(expr.right)}"
+        prec = _PRECEDENCE[expr.op]
+        text = f"{_show(expr.left, prec)} {expr.op} {_show(expr.right, prec, True)}"
+        return f"({text})" if prec < parent or (right and prec == parent) else text
     if isinstance(expr, ast.Name):
         return expr.id
     if isinstance(expr, (ast.IntLit, ast.FloatLit)):
         return repr(expr.value)
     if isinstance(expr, ast.Neg):
-        return f"-{_show(expr.operand)}"
+        return f"-{_show(expr.operand, 3)}"
+    if isinstance(expr, ast.Index):
+        return f"{_show(expr.value, 3)}[{_show(expr.index)}]"
     if isinstance(expr, ast.Call):
         return f"{expr.func}(...)"
     return "..."

@@ -8,6 +8,7 @@ language's own terms.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from lark import Lark, Token, Transformer, v_args
@@ -195,7 +196,12 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
         return ResdslError(error("E002", f"unexpected character {ch!r}", span, help=hint))
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         lines = text.splitlines() or [""]
-        span = ast.Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        # point just past the last code on the last line that has any (not at a trailing comment)
+        number = len(lines)
+        while number > 1 and not re.sub(r"#.*", "", lines[number - 1]).strip():
+            number -= 1
+        end = len(re.sub(r"#[^\"]*$", "", lines[number - 1]).rstrip()) + 1
+        span = ast.Span(file, number, end, number, end + 1)
         expected = _expected_words(exc.expected) if exc.expected else "more input"
         return ResdslError(
             error("E003", f"unexpected end of file; expected {expected}", span, help="is a '}' or ')' missing?")

@@ -37,15 +37,15 @@ def infer(network: Network, collector: Collector) -> None:
                 layer.macs = op.macs(layer.in_shapes[0], layer.shape, layer.attrs)
         except ShapeError as exc:
             layer.shape = None
-            where = f" in {layer.path}" if layer.path else ""
-            message = (
-                exc.message
-                if layer.op != "residual"
-                else exc.message.replace("residual addition", f"residual addition{where}")
-            )
+            message, notes = exc.message, list(exc.notes)
+            scope = layer.scope
             if layer.op != "residual" and layer.path:
                 message = f"{layer.path}: {message}"
-            collector.add(error(exc.code, message, layer.span, notes=exc.notes, help=exc.help))
+            elif layer.op == "residual" and exc.code != "E301":
+                message = f"residual addition in {scope.path if scope and scope.path else 'the network'}: {message}"
+            if scope is not None and scope.kind == "block" and scope.span.file != layer.span.file:
+                notes.append(f"in {scope.path}, a {scope.block.name if scope.block else 'block'} made at {scope.span}")
+            collector.add(error(exc.code, message, layer.span, notes=notes, help=exc.help))
     _lint(network, collector)
 
 
@@ -114,7 +114,7 @@ def _lint(network: Network, collector: Collector) -> None:
                     )
                 )
     for scope in network.root.scopes():
-        if scope.kind != "stage":
+        if scope.kind != "stage" or not scope.output:
             continue
         first, last = graph.nodes[scope.input]["layer"], graph.nodes[scope.output]["layer"]
         if first.shape is None or last.shape is None or len(first.shape) != 3 or len(last.shape) != 3:

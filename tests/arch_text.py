@@ -1,0 +1,144 @@
+"""Test helper: hypothesis strategies for valid .arch programs and a printer back to text.
+
+Used only by the round-trip property test; the compiler itself never prints .arch text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hypothesis import strategies as st
+
+from resdsl import ast
+
+KEYWORDS = {"import", "block", "network", "input", "meta", "true", "false", "x"}
+names = st.from_regex(r"[a-z_][a-z0-9_]{0,7}", fullmatch=True).filter(lambda n: n not in KEYWORDS)
+
+
+def strip(node: Any) -> Any:
+    """The node with every span removed, so trees can be compared by structure."""
+    if isinstance(node, tuple):
+        return tuple(strip(n) for n in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, ast.Span):
+        changes = {}
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            changes[f.name] = ast.NO_SPAN if isinstance(value, ast.Span) else strip(value)
+        return dataclasses.replace(node, **changes)
+    return node
+
+
+def exprs() -> st.SearchStrategy[ast.Expr]:
+    leaves = st.one_of(
+        st.integers(0, 10_000).map(ast.IntLit),
+        st.floats(0, 100, allow_nan=False).map(lambda f: ast.FloatLit(round(f, 4))),
+        st.text("abc xyz_-", max_size=6).map(ast.StrLit),
+        st.booleans().map(ast.BoolLit),
+        names.map(ast.Name),
+    )
+
+    def extend(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
+        return st.one_of(
+            st.builds(ast.BinOp, st.sampled_from(["+", "-", "*", "/", "//", "%"]), inner, inner),
+            st.builds(ast.Neg, inner),
+            st.lists(inner, max_size=3).map(lambda items: ast.ListExpr(tuple(items))),
+            st.builds(ast.Index, names.map(ast.Name), inner),
+            st.builds(ast.Call, names, st.lists(args(inner), max_size=3).map(tuple)),
+        )
+
+    return st.recursive(leaves, extend, max_leaves=8)
+
+
+def args(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Arg]:
+    return st.builds(ast.Arg, st.one_of(st.none(), names), inner)
+
+
+def statements() -> st.SearchStrategy[ast.Stmt]:
+    e = exprs()
+    call = st.builds(ast.Call, names, st.lists(args(e), max_size=3).map(tuple))
+    return st.one_of(
+        st.builds(ast.Assign, names, e),
+        names.map(lambda n: ast.LayerStmt(ast.Name(n))),
+        call.map(ast.LayerStmt),
+    )
+
+
+def params() -> st.SearchStrategy[tuple[ast.Param, ...]]:
+    return st.lists(st.builds(ast.Param, names, st.one_of(st.none(), exprs())), max_size=3).map(tuple)
+
+
+def modules() -> st.SearchStrategy[ast.Module]:
+    body = st.lists(statements(), max_size=5).map(tuple)
+    shape = st.lists(st.integers(1, 512), min_size=1, max_size=3).map(lambda d: (ast.InputStmt(tuple(d)),))
+    meta = st.lists(st.builds(ast.MetaEntry, names, exprs()), max_size=2).map(
+        lambda es: (ast.MetaStmt(tuple(es)),) if es else ()
+    )
+    network = st.builds(lambda n, p, s, m, b: ast.NetworkDef(n, p, s + m + b), names, params(), shape, meta, body)
+    block = st.builds(ast.BlockDef, names, params(), body)
+    alias = st.builds(
+        ast.NetworkAlias, names, st.builds(ast.Call, names, st.lists(args(exprs()), max_size=2).map(tuple))
+    )
+    imports = st.lists(st.text("abcdef/", min_size=1, max_size=8).map(lambda p: ast.Import(p + ".arch")), max_size=2)
+    defs = st.lists(st.one_of(network, block, alias), max_size=3)
+    return st.builds(lambda i, d: ast.Module("<test>", tuple(i), tuple(d)), imports, defs)
+
+
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
+
+def show(e: ast.Expr, parent: int = 0, right: bool = False) -> str:
+    if isinstance(e, ast.IntLit):
+        return str(e.value)
+    if isinstance(e, ast.FloatLit):
+        return repr(float(e.value)) if "e" not in repr(e.value) else f"{e.value:.6f}"
+    if isinstance(e, ast.StrLit):
+        return '"' + e.value + '"'
+    if isinstance(e, ast.BoolLit):
+        return "true" if e.value else "false"
+    if isinstance(e, ast.Name):
+        return e.id
+    if isinstance(e, ast.ListExpr):
+        return "[" + ", ".join(show(i) for i in e.items) + "]"
+    if isinstance(e, ast.Index):
+        return f"{show(e.value, 4)}[{show(e.index)}]"
+    if isinstance(e, ast.Neg):
+        return f"-{show(e.operand, 3)}"
+    if isinstance(e, ast.Call):
+        return f"{e.func}({', '.join(show_arg(a) for a in e.args)})"
+    if isinstance(e, ast.BinOp):
+        p = _PREC[e.op]
+        text = f"{show(e.left, p)} {e.op} {show(e.right, p, True)}"
+        return f"({text})" if p < parent or (right and p == parent) or parent >= 3 else text
+    raise TypeError(e)
+
+
+def show_arg(a: ast.Arg) -> str:
+    return f"{a.name}={show(a.value)}" if a.name else show(a.value)
+
+
+def show_stmt(s: ast.Stmt) -> str:
+    if isinstance(s, ast.InputStmt):
+        return "input " + " x ".join(str(d) for d in s.dims)
+    if isinstance(s, ast.MetaStmt):
+        return "meta { " + "  ".join(f"{e.name} = {show(e.value)}" for e in s.entries) + " }"
+    if isinstance(s, ast.Assign):
+        return f"{s.name} = {show(s.value)}"
+    return show(s.value)
+
+
+def show_params(ps: tuple[ast.Param, ...]) -> str:
+    return ", ".join(p.name if p.default is None else f"{p.name} = {show(p.default)}" for p in ps)
+
+
+def show_module(m: ast.Module) -> str:
+    out = [f'import "{i.path}"' for i in m.imports]
+    for d in m.definitions:
+        if isinstance(d, ast.NetworkAlias):
+            out.append(f"network {d.name} = {show(d.target)}  # an alias")
+            continue
+        kind = "network" if isinstance(d, ast.NetworkDef) else "block"
+        out.append(f"{kind} {d.name}({show_params(d.params)}) {{")
+        out.extend(f"    {show_stmt(s)}" for s in d.body)
+        out.append("}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,64 @@
+"""Diagnostics: the compiler-style text, the JSON form, and the documented code list."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from resdsl.ast import Span
+from resdsl.diagnostics import CODES, ResdslError, SourceCache, error, format_diagnostic, to_json
+from tests.conftest import ROOT
+
+SOURCE = "network n() {\n    input 3 x 8 x 8\n    residual(identity)\n}\n"
+
+
+def test_text_format_matches_the_design() -> None:
+    d = error(
+        "E301",
+        "residual addition in layer2.0: shapes differ",
+        Span("bad.arch", 3, 5, 3, 23),
+        notes=["main branch  512 x 28 x 28   (conv3 at bad.arch:9:5)", "shortcut     256 x 56 x 56   (identity)"],
+        help="use shortcut=projection",
+    )
+    text = format_diagnostic(d, SourceCache({"bad.arch": SOURCE}))
+    assert text.splitlines() == [
+        "bad.arch:3:5: error[E301]: residual addition in layer2.0: shapes differ",
+        "  main branch  512 x 28 x 28   (conv3 at bad.arch:9:5)",
+        "  shortcut     256 x 56 x 56   (identity)",
+        "   3 |     residual(identity)",
+        "     |     ^~~~~~~~~~~~~~~~~~",
+        "  help: use shortcut=projection",
+    ]
+
+
+def test_json_has_the_contract_keys() -> None:
+    d = error("E201", "unknown name 'x'", Span("f.arch", 1, 2, 1, 3), help="did you mean 'y'?")
+    (obj,) = json.loads(to_json([d]))
+    assert obj == {
+        "file": "f.arch",
+        "line": 1,
+        "column": 2,
+        "end_line": 1,
+        "end_column": 3,
+        "severity": "error",
+        "code": "E201",
+        "message": "unknown name 'x'",
+        "notes": ["help: did you mean 'y'?"],
+    }
+
+
+def test_every_code_is_documented_and_every_documented_code_exists() -> None:
+    doc = (ROOT / "docs" / "errors.md").read_text()
+    documented = set(re.findall(r"^\| ([EW]\d{3}) \|", doc, flags=re.M))
+    assert documented == set(CODES)
+
+
+def test_error_carries_span_and_code() -> None:
+    exc = ResdslError(error("E004", "cannot read x", Span("x.arch", 0, 0, 0, 0)))
+    assert exc.code == "E004" and exc.span.file == "x.arch" and "x.arch: error[E004]" in str(exc)
+
+
+def test_excerpt_is_skipped_when_the_file_is_gone(tmp_path: Path) -> None:
+    d = error("E201", "unknown name", Span(str(tmp_path / "gone.arch"), 4, 1, 4, 2))
+    assert format_diagnostic(d).count("\n") == 0

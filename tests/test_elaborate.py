@@ -1,0 +1,158 @@
+"""Elaboration: imports, parameters, arithmetic, stages, naming — spec to IR graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+import resdsl
+from resdsl.api import parse_override
+from resdsl.diagnostics import Collector, ResdslError
+from resdsl.elaborate import Elaborator, Failed, Program
+from resdsl.parser import parse_expr
+
+
+def evaluate(text: str, **env: object) -> object:
+    collector = Collector()
+    try:
+        return Elaborator(Program("<t>"), collector).eval(parse_expr(text), dict(env))
+    except Failed:
+        return collector.items[0].code
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1 + 2 * 3", 7),
+        ("(1 + 2) * 3", 9),
+        ("64 * 4 / 64 * 32", 128),  # ResNeXt width: exact division stays whole
+        ("7 // 2", 3),
+        ("7 % 4", 3),
+        ("-3 + 1", -2),
+        ("[1, 2, 3][1]", 2),
+        ("0.5 * 3", 1.5),
+        ("1 / 2.0", 0.5),
+        ("7 / 2", "E208"),
+        ("1 // 0", "E209"),
+        ('"a" * 2', "E212"),
+        ("[1][3]", "E213"),
+        ("nope + 1", "E201"),
+    ],
+)
+def test_integer_arithmetic(text: str, value: object) -> None:
+    assert evaluate(text) == value
+
+
+def test_override_values_are_parsed_in_the_language() -> None:
+    assert parse_override("n", "18") == 18
+    assert parse_override("flag", "true") is True
+    assert parse_override("shortcut", "projection") == "projection"
+    assert parse_override("depths", "[1, 2, 3, 4]") == [1, 2, 3, 4]
+    with pytest.raises(ResdslError):
+        parse_override("n", "1 +")
+
+
+def test_graph_is_networkx_with_module_paths() -> None:
+    net = resdsl.compile("resnet50")
+    g = net.graph
+    assert isinstance(g, nx.DiGraph) and nx.is_directed_acyclic_graph(g)
+    layer = net.layer("layer2.0.conv1")
+    assert layer.op == "conv" and layer.path == "layer2.0.conv1" and layer.shape == (128, 56, 56)
+    assert layer.span.file.endswith("std/blocks.arch") and layer.span.line == 23
+    # a residual addition has two inputs: main branch (port 0) and branch input (port 1)
+    add = net.layer("layer2.0.downsample")
+    ports = {e["port"]: p for p, e in g.pred[add.id].items()}
+    assert ports[0] == "layer2.0.bn3" and ports[1] == "layer1.2.relu_2"  # the third anonymous relu
+    assert add.shortcut is not None and add.shortcut.kind == "projection" and add.shortcut.stride == 2
+
+
+def test_stage_first_block_takes_stride_and_shortcut() -> None:
+    net = resdsl.compile("resnet18")
+    stage = next(s for s in net.root.scopes() if s.path == "layer2")
+    first, second = [s for s in stage.items]
+    assert first.args["stride"] == 2 and second.args["stride"] == 1  # type: ignore[union-attr]
+    assert [s.name for s in stage.items] == ["0", "1"]
+    net = resdsl.compile("resnet20", shortcut="projection_all")
+    blocks = [s for s in net.root.scopes() if s.kind == "block"]
+    assert all(b.args["shortcut"] == "projection_all" for b in blocks)
+
+
+def test_anonymous_layers_share_one_stateless_module() -> None:
+    net = resdsl.compile("resnet50")
+    relus = [layer for layer in net.layers() if layer.op == "relu" and layer.path.startswith("layer1.0.")]
+    assert len(relus) == 3 and {r.module for r in relus} == {"relu"}
+    assert all(r.inplace for r in relus)
+    # the network-level relu reads bn1, which nothing else reads: in place is safe
+    assert net.layer("relu").inplace
+
+
+def test_relu_is_not_inplace_on_a_value_a_shortcut_reads(tmp_path: Path) -> None:
+    spec = tmp_path / "p.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\n'
+        "block r(c) {\n  relu\n  conv1 = conv(c, k=3, p=1)\n  residual(identity)\n}\n"
+        "network n() {\n  input 3 x 8 x 8\n  c = conv(4, k=3, p=1)\n"
+        "  b = preact_basic(8, stride=2)\n  q = r(8)\n}\n"
+    )
+    net = resdsl.compile(spec)
+    assert not net.layer("q.relu").inplace  # it reads the block input, which the shortcut also reads
+    assert net.layer("b.relu1").inplace  # it reads bn1, which nothing else reads
+    add = net.layer("b.downsample")
+    assert net.shortcut_source(add) == "b.relu1"  # the projection branches off after BN-ReLU
+
+
+def test_aliases_and_overrides() -> None:
+    net = resdsl.compile("resnet110")
+    assert net.params == {"n": 18, "num_classes": 10, "shortcut": "zero_pad"}
+    assert net.name == "resnet110"
+    net = resdsl.compile("resnet110", num_classes=100)
+    assert net.output_shape == (100,)
+    with pytest.raises(ResdslError) as info:
+        resdsl.compile("resnet110", num_clases=100)
+    assert info.value.code == "E216"
+
+
+def test_imports_relative_and_library(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mine.arch").write_text(
+        'import "std/blocks.arch"\nblock twice(c) {\n  a = basic(c)\n  b = basic(c)\n}\n'
+    )
+    (tmp_path / "net.arch").write_text(
+        'import "lib/mine.arch"\nimport "std/blocks.arch"\n'  # diamond: std/blocks twice is fine
+        "network n() {\n  input 3 x 8 x 8\n  c = conv(4, k=3, p=1)\n  t = twice(4)\n}\n"
+    )
+    net = resdsl.compile(tmp_path / "net.arch")
+    assert net.layer("t.b.conv2").shape == (4, 8, 8)
+
+
+def test_import_cycle_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "a.arch").write_text('import "b.arch"\n')
+    (tmp_path / "b.arch").write_text('import "a.arch"\nimport "zzz.arch"\n')
+    result = resdsl.check(tmp_path / "a.arch")
+    assert sorted(d.code for d in result.diagnostics) == ["E101", "E102"]
+
+
+def test_block_defaults_may_use_earlier_parameters(tmp_path: Path) -> None:
+    (tmp_path / "d.arch").write_text(
+        "block b(c, width = c * 2) {\n  conv1 = conv(width, k=1)\n}\n"
+        "network n() {\n  input 3 x 4 x 4\n  x1 = b(8)\n  x2 = b(8, width=3)\n}\n"
+    )
+    net = resdsl.compile(tmp_path / "d.arch")
+    assert net.layer("x1.conv1").shape == (16, 4, 4) and net.layer("x2.conv1").shape == (3, 4, 4)
+
+
+def test_every_error_in_one_run(tmp_path: Path) -> None:
+    (tmp_path / "e.arch").write_text(
+        "network a() {\n  input 3 x 8 x 8\n  c = conv(4, kk=1)\n  d = conv(x)\n}\n"
+        "network b() {\n  input 3 x 8 x 8\n  p = maxpool(k=20)\n}\n"
+    )
+    result = resdsl.check(tmp_path / "e.arch")
+    assert [(d.code, d.span.line) for d in result.diagnostics] == [("E203", 3), ("E201", 4), ("E303", 8)]
+
+
+def test_plain_network_has_no_additions() -> None:
+    plain = resdsl.compile("resnet20", shortcut="none")
+    assert not [layer for layer in plain.layers() if layer.op == "residual"]
+    assert plain.num_params == resdsl.compile("resnet20").num_params  # option A adds no parameters

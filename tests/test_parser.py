@@ -1,0 +1,126 @@
+"""The front end: grammar coverage, spans, syntax errors in the language's words, round trip."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from resdsl import ast
+from resdsl.diagnostics import ResdslError
+from resdsl.parser import parse, parse_expr
+from tests.arch_text import modules, show_module, strip
+
+SAMPLE = """\
+import "std/blocks.arch"   # the shipped library
+# a comment line
+block pre(planes, stride = 1, shortcut = projection) {
+    width = planes * 4 / 2
+    bn1   = batchnorm()
+    relu1 = relu
+    conv1 = conv(width, k=3, s=stride, p=1)
+    residual(shortcut, project_from=relu1)
+}
+
+network net(num_classes = 10, depths = [2, 2], flag = true, scale = 0.5) {
+    input 3 x 32 x 32
+    meta { mean = [0.5, 0.5, 0.5]  std = [0.25, 0.25, 0.25]  dataset = "toy" }
+    conv1  = conv(16, k=3, p=1)
+    relu
+    layer1 = stage(pre(16), repeat=depths[0], stride=2)
+    fc     = linear(num_classes)
+}
+
+network small = net(num_classes=2)
+"""
+
+
+def test_sample_covers_the_language() -> None:
+    m = parse(SAMPLE, "sample.arch")
+    assert [i.path for i in m.imports] == ["std/blocks.arch"]
+    block, net, alias = m.definitions
+    assert isinstance(block, ast.BlockDef) and block.name == "pre"
+    assert [p.name for p in block.params] == ["planes", "stride", "shortcut"]
+    assert block.params[0].default is None and block.params[1].default == ast.IntLit(1, block.params[1].default.span)
+    width = block.body[0]
+    assert isinstance(width, ast.Assign) and isinstance(width.value, ast.BinOp) and width.value.op == "/"
+    assert isinstance(block.body[2], ast.Assign) and block.body[2].value == ast.Name("relu", block.body[2].value.span)
+    residual = block.body[4]
+    assert isinstance(residual, ast.LayerStmt) and isinstance(residual.value, ast.Call)
+    assert residual.value.args[1].name == "project_from"
+    assert isinstance(net, ast.NetworkDef)
+    assert net.body[0] == ast.InputStmt((3, 32, 32), net.body[0].span)
+    meta = net.body[1]
+    assert isinstance(meta, ast.MetaStmt) and [e.name for e in meta.entries] == ["mean", "std", "dataset"]
+    assert isinstance(net.body[3], ast.LayerStmt) and net.body[3].value.id == "relu"  # type: ignore[union-attr]
+    stage = net.body[4].value  # type: ignore[union-attr]
+    assert isinstance(stage, ast.Call) and isinstance(stage.args[1].value, ast.Index)
+    assert [p.default.value for p in net.params[2:]] == [True, 0.5]  # type: ignore[union-attr]
+    assert isinstance(alias, ast.NetworkAlias) and alias.target.func == "net"
+
+
+def test_spans_point_at_the_source() -> None:
+    m = parse(SAMPLE, "sample.arch")
+    conv1 = m.definitions[1].body[2]  # type: ignore[union-attr]
+    assert (conv1.span.line, conv1.span.column) == (14, 5)
+    assert (conv1.name_span.line, conv1.name_span.column, conv1.name_span.end_column) == (14, 5, 10)
+    call = conv1.value
+    assert (call.span.line, call.span.column, call.span.end_column) == (14, 14, 32)
+    assert call.args[1].span.column == 23  # k=3
+    assert m.definitions[1].span.file == "sample.arch"
+
+
+def test_precedence_and_associativity() -> None:
+    e = parse_expr("1 + 2 * 3 - 4 // 2 % 3")
+    assert e.op == "-" and e.left.op == "+" and e.left.right.op == "*"  # type: ignore[union-attr]
+    e = parse_expr("8 / 4 / 2")
+    assert e.left.op == "/" and isinstance(e.right, ast.IntLit)  # type: ignore[union-attr]
+    e = parse_expr("-(1 + 2) * 3")
+    assert e.op == "*" and isinstance(e.left, ast.Neg)  # type: ignore[union-attr]
+
+
+def test_shapes_with_and_without_spaces() -> None:
+    for text in ("3x224x224", "3 x 224 x 224", "3  x 224x224"):
+        m = parse(f"network n() {{ input {text} }}")
+        assert m.definitions[0].body[0].dims == (3, 224, 224)  # type: ignore[union-attr]
+
+
+def test_statements_may_share_a_line() -> None:
+    m = parse("network n() { input 3 x 8 x 8 conv1 = conv(8) relu  bn = batchnorm() }")
+    assert len(m.definitions[0].body) == 4  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "line", "column"),
+    [
+        ("network n() {\n  conv1 = conv(16 k=3)\n}", "E001", 2, 19),
+        ("network n() {\n  x = 'a'\n}", "E002", 2, 7),
+        ("network n() {\n  conv1 = conv(16)\n", "E003", 2, 19),
+        ("block b( { }", "E001", 1, 10),
+        ("network n() { = }", "E001", 1, 15),
+        ("network 3n() { }", "E001", 1, 9),
+        ("import std\n", "E001", 1, 8),
+    ],
+)
+def test_syntax_errors_are_in_the_languages_words(text: str, code: str, line: int, column: int) -> None:
+    with pytest.raises(ResdslError) as info:
+        parse(text, "bad.arch")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.span.file, d.span.line, d.span.column) == (code, "bad.arch", line, column)
+    # no raw lark terminal names such as LPAR, RPAR, NAME, $END, __ANON
+    assert not re.search(r"\b(LPAR|RPAR|LBRACE|RBRACE|COMMA|EQUAL|NAME|INT|FLOAT|SHAPE|STRING)\b|\$END|__", d.message)
+
+
+def test_expected_tokens_are_listed() -> None:
+    with pytest.raises(ResdslError) as info:
+        parse("network n() {\n  conv1 = conv(16 k=3)\n}")
+    assert "expected ')', ','" in info.value.diagnostics[0].message
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(modules())
+def test_random_valid_specs_round_trip(module: ast.Module) -> None:
+    text = show_module(module)
+    parsed = parse(text, "<test>")
+    assert strip(parsed) == strip(module), text

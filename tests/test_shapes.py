@@ -1,0 +1,99 @@
+"""The checker: inferred shapes, the papers' and torchvision's figures, shortcut realisation, lints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import resdsl
+from resdsl.ops import realise_shortcut
+from tests.conftest import CIFAR, CIFAR_PARAMS, TORCHVISION_MODELS, shipped_spec_files
+
+
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+def test_torchvision_figures(name: str, manifest: dict[str, Any]) -> None:
+    net = resdsl.compile(name)
+    assert net.num_params == manifest[name]["num_params"]
+    assert round(net.macs / 1e9, 3) == manifest[name]["gmacs_224"]
+    assert net.output_shape == (1000,)
+
+
+def test_resnet50_headline_figures() -> None:
+    net = resdsl.compile("resnet50")
+    assert (net.num_params, round(net.macs / 1e9, 3), net.weighted_layers) == (25_557_032, 4.089, 50)
+
+
+@pytest.mark.parametrize(("name", "n"), sorted(CIFAR.items()))
+def test_cifar_figures(name: str, n: int) -> None:
+    net = resdsl.compile(name)
+    assert net.num_params == CIFAR_PARAMS[name]
+    assert net.weighted_layers == 6 * n + 2
+    assert net.params["n"] == n
+
+
+@pytest.mark.parametrize(
+    ("name", "depth"), [("resnet18", 18), ("resnet34", 34), ("resnet101", 101), ("resnet152", 152)]
+)
+def test_depth_is_the_papers_name(name: str, depth: int) -> None:
+    assert resdsl.compile(name).weighted_layers == depth
+
+
+@pytest.mark.parametrize("path", shipped_spec_files(), ids=lambda p: p.stem)
+def test_shipped_specs_are_clean(path: Path) -> None:
+    result = resdsl.check(path)
+    assert result.diagnostics == [] and result.networks
+
+
+def test_stage_shapes_follow_table_1() -> None:
+    net = resdsl.compile("resnet50")
+    shapes = {
+        p: net.layer(net_id).shape for p, net_id in [(s.path, s.output) for s in net.root.scopes() if s.kind == "stage"]
+    }
+    assert shapes == {
+        "layer1": (256, 56, 56),
+        "layer2": (512, 28, 28),
+        "layer3": (1024, 14, 14),
+        "layer4": (2048, 7, 7),
+    }
+
+
+def test_input_override_changes_every_shape() -> None:
+    net = resdsl.compile("resnet50", input_shape=(3, 320, 320))
+    assert net.layer("layer4.2.conv3").shape == (2048, 10, 10)
+    assert net.layer("avgpool").shape == (2048, 1, 1)
+    assert net.num_params == 25_557_032
+
+
+def test_shortcut_options_a_b_c() -> None:
+    a = resdsl.compile("resnet20")
+    b = resdsl.compile("resnet20", shortcut="projection")
+    c = resdsl.compile("resnet20", shortcut="projection_all")
+    adds = lambda net: [layer.shortcut.kind for layer in net.layers() if layer.op == "residual"]  # noqa: E731
+    assert adds(a).count("zero_pad") == 2 and set(adds(a)) == {"identity", "zero_pad"}
+    assert adds(b).count("projection") == 2
+    assert set(adds(c)) == {"projection"} and len(adds(c)) == 9
+    # B adds two projections (16->32 and 32->64, each conv 1x1 + BN); C one per block
+    assert b.num_params - a.num_params == (16 * 32 + 64) + (32 * 64 + 128)
+    assert c.num_params > b.num_params
+
+
+def test_realise_shortcut_rules() -> None:
+    assert realise_shortcut("projection", (256, 56, 56), (64, 56, 56)).stride == 1
+    sc = realise_shortcut("avgpool_projection", (512, 4, 4), (256, 7, 7))  # odd size: ceil
+    assert (sc.kind, sc.stride, sc.params) == ("avgpool_projection", 2, 256 * 512 + 2 * 512)
+    assert realise_shortcut("zero_pad", (32, 16, 16), (16, 32, 32)).params == 0
+    assert realise_shortcut("projection", (64, 8, 8), (64, 8, 8)).kind == "identity"
+
+
+def test_lints(tmp_path: Path) -> None:
+    spec = tmp_path / "l.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\nnetwork n() {\n  input 3 x 2 x 2\n'
+        "  c = conv(8, k=2, bias=true)\n  bn = batchnorm()\n"
+        "  s = stage(basic(8), repeat=1)\n}\n"
+    )
+    result = resdsl.check(spec)
+    assert result.ok
+    assert sorted(d.code for d in result.diagnostics) == ["W401", "W403", "W403", "W403"]
