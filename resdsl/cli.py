@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from resdsl import __version__
 from resdsl.api import CheckResult, check, pick_network
@@ -26,12 +24,18 @@ from resdsl.ops import fmt_shape
 _STYLES = {"error": "bold red", "warning": "bold yellow"}
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console  # imported on demand: a clean `check` should start fast
+
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str] | None = None) -> None:
     """Print diagnostics like a compiler, coloured when stderr is a terminal."""
+    if not diagnostics:
+        return
+    from rich.text import Text
+
     console = _console(stderr=True)
     cache = SourceCache(sources)
     for d in diagnostics:
@@ -111,12 +115,11 @@ def check_cmd(
         click.echo(to_json(diagnostics))
     else:
         render(diagnostics, {k: v for r in results for k, v in r.sources.items()})
-        out = _console()
         for result in results:
             for net in result.networks:
                 if any(d.is_error for d in result.diagnostics):
                     continue
-                out.print(
+                click.echo(
                     f"{net.name}: {net.weighted_layers} weighted layers, {net.num_params:,} parameters, "
                     f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}  ({result.file})"
                 )

@@ -11,6 +11,7 @@ checker from piling follow-on errors onto it.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -787,7 +788,7 @@ class Elaborator:
             return LayerCall("op", op, bound.args, bound.exprs, bound.arg_spans, call.span)
         target = self.globals.get(call.func)
         if isinstance(target, ast.BlockDef):
-            params = tuple(P(p.name, "any") if p.default is None else P(p.name, "any", None) for p in target.params)
+            params = _block_params(target)
             bound = self._bind(call.func, params, call, env, fill_defaults=False)
             return LayerCall("block", target, bound.args, bound.exprs, bound.arg_spans, call.span)
         if isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
@@ -823,35 +824,30 @@ class Elaborator:
         problems: list[Diagnostic] = []
         broken = False
         given: set[str] = set()
-        positional = [p for p in params]
+        by_name = _param_index(params)
         for i, arg in enumerate(call.args):
             if arg.name is None:
-                if any(a.name is not None for a in call.args[:i]):
+                if i and call.args[i - 1].name is not None:
                     problems.append(error("E001", "a positional argument cannot follow a named one", arg.span))
                     continue
-                if i >= len(positional):
+                if i >= len(params):
                     problems.append(
                         error(
                             "E210",
-                            f"{what} takes at most {len(positional)} positional argument{'s' * (len(positional) != 1)}",
+                            f"{what} takes at most {len(params)} positional argument{'s' * (len(params) != 1)}",
                             arg.span,
                             help=f"parameters: {', '.join(p.name for p in params) or 'none'}",
                         )
                     )
                     continue
-                param = positional[i]
+                param = params[i]
             else:
-                param = next((p for p in params if arg.name == p.name or arg.name in p.aliases), None)
+                param = by_name.get(arg.name)
                 if param is None:
-                    hint = _suggest(arg.name, [n for p in params for n in (p.name, *p.aliases)])
+                    hint = _suggest(arg.name, list(by_name))
                     known = ", ".join(p.name for p in params) or "none"
                     problems.append(
-                        error(
-                            "E203",
-                            f"{what} has no parameter '{arg.name}'",
-                            arg.span,
-                            help=hint or f"parameters: {known}",
-                        )
+                        error("E203", f"{what} has no parameter '{arg.name}'", arg.span, help=hint or f"parameters: {known}")
                     )
                     continue
             if param.name in given:
@@ -921,6 +917,17 @@ class Elaborator:
         if broken:  # an argument failed to evaluate (already reported)
             raise Failed
         return LayerCall(kind, None, args, exprs, spans, call.span)
+
+
+@functools.lru_cache(maxsize=512)
+def _block_params(block: ast.BlockDef) -> tuple[P, ...]:
+    return tuple(P(p.name, "any") if p.default is None else P(p.name, "any", None) for p in block.params)
+
+
+@functools.lru_cache(maxsize=512)
+def _param_index(params: tuple[P, ...]) -> dict[str, P]:
+    """Parameters by name and alias (cached: the same op's table is bound thousands of times)."""
+    return {n: p for p in params for n in (p.name, *p.aliases)}
 
 
 def _definition_params(definition: ast.Definition, globals: dict[str, ast.Definition]) -> list[str]:
