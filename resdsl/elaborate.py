@@ -847,7 +847,12 @@ class Elaborator:
                     hint = _suggest(arg.name, list(by_name))
                     known = ", ".join(p.name for p in params) or "none"
                     problems.append(
-                        error("E203", f"{what} has no parameter '{arg.name}'", arg.span, help=hint or f"parameters: {known}")
+                        error(
+                            "E203",
+                            f"{what} has no parameter '{arg.name}'",
+                            arg.span,
+                            help=hint or f"parameters: {known}",
+                        )
                     )
                     continue
             if param.name in given:

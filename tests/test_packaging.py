@@ -18,9 +18,7 @@ def test_data_files_are_found() -> None:
 
 def test_installed_package_runs_elsewhere(tmp_path: Path) -> None:
     code = (
-        "import resdsl, resdsl.resources as r\n"
-        "print(r.grammar_path())\n"
-        "print(resdsl.compile('resnet20').num_params)\n"
+        "import resdsl, resdsl.resources as r\nprint(r.grammar_path())\nprint(resdsl.compile('resnet20').num_params)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -86,9 +86,12 @@ def shortcut_module(shortcut: Shortcut, norm: str = "batchnorm") -> nn.Module | 
         return None
     if shortcut.kind == "zero_pad":
         return ZeroPadShortcut(shortcut.stride, shortcut.out_channels - shortcut.in_channels)
-    conv = nn.Conv2d(shortcut.in_channels, shortcut.out_channels, 1, stride=shortcut.stride, bias=False)
+    pooled = shortcut.kind == "avgpool_projection"  # ResNet-D: the pool strides, the conv does not
+    conv = nn.Conv2d(
+        shortcut.in_channels, shortcut.out_channels, 1, stride=1 if pooled else shortcut.stride, bias=False
+    )
     bn = _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)
-    if shortcut.kind == "avgpool_projection":
+    if pooled:
         pool: nn.Module = (
             nn.AvgPool2d(shortcut.stride, shortcut.stride, ceil_mode=True, count_include_pad=False)
             if shortcut.stride > 1

@@ -1,0 +1,190 @@
+"""The PyTorch back end: exactly torchvision's networks, real shapes equal the checker's,
+and the ecosystem (torch.compile, export, trace, channels_last, DDP, SyncBatchNorm) works."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import resdsl
+from resdsl.api import shipped_names
+from tests.conftest import ROOT, TORCHVISION_MODELS, deterministic_fill, rel_error
+
+
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+def test_matches_torchvision(name: str, manifest: dict[str, Any], reference_outputs: dict[str, Any]) -> None:
+    model = resdsl.build_model(name)
+    listing = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
+    assert listing == manifest[name]["state_dict"]  # same keys, shapes, dtypes, in the same order
+    assert sum(p.numel() for p in model.parameters()) == manifest[name]["num_params"]
+    model.load_state_dict(deterministic_fill(manifest[name]["state_dict"]), strict=True)
+    x = reference_outputs["input"]
+    want = reference_outputs["outputs"][name]
+    with torch.no_grad():
+        assert rel_error(model.eval()(x), want["output_eval"]) < 1e-4
+        assert rel_error(model.train()(x), want["output_train"]) < 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(shipped_names()))
+def test_real_shapes_equal_inferred_shapes(name: str) -> None:
+    net = resdsl.compile(name)
+    model = resdsl.build_model(net).eval()
+    expected: dict[str, set[tuple[int, ...]]] = {}
+    for layer in net.layers():
+        if layer.op in ("input", "residual"):
+            continue
+        scope = layer.scope.path if layer.scope is not None else ""
+        path = f"{scope}.{layer.module}" if scope else layer.module
+        expected.setdefault(path, set()).add(layer.shape)  # type: ignore[arg-type]
+    for scope in net.root.scopes():
+        if scope.path:
+            expected.setdefault(scope.path, set()).add(net.layer(scope.output).shape)  # type: ignore[arg-type]
+    seen: dict[str, set[tuple[int, ...]]] = {}
+    handles = [
+        module.register_forward_hook(lambda m, i, o, p=path: seen.setdefault(p, set()).add(tuple(o.shape[1:])))
+        for path, module in model.named_modules()
+        if path in expected
+    ]
+    with torch.no_grad():
+        out = model(torch.randn(1, *net.input_shape))
+    for h in handles:
+        h.remove()
+    assert tuple(out.shape[1:]) == net.output_shape
+    assert seen == expected
+
+
+def test_initialisation_like_torchvision() -> None:
+    model = resdsl.build_model("resnet50")
+    conv = model.layer3[0].conv2
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert abs(conv.weight.std().item() - math.sqrt(2 / fan_out)) < 0.1 * math.sqrt(2 / fan_out)
+    bn = model.layer3[0].bn3
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+    zero = resdsl.build_model("resnet50", zero_init_residual=True)
+    assert torch.all(zero.layer3[0].bn3.weight == 0) and torch.all(zero.layer3[0].bn2.weight == 1)
+    assert torch.all(resdsl.build_model("resnet18", zero_init_residual=True).layer1[1].bn2.weight == 0)
+
+
+def test_option_a_shortcut_has_no_parameters_and_pads_zeros() -> None:
+    model = resdsl.build_model("resnet20").eval()
+    shortcut = model.layer2[0].downsample
+    assert sum(p.numel() for p in shortcut.parameters()) == 0
+    x = torch.randn(2, 16, 32, 32)
+    y = shortcut(x)
+    assert y.shape == (2, 32, 16, 16)
+    assert torch.equal(y[:, :16], x[:, :, ::2, ::2]) and torch.all(y[:, 16:] == 0)
+
+
+def test_avgpool_projection_is_resnet_d(tmp_path: Any) -> None:
+    spec = tmp_path / "d.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\nnetwork d() {\n  input 3 x 32 x 32\n  conv1 = conv(64, k=3, p=1)\n'
+        "  layer1 = stage(bottleneck(64, shortcut=avgpool_projection), repeat=1)\n"
+        "  layer2 = stage(bottleneck(128, shortcut=avgpool_projection), repeat=1, stride=2)\n}\n"
+    )
+    model = resdsl.build_model(spec)
+    keys = [k for k in model.state_dict() if "downsample" in k and k.endswith("weight")]
+    # timm's layout: a stride-1 projection keeps an identity in the pooling slot
+    assert keys == ["layer1.0.downsample.1.weight", "layer1.0.downsample.2.weight",
+                    "layer2.0.downsample.1.weight", "layer2.0.downsample.2.weight"]  # fmt: skip
+    assert isinstance(model.layer1[0].downsample[0], nn.Identity)
+    assert isinstance(model.layer2[0].downsample[0], nn.AvgPool2d)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 512, 16, 16)
+
+
+def test_syncbatchnorm_option() -> None:
+    model = resdsl.build_model("resnet20", norm="syncbatchnorm")
+    kinds = {type(m) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    assert kinds == {nn.SyncBatchNorm}
+    with pytest.raises(ValueError):
+        resdsl.build_model("resnet20", norm="groupnorm")
+
+
+def test_trace_export_channels_last() -> None:
+    model = resdsl.build_model("resnet18").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        traced = torch.jit.trace(model, x)
+        assert rel_error(traced(x), want) < 1e-5
+        exported = torch.export.export(model, (x,))
+        assert rel_error(exported.module()(x), want) < 1e-5
+        cl = model.to(memory_format=torch.channels_last)
+        assert rel_error(cl(x.to(memory_format=torch.channels_last)), want) < 1e-4
+
+
+@pytest.mark.parametrize(("name", "shape"), [("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 64))])
+def test_torch_compile_fullgraph(name: str, shape: tuple[int, ...]) -> None:
+    torch._dynamo.reset()
+    model = resdsl.build_model(name).eval()
+    x = torch.randn(2, *shape)
+    compiled = torch.compile(model, fullgraph=True)  # raises on any graph break
+    with torch.no_grad():
+        assert rel_error(compiled(x), model(x)) < 1e-4
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch, torch.distributed as dist
+    import resdsl
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    rank, world, port = int(sys.argv[1]), 2, sys.argv[2]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=__import__("datetime").timedelta(seconds=60))
+    torch.manual_seed(0)
+    model = DDP(resdsl.build_model("resnet20"))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    gen = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
+    for _ in range(3):
+        x = torch.randn(4, 3, 32, 32, generator=gen)
+        y = torch.randint(0, 10, (4,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    assert torch.equal(gathered[0], gathered[1]), "parameters differ across ranks"
+    assert not torch.equal(flat, torch.cat([p.flatten() for p in resdsl.build_model("resnet20").parameters()]))
+    dist.destroy_process_group()
+    print("ok", rank)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_keep_parameters_identical(tmp_path: Any) -> None:
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    port = str(_free_port())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(rank), port], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]  # fmt: skip
+    outputs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            outputs.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            p.kill()
+    for rank, (code, out, err) in enumerate(outputs):
+        assert code == 0 and f"ok {rank}" in out, err[-2000:]
