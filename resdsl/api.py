@@ -203,7 +203,8 @@ def generate(spec: Spec, network: str | None = None, input_shape: Sequence[int] 
     """The source of a standalone PyTorch module for the spec."""
     from resdsl.backends.codegen import generate as _generate
 
-    return _generate(compile(spec, network, input_shape, **overrides), overrides=overrides)
+    spec_arg = None if isinstance(spec, Network) else str(spec)
+    return _generate(compile(spec, network, input_shape, **overrides), overrides=overrides, spec_arg=spec_arg)
 
 
 __all__ = ["CheckResult", "build_model", "check", "compile", "generate", "library_dir", "shipped_names"]

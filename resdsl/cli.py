@@ -8,6 +8,7 @@ No Python traceback reaches the user: bad input is a diagnostic, anything else a
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -82,9 +83,19 @@ _common = [
 
 
 def common(func: Any) -> Any:
+    """The options every command takes, and diagnostics (not tracebacks) for bad input."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ResdslError as exc:
+            render(exc.diagnostics)
+            sys.exit(1)
+
     for option in reversed(_common):
-        func = option(func)
-    return func
+        run = option(run)
+    return run
 
 
 def _check_all(
@@ -168,11 +179,11 @@ def build_cmd(
     if not result.ok:
         sys.exit(1)
     net = pick_network(result, spec, network)
-    code = generate(net, overrides=_parse_sets(sets), spec_arg=spec)
+    target = output or f"{net.name}.py"
+    code = generate(net, overrides=_parse_sets(sets), spec_arg=spec, output=None if output == "-" else target)
     if output == "-":
         click.echo(code, nl=False)
         return
-    target = output or f"{net.name}.py"
     write_generated(target, code, force=force)
     _console(stderr=True).print(f"wrote {target} ({net.name}, {net.num_params:,} parameters)")
 

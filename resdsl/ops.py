@@ -373,6 +373,7 @@ register(
             P("shortcut", "shortcut"),
             P("project_from", "name", None),
             P("name", "str", "downsample"),
+            P("norm", "bool", True),  # a projection's 1x1 conv is followed by batchnorm
         ),
         _residual_shape,
         None,
@@ -394,10 +395,13 @@ class Shortcut:
     stride: int
     in_channels: int
     out_channels: int
+    norm: bool = True  # projections: batchnorm after the 1x1 conv (pre-activation nets have none)
 
     @property
     def params(self) -> int:  # 1x1 conv without bias + batchnorm's weight and bias
-        return self.in_channels * self.out_channels + 2 * self.out_channels if self.projects else 0
+        if not self.projects:
+            return 0
+        return self.in_channels * self.out_channels + (2 * self.out_channels if self.norm else 0)
 
     @property
     def projects(self) -> bool:
@@ -416,7 +420,7 @@ def _infer_stride(src: Shape, dst: Shape) -> int | None:
     return None
 
 
-def realise_shortcut(kind: str, main: Shape, src: Shape) -> Shortcut:
+def realise_shortcut(kind: str, main: Shape, src: Shape, norm: bool = True) -> Shortcut:
     """Decide what a shortcut of ``kind`` does to ``src`` so it can be added to ``main``."""
     same = main == src
     mismatch = [f"main branch  {fmt_shape(main)}", f"shortcut     {fmt_shape(src)}   ({kind})"]
@@ -442,4 +446,4 @@ def realise_shortcut(kind: str, main: Shape, src: Shape) -> Shortcut:
             help="use shortcut=projection to change channels downwards",
         )
     realised = "projection" if kind == "projection_all" else kind
-    return Shortcut(realised, stride, src[0], main[0])
+    return Shortcut(realised, stride, src[0], main[0], norm)

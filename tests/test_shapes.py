@@ -97,3 +97,13 @@ def test_lints(tmp_path: Path) -> None:
     result = resdsl.check(spec)
     assert result.ok
     assert sorted(d.code for d in result.diagnostics) == ["W401", "W403", "W403", "W403"]
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "depth"), [("preact_resnet164", 1_703_258, 164), ("preact_resnet1001", 10_327_706, 1001)]
+)
+def test_preactivation_figures(name: str, params: int, depth: int) -> None:
+    net = resdsl.compile(name)
+    assert (net.num_params, net.weighted_layers) == (params, depth)
+    projections = [layer.shortcut for layer in net.layers() if layer.shortcut is not None and layer.shortcut.projects]
+    assert len(projections) == 3 and not any(p.norm for p in projections)  # plain 1x1 convs on the pre-activation

@@ -266,6 +266,7 @@ class _Emitter:
         self.variable_kinds = False
         self.norm_classes: set[str] = set()
         self.needs_any = False
+        self.shortcut_norm_flag = False  # some projection has no batchnorm
 
     # attribute values of one op layer, in the terms of its scope
     def attrs(self, layer: Layer, names: frozenset[str]) -> dict[str, Any]:
@@ -389,6 +390,10 @@ class _Emitter:
         if kind is not None:
             self.note_kind(kind)
         args = [py(kind_expr), py(channels[branch]), py(out_ch), py(stride)]
+        norm = self.tr.normalize(item.exprs["norm"], names) if "norm" in item.exprs else True
+        if norm is not True:
+            self.shortcut_norm_flag = True
+            args.append(f"norm={py(norm)}")
         cls.init.append(("shortcut", (attr, args)))
         step.shortcut = attr
         step.optional = kind != "projection_all"
@@ -530,7 +535,9 @@ def _sources_hash(network: Network) -> str:
     return digest.hexdigest()
 
 
-def render(network: Network, overrides: Mapping[str, Any] | None = None, spec_arg: str | None = None) -> str:
+def render(
+    network: Network, overrides: Mapping[str, Any] | None = None, spec_arg: str | None = None, output: str | None = None
+) -> str:
     """The module source before formatting and hashing."""
     em = _Emitter(network)
     net_params = [(py_name(k), py_type(v), py_default(v)) for k, v in network.params.items()]
@@ -551,7 +558,7 @@ def render(network: Network, overrides: Mapping[str, Any] | None = None, spec_ar
         factory += "_"
     source = spec_arg or network.source_file
     command = f"resdsl build {source}" + "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
-    command += f" -o {network.name}.py"
+    command += f" -o {output or network.name + '.py'}"
     blocks = list(em.classes.values())
     shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
     params = [p for c in [*blocks, cls] for p in c.params]
@@ -570,6 +577,7 @@ def render(network: Network, overrides: Mapping[str, Any] | None = None, spec_ar
             zero_init_param=zero_init_param,
             typing=typing,
             shortcut_helper=shortcut_helper,
+            shortcut_norm_flag=em.shortcut_norm_flag,
             zero_pad=em.uses_zero_pad or em.variable_kinds,
             projection=em.uses_projection or em.variable_kinds,
             norm_classes=sorted(em.norm_classes) or ["BatchNorm2d"],
@@ -608,9 +616,11 @@ def content_hash(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def generate(network: Network, overrides: Mapping[str, Any] | None = None, spec_arg: str | None = None) -> str:
+def generate(
+    network: Network, overrides: Mapping[str, Any] | None = None, spec_arg: str | None = None, output: str | None = None
+) -> str:
     """The finished file: formatted, with a header that names its source and hashes its body."""
-    code = format_code(render(network, overrides, spec_arg))
+    code = format_code(render(network, overrides, spec_arg, output))
     header, _, body = code.partition("\n# ---\n")
     return f"{header}\n{_HASH_PREFIX}{content_hash(body)}\n# ---\n{body}"
 

@@ -90,15 +90,15 @@ def shortcut_module(shortcut: Shortcut, norm: str = "batchnorm") -> nn.Module | 
     conv = nn.Conv2d(
         shortcut.in_channels, shortcut.out_channels, 1, stride=1 if pooled else shortcut.stride, bias=False
     )
-    bn = _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)
+    layers = [conv, _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)] if shortcut.norm else [conv]
     if pooled:
         pool: nn.Module = (
             nn.AvgPool2d(shortcut.stride, shortcut.stride, ceil_mode=True, count_include_pad=False)
             if shortcut.stride > 1
             else nn.Identity()
         )
-        return nn.Sequential(pool, conv, bn)
-    return nn.Sequential(conv, bn)
+        layers.insert(0, pool)
+    return nn.Sequential(*layers)
 
 
 def layer_module(layer: Layer, norm: str = "batchnorm") -> nn.Module:
