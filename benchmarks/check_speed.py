@@ -10,19 +10,11 @@ than a third of importing torch, and time grows no worse than linearly with dept
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import sys
-import time
+from pathlib import Path
 
-
-def wall(cmd: list[str], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import processes
 
 
 def main() -> None:
@@ -31,15 +23,18 @@ def main() -> None:
     args = parser.parse_args()
     py = sys.executable
     check = [py, "-m", "resdsl", "check"]
-    rows = {
-        'python -c "import torch"': wall([py, "-c", "import torch"], args.repeat),
-        "python -c pass (interpreter start)": wall([py, "-c", "pass"], args.repeat),
-        "resdsl check resnet18": wall([*check, "resnet18"], args.repeat),
-        "resdsl check resnet20 (20 layers)": wall([*check, "resnet20"], args.repeat),
-        "resdsl check resnet110 (110 layers)": wall([*check, "resnet110"], args.repeat),
-        "resdsl check resnet1202 (1,202 layers)": wall([*check, "resnet1202"], args.repeat),
-        "resdsl check resnet1202 --set n=400 (2,402 layers)": wall([*check, "resnet1202", "--set", "n=400"], args.repeat),
-    }
+    rows = processes(
+        {
+            'python -c "import torch"': [py, "-c", "import torch"],
+            "python -c pass (interpreter start)": [py, "-c", "pass"],
+            "resdsl check resnet18": [*check, "resnet18"],
+            "resdsl check resnet20 (20 layers)": [*check, "resnet20"],
+            "resdsl check resnet110 (110 layers)": [*check, "resnet110"],
+            "resdsl check resnet1202 (1,202 layers)": [*check, "resnet1202"],
+            "resdsl check resnet1202 --set n=400 (2,402 layers)": [*check, "resnet1202", "--set", "n=400"],
+        },
+        args.repeat,
+    )
     torch_time = rows['python -c "import torch"']
     for name, seconds in rows.items():
         print(f"{name:<52} {seconds * 1000:8.1f} ms   {seconds / torch_time:5.2f}x import torch")
@@ -50,8 +45,8 @@ def main() -> None:
     print()
     print(f"check(resnet1202) / import torch = {ratio:.2f}  (target < 0.33: {'met' if ratio < 1 / 3 else 'NOT met'})")
     print(
-        f"marginal cost per layer: {per_layer_1202 * 1e6:.0f} us up to 1,202 layers, {per_layer_2402 * 1e6:.0f} us up to"
-        f" 2,402 (ratio {per_layer_2402 / per_layer_1202:.2f}; about 1 means linear)"
+        f"marginal cost per layer: {per_layer_1202 * 1e6:.0f} us up to 1,202 layers, "
+        f"{per_layer_2402 * 1e6:.0f} us up to 2,402 (ratio {per_layer_2402 / per_layer_1202:.2f}; about 1 means linear)"
     )
 
 

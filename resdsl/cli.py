@@ -127,6 +127,8 @@ def check_cmd(
     else:
         render(diagnostics, {k: v for r in results for k, v in r.sources.items()})
         for result in results:
+            if result.ok and not result.networks:
+                click.echo(f"{result.file}: no networks to check (blocks are checked where a network uses them)")
             for net in result.networks:
                 if any(d.is_error for d in result.diagnostics):
                     continue
@@ -185,7 +187,7 @@ def build_cmd(
         click.echo(code, nl=False)
         return
     write_generated(target, code, force=force)
-    _console(stderr=True).print(f"wrote {target} ({net.name}, {net.num_params:,} parameters)")
+    click.echo(f"wrote {target} ({net.name}, {net.num_params:,} parameters)", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

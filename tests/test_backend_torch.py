@@ -188,3 +188,27 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path: Any) -> None:
             p.kill()
     for rank, (code, out, err) in enumerate(outputs):
         assert code == 0 and f"ok {rank}" in out, err[-2000:]
+
+
+def test_spec_may_be_source_text_or_a_compiled_network() -> None:
+    text = (
+        'import "std/blocks.arch"\n'
+        "network tiny(w = 8) {\n  input 3 x 16 x 16\n  c = conv(w, k=3, p=1)\n  b = basic(w)\n}\n"
+    )
+    model = resdsl.build_model(text, w=4)
+    assert model(torch.randn(1, 3, 16, 16)).shape == (1, 4, 16, 16)
+    assert "block=basic" in repr(model)
+    net = resdsl.compile(text)
+    assert resdsl.build_model(net).b.conv1.out_channels == 8
+    with pytest.raises(resdsl.ResdslError) as info:
+        resdsl.build_model(text.replace("k=3", "k=33"))
+    assert info.value.code == "E303"
+
+
+def test_zero_init_residual_can_come_from_the_spec() -> None:
+    text = (
+        'import "std/blocks.arch"\nnetwork z(zero_init_residual = true) {\n  input 3 x 8 x 8\n'
+        "  c = conv(8, k=3, p=1)\n  b = basic(8)\n}\n"
+    )
+    assert torch.all(resdsl.build_model(text).b.bn2.weight == 0)
+    assert torch.all(resdsl.build_model(text, zero_init_residual=False).b.bn2.weight == 1)

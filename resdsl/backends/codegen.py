@@ -58,6 +58,20 @@ def camel(name: str) -> str:
     return out or "Network"
 
 
+def symbolic_shape(channels: Any, stride: Any, layer: Layer) -> str:
+    """A block layer's output shape for a comment: ``width x H/stride x W/stride``."""
+    shape = layer.shape or ()
+    channels = ast.Name(py(channels, 3))  # parenthesised when compound
+    if len(shape) != 3:
+        return py(channels)
+    if shape[1:] == (1, 1) and layer.op == "global_avgpool":
+        return f"{py(channels)} x 1 x 1"
+    if isinstance(stride, ast.IntLit) and stride.value == 1:
+        return f"{py(channels)} x H x W"
+    div = py(stride, 3)
+    return f"{py(channels)} x H/{div} x W/{div}"
+
+
 def is_const(e: Any) -> bool:
     if isinstance(e, (ast.IntLit, ast.FloatLit, ast.StrLit, ast.BoolLit)):
         return True
@@ -307,6 +321,7 @@ class _Emitter:
         cls.main = main
         var: dict[str, str] = {scope.input: "x"}
         channels: dict[str, Any] = {scope.input: cin}
+        strides: dict[str, Any] = {scope.input: ast.IntLit(1)}  # blocks: spatial stride so far, symbolically
         saved = self._saved(scope)
         current = scope.input
         registered: set[str] = set()
@@ -328,15 +343,21 @@ class _Emitter:
             source_var = var[current]
             if isinstance(item, Scope):
                 out_ch = self.child_scope(item, cls, channels[current], names)
-                comment = fmt_shape(graph.nodes[item.output]["layer"].shape) if network else ""
+                out_layer = graph.nodes[item.output]["layer"]
+                in_layer = graph.nodes[item.input]["layer"]
+                ratio = (in_layer.shape[1] // out_layer.shape[1]) if len(out_layer.shape) == 3 else 1
+                stride = fold(ast.BinOp("*", strides[current], ast.IntLit(max(ratio, 1))))
+                comment = fmt_shape(out_layer.shape) if network else symbolic_shape(out_ch, stride, out_layer)
                 cls.forward.append(Step("call", main, py_name(item.name), source_var, comment))
                 current = item.output
                 channels[current] = out_ch
+                strides[current] = stride
                 var[current] = main
             elif item.op == "residual":
                 self.residual(item, cls, var, channels, names, main)
                 current = item.id
                 channels[current] = channels[self.net.port(item.id, 0)]
+                strides[current] = strides[self.net.port(item.id, 0)]
                 var[current] = main
             else:
                 ctor, out_ch = self.ctor(item, channels[current], names)
@@ -346,10 +367,17 @@ class _Emitter:
                 if OPS[item.op].flatten_input and len(item.in_shapes[0]) > 1:
                     cls.forward.append(Step("flatten", main, source=source_var))
                     source_var = main
-                comment = fmt_shape(item.shape) if network else ""
+                op_stride = OPS[item.op].stride(self.attrs(item, names))
+                stride = fold(
+                    ast.BinOp(
+                        "*", strides[current], op_stride if isinstance(op_stride, _EXPR_TYPES) else lit(op_stride)
+                    )
+                )
+                comment = fmt_shape(item.shape) if network else symbolic_shape(out_ch, stride, item)
                 cls.forward.append(Step("call", main, py_name(item.module), source_var, comment))
                 current = item.id
                 channels[current] = out_ch
+                strides[current] = stride
                 var[current] = main
             if current in saved:
                 name = f"{py_name(graph.nodes[current]['layer'].name)}_out"
@@ -506,8 +534,16 @@ class _Emitter:
 
 @cache
 def _environment() -> jinja2.Environment:
+    # compiled templates are cached per user and version, as lark caches the grammar
+    cache_dir = Path(tempfile.gettempdir()) / f"resdsl-{__version__}-jinja-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    try:
+        cache_dir.mkdir(mode=0o700, exist_ok=True)
+        bytecode_cache: jinja2.BytecodeCache | None = jinja2.FileSystemBytecodeCache(str(cache_dir))
+    except OSError:
+        bytecode_cache = None
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("resdsl.backends", "templates"),
+        bytecode_cache=bytecode_cache,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,

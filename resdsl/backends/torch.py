@@ -53,10 +53,16 @@ class ScopeModule(nn.Module):
     input from a slot and stores its sum in the slot the next residual branches from.
     """
 
-    def __init__(self, steps: Sequence[tuple[int, str | None, bool, int, int, bool]], slots: int) -> None:
+    def __init__(
+        self, steps: Sequence[tuple[int, str | None, bool, int, int, bool]], slots: int, kind: str = ""
+    ) -> None:
         super().__init__()
         self.steps = tuple(steps)
         self.slots = slots
+        self.kind = kind  # the block type or network name, for print(model)
+
+    def extra_repr(self) -> str:
+        return self.kind
 
     def forward(self, x: Tensor) -> Tensor:
         saved: list[Tensor] = [x] * self.slots
@@ -148,7 +154,8 @@ class _Builder:
                 children.append((item.module, layer_module(item, self.norm)))
             flatten = OPS[item.op].flatten_input and len(item.in_shapes[0]) > 1
             steps.append((_CALL, item.module, flatten, save, 0, False))
-        module = ScopeModule(steps, len(slot_of))
+        kind = f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
+        module = ScopeModule(steps, len(slot_of), kind)
         for name, child in children:
             module.add_module(name, child)
         return module
