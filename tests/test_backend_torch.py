@@ -34,7 +34,10 @@ def test_matches_torchvision(name: str, manifest: dict[str, Any], reference_outp
         assert rel_error(model.train()(x), want["output_train"]) < 1e-4
 
 
-@pytest.mark.parametrize("name", sorted(shipped_names()))
+EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.arch"))
+
+
+@pytest.mark.parametrize("name", sorted(shipped_names()) + EXAMPLES)
 def test_real_shapes_equal_inferred_shapes(name: str) -> None:
     net = resdsl.compile(name)
     model = resdsl.build_model(net).eval()

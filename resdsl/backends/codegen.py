@@ -324,6 +324,9 @@ class _Emitter:
         strides: dict[str, Any] = {scope.input: ast.IntLit(1)}  # blocks: spatial stride so far, symbolically
         saved = self._saved(scope)
         current = scope.input
+        if network and self._reads_input(scope):  # "x" is about to be reassigned: keep the input
+            cls.forward.append(Step("save", "network_input", source="x"))
+            var[scope.input] = "network_input"
         registered: set[str] = set()
         lets_by_name = dict(scope.lets)
         statements = scope.block.body if scope.block is not None else (self.net.definition.body if network else ())
@@ -354,7 +357,7 @@ class _Emitter:
                 strides[current] = stride
                 var[current] = main
             elif item.op == "residual":
-                self.residual(item, cls, var, channels, names, main)
+                self.residual(item, cls, var, channels, strides, names, main)
                 current = item.id
                 channels[current] = channels[self.net.port(item.id, 0)]
                 strides[current] = strides[self.net.port(item.id, 0)]
@@ -385,6 +388,14 @@ class _Emitter:
                 var[current] = name
         return channels[current]
 
+    def _reads_input(self, scope: Scope) -> bool:
+        graph = self.net.graph
+        return any(
+            graph.pred[item.id][scope.input]["port"] in (1, 2)
+            for item in scope.items
+            if isinstance(item, Layer) and item.op == "residual" and scope.input in graph.pred[item.id]
+        )
+
     def _saved(self, scope: Scope) -> set[str]:
         graph = self.net.graph
         wanted = set()
@@ -396,7 +407,14 @@ class _Emitter:
         return wanted
 
     def residual(
-        self, item: Layer, cls: ClassDef, var: dict[str, str], channels: dict[str, Any], names: frozenset, main: str
+        self,
+        item: Layer,
+        cls: ClassDef,
+        var: dict[str, str],
+        channels: dict[str, Any],
+        strides: dict[str, Any],
+        names: frozenset,
+        main: str,
     ) -> None:
         assert item.shortcut is not None
         kind_expr = self.tr.normalize(item.exprs["shortcut"], names)
@@ -406,8 +424,13 @@ class _Emitter:
         branch = self.net.port(item.id, 1)
         tap = self.net.port(item.id, 2)
         assert branch is not None
-        out_ch = channels[self.net.port(item.id, 0)]
-        stride = self._stride(item)
+        main_input = self.net.port(item.id, 0)
+        assert main_input is not None
+        out_ch = channels[main_input]
+        # the main branch's spatial stride since the branch point, from this scope's own terms
+        stride = strides[main_input]
+        if not (isinstance(strides[branch], ast.IntLit) and strides[branch].value == 1):
+            stride = fold(ast.BinOp("//", stride, strides[branch]))
         attr = py_name(item.module)
         step = Step("residual", main, source=var[branch], inplace=item.inplace)
         if not fixed and cls.main == "x":  # a network-level residual whose kind is a network parameter
@@ -431,21 +454,6 @@ class _Emitter:
     def note_kind(self, kind: str) -> None:
         self.uses_zero_pad |= kind == "zero_pad"
         self.uses_projection |= kind in ("projection", "projection_all", "avgpool_projection")
-
-    def _stride(self, residual: Layer) -> Any:
-        """The main branch's spatial stride, as an expression of the scope's parameters."""
-        names = frozenset(residual.scope.args) if residual.scope is not None else frozenset()
-        stride: Any = ast.IntLit(1)
-        node = self.net.port(residual.id, 0)
-        stop = self.net.port(residual.id, 1)
-        while node is not None and node != stop:
-            layer = self.net.layer(node)
-            op = OPS.get(layer.op)
-            if op is not None and layer.op != "residual":
-                s = op.stride(self.attrs(layer, names))
-                stride = fold(ast.BinOp("*", stride, s if isinstance(s, _EXPR_TYPES) else lit(s)))
-            node = self.net.port(node, 0)
-        return stride
 
     def child_scope(self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str]) -> Any:
         """A block or stage used from ``parent``: its class, the constructor call, its channels."""
@@ -535,7 +543,8 @@ class _Emitter:
 @cache
 def _environment() -> jinja2.Environment:
     # compiled templates are cached per user and version, as lark caches the grammar
-    cache_dir = Path(tempfile.gettempdir()) / f"resdsl-{__version__}-jinja-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    cache_dir = Path(tempfile.gettempdir()) / f"resdsl-{__version__}-jinja-{user}"
     try:
         cache_dir.mkdir(mode=0o700, exist_ok=True)
         bytecode_cache: jinja2.BytecodeCache | None = jinja2.FileSystemBytecodeCache(str(cache_dir))
