@@ -61,6 +61,7 @@ CODES: dict[str, str] = {
     # output files
     "E501": "output file would be overwritten",
     "E502": "output file cannot be written",
+    "E503": "name cannot be used in generated code",
 }
 
 

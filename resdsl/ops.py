@@ -37,11 +37,24 @@ class P:
 
 
 class ShapeError(Exception):
-    """A shape rule's refusal; the checker turns it into a diagnostic at the layer's span."""
+    """A shape rule's refusal; the checker turns it into a diagnostic at the layer's span.
 
-    def __init__(self, code: str, message: str, notes: Sequence[str] = (), help: str | None = None) -> None:
+    ``recovered`` is the output shape the layer would have were the mistake fixed, when that
+    is clear (a residual keeps its main branch's shape): checking goes on from it, so later
+    mistakes are reported in the same run instead of being hidden.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        notes: Sequence[str] = (),
+        help: str | None = None,
+        recovered: Shape | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.notes, self.help = code, message, tuple(notes), help
+        self.recovered = recovered
 
 
 @dataclass(frozen=True)
@@ -132,11 +145,14 @@ def _window(op: str, size: int, k: int, s: int, p: int, d: int, ceil_mode: bool,
 def _conv_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
     c, h, w = _spatial("conv", ins)
     groups, out = a["groups"], a["out"]
+    k, s, p, d = a["k"], a["s"], a["p"], a["d"]
+    shape = (out, _window("conv", h, k, s, p, d, False, "height"), _window("conv", w, k, s, p, d, False, "width"))
     if a.get("in_channels") is not None and a["in_channels"] != c:
         raise ShapeError(
             "E305",
             f"conv expects {a['in_channels']} input channels, the input has {c}",
             help="drop in_channels= to infer it from the input",
+            recovered=shape,
         )
     if c % groups or out % groups:
         bad = c if c % groups else out
@@ -146,9 +162,9 @@ def _conv_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
             f"conv {which} channels {bad} are not divisible by groups={groups}",
             notes=[f"input {fmt_shape((c, h, w))}, output channels {out}"],
             help="choose groups that divide both channel counts",
+            recovered=shape,
         )
-    k, s, p, d = a["k"], a["s"], a["p"], a["d"]
-    return (out, _window("conv", h, k, s, p, d, False, "height"), _window("conv", w, k, s, p, d, False, "width"))
+    return shape
 
 
 def _conv_params(i: Shape, o: Shape, a: Mapping[str, Any]) -> int:
@@ -202,6 +218,7 @@ def _linear_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
             "E304",
             f"linear expects {a['in_features']} input features, the input {fmt_shape(ins[0])} has {features}",
             help="drop in_features= to infer it, or add global_avgpool() before the linear layer",
+            recovered=(a["out"],),
         )
     return (a["out"],)
 

@@ -36,7 +36,7 @@ def infer(network: Network, collector: Collector) -> None:
                 layer.params = op.param_count(layer.in_shapes[0], layer.shape, layer.attrs)
                 layer.macs = op.macs(layer.in_shapes[0], layer.shape, layer.attrs)
         except ShapeError as exc:
-            layer.shape = None
+            layer.shape = exc.recovered  # None unless the intended shape is clear
             message, notes = exc.message, list(exc.notes)
             scope = layer.scope
             if layer.op != "residual" and layer.path:
@@ -64,8 +64,9 @@ def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
             ]
             scope = layer.scope.path if layer.scope is not None and layer.scope.path else "the network"
             raise ShapeError(
-                "E301", f"residual addition in {scope}: shapes differ", notes, exc.help or SHORTCUT_HELP
+                "E301", f"residual addition in {scope}: shapes differ", notes, exc.help or SHORTCUT_HELP, main.shape
             ) from None
+        exc.recovered = main.shape
         raise
     layer.shortcut = shortcut
     layer.shape = main.shape

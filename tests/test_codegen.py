@@ -270,3 +270,47 @@ def test_failed_build_leaves_the_old_file(tmp_path: Path) -> None:
 def test_unwritable_target_is_a_clear_error(tmp_path: Path) -> None:
     result = build("resnet20", "-o", str(tmp_path / "missing" / "dir" / "net.py"))
     assert result.exit_code == 1 and "E502" in result.output
+
+
+def test_spec_names_that_collide_with_python_names(tmp_path: Path) -> None:
+    spec = tmp_path / "names.arch"
+    spec.write_text(
+        "block odd(in_channels, x = 2, out = 1) {\n"
+        "  identity = conv(in_channels * x, k=3, p=1)\n  self = batchnorm()\n  residual(projection)\n}\n"
+        "network names(torch = 4) {\n  input 3 x 8 x 8\n  out = conv(torch, k=1)\n  b = odd(8)\n}\n"
+    )
+    net = resdsl.compile(spec)
+    path = tmp_path / "names.py"
+    path.write_text(generate(net))
+    model = load_module(path).names()
+    built = resdsl.build_model(net)
+    assert list(model.state_dict()) == list(built.state_dict())  # attribute names kept exactly
+    model.load_state_dict(built.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert rel_error(model.eval()(x), built.eval()(x)) < 1e-6
+    keyword = tmp_path / "kw.arch"
+    keyword.write_text("network kw() {\n  input 3 x 8 x 8\n  lambda = conv(4)\n}\n")
+    result = build(str(keyword), "-o", str(tmp_path / "kw.py"))
+    assert result.exit_code == 1 and "E503" in result.output and not (tmp_path / "kw.py").exists()
+
+
+@pytest.mark.parametrize("name", ["resnet50", "preact_resnet164", "exotic"])
+def test_zero_init_residual_zeroes_the_same_norms(name: str, generated: dict[str, Path], tmp_path: Path) -> None:
+    spec = SPECS[name]
+    model = getattr(load_module(generated[name]), resdsl.compile(spec).name)(zero_init_residual=True)
+    built = resdsl.build_model(spec, zero_init_residual=True)
+    zeroed = lambda m: sorted(k for k, v in m.state_dict().items() if k.endswith("weight") and not v.any())  # noqa: E731
+    assert zeroed(model) == zeroed(built)
+
+
+def test_network_level_residual_is_zero_initialised(tmp_path: Path) -> None:
+    spec = tmp_path / "top.arch"
+    spec.write_text(
+        "network top() {\n  input 4 x 8 x 8\n  c = conv(4, k=3, p=1)\n  bn = batchnorm()\n  residual(identity)\n}\n"
+    )
+    path = tmp_path / "top.py"
+    path.write_text(generate(resdsl.compile(spec)))
+    model = load_module(path).top(zero_init_residual=True)
+    assert not model.bn.weight.any()
+    assert not resdsl.build_model(spec, zero_init_residual=True).bn.weight.any()

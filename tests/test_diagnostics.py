@@ -62,3 +62,14 @@ def test_error_carries_span_and_code() -> None:
 def test_excerpt_is_skipped_when_the_file_is_gone(tmp_path: Path) -> None:
     d = error("E201", "unknown name", Span(str(tmp_path / "gone.arch"), 4, 1, 4, 2))
     assert format_diagnostic(d).count("\n") == 0
+
+
+def test_every_op_is_documented_with_its_parameters() -> None:
+    from resdsl.ops import OPS
+
+    doc = (ROOT / "docs" / "language.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*?) \|", doc, flags=re.M))
+    for name, op in OPS.items():
+        assert name in rows, f"op {name} is missing from docs/language.md"
+        for p in op.params:
+            assert f"`{p.name}`" in rows[name], f"{name}.{p.name} is not documented"
