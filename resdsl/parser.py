@@ -182,7 +182,9 @@ def _expected_words(expected: set[str] | frozenset[str]) -> str:
 def _describe_token(tok: Token) -> str:
     if tok.type == "$END":
         return "end of file"
-    if tok.type in ("NAME", "INT", "FLOAT", "STRING", "SHAPE"):
+    if tok.type == "SHAPE":
+        return f"shape '{tok.value}'" if "x" in tok.value else f"number '{tok.value}'"
+    if tok.type in ("NAME", "INT", "FLOAT", "STRING"):
         return f"{_TERMINAL_WORDS[tok.type].split(' ', 1)[1] if tok.type != 'STRING' else 'string'} {tok.value!r}"
     return f"'{tok.value}'"
 
@@ -221,13 +223,44 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
     return ResdslError(error("E001", message, span, help=hint))
 
 
+MAX_SYNTAX_ERRORS = 20
+
+
 def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse one ``.arch`` file; raises :class:`ResdslError` (E001-E003) on bad syntax."""
+    """Parse one ``.arch`` file; raises :class:`ResdslError` (E001-E003) on bad syntax.
+
+    After a syntax error the parser skips input until it can go on, so one run reports every
+    independent mistake; errors met while skipping (the parser has not moved) are follow-ons
+    of the first and are not reported.
+    """
+    errors: list[ResdslError] = []
+    last_state: list[tuple[int, ...] | None] = [None]
+
+    def recover(exc: UnexpectedInput) -> bool:
+        state = _parser_state(exc)
+        same_line = bool(errors) and errors[-1].span.line == getattr(exc, "line", -1)
+        if (state is None or state != last_state[0]) and not same_line:
+            errors.append(_syntax_error(file, text, exc))
+        last_state[0] = state
+        at_end = isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+        return not at_end and len(errors) < MAX_SYNTAX_ERRORS
+
     try:
-        tree = _lark().parse(text, start="start")
+        tree = _lark().parse(text, start="start", on_error=recover)
     except UnexpectedInput as exc:
-        raise _syntax_error(file, text, exc) from None
+        if not errors:
+            errors.append(_syntax_error(file, text, exc))
+    if errors:
+        raise ResdslError([d for e in errors for d in e.diagnostics])
     return _transform(tree, file)
+
+
+def _parser_state(exc: UnexpectedInput) -> tuple[int, ...] | None:
+    """The LALR state stack where an error happened (None when lark does not say)."""
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is None:
+        return None
+    return tuple(interactive.parser_state.state_stack)
 
 
 def parse_expr(text: str, file: str = "<override>") -> ast.Expr:

@@ -124,3 +124,17 @@ def test_random_valid_specs_round_trip(module: ast.Module) -> None:
     text = show_module(module)
     parsed = parse(text, "<test>")
     assert strip(parsed) == strip(module), text
+
+
+def test_independent_syntax_errors_are_all_reported_without_follow_ons() -> None:
+    text = (
+        "network n() {\n    input 3 x 32 x 32\n    conv1 = conv(16 k=3)\n    relu\n"
+        "    conv2 = conv(16, k=3,, p=1)\n    name = 'x'\n}\n"
+    )
+    with pytest.raises(ResdslError) as info:
+        parse(text, "bad.arch")
+    assert [(d.code, d.span.line, d.span.column) for d in info.value.diagnostics] == [
+        ("E001", 3, 21),
+        ("E001", 5, 26),
+        ("E002", 6, 12),
+    ]
