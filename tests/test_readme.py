@@ -25,5 +25,5 @@ def test_ci_runs_the_readme_commands() -> None:
     assert setup is not None
     install, tests = setup.group(1).strip().splitlines()
     ci = (ROOT / ".ci" / "run").read_text()
-    for command in install.split(" && ") + [tests]:
+    for command in [*install.split(" && "), tests]:
         assert command in ci, command
