@@ -7,6 +7,7 @@ functions that need it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,15 +129,27 @@ def check(
             )
     for definition in definitions:
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
+        before = len(collector.items)
         net = Elaborator(program, collector).network(definition, own, input_shape)
+        if net is not None:
+            infer(net, collector)
+        _point_home(collector, before, definition)
         if net is None:
             continue
-        infer(net, collector)
         net.sources = dict(program.sources)
         net.source_file = program.root
         result.networks.append(net)
     result.diagnostics = _dedupe(collector.items)
     return result
+
+
+def _point_home(collector: Collector, start: int, definition: ast.Definition) -> None:
+    """A problem found in another file (a library block) also names the network being checked."""
+    for i in range(start, len(collector.items)):
+        d = collector.items[i]
+        if d.span.file != definition.span.file:
+            note = f"while checking network '{definition.name}' ({definition.name_span})"
+            collector.items[i] = dataclasses.replace(d, notes=(*d.notes, note))
 
 
 def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:

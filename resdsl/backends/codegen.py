@@ -264,6 +264,14 @@ class Ctor:
 
 
 @dataclass
+class Call:
+    """A constructor call the template writes out: ``Name(arg, key=value)``."""
+
+    name: str
+    args: list[str]
+
+
+@dataclass
 class Step:
     """One line (or small group) of a forward pass."""
 
@@ -495,7 +503,7 @@ class _Emitter:
         parent.init.append(("stage", (attr_name(scope.name, scope.span), first_call, rest)))
         return out
 
-    def block_call(self, scope: Scope, cin: Any, exprs: Mapping[str, ast.Expr] | None = None) -> tuple[str, Any]:
+    def block_call(self, scope: Scope, cin: Any, exprs: Mapping[str, ast.Expr] | None = None) -> tuple[Call, Any]:
         """The constructor call of a block instance (``exprs``: other arguments, as for the
         later blocks of a stage) and its output channels in the caller's terms."""
         block = scope.block
@@ -526,7 +534,7 @@ class _Emitter:
                 self.variable_kinds = True
             else:
                 self.note_kind(const_value(value))
-        return f"{cls.name}({', '.join(args)})", out
+        return Call(cls.name, args), out
 
     def block_class(self, scope: Scope) -> ClassDef:
         block = scope.block
@@ -624,8 +632,7 @@ def render(
     for key in ("mean", "std"):
         if key in meta:
             constants[key.upper()] = py_default(meta.pop(key))
-    if meta:
-        constants["META"] = "{" + ", ".join(f"{json.dumps(k)}: {py_default(v)}" for k, v in meta.items()) + "}"
+    meta_items = [(json.dumps(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
     factory = py_name(network.name)
     if factory == cls.name:
         factory += "_"
@@ -641,7 +648,8 @@ def render(
         if b.zero_init:
             zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
     # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
-    exports = sorted([*constants, *(b.name for b in blocks), cls.name, factory], key=_export_order)
+    names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory]
+    exports = sorted(names, key=_export_order)
     return (
         _environment()
         .get_template("module.py.j2")
@@ -654,10 +662,8 @@ def render(
             exports=exports,
             zero_init_param=zero_init_param,
             typing=typing,
-            zero_groups=[
-                (names[0] if len(names) == 1 else "(" + ", ".join(names) + ")", attrs)
-                for attrs, names in zero_groups.items()
-            ],
+            zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
+            meta_items=meta_items,
             shortcut_helper=shortcut_helper,
             shortcut_norm_flag=em.shortcut_norm_flag,
             zero_pad=em.uses_zero_pad or em.variable_kinds,
