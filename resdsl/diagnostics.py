@@ -62,6 +62,7 @@ CODES: dict[str, str] = {
     "E501": "output file would be overwritten",
     "E502": "output file cannot be written",
     "E503": "name cannot be used in generated code",
+    "E504": "generated code cannot be formatted",
 }
 
 

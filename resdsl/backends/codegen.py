@@ -692,13 +692,23 @@ def _ruff() -> str:
 
 def format_code(code: str) -> str:
     """Format with ruff's default style, ignoring any configuration around the output."""
-    done = subprocess.run(
-        [_ruff(), "format", "--isolated", "--stdin-filename", "generated.py", "-"],
-        input=code,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [_ruff(), "format", "--isolated", "--stdin-filename", "generated.py", "-"],
+            input=code,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except (ImportError, OSError) as exc:  # ruff is a dependency; say so plainly if it is broken
+        raise ResdslError(
+            error(
+                "E504",
+                f"cannot run ruff to format the generated code: {exc}",
+                ast.Span("<ruff>", 0, 0, 0, 0),
+                help="reinstall resdsl (it depends on ruff): pip install --force-reinstall ruff",
+            )
+        ) from None
     if done.returncode != 0:
         raise RuntimeError(f"ruff could not format the generated code:\n{done.stderr}")
     return done.stdout
