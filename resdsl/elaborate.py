@@ -842,8 +842,8 @@ class Elaborator:
                     continue
                 param = params[i]
             else:
-                param = by_name.get(arg.name)
-                if param is None:
+                found = by_name.get(arg.name)
+                if found is None:
                     hint = _suggest(arg.name, list(by_name))
                     known = ", ".join(p.name for p in params) or "none"
                     problems.append(
@@ -855,6 +855,7 @@ class Elaborator:
                         )
                     )
                     continue
+                param = found
             if param.name in given:
                 problems.append(error("E214", f"{what} argument '{param.name}' is given twice", arg.span))
                 continue

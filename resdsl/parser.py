@@ -9,7 +9,9 @@ language's own terms.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import cache
+from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -160,10 +162,10 @@ def _unquote(tok: Token) -> str:
     return str(tok)[1:-1].encode("utf-8").decode("unicode_escape")
 
 
-def _expected_words(expected: set[str] | frozenset[str]) -> str:
+def _expected_words(expected: Iterable[object]) -> str:
     lark = _lark()
     words = set()
-    for name in expected:
+    for name in map(str, expected):
         if name in _TERMINAL_WORDS:
             words.add(_TERMINAL_WORDS[name])
             continue
@@ -192,7 +194,8 @@ def _describe_token(tok: Token) -> str:
 def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
     line, column = max(exc.line, 1), max(exc.column, 1)
     if isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
+        pos = exc.pos_in_stream if exc.pos_in_stream is not None else -1
+        ch = text[pos] if 0 <= pos < len(text) else "?"
         span = ast.Span(file, line, column, line, column + 1)
         hint = "strings use double quotes" if ch == "'" else None
         return ResdslError(error("E002", f"unexpected character {ch!r}", span, help=hint))
@@ -272,7 +275,7 @@ def parse_expr(text: str, file: str = "<override>") -> ast.Expr:
     return _transform(tree, file)
 
 
-def _transform(tree: object, file: str):  # type: ignore[no-untyped-def]
+def _transform(tree: Any, file: str) -> Any:
     try:
         return ToAst(file).transform(tree)
     except VisitError as exc:  # an error inside a callback: unwrap to our own type

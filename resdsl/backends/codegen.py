@@ -361,8 +361,11 @@ class _Emitter:
             var[scope.input] = "network_input"
         registered: set[str] = set()
         lets_by_name = dict(scope.lets)
-        statements = scope.block.body if scope.block is not None else (self.net.definition.body if network else ())
-        spans = {}
+        if scope.block is not None:
+            statements: tuple[ast.Stmt, ...] = scope.block.body
+        else:
+            statements = self.net.definition.body if network and self.net.definition is not None else ()
+        spans: dict[ast.Span, list[Layer | Scope]] = {}
         for item in scope.items:
             spans.setdefault(item.span, []).append(item)
         for stmt in statements:
@@ -391,8 +394,10 @@ class _Emitter:
             elif item.op == "residual":
                 self.residual(item, cls, var, channels, strides, names, main)
                 current = item.id
-                channels[current] = channels[self.net.port(item.id, 0)]
-                strides[current] = strides[self.net.port(item.id, 0)]
+                main_input = self.net.port(item.id, 0)
+                assert main_input is not None
+                channels[current] = channels[main_input]
+                strides[current] = strides[main_input]
                 var[current] = main
             else:
                 ctor, out_ch = self.ctor(item, channels[current], names)
@@ -522,7 +527,7 @@ class _Emitter:
                 else:
                     args.append(f"{py_name(p.name)}={text}")
                 mapping[p.name] = value
-            else:
+            elif p.default is not None:
                 mapping[p.name] = self.tr.subst(self.tr.normalize(p.default, frozenset()), mapping)
         for name, expr in scope.lets:
             mapping[name] = self.tr.subst(self.tr.normalize(expr, frozenset(scope.args)), mapping)
@@ -617,7 +622,9 @@ def render(
 ) -> str:
     """The module source before formatting and hashing."""
     em = _Emitter(network)
-    net_params = [(py_name(k), py_type(v), py_default(v)) for k, v in network.params.items()]
+    net_params: list[tuple[str, str, str | None]] = [
+        (py_name(k), py_type(v), py_default(v)) for k, v in network.params.items()
+    ]
     cls = ClassDef(camel(network.name), "", net_params)
     if cls.name in {c.name for c in em.classes.values()}:
         cls.name += "Net"

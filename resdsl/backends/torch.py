@@ -96,7 +96,9 @@ def shortcut_module(shortcut: Shortcut, norm: str = "batchnorm") -> nn.Module | 
     conv = nn.Conv2d(
         shortcut.in_channels, shortcut.out_channels, 1, stride=1 if pooled else shortcut.stride, bias=False
     )
-    layers = [conv, _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)] if shortcut.norm else [conv]
+    layers: list[nn.Module] = (
+        [conv, _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)] if shortcut.norm else [conv]
+    )
     if pooled:
         pool: nn.Module = (
             nn.AvgPool2d(shortcut.stride, shortcut.stride, ceil_mode=True, count_include_pad=False)
