@@ -126,19 +126,20 @@ def _spatial(op: str, ins: Sequence[Shape]) -> Shape:
 
 
 def _window(op: str, size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, axis: str) -> int:
+    """Output size along one axis, by torch's own formula (floor, or ceil for ceil_mode)."""
     span = d * (k - 1) + 1
-    if span > size + 2 * p:
-        raise ShapeError(
-            "E303",
-            f"{op} window {span} is larger than the padded input {axis} {size + 2 * p}",
-            help="reduce the kernel or stride, add padding, or feed a larger input (--input)",
-        )
     num = size + 2 * p - span
     out = (-(-num // s) if ceil_mode else num // s) + 1
     if ceil_mode and (out - 1) * s >= size + p:  # torch: the last window must start inside the input
         out -= 1
     if out <= 0:
-        raise ShapeError("E303", f"{op} reduces the {axis} to {out}", help="the input is too small for this stack")
+        if span > size + 2 * p:
+            message = f"{op} window {span} is larger than the padded input {axis} {size + 2 * p}"
+        else:
+            message = f"{op} reduces the {axis} to {out}"
+        raise ShapeError(
+            "E303", message, help="reduce the kernel or stride, add padding, or feed a larger input (--input)"
+        )
     return out
 
 

@@ -107,3 +107,59 @@ def test_preactivation_figures(name: str, params: int, depth: int) -> None:
     assert (net.num_params, net.weighted_layers) == (params, depth)
     projections = [layer.shortcut for layer in net.layers() if layer.shortcut is not None and layer.shortcut.projects]
     assert len(projections) == 3 and not any(p.norm for p in projections)  # plain 1x1 convs on the pre-activation
+
+
+# -- the op table's shape rules against torch itself ---------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def windowed_layers(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(st.sampled_from(["conv", "maxpool", "avgpool"]))
+    case = {
+        "op": op,
+        "k": draw(st.integers(1, 7)),
+        "s": draw(st.integers(1, 4)),
+        "p": draw(st.integers(0, 3)),
+        "d": draw(st.integers(1, 3)) if op == "conv" else 1,
+        "ceil": draw(st.booleans()) if op != "conv" else False,
+        "h": draw(st.integers(1, 12)),
+        "w": draw(st.integers(1, 12)),
+    }
+    return case
+
+
+def _torch_layer(case: dict[str, Any]) -> Any:
+    from torch import nn
+
+    if case["op"] == "conv":
+        return nn.Conv2d(2, 4, case["k"], case["s"], case["p"], case["d"], bias=False)
+    cls = nn.MaxPool2d if case["op"] == "maxpool" else nn.AvgPool2d
+    return cls(case["k"], case["s"], case["p"], ceil_mode=case["ceil"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(windowed_layers())
+def test_shape_rules_agree_with_torch(case: dict[str, Any]) -> None:
+    import torch
+
+    args = f"k={case['k']}, s={case['s']}, p={case['p']}"
+    if case["op"] == "conv":
+        layer = f"conv(4, {args}, d={case['d']})"
+    else:
+        layer = f"{case['op']}({args}, ceil={'true' if case['ceil'] else 'false'})"
+    text = f"network n() {{\n  input 2 x {case['h']} x {case['w']}\n  l = {layer}\n}}\n"
+    result = resdsl.check(text)
+    try:
+        with torch.no_grad():
+            out = _torch_layer(case)(torch.randn(1, 2, case["h"], case["w"]))
+        torch_shape: tuple[int, ...] | None = tuple(out.shape[1:])
+    except RuntimeError:
+        torch_shape = None
+    if result.ok:
+        assert torch_shape == result.networks[0].output_shape, (layer, case)
+    else:
+        assert [d.code for d in result.errors] == ["E303"], (layer, case, result.errors)
+        assert torch_shape is None or 0 in torch_shape, (layer, case, torch_shape)
