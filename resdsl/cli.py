@@ -109,7 +109,11 @@ def _check_all(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="resdsl")
 def cli() -> None:
-    """resdsl: describe residual networks in .arch files, check them, build them."""
+    """resdsl: describe residual networks in .arch files, check them, build them.
+
+    SPEC is a path to an .arch file or the name of a shipped network (resnet50, resnet110,
+    preact_resnet164, ...; see the README). Diagnostic codes are listed in docs/errors.md.
+    """
 
 
 @cli.command("check")
@@ -119,7 +123,7 @@ def cli() -> None:
 def check_cmd(
     specs: tuple[str, ...], sets: tuple[str, ...], input_shape: str | None, network: str | None, as_json: bool
 ) -> None:
-    """Check SPEC... (files or shipped names) for shape errors without building anything."""
+    """Find shape errors in specs (files or shipped names) without building anything."""
     results = _check_all(specs, sets, input_shape, network)
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
@@ -150,7 +154,7 @@ def check_cmd(
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def summary_cmd(spec: str, sets: tuple[str, ...], input_shape: str | None, network: str | None, as_json: bool) -> None:
-    """Per-layer table of SPEC: name, op, output shape, parameters, MACs, and totals."""
+    """Print a per-layer table: output shape, parameters, MACs, and totals."""
     from resdsl.summary import summary_rows, summary_table
 
     (result,) = _check_all([spec], sets, input_shape, network)
