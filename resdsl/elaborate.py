@@ -640,8 +640,8 @@ class Elaborator:
                 raise Failed
             source = layer_ids[target]
             attrs["project_from"] = target
-        if kind == "none":  # a plain network: no addition, nothing to check
-            return cur, branch
+        if kind == "none":  # a plain network: no addition, but the unit still ends here
+            return cur, cur
         local = attrs["name"]
         if local in names:
             self.diags.add(

@@ -121,6 +121,24 @@ class Network:
                 return pred
         return None
 
+    def path_stride(self, start: str, end: str) -> int | None:
+        """The product of the spatial strides met going from ``start`` (exclusive) to ``end``
+        along main inputs; None if ``end`` is not downstream of ``start`` that way."""
+        stride, node = 1, end
+        while node != start:
+            layer = self.layer(node)
+            op = OPS.get(layer.op)
+            if op is None:
+                return None
+            if layer.op != "residual":
+                value = op.stride(layer.attrs)
+                stride *= value if isinstance(value, int) else 1
+            previous = self.port(node, 0)
+            if previous is None:
+                return None
+            node = previous
+        return stride
+
     def shortcut_source(self, residual: Layer) -> str:
         """Where a residual's shortcut reads from: the ``project_from`` layer when the
         shortcut is realised by a module, otherwise the branch input."""

@@ -438,7 +438,7 @@ def _infer_stride(src: Shape, dst: Shape) -> int | None:
     return None
 
 
-def realise_shortcut(kind: str, main: Shape, src: Shape, norm: bool = True) -> Shortcut:
+def realise_shortcut(kind: str, main: Shape, src: Shape, norm: bool = True, stride: int | None = None) -> Shortcut:
     """Decide what a shortcut of ``kind`` does to ``src`` so it can be added to ``main``."""
     same = main == src
     mismatch = [f"main branch  {fmt_shape(main)}", f"shortcut     {fmt_shape(src)}   ({kind})"]
@@ -448,7 +448,9 @@ def realise_shortcut(kind: str, main: Shape, src: Shape, norm: bool = True) -> S
         if not same:
             raise ShapeError("E301", "residual addition: shapes differ", mismatch, help=SHORTCUT_HELP)
         return Shortcut("identity", 1, src[0], main[0])
-    stride = _infer_stride(src, main)
+    # the main branch's own stride when it explains the shapes; else the smallest stride that does
+    if not (stride and len(src) == 3 and -(-src[1] // stride) == main[1] and -(-src[2] // stride) == main[2]):
+        stride = _infer_stride(src, main)
     if stride is None:
         raise ShapeError(
             "E306",

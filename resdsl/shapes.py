@@ -55,7 +55,9 @@ def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
     source = inputs[2] if len(inputs) > 2 and kind != "identity" else branch  # see Network.shortcut_source
     assert main.shape is not None and source.shape is not None
     try:
-        shortcut = realise_shortcut(kind, main.shape, source.shape, bool(layer.attrs.get("norm", True)))
+        shortcut = realise_shortcut(
+            kind, main.shape, source.shape, bool(layer.attrs.get("norm", True)), network.path_stride(source.id, main.id)
+        )
     except ShapeError as exc:
         if exc.code == "E301":
             notes = [

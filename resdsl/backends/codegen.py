@@ -284,6 +284,7 @@ class Step:
     optional: bool = False  # residual: the shortcut module may be None
     inplace: bool = False
     guard: str | None = None  # residual: attribute that says whether to add at all
+    shortcut_kind: str = ""  # residual: the shortcut kind, as Python source
 
 
 @dataclass
@@ -295,8 +296,7 @@ class ClassDef:
     forward: list[Step] = field(default_factory=list)
     main: str = "out"
     zero_init: list[str] = field(default_factory=list)  # batchnorm attributes zeroed by zero_init_residual
-    residual_guard: bool = False  # some instance may skip the addition (shortcut = none)
-    kinds: list[Any] = field(default_factory=list)
+    kinds: list[tuple[Step, Any]] = field(default_factory=list)  # each residual step and its kind
 
 
 class _Emitter:
@@ -306,7 +306,7 @@ class _Emitter:
         self.classes: dict[str, ClassDef] = {}
         self.class_names: dict[str, str] = {}
         self.block_out: dict[int, Any] = {}
-        self.block_kinds: dict[int, list[Any]] = {}  # shortcut kind expressions of each block's residuals
+        self.block_kinds: dict[int, list[tuple[Step, Any]]] = {}  # each block's residual steps and kinds
         self.uses_zero_pad = False
         self.uses_projection = False
         self.variable_kinds = False
@@ -344,7 +344,10 @@ class _Emitter:
             if key in defaults and not isinstance(value, _EXPR_TYPES) and value == defaults[key]:
                 continue
             args.append(f"{key}={py(value)}")
-        return Ctor(attr_name(layer.module, layer.span), c.cls, args), op.channels(attrs, cin)
+        out = op.channels(attrs, cin)
+        if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
+            out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
+        return Ctor(attr_name(layer.module, layer.span), c.cls, args), out
 
     def scope_body(self, scope: Scope, cls: ClassDef, cin: Any, names: frozenset[str], network: bool) -> Any:
         """Fill ``cls.init`` and ``cls.forward`` from one scope; returns its output channels."""
@@ -383,7 +386,9 @@ class _Emitter:
                 out_ch = self.child_scope(item, cls, channels[current], names)
                 out_layer = graph.nodes[item.output]["layer"]
                 in_layer = graph.nodes[item.input]["layer"]
-                ratio = (in_layer.shape[1] // out_layer.shape[1]) if len(out_layer.shape) == 3 else 1
+                ratio = self.net.path_stride(item.input, item.output)
+                if ratio is None:
+                    ratio = (in_layer.shape[1] // out_layer.shape[1]) if len(out_layer.shape) == 3 else 1
                 stride = fold(ast.BinOp("*", strides[current], ast.IntLit(max(ratio, 1))))
                 comment = fmt_shape(out_layer.shape) if network else symbolic_shape(out_ch, stride, out_layer)
                 cls.forward.append(Step("call", main, attr_name(item.name, item.span), source_var, comment))
@@ -455,7 +460,6 @@ class _Emitter:
     ) -> None:
         assert item.shortcut is not None
         kind_expr = self.tr.normalize(item.exprs["shortcut"], names)
-        cls.kinds.append(kind_expr)
         fixed = is_const(kind_expr)
         kind = const_value(kind_expr) if fixed else None
         branch = self.net.port(item.id, 1)
@@ -469,9 +473,8 @@ class _Emitter:
         if not (isinstance(strides[branch], ast.IntLit) and strides[branch].value == 1):
             stride = fold(ast.BinOp("//", stride, strides[branch]))
         attr = attr_name(item.module, item.span)
-        step = Step("residual", main, source=var[branch], inplace=item.inplace)
-        if not fixed and cls.main == "x":  # a network-level residual whose kind is a network parameter
-            cls.residual_guard = self.variable_kinds = True
+        step = Step("residual", main, source=var[branch], inplace=item.inplace, shortcut_kind=py(kind_expr))
+        cls.kinds.append((step, kind_expr))
         if kind == "identity":
             cls.forward.append(step)
             return
@@ -487,6 +490,15 @@ class _Emitter:
         step.optional = kind != "projection_all"
         step.module = var[tap] if tap is not None else var[branch]
         cls.forward.append(step)
+        if not fixed and cls.main == "x":  # a network-level residual whose kind is a network parameter
+            self.guard(cls, step)
+
+    def guard(self, cls: ClassDef, step: Step) -> None:
+        """Make a residual's addition depend on its kind not being ``none`` at run time."""
+        if step.guard is None:
+            residuals = [s for s, _ in cls.kinds]
+            step.guard = "add_shortcut" if len(residuals) == 1 else f"add_{step.shortcut or step.target}"
+        self.variable_kinds = True
 
     def note_kind(self, kind: str) -> None:
         self.uses_zero_pad |= kind == "zero_pad"
@@ -532,11 +544,10 @@ class _Emitter:
         for name, expr in scope.lets:
             mapping[name] = self.tr.subst(self.tr.normalize(expr, frozenset(scope.args)), mapping)
         out = self.tr.subst(self.block_out[id(block)], mapping)
-        for kind in self.block_kinds.get(id(block), ()):
+        for step, kind in self.block_kinds.get(id(block), ()):
             value = self.tr.subst(kind, mapping)
             if not is_const(value) or const_value(value) == "none":
-                cls.residual_guard = True
-                self.variable_kinds = True
+                self.guard(cls, step)  # this instance (or a factory argument) may skip the addition
             else:
                 self.note_kind(const_value(value))
         return Call(cls.name, args), out
@@ -546,6 +557,12 @@ class _Emitter:
         assert block is not None
         if block.name in self.classes:
             return self.classes[block.name]
+        # The class is written from one instance; take one where every residual is present
+        # (an instance with shortcut=none has no addition node, others may need it).
+        scope = max(
+            (s for s in self.net.root.scopes() if s.kind == "block" and s.block is block),
+            key=lambda s: sum(isinstance(i, Layer) and i.op == "residual" for i in s.items),
+        )
         name = camel(block.name)
         if name in self.class_names.values():
             name += "Block"
