@@ -122,6 +122,7 @@ def assert_same_network(text: str, folder: Path) -> None:
             torch.manual_seed(1)
             got = generated(x)
             assert rel_error(got, want) < 1e-5, text
+            assert tuple(want.shape[1:]) == net.output_shape, text  # and the checker was right
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
