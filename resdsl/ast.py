@@ -110,6 +110,10 @@ class Call:
     func_span: Span = NO_SPAN
 
 
+# Binding strength of the binary operators (higher binds tighter); printers use it to
+# parenthesise only where needed.
+PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
 Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | Neg | Call
 Literal = (IntLit, FloatLit, StrLit, BoolLit)
 

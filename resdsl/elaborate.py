@@ -11,7 +11,6 @@ checker from piling follow-on errors onto it.
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -263,6 +262,8 @@ class Elaborator:
         self.int_divisions: set[ast.BinOp] = set()
         self.block_stack: list[tuple[str, ast.Span]] = []
         self.globals: dict[str, ast.Definition] = {}
+        self._tables: dict[int, tuple[ast.BlockDef, tuple[P, ...]]] = {}  # the key object is kept alive
+        self._indexes: dict[int, tuple[Sequence[P], dict[str, P]]] = {}
 
     # entry point
     def network(
@@ -612,34 +613,23 @@ class Elaborator:
     ) -> tuple[str, str]:
         call: ast.Call = value[1]
         op = OPS["residual"]
-        project_from: ast.Arg | None = None
-        plain_args = []
-        for arg in call.args:
-            if arg.name == "project_from":
-                project_from = arg
-            else:
-                plain_args.append(arg)
-        bound = self._bind(op.name, op.params, ast.Call(call.func, tuple(plain_args), call.span, call.func_span), env)
+        bound = self._bind(op.name, op.params, call, env)
         attrs, exprs = bound.args, bound.exprs
         kind = attrs["shortcut"]
         source: str | None = None
-        if project_from is not None:
-            if not isinstance(project_from.value, ast.Name):
-                self.diags.add(error("E205", "project_from takes the name of a layer in this block", project_from.span))
-                raise Failed
-            target = project_from.value.id
+        target = attrs.get("project_from")
+        if target is not None:
             if target not in layer_ids:
                 self.diags.add(
                     error(
                         "E201",
                         f"no layer named '{target}' before this residual",
-                        project_from.value.span,
+                        bound.arg_spans["project_from"],
                         help=_suggest(target, layer_ids) or "name the layer the projection branches off after",
                     )
                 )
                 raise Failed
             source = layer_ids[target]
-            attrs["project_from"] = target
         if kind == "none":  # a plain network: no addition, but the unit still ends here
             return cur, cur
         local = attrs["name"]
@@ -689,6 +679,21 @@ class Elaborator:
                     module = f"{item.op}_{n}"
                 taken.add(module)
                 shared[key] = item.module = module
+
+    # binding tables, built once per definition: a deep network binds the same op or block
+    # thousands of times, and hashing its whole AST on every call would cost more than binding
+    def _block_params(self, block: ast.BlockDef) -> tuple[P, ...]:
+        key = id(block)
+        if key not in self._tables:
+            params = tuple(P(p.name, "any") if p.default is None else P(p.name, "any", None) for p in block.params)
+            self._tables[key] = (block, params)
+        return self._tables[key][1]
+
+    def _param_index(self, params: Sequence[P]) -> dict[str, P]:
+        key = id(params)
+        if key not in self._indexes:
+            self._indexes[key] = (params, {n: p for p in params for n in (p.name, *p.aliases)})
+        return self._indexes[key][1]
 
     # expressions
     def eval(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
@@ -788,7 +793,7 @@ class Elaborator:
             return LayerCall("op", op, bound.args, bound.exprs, bound.arg_spans, call.span)
         target = self.globals.get(call.func)
         if isinstance(target, ast.BlockDef):
-            params = _block_params(target)
+            params = self._block_params(target)
             bound = self._bind(call.func, params, call, env, fill_defaults=False)
             return LayerCall("block", target, bound.args, bound.exprs, bound.arg_spans, call.span)
         if isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
@@ -824,7 +829,7 @@ class Elaborator:
         problems: list[Diagnostic] = []
         broken = False
         given: set[str] = set()
-        by_name = _param_index(params)
+        by_name = self._param_index(params)
         for i, arg in enumerate(call.args):
             if arg.name is None:
                 if i and call.args[i - 1].name is not None:
@@ -860,6 +865,15 @@ class Elaborator:
                 problems.append(error("E214", f"{what} argument '{param.name}' is given twice", arg.span))
                 continue
             given.add(param.name)
+            if param.type == "name":  # a layer's name, not a value: kept as written
+                if not isinstance(arg.value, ast.Name):
+                    problems.append(
+                        error("E205", f"{what} argument '{param.name}' takes the name of a layer", arg.span)
+                    )
+                    continue
+                args[param.name] = arg.value.id
+                spans[param.name] = arg.value.span
+                continue
             try:
                 value = self.eval(arg.value, env)
             except Failed:
@@ -925,17 +939,6 @@ class Elaborator:
         return LayerCall(kind, None, args, exprs, spans, call.span)
 
 
-@functools.lru_cache(maxsize=512)
-def _block_params(block: ast.BlockDef) -> tuple[P, ...]:
-    return tuple(P(p.name, "any") if p.default is None else P(p.name, "any", None) for p in block.params)
-
-
-@functools.lru_cache(maxsize=512)
-def _param_index(params: tuple[P, ...]) -> dict[str, P]:
-    """Parameters by name and alias (cached: the same op's table is bound thousands of times)."""
-    return {n: p for p in params for n in (p.name, *p.aliases)}
-
-
 def _definition_params(definition: ast.Definition, globals: dict[str, ast.Definition]) -> list[str]:
     seen = set()
     while isinstance(definition, ast.NetworkAlias):
@@ -957,13 +960,10 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
-
-
 def _show(expr: ast.Expr, parent: int = 0, right: bool = False) -> str:
     """An expression as the user wrote it (for messages), parenthesised where needed."""
     if isinstance(expr, ast.BinOp):
-        prec = _PRECEDENCE[expr.op]
+        prec = ast.PRECEDENCE[expr.op]
         text = f"{_show(expr.left, prec)} {expr.op} {_show(expr.right, prec, True)}"
         return f"({text})" if prec < parent or (right and prec == parent) else text
     if isinstance(expr, ast.Name):

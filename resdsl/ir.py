@@ -42,10 +42,6 @@ class Layer:
     inplace: bool = False  # activations that may overwrite their input
 
     @property
-    def opdef(self):  # type: ignore[no-untyped-def]
-        return OPS.get(self.op)
-
-    @property
     def weighted(self) -> bool:
         op = OPS.get(self.op)
         return bool(op and op.weighted)
@@ -120,6 +116,17 @@ class Network:
             if edge["port"] == port:
                 return pred
         return None
+
+    def shortcut_reads(self, scope: Scope) -> list[str]:
+        """Nodes whose outputs a residual of ``scope`` reads as its shortcut input (branch
+        points and ``project_from`` layers), in order; a back end must keep them alive."""
+        wanted: list[str] = []
+        for item in scope.items:
+            if isinstance(item, Layer) and item.op == "residual":
+                for pred, edge in self.graph.pred[item.id].items():
+                    if edge["port"] in (1, 2) and pred not in wanted:
+                        wanted.append(pred)
+        return wanted
 
     def path_stride(self, start: str, end: str) -> int | None:
         """The product of the spatial strides met going from ``start`` (exclusive) to ``end``

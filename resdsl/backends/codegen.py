@@ -39,8 +39,6 @@ _RESERVED = {"self", "x", "out", "identity", "network_input", "nn", "torch", "F"
 
 # -- expressions --------------------------------------------------------------------------
 
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
-
 
 def py_name(name: str) -> str:
     """A spec name as a Python identifier that cannot clash with keywords or our own names."""
@@ -211,7 +209,7 @@ def py(e: Any, parent: int = 0, right: bool = False) -> str:
     if isinstance(e, ast.Neg):
         return f"-{py(e.operand, 3)}"
     if isinstance(e, ast.BinOp):
-        prec = _PREC[e.op]
+        prec = ast.PRECEDENCE[e.op]
         text = f"{py(e.left, prec)} {e.op} {py(e.right, prec, True)}"
         return f"({text})" if prec < parent or (right and prec == parent) else text
     raise TypeError(e)
@@ -284,7 +282,6 @@ class Step:
     optional: bool = False  # residual: the shortcut module may be None
     inplace: bool = False
     guard: str | None = None  # residual: attribute that says whether to add at all
-    shortcut_kind: str = ""  # residual: the shortcut kind, as Python source
 
 
 @dataclass
@@ -311,7 +308,6 @@ class _Emitter:
         self.uses_projection = False
         self.variable_kinds = False
         self.norm_classes: set[str] = set()
-        self.needs_any = False
         self.shortcut_norm_flag = False  # some projection has no batchnorm
 
     # attribute values of one op layer, in the terms of its scope
@@ -357,9 +353,10 @@ class _Emitter:
         var: dict[str, str] = {scope.input: "x"}
         channels: dict[str, Any] = {scope.input: cin}
         strides: dict[str, Any] = {scope.input: ast.IntLit(1)}  # blocks: spatial stride so far, symbolically
-        saved = self._saved(scope)
+        reads = self.net.shortcut_reads(scope)
+        saved = set(reads) - {scope.input}
         current = scope.input
-        if network and self._reads_input(scope):  # "x" is about to be reassigned: keep the input
+        if network and scope.input in reads:  # "x" is about to be reassigned: keep the input
             cls.forward.append(Step("save", "network_input", source="x"))
             var[scope.input] = "network_input"
         registered: set[str] = set()
@@ -430,24 +427,6 @@ class _Emitter:
                 var[current] = name
         return channels[current]
 
-    def _reads_input(self, scope: Scope) -> bool:
-        graph = self.net.graph
-        return any(
-            graph.pred[item.id][scope.input]["port"] in (1, 2)
-            for item in scope.items
-            if isinstance(item, Layer) and item.op == "residual" and scope.input in graph.pred[item.id]
-        )
-
-    def _saved(self, scope: Scope) -> set[str]:
-        graph = self.net.graph
-        wanted = set()
-        for item in scope.items:
-            if isinstance(item, Layer) and item.op == "residual":
-                for pred, edge in graph.pred[item.id].items():
-                    if edge["port"] in (1, 2) and pred != scope.input:
-                        wanted.add(pred)
-        return wanted
-
     def residual(
         self,
         item: Layer,
@@ -473,7 +452,7 @@ class _Emitter:
         if not (isinstance(strides[branch], ast.IntLit) and strides[branch].value == 1):
             stride = fold(ast.BinOp("//", stride, strides[branch]))
         attr = attr_name(item.module, item.span)
-        step = Step("residual", main, source=var[branch], inplace=item.inplace, shortcut_kind=py(kind_expr))
+        step = Step("residual", main, source=var[branch], inplace=item.inplace)
         cls.kinds.append((step, kind_expr))
         if kind == "identity":
             cls.forward.append(step)

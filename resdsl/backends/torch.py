@@ -130,8 +130,7 @@ class _Builder:
         children: list[tuple[str, nn.Module]] = []
         registered: set[str] = set()
         slot_of: dict[str, int] = {scope.input: 0}
-        needed = self._saved_nodes(scope)
-        for node_id in needed:
+        for node_id in self.net.shortcut_reads(scope):
             slot_of.setdefault(node_id, len(slot_of))
         for item in scope.items:
             if isinstance(item, Scope):
@@ -161,17 +160,6 @@ class _Builder:
         for name, child in children:
             module.add_module(name, child)
         return module
-
-    def _saved_nodes(self, scope: Scope) -> list[str]:
-        """Nodes of this scope whose outputs a later residual reads as its shortcut input."""
-        graph = self.net.graph
-        wanted = []
-        for item in scope.items:
-            if isinstance(item, Layer) and item.op == "residual":
-                for pred, edge in graph.pred[item.id].items():
-                    if edge["port"] in (1, 2) and pred != scope.input and pred not in wanted:
-                        wanted.append(pred)
-        return wanted
 
 
 def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = False) -> None:
