@@ -8,16 +8,19 @@ functions that need it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resdsl import ast
-from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error
+from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error, group_repeats, ordered
 from resdsl.elaborate import Elaborator, Failed, Program, load, network_params
 from resdsl.ir import Network
+from resdsl.limits import Limits, check_budget
 from resdsl.parser import parse_expr
+from resdsl.resolve import check_unused_blocks
 from resdsl.resources import library_dir, shipped_specs
 from resdsl.shapes import infer
 
@@ -34,7 +37,14 @@ class CheckResult:
     file: str
     networks: list[Network] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        errors = len(self.errors)
+        return (
+            f"CheckResult(file={self.file!r}, networks={[n.name for n in self.networks]}, "
+            f"errors={errors}, warnings={len(self.diagnostics) - errors})"
+        )
 
     @property
     def ok(self) -> bool:
@@ -70,19 +80,24 @@ def resolve_spec(spec: str | Path) -> tuple[Path | None, str | None, str | None]
     shipped = shipped_names()
     if text in shipped:
         return shipped[text], None, text
-    available = ", ".join(sorted(shipped))
+    close = difflib.get_close_matches(text, list(shipped), n=3, cutoff=0.6)
+    hint = (
+        f"did you mean {' or '.join(repr(c) for c in close)}?"
+        if close
+        else "`resdsl list` shows the shipped networks; a file path needs its .arch suffix or a '/'"
+    )
     raise ResdslError(
-        error(
-            "E104",
-            f"'{text}' is neither a file nor a shipped network",
-            ast.Span(text, 0, 0, 0, 0),
-            help=f"shipped networks: {available}",
-        )
+        error("E104", f"'{text}' is neither a file nor a shipped network", ast.Span(text, 0, 0, 0, 0), help=hint)
     )
 
 
 def parse_override(key: str, value: Any) -> Any:
-    """A ``--set`` value written in the language (``10``, ``true``, ``projection``, ``[1, 2]``)."""
+    """A ``--set`` value written in the language (``10``, ``true``, ``projection``, ``[1, 2]``);
+    Python values pass through, tuples becoming the language's lists."""
+    if isinstance(value, tuple):
+        return [parse_override(key, v) for v in value]
+    if isinstance(value, list):
+        return [parse_override(key, v) for v in value]
     if not isinstance(value, str):
         return value
     collector = Collector()
@@ -93,17 +108,56 @@ def parse_override(key: str, value: Any) -> Any:
         raise ResdslError(collector.items) from None
 
 
+def parse_shape(value: str | Sequence[int] | None, where: str = "input_shape") -> tuple[int, ...] | None:
+    """``"3x224x224"``, ``"3 x 224 x 224"`` or ``(3, 224, 224)`` as a shape tuple (None passes)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.lower().split("x")]
+        if not all(p.isdigit() and len(p) <= 12 for p in parts):
+            raise ResdslError(
+                error(
+                    "E213",
+                    f"{where} {value!r} is not a shape",
+                    ast.Span(f"<{where}>", 0, 0, 0, 0),
+                    help="write it as C x H x W, e.g. '3x224x224', or a tuple (3, 224, 224)",
+                )
+            )
+        value = [int(p) for p in parts]
+    dims = tuple(value)
+    if len(dims) not in (1, 3) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        raise ResdslError(
+            error(
+                "E213",
+                f"{where} {dims!r} must be C x H x W (or a vector size) with positive whole sizes",
+                ast.Span(f"<{where}>", 0, 0, 0, 0),
+            )
+        )
+    return dims
+
+
 def check(
     spec: str | Path,
     overrides: Mapping[str, Any] | None = None,
-    input_shape: Sequence[int] | None = None,
+    input_shape: str | Sequence[int] | None = None,
     network: str | None = None,
+    *,
+    ignore: Sequence[str] = (),
+    max_layers: int | None = None,
+    max_params: int | None = None,
+    max_activation_gb: float | None = None,
 ) -> CheckResult:
-    """Parse, elaborate and shape-check every network a spec defines; never raises on bad input."""
+    """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
+
+    ``ignore`` silences warning codes (``["W403"]``); the ``max_*`` arguments raise the limits
+    that refuse networks no machine could build (see :mod:`resdsl.limits`).
+    """
     try:
         path, text, name = resolve_spec(spec)
+        shape = parse_shape(input_shape)
     except ResdslError as exc:
         return CheckResult(str(spec), diagnostics=exc.diagnostics)
+    limits = Limits.of(max_layers, max_params, max_activation_gb)
     network = network or name
     collector = Collector()
     program = load(path, collector, text=text)
@@ -115,7 +169,19 @@ def check(
         values = {}
     definitions = program.own_networks()
     if network is not None:
-        definitions = [d for d in definitions if d.name == network]
+        chosen = [d for d in definitions if d.name == network]
+        if not chosen and program.modules.get(program.root) is not None:
+            names = [d.name for d in definitions]
+            close = difflib.get_close_matches(network, names, n=1)
+            collector.add(
+                error(
+                    "E104",
+                    f"{program.root} defines no network '{network}'",
+                    ast.Span(program.root, 0, 0, 0, 0),
+                    help=f"did you mean '{close[0]}'?" if close else f"networks here: {', '.join(names) or 'none'}",
+                )
+            )
+        definitions = chosen
     known = {p for d in definitions for p in network_params(program, d)}
     for key in values:
         if key not in known:
@@ -130,16 +196,22 @@ def check(
     for definition in definitions:
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
         before = len(collector.items)
-        net = Elaborator(program, collector).network(definition, own, input_shape)
+        net = Elaborator(program, collector, limits).network(definition, own, shape)
         if net is not None:
             infer(net, collector)
+            if not collector.has_errors:
+                collector.extend(check_budget(net, limits))
         _point_home(collector, before, definition)
         if net is None:
             continue
         net.sources = dict(program.sources)
         net.source_file = program.root
         result.networks.append(net)
-    result.diagnostics = _dedupe(collector.items)
+    if not definitions or network is None:
+        collector.extend(check_unused_blocks(program, {id(b) for n in result.networks for b in n.blocks_used()}))
+    silenced = {code.upper() for code in ignore}
+    kept = [d for d in _dedupe(collector.items) if d.is_error or d.code not in silenced]
+    result.diagnostics = group_repeats(ordered(kept))
     return result
 
 
@@ -164,14 +236,29 @@ def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def compile(
-    spec: Spec, network: str | None = None, input_shape: Sequence[int] | None = None, **overrides: Any
+    spec: Spec,
+    network: str | None = None,
+    input_shape: str | Sequence[int] | None = None,
+    *,
+    max_layers: int | None = None,
+    max_params: int | None = None,
+    max_activation_gb: float | None = None,
+    **overrides: Any,
 ) -> Network:
     """The checked IR of one network; raises :class:`ResdslError` with every error found."""
     if isinstance(spec, Network):
         if overrides or input_shape:
             raise TypeError("a compiled network cannot take overrides; compile it from its spec again")
         return spec
-    result = check(spec, overrides, input_shape, network)
+    result = check(
+        spec,
+        overrides,
+        input_shape,
+        network,
+        max_layers=max_layers,
+        max_params=max_params,
+        max_activation_gb=max_activation_gb,
+    )
     result.raise_for_errors()
     return pick_network(result, spec, network)
 
@@ -195,29 +282,60 @@ def pick_network(result: CheckResult, spec: Spec, network: str | None = None) ->
 def build_model(
     spec: Spec,
     network: str | None = None,
-    input_shape: Sequence[int] | None = None,
+    input_shape: str | Sequence[int] | None = None,
     *,
     zero_init_residual: bool | None = None,
     norm: str | None = None,
+    max_layers: int | None = None,
+    max_params: int | None = None,
+    max_activation_gb: float | None = None,
     **overrides: Any,
 ) -> torch.nn.Module:
     """An ``nn.Module`` for the spec, with modules named as the spec names its layers.
 
     ``zero_init_residual`` zeroes the last batchnorm gamma of every residual branch;
     ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
-    Both can also be set in the spec (as a parameter or a ``meta`` entry).
+    Both can also be set in the spec (as a parameter or a ``meta`` entry). A network past
+    the size limits is refused before any tensor is allocated; ``max_*`` raise them.
     """
     from resdsl.backends.torch import build
 
-    return build(compile(spec, network, input_shape, **overrides), zero_init_residual=zero_init_residual, norm=norm)
+    net = compile(
+        spec,
+        network,
+        input_shape,
+        max_layers=max_layers,
+        max_params=max_params,
+        max_activation_gb=max_activation_gb,
+        **overrides,
+    )
+    return build(net, zero_init_residual=zero_init_residual, norm=norm)
 
 
-def generate(spec: Spec, network: str | None = None, input_shape: Sequence[int] | None = None, **overrides: Any) -> str:
+def generate(
+    spec: Spec,
+    network: str | None = None,
+    input_shape: str | Sequence[int] | None = None,
+    *,
+    max_layers: int | None = None,
+    max_params: int | None = None,
+    max_activation_gb: float | None = None,
+    **overrides: Any,
+) -> str:
     """The source of a standalone PyTorch module for the spec."""
     from resdsl.backends.codegen import generate as _generate
 
     spec_arg = None if isinstance(spec, Network) else str(spec)
-    return _generate(compile(spec, network, input_shape, **overrides), overrides=overrides, spec_arg=spec_arg)
+    net = compile(
+        spec,
+        network,
+        input_shape,
+        max_layers=max_layers,
+        max_params=max_params,
+        max_activation_gb=max_activation_gb,
+        **overrides,
+    )
+    return _generate(net, overrides=overrides, spec_arg=spec_arg)
 
 
 __all__ = ["CheckResult", "build_model", "check", "compile", "generate", "library_dir", "shipped_names"]

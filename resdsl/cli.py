@@ -13,13 +13,17 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from resdsl import __version__
 from resdsl.api import CheckResult, check, pick_network
-from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, format_diagnostic, to_json
+from resdsl.ast import Span
+from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, error, format_diagnostic, to_json
+from resdsl.limits import activation_bytes, human_bytes
 from resdsl.ops import fmt_shape
 
 _STYLES = {"error": "bold red", "warning": "bold yellow"}
@@ -79,7 +83,32 @@ _common = [
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a network parameter."),
     click.option("--input", "input_shape", metavar="CxHxW", help="Check at another input shape, e.g. 3x320x320."),
     click.option("--network", default=None, help="Pick one network when a file defines several."),
+    click.option("--ignore", "ignore", multiple=True, metavar="CODE", help="Silence a warning code, e.g. W403."),
+    click.option("--max-layers", type=click.IntRange(min=1), default=None, help="Raise the layer limit (100,000)."),
+    click.option("--max-params", type=click.IntRange(min=1), default=None, help="Raise the parameter limit (2e9)."),
+    click.option(
+        "--max-activation-gb",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Raise the activation memory limit per sample (64 GiB).",
+    ),
 ]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the common options say, for :func:`_check_all`."""
+
+    sets: tuple[str, ...] = ()
+    input_shape: str | None = None
+    network: str | None = None
+    ignore: tuple[str, ...] = ()
+    max_layers: int | None = None
+    max_params: int | None = None
+    max_activation_gb: float | None = None
+
+
+_OPTION_NAMES = ("sets", "input_shape", "network", "ignore", "max_layers", "max_params", "max_activation_gb")
 
 
 def common(func: Any) -> Any:
@@ -87,8 +116,9 @@ def common(func: Any) -> Any:
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
+        options = Options(**{name: kwargs.pop(name) for name in _OPTION_NAMES})
         try:
-            return func(*args, **kwargs)
+            return func(*args, options=options, **kwargs)
         except ResdslError as exc:
             render(exc.diagnostics)
             sys.exit(1)
@@ -98,12 +128,22 @@ def common(func: Any) -> Any:
     return run
 
 
-def _check_all(
-    specs: Sequence[str], sets: Sequence[str], input_shape: str | None, network: str | None
-) -> list[CheckResult]:
-    overrides = _parse_sets(sets)
-    dims = _parse_input(input_shape)
-    return [check(spec, overrides, dims, network) for spec in specs]
+def _check_all(specs: Sequence[str], options: Options) -> list[CheckResult]:
+    overrides = _parse_sets(options.sets)
+    dims = _parse_input(options.input_shape)
+    return [
+        check(
+            spec,
+            overrides,
+            dims,
+            options.network,
+            ignore=options.ignore,
+            max_layers=options.max_layers,
+            max_params=options.max_params,
+            max_activation_gb=options.max_activation_gb,
+        )
+        for spec in specs
+    ]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,11 +160,9 @@ def cli() -> None:
 @click.argument("specs", nargs=-1, required=True)
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
-def check_cmd(
-    specs: tuple[str, ...], sets: tuple[str, ...], input_shape: str | None, network: str | None, as_json: bool
-) -> None:
+def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
-    results = _check_all(specs, sets, input_shape, network)
+    results = _check_all(specs, options)
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
         click.echo(to_json(diagnostics))
@@ -138,11 +176,12 @@ def check_cmd(
                     continue
                 click.echo(
                     f"{net.name}: {net.weighted_layers} weighted layers, {net.num_params:,} parameters, "
-                    f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}  ({result.file})"
+                    f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}, "
+                    f"{human_bytes(activation_bytes(net))} activations per sample  ({result.file})"
                 )
         errors = sum(d.is_error for d in diagnostics)
         warnings = len(diagnostics) - errors
-        if errors:
+        if errors or warnings:
             _console(stderr=True).print(
                 f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
             )
@@ -153,15 +192,15 @@ def check_cmd(
 @click.argument("spec")
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def summary_cmd(spec: str, sets: tuple[str, ...], input_shape: str | None, network: str | None, as_json: bool) -> None:
+def summary_cmd(spec: str, options: Options, as_json: bool) -> None:
     """Print a per-layer table: output shape, parameters, MACs, and totals."""
     from resdsl.summary import summary_rows, summary_table
 
-    (result,) = _check_all([spec], sets, input_shape, network)
+    (result,) = _check_all([spec], options)
     if not result.ok:
         render(result.diagnostics, result.sources)
         sys.exit(1)
-    net = pick_network(result, spec, network)
+    net = pick_network(result, spec, options.network)
     if as_json:
         click.echo(json.dumps(summary_rows(net), indent=2))
     else:
@@ -174,24 +213,33 @@ def summary_cmd(spec: str, sets: tuple[str, ...], input_shape: str | None, netwo
 @common
 @click.option("-o", "--output", default=None, help="Output file (default ./<network>.py; '-' for stdout).")
 @click.option("--force", is_flag=True, help="Overwrite a file resdsl did not generate, or one edited since.")
-def build_cmd(
-    spec: str, sets: tuple[str, ...], input_shape: str | None, network: str | None, output: str | None, force: bool
-) -> None:
+def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> None:
     """Write SPEC as a standalone PyTorch module that needs only torch."""
     from resdsl.backends.codegen import generate, write_generated
 
-    (result,) = _check_all([spec], sets, input_shape, network)
+    (result,) = _check_all([spec], options)
     render(result.diagnostics, result.sources)
     if not result.ok:
         sys.exit(1)
-    net = pick_network(result, spec, network)
+    net = pick_network(result, spec, options.network)
     target = output or f"{net.name}.py"
-    code = generate(net, overrides=_parse_sets(sets), spec_arg=spec, output=None if output == "-" else target)
+    code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
     if output == "-":
         click.echo(code, nl=False)
         return
+    _make_parent(target)
     write_generated(target, code, force=force)
     click.echo(f"wrote {target} ({net.name}, {net.num_params:,} parameters)", err=True)
+
+
+def _make_parent(target: str) -> None:
+    """``-o models/net.py`` creates ``models/`` as a user expects; a file in the way is an error."""
+    parent = Path(target).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        span = Span(target, 0, 0, 0, 0)
+        raise ResdslError(error("E502", f"cannot create the folder {parent}: {exc.strerror or exc}", span)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,6 +8,7 @@ which carries one or more diagnostics. The CLI renders both the same way, like a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ CODES: dict[str, str] = {
     "E002": "syntax error: unexpected character",
     "E003": "syntax error: unexpected end of file",
     "E004": "file cannot be read",
+    "E005": "reserved word used as a name",
     # imports and definitions
     "E101": "import not found",
     "E102": "import cycle",
@@ -58,11 +60,19 @@ CODES: dict[str, str] = {
     "W401": "conv with bias right before batchnorm",
     "W402": "stage halves the map without doubling the width",
     "W403": "batchnorm over a single value per channel",
+    "W404": "stride set inside a stage's block",
     # output files
     "E501": "output file would be overwritten",
     "E502": "output file cannot be written",
     "E503": "name cannot be used in generated code",
     "E504": "generated code cannot be formatted",
+    "E505": "layer name is reserved",
+    # limits: inputs that would exhaust time or memory are refused before anything is built
+    "E601": "too many layers",
+    "E602": "nesting too deep",
+    "E603": "too many parameters",
+    "E604": "too much activation memory",
+    "E605": "number too large",
 }
 
 
@@ -80,6 +90,13 @@ class Diagnostic:
     @property
     def is_error(self) -> bool:
         return self.severity == "error"
+
+    def __str__(self) -> str:
+        """The compiler-style text without a source excerpt (``format_diagnostic`` adds one)."""
+        lines = [format_header(self), *(f"  {note}" for note in self.notes)]
+        if self.help:
+            lines.append(f"  help: {self.help}")
+        return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
         notes = list(self.notes) + ([f"help: {self.help}"] if self.help else [])
@@ -148,6 +165,38 @@ class Collector:
         return [d for d in self.items if d.is_error]
 
 
+def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
+    return (d.span.file, d.span.line, d.span.column, d.code)
+
+
+def ordered(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Errors and warnings by position (file, line, column): how a reader goes through a file."""
+    return sorted(diagnostics, key=sort_key)
+
+
+def group_repeats(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """One warning per (code, place): a library block that trips a lint in 26 instances gives one
+    warning that says how many times and where, not 26 copies. Errors are never folded."""
+    first: dict[tuple[str, Span], int] = {}
+    where: dict[int, list[str]] = {}
+    out: list[Diagnostic] = []
+    for d in diagnostics:
+        key = (d.code, d.span)
+        if d.is_error or not d.span.line or key not in first:
+            if not d.is_error and d.span.line:
+                first[key] = len(out)
+                where[len(out)] = [d.message.split(":", 1)[0]]
+            out.append(d)
+            continue
+        where[first[key]].append(d.message.split(":", 1)[0])
+    for index, places in where.items():
+        if len(places) > 1:
+            d = out[index]
+            shown = ", ".join(places[:4]) + (", ..." if len(places) > 4 else "")
+            out[index] = dataclasses.replace(d, notes=(*d.notes, f"{len(places)} times: {shown}"))
+    return out
+
+
 # -- rendering ----------------------------------------------------------------------------
 
 
@@ -182,12 +231,16 @@ def format_diagnostic(d: Diagnostic, sources: SourceCache | None = None) -> str:
     if text is not None:
         number = str(d.span.line)
         gutter = " " * (len(number) + 4)
-        text = text.expandtabs(4)
-        start = max(d.span.column - 1, 0)
+        raw_start = max(d.span.column - 1, 0)
+        # columns count characters, a tab being one; the excerpt shows tabs as spaces, so the
+        # caret is placed under the expanded text
+        start = len(text[:raw_start].expandtabs(4))
         if d.span.end_line == d.span.line and d.span.end_column > d.span.column:
-            width = d.span.end_column - d.span.column
+            end = len(text[: d.span.end_column - 1].expandtabs(4))
         else:
-            width = max(len(text.rstrip()) - start, 1)
+            end = len(text.expandtabs(4).rstrip())
+        width = max(end - start, 1)
+        text = text.expandtabs(4)
         out.append(f"   {number} | {text}")
         out.append(f"{gutter}| {' ' * start}^{'~' * (width - 1)}")
     if d.help:

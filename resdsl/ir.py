@@ -101,6 +101,14 @@ class Network:
     def layer(self, node_id: str) -> Layer:
         return self.graph.nodes[node_id]["layer"]
 
+    def blocks_used(self) -> list[ast.BlockDef]:
+        """The block definitions instantiated in this network, each once."""
+        seen: dict[int, ast.BlockDef] = {}
+        for scope in self.root.scopes():
+            if scope.block is not None:
+                seen.setdefault(id(scope.block), scope.block)
+        return list(seen.values())
+
     def layers(self) -> Iterator[Layer]:
         for node_id in self.order:
             yield self.graph.nodes[node_id]["layer"]

@@ -29,6 +29,7 @@ class P:
     default: Any = REQUIRED
     aliases: tuple[str, ...] = ()
     minimum: int | float | None = None
+    maximum: int | float | None = None
     default_from: str | None = None  # default is another parameter's value (pool stride = kernel)
 
     @property
@@ -99,6 +100,10 @@ class OpDef:
     weighted: bool = False  # counts towards the paper's "N-layer" depth
     flatten_input: bool = False  # the back ends flatten a spatial input first
     can_inplace: bool = False  # an elementwise activation that may overwrite its input
+    # backward reads this op's output (relu, sigmoid...): nothing may overwrite it in place
+    output_saved: bool = False
+    returns_input: bool = False  # may return its input itself or a view of it (identity, flatten)
+    example: str = ""  # a typical call, for help texts
 
     def param(self, name: str) -> P | None:
         for p in self.params:
@@ -279,7 +284,11 @@ register(
     OpDef(
         "batchnorm",
         "Batch normalization over channels (eps 1e-5, momentum 0.1 as in the paper's setup).",
-        (P("eps", "float", 1e-5, minimum=0), P("momentum", "float", 0.1, minimum=0), P("affine", "bool", True)),
+        (
+            P("eps", "float", 1e-5, minimum=0),
+            P("momentum", "float", 0.1, minimum=0, maximum=1),
+            P("affine", "bool", True),
+        ),
         _bn_shape,
         lambda a, cin, rank: Ctor(
             "BatchNorm2d" if rank == 3 else "BatchNorm1d",
@@ -290,10 +299,12 @@ register(
         stateful=True,
     )
 )
-register(OpDef("relu", "Rectified linear unit.", (), _same, _act("ReLU"), can_inplace=True))
-register(OpDef("silu", "Sigmoid-weighted linear unit (swish).", (), _same, _act("SiLU"), can_inplace=True))
+register(OpDef("relu", "Rectified linear unit.", (), _same, _act("ReLU"), can_inplace=True, output_saved=True))
+register(
+    OpDef("silu", "Sigmoid-weighted linear unit (swish).", (), _same, _act("SiLU"), can_inplace=True, output_saved=True)
+)
 register(OpDef("gelu", "Gaussian error linear unit.", (), _same, _simple("GELU")))
-register(OpDef("sigmoid", "Logistic sigmoid.", (), _same, _simple("Sigmoid")))
+register(OpDef("sigmoid", "Logistic sigmoid.", (), _same, _simple("Sigmoid"), output_saved=True))
 register(
     OpDef(
         "leaky_relu",
@@ -302,6 +313,7 @@ register(
         _same,
         lambda a, cin, rank: Ctor("LeakyReLU", (), {"negative_slope": a["slope"], "inplace": bool(a.get("inplace"))}),
         can_inplace=True,
+        output_saved=True,  # when it runs in place, backward reads its output
     )
 )
 register(
@@ -352,6 +364,7 @@ register(
         (),
         lambda ins, a: (math.prod(ins[0]),),
         _simple("Flatten"),
+        returns_input=True,
     )
 )
 register(
@@ -377,12 +390,13 @@ register(
     OpDef(
         "dropout",
         "Dropout with probability p (identity in eval mode).",
-        (P("p", "float", 0.5, minimum=0),),
+        (P("p", "float", 0.5, minimum=0, maximum=1),),
         _same,
         lambda a, cin, rank: Ctor("Dropout", (), {"p": a["p"]}),
+        returns_input=True,  # in eval mode
     )
 )
-register(OpDef("identity", "Does nothing; a named placeholder.", (), _same, _simple("Identity")))
+register(OpDef("identity", "Does nothing; a named placeholder.", (), _same, _simple("Identity"), returns_input=True))
 register(
     OpDef(
         "residual",

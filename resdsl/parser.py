@@ -89,7 +89,8 @@ class ToAst(Transformer):
 
     # statements
     def input_stmt(self, meta: object, shape: Token) -> ast.InputStmt:
-        dims = tuple(int(d) for d in str(shape).replace(" ", "").replace("\t", "").split("x"))
+        digits = str(shape).replace(" ", "").replace("\t", "").split("x")
+        dims = tuple(_whole_number(Token("INT", d, line=shape.line, column=shape.column), self.file) for d in digits)
         return ast.InputStmt(dims, self._s(meta))
 
     def meta_stmt(self, meta: object, *entries: ast.MetaEntry) -> ast.MetaStmt:
@@ -125,7 +126,7 @@ class ToAst(Transformer):
         return ast.Neg(operand, self._s(meta))
 
     def int_lit(self, meta: object, tok: Token) -> ast.IntLit:
-        return ast.IntLit(int(tok), self._s(meta))
+        return ast.IntLit(_whole_number(tok, self.file), self._s(meta))
 
     def float_lit(self, meta: object, tok: Token) -> ast.FloatLit:
         return ast.FloatLit(float(tok), self._s(meta))
@@ -158,6 +159,24 @@ class ToAst(Transformer):
         return ast.Arg(str(name), value, self._s(meta))
 
 
+MAX_DIGITS = 40  # far above any real size (10**40), far below Python's int-parsing limit
+
+
+def _whole_number(tok: Token, file: str) -> int:
+    text = str(tok)
+    if len(text) > MAX_DIGITS:
+        span = ast.Span(file, tok.line or 1, tok.column or 1, tok.line or 1, (tok.column or 1) + len(text))
+        raise ResdslError(
+            error(
+                "E605",
+                f"a number of {len(text)} digits; the limit is {MAX_DIGITS}",
+                span,
+                help="no layer size or count needs more; check for a pasted or repeated number",
+            )
+        )
+    return int(text)
+
+
 def _unquote(tok: Token) -> str:
     return str(tok)[1:-1].encode("utf-8").decode("unicode_escape")
 
@@ -179,6 +198,22 @@ def _expected_words(expected: Iterable[object]) -> str:
     if len(ordered) > 6:
         ordered = [*ordered[:6], "..."]
     return ", ".join(ordered)
+
+
+def _keyword_as_name(file: str, text: str, exc: UnexpectedToken) -> tuple[str, ast.Span] | None:
+    """A reserved word used where a name belongs: ``input = conv(8)`` (the '=' is unexpected after
+    the keyword ``input``), ``block meta(...)`` or ``network input()`` (the keyword itself is)."""
+    tok = exc.token
+    if tok.value in RESERVED_WORDS and "NAME" in exc.expected:
+        return tok.value, ast.Span(file, tok.line, tok.column, tok.line, tok.column + len(tok.value))
+    if tok.type == "EQUAL" and tok.start_pos is not None:
+        before = re.search(r"([A-Za-z_]\w*)[ \t]*$", text[: tok.start_pos])
+        if before and before.group(1) in RESERVED_WORDS:
+            start = before.start(1)
+            line = text.count("\n", 0, start) + 1
+            column = start - (text.rfind("\n", 0, start) + 1) + 1
+            return before.group(1), ast.Span(file, line, column, line, column + len(before.group(1)))
+    return None
 
 
 def _describe_token(tok: Token) -> str:
@@ -215,6 +250,9 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
     tok = exc.token
     end_col = (tok.end_column or column + 1) if tok.end_line == tok.line else column + 1
     span = ast.Span(file, line, column, line, end_col)
+    word = _keyword_as_name(file, text, exc)
+    if word is not None:
+        return reserved_word(*word)
     hint = None
     if tok.type in ("SHAPE",) or (tok.type == "NAME" and tok.value.startswith("x")):
         hint = "write the input shape as: input 3 x 224 x 224"
@@ -226,7 +264,23 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
     return ResdslError(error("E001", message, span, help=hint))
 
 
-MAX_SYNTAX_ERRORS = 20
+MAX_SYNTAX_ERRORS = 1000
+# Words the grammar reserves. With Lark's contextual lexer some of them still lex as names where
+# the keyword cannot appear, but a name that is sometimes a keyword is a trap: all are refused.
+RESERVED_WORDS = frozenset({"import", "block", "network", "input", "meta", "true", "false"})
+MAX_EXPR_DEPTH = 100  # nesting of expressions: real specs stay below 10
+
+
+def reserved_word(name: str, span: ast.Span, what: str = "a name") -> ResdslError:
+    """E005: a language keyword where a name was meant."""
+    return ResdslError(
+        error(
+            "E005",
+            f"'{name}' is a reserved word of the language and cannot be {what}",
+            span,
+            help=f"rename it, e.g. '{name}_' (reserved: {', '.join(sorted(RESERVED_WORDS))})",
+        )
+    )
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -236,6 +290,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     independent mistake; errors met while skipping (the parser has not moved) are follow-ons
     of the first and are not reported.
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
     errors: list[ResdslError] = []
     last_state: list[tuple[int, ...] | None] = [None]
 
@@ -255,7 +310,47 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
             errors.append(_syntax_error(file, text, exc))
     if errors:
         raise ResdslError([d for e in errors for d in e.diagnostics])
+    _check_depth(tree, file)
     return _transform(tree, file)
+
+
+# the grammar's expression rules (aliases): only these can nest without bound
+_EXPR_RULES = frozenset(
+    {"add", "sub", "mul", "div", "floordiv", "mod", "neg", "index", "list_lit", "call", "pos_arg", "kw_arg"}
+)
+
+
+def _check_depth(tree: Any, file: str) -> None:
+    """Refuse expressions nested past :data:`MAX_EXPR_DEPTH` before anything recurses over them
+    (the Transformer, the evaluator and the code generator all do), one error per expression."""
+    from lark import Tree
+
+    stack: list[tuple[Any, int]] = [(tree, 0)]
+    problems = []
+    lines: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > MAX_EXPR_DEPTH:
+            meta = node.meta
+            if meta.line in lines:  # one report per line: the rest is the same expression
+                continue
+            lines.add(meta.line)
+            span = ast.Span(file, meta.line, meta.column, meta.line, meta.column + 1)
+            problems.append(
+                error(
+                    "E602",
+                    f"an expression nested more than {MAX_EXPR_DEPTH} levels deep",
+                    span,
+                    help="compute the value in steps (name = ...), or simplify it",
+                )
+            )
+            continue
+        nested = depth + 1 if node.data in _EXPR_RULES else depth  # statements nest a fixed few levels
+        stack.extend((child, nested) for child in node.children)
+    if problems:
+        raise ResdslError(problems)
 
 
 def _parser_state(exc: UnexpectedInput) -> tuple[int, ...] | None:

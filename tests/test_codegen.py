@@ -292,7 +292,7 @@ def test_spec_names_that_collide_with_python_names(tmp_path: Path) -> None:
     keyword = tmp_path / "kw.arch"
     keyword.write_text("network kw() {\n  input 3 x 8 x 8\n  lambda = conv(4)\n}\n")
     result = build(str(keyword), "-o", str(tmp_path / "kw.py"))
-    assert result.exit_code == 1 and "E503" in result.output and not (tmp_path / "kw.py").exists()
+    assert result.exit_code == 1 and "E505" in result.output and not (tmp_path / "kw.py").exists()
 
 
 @pytest.mark.parametrize("name", ["resnet50", "preact_resnet164", "exotic"])

@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from resdsl.ast import Span
 from resdsl.diagnostics import CODES, ResdslError, SourceCache, error, format_diagnostic, to_json
 from tests.conftest import ROOT
@@ -73,3 +75,23 @@ def test_every_op_is_documented_with_its_parameters() -> None:
         assert name in rows, f"op {name} is missing from docs/language.md"
         for p in op.params:
             assert f"`{p.name}`" in rows[name], f"{name}.{p.name} is not documented"
+
+
+def _doc_examples() -> list[tuple[str, str]]:
+    doc = (ROOT / "docs" / "errors.md").read_text()
+    return re.findall(r"^### ([EW]\d{3})\n\n```arch\n(.*?)```", doc, flags=re.M | re.S)
+
+
+def test_docs_have_an_example_for_every_limit_and_new_code() -> None:
+    documented = {code for code, _ in _doc_examples()}
+    assert {"E005", "W404", "E505", "E601", "E602", "E603", "E604", "E605"} <= documented
+
+
+@pytest.mark.parametrize(("code", "text"), _doc_examples(), ids=[c for c, _ in _doc_examples()])
+def test_doc_example_gives_its_code(code: str, text: str, tmp_path: Path) -> None:
+    import resdsl
+
+    spec = tmp_path / "example.arch"
+    spec.write_text(text)
+    result = resdsl.check(spec)
+    assert code in {d.code for d in result.diagnostics}, [str(d) for d in result.diagnostics]

@@ -1,0 +1,312 @@
+"""Evaluating expressions and binding call arguments against op and block signatures.
+
+The evaluator computes with exact integers (``/`` must divide exactly), lists, booleans and
+shortcut kinds; a call to an op, a block or ``stage`` evaluates to a :class:`LayerCall` that
+elaboration later places in the graph. Problems become diagnostics and abandon the statement
+(:class:`Failed`), so one run reports every independent mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from resdsl import ast
+from resdsl.diagnostics import Collector, Diagnostic, error
+from resdsl.loader import Program
+from resdsl.ops import OPS, P
+from resdsl.values import (
+    POISON,
+    SHORTCUTS,
+    STAGE_PARAMS,
+    TYPE_WORDS,
+    Failed,
+    LayerCall,
+    check_type,
+    show,
+    show_value,
+    suggest,
+    type_name,
+)
+
+
+class Evaluator:
+    """Evaluates expressions in an environment; binds arguments of calls."""
+
+    def __init__(self, program: Program, collector: Collector) -> None:
+        self.program = program
+        self.diags = collector
+        self.int_divisions: set[ast.BinOp] = set()
+        self.globals: dict[str, ast.Definition] = {}
+        self._tables: dict[int, tuple[ast.BlockDef, tuple[P, ...]]] = {}  # the key object is kept alive
+        self._indexes: dict[int, tuple[Sequence[P], dict[str, P]]] = {}
+
+    # binding tables, built once per definition: a deep network binds the same op or block
+    # thousands of times, and hashing its whole AST on every call would cost more than binding
+    def _block_params(self, block: ast.BlockDef) -> tuple[P, ...]:
+        key = id(block)
+        if key not in self._tables:
+            params = tuple(P(p.name, "any") if p.default is None else P(p.name, "any", None) for p in block.params)
+            self._tables[key] = (block, params)
+        return self._tables[key][1]
+
+    def _param_index(self, params: Sequence[P]) -> dict[str, P]:
+        key = id(params)
+        if key not in self._indexes:
+            self._indexes[key] = (params, {n: p for p in params for n in (p.name, *p.aliases)})
+        return self._indexes[key][1]
+
+    # expressions
+    def eval(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
+        if isinstance(expr, (ast.IntLit, ast.FloatLit, ast.StrLit, ast.BoolLit)):
+            return expr.value
+        if isinstance(expr, ast.Name):
+            return self._lookup(expr, env)
+        if isinstance(expr, ast.ListExpr):
+            return [self.eval(item, env) for item in expr.items]
+        if isinstance(expr, ast.Index):
+            return self._index(expr, self.eval(expr.value, env), self.eval(expr.index, env))
+        if isinstance(expr, ast.Neg):
+            value = self.eval(expr.operand, env)
+            if not check_type(value, "float"):
+                self.diags.add(error("E212", f"cannot negate {type_name(value)}", expr.span))
+                raise Failed
+            return -value
+        if isinstance(expr, ast.BinOp):
+            return self._arith(expr, self.eval(expr.left, env), self.eval(expr.right, env))
+        if isinstance(expr, ast.Call):
+            return self._call(expr, env)
+        raise AssertionError(expr)
+
+    def _lookup(self, name: ast.Name, env: dict[str, Any]) -> Any:
+        if name.id in env:
+            if env[name.id] is POISON:
+                raise Failed
+            return env[name.id]
+        if name.id in SHORTCUTS:
+            return SHORTCUTS[name.id]
+        if (name.id in OPS and name.id != "residual") or isinstance(self.globals.get(name.id), ast.BlockDef):
+            return self._call(ast.Call(name.id, (), name.span, name.span), env)
+        options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
+        self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=suggest(name.id, options)))
+        raise Failed
+
+    def _index(self, expr: ast.Index, value: Any, index: Any) -> Any:
+        if not isinstance(value, list) or not check_type(index, "int"):
+            self.diags.add(error("E212", f"cannot index {type_name(value)} with {type_name(index)}", expr.span))
+            raise Failed
+        if not -len(value) <= index < len(value):
+            self.diags.add(error("E213", f"index {index} is out of range for a list of {len(value)}", expr.index.span))
+            raise Failed
+        return value[index]
+
+    def _arith(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
+        op = expr.op
+        if not (check_type(left, "float") and check_type(right, "float")):
+            if op == "+" and isinstance(left, list) and isinstance(right, list):
+                return left + right
+            self.diags.add(error("E212", f"cannot compute {type_name(left)} {op} {type_name(right)}", expr.span))
+            raise Failed
+        if op in ("/", "//", "%") and right == 0:
+            self.diags.add(error("E209", f"division by zero in '{show(expr)}'", expr.span))
+            raise Failed
+        if op == "+":
+            return left + right
+        if op == "-":
+            return left - right
+        if op == "*":
+            return left * right
+        if op == "//":
+            return left // right
+        if op == "%":
+            return left % right
+        if isinstance(left, int) and isinstance(right, int):
+            if left % right:
+                self.diags.add(
+                    error(
+                        "E208",
+                        f"{left} / {right} is not a whole number ({show(expr)})",
+                        expr.span,
+                        help="'/' on whole numbers must divide exactly; use '//' to round down",
+                    )
+                )
+                raise Failed
+            self.int_divisions.add(expr)
+            return left // right
+        return left / right
+
+    def _call(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
+        if call.func == "stage":
+            return self._bind("stage", STAGE_PARAMS, call, env, kind="stage")
+        if call.func == "residual":
+            self.diags.add(
+                error(
+                    "E217",
+                    "residual(...) is a statement of its own, not a value",
+                    call.span,
+                    help="write it on its own line",
+                )
+            )
+            raise Failed
+        op = OPS.get(call.func)
+        if op is not None:
+            bound = self._bind(op.name, op.params, call, env)
+            return LayerCall("op", op, bound.args, bound.exprs, bound.arg_spans, call.span)
+        target = self.globals.get(call.func)
+        if isinstance(target, ast.BlockDef):
+            params = self._block_params(target)
+            bound = self._bind(call.func, params, call, env, fill_defaults=False)
+            return LayerCall("block", target, bound.args, bound.exprs, bound.arg_spans, call.span)
+        if isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
+            self.diags.add(
+                error(
+                    "E202",
+                    f"'{call.func}' is a network and cannot be used as a layer",
+                    call.func_span,
+                    help="define the repeated part as a block",
+                )
+            )
+            raise Failed
+        options = (
+            list(OPS) + [n for n, d in self.globals.items() if isinstance(d, ast.BlockDef)] + ["stage", "residual"]
+        )
+        self.diags.add(
+            error("E202", f"unknown op or block '{call.func}'", call.func_span, help=suggest(call.func, options))
+        )
+        raise Failed
+
+    def _bind(
+        self,
+        what: str,
+        params: Sequence[P],
+        call: ast.Call,
+        env: dict[str, Any],
+        kind: str = "op",
+        fill_defaults: bool = True,
+    ) -> LayerCall:
+        args: dict[str, Any] = {}
+        exprs: dict[str, ast.Expr] = {}
+        spans: dict[str, ast.Span] = {}
+        problems: list[Diagnostic] = []
+        broken = False
+        given: set[str] = set()
+        by_name = self._param_index(params)
+        for i, arg in enumerate(call.args):
+            if arg.name is None:
+                if i and call.args[i - 1].name is not None:
+                    problems.append(error("E001", "a positional argument cannot follow a named one", arg.span))
+                    continue
+                if i >= len(params):
+                    problems.append(
+                        error(
+                            "E210",
+                            f"{what} takes at most {len(params)} positional argument{'s' * (len(params) != 1)}",
+                            arg.span,
+                            help=f"parameters: {', '.join(p.name for p in params) or 'none'}",
+                        )
+                    )
+                    continue
+                param = params[i]
+            else:
+                found = by_name.get(arg.name)
+                if found is None:
+                    hint = suggest(arg.name, list(by_name))
+                    known = ", ".join(p.name for p in params) or "none"
+                    problems.append(
+                        error(
+                            "E203",
+                            f"{what} has no parameter '{arg.name}'",
+                            arg.span,
+                            help=hint or f"parameters: {known}",
+                        )
+                    )
+                    continue
+                param = found
+            if param.name in given:
+                problems.append(error("E214", f"{what} argument '{param.name}' is given twice", arg.span))
+                continue
+            given.add(param.name)
+            if param.type == "name":  # a layer's name, not a value: kept as written
+                if not isinstance(arg.value, ast.Name):
+                    problems.append(
+                        error("E205", f"{what} argument '{param.name}' takes the name of a layer", arg.span)
+                    )
+                    continue
+                args[param.name] = arg.value.id
+                spans[param.name] = arg.value.span
+                continue
+            try:
+                value = self.eval(arg.value, env)
+            except Failed:
+                exprs[param.name] = arg.value
+                broken = True
+                continue
+            if param.type not in ("any", "name") and not check_type(value, param.type):
+                if param.type == "shortcut" and isinstance(value, str) and value in SHORTCUTS:
+                    value = SHORTCUTS[value]
+                elif param.type == "float" and check_type(value, "int"):
+                    value = float(value)
+                else:
+                    problems.append(
+                        error(
+                            "E205",
+                            f"{what} argument '{param.name}' must be {TYPE_WORDS.get(param.type, param.type)}, "
+                            f"got {type_name(value)} ({show_value(value)})",
+                            arg.value.span,
+                        )
+                    )
+                    continue
+            if param.minimum is not None and check_type(value, "float") and value < param.minimum:
+                problems.append(
+                    error(
+                        "E213",
+                        f"{what} argument '{param.name}' must be at least {param.minimum}, got {value}",
+                        arg.value.span,
+                    )
+                )
+                continue
+            if param.maximum is not None and check_type(value, "float") and value > param.maximum:
+                problems.append(
+                    error(
+                        "E213",
+                        f"{what} argument '{param.name}' must be at most {param.maximum}, got {value}",
+                        arg.value.span,
+                    )
+                )
+                continue
+            if kind == "stage" and param.name == "block" and getattr(value, "kind", None) != "block":
+                problems.append(
+                    error(
+                        "E205",
+                        f"stage repeats a block, got {type_name(value)} ({show_value(value)})",
+                        arg.value.span,
+                        help="define a block (block name(...) { ... }) and pass it: stage(name(64), repeat=2)",
+                    )
+                )
+                continue
+            args[param.name] = value
+            exprs[param.name] = arg.value
+            spans[param.name] = arg.span
+        for param in params:
+            if param.name in given:
+                continue
+            if param.required:
+                problems.append(
+                    error(
+                        "E204",
+                        f"{what} needs argument '{param.name}'",
+                        call.span,
+                        help=f"e.g. {what}({', '.join(p.name + '=...' for p in params if p.required)})",
+                    )
+                )
+            elif fill_defaults and param.default_from:
+                if param.default_from in args:  # else the missing argument it copies is reported
+                    args[param.name] = args[param.default_from]
+            elif fill_defaults:
+                args[param.name] = param.default
+        if problems:
+            self.diags.extend(problems)
+            raise Failed
+        if broken:  # an argument failed to evaluate (already reported)
+            raise Failed
+        return LayerCall(kind, None, args, exprs, spans, call.span)

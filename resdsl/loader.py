@@ -1,0 +1,194 @@
+"""Loading files: a root spec and everything it imports, with the names each file can see.
+
+Imports resolve relative to the importing file, then to the shipped library; cycles and
+duplicate definitions are reported. Problems are collected, not raised.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resdsl import ast
+from resdsl.diagnostics import Collector, ResdslError, error
+from resdsl.names import reserved_names
+from resdsl.ops import OPS
+from resdsl.parser import parse
+from resdsl.resources import library_dir
+
+MAX_IMPORT_DEPTH = 50  # files importing files (resdsl.limits documents every limit)
+
+
+@dataclass
+class Program:
+    """The files reachable from one root file, and the names each one can see."""
+
+    root: str
+    sources: dict[str, str] = field(default_factory=dict)
+    modules: dict[str, ast.Module] = field(default_factory=dict)
+    visible: dict[str, dict[str, ast.Definition]] = field(default_factory=dict)
+
+    def definitions(self, file: str | None = None) -> dict[str, ast.Definition]:
+        return self.visible.get(file or self.root, {})
+
+    def own_networks(self) -> list[ast.NetworkDef | ast.NetworkAlias]:
+        module = self.modules.get(self.root)
+        if module is None:
+            return []
+        return [d for d in module.definitions if isinstance(d, (ast.NetworkDef, ast.NetworkAlias))]
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would write it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load(path: str | Path | None, collector: Collector, text: str | None = None, name: str = "<string>") -> Program:
+    """Parse ``path`` (or ``text``) and everything it imports."""
+    root = display_path(Path(path)) if path is not None else name
+    program = Program(root)
+    _load_file(program, root, Path(path).resolve() if path is not None else None, text, collector, [])
+    return program
+
+
+def _load_file(
+    program: Program,
+    file: str,
+    real: Path | None,
+    text: str | None,
+    collector: Collector,
+    stack: list[str],
+) -> dict[str, ast.Definition]:
+    if file in program.visible:
+        return program.visible[file]
+    if text is None:
+        assert real is not None
+        try:
+            text = real.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            collector.add(error("E004", f"cannot read {file}: {reason}", ast.Span(file, 0, 0, 0, 0)))
+            program.visible[file] = {}
+            return {}
+    program.sources[file] = text
+    try:
+        module = parse(text, file)
+    except ResdslError as exc:
+        collector.extend(exc.diagnostics)
+        program.visible[file] = {}
+        return {}
+    program.modules[file] = module
+    collector.extend(reserved_names(module))
+    visible: dict[str, ast.Definition] = {}
+    owners: dict[str, str] = {}
+    stack = [*stack, file]
+    for imp in module.imports:
+        if len(stack) > MAX_IMPORT_DEPTH:
+            collector.add(
+                error(
+                    "E602",
+                    f"imports nested more than {MAX_IMPORT_DEPTH} deep ({' -> '.join(stack[:3])} -> ...)",
+                    imp.span,
+                    help="import the files you need directly from one file",
+                )
+            )
+            break
+        target = _resolve_import(imp, real)
+        if target is None:
+            searched = [str((real.parent if real else Path.cwd()) / imp.path), str(library_dir() / imp.path)]
+            collector.add(
+                error(
+                    "E101",
+                    f'import "{imp.path}" not found',
+                    imp.span,
+                    notes=[f"looked in {s}" for s in searched],
+                    help=_import_hint(imp.path, real),
+                )
+            )
+            continue
+        shown = display_path(target)
+        if shown in stack:
+            cycle = " -> ".join([*stack[stack.index(shown) :], shown])
+            collector.add(
+                error("E102", f"import cycle: {cycle}", imp.span, help="move shared blocks into a third file")
+            )
+            continue
+        for name, definition in _load_file(program, shown, target, None, collector, stack).items():
+            _define(visible, owners, name, definition, shown, collector)
+    for definition in module.definitions:
+        _define(visible, owners, definition.name, definition, file, collector)
+    program.visible[file] = visible
+    return visible
+
+
+def _import_hint(wanted: str, importer: Path | None) -> str:
+    """A close match among the files an import could name, or where imports are looked for."""
+    roots = [importer.parent if importer is not None else Path.cwd(), library_dir()]
+    options: list[str] = []
+    for root in roots:
+        try:
+            found = itertools.islice(root.glob("**/*.arch"), 2000)  # bounded: the importer may sit in /
+            options += [p.relative_to(root).as_posix() for p in found]
+        except OSError:
+            continue
+    close = difflib.get_close_matches(wanted, options, n=1, cutoff=0.7)
+    if close:
+        return f'did you mean "{close[0]}"?'
+    return "paths are relative to the importing file, or to the shipped library (std/...)"
+
+
+def _resolve_import(imp: ast.Import, importer: Path | None) -> Path | None:
+    base = importer.parent if importer is not None else Path.cwd()
+    for candidate in (base / imp.path, library_dir() / imp.path):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _define(
+    visible: dict[str, ast.Definition],
+    owners: dict[str, str],
+    name: str,
+    definition: ast.Definition,
+    file: str,
+    collector: Collector,
+) -> None:
+    previous = visible.get(name)
+    if previous is not None and previous is not definition:
+        collector.add(
+            error(
+                "E103",
+                f"'{name}' is defined twice",
+                definition.name_span,
+                notes=[f"first defined at {previous.name_span}"],
+                help="rename one of them",
+            )
+        )
+        return
+    if name in OPS or name in ("stage", "residual"):
+        collector.add(error("E103", f"'{name}' is a built-in op and cannot be redefined", definition.name_span))
+        return
+    visible[name] = definition
+    owners[name] = file
+
+
+def definition_params(definition: ast.Definition, globals: dict[str, ast.Definition]) -> list[str]:
+    seen = set()
+    while isinstance(definition, ast.NetworkAlias):
+        if definition.name in seen:
+            return []
+        seen.add(definition.name)
+        target = globals.get(definition.target.func)
+        if target is None:
+            return []
+        definition = target
+    return [p.name for p in definition.params]
+
+
+def network_params(program: Program, definition: ast.Definition) -> list[str]:
+    return definition_params(definition, program.definitions(definition.span.file))
