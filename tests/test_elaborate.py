@@ -156,3 +156,67 @@ def test_plain_network_has_no_additions() -> None:
     plain = resdsl.compile("resnet20", shortcut="none")
     assert not [layer for layer in plain.layers() if layer.op == "residual"]
     assert plain.num_params == resdsl.compile("resnet20").num_params  # option A adds no parameters
+
+
+# -- reliability regressions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["maxpool", "avgpool()", "maxpool(s=2)"])
+def test_pooling_without_a_window_says_which_argument(op: str) -> None:
+    result = resdsl.check(f"network n() {{\n  input 3 x 8 x 8\n  p = {op}\n}}\n")
+    (d,) = result.diagnostics
+    assert d.code == "E204" and "needs argument 'k'" in d.message
+
+
+def test_stride_inside_a_stages_block_is_a_lint() -> None:
+    spec = 'import "std/blocks.arch"\nnetwork n() {\n  input 3 x 32 x 32\n  c = conv(64, k=3, p=1)\n' \
+        "  layer1 = stage(bottleneck(16, stride=2), repeat=2)\n}\n"  # fmt: skip
+    w402, d = resdsl.check(spec).diagnostics  # W402: the map shrinks 4x, which is the point
+    assert d.code == "W404" and d.severity == "warning" and (d.span.line, d.span.column) == (5, 33)
+    assert "stage(bottleneck(...), repeat=2, stride=2)" in (d.help or "")
+    single = spec.replace("repeat=2", "repeat=1")
+    assert resdsl.check(single).diagnostics == []
+
+
+def test_every_reserved_layer_name_is_reported_in_one_run() -> None:
+    spec = (
+        'import "std/blocks.arch"\nnetwork n() {\n  input 3 x 8 x 8\n  forward = conv(8)\n  training = relu()\n'
+        '  lambda = conv(8)\n  eval = stage(basic(8), repeat=2)\n  to = relu()\n  residual(identity, name="class")\n}\n'
+    )
+    result = resdsl.check(spec)
+    assert [(d.code, d.span.line) for d in result.diagnostics] == [("E505", n) for n in range(4, 10)]
+
+
+def test_dropout_probability_must_be_a_probability() -> None:
+    (d,) = resdsl.check("network n() {\n  input 8\n  d = dropout(1.5)\n}\n").diagnostics
+    assert d.code == "E213" and "at most 1" in d.message
+
+
+def test_activations_before_an_addition_are_not_overwritten_in_place() -> None:
+    spec = "network n() {{\n  input 4 x 8 x 8\n  c = conv(4, k=3, p=1)\n  b = batchnorm()\n  {act}\n" \
+        "  residual(identity)\n  relu\n}}\n"  # fmt: skip
+    for act in ["relu", "leaky_relu(0.1)", "sigmoid", "silu"]:  # backward reads their outputs
+        net = resdsl.compile(spec.format(act=act))
+        residual = next(layer for layer in net.layers() if layer.op == "residual")
+        assert not residual.inplace, act
+    net = resdsl.compile(spec.format(act="ident = identity()"))  # looks through to batchnorm: safe
+    assert next(layer for layer in net.layers() if layer.op == "residual").inplace
+
+
+def test_the_python_api_takes_what_users_pass() -> None:
+    net = resdsl.compile("resnet20", input_shape="3x64x64")
+    assert net.input_shape == (3, 64, 64)
+    assert resdsl.compile("resnet20", input_shape="3 x 48 x 48").input_shape == (3, 48, 48)
+    bad = resdsl.check("resnet20", input_shape="3x64xfoo")
+    assert [d.code for d in bad.diagnostics] == ["E213"] and "std/" not in str(bad.diagnostics[0])
+    assert parse_override("depths", (1, 1, 1)) == [1, 1, 1]
+    text = "network n(depths = [2, 2]) {\n  input 3 x 8 x 8\n  c = conv(depths[0] * 4)\n}\n"
+    assert resdsl.compile(text, depths=(3, 3)).output_shape == (12, 8, 8)
+    result = resdsl.check("network n() {\n  input 3 x 8 x 8\n  c = conv(plane)\n}\n")
+    assert str(result.diagnostics[0]).startswith("<string>:3:12: error[E201]: unknown name 'plane'")
+    assert repr(result) == "CheckResult(file='<string>', networks=['n'], errors=1, warnings=0)"
+
+
+def test_an_import_typo_gets_a_suggestion() -> None:
+    (d,) = resdsl.check('import "std/block.arch"\nnetwork n() {\n  input 3 x 8 x 8\n  relu\n}\n').diagnostics
+    assert d.code == "E101" and d.help == 'did you mean "std/blocks.arch"?'

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,3 +140,47 @@ def test_independent_syntax_errors_are_all_reported_without_follow_ons() -> None
         ("E001", 5, 26),
         ("E002", 6, 12),
     ]
+
+
+# -- reliability: what files people actually save ------------------------------------------
+
+
+def test_a_byte_order_mark_is_not_part_of_the_spec(tmp_path: Path) -> None:
+    import resdsl
+
+    spec = tmp_path / "bom.arch"
+    spec.write_bytes(b"\xef\xbb\xbfnetwork n() {\n  input 3 x 8 x 8\n  relu\n}\n")
+    assert resdsl.check(spec).ok
+    assert resdsl.check("\ufeffnetwork n() {\n  input 3 x 8 x 8\n  relu\n}\n").ok
+
+
+def test_the_caret_sits_under_the_mistake_with_tab_indentation() -> None:
+    import resdsl
+    from resdsl.diagnostics import SourceCache, format_diagnostic
+
+    text = "network n() {\n\tinput 3 x 8 x 8\n\tc = conv(4, k=3, p=1)\n\t\tresidual(identity)\n}\n"
+    (d,) = resdsl.check(text).diagnostics
+    lines = format_diagnostic(d, SourceCache({"<string>": text})).splitlines()
+    excerpt, caret = next((a, b) for a, b in itertools.pairwise(lines) if "| " in a and "residual(" in a)
+    column = excerpt.index("residual")
+    assert caret.index("^") == column and caret.count("~") == len("residual(identity)") - 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "network n() {\n  input 3 x 8 x 8\n  input = conv(8)\n}\n",
+        "network n() {\n  input 3 x 8 x 8\n  meta = conv(8)\n}\n",
+        "block network() {\n  relu\n}\n",
+        "network n() {\n  input 3 x 8 x 8\n  import = batchnorm()\n}\n",
+        "network n(true = 3) {\n  input 3 x 8 x 8\n  relu\n}\n",
+        "network n() {\n  input 3 x 8 x 8\n  c = conv(8)\n  false = relu()\n}\n",
+    ],
+)
+def test_reserved_words_as_names_say_so(text: str) -> None:
+    import resdsl
+
+    result = resdsl.check(text)
+    e005 = [d for d in result.diagnostics if d.code == "E005"]
+    assert e005, [str(d) for d in result.diagnostics]
+    assert "reserved word" in e005[0].message and "rename it" in (e005[0].help or "")
