@@ -109,7 +109,7 @@ NN_MODULE_ATTRIBUTES = frozenset(
 )
 
 # attributes of resdsl's own modules (resdsl.backends.torch.ScopeModule)
-RESDSL_ATTRIBUTES = frozenset({"steps", "slots", "kind", "resdsl_network"})
+RESDSL_ATTRIBUTES = frozenset({"kind", "resdsl_network", "resdsl_source"})
 
 PYTHON_KEYWORDS = frozenset(keyword.kwlist)  # soft keywords (match, case, _) are valid attributes
 

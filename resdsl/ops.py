@@ -104,6 +104,9 @@ class OpDef:
     output_saved: bool = False
     returns_input: bool = False  # may return its input itself or a view of it (identity, flatten)
     example: str = ""  # a typical call, for help texts
+    # a multi-input op: its Python operator combining the main input with the other one
+    # (port 1, or what its shortcut makes of port 1/2), e.g. "+" for a residual addition
+    merge: str | None = None
 
     def param(self, name: str) -> P | None:
         for p in self.params:
@@ -409,6 +412,7 @@ register(
         ),
         _residual_shape,
         None,
+        merge="+",
     )
 )
 
@@ -452,14 +456,21 @@ def _infer_stride(src: Shape, dst: Shape) -> int | None:
     return None
 
 
-def realise_shortcut(kind: str, main: Shape, src: Shape, norm: bool = True, stride: int | None = None) -> Shortcut:
-    """Decide what a shortcut of ``kind`` does to ``src`` so it can be added to ``main``."""
-    same = main == src
+def realise_shortcut(
+    kind: str, main: Shape, src: Shape, norm: bool = True, stride: int | None = None, changes: bool | None = None
+) -> Shortcut:
+    """Decide what a shortcut of ``kind`` does to ``src`` so it can be added to ``main``.
+
+    ``changes`` says whether the block changes the shape (its input against ``main``); it
+    differs from ``src != main`` when ``src`` is a ``project_from`` tap that already has the
+    main branch's shape: the projection is then a 1x1 conv that keeps the shape.
+    """
+    same = main == src if changes is None else not changes
     mismatch = [f"main branch  {fmt_shape(main)}", f"shortcut     {fmt_shape(src)}   ({kind})"]
     if len(main) != len(src):
         raise ShapeError("E301", "residual addition: shapes differ", mismatch, help="both branches must keep C x H x W")
     if kind == "identity" or (same and kind in ("zero_pad", "projection", "avgpool_projection")):
-        if not same:
+        if main != src:
             raise ShapeError("E301", "residual addition: shapes differ", mismatch, help=SHORTCUT_HELP)
         return Shortcut("identity", 1, src[0], main[0])
     # the main branch's own stride when it explains the shapes; else the smallest stride that does

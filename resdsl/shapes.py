@@ -52,11 +52,20 @@ def infer(network: Network, collector: Collector) -> None:
 def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
     main, branch = inputs[0], inputs[1]
     kind = str(layer.attrs["shortcut"])
-    source = inputs[2] if len(inputs) > 2 and kind != "identity" else branch  # see Network.shortcut_source
-    assert main.shape is not None and source.shape is not None
+    assert main.shape is not None and branch.shape is not None
+    # Whether the shortcut maps anything is decided by the block input against the main branch;
+    # when it does, a project_from tap is what it maps (see Network.shortcut_source).
+    changes = branch.shape != main.shape
+    source = inputs[2] if len(inputs) > 2 and kind != "identity" and (changes or kind == "projection_all") else branch
+    assert source.shape is not None
     try:
         shortcut = realise_shortcut(
-            kind, main.shape, source.shape, bool(layer.attrs.get("norm", True)), network.path_stride(source.id, main.id)
+            kind,
+            main.shape,
+            source.shape,
+            bool(layer.attrs.get("norm", True)),
+            network.path_stride(source.id, main.id),
+            changes=changes,
         )
     except ShapeError as exc:
         if exc.code == "E301":

@@ -12,17 +12,18 @@ from resdsl.names import NN_MODULE_ATTRIBUTES, RESDSL_ATTRIBUTES, layer_name_pro
 
 
 def test_the_attribute_list_covers_the_installed_torch() -> None:
-    owned = {n for n in dir(nn.Module()) if not (n.startswith("__") and n.endswith("__"))}
+    # torch.compile, once run in this process, patches in "___..." markers of its own
+    owned = {n for n in dir(nn.Module()) if not (n.startswith("__") and n.endswith("__")) and not n.startswith("___")}
     assert owned <= NN_MODULE_ATTRIBUTES, sorted(owned - NN_MODULE_ATTRIBUTES)
 
 
 def test_resdsls_own_module_attributes_are_reserved() -> None:
-    module = ScopeModule([], 1, "x")
+    module = ScopeModule("x")
     own = set(vars(module)) - set(vars(nn.Module()))
     assert own <= RESDSL_ATTRIBUTES | NN_MODULE_ATTRIBUTES, own
 
 
-@pytest.mark.parametrize("name", [*keyword.kwlist, "forward", "training", "eval", "to", "__init__", "a.b", "steps"])
+@pytest.mark.parametrize("name", [*keyword.kwlist, "forward", "training", "eval", "to", "__init__", "a.b", "kind"])
 def test_names_a_module_cannot_carry_are_refused(name: str) -> None:
     assert layer_name_problem(name) is not None
 

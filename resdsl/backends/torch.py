@@ -1,165 +1,148 @@
 """The PyTorch back end: a checked :class:`~resdsl.ir.Network` as an ``nn.Module``.
 
-Modules nest as the spec does: named layers are attributes, stages are ``nn.Sequential``
-of blocks, a projection shortcut is one child (``downsample`` unless the spec names it),
-so ``state_dict`` keys follow the spec. Each layer is the ``torch.nn`` class the op table
-names, so train/eval behaviour is torch's own. A scope's ``forward`` runs a precomputed
-list of steps; there is no per-call interpretation of the graph.
+Modules nest as the spec does: named layers are attributes, stages are ``nn.Sequential`` of
+blocks, a projection shortcut is one child (``downsample`` unless the spec names it), so
+``state_dict`` keys follow the spec. Each layer is the module the op table names, and the
+shortcut modules come from :mod:`resdsl.backends.runtime`, the same code the generator
+copies into generated files.
+
+A scope's ``forward`` is Python source written from the IR once per distinct body (a
+flat sequence of calls and merges, like a hand-written ``forward``) and compiled with
+``exec``. There is no per-call interpretation, and the result can be scripted with
+``torch.jit.script``, compiled with ``torch.compile(fullgraph=True)`` and exported.
 """
 
 from __future__ import annotations
 
+import hashlib
+import linecache
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resdsl.backends.runtime import ZeroPadShortcut, make_shortcut
 from resdsl.ir import Layer, Network, Scope
-from resdsl.ops import OPS, Ctor, Shortcut
+from resdsl.ops import OPS, Ctor
 
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
 
-# step kinds
-_CALL, _RESIDUAL = 0, 1
-
-
-class ZeroPadShortcut(nn.Module):
-    """Option A: subsample by striding and append zero channels; no parameters."""
-
-    def __init__(self, stride: int, extra_channels: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.extra_channels = extra_channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
-        if self.extra_channels:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
-        return x
-
-    def extra_repr(self) -> str:
-        return f"stride={self.stride}, extra_channels={self.extra_channels}"
+__all__ = ["ScopeModule", "ZeroPadShortcut", "build", "init_weights", "layer_module", "module_path"]
 
 
 class ScopeModule(nn.Module):
-    """A block or network body: its layers in statement order plus residual additions.
+    """A block or network body. Subclasses made by :func:`_scope_class` carry its ``forward``."""
 
-    ``steps`` is a tuple of ``(kind, module name, flatten, save slot, source slot, in place)``
-    computed once from the IR. Slot 0 holds the scope input; a residual reads its shortcut
-    input from a slot and stores its sum in the slot the next residual branches from.
-    """
-
-    def __init__(
-        self, steps: Sequence[tuple[int, str | None, bool, int, int, bool]], slots: int, kind: str = ""
-    ) -> None:
+    def __init__(self, kind: str = "") -> None:
         super().__init__()
-        self.steps = tuple(steps)
-        self.slots = slots
         self.kind = kind  # the block type or network name, for print(model)
 
     def extra_repr(self) -> str:
         return self.kind
 
-    def forward(self, x: Tensor) -> Tensor:
-        saved: list[Tensor] = [x] * self.slots
-        for kind, name, flatten, save, source, inplace in self.steps:
-            if kind == _CALL:
-                if flatten:
-                    x = torch.flatten(x, 1)
-                x = getattr(self, name)(x)  # type: ignore[arg-type]
-            else:
-                shortcut = saved[source] if name is None else getattr(self, name)(saved[source])
-                x = x.add_(shortcut) if inplace else x + shortcut
-            if save >= 0:
-                saved[save] = x
-        return x
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the class is made at run time; pickling rebuilds it from its forward's source
+        source = type(self).resdsl_source  # type: ignore[attr-defined]
+        return (_restore, (source, self.kind), self.__dict__)
 
 
-def _make(ctor: Ctor, norm: str) -> nn.Module:
-    cls = ctor.cls
-    if norm == "syncbatchnorm" and cls == "BatchNorm2d":
-        cls = "SyncBatchNorm"
-    return getattr(nn, cls)(*ctor.args, **dict(ctor.kwargs))
+def _restore(source: str, kind: str) -> ScopeModule:
+    cls = _scope_class(source)
+    return cls.__new__(cls)  # pickle then restores the instance's __dict__
 
 
-def shortcut_module(shortcut: Shortcut, norm: str = "batchnorm") -> nn.Module | None:
-    """The module that maps the branch input onto the main branch's shape (None: identity)."""
-    if shortcut.kind == "identity":
-        return None
-    if shortcut.kind == "zero_pad":
-        return ZeroPadShortcut(shortcut.stride, shortcut.out_channels - shortcut.in_channels)
-    pooled = shortcut.kind == "avgpool_projection"  # ResNet-D: the pool strides, the conv does not
-    conv = nn.Conv2d(
-        shortcut.in_channels, shortcut.out_channels, 1, stride=1 if pooled else shortcut.stride, bias=False
-    )
-    layers: list[nn.Module] = (
-        [conv, _make(Ctor("BatchNorm2d", (shortcut.out_channels,)), norm)] if shortcut.norm else [conv]
-    )
-    if pooled:
-        pool: nn.Module = (
-            nn.AvgPool2d(shortcut.stride, shortcut.stride, ceil_mode=True, count_include_pad=False)
-            if shortcut.stride > 1
-            else nn.Identity()
-        )
-        layers.insert(0, pool)
-    return nn.Sequential(*layers)
+_CLASSES: dict[str, type[ScopeModule]] = {}
 
 
-def layer_module(layer: Layer, norm: str = "batchnorm") -> nn.Module:
+def _scope_class(source: str) -> type[ScopeModule]:
+    """A ScopeModule subclass whose ``forward`` is ``source``: one class per distinct body."""
+    cls = _CLASSES.get(source)
+    if cls is not None:
+        return cls
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    filename = f"<resdsl-scope-{digest}>"
+    # TorchScript reads a method's source through linecache: keep it there for the process
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict[str, Any] = {"torch": torch, "Tensor": Tensor}
+    exec(compile(source, filename, "exec"), namespace)
+    cls = type(f"Scope_{digest}", (ScopeModule,), {"forward": namespace["forward"], "resdsl_source": source})
+    _CLASSES[source] = cls
+    return cls
+
+
+def layer_module(layer: Layer) -> nn.Module | None:
+    """The module an op-table entry builds for ``layer`` (None: the op needs none)."""
     op = OPS[layer.op]
-    assert op.torch is not None and layer.in_shapes, layer.id
+    if layer.shortcut is not None:  # a merge whose second operand passes through a shortcut
+        s = layer.shortcut
+        return make_shortcut(s.kind, s.in_channels, s.out_channels, s.stride, s.kind != "identity", s.norm)
+    if op.torch is None:
+        return None
+    assert layer.in_shapes, layer.id
     shape = layer.in_shapes[0]
     cin = math.prod(shape) if op.flatten_input else shape[0]
-    attrs = dict(layer.attrs, inplace=layer.inplace)
-    return _make(op.torch(attrs, cin, len(shape)), norm)
+    ctor: Ctor = op.torch(dict(layer.attrs, inplace=layer.inplace), cin, len(shape))
+    return getattr(nn, ctor.cls)(*ctor.args, **dict(ctor.kwargs))
 
 
 class _Builder:
-    def __init__(self, network: Network, norm: str) -> None:
+    def __init__(self, network: Network) -> None:
         self.net = network
-        self.norm = norm
 
     def scope(self, scope: Scope) -> nn.Module:
         if scope.kind == "stage":
             return nn.Sequential(*(self.scope(s) for s in scope.items if isinstance(s, Scope)))
-        steps: list[tuple[int, str | None, bool, int, int, bool]] = []
-        children: list[tuple[str, nn.Module]] = []
-        registered: set[str] = set()
-        slot_of: dict[str, int] = {scope.input: 0}
-        for node_id in self.net.shortcut_reads(scope):
-            slot_of.setdefault(node_id, len(slot_of))
+        children: dict[str, nn.Module] = {}
+        lines: list[str] = []
+        var: dict[str, str] = {scope.input: "x"}
+        keep = set(self.net.shortcut_reads(scope))  # outputs a later merge reads: kept in s0, s1, ...
+        if scope.input in keep:
+            lines.append("s0 = x")
+            var[scope.input] = "s0"
+        saved = len(var) - 1 + (scope.input in keep)
         for item in scope.items:
+            node = item.output if isinstance(item, Scope) else item.id
             if isinstance(item, Scope):
-                children.append((item.name, self.scope(item)))
-                out = item.output
-                steps.append((_CALL, item.name, False, slot_of.get(out, -1), 0, False))
-                continue
-            save = slot_of.get(item.id, -1)
-            if item.op == "residual":
-                shortcut = item.shortcut
-                assert shortcut is not None
-                source = self.net.shortcut_source(item)
-                module = shortcut_module(shortcut, self.norm)
-                name = None
-                if module is not None:
-                    name = item.module
-                    children.append((name, module))
-                steps.append((_RESIDUAL, name, False, save, slot_of[source], item.inplace))
-                continue
-            if item.module not in registered:
-                registered.add(item.module)
-                children.append((item.module, layer_module(item, self.norm)))
-            flatten = OPS[item.op].flatten_input and len(item.in_shapes[0]) > 1
-            steps.append((_CALL, item.module, flatten, save, 0, False))
-        kind = f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
-        module = ScopeModule(steps, len(slot_of), kind)
-        for name, child in children:
+                children[item.name] = self.scope(item)
+                lines.append(f"x = self.{item.name}(x)")
+            else:
+                lines.extend(self._step(item, var, children))
+            var[node] = "x"
+            if node in keep:
+                var[node] = f"s{saved}"
+                lines.append(f"s{saved} = x")
+                saved += 1
+        source = "def forward(self, x: Tensor) -> Tensor:\n" + "".join(f"    {line}\n" for line in lines)
+        source += "    return x\n"
+        module = _scope_class(source)(
+            f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
+        )
+        for name, child in children.items():
             module.add_module(name, child)
         return module
+
+    def _step(self, layer: Layer, var: dict[str, str], children: dict[str, nn.Module]) -> list[str]:
+        op = OPS[layer.op]
+        inputs = [var[p] for p in self.net.inputs(layer.id)]
+        if op.merge is not None:  # a multi-input op: main (x) combined with another operand
+            other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
+            module = layer_module(layer)
+            if module is not None:
+                children[layer.module] = module
+                other = f"self.{layer.module}({other})"
+            if layer.inplace:
+                return [f"x {op.merge}= {other}"]
+            return [f"x = x {op.merge} {other}"]
+        lines = []
+        if op.flatten_input and len(layer.in_shapes[0]) > 1:
+            lines.append("x = torch.flatten(x, 1)")
+        if layer.module not in children:
+            module = layer_module(layer)
+            assert module is not None, f"op {layer.op} builds no module"
+            children[layer.module] = module
+        lines.append(f"x = self.{layer.module}(x)")
+        return lines
 
 
 def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = False) -> None:
@@ -190,7 +173,9 @@ def build(network: Network, zero_init_residual: bool | None = None, norm: str | 
     norm = str(norm or options.get("norm", "batchnorm"))
     if norm not in ("batchnorm", "syncbatchnorm"):
         raise ValueError(f"norm must be 'batchnorm' or 'syncbatchnorm', got {norm!r}")
-    model = _Builder(network, norm).scope(network.root)
+    model = _Builder(network).scope(network.root)
+    if norm == "syncbatchnorm":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     init_weights(model, network, zero_init)
     model.resdsl_network = network.name  # type: ignore[assignment]
     return model
