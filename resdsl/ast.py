@@ -77,7 +77,7 @@ class Index:
 
 @dataclass(frozen=True, slots=True)
 class BinOp:
-    """Binary arithmetic; ``op`` is one of ``+ - * / // %``."""
+    """Binary arithmetic (``+ - * / // %``) or a comparison (``== != < <= > >=``)."""
 
     op: str
     left: Expr
@@ -88,6 +88,16 @@ class BinOp:
 @dataclass(frozen=True, slots=True)
 class Neg:
     operand: Expr
+    span: Span = NO_SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class Cond:
+    """``then if test else orelse``: a value chosen by a boolean (v1 vs v1.5 strides)."""
+
+    test: Expr
+    then: Expr
+    orelse: Expr
     span: Span = NO_SPAN
 
 
@@ -112,9 +122,10 @@ class Call:
 
 # Binding strength of the binary operators (higher binds tighter); printers use it to
 # parenthesise only where needed.
-PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+PRECEDENCE = {"==": 0, "!=": 0, "<": 0, "<=": 0, ">": 0, ">=": 0, "+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
-Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | Neg | Call
+Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | Neg | Cond | Call
 Literal = (IntLit, FloatLit, StrLit, BoolLit)
 
 

@@ -323,6 +323,10 @@ class Elaborator(Evaluator):
         if value.kind == "block":
             sub = self._block(value, name, path, scope, cur)
             return sub.output, branch
+        if value.kind == "sequential":
+            return self._sequential(value, name, path, scope, cur), branch
+        if value.kind == "gate":
+            return self._gate(value, name, path, scope, cur), branch
         stage = Scope("stage", name, path, value.span, input=cur)
         block: LayerCall = value.args["block"]
         stage.repeat = value.args["repeat"]
@@ -368,6 +372,30 @@ class Elaborator(Evaluator):
             out = sub.output
         stage.output = out
         return out, branch
+
+    def _sequential(self, value: LayerCall, name: str, path: str, parent: Scope, cur: str) -> str:
+        """Layers numbered by position, like an ``nn.Sequential`` (``conv1.0``, ``conv1.3``)."""
+        group = Scope("sequential", name, path, value.span, input=cur)
+        parent.items.append(group)
+        out = cur
+        for i, item in enumerate(value.args["layers"]):
+            out, _ = self._place(item, str(i), False, group, out, out, {})
+        group.output = out
+        return out
+
+    def _gate(self, value: LayerCall, name: str, path: str, parent: Scope, cur: str) -> str:
+        """The input times what a side branch computes from it (squeeze-excitation): the branch
+        is a child named ``name``, the multiply a merge node checked like an addition."""
+        branch: LayerCall = value.args["branch"]
+        if branch.kind == "op":  # a single op as the branch: give it a group of its own
+            branch = LayerCall("sequential", None, {"layers": [branch]}, {}, {}, branch.span)
+        gate_out, _ = self._place(branch, name, False, parent, cur, cur, {})
+        mul = self._node(
+            "mul", f"{name}_mul", {}, {}, f"{name}_mul", _join(parent.path, f"{name}_mul"), value.span, parent, True
+        )
+        self._connect(cur, mul.id, 0)
+        self._connect(gate_out, mul.id, 1)
+        return mul.id
 
     def _block(self, call: LayerCall, name: str, path: str, parent: Scope, cur: str) -> Scope:
         block = call.target
@@ -454,6 +482,19 @@ class Elaborator(Evaluator):
                 )
                 raise Failed
             source = layer_ids[target]
+        norm = attrs.get("norm", True)
+        if isinstance(norm, LayerCall) and norm.kind == "op" and getattr(norm.target, "normalizes", False):
+            attrs["norm"] = (norm.target.name, dict(norm.args))  # type: ignore[union-attr]
+        elif not isinstance(norm, bool):
+            self.diags.add(
+                error(
+                    "E205",
+                    f"residual argument 'norm' must be true, false or a normalization layer, got {type_name(norm)}",
+                    bound.arg_spans.get("norm", call.span),
+                    help="e.g. norm=groupnorm(32), or norm=false for a bare 1x1 projection",
+                )
+            )
+            raise Failed
         if kind == "none":  # a plain network: no addition, but the unit still ends here
             return cur, cur
         local = attrs["name"]
@@ -507,7 +548,7 @@ class Elaborator(Evaluator):
                 if not isinstance(item, Layer):
                     continue
                 op = OPS.get(item.op)
-                if op is not None and (op.can_inplace or item.op == "residual"):
+                if op is not None and (op.can_inplace or op.merge is not None):
                     item.inplace = self._may_overwrite_input(item, own)
                 if not item.anonymous or op is None or op.stateful:
                     continue

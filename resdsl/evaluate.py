@@ -14,8 +14,9 @@ from typing import Any
 from resdsl import ast
 from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.loader import Program
-from resdsl.ops import OPS, P
+from resdsl.ops import OPS, OpDef, P
 from resdsl.values import (
+    BUILTIN_FORMS,
     POISON,
     SHORTCUTS,
     STAGE_PARAMS,
@@ -28,6 +29,9 @@ from resdsl.values import (
     suggest,
     type_name,
 )
+
+# built-in forms that make a layer of layers (stage is bound like an op, residual is a statement)
+FORMS = tuple(f for f in BUILTIN_FORMS if f not in ("stage", "residual"))
 
 
 class Evaluator:
@@ -73,7 +77,22 @@ class Evaluator:
                 raise Failed
             return -value
         if isinstance(expr, ast.BinOp):
+            if expr.op in ast.COMPARISONS:
+                return self._compare(expr, self.eval(expr.left, env), self.eval(expr.right, env))
             return self._arith(expr, self.eval(expr.left, env), self.eval(expr.right, env))
+        if isinstance(expr, ast.Cond):
+            test = self.eval(expr.test, env)
+            if not isinstance(test, bool):
+                self.diags.add(
+                    error(
+                        "E212",
+                        f"a condition must be true or false, got {type_name(test)} ({show_value(test)})",
+                        expr.test.span,
+                        help="compare it: 'x if stride == 2 else y'",
+                    )
+                )
+                raise Failed
+            return self.eval(expr.then if test else expr.orelse, env)  # only the chosen branch
         if isinstance(expr, ast.Call):
             return self._call(expr, env)
         raise AssertionError(expr)
@@ -85,7 +104,7 @@ class Evaluator:
             return env[name.id]
         if name.id in SHORTCUTS:
             return SHORTCUTS[name.id]
-        if (name.id in OPS and name.id != "residual") or isinstance(self.globals.get(name.id), ast.BlockDef):
+        if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
             return self._call(ast.Call(name.id, (), name.span, name.span), env)
         options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
         self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=suggest(name.id, options)))
@@ -99,6 +118,18 @@ class Evaluator:
             self.diags.add(error("E213", f"index {index} is out of range for a list of {len(value)}", expr.index.span))
             raise Failed
         return value[index]
+
+    def _compare(self, expr: ast.BinOp, left: Any, right: Any) -> bool:
+        op = expr.op
+        numbers = check_type(left, "float") and check_type(right, "float")
+        if op in ("==", "!="):
+            comparable = numbers or type(left) is type(right) or (isinstance(left, str) and isinstance(right, str))
+            if comparable:
+                return (left == right) == (op == "==")
+        elif numbers:
+            return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        self.diags.add(error("E212", f"cannot compare {type_name(left)} {op} {type_name(right)}", expr.span))
+        raise Failed
 
     def _arith(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
         op = expr.op
@@ -148,7 +179,16 @@ class Evaluator:
                 )
             )
             raise Failed
+        if call.func in FORMS:
+            return self._form(call, env)
+        if isinstance(env.get(call.func), LayerCall):
+            return self._recall(env[call.func], call, env)
         op = OPS.get(call.func)
+        if op is not None and op.merge is not None:
+            self.diags.add(
+                error("E217", f"'{call.func}' is made by gate(...) or residual(...), not called", call.func_span)
+            )
+            raise Failed
         if op is not None:
             bound = self._bind(op.name, op.params, call, env)
             return LayerCall("op", op, bound.args, bound.exprs, bound.arg_spans, call.span)
@@ -167,13 +207,77 @@ class Evaluator:
                 )
             )
             raise Failed
-        options = (
-            list(OPS) + [n for n, d in self.globals.items() if isinstance(d, ast.BlockDef)] + ["stage", "residual"]
-        )
+        options = [
+            *OPS,
+            *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef)),
+            "stage",
+            "residual",
+            *FORMS,
+        ]
         self.diags.add(
             error("E202", f"unknown op or block '{call.func}'", call.func_span, help=suggest(call.func, options))
         )
         raise Failed
+
+    def _form(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
+        """``sequential(a, b, ...)`` (layers numbered like nn.Sequential) and ``gate(branch)``
+        (the input scaled by what the branch computes from it): layers made of layers."""
+        layers: list[LayerCall] = []
+        problems = []
+        for arg in call.args:
+            if arg.name is not None:
+                problems.append(error("E203", f"{call.func} takes layers, not '{arg.name}='", arg.span))
+                continue
+            value = self.eval(arg.value, env)
+            if not isinstance(value, LayerCall) or value.kind not in ("op", "block", "sequential"):
+                problems.append(
+                    error(
+                        "E205",
+                        f"{call.func} takes layers (ops, blocks or sequential groups), got {type_name(value)}",
+                        arg.value.span,
+                    )
+                )
+                continue
+            layers.append(value)
+        if call.func == "gate" and len(call.args) != 1:
+            problems.append(
+                error(
+                    "E210" if call.args else "E204",
+                    "gate takes exactly one branch: gate(squeeze_excite(c)) or gate(sequential(...))",
+                    call.span,
+                )
+            )
+        if not call.args and call.func == "sequential":
+            problems.append(error("E204", "sequential needs at least one layer", call.span))
+        if problems:
+            self.diags.extend(problems)
+            raise Failed
+        args: dict[str, Any] = {"branch": layers[0]} if call.func == "gate" else {"layers": layers}
+        return LayerCall(call.func, None, args, {}, {}, call.span)
+
+    def _recall(self, base: LayerCall, call: ast.Call, env: dict[str, Any]) -> LayerCall:
+        """A layer held by a parameter, called: ``norm()`` is that layer, ``norm(eps=1e-3)``
+        that layer with some arguments replaced (a network chooses, its blocks refine)."""
+        if not call.args:
+            return base
+        if base.kind == "op":
+            assert isinstance(base.target, OpDef)
+            params: Sequence[P] = base.target.params
+        elif base.kind == "block":
+            assert isinstance(base.target, ast.BlockDef)
+            params = self._block_params(base.target)
+        else:
+            self.diags.add(error("E205", f"a {base.kind} cannot be called with arguments", call.span))
+            raise Failed
+        bound = self._bind(call.func, params, call, env, fill_defaults=False, partial=True)
+        return LayerCall(
+            base.kind,
+            base.target,
+            {**base.args, **bound.args},
+            {**base.exprs, **bound.exprs},
+            {**base.arg_spans, **bound.arg_spans},
+            call.span,
+        )
 
     def _bind(
         self,
@@ -183,6 +287,7 @@ class Evaluator:
         env: dict[str, Any],
         kind: str = "op",
         fill_defaults: bool = True,
+        partial: bool = False,
     ) -> LayerCall:
         args: dict[str, Any] = {}
         exprs: dict[str, ast.Expr] = {}
@@ -290,7 +395,7 @@ class Evaluator:
         for param in params:
             if param.name in given:
                 continue
-            if param.required:
+            if param.required and not partial:
                 problems.append(
                     error(
                         "E204",

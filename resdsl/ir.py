@@ -145,7 +145,7 @@ class Network:
             op = OPS.get(layer.op)
             if op is None:
                 return None
-            if layer.op != "residual":
+            if op.merge is None:
                 value = op.stride(layer.attrs)
                 stride *= value if isinstance(value, int) else 1
             previous = self.port(node, 0)
@@ -171,7 +171,8 @@ class Network:
             current = self.layer(node)
             if current.scope is not residual.scope:
                 return None
-            if current.op == "batchnorm" and current.attrs.get("affine", True):
+            op = OPS.get(current.op)
+            if op is not None and op.normalizes and current.attrs.get("affine", True):
                 return current
             node = self.port(node, 0)
         return None

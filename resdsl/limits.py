@@ -155,6 +155,10 @@ class LayerCounter(Evaluator):
     def size(self, call: LayerCall) -> int:
         if call.kind == "op":
             return 1
+        if call.kind == "sequential":
+            return sum(self.size(item) for item in call.args["layers"])
+        if call.kind == "gate":
+            return self.size(call.args["branch"]) + 1
         if call.kind == "stage":
             block: LayerCall = call.args["block"]
             repeat = call.args["repeat"]

@@ -17,6 +17,7 @@ from resdsl.names import reserved_names
 from resdsl.ops import OPS
 from resdsl.parser import parse
 from resdsl.resources import library_dir
+from resdsl.values import BUILTIN_FORMS
 
 MAX_IMPORT_DEPTH = 50  # files importing files (resdsl.limits documents every limit)
 
@@ -170,7 +171,7 @@ def _define(
             )
         )
         return
-    if name in OPS or name in ("stage", "residual"):
+    if name in OPS or name in BUILTIN_FORMS:
         collector.add(error("E103", f"'{name}' is a built-in op and cannot be redefined", definition.name_span))
         return
     visible[name] = definition

@@ -80,6 +80,7 @@ TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "SiLU": {"inplace": False},
     "LeakyReLU": {"negative_slope": 0.01, "inplace": False},
     "GELU": {"approximate": "none"},
+    "GroupNorm": {"eps": 1e-5, "affine": True},
 }
 
 
@@ -107,6 +108,7 @@ class OpDef:
     # a multi-input op: its Python operator combining the main input with the other one
     # (port 1, or what its shortcut makes of port 1/2), e.g. "+" for a residual addition
     merge: str | None = None
+    normalizes: bool = False  # a normalization layer (zero_init_residual zeroes the last one's scale)
 
     def param(self, name: str) -> P | None:
         for p in self.params:
@@ -300,6 +302,59 @@ register(
         ),
         param_count=lambda i, o, a: 2 * i[0] if a["affine"] else 0,
         stateful=True,
+        normalizes=True,
+    )
+)
+
+
+def _gn_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    c = _spatial("groupnorm", ins)[0]
+    if c % a["groups"]:
+        raise ShapeError(
+            "E302",
+            f"groupnorm: {c} channels are not divisible by groups={a['groups']}",
+            help="choose a number of groups that divides the channels (32 is usual)",
+            recovered=ins[0],
+        )
+    return ins[0]
+
+
+register(
+    OpDef(
+        "groupnorm",
+        "Group normalization: channels in `groups` groups, statistics per sample (batch-size independent).",
+        (P("groups", "int", minimum=1), P("eps", "float", 1e-5, minimum=0), P("affine", "bool", True)),
+        _gn_shape,
+        lambda a, cin, rank: Ctor("GroupNorm", (a["groups"], cin), {"eps": a["eps"], "affine": a["affine"]}),
+        param_count=lambda i, o, a: 2 * i[0] if a["affine"] else 0,
+        stateful=True,
+        normalizes=True,
+        example="groupnorm(32)",
+    )
+)
+
+
+def _mul_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    x, gate = ins[0], ins[1]
+    if len(x) != len(gate) or x[0] != gate[0] or (len(x) == 3 and gate[1:] not in ((1, 1), x[1:])):
+        raise ShapeError(
+            "E308",
+            f"gate: {fmt_shape(gate)} cannot scale {fmt_shape(x)}",
+            [f"input  {fmt_shape(x)}", f"gate   {fmt_shape(gate)}"],
+            help="the gate's channels must equal the input's, its map be 1 x 1 (broadcast) or the input's",
+            recovered=x,
+        )
+    return x
+
+
+register(
+    OpDef(
+        "mul",
+        "Channel-wise multiply: the input scaled by a gate branch (made by gate(...), not called directly).",
+        (),
+        _mul_shape,
+        None,
+        merge="*",
     )
 )
 register(OpDef("relu", "Rectified linear unit.", (), _same, _act("ReLU"), can_inplace=True, output_saved=True))
@@ -408,7 +463,8 @@ register(
             P("shortcut", "shortcut"),
             P("project_from", "name", None),
             P("name", "str", "downsample"),
-            P("norm", "bool", True),  # a projection's 1x1 conv is followed by batchnorm
+            # a projection's 1x1 conv is followed by batchnorm (true), nothing (false) or this layer
+            P("norm", "any", True),
         ),
         _residual_shape,
         None,
@@ -431,17 +487,26 @@ class Shortcut:
     stride: int
     in_channels: int
     out_channels: int
-    norm: bool = True  # projections: batchnorm after the 1x1 conv (pre-activation nets have none)
+    norm: bool = True  # projections: a norm after the 1x1 conv (pre-activation nets have none)
+    norm_op: str = "batchnorm"  # which op that norm is (its arguments in norm_args)
+    norm_args: tuple[tuple[str, Any], ...] = ()
 
     @property
-    def params(self) -> int:  # 1x1 conv without bias + batchnorm's weight and bias
+    def params(self) -> int:  # 1x1 conv without bias + the norm's parameters
         if not self.projects:
             return 0
-        return self.in_channels * self.out_channels + (2 * self.out_channels if self.norm else 0)
+        norm = OPS[self.norm_op].param_count((self.out_channels,), (self.out_channels,), self.norm_attrs)
+        return self.in_channels * self.out_channels + (norm if self.norm else 0)
 
     @property
     def projects(self) -> bool:
         return self.kind in PROJECTING
+
+    @property
+    def norm_attrs(self) -> dict[str, Any]:
+        """The norm layer's arguments, defaults filled in."""
+        op = OPS[self.norm_op]
+        return {p.name: p.default for p in op.params if not p.required} | dict(self.norm_args)
 
     def macs(self, out: Shape) -> int:
         return out[0] * out[1] * out[2] * self.in_channels if self.projects else 0
@@ -457,7 +522,7 @@ def _infer_stride(src: Shape, dst: Shape) -> int | None:
 
 
 def realise_shortcut(
-    kind: str, main: Shape, src: Shape, norm: bool = True, stride: int | None = None, changes: bool | None = None
+    kind: str, main: Shape, src: Shape, norm: Any = True, stride: int | None = None, changes: bool | None = None
 ) -> Shortcut:
     """Decide what a shortcut of ``kind`` does to ``src`` so it can be added to ``main``.
 
@@ -491,4 +556,7 @@ def realise_shortcut(
             help="use shortcut=projection to change channels downwards",
         )
     realised = "projection" if kind == "projection_all" else kind
-    return Shortcut(realised, stride, src[0], main[0], norm)
+    if isinstance(norm, bool):
+        return Shortcut(realised, stride, src[0], main[0], norm)
+    op, args = norm  # (op name, bound arguments) of a normalization layer
+    return Shortcut(realised, stride, src[0], main[0], True, op, tuple(sorted(args.items())))

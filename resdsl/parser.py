@@ -115,12 +115,21 @@ class ToAst(Transformer):
 
         return build
 
+    eq = _bin("==")
+    ne = _bin("!=")
+    lt = _bin("<")
+    le = _bin("<=")
+    gt = _bin(">")
+    ge = _bin(">=")
     add = _bin("+")
     sub = _bin("-")
     mul = _bin("*")
     div = _bin("/")
     floordiv = _bin("//")
     mod = _bin("%")
+
+    def ifelse(self, meta: object, then: ast.Expr, test: ast.Expr, orelse: ast.Expr) -> ast.Cond:
+        return ast.Cond(test, then, orelse, self._s(meta))
 
     def neg(self, meta: object, operand: ast.Expr) -> ast.Neg:
         return ast.Neg(operand, self._s(meta))
@@ -267,7 +276,7 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
 MAX_SYNTAX_ERRORS = 1000
 # Words the grammar reserves. With Lark's contextual lexer some of them still lex as names where
 # the keyword cannot appear, but a name that is sometimes a keyword is a trap: all are refused.
-RESERVED_WORDS = frozenset({"import", "block", "network", "input", "meta", "true", "false"})
+RESERVED_WORDS = frozenset({"import", "block", "network", "input", "meta", "true", "false", "if", "else"})
 MAX_EXPR_DEPTH = 100  # nesting of expressions: real specs stay below 10
 
 
@@ -317,6 +326,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
 # the grammar's expression rules (aliases): only these can nest without bound
 _EXPR_RULES = frozenset(
     {"add", "sub", "mul", "div", "floordiv", "mod", "neg", "index", "list_lit", "call", "pos_arg", "kw_arg"}
+    | {"eq", "ne", "lt", "le", "gt", "ge", "ifelse"}
 )
 
 

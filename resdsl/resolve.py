@@ -17,7 +17,7 @@ from resdsl.diagnostics import Diagnostic, error
 from resdsl.loader import Program
 from resdsl.names import bad_layer_name, layer_name_problem
 from resdsl.ops import OPS, SHORTCUT_KINDS, P
-from resdsl.values import STAGE_PARAMS, suggest
+from resdsl.values import BUILTIN_FORMS, STAGE_PARAMS, suggest
 
 
 def _calls(expr: ast.Expr) -> Iterator[ast.Expr]:
@@ -37,6 +37,10 @@ def _calls(expr: ast.Expr) -> Iterator[ast.Expr]:
     elif isinstance(expr, ast.Call):
         for arg in expr.args:
             yield from _calls(arg.value)
+    elif isinstance(expr, ast.Cond):
+        yield from _calls(expr.test)
+        yield from _calls(expr.then)
+        yield from _calls(expr.orelse)
 
 
 class _BlockChecker:
@@ -85,7 +89,7 @@ class _BlockChecker:
 
     def _is_layer(self, func: str, known: set[str]) -> bool:
         return func not in known and (
-            func in OPS or func == "stage" or isinstance(self.globals.get(func), ast.BlockDef)
+            func in OPS or func in BUILTIN_FORMS or isinstance(self.globals.get(func), ast.BlockDef)
         )
 
     def expr(self, expr: ast.Expr, known: set[str]) -> None:
@@ -139,6 +143,10 @@ class _BlockChecker:
             return None  # a parameter holding a layer: its signature is known only with a value
         if call.func == "stage":
             return STAGE_PARAMS
+        if call.func in ("sequential", "gate"):
+            for arg in call.args:
+                self.expr(arg.value, known)
+            return None
         if call.func == "residual":
             self.out.append(error("E217", "residual(...) is a statement of its own, not a value", call.span))
             return None
@@ -148,7 +156,7 @@ class _BlockChecker:
         if isinstance(target, ast.BlockDef):
             return tuple(P(p.name, "any") for p in target.params)
         what = "a network and cannot be used as a layer" if target is not None else "not an op or block"
-        options = [*OPS, "stage", "residual", *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef))]
+        options = [*OPS, *BUILTIN_FORMS, *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef))]
         self.out.append(
             error(
                 "E202",

@@ -63,7 +63,7 @@ def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
             kind,
             main.shape,
             source.shape,
-            bool(layer.attrs.get("norm", True)),
+            layer.attrs.get("norm", True),
             network.path_stride(source.id, main.id),
             changes=changes,
         )

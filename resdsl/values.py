@@ -29,6 +29,10 @@ STAGE_PARAMS = (
 )
 
 
+# the language's built-in forms: names no definition may take
+BUILTIN_FORMS = ("stage", "residual", "sequential", "gate")
+
+
 @dataclass(frozen=True)
 class LayerCall:
     """The value of ``conv(64, k=3)`` or ``bottleneck(128)``: a layer not yet placed."""
@@ -117,6 +121,8 @@ def show(expr: ast.Expr, parent: int = 0, right: bool = False) -> str:
         return f"{show(expr.value, 3)}[{show(expr.index)}]"
     if isinstance(expr, ast.Call):
         return f"{expr.func}(...)"
+    if isinstance(expr, ast.Cond):
+        return f"{show(expr.then)} if {show(expr.test)} else {show(expr.orelse)}"
     return "..."
 
 

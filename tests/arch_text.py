@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from resdsl import ast
 
-KEYWORDS = {"import", "block", "network", "input", "meta", "true", "false", "x"}
+KEYWORDS = {"import", "block", "network", "input", "meta", "true", "false", "x", "if", "else"}
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,7}", fullmatch=True).filter(lambda n: n not in KEYWORDS)
 
 
@@ -40,7 +40,8 @@ def exprs() -> st.SearchStrategy[ast.Expr]:
 
     def extend(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
         return st.one_of(
-            st.builds(ast.BinOp, st.sampled_from(["+", "-", "*", "/", "//", "%"]), inner, inner),
+            st.builds(ast.BinOp, st.sampled_from(["+", "-", "*", "/", "//", "%", "==", "<", ">="]), inner, inner),
+            st.builds(ast.Cond, inner, inner, inner),
             st.builds(ast.Neg, inner),
             st.lists(inner, max_size=3).map(lambda items: ast.ListExpr(tuple(items))),
             st.builds(ast.Index, names.map(ast.Name), inner),
@@ -84,7 +85,7 @@ def modules() -> st.SearchStrategy[ast.Module]:
     return st.builds(lambda i, d: ast.Module("<test>", tuple(i), tuple(d)), imports, defs)
 
 
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+_PREC = {"==": 0, "!=": 0, "<": 0, "<=": 0, ">": 0, ">=": 0, "+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
 
 
 def show(e: ast.Expr, parent: int = 0, right: bool = False) -> str:
@@ -108,8 +109,14 @@ def show(e: ast.Expr, parent: int = 0, right: bool = False) -> str:
         return f"{e.func}({', '.join(show_arg(a) for a in e.args)})"
     if isinstance(e, ast.BinOp):
         p = _PREC[e.op]
+        if p == 0:  # comparisons do not chain: both sides are sums
+            text = f"{show(e.left, 1)} {e.op} {show(e.right, 1, True)}"
+            return f"({text})" if parent > -1 else text
         text = f"{show(e.left, p)} {e.op} {show(e.right, p, True)}"
         return f"({text})" if p < parent or (right and p == parent) or parent >= 3 else text
+    if isinstance(e, ast.Cond):
+        text = f"{show(e.then, 0)} if {show(e.test, 0)} else {show(e.orelse, -1)}"
+        return f"({text})" if parent > -1 else text
     raise TypeError(e)
 
 
@@ -123,7 +130,7 @@ def show_stmt(s: ast.Stmt) -> str:
     if isinstance(s, ast.MetaStmt):
         return "meta { " + "  ".join(f"{e.name} = {show(e.value)}" for e in s.entries) + " }"
     if isinstance(s, ast.Assign):
-        return f"{s.name} = {show(s.value)}"
+        return f"{s.name} = {show(s.value, -1)}"
     return show(s.value)
 
 

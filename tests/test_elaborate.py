@@ -220,3 +220,83 @@ def test_the_python_api_takes_what_users_pass() -> None:
 def test_an_import_typo_gets_a_suggestion() -> None:
     (d,) = resdsl.check('import "std/block.arch"\nnetwork n() {\n  input 3 x 8 x 8\n  relu\n}\n').diagnostics
     assert d.code == "E101" and d.help == 'did you mean "std/blocks.arch"?'
+
+
+# -- layers of layers, choices and conditions -------------------------------------------------
+
+CONSTRUCTS = """
+block se_module(c, reduction = 16) {
+    pool = global_avgpool()
+    fc1  = conv(c // reduction, k=1, bias=true)
+    relu
+    fc2  = conv(c, k=1, bias=true)
+    sigmoid
+}
+network n(norm = batchnorm, deep = true) {
+    input 3 x 32 x 32
+    conv1 = sequential(conv(16, k=3, s=2, p=1), norm(), relu, conv(32 if deep else 16, k=3, p=1))
+    bn1 = norm(eps=1e-3)
+    relu
+    se = gate(se_module(32 if deep else 16, reduction=4))
+    c2 = conv(32, k=3, p=1)
+    bn2 = norm
+    residual(projection, norm=norm)
+}
+network n_gn = n(norm = groupnorm(4), deep = false)
+"""
+
+
+def test_sequential_groups_number_their_layers_like_nn_sequential() -> None:
+    net = resdsl.compile(CONSTRUCTS, network="n")
+    paths = [layer.path for layer in net.layers() if layer.path.startswith("conv1")]
+    assert paths == ["conv1.0", "conv1.1", "conv1.2", "conv1.3"]
+    group = next(s for s in net.root.scopes() if s.kind == "sequential")
+    assert group.path == "conv1" and net.layer(group.output).shape == (32, 16, 16)
+
+
+def test_a_gate_multiplies_its_branch_back_onto_its_input() -> None:
+    net = resdsl.compile(CONSTRUCTS, network="n")
+    (mul,) = [layer for layer in net.layers() if layer.op == "mul"]
+    x, gate = net.inputs(mul.id)
+    assert net.layer(x).path == "relu" and net.layer(gate).path.startswith("se.")
+    assert net.layer(gate).shape == (32, 1, 1) and mul.shape == (32, 16, 16)
+
+
+def test_layer_valued_parameters_choose_the_normalization() -> None:
+    net = resdsl.compile(CONSTRUCTS, network="n")
+    bn1 = next(layer for layer in net.layers() if layer.path == "bn1")
+    assert bn1.op == "batchnorm" and bn1.attrs["eps"] == 1e-3
+    gn = resdsl.compile(CONSTRUCTS, network="n_gn")
+    ops = {layer.path: layer.op for layer in gn.layers()}
+    assert ops["conv1.1"] == ops["bn1"] == ops["bn2"] == "groupnorm"
+    assert next(layer for layer in gn.layers() if layer.path == "bn1").attrs == {
+        "groups": 4,
+        "eps": 1e-3,
+        "affine": True,
+    }
+    residual = next(layer for layer in gn.layers() if layer.op == "residual")
+    assert residual.shortcut is not None and residual.shortcut.norm_op == "groupnorm"
+
+
+def test_conditions_choose_values_and_only_evaluate_the_chosen_side() -> None:
+    assert resdsl.compile(CONSTRUCTS, network="n_gn").output_shape == (32, 16, 16)
+    assert evaluate("1 if 2 > 1 else 1 // 0") == 1
+    assert evaluate('"v1" == "v1"') is True and evaluate("3 != 3") is False
+    assert evaluate("1 if 3 else 2") == "E212"
+    assert evaluate('1 < "a"') == "E212"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("g = gate(conv(8, k=1))", "E308"),  # 8 channels cannot scale 4
+        ("g = gate(global_avgpool(), relu)", "E210"),
+        ("m = mul()", "E217"),
+        ("s = sequential()", "E204"),
+        ("s = sequential(3)", "E205"),
+        ("c = conv(4)\n  residual(projection, norm=relu)", "E205"),
+    ],
+)
+def test_misuse_of_the_new_forms(body: str, code: str) -> None:
+    result = resdsl.check(f"network n() {{\n  input 4 x 8 x 8\n  {body}\n}}\n")
+    assert code in [d.code for d in result.diagnostics], [str(d) for d in result.diagnostics]

@@ -7,6 +7,8 @@ and both back ends change together. Nothing in this file may import resdsl.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,19 +34,27 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, extra_channels={self.extra_channels}"
 
 
+class FlattenLinear(nn.Linear):
+    """A linear layer that flattens a C x H x W input first; its state_dict is nn.Linear's."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return super().forward(input.flatten(1))
+
+
 def make_shortcut(
     kind: str,
     in_channels: int,
     out_channels: int,
     stride: int,
     changes: bool,
-    norm: bool = True,
+    norm: bool | Callable[[int], nn.Module] = True,
 ) -> nn.Module | None:
     """The module that maps a block's input (or its ``project_from`` tap) onto the main branch.
 
     ``changes`` says whether the block changes the shape of its input; where it does not,
     option A and B shortcuts are the identity (None). ``projection_all`` (option C) always
-    projects. ``none`` and ``identity`` never have a module.
+    projects. ``none`` and ``identity`` never have a module. ``norm``: batchnorm after the
+    projection (True), none (False), or a function making the norm for a channel count.
     """
     if kind not in SHORTCUT_KINDS:
         raise ValueError(f"unknown shortcut kind {kind!r}; expected one of {SHORTCUT_KINDS}")
@@ -60,7 +70,9 @@ def make_shortcut(
             layers.append(pool if stride > 1 else nn.Identity())
             stride = 1
         layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False))
-        if norm:
+        if norm is True:
             layers.append(nn.BatchNorm2d(out_channels))
+        elif norm:
+            layers.append(norm(out_channels))
         return nn.Sequential(*layers)
     return None

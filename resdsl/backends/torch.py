@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from resdsl.backends.runtime import ZeroPadShortcut, make_shortcut
+from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
 
@@ -76,13 +76,21 @@ def layer_module(layer: Layer) -> nn.Module | None:
     op = OPS[layer.op]
     if layer.shortcut is not None:  # a merge whose second operand passes through a shortcut
         s = layer.shortcut
-        return make_shortcut(s.kind, s.in_channels, s.out_channels, s.stride, s.kind != "identity", s.norm)
+        norm: Any = s.norm
+        if s.norm and s.norm_args:  # a norm of the spec's choosing, made from its op-table entry
+            ctor = OPS[s.norm_op].torch
+            assert ctor is not None
+            norm = lambda c: _make(ctor(s.norm_attrs, c, 3))  # noqa: E731
+        return make_shortcut(s.kind, s.in_channels, s.out_channels, s.stride, s.kind != "identity", norm)
     if op.torch is None:
         return None
     assert layer.in_shapes, layer.id
     shape = layer.in_shapes[0]
     cin = math.prod(shape) if op.flatten_input else shape[0]
-    ctor: Ctor = op.torch(dict(layer.attrs, inplace=layer.inplace), cin, len(shape))
+    return _make(op.torch(dict(layer.attrs, inplace=layer.inplace), cin, len(shape)))
+
+
+def _make(ctor: Ctor) -> nn.Module:
     return getattr(nn, ctor.cls)(*ctor.args, **dict(ctor.kwargs))
 
 
@@ -93,26 +101,24 @@ class _Builder:
     def scope(self, scope: Scope) -> nn.Module:
         if scope.kind == "stage":
             return nn.Sequential(*(self.scope(s) for s in scope.items if isinstance(s, Scope)))
+        if scope.kind == "sequential":  # numbered children, run in order
+            return nn.Sequential(*(self.scope(i) if isinstance(i, Scope) else self._module(i) for i in scope.items))
         children: dict[str, nn.Module] = {}
         lines: list[str] = []
-        var: dict[str, str] = {scope.input: "x"}
-        keep = set(self.net.shortcut_reads(scope))  # outputs a later merge reads: kept in s0, s1, ...
-        if scope.input in keep:
-            lines.append("s0 = x")
-            var[scope.input] = "s0"
-        saved = len(var) - 1 + (scope.input in keep)
-        for item in scope.items:
-            node = item.output if isinstance(item, Scope) else item.id
+        keep = self._kept(scope)  # outputs read after x moved on: kept in s0, s1, ...
+        saved: dict[str, str] = {}
+        holds = scope.input  # the node whose output x holds
+        for item in [None, *scope.items]:
+            var = {**saved, holds: "x"}
             if isinstance(item, Scope):
                 children[item.name] = self.scope(item)
-                lines.append(f"x = self.{item.name}(x)")
-            else:
+                lines.append(f"x = self.{item.name}({var[item.input]})")
+            elif item is not None:
                 lines.extend(self._step(item, var, children))
-            var[node] = "x"
-            if node in keep:
-                var[node] = f"s{saved}"
-                lines.append(f"s{saved} = x")
-                saved += 1
+            holds = scope.input if item is None else item.output if isinstance(item, Scope) else item.id
+            if holds in keep:
+                saved[holds] = f"s{len(saved)}"
+                lines.append(f"{saved[holds]} = x")
         source = "def forward(self, x: Tensor) -> Tensor:\n" + "".join(f"    {line}\n" for line in lines)
         source += "    return x\n"
         module = _scope_class(source)(
@@ -122,19 +128,41 @@ class _Builder:
             module.add_module(name, child)
         return module
 
+    def _kept(self, scope: Scope) -> set[str]:
+        """Nodes whose output is read when ``x`` no longer holds it (a merge's second operand,
+        a gate's input after its branch ran)."""
+        keep: set[str] = set()
+        current = scope.input
+        for item in scope.items:
+            reads = [item.input] if isinstance(item, Scope) else self.net.inputs(item.id)
+            keep.update(node for node in reads if node != current)
+            current = item.output if isinstance(item, Scope) else item.id
+        return keep
+
+    @staticmethod
+    def _module(layer: Layer) -> nn.Module:
+        module = layer_module(layer)
+        assert module is not None, f"op {layer.op} builds no module"
+        if isinstance(module, nn.Linear) and len(layer.in_shapes[0]) > 1:  # same keys, flattens first
+            flat = FlattenLinear(module.in_features, module.out_features, bias=module.bias is not None)
+            return flat
+        return module
+
     def _step(self, layer: Layer, var: dict[str, str], children: dict[str, nn.Module]) -> list[str]:
         op = OPS[layer.op]
         inputs = [var[p] for p in self.net.inputs(layer.id)]
-        if op.merge is not None:  # a multi-input op: main (x) combined with another operand
+        if op.merge is not None:  # a multi-input op: the main input combined with another operand
             other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
             module = layer_module(layer)
             if module is not None:
                 children[layer.module] = module
                 other = f"self.{layer.module}({other})"
-            if layer.inplace:
+            if layer.inplace and inputs[0] == "x":
                 return [f"x {op.merge}= {other}"]
-            return [f"x = x {op.merge} {other}"]
+            return [f"x = {inputs[0]} {op.merge} {other}"]
         lines = []
+        if inputs[0] != "x":
+            lines.append(f"x = {inputs[0]}")
         if op.flatten_input and len(layer.in_shapes[0]) > 1:
             lines.append("x = torch.flatten(x, 1)")
         if layer.module not in children:
@@ -170,7 +198,8 @@ def build(network: Network, zero_init_residual: bool | None = None, norm: str | 
     """An ``nn.Module`` for ``network``, initialised like torchvision's ResNets."""
     options: dict[str, Any] = {**network.meta, **network.params}
     zero_init = bool(options.get("zero_init_residual", False) if zero_init_residual is None else zero_init_residual)
-    norm = str(norm or options.get("norm", "batchnorm"))
+    chosen = options.get("norm")  # a string option; a layer-valued 'norm' parameter is the spec's own
+    norm = str(norm or (chosen if isinstance(chosen, str) else "batchnorm"))
     if norm not in ("batchnorm", "syncbatchnorm"):
         raise ValueError(f"norm must be 'batchnorm' or 'syncbatchnorm', got {norm!r}")
     model = _Builder(network).scope(network.root)
