@@ -390,6 +390,9 @@ class Elaborator(Evaluator):
         if branch.kind == "op":  # a single op as the branch: give it a group of its own
             branch = LayerCall("sequential", None, {"layers": [branch]}, {}, {}, branch.span)
         gate_out, _ = self._place(branch, name, False, parent, cur, cur, {})
+        side = parent.items[-1]
+        assert isinstance(side, Scope), "a gate's branch is a block or a sequential group"
+        side.side = True
         mul = self._node(
             "mul", f"{name}_mul", {}, {}, f"{name}_mul", _join(parent.path, f"{name}_mul"), value.span, parent, True
         )

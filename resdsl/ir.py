@@ -64,6 +64,7 @@ class Scope:
     lets: list[tuple[str, ast.Expr]] = field(default_factory=list)  # value bindings, in order
     repeat: int = 1  # stages
     repeat_expr: ast.Expr | None = None
+    side: bool = False  # a side branch (a gate's): not on the main path, so not in the depth
 
     def layers(self) -> Iterator[Layer]:
         """Every layer below this scope, in statement order."""
@@ -195,5 +196,7 @@ class Network:
 
     @property
     def weighted_layers(self) -> int:
-        """Conv and linear layers on the main path: the depth in the paper's naming."""
-        return sum(1 for layer in self.layers() if layer.weighted)
+        """Conv and linear layers on the main path (not in gates' side branches, not in
+        shortcuts): the depth in the paper's naming."""
+        side = {layer.id for scope in self.root.scopes() if scope.side for layer in scope.layers()}
+        return sum(1 for layer in self.layers() if layer.weighted and layer.id not in side)

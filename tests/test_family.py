@@ -1,0 +1,97 @@
+"""The shipped family: the paper's figures, timm's exact networks, and one count for everything.
+
+timm cannot be installed beside the CPU torch here; tests/fixtures/timm/ carries its state_dict
+listings and float64 reference logits (see its README). Float64 keeps the comparison
+independent of the processor: a relative error below 1e-9 holds on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+import resdsl
+from resdsl.api import shipped_names
+from tests.conftest import FIXTURES, deterministic_fill, rel_error
+
+TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
+
+
+@pytest.fixture(scope="module")
+def timm_outputs() -> dict[str, Any]:
+    return torch.load(FIXTURES / "timm" / "reference_outputs_f64.pt")
+
+
+@pytest.mark.parametrize(("name", "gmacs"), [("resnet50_v1", 3.858), ("resnet101_v1", 7.570), ("resnet152_v1", 11.282)])
+def test_v1_layout_gives_the_papers_table_1_figures(name: str, gmacs: float) -> None:
+    net = resdsl.compile(name)
+    assert round(net.macs / 1e9, 3) == gmacs
+    assert net.num_params == resdsl.compile(name.removesuffix("_v1")).num_params  # only the stride moved
+    strided = next(layer for layer in net.layers() if layer.path == "layer2.0.conv1")
+    assert strided.attrs["s"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(TIMM))
+def test_timm_models_are_exact(name: str, timm_outputs: dict[str, Any]) -> None:
+    model = resdsl.build_model(name)
+    listing = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
+    assert listing == TIMM[name]["state_dict"]  # keys, shapes, dtypes and order
+    assert sum(p.numel() for p in model.parameters()) == TIMM[name]["num_params"]
+    assert resdsl.compile(name).num_params == TIMM[name]["num_params"]
+    model.load_state_dict(deterministic_fill(TIMM[name]["state_dict"]), strict=True)
+    model = model.double()
+    x = timm_outputs["input"]
+    want = timm_outputs["outputs"][name]
+    with torch.no_grad():
+        assert rel_error(model.eval()(x), want["output_eval"]) < 1e-9
+        assert rel_error(model.train()(x), want["output_train"]) < 1e-9
+
+
+# Parameter counts that follow from the definitions (and timm's published figures for its names).
+COUNTS = {
+    "plain18": 11_515_688,  # resnet18 minus its three projection shortcuts
+    "plain34": 21_623_848,
+    "resnet34_a": 21_623_848,  # option A: no shortcut parameters at all, so plain34's count
+    "resnet34_b": 21_797_672,  # torchvision's resnet34
+    "resnet34_c": 22_716_840,
+    "plain20": 269_722,  # option A costs nothing: the plain CIFAR nets count as the residual ones
+    "plain110": 1_727_962,
+    "resnet18d": 11_708_744,
+    "resnet34d": 21_816_904,
+    "resnet26d": 16_014_408,
+    "resnet101d": 44_568_392,
+    "resnet152d": 60_212_040,
+    "resnet50t": 25_573_728,
+    "seresnext50_32x4d": 27_559_896,
+}
+
+
+@pytest.mark.parametrize(("name", "count"), sorted(COUNTS.items()))
+def test_parameter_counts_follow_from_the_definitions(name: str, count: int) -> None:
+    assert resdsl.compile(name).num_params == count
+
+
+def test_option_b_and_c_differ_by_the_identity_shortcuts_made_projections() -> None:
+    b, c = resdsl.compile("resnet34_b"), resdsl.compile("resnet34_c")
+    extra = sum(layer.params for layer in c.layers() if layer.op == "residual") - sum(
+        layer.params for layer in b.layers() if layer.op == "residual"
+    )
+    # every identity shortcut of option B becomes a 1x1 conv + batchnorm: C*C + 2C each
+    identities = [(64, 3), (128, 3), (256, 5), (512, 2)]
+    assert extra == sum(n * (ch * ch + 2 * ch) for ch, n in identities)
+
+
+def test_plain_nets_have_no_additions() -> None:
+    for name in ["plain18", "plain34", "plain20", "plain110"]:
+        assert not any(layer.op == "residual" for layer in resdsl.compile(name).layers())
+
+
+@pytest.mark.parametrize("name", sorted(shipped_names()))
+def test_built_parameter_count_equals_the_checkers(name: str) -> None:
+    net = resdsl.compile(name)
+    with torch.device("meta"):  # shapes only: deep nets build in milliseconds, nothing allocated
+        model = resdsl.build_model(net)
+    assert sum(p.numel() for p in model.parameters()) == net.num_params
