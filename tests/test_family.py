@@ -15,7 +15,7 @@ import torch
 
 import resdsl
 from resdsl.api import shipped_names
-from tests.conftest import FIXTURES, deterministic_fill, rel_error
+from tests.conftest import FIXTURES, ROOT, deterministic_fill, rel_error
 
 TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 
@@ -95,3 +95,16 @@ def test_built_parameter_count_equals_the_checkers(name: str) -> None:
     with torch.device("meta"):  # shapes only: deep nets build in milliseconds, nothing allocated
         model = resdsl.build_model(net)
     assert sum(p.numel() for p in model.parameters()) == net.num_params
+
+
+def test_the_gallery_is_current_and_every_published_figure_holds() -> None:
+    from resdsl.gallery import FIGURES, render, rows
+
+    assert (ROOT / "docs" / "specs.md").read_text() == render(), "run: python -m resdsl.gallery > docs/specs.md"
+    found = {row["name"]: row for row in rows()}
+    for name, figure in FIGURES.items():
+        assert name in found, name
+        if figure.params is not None:
+            assert found[name]["params"] == figure.params, name
+        if figure.gmacs is not None:
+            assert found[name]["gmacs"] == figure.gmacs, name
