@@ -9,6 +9,7 @@ elaboration later places in the graph. Problems become diagnostics and abandon t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from resdsl import ast
@@ -99,9 +100,12 @@ class Evaluator:
 
     def _lookup(self, name: ast.Name, env: dict[str, Any]) -> Any:
         if name.id in env:
-            if env[name.id] is POISON:
+            value = env[name.id]
+            if value is POISON:
                 raise Failed
-            return env[name.id]
+            if isinstance(value, LayerCall):  # a layer held by a name is placed where it is used
+                return replace(value, span=name.span)
+            return value
         if name.id in SHORTCUTS:
             return SHORTCUTS[name.id]
         if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
@@ -259,7 +263,7 @@ class Evaluator:
         """A layer held by a parameter, called: ``norm()`` is that layer, ``norm(eps=1e-3)``
         that layer with some arguments replaced (a network chooses, its blocks refine)."""
         if not call.args:
-            return base
+            return replace(base, span=call.span)  # placed here: diagnostics point at this call
         if base.kind == "op":
             assert isinstance(base.target, OpDef)
             params: Sequence[P] = base.target.params
