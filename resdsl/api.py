@@ -7,7 +7,6 @@ functions that need it.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,13 +194,13 @@ def check(
             )
     for definition in definitions:
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
-        before = len(collector.items)
-        net = Elaborator(program, collector, limits).network(definition, own, shape)
-        if net is not None:
-            infer(net, collector)
-            if not collector.has_errors:
-                collector.extend(check_budget(net, limits))
-        _point_home(collector, before, definition)
+        home = f"while checking network '{definition.name}' ({definition.name_span})"
+        with collector.within("network", definition.span.file, home):
+            net = Elaborator(program, collector, limits).network(definition, own, shape)
+            if net is not None:
+                infer(net, collector)
+                if not collector.has_errors:
+                    collector.extend(check_budget(net, limits))
         if net is None:
             continue
         net.sources = dict(program.sources)
@@ -213,15 +212,6 @@ def check(
     kept = [d for d in _dedupe(collector.items) if d.is_error or d.code not in silenced]
     result.diagnostics = group_repeats(ordered(kept))
     return result
-
-
-def _point_home(collector: Collector, start: int, definition: ast.Definition) -> None:
-    """A problem found in another file (a library block) also names the network being checked."""
-    for i in range(start, len(collector.items)):
-        d = collector.items[i]
-        if d.span.file != definition.span.file:
-            note = f"while checking network '{definition.name}' ({definition.name_span})"
-            collector.items[i] = dataclasses.replace(d, notes=(*d.notes, note))
 
 
 def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:

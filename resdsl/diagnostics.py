@@ -8,9 +8,10 @@ which carries one or more diagnostics. The CLI renders both the same way, like a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,17 +147,49 @@ class ResdslError(Exception):
         return self.diagnostics[0].code if self.diagnostics else ""
 
 
+@dataclass(frozen=True)
+class Context:
+    """Where checking is, for problems found in another file: ``note`` is added to every
+    diagnostic whose file is not ``home`` (a library block's error names its instance)."""
+
+    kind: str  # "network" | "block": per kind, the innermost context applies
+    home: str
+    note: str
+
+
 @dataclass
 class Collector:
-    """Gathers diagnostics so that one run reports every problem, not only the first."""
+    """Gathers diagnostics so that one run reports every problem, not only the first.
+
+    A stack of :class:`Context` (entered with :meth:`within`) says where checking is; each
+    diagnostic added gets the innermost applicable note of each kind, so stages never edit
+    messages after the fact.
+    """
 
     items: list[Diagnostic] = field(default_factory=list)
+    contexts: list[Context] = field(default_factory=list)
 
     def add(self, diagnostic: Diagnostic) -> None:
+        innermost: dict[str, str] = {}
+        for context in reversed(self.contexts):
+            if context.kind not in innermost and diagnostic.span.file != context.home:
+                innermost[context.kind] = context.note
+        notes = [innermost[kind] for kind in ("block", "network") if kind in innermost]
+        if notes:
+            diagnostic = dataclasses.replace(diagnostic, notes=(*diagnostic.notes, *notes))
         self.items.append(diagnostic)
 
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.items.extend(diagnostics)
+        for d in diagnostics:
+            self.add(d)
+
+    @contextlib.contextmanager
+    def within(self, kind: str, home: str, note: str) -> Iterator[None]:
+        self.contexts.append(Context(kind, home, note))
+        try:
+            yield
+        finally:
+            self.contexts.pop()
 
     @property
     def has_errors(self) -> bool:

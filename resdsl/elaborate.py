@@ -10,7 +10,6 @@ node whose shape is unknown, which keeps the checker from piling follow-on error
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import networkx as nx
@@ -18,7 +17,7 @@ import networkx as nx
 from resdsl import ast
 from resdsl.diagnostics import Collector, error, warning
 from resdsl.evaluate import Evaluator
-from resdsl.ir import Layer, Network, Scope
+from resdsl.ir import Layer, Network, Scope, instance_note
 from resdsl.limits import MAX_BLOCK_DEPTH, LayerCounter, Limits
 from resdsl.loader import Program, definition_params, display_path, load, network_params
 from resdsl.names import bad_layer_name, layer_name_problem
@@ -428,16 +427,11 @@ class Elaborator(Evaluator):
         )
         parent.items.append(scope)
         self.block_stack.append((block.name, call.span))
-        before = len(self.diags.items)
         try:
-            scope.output = self._body(block.body, scope, env, cur)
+            with self.diags.within("block", call.span.file, instance_note(scope)):
+                scope.output = self._body(block.body, scope, env, cur)
         finally:
             self.block_stack.pop()
-        for i in range(before, len(self.diags.items)):  # say where a library block went wrong from
-            d = self.diags.items[i]
-            if d.span.file != call.span.file and not any(n.startswith("in ") for n in d.notes):
-                note = f"in {scope.path}, a {block.name} made at {call.span}"
-                self.diags.items[i] = replace(d, notes=(*d.notes, note))
         return scope
 
     def _bind_block(self, call: LayerCall) -> dict[str, Any]:

@@ -81,6 +81,11 @@ class Scope:
                 yield from item.scopes()
 
 
+def instance_note(scope: Scope) -> str:
+    """How a diagnostic inside a block instance says where that instance is."""
+    return f"in {scope.path}, a {scope.block.name if scope.block else 'block'} made at {scope.span}"
+
+
 @dataclass(eq=False)
 class Network:
     """One elaborated network: graph, module tree and the facts the back ends need."""

@@ -10,7 +10,7 @@ diagnostic. Lints encode the paper's design advice as warnings. No torch here.
 from __future__ import annotations
 
 from resdsl.diagnostics import Collector, error, warning
-from resdsl.ir import Layer, Network
+from resdsl.ir import Layer, Network, Scope, instance_note
 from resdsl.ops import OPS, SHORTCUT_HELP, ShapeError, fmt_shape, realise_shortcut
 
 
@@ -43,10 +43,19 @@ def infer(network: Network, collector: Collector) -> None:
                 message = f"{layer.path}: {message}"
             elif layer.op == "residual" and exc.code != "E301":
                 message = f"residual addition in {scope.path if scope and scope.path else 'the network'}: {message}"
-            if scope is not None and scope.kind == "block" and scope.span.file != layer.span.file:
-                notes.append(f"in {scope.path}, a {scope.block.name if scope.block else 'block'} made at {scope.span}")
-            collector.add(error(exc.code, message, layer.span, notes=notes, help=exc.help))
+            place = _instance(layer)
+            if place is not None:
+                with collector.within("block", place.span.file, instance_note(place)):
+                    collector.add(error(exc.code, message, layer.span, notes=notes, help=exc.help))
+            else:
+                collector.add(error(exc.code, message, layer.span, notes=notes, help=exc.help))
     _lint(network, collector)
+
+
+def _instance(layer: Layer) -> Scope | None:
+    """The block instance a layer belongs to (through sequential groups), if any."""
+    scope = layer.scope
+    return scope if scope is not None and scope.kind == "block" else None
 
 
 def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
