@@ -17,12 +17,12 @@ import networkx as nx
 from resdsl import ast
 from resdsl.diagnostics import Collector, error, warning
 from resdsl.evaluate import Evaluator
-from resdsl.ir import Layer, Network, Scope, instance_note
+from resdsl.ir import Layer, Network, Scope, ScopeKind, instance_note
 from resdsl.limits import MAX_BLOCK_DEPTH, LayerCounter, Limits
 from resdsl.loader import Program, definition_params, display_path, load, network_params
 from resdsl.names import bad_layer_name, layer_name_problem
 from resdsl.ops import OPS, OpDef
-from resdsl.values import POISON, SHORTCUTS, Failed, LayerCall, ShortcutKind, suggest, type_name
+from resdsl.values import POISON, SHORTCUTS, CallKind, Failed, LayerCall, ShortcutKind, suggest, type_name
 
 __all__ = [
     "SHORTCUTS",
@@ -64,7 +64,7 @@ class Elaborator(Evaluator):
         params = self._network_params(target, alias_args, overrides or {})
         if params is None:
             return None
-        root = Scope("network", name, "", target.span)
+        root = Scope(ScopeKind.NETWORK, name, "", target.span)
         meta: dict[str, Any] = {}
         declared: tuple[int, ...] | None = None
         for stmt in target.body:
@@ -326,7 +326,7 @@ class Elaborator(Evaluator):
             return self._sequential(value, name, path, scope, cur), branch
         if value.kind == "gate":
             return self._gate(value, name, path, scope, cur), branch
-        stage = Scope("stage", name, path, value.span, input=cur)
+        stage = Scope(ScopeKind.STAGE, name, path, value.span, input=cur)
         block: LayerCall = value.args["block"]
         stage.repeat = value.args["repeat"]
         stage.repeat_expr = value.exprs.get("repeat")
@@ -365,7 +365,9 @@ class Elaborator(Evaluator):
         out = cur
         for i in range(stage.repeat):
             call = (
-                block if i else LayerCall("block", block.target, first_args, first_exprs, block.arg_spans, block.span)
+                block
+                if i
+                else LayerCall(CallKind.BLOCK, block.target, first_args, first_exprs, block.arg_spans, block.span)
             )
             sub = self._block(call, str(i), _join(path, str(i)), stage, out)
             out = sub.output
@@ -374,7 +376,7 @@ class Elaborator(Evaluator):
 
     def _sequential(self, value: LayerCall, name: str, path: str, parent: Scope, cur: str) -> str:
         """Layers numbered by position, like an ``nn.Sequential`` (``conv1.0``, ``conv1.3``)."""
-        group = Scope("sequential", name, path, value.span, input=cur)
+        group = Scope(ScopeKind.SEQUENTIAL, name, path, value.span, input=cur)
         parent.items.append(group)
         out = cur
         for i, item in enumerate(value.args["layers"]):
@@ -387,7 +389,7 @@ class Elaborator(Evaluator):
         is a child named ``name``, the multiply a merge node checked like an addition."""
         branch: LayerCall = value.args["branch"]
         if branch.kind == "op":  # a single op as the branch: give it a group of its own
-            branch = LayerCall("sequential", None, {"layers": [branch]}, {}, {}, branch.span)
+            branch = LayerCall(CallKind.SEQUENTIAL, None, {"layers": [branch]}, {}, {}, branch.span)
         gate_out, _ = self._place(branch, name, False, parent, cur, cur, {})
         side = parent.items[-1]
         assert isinstance(side, Scope), "a gate's branch is a block or a sequential group"
@@ -423,7 +425,7 @@ class Elaborator(Evaluator):
             raise Failed
         env = self._bind_block(call)
         scope = Scope(
-            "block", name, path, call.span, input=cur, block=block, args=dict(env), arg_exprs=dict(call.exprs)
+            ScopeKind.BLOCK, name, path, call.span, input=cur, block=block, args=dict(env), arg_exprs=dict(call.exprs)
         )
         parent.items.append(scope)
         self.block_stack.append((block.name, call.span))

@@ -22,6 +22,7 @@ from resdsl.values import (
     SHORTCUTS,
     STAGE_PARAMS,
     TYPE_WORDS,
+    CallKind,
     Failed,
     LayerCall,
     check_type,
@@ -172,7 +173,7 @@ class Evaluator:
 
     def _call(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
         if call.func == "stage":
-            return self._bind("stage", STAGE_PARAMS, call, env, kind="stage")
+            return self._bind("stage", STAGE_PARAMS, call, env, kind=CallKind.STAGE)
         if call.func == "residual":
             self.diags.add(
                 error(
@@ -195,12 +196,12 @@ class Evaluator:
             raise Failed
         if op is not None:
             bound = self._bind(op.name, op.params, call, env)
-            return LayerCall("op", op, bound.args, bound.exprs, bound.arg_spans, call.span)
+            return LayerCall(CallKind.OP, op, bound.args, bound.exprs, bound.arg_spans, call.span)
         target = self.globals.get(call.func)
         if isinstance(target, ast.BlockDef):
             params = self._block_params(target)
             bound = self._bind(call.func, params, call, env, fill_defaults=False)
-            return LayerCall("block", target, bound.args, bound.exprs, bound.arg_spans, call.span)
+            return LayerCall(CallKind.BLOCK, target, bound.args, bound.exprs, bound.arg_spans, call.span)
         if isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
             self.diags.add(
                 error(
@@ -257,7 +258,7 @@ class Evaluator:
             self.diags.extend(problems)
             raise Failed
         args: dict[str, Any] = {"branch": layers[0]} if call.func == "gate" else {"layers": layers}
-        return LayerCall(call.func, None, args, {}, {}, call.span)
+        return LayerCall(CallKind(call.func), None, args, {}, {}, call.span)
 
     def _recall(self, base: LayerCall, call: ast.Call, env: dict[str, Any]) -> LayerCall:
         """A layer held by a parameter, called: ``norm()`` is that layer, ``norm(eps=1e-3)``
@@ -289,7 +290,7 @@ class Evaluator:
         params: Sequence[P],
         call: ast.Call,
         env: dict[str, Any],
-        kind: str = "op",
+        kind: CallKind = CallKind.OP,
         fill_defaults: bool = True,
         partial: bool = False,
     ) -> LayerCall:

@@ -12,12 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import networkx as nx
 
 from resdsl import ast
 from resdsl.ops import OPS, Shape, Shortcut
+
+
+class ScopeKind(str, Enum):
+    """What a scope is; compares equal to its value ("block"), so it reads like one."""
+
+    NETWORK = "network"
+    STAGE = "stage"  # a sequence of block instances (nn.Sequential)
+    BLOCK = "block"  # one instance of a block definition
+    SEQUENTIAL = "sequential"  # a group of layers numbered by position (nn.Sequential)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(eq=False)
@@ -51,7 +64,7 @@ class Layer:
 class Scope:
     """A network body, a stage (a sequence of blocks) or one block instance."""
 
-    kind: str  # network | stage | block
+    kind: ScopeKind
     name: str  # local name: "layer1", "0"
     path: str  # dotted path ("" for the network)
     span: ast.Span

@@ -24,7 +24,7 @@ from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.evaluate import Evaluator
 from resdsl.ir import Network
 from resdsl.loader import MAX_IMPORT_DEPTH, Program
-from resdsl.values import Failed, LayerCall
+from resdsl.values import CallKind, Failed, LayerCall
 
 MAX_BLOCK_DEPTH = 50  # blocks used inside blocks (the shipped library nests 2 deep)
 
@@ -166,7 +166,7 @@ class LayerCounter(Evaluator):
             for key in ("stride", "shortcut"):
                 if call.args.get(key) is not None:
                     first_args[key] = call.args[key]
-            first = LayerCall("block", block.target, first_args, block.exprs, block.arg_spans, block.span)
+            first = LayerCall(CallKind.BLOCK, block.target, first_args, block.exprs, block.arg_spans, block.span)
             return self.size(first) + (repeat - 1) * self.size(block) if repeat > 1 else self.size(first)
         block_def = call.target
         assert isinstance(block_def, ast.BlockDef)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from resdsl import ast
@@ -29,6 +30,19 @@ STAGE_PARAMS = (
 )
 
 
+class CallKind(str, Enum):
+    """What a :class:`LayerCall` makes; compares equal to its value ("op")."""
+
+    OP = "op"
+    BLOCK = "block"
+    STAGE = "stage"
+    SEQUENTIAL = "sequential"
+    GATE = "gate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # the language's built-in forms: names no definition may take
 BUILTIN_FORMS = ("stage", "residual", "sequential", "gate")
 
@@ -37,7 +51,7 @@ BUILTIN_FORMS = ("stage", "residual", "sequential", "gate")
 class LayerCall:
     """The value of ``conv(64, k=3)`` or ``bottleneck(128)``: a layer not yet placed."""
 
-    kind: str  # op | block | stage
+    kind: CallKind
     target: OpDef | ast.BlockDef | None
     args: dict[str, Any]
     exprs: dict[str, ast.Expr]
