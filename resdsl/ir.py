@@ -149,7 +149,7 @@ class Network:
         points and ``project_from`` layers), in order; a back end must keep them alive."""
         wanted: list[str] = []
         for item in scope.items:
-            if isinstance(item, Layer) and item.op == "residual":
+            if isinstance(item, Layer) and OPS[item.op].merge is not None:
                 for pred, edge in self.graph.pred[item.id].items():
                     if edge["port"] in (1, 2) and pred not in wanted:
                         wanted.append(pred)

@@ -109,6 +109,8 @@ class OpDef:
     # (port 1, or what its shortcut makes of port 1/2), e.g. "+" for a residual addition
     merge: str | None = None
     normalizes: bool = False  # a normalization layer (zero_init_residual zeroes the last one's scale)
+    # a composite op that the checker realises from the network around it (network, layer, inputs)
+    realise: Callable[[Any, Any, list[Any]], None] | None = None
 
     def param(self, name: str) -> P | None:
         for p in self.params:
@@ -236,6 +238,12 @@ def _linear_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
 
 def _residual_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
     return ins[0]
+
+
+def _realise_residual(network: Any, layer: Any, inputs: list[Any]) -> None:
+    from resdsl.shortcuts import realise_residual  # it reads the IR, which imports this table
+
+    realise_residual(network, layer, inputs)
 
 
 def _simple(cls: str, **fixed: Any) -> Callable[[Mapping[str, Any], Any, int], Ctor]:
@@ -469,6 +477,7 @@ register(
         _residual_shape,
         None,
         merge="+",
+        realise=_realise_residual,
     )
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from resdsl.diagnostics import Collector, error, warning
 from resdsl.ir import Layer, Network, Scope, instance_note
-from resdsl.ops import OPS, SHORTCUT_HELP, ShapeError, fmt_shape, realise_shortcut
+from resdsl.ops import OPS, ShapeError
 
 
 def infer(network: Network, collector: Collector) -> None:
@@ -29,8 +29,8 @@ def infer(network: Network, collector: Collector) -> None:
         layer.in_shapes = tuple(shapes)  # type: ignore[arg-type]
         op = OPS[layer.op]
         try:
-            if layer.op == "residual":
-                _residual(network, layer, inputs)
+            if op.realise is not None:  # a composite op (a residual and its shortcut) realises itself
+                op.realise(network, layer, inputs)
             else:
                 layer.shape = op.shape(layer.in_shapes, layer.attrs)
                 layer.params = op.param_count(layer.in_shapes[0], layer.shape, layer.attrs)
@@ -38,11 +38,8 @@ def infer(network: Network, collector: Collector) -> None:
         except ShapeError as exc:
             layer.shape = exc.recovered  # None unless the intended shape is clear
             message, notes = exc.message, list(exc.notes)
-            scope = layer.scope
-            if layer.op != "residual" and layer.path:
+            if op.merge is None and layer.path:  # merges word their own messages
                 message = f"{layer.path}: {message}"
-            elif layer.op == "residual" and exc.code != "E301":
-                message = f"residual addition in {scope.path if scope and scope.path else 'the network'}: {message}"
             place = _instance(layer)
             if place is not None:
                 with collector.within("block", place.span.file, instance_note(place)):
@@ -56,53 +53,6 @@ def _instance(layer: Layer) -> Scope | None:
     """The block instance a layer belongs to (through sequential groups), if any."""
     scope = layer.scope
     return scope if scope is not None and scope.kind == "block" else None
-
-
-def _residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
-    main, branch = inputs[0], inputs[1]
-    kind = str(layer.attrs["shortcut"])
-    assert main.shape is not None and branch.shape is not None
-    # Whether the shortcut maps anything is decided by the block input against the main branch;
-    # when it does, a project_from tap is what it maps (see Network.shortcut_source).
-    changes = branch.shape != main.shape
-    source = inputs[2] if len(inputs) > 2 and kind != "identity" and (changes or kind == "projection_all") else branch
-    assert source.shape is not None
-    try:
-        shortcut = realise_shortcut(
-            kind,
-            main.shape,
-            source.shape,
-            layer.attrs.get("norm", True),
-            network.path_stride(source.id, main.id),
-            changes=changes,
-        )
-    except ShapeError as exc:
-        if exc.code == "E301":
-            notes = [
-                f"main branch  {fmt_shape(main.shape):<14} ({_origin(main)})",
-                f"shortcut     {fmt_shape(source.shape):<14} ({kind}{_from(source, layer)})",
-            ]
-            scope = layer.scope.path if layer.scope is not None and layer.scope.path else "the network"
-            raise ShapeError(
-                "E301", f"residual addition in {scope}: shapes differ", notes, exc.help or SHORTCUT_HELP, main.shape
-            ) from None
-        exc.recovered = main.shape
-        raise
-    layer.shortcut = shortcut
-    layer.shape = main.shape
-    layer.params = shortcut.params
-    layer.macs = shortcut.macs(main.shape)
-
-
-def _origin(layer: Layer) -> str:
-    return f"{layer.name} at {layer.span}" if layer.op != "input" else "the network input"
-
-
-def _from(source: Layer, residual: Layer) -> str:
-    scope = residual.scope
-    if scope is not None and source.id == scope.input:
-        return ", the block input"
-    return f", from {source.name}"
 
 
 def _lint(network: Network, collector: Collector) -> None:

@@ -183,7 +183,7 @@ def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = 
             nn.init.constant_(m.bias, 0)
     if zero_init_residual:
         for layer in network.layers():
-            norm = network.last_norm(layer) if layer.op == "residual" else None
+            norm = network.last_norm(layer) if layer.shortcut is not None else None
             if norm is not None:
                 nn.init.constant_(model.get_submodule(module_path(norm)).weight, 0)  # type: ignore[arg-type]
 

@@ -1,0 +1,59 @@
+"""Realising a residual's shortcut from the two branch shapes: the checker's half of the
+``residual`` op-table entry (its ``realise`` hook), which needs the network around the layer.
+
+Whether a shortcut maps anything is decided by the block input against the main branch; when
+it does, a ``project_from`` tap is what it maps (see :meth:`Network.shortcut_source`). The
+stride is the main branch's own where it explains the shapes (``Network.path_stride``).
+"""
+
+from __future__ import annotations
+
+from resdsl.ir import Layer, Network
+from resdsl.ops import SHORTCUT_HELP, ShapeError, fmt_shape, realise_shortcut
+
+
+def realise_residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
+    """Fill ``layer.shortcut``, shape, parameters and MACs, or raise a worded ShapeError."""
+    main, branch = inputs[0], inputs[1]
+    kind = str(layer.attrs["shortcut"])
+    assert main.shape is not None and branch.shape is not None
+    changes = branch.shape != main.shape
+    source = inputs[2] if len(inputs) > 2 and kind != "identity" and (changes or kind == "projection_all") else branch
+    assert source.shape is not None
+    where = layer.scope.path if layer.scope is not None and layer.scope.path else "the network"
+    try:
+        shortcut = realise_shortcut(
+            kind,
+            main.shape,
+            source.shape,
+            layer.attrs.get("norm", True),
+            network.path_stride(source.id, main.id),
+            changes=changes,
+        )
+    except ShapeError as exc:
+        if exc.code == "E301":
+            notes = [
+                f"main branch  {fmt_shape(main.shape):<14} ({_origin(main)})",
+                f"shortcut     {fmt_shape(source.shape):<14} ({kind}{_from(source, layer)})",
+            ]
+            raise ShapeError(
+                "E301", f"residual addition in {where}: shapes differ", notes, exc.help or SHORTCUT_HELP, main.shape
+            ) from None
+        raise ShapeError(
+            exc.code, f"residual addition in {where}: {exc.message}", exc.notes, exc.help, main.shape
+        ) from None
+    layer.shortcut = shortcut
+    layer.shape = main.shape
+    layer.params = shortcut.params
+    layer.macs = shortcut.macs(main.shape)
+
+
+def _origin(layer: Layer) -> str:
+    return f"{layer.name} at {layer.span}" if layer.op != "input" else "the network input"
+
+
+def _from(source: Layer, residual: Layer) -> str:
+    scope = residual.scope
+    if scope is not None and source.id == scope.input:
+        return ", the block input"
+    return f", from {source.name}"
