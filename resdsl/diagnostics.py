@@ -26,6 +26,7 @@ CODES: dict[str, str] = {
     "E003": "syntax error: unexpected end of file",
     "E004": "file cannot be read",
     "E005": "reserved word used as a name",
+    "E006": "unknown escape in a string",
     # imports and definitions
     "E101": "import not found",
     "E102": "import cycle",
@@ -239,18 +240,24 @@ def format_header(d: Diagnostic) -> str:
     return f"{where}: {d.severity}[{d.code}]: {d.message}"
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as the parser counts them: at "\n" only (str.splitlines also splits at form feeds,
+    U+2028 and more, which would shift every excerpt after them)."""
+    return [line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n")]
+
+
 class SourceCache:
     """Reads source lines for excerpts, once per file."""
 
     def __init__(self, sources: dict[str, str] | None = None) -> None:
         self._lines: dict[str, list[str]] = {}
         for name, text in (sources or {}).items():
-            self._lines[name] = text.splitlines()
+            self._lines[name] = _lines(text)
 
     def line(self, file: str, number: int) -> str | None:
         if file not in self._lines:
             try:
-                self._lines[file] = Path(file).read_text(encoding="utf-8").splitlines()
+                self._lines[file] = _lines(Path(file).read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError):
                 self._lines[file] = []
         lines = self._lines[file]

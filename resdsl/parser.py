@@ -67,7 +67,7 @@ class ToAst(Transformer):
         return ast.Module(self.file, imports, defs, span)  # type: ignore[arg-type]
 
     def import_stmt(self, meta: object, path: Token) -> ast.Import:
-        return ast.Import(_unquote(path), self._s(meta))
+        return ast.Import(_unquote(path, self.file), self._s(meta))
 
     def block_def(self, meta: object, name: Token, params: object, body: tuple) -> ast.BlockDef:
         return ast.BlockDef(str(name), params or (), body, self._s(meta), self._s(name))  # type: ignore[arg-type]
@@ -141,7 +141,7 @@ class ToAst(Transformer):
         return ast.FloatLit(float(tok), self._s(meta))
 
     def str_lit(self, meta: object, tok: Token) -> ast.StrLit:
-        return ast.StrLit(_unquote(tok), self._s(meta))
+        return ast.StrLit(_unquote(tok, self.file), self._s(meta))
 
     def true_lit(self, meta: object) -> ast.BoolLit:
         return ast.BoolLit(True, self._s(meta))
@@ -186,8 +186,31 @@ def _whole_number(tok: Token, file: str) -> int:
     return int(text)
 
 
-def _unquote(tok: Token) -> str:
-    return str(tok)[1:-1].encode("utf-8").decode("unicode_escape")
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+
+
+def _unquote(tok: Token, file: str = "<string>") -> str:
+    r"""A string literal's value: escapes \\ \" \n \t \r and \uXXXX; any other is an error."""
+
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        if len(code) == 5:
+            return chr(int(code[1:], 16))
+        column = (tok.column or 1) + m.start()
+        span = ast.Span(file, tok.line or 1, column, tok.line or 1, column + 2)
+        raise ResdslError(
+            error(
+                "E006",
+                f"unknown escape '\\{code}' in a string",
+                span,
+                help=r'strings know \\ \" \n \t \r and \uXXXX; write a backslash as \\',
+            )
+        )
+
+    return _ESCAPE.sub(one, str(tok)[1:-1])
 
 
 def _expected_words(expected: Iterable[object]) -> str:
@@ -244,7 +267,7 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
         hint = "strings use double quotes" if ch == "'" else None
         return ResdslError(error("E002", f"unexpected character {ch!r}", span, help=hint))
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = text.splitlines() or [""]
+        lines = text.split("\n")  # lines as the parser counts them (not str.splitlines)
         # point just past the last code on the last line that has any (not at a trailing comment)
         number = len(lines)
         while number > 1 and not re.sub(r"#.*", "", lines[number - 1]).strip():
