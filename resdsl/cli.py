@@ -192,9 +192,19 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
 @click.argument("spec")
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def summary_cmd(spec: str, options: Options, as_json: bool) -> None:
-    """Print a per-layer table: output shape, parameters, MACs, and totals."""
-    from resdsl.summary import summary_rows, summary_table
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Fold rows: 1 = one row per stage, 2 = per block (network 0, stage 1, block in a stage 2).",
+)
+def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -> None:
+    """Print a per-layer table: output shape, parameters, MACs, and totals.
+
+    The table is plain text, never truncated (pipe it to grep); --depth folds blocks or
+    stages into one row each, with summed parameters and MACs, shapes and output stride.
+    """
+    from resdsl.summary import summary_json, summary_text
 
     (result,) = _check_all([spec], options)
     if not result.ok:
@@ -202,10 +212,10 @@ def summary_cmd(spec: str, options: Options, as_json: bool) -> None:
         sys.exit(1)
     net = pick_network(result, spec, options.network)
     if as_json:
-        click.echo(json.dumps(summary_rows(net), indent=2))
+        click.echo(summary_json(net, depth))
     else:
         render(result.diagnostics, result.sources)
-        _console().print(summary_table(net))
+        click.echo(summary_text(net, depth))
 
 
 @cli.command("build")
