@@ -252,6 +252,23 @@ def _make_parent(target: str) -> None:
         raise ResdslError(error("E502", f"cannot create the folder {parent}: {exc.strerror or exc}", span)) from None
 
 
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """List every shipped network: depth (weighted layers), parameters, GMACs, source file."""
+    from resdsl.catalog import catalog, catalog_text, diagnostics
+
+    entries, failed = catalog()
+    if failed:
+        render(diagnostics(failed), {k: v for r in failed for k, v in r.sources.items()})
+    if as_json:
+        rows = ",\n".join(f"  {json.dumps(e.as_json())}" for e in entries)
+        click.echo(f"[\n{rows}\n]" if entries else "[]")
+    else:
+        click.echo(catalog_text(entries))
+    sys.exit(1 if failed else 0)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: runs the click group and turns every failure into a message."""
     try:
