@@ -269,6 +269,49 @@ def list_cmd(as_json: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+@cli.command("graph")
+@click.argument("spec")
+@common
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    help="Picture file: .dot (written by resdsl), .svg, .png or .pdf (rendered by Graphviz's dot).",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Collapse scopes into single nodes: 1 = stages, 2 = blocks (network 0, stage 1, block in a stage 2).",
+)
+def graph_cmd(spec: str, options: Options, output: str, depth: int | None) -> None:
+    """Draw SPEC: stages and blocks as clusters, merges with their shortcuts, shapes on edges."""
+    from resdsl.graph import LARGE, GraphError, count_nodes, output_format, write_graph
+
+    try:
+        fmt = output_format(output)
+    except GraphError as exc:
+        raise click.BadParameter(f"{exc.message}; {exc.hint}", param_hint="-o") from None
+    (result,) = _check_all([spec], options)
+    render(result.diagnostics, result.sources)
+    if not result.ok:
+        sys.exit(1)
+    net = pick_network(result, spec, options.network)
+    nodes = count_nodes(net, depth)
+    if fmt is not None and nodes > LARGE:
+        click.echo(
+            f"note: {nodes:,} nodes; Graphviz may take minutes to lay them out "
+            "(--depth 2 draws one node per block, --depth 1 one per stage)",
+            err=True,
+        )
+    _make_parent(output)
+    try:
+        write_graph(net, output, depth)
+    except GraphError as exc:
+        raise click.ClickException(f"{exc.message}\n  help: {exc.hint}") from None
+    click.echo(f"wrote {output} ({net.name}, {nodes:,} nodes)", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: runs the click group and turns every failure into a message."""
     try:
