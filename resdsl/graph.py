@@ -247,6 +247,8 @@ class _Builder:
                         fontcolor=_SHORTCUT_COLOR,
                         **{"class": "shortcut"},
                     )
+                elif port >= 1 and is_merge(layer):  # a side branch without a shortcut (gating)
+                    self.dot.edge(tail, head, label=shape, style="dashed", **{"class": "side"})
                 else:
                     self.dot.edge(tail, head, label=shape)
         out = net.root.output

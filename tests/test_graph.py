@@ -157,3 +157,23 @@ def test_graph_does_not_import_torch(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_any_merge_op_is_drawn_as_a_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the residual: an op whose table entry has ``merge`` set (a gating multiply
+    without a shortcut) is a circle with its operator, its side input a dashed edge."""
+    import dataclasses
+
+    from resdsl import ops
+    from resdsl.summary import summary_rows_list
+
+    monkeypatch.setitem(ops.OPS, "gate", dataclasses.replace(ops.OPS["residual"], name="gate", merge="*"))
+    net = resdsl.compile("resnet20")
+    layer = net.layer("layer2.1.downsample")
+    layer.op, layer.shortcut = "gate", None
+    source = to_digraph(net).source
+    assert '"layer2.1.downsample" [label="*" class=merge' in source
+    assert '"layer2.0.relu_1" -> "layer2.1.downsample" [label="32 x 16 x 16" class=side style=dashed]' in source
+    rows = {r.name: r for r in summary_rows_list(net)}
+    assert rows["layer2.1.downsample"].op == "gate"
+    assert {r.name: r.op for r in summary_rows_list(net, 2)}["layer2.0"] == "basic (zero_pad, stride 2)"
