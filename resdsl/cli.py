@@ -192,9 +192,19 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
 @click.argument("spec")
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def summary_cmd(spec: str, options: Options, as_json: bool) -> None:
-    """Print a per-layer table: output shape, parameters, MACs, and totals."""
-    from resdsl.summary import summary_rows, summary_table
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Fold rows: 1 = one row per stage, 2 = per block (network 0, stage 1, block in a stage 2).",
+)
+def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -> None:
+    """Print a per-layer table: output shape, parameters, MACs, and totals.
+
+    The table is plain text, never truncated (pipe it to grep); --depth folds blocks or
+    stages into one row each, with summed parameters and MACs, shapes and output stride.
+    """
+    from resdsl.summary import summary_json, summary_text
 
     (result,) = _check_all([spec], options)
     if not result.ok:
@@ -202,10 +212,10 @@ def summary_cmd(spec: str, options: Options, as_json: bool) -> None:
         sys.exit(1)
     net = pick_network(result, spec, options.network)
     if as_json:
-        click.echo(json.dumps(summary_rows(net), indent=2))
+        click.echo(summary_json(net, depth))
     else:
         render(result.diagnostics, result.sources)
-        _console().print(summary_table(net))
+        click.echo(summary_text(net, depth))
 
 
 @cli.command("build")
@@ -240,6 +250,66 @@ def _make_parent(target: str) -> None:
     except OSError as exc:
         span = Span(target, 0, 0, 0, 0)
         raise ResdslError(error("E502", f"cannot create the folder {parent}: {exc.strerror or exc}", span)) from None
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """List every shipped network: depth (weighted layers), parameters, GMACs, source file."""
+    from resdsl.catalog import catalog, catalog_text, diagnostics
+
+    entries, failed = catalog()
+    if failed:
+        render(diagnostics(failed), {k: v for r in failed for k, v in r.sources.items()})
+    if as_json:
+        rows = ",\n".join(f"  {json.dumps(e.as_json())}" for e in entries)
+        click.echo(f"[\n{rows}\n]" if entries else "[]")
+    else:
+        click.echo(catalog_text(entries))
+    sys.exit(1 if failed else 0)
+
+
+@cli.command("graph")
+@click.argument("spec")
+@common
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    help="Picture file: .dot (written by resdsl), .svg, .png or .pdf (rendered by Graphviz's dot).",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Collapse scopes into single nodes: 1 = stages, 2 = blocks (network 0, stage 1, block in a stage 2).",
+)
+def graph_cmd(spec: str, options: Options, output: str, depth: int | None) -> None:
+    """Draw SPEC: stages and blocks as clusters, merges with their shortcuts, shapes on edges."""
+    from resdsl.graph import LARGE, GraphError, count_nodes, output_format, write_graph
+
+    try:
+        fmt = output_format(output)
+    except GraphError as exc:
+        raise click.BadParameter(f"{exc.message}; {exc.hint}", param_hint="-o") from None
+    (result,) = _check_all([spec], options)
+    render(result.diagnostics, result.sources)
+    if not result.ok:
+        sys.exit(1)
+    net = pick_network(result, spec, options.network)
+    nodes = count_nodes(net, depth)
+    if fmt is not None and nodes > LARGE:
+        click.echo(
+            f"note: {nodes:,} nodes; Graphviz may take minutes to lay them out "
+            "(--depth 2 draws one node per block, --depth 1 one per stage)",
+            err=True,
+        )
+    _make_parent(output)
+    try:
+        write_graph(net, output, depth)
+    except GraphError as exc:
+        raise click.ClickException(f"{exc.message}\n  help: {exc.hint}") from None
+    click.echo(f"wrote {output} ({net.name}, {nodes:,} nodes)", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

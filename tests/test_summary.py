@@ -1,0 +1,136 @@
+"""`resdsl summary`: the per-layer table, folding with --depth, JSON rows, no truncation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import resdsl
+from resdsl.cli import cli
+from resdsl.summary import summary_json, summary_rows, summary_rows_list, summary_text
+from tests.conftest import ROOT
+
+SPECS = ["resnet18", "resnet50", "resnet20", "preact_resnet164", "resnext50_32x4d"]
+
+
+@pytest.fixture(scope="module")
+def nets() -> dict[str, resdsl.ir.Network]:
+    return {name: resdsl.compile(name) for name in SPECS}
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("depth", [None, 0, 1, 2, 3])
+def test_folded_totals_equal_the_network_totals(nets: dict[str, resdsl.ir.Network], spec: str, depth: int) -> None:
+    net = nets[spec]
+    rows = summary_rows_list(net, depth)
+    assert sum(r.params for r in rows) == net.num_params
+    assert sum(r.macs for r in rows) == net.macs
+    assert sum(r.layers for r in rows) == len(net.order) - 1  # every layer but the input, once
+    data = summary_rows(net, depth)
+    assert data["total_params"] == net.num_params and data["depth"] == depth
+
+
+def test_full_table_lists_layers_in_build_order(nets: dict[str, resdsl.ir.Network]) -> None:
+    for net in nets.values():
+        names = [r.name for r in summary_rows_list(net)]
+        assert names == [layer.path for layer in net.layers() if layer.op != "input"]
+
+
+def test_depth_1_is_one_row_per_stage_with_shapes_and_strides(nets: dict[str, resdsl.ir.Network]) -> None:
+    rows = {r.name: r for r in summary_rows_list(nets["resnet50"], 1)}
+    assert list(rows) == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    assert [rows[f"layer{i}"].stride for i in range(1, 5)] == [4, 8, 16, 32]
+    assert rows["layer1"].kind == "stage" and rows["layer1"].op == "3 x bottleneck" and rows["layer1"].depth == 1
+    assert rows["layer2"].input == (256, 56, 56) and rows["layer2"].output == (512, 28, 28)
+    assert rows["layer3"].layers == 6 * 10  # 6 x (conv-bn-relu, conv-bn-relu, conv-bn, addition, relu)
+    assert rows["conv1"].stride == 2 and rows["fc"].stride is None  # a vector has no stride
+    cifar = {r.name: r for r in summary_rows_list(nets["resnet20"], 1)}
+    assert [cifar[s].stride for s in ("layer1", "layer2", "layer3")] == [1, 2, 4]
+
+
+def test_depth_2_is_one_row_per_block_naming_its_shortcut(nets: dict[str, resdsl.ir.Network]) -> None:
+    rows = {r.name: r for r in summary_rows_list(nets["resnet18"], 2)}
+    assert rows["layer2.0"].op == "basic (projection, stride 2)" and rows["layer2.0"].kind == "block"
+    assert rows["layer2.1"].op == "basic" and rows["layer2.1"].depth == 2
+    assert rows["layer2.0"].params == (64 * 9 + 2) * 128 + (128 * 9 + 2) * 128 + (64 + 2) * 128
+    assert rows["layer4.1"].stride == 32 and rows["layer4.1"].output == (512, 7, 7)
+    # depth past the deepest scope changes nothing
+    assert summary_rows_list(nets["resnet18"], 3) == summary_rows_list(nets["resnet18"], None)
+
+
+def test_depth_0_is_the_whole_network(nets: dict[str, resdsl.ir.Network]) -> None:
+    (row,) = summary_rows_list(nets["resnet50"], 0)
+    assert (row.kind, row.name, row.params, row.stride) == ("network", "resnet50", 25_557_032, None)
+    assert row.input == (3, 224, 224) and row.output == (1000,)
+
+
+def test_json_carries_the_folded_rows() -> None:
+    result = CliRunner().invoke(cli, ["summary", "resnet18", "--json", "--depth", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["depth"] == 2 and data["total_params"] == 11_689_512
+    row = next(r for r in data["layers"] if r["name"] == "layer3.0")
+    assert row == {
+        "name": "layer3.0",
+        "op": "basic (projection, stride 2)",
+        "kind": "block",
+        "depth": 2,
+        "input": [128, 28, 28],
+        "output": [256, 14, 14],
+        "stride": 16,
+        "params": row["params"],
+        "macs": row["macs"],
+        "layers": 7,
+    }
+    assert sum(r["params"] for r in data["layers"]) == data["total_params"]
+    assert json.loads(summary_json(resdsl.compile("resnet20"))) == summary_rows(resdsl.compile("resnet20"))
+
+
+def test_table_shows_folded_columns_and_totals() -> None:
+    result = CliRunner().invoke(cli, ["summary", "preact_resnet1001", "--depth", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "preact_resnet1001  (input 3 x 32 x 32, depth 1)"
+    assert lines[1].split() == ["layer", "op", "input", "output", "stride", "params", "MACs"]
+    layer3 = next(line for line in lines if line.startswith("layer3 "))
+    assert "111 x preact_bottleneck" in layer3 and "128 x 16 x 16" in layer3 and "256 x 8 x 8" in layer3
+    assert lines[-1].split()[0] == "total" and "10,327,706" in lines[-1]
+
+
+def test_nothing_is_truncated_on_a_narrow_terminal_or_a_pipe() -> None:
+    env = {**os.environ, "COLUMNS": "40", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "resdsl", "summary", "resnet50"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    net = resdsl.compile("resnet50")
+    for layer in net.layers():
+        if layer.op == "input":
+            continue
+        (line,) = [ln for ln in done.stdout.splitlines() if ln.split()[0] == layer.path]
+        assert f"{layer.params:,}" in line and f"{layer.macs:,}" in line
+    assert "residual (projection, stride 2)" in done.stdout
+    assert "4,089,184,256" in done.stdout.splitlines()[-1]  # the total MACs, whole
+    # the same through click's runner with a 40-column terminal
+    result = CliRunner().invoke(cli, ["summary", "resnet50", "--depth", "2"], env={"COLUMNS": "40"})
+    assert "layer4.0  bottleneck (projection, stride 2)" in result.output and "…" not in result.output
+
+
+def test_text_and_json_agree_row_for_row() -> None:
+    net = resdsl.compile("resnet34")
+    text = summary_text(net, 2).splitlines()[3:-2]
+    rows = summary_rows(net, 2)["layers"]
+    assert len(text) == len(rows)
+    for line, row in zip(text, rows, strict=True):
+        assert line.startswith(row["name"] + " ") and line.endswith(f"{row['macs']:,}")
