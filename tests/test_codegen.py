@@ -268,7 +268,8 @@ def test_failed_build_leaves_the_old_file(tmp_path: Path) -> None:
 
 
 def test_unwritable_target_is_a_clear_error(tmp_path: Path) -> None:
-    result = build("resnet20", "-o", str(tmp_path / "missing" / "dir" / "net.py"))
+    (tmp_path / "file").write_text("not a folder")  # missing folders are made; a file in the way is not
+    result = build("resnet20", "-o", str(tmp_path / "file" / "dir" / "net.py"))
     assert result.exit_code == 1 and "E502" in result.output
 
 
