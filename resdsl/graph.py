@@ -92,10 +92,19 @@ def _call(layer: Layer) -> str:
         if p.default is not REQUIRED and value == default:
             continue
         if p.default is REQUIRED and p.default_from is None and not args:
-            args.append(str(value))  # the first required argument, by position
+            args.append(_spec_value(value))  # the first required argument, by position
         elif value is not None:
-            args.append(f"{p.name}={value}")
+            args.append(f"{p.name}={_spec_value(value)}")
     return f"{layer.op}({', '.join(args)})" if args else layer.op
+
+
+def _spec_value(value: object) -> str:
+    """A value as the language writes it (true, not Python's True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):  # a layer: (op, args)
+        return value[0]
+    return str(value)
 
 
 class _Builder:
