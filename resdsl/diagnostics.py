@@ -243,7 +243,7 @@ def format_header(d: Diagnostic) -> str:
 def _lines(text: str) -> list[str]:
     """Lines as the parser counts them: at "\n" only (str.splitlines also splits at form feeds,
     U+2028 and more, which would shift every excerpt after them)."""
-    return [line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n")]
+    return [line.removesuffix("\r") for line in text.lstrip("\ufeff").split("\n")]
 
 
 class SourceCache:

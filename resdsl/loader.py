@@ -146,8 +146,11 @@ def _import_hint(wanted: str, importer: Path | None) -> str:
 def _resolve_import(imp: ast.Import, importer: Path | None) -> Path | None:
     base = importer.parent if importer is not None else Path.cwd()
     for candidate in (base / imp.path, library_dir() / imp.path):
-        if candidate.is_file():
-            return candidate.resolve()
+        try:
+            if candidate.is_file():
+                return candidate.resolve()
+        except (OSError, ValueError):  # a name too long, a NUL byte: no such file
+            continue
     return None
 
 

@@ -322,7 +322,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     independent mistake; errors met while skipping (the parser has not moved) are follow-ons
     of the first and are not reported.
     """
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
+    text = text.lstrip("\ufeff")  # byte-order marks (even a doubled one) are not part of the spec
     errors: list[ResdslError] = []
     last_state: list[tuple[int, ...] | None] = [None]
 

@@ -1174,8 +1174,9 @@ BAD_WORDS = ("internal error", "Traceback", "RecursionError", "recursion depth",
 def file_lines(text: str) -> list[str]:
     """The lines of a file as resdsl numbers them: its UTF-8 text read with universal newlines
     (``\\r\\n`` and ``\\r`` end a line) and split at ``\\n``, without the empty piece after a final
-    newline. An empty file has one empty line, so 1:1 lies inside it."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    newline. An empty file has one empty line, so 1:1 lies inside it. Leading byte-order marks
+    are not part of the text (editors do not show them as a column)."""
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if len(lines) > 1 and lines[-1] == "":
         lines.pop()
