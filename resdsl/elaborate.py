@@ -467,6 +467,7 @@ class Elaborator:
                     else:
                         env[stmt.name] = value
                         scope.lets.append((stmt.name, stmt.value))
+                        scope.let_at.append(len(scope.items))
                 else:
                     value = self._statement_value(stmt, env)
                     if isinstance(value, tuple):  # residual
@@ -631,6 +632,7 @@ class Elaborator:
                 raise Failed
             source = layer_ids[target]
         if kind == "none":  # a plain network: no addition, but the unit still ends here
+            scope.plain.append((len(scope.items), exprs["shortcut"]))
             return cur, cur
         local = attrs["name"]
         if local in names:
