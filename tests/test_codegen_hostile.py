@@ -32,9 +32,7 @@ HOSTILE_NAMES = [
 ]  # fmt: skip
 # layers may have any name but keywords, nn.Module attributes (E505) and private names (E503)
 # (and, until build_model's ScopeModule stops using them, its own attributes kind/steps/slots)
-LAYER_NAMES = [
-    n for n in HOSTILE_NAMES if not hasattr(torch.nn.Module, n) and not n.startswith("__") and n != "kind"
-]
+LAYER_NAMES = [n for n in HOSTILE_NAMES if not hasattr(torch.nn.Module, n) and not n.startswith("__") and n != "kind"]
 STRING_ALPHABET = st.sampled_from(['"', "'", "\\", "\n", "\r", "\t", "#", "{", "}", "é", "€", "\u2028", "\x00",
                                    "\x1b", "😀", "\ud83d", "a", " ", "x", '"""', "'''", "\\n", "%s"])  # fmt: skip
 strings = st.lists(STRING_ALPHABET, max_size=8).map("".join)
