@@ -267,6 +267,7 @@ class Elaborator(Evaluator):
                     else:
                         env[stmt.name] = value
                         scope.lets.append((stmt.name, stmt.value))
+                        scope.let_at.append(len(scope.items))
                 else:
                     value = self._statement_value(stmt, env)
                     if isinstance(value, tuple):  # residual
@@ -495,6 +496,7 @@ class Elaborator(Evaluator):
             )
             raise Failed
         if kind == "none":  # a plain network: no addition, but the unit still ends here
+            scope.plain.append((len(scope.items), exprs["shortcut"]))
             return cur, cur
         local = attrs["name"]
         problem = layer_name_problem(local)

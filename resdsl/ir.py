@@ -75,6 +75,8 @@ class Scope:
     args: dict[str, Any] = field(default_factory=dict)  # block arguments, all parameters
     arg_exprs: dict[str, ast.Expr] = field(default_factory=dict)  # arguments as the caller wrote them
     lets: list[tuple[str, ast.Expr]] = field(default_factory=list)  # value bindings, in order
+    let_at: list[int] = field(default_factory=list)  # for each binding: len(items) when it was made
+    plain: list[tuple[int, ast.Expr]] = field(default_factory=list)  # residual(none): len(items) then, its kind
     repeat: int = 1  # stages
     repeat_expr: ast.Expr | None = None
     side: bool = False  # a side branch (a gate's): not on the main path, so not in the depth

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from hypothesis import strategies as st
 
 import resdsl
 from resdsl.backends.codegen import generate
-from tests.conftest import rel_error
 
 _counter = itertools.count()
 
@@ -40,20 +40,44 @@ block twice(c, kind = projection) {{
 """
 
 
+TAPPED = """
+block tapped(c, stride = 1, kind = projection) {
+    bn1   = batchnorm()
+    relu1 = relu()
+    conv1 = conv(c, k=3, s=stride, p=1)
+    bn2   = batchnorm()
+    relu
+    conv2 = conv(c, k=3, p=1)
+    residual(kind, project_from=relu1, norm=false)
+}
+"""
+KINDS = ["identity", "projection", "projection_all", "zero_pad", "avgpool_projection", "none"]
+ACTIVATIONS = ["relu", "gelu", "silu", "leaky_relu(0.2)", "sigmoid"]
+OPS = [
+    "relu", "gelu()", "silu", "sigmoid", "leaky_relu(slope=0.1)", "batchnorm()", "batchnorm(eps=1e-3, momentum=0.2)",
+    "dropout(0.1)", "identity()", "conv(8, k=1)", "conv(8, k=3, p=2, d=2)", "conv(8, k=3, p=1, groups=2, bias=true)",
+    "avgpool(k=3, s=1, p=1)", "avgpool(k=2, ceil=true, count_include_pad=false)", "maxpool(k=2, s=1)",
+]  # fmt: skip
+
+
 @st.composite
 def networks(draw: st.DrawFn) -> str:
-    act = draw(st.sampled_from(["relu", "gelu", "silu", "leaky_relu(0.2)", "sigmoid"]))
+    """A random network from every op, every shortcut kind, project_from, activations right
+    before a residual, network-level residuals and meta options."""
+    act = draw(st.sampled_from(ACTIVATIONS))
     extra = draw(st.sampled_from(["", ", norm=false", ', name="shortcut"']))
     lines = []
     channels = draw(st.sampled_from([4, 8]))
     lines.append(f"stem = conv({channels}, k=3, p=1)")
     for i in range(draw(st.integers(1, 4))):
         choice = draw(
-            st.sampled_from(["basic", "bottleneck", "custom", "stage", "pool", "op", "preact", "twice", "top"])
+            st.sampled_from(
+                ["basic", "bottleneck", "custom", "stage", "pool", "op", "preact", "twice", "top", "tapped", "act"]
+            )
         )
         stride = draw(st.sampled_from([1, 2]))
         width = draw(st.sampled_from([4, 8, 16]))
-        kind = draw(st.sampled_from(["projection", "projection_all", "zero_pad", "avgpool_projection", "none"]))
+        kind = draw(st.sampled_from(KINDS))
         if choice == "basic":
             lines.append(f"b{i} = basic({width}, stride={stride}, shortcut={kind})")
         elif choice == "bottleneck":
@@ -66,26 +90,70 @@ def networks(draw: st.DrawFn) -> str:
         elif choice == "preact":
             block = draw(st.sampled_from(["preact_basic", "preact_bottleneck"]))
             lines.append(f"b{i} = {block}({width}, stride={stride}, shortcut={kind})")
+        elif choice == "tapped":
+            lines.append(f"b{i} = tapped({width}, stride={stride}, kind={kind})")
         elif choice == "twice":
             lines.append(f"b{i} = twice({width}, kind={kind})")
         elif choice == "top":  # a residual in the network body itself
             lines.append(f"c{i} = conv({width}, k=3, s={stride}, p=1)")
+            if draw(st.booleans()):
+                lines.append(draw(st.sampled_from(["relu", "leaky_relu", "sigmoid"])))  # right before the residual
+            lines.append(f"residual({kind})")
+        elif choice == "act":  # an activation right before a residual, in the network body
+            lines.append(f"c{i} = conv({width}, k=1)")
+            lines.append(draw(st.sampled_from(["relu", "leaky_relu", "sigmoid"])))
             lines.append(f"residual({kind})")
         elif choice == "pool":
             lines.append(f"p{i} = maxpool(k=3, s={stride}, p=1)")
         else:
-            lines.append(draw(st.sampled_from(["relu", "batchnorm()", "dropout(0.1)", "identity()"])))
+            lines.append(draw(st.sampled_from(OPS)))
     head = draw(
         st.sampled_from(
-            ["avgpool = global_avgpool()\n    fc = linear(3)", "fc = linear(3)", "flat = flatten()\n    fc = linear(3)"]
+            [
+                "avgpool = global_avgpool()\n    fc = linear(3)",
+                "fc = linear(3)",
+                "flat = flatten()\n    fc = linear(3, bias=false)",
+                "avgpool = global_avgpool()\n    drop = dropout(0.2)\n    fc = linear(3)",
+            ]
         )
+    )
+    meta = draw(
+        st.sampled_from(["", 'meta { title = "random"  zero_init_residual = true }', "meta { mean = [0.5, 0.5, 0.5] }"])
     )
     body = "\n    ".join([*lines, head])
     return (
         'import "std/blocks.arch"\n'
         + CUSTOM.format(act=act, extra=extra)
-        + f"network random_net(width = 8) {{\n    input 3 x 12 x 12\n    {body}\n}}\n"
+        + TAPPED
+        + f"network random_net(width = 8) {{\n    input 3 x 12 x 12\n    {meta}\n    {body}\n}}\n"
     )
+
+
+# build_model scripting is being fixed elsewhere: failures are collected and reported, not asserted
+BUILT_SCRIPT_FAILURES: list[str] = []
+# relu/leaky_relu/sigmoid right before residual(...) breaks backward in place in both back ends
+# until the elaborator's in-place decision is fixed; such networks are checked without gradients
+KNOWN_INPLACE_FAILURES: list[str] = []
+
+
+def _fill(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {
+        k: (torch.rand_like(v) + 0.5 if "running_var" in k else torch.randn_like(v) * 0.3)
+        if v.is_floating_point()
+        else v
+        for k, v in model.state_dict().items()
+    }
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(1)  # the same dropout masks on both sides
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach(), [x.grad, *(p.grad for p in model.parameters())]
 
 
 def assert_same_network(text: str, folder: Path) -> None:
@@ -98,34 +166,50 @@ def assert_same_network(text: str, folder: Path) -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    generated = module.random_net()
-    built = resdsl.build_model(net)
+    generated = module.random_net().double()
+    built = resdsl.build_model(net).double()
     assert [(k, v.shape) for k, v in generated.state_dict().items()] == [
         (k, v.shape) for k, v in built.state_dict().items()
     ], text
-    torch.manual_seed(0)
-    state = {
-        k: (torch.rand_like(v) + 0.5 if "running_var" in k else torch.randn_like(v) * 0.3)
-        if v.is_floating_point()
-        else v
-        for k, v in built.state_dict().items()
-    }
+    assert net.num_params == sum(p.numel() for p in built.parameters()), text  # the summary's figure is real
+    state = _fill(built)
     built.load_state_dict(state)
     generated.load_state_dict(state)
-    x = torch.randn(2, 3, 12, 12)
-    with torch.no_grad():
-        for train in (False, True):
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    for train in (False, True):
+        try:
+            want, want_grads = _run(built, x, train)
+            got, got_grads = _run(generated, x, train)
+        except RuntimeError as exc:
+            if "inplace" not in str(exc):
+                raise
+            KNOWN_INPLACE_FAILURES.append(text)
             built.train(train)
             generated.train(train)
-            torch.manual_seed(1)
-            want = built(x)
-            torch.manual_seed(1)
-            got = generated(x)
-            assert rel_error(got, want) < 1e-5, text
-            assert tuple(want.shape[1:]) == net.output_shape, text  # and the checker was right
+            with torch.no_grad():  # still the same forward pass
+                torch.manual_seed(1)
+                want = built(x)
+                torch.manual_seed(1)
+                got = generated(x)
+            assert torch.allclose(got, want, rtol=1e-9, atol=1e-12), (train, float((got - want).abs().max()), text)
+            continue
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-12), text
+        assert tuple(want.shape[1:]) == net.output_shape, text  # and the checker was right
+        for a, b in zip(got_grads, want_grads, strict=True):
+            assert (a is None) == (b is None), text
+            if a is not None and b is not None:
+                assert torch.allclose(a, b, rtol=1e-8, atol=1e-10), text
+    torch.jit.script(generated)
+    try:
+        torch.jit.script(built)
+    except Exception as exc:  # reported, not asserted (see BUILT_SCRIPT_FAILURES)
+        BUILT_SCRIPT_FAILURES.append(f"{type(exc).__name__}: {str(exc)[:80]}")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "200"))
+
+
+@settings(max_examples=RANDOM_NETS, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(networks())
 def test_generated_equals_built_for_random_networks(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]
     assume(resdsl.check(text).ok)
@@ -157,6 +241,28 @@ def test_regressions(name: str, tmp_path: Path) -> None:
     text = (
         'import "std/blocks.arch"\n'
         + CUSTOM.format(act="relu", extra="")
+        + TAPPED
         + f"network random_net(width = 8) {{\n    input 3 x 12 x 12\n    {body}\n}}\n"
     )
     assert_same_network(text, tmp_path)
+
+
+def test_activation_right_before_residual_has_gradients(tmp_path: Path) -> None:
+    """Known bug outside codegen: an in-place activation whose output a residual then adds to
+    in place breaks backward in both back ends; codegen follows Layer.inplace."""
+    text = (
+        "network random_net() {\n    input 3 x 12 x 12\n    stem = conv(4, k=3, p=1)\n    c0 = conv(4, k=1)\n"
+        "    relu\n    residual(projection)\n    avgpool = global_avgpool()\n    fc = linear(3)\n}\n"
+    )
+    before = len(KNOWN_INPLACE_FAILURES)
+    assert_same_network(text, tmp_path)
+    if len(KNOWN_INPLACE_FAILURES) > before:
+        pytest.xfail("backward fails in place: the elaborator's Layer.inplace decision is being fixed")
+
+
+def test_report_known_issues() -> None:
+    """Not a check: says how many random networks met the known issues above."""
+    print(
+        f"\nrandom networks: {len(set(KNOWN_INPLACE_FAILURES))} without gradients (in-place bug), "
+        f"{len(BUILT_SCRIPT_FAILURES)} build_model modules not scriptable: {sorted(set(BUILT_SCRIPT_FAILURES))[:3]}"
+    )
