@@ -206,7 +206,7 @@ def _unquote(tok: Token, file: str = "<string>") -> str:
                 "E006",
                 f"unknown escape '\\{code}' in a string",
                 span,
-                help=r'strings know \\ \" \n \t \r and \uXXXX; write a backslash as \\',
+                help=r"strings know \\ \" \n \t \r and \uXXXX; write a backslash as \\",
             )
         )
 

@@ -48,6 +48,7 @@ from resdsl.backends.codegen_files import (
     write_generated,
 )
 from resdsl.ir import Layer, Network
+from resdsl.values import LayerCall
 
 __all__ = [
     "MARKER",
@@ -102,7 +103,8 @@ def _options(network: Network) -> tuple[bool, str]:
     """zero_init_residual's default and the norm, as build_model reads them: parameters,
     then meta entries."""
     options: dict[str, Any] = {**network.meta, **network.params}
-    norm = str(options.get("norm", "batchnorm"))
+    chosen = options.get("norm")  # a string option; a layer-valued 'norm' parameter is the spec's own
+    norm = chosen if isinstance(chosen, str) else "batchnorm"
     if norm not in ("batchnorm", "syncbatchnorm"):
         raise ValueError(f"norm must be 'batchnorm' or 'syncbatchnorm', got {norm!r}")
     return bool(options.get("zero_init_residual", False)), norm
@@ -134,13 +136,13 @@ def _render(
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
     em = Emitter(network, norm2d, python_names)
-    net_params: list[tuple[str, str, str | None]] = [
-        (py_name(k), py_type(v), py_default(v)) for k, v in network.params.items()
-    ]
+    # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
+    values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
+    net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
     title = network.meta.get("title", network.name)
     defined_at = portable(network.definition.span) if network.definition else network.name
     cls = ClassDef("", doc_text(f"{title} as written in {defined_at}"), net_params)
-    em.scope_body(network.root, cls, _cin(network), frozenset(network.params), network=True)
+    em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
     cls.name = em.class_name(camel(network.name), "Net")
     for item in network.root.items:
         norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
@@ -159,6 +161,8 @@ def _render(
     shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
     params = [p for c in [*blocks, cls] for p in c.params]
     typing = ["Any"] if any("Any" in t for _, t, _ in params) else []
+    if em.shortcut_norm_flag:
+        typing = ["Callable", *typing]
     zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
     for b in blocks:
         if b.zero_init:

@@ -24,6 +24,7 @@ from resdsl.backends.codegen_expr import (
     const_value,
     doc_text,
     fold,
+    free_names,
     fresh,
     is_const,
     is_expr,
@@ -37,6 +38,7 @@ from resdsl.backends.codegen_expr import (
 )
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, TORCH_DEFAULTS, fmt_shape
+from resdsl.values import LayerCall
 
 _LOCALS = ("x", "out", "identity", "network_input", "self")
 
@@ -83,6 +85,7 @@ class ClassDef:
     kinds: list[tuple[Step, Any]] = field(default_factory=list)  # each guarded residual step and its kind
     plain_kinds: list[Any] = field(default_factory=list)  # kinds of residuals written as 'none' (refused otherwise)
     locals: set[str] = field(default_factory=set)  # variable names taken in forward
+    layer_params: set[str] = field(default_factory=set)  # parameters holding layers, built in
     attrs: set[str] = field(default_factory=set)  # module attribute names
 
 
@@ -128,9 +131,12 @@ class Emitter:
                 out[p.name] = self.tr.normalize(layer.exprs[p.default_from], names)
             else:
                 out[p.name] = layer.attrs.get(p.name)
+        for key, value in out.items():  # an argument written where this class cannot see: its value
+            if is_expr(value) and not free_names(value) <= names:
+                out[key] = layer.attrs.get(key)
         return {k: (const_value(v) if is_expr(v) and is_const(v) else v) for k, v in out.items()}
 
-    def ctor(self, layer: Layer, cin: Any, names: frozenset[str]) -> tuple[Ctor, Any]:
+    def ctor(self, layer: Layer, cin: Any, names: frozenset[str], attribute: bool = True) -> tuple[Ctor, Any]:
         op = OPS[layer.op]
         assert op.torch is not None
         attrs = self.attrs(layer, names)
@@ -153,7 +159,7 @@ class Emitter:
         out = op.channels(attrs, cin)
         if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
             out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
-        return Ctor(attr_name(layer.module, layer.span), cls, args), out
+        return Ctor(attr_name(layer.module, layer.span) if attribute else "", cls, args), out
 
     # -- a scope body -----------------------------------------------------------------------
 
@@ -183,6 +189,35 @@ class Emitter:
                 continue
             item = payload
             source_var = var[current]
+            if isinstance(item, Scope) and item.side:  # a gate's branch: its own variable, x stays
+                if item.input != current:
+                    raise AssertionError(f"codegen: gate branch {item.path} does not read the value before it")
+                out_ch = self.child_scope(item, cls, channels[current], names)
+                gate = fresh(f"{py_name(item.name)}_gate", cls.locals)
+                cls.locals.add(gate)
+                out_layer = self.net.layer(item.output)
+                cls.forward.append(
+                    Step("call", gate, attr_name(item.name, item.span), source_var, fmt_shape(out_layer.shape))
+                )
+                var[item.output] = gate
+                channels[item.output] = out_ch
+                continue
+            if isinstance(item, Layer) and OPS[item.op].merge is not None and item.shortcut is None:
+                first, second = self.net.port(item.id, 0), self.net.port(item.id, 1)
+                if first != current or second not in var:
+                    raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")
+                operator = OPS[item.op].merge
+                cls.forward.append(Step("merge", main, module=str(operator), source=var[second]))
+                current = item.id
+                channels[current] = channels[first]
+                strides[current] = strides[first]
+                var[current] = main
+                if current in saved:
+                    name = fresh(f"{py_name(self.net.layer(current).name)}_out", cls.locals)
+                    cls.locals.add(name)
+                    cls.forward.append(Step("save", name, source=main))
+                    var[current] = name
+                continue
             if isinstance(item, Scope):
                 if item.input != current:
                     raise AssertionError(f"codegen: {item.path} does not read the value before it in {scope.path!r}")
@@ -284,10 +319,10 @@ class Emitter:
             self.uses_zero_pad |= kind == "zero_pad"
             self.uses_projection |= kind in ("projection", "projection_all", "avgpool_projection")
         args = [py(kind_expr), py(channels[branch]), py(out_ch), py(stride)]
-        norm = self.tr.normalize(item.exprs["norm"], names) if "norm" in item.exprs else True
-        if norm is not True and not (isinstance(norm, ast.BoolLit) and norm.value):
+        norm = self.shortcut_norm(item, names)
+        if norm is not None:
             self.shortcut_norm_flag = True
-            args.append(f"norm={py(norm)}")
+            args.append(f"norm={norm}")
         step.module = var[branch]
         if tap is not None:  # the module reads from the tap: its channels and stride from there
             tap_stride = _ratio(strides[main_input], strides[tap])
@@ -299,6 +334,29 @@ class Emitter:
         step.shortcut = attr
         step.optional = kind != "projection_all"
         cls.forward.append(step)
+
+    def shortcut_norm(self, item: Layer, names: frozenset[str]) -> str | None:
+        """The projection's norm argument: None for the default batchnorm, ``False`` for none,
+        or a function of the channel count for a norm the spec chose (groupnorm(32))."""
+        shortcut = item.shortcut
+        assert shortcut is not None
+        written = item.exprs.get("norm")
+        if written is not None and not isinstance(written, (ast.BoolLit, ast.Name)):
+            raise AssertionError(f"codegen: residual {item.path} has a norm it cannot write")
+        if isinstance(written, ast.Name) and written.id in names and not isinstance(item.attrs.get("norm"), tuple):
+            return py(self.tr.normalize(written, names))  # a boolean parameter of the class
+        if not shortcut.norm:
+            return "False"
+        ctor = OPS[shortcut.norm_op].torch
+        assert ctor is not None
+        c = ctor(shortcut.norm_attrs, ast.Name("c"), 3)
+        defaults = TORCH_DEFAULTS.get(c.cls, {})
+        if c.cls == "BatchNorm2d" and all(defaults.get(k) == v for k, v in c.kwargs.items()):
+            return None
+        args = [py(a) for a in c.args] + [
+            f"{k}={py(v)}" for k, v in c.kwargs.items() if not (k in defaults and v == defaults[k])
+        ]
+        return f"lambda c: nn.{c.cls}({', '.join(args)})"
 
     def guard(self, cls: ClassDef, step: Step, kind: Any) -> None:
         """Make a residual's addition depend on its kind not being ``none`` at run time."""
@@ -313,6 +371,16 @@ class Emitter:
             call, out = self.block_call(scope, cin)
             parent.init.append(("assign", (attr_name(scope.name, scope.span), call)))
             return out
+        if scope.kind == "sequential":  # layers numbered by position, as nn.Sequential numbers them
+            ctors: list[Ctor] = []
+            channels = cin
+            for layer in scope.items:
+                if not isinstance(layer, Layer):
+                    raise AssertionError(f"codegen: a block inside the sequential group {scope.path!r}")
+                ctor, channels = self.ctor(layer, channels, names, attribute=False)  # numbered, not named
+                ctors.append(ctor)
+            parent.init.append(("sequential", (attr_name(scope.name, scope.span), ctors)))
+            return channels
         if scope.kind != "stage":
             raise AssertionError(f"codegen: a {scope.kind} scope {scope.path!r} inside another scope")
         blocks = [s for s in scope.items if isinstance(s, Scope)]
@@ -337,10 +405,12 @@ class Emitter:
         assert block is not None
         cls = self.block_class(scope)
         exprs = dict(scope.arg_exprs if exprs is None else exprs)
-        caller_names = frozenset(self.net.params)
+        caller_names = frozenset(k for k, v in self.net.params.items() if not isinstance(v, LayerCall))
         args = [py(cin)]
         mapping: dict[str, Any] = {cls.params[0][0]: cin}
         for p in block.params:
+            if p.name in cls.layer_params:
+                continue
             if p.name in exprs:
                 value = self.tr.normalize(exprs[p.name], caller_names)
                 text = py(value)
@@ -374,17 +444,23 @@ class Emitter:
         self.class_names[block.name] = name
         arg = input_arg(scope)
         params: list[tuple[str, str, str | None]] = [(arg, "int", None)]
+        layer_params = {p.name for p in block.params if isinstance(scope.args.get(p.name), LayerCall)}
         for p in block.params:
+            if p.name in layer_params:  # a layer (norm = batchnorm): built into the class
+                continue
             default = None
             if p.default is not None:
                 default_expr = self.tr.normalize(p.default, frozenset())
                 default = py_default(const_value(default_expr)) if is_const(default_expr) else "None"
             params.append((py_name(p.name), py_type(scope.args.get(p.name)), default))
         cls = ClassDef(name, doc_text(f"Block ``{block.name}`` from {portable(block.span)}."), params)
+        cls.layer_params = layer_params
         cls.locals.add(arg)
         self.classes[block.name] = cls  # before the body: nested blocks come first in the file
-        names = frozenset(scope.args) | frozenset(n for n, _ in scope.lets)
+        names = frozenset(scope.args) - cls.layer_params | frozenset(n for n, _ in scope.lets)
         for p in block.params:
+            if p.name in cls.layer_params:
+                continue
             if p.default is not None and not is_const(self.tr.normalize(p.default, frozenset())):
                 cls.init.append(("default", (py_name(p.name), py(self.tr.normalize(p.default, names)))))
         self.block_out[id(block)] = self.scope_body(scope, cls, ast.Name(arg), names, network=False)

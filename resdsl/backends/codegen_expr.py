@@ -199,6 +199,7 @@ def py_float(value: float) -> str:
 # -- expression trees ---------------------------------------------------------------------
 
 _EXPR_TYPES = (
+    ast.Cond,
     ast.IntLit,
     ast.FloatLit,
     ast.StrLit,
@@ -220,7 +221,24 @@ def is_const(e: Any) -> bool:
         return True
     if isinstance(e, ast.ListExpr):
         return all(is_const(i) for i in e.items)
-    return not isinstance(e, (ast.Name, ast.BinOp, ast.Neg, ast.Index, ast.Call, ast.ListExpr))
+    return not isinstance(e, (ast.Name, ast.BinOp, ast.Neg, ast.Index, ast.Call, ast.ListExpr, ast.Cond))
+
+
+def free_names(e: Any) -> set[str]:
+    """The names an expression reads."""
+    if isinstance(e, ast.Name):
+        return {e.id}
+    if isinstance(e, ast.BinOp):
+        return free_names(e.left) | free_names(e.right)
+    if isinstance(e, ast.Neg):
+        return free_names(e.operand)
+    if isinstance(e, ast.Index):
+        return free_names(e.value) | free_names(e.index)
+    if isinstance(e, ast.ListExpr):
+        return set().union(*(free_names(i) for i in e.items)) if e.items else set()
+    if isinstance(e, ast.Cond):
+        return free_names(e.test) | free_names(e.then) | free_names(e.orelse)
+    return set()
 
 
 def lit(value: Any) -> ast.Expr:
@@ -264,6 +282,10 @@ class Translator:
             return ast.ListExpr(tuple(self.normalize(i, names) for i in e.items))
         if isinstance(e, ast.Index):
             return ast.Index(self.normalize(e.value, names), self.normalize(e.index, names))
+        if isinstance(e, ast.Cond):
+            return ast.Cond(
+                self.normalize(e.test, names), self.normalize(e.then, names), self.normalize(e.orelse, names)
+            )
         if isinstance(e, ast.Call):
             raise AssertionError(f"codegen: a call {e.func}(...) where a value was expected, at {e.span}")
         return e
@@ -280,6 +302,10 @@ class Translator:
             return ast.ListExpr(tuple(self.subst(i, mapping) for i in e.items))
         if isinstance(e, ast.Index):
             return fold(ast.Index(self.subst(e.value, mapping), self.subst(e.index, mapping)))
+        if isinstance(e, ast.Cond):
+            return fold(
+                ast.Cond(self.subst(e.test, mapping), self.subst(e.then, mapping), self.subst(e.orelse, mapping))
+            )
         return e
 
 
@@ -290,10 +316,22 @@ _FOLD = {
     "/": lambda a, b: a / b,
     "//": lambda a, b: a // b,
     "%": lambda a, b: a % b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 
 def fold(e: Any) -> Any:
+    if isinstance(e, ast.Cond) and isinstance(e.test, ast.BoolLit):
+        return e.then if e.test.value else e.orelse
+    if isinstance(e, ast.BinOp) and e.op in ast.COMPARISONS:
+        if is_const(e.left) and is_const(e.right) and not isinstance(e.left, ast.ListExpr):
+            return lit(_FOLD[e.op](const_value(e.left), const_value(e.right)))
+        return e
     if isinstance(e, ast.BinOp):
         left, right = e.left, e.right
         if isinstance(left, (ast.IntLit, ast.FloatLit)) and isinstance(right, (ast.IntLit, ast.FloatLit)):
@@ -340,8 +378,14 @@ def py(e: Any, parent: int = 0, right: bool = False) -> str:
         return f"-{py(e.operand, 3)}"
     if isinstance(e, ast.BinOp):
         prec = ast.PRECEDENCE[e.op]
+        if prec == 0:  # comparisons do not chain in the language: both sides are sums
+            text = f"{py(e.left, 1)} {e.op} {py(e.right, 1)}"
+            return f"({text})" if parent > -1 else text
         text = f"{py(e.left, prec)} {e.op} {py(e.right, prec, True)}"
         return f"({text})" if prec < parent or (right and prec == parent) else text
+    if isinstance(e, ast.Cond):  # the loosest Python expression: parenthesised unless alone
+        text = f"{py(e.then, 1)} if {py(e.test, 1)} else {py(e.orelse, 1)}"
+        return f"({text})" if parent > -1 else text
     raise TypeError(e)
 
 
