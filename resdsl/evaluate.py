@@ -8,6 +8,7 @@ elaboration later places in the graph. Problems become diagnostics and abandon t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -137,6 +138,24 @@ class Evaluator:
         raise Failed
 
     def _arith(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
+        try:
+            value = self._arith_values(expr, left, right)
+        except OverflowError:  # a huge whole number meeting a decimal one
+            self.diags.add(
+                error(
+                    "E605",
+                    f"'{show(expr)}' is too large to compute with decimals",
+                    expr.span,
+                    help="use smaller numbers",
+                )
+            )
+            raise Failed from None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.diags.add(error("E605", f"'{show(expr)}' overflows to {value}", expr.span, help="use smaller numbers"))
+            raise Failed
+        return value
+
+    def _arith_values(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
         op = expr.op
         if not (check_type(left, "float") and check_type(right, "float")):
             if op == "+" and isinstance(left, list) and isinstance(right, list):

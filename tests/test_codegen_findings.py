@@ -199,6 +199,5 @@ def test_project_from_a_tap_of_another_shape(tmp_path: Path) -> None:
     assert model.b1.downsample[0].in_channels == 8 and model.b1.downsample[0].stride == (1, 1)
     assert model.b2.downsample is None
     shortcut = next(layer.shortcut for layer in net.layers() if layer.path == "b1.downsample")
-    if shortcut is None or shortcut.kind == "identity":
-        pytest.xfail("the checker still decides project_from shortcuts on the tap (fix in resdsl/shapes.py pending)")
+    assert shortcut is not None and shortcut.kind == "projection" and shortcut.in_channels == 8
     same_outputs(model, resdsl.build_model(net), (4, 8, 8))

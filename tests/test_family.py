@@ -8,6 +8,7 @@ independent of the processor: a relative error below 1e-9 holds on any machine.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 
 import resdsl
 from resdsl.api import shipped_names
-from tests.conftest import FIXTURES, ROOT, deterministic_fill, rel_error
+from tests.conftest import FIXTURES, FLOAT32_TOL, ROOT, deterministic_fill, rel_error
 
 TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 
@@ -108,3 +109,47 @@ def test_the_gallery_is_current_and_every_published_figure_holds() -> None:
             assert found[name]["params"] == figure.params, name
         if figure.gmacs is not None:
             assert found[name]["gmacs"] == figure.gmacs, name
+
+
+# -- the generated modules of the new constructs ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["seresnet50", "resnet50d", "resnet50_gn"])
+def test_generated_family_module_is_the_built_network(name: str, tmp_path: Path) -> None:
+    import importlib.util
+
+    from resdsl.backends.codegen import generate
+
+    net = resdsl.compile(name)
+    path = tmp_path / f"{name}.py"
+    path.write_text(generate(net))
+    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generated = getattr(module, name)()
+    built = resdsl.build_model(net)
+    assert list(generated.state_dict()) == list(built.state_dict())
+    generated.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    generated, built = generated.double().eval(), built.double().eval()
+    with torch.no_grad():
+        assert rel_error(generated(x), built(x)) < 1e-12
+        scripted = torch.jit.script(generated)
+        assert rel_error(scripted(x), built(x)) < 1e-12
+    ort = pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / f"{name}.onnx"
+    x32 = torch.randn(1, 3, 64, 64)
+    model = generated.float()
+    torch.onnx.export(model, (x32,), str(onnx_path), dynamo=False, input_names=["x"], output_names=["logits"])
+    (out,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"x": x32.numpy()})
+    with torch.no_grad():
+        assert rel_error(torch.from_numpy(out), model(x32)) < FLOAT32_TOL  # onnxruntime sums in its own order
+
+
+def test_built_family_modules_script() -> None:
+    for name in ["seresnet50", "resnet50d", "resnet50_gn"]:
+        model = resdsl.build_model(name).double().eval()
+        x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+        with torch.no_grad():
+            assert rel_error(torch.jit.script(model)(x), model(x)) < 1e-12
