@@ -328,6 +328,14 @@ _FOLD = {
 def fold(e: Any) -> Any:
     if isinstance(e, ast.Cond) and isinstance(e.test, ast.BoolLit):
         return e.then if e.test.value else e.orelse
+    if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
+        return e.then
+    if isinstance(e, ast.BinOp) and isinstance(e.left, ast.Cond) and isinstance(e.right, ast.Cond):
+        left, right = e.left, e.right
+        if py(left.test) == py(right.test):  # (a if t else b) * (c if t else d) = (a*c if t else b*d)
+            then = fold(ast.BinOp(e.op, left.then, right.then))
+            orelse = fold(ast.BinOp(e.op, left.orelse, right.orelse))
+            return fold(ast.Cond(left.test, then, orelse))
     if isinstance(e, ast.BinOp) and e.op in ast.COMPARISONS:
         if is_const(e.left) and is_const(e.right) and not isinstance(e.left, ast.ListExpr):
             return lit(_FOLD[e.op](const_value(e.left), const_value(e.right)))
@@ -423,4 +431,6 @@ def symbolic_shape(channels: Any, stride: Any, layer: Layer) -> str:
     if isinstance(stride, ast.IntLit) and stride.value == 1:
         return f"{py(channels)} x H x W"
     div = py(stride, 3)
+    if len(div) > 16:  # a conditional stride (v1 vs v1.5): the comment would outgrow the line
+        return f"{py(channels)} x H/s x W/s (s = {py(stride, -1)})" if len(div) < 40 else f"{py(channels)} x H' x W'"
     return f"{py(channels)} x H/{div} x W/{div}"
