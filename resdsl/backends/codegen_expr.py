@@ -331,11 +331,11 @@ def fold(e: Any) -> Any:
     if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
         return e.then
     if isinstance(e, ast.BinOp) and isinstance(e.left, ast.Cond) and isinstance(e.right, ast.Cond):
-        left, right = e.left, e.right
-        if py(left.test) == py(right.test):  # (a if t else b) * (c if t else d) = (a*c if t else b*d)
-            then = fold(ast.BinOp(e.op, left.then, right.then))
-            orelse = fold(ast.BinOp(e.op, left.orelse, right.orelse))
-            return fold(ast.Cond(left.test, then, orelse))
+        a, b = e.left, e.right
+        if py(a.test) == py(b.test):  # (a if t else b) * (c if t else d) = (a*c if t else b*d)
+            then = fold(ast.BinOp(e.op, a.then, b.then))
+            orelse = fold(ast.BinOp(e.op, a.orelse, b.orelse))
+            return fold(ast.Cond(a.test, then, orelse))
     if isinstance(e, ast.BinOp) and e.op in ast.COMPARISONS:
         if is_const(e.left) and is_const(e.right) and not isinstance(e.left, ast.ListExpr):
             return lit(_FOLD[e.op](const_value(e.left), const_value(e.right)))
