@@ -19,7 +19,8 @@ from resdsl.diagnostics import Collector, error, warning
 from resdsl.evaluate import Evaluator
 from resdsl.ir import Layer, Network, Scope, ScopeKind, instance_note
 from resdsl.limits import MAX_BLOCK_DEPTH, LayerCounter, Limits
-from resdsl.loader import Program, definition_params, display_path, load, network_params
+from resdsl.loader import Program, display_path, load, network_params
+from resdsl.lower import finish
 from resdsl.names import bad_layer_name, layer_name_problem
 from resdsl.ops import OPS, OpDef
 from resdsl.values import POISON, SHORTCUTS, CallKind, Failed, LayerCall, ShortcutKind, suggest, type_name
@@ -109,7 +110,7 @@ class Elaborator(Evaluator):
         inp.shape = tuple(shape)
         root.input = inp.id
         root.output = self._body(target.body, root, dict(params), inp.id)
-        self._finish(root)
+        finish(self.graph, root)
         return Network(
             name=name,
             file=target.span.file,
@@ -123,73 +124,6 @@ class Elaborator(Evaluator):
             int_divisions=self.int_divisions,
             definition=target,
         )
-
-    def _resolve_alias(self, definition: ast.Definition) -> tuple[ast.NetworkDef | None, dict[str, Any]]:
-        args: dict[str, Any] = {}
-        seen: list[str] = []
-        while isinstance(definition, ast.NetworkAlias):
-            if definition.name in seen:
-                self.diags.add(
-                    error("E207", f"network aliases refer to each other: {' -> '.join(seen)}", definition.span)
-                )
-                return None, {}
-            seen.append(definition.name)
-            call = definition.target
-            target = self.globals.get(call.func)
-            if not isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
-                hint = suggest(call.func, [n for n, d in self.globals.items() if not isinstance(d, ast.BlockDef)])
-                self.diags.add(error("E104", f"no network named '{call.func}'", call.func_span, help=hint))
-                return None, {}
-            given: dict[str, Any] = {}
-            params = definition_params(target, self.globals)
-            for i, arg in enumerate(call.args):
-                key = arg.name if arg.name is not None else (params[i] if i < len(params) else None)
-                if key is None:
-                    self.diags.add(error("E210", f"too many positional arguments for network '{call.func}'", arg.span))
-                    continue
-                if key not in params:
-                    self.diags.add(
-                        error(
-                            "E203",
-                            f"network '{call.func}' has no parameter '{key}'",
-                            arg.span,
-                            help=suggest(key, params),
-                        )
-                    )
-                    continue
-                try:
-                    given[key] = self.eval(arg.value, {})
-                except Failed:
-                    continue
-            args = {**given, **args}  # the outer alias wins
-            definition = target
-        return definition, args  # type: ignore[return-value]
-
-    def _network_params(
-        self, target: ast.NetworkDef, alias_args: dict[str, Any], overrides: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        env: dict[str, Any] = {}
-        for param in target.params:
-            if param.name in overrides:
-                env[param.name] = overrides[param.name]
-            elif param.name in alias_args:
-                env[param.name] = alias_args[param.name]
-            elif param.default is not None:
-                try:
-                    env[param.name] = self.eval(param.default, dict(env))
-                except Failed:
-                    return None
-            else:
-                self.diags.add(
-                    error(
-                        "E204",
-                        f"network '{target.name}' parameter '{param.name}' has no value",
-                        param.span,
-                        help=f"give it a default or pass --set {param.name}=VALUE",
-                    )
-                )
-                return None
-        return env
 
     # graph building
     def _node(
@@ -520,49 +454,6 @@ class Elaborator(Evaluator):
         if source is not None:
             self._connect(source, layer.id, 2)
         return layer.id, layer.id
-
-    def _may_overwrite_input(self, item: Layer, own: set[str]) -> bool:
-        """Whether ``item`` may overwrite its main input: only if nothing else reads that tensor,
-        it is not the scope's input, and backward does not need it (a relu's output is its
-        backward's mask). Ops that return their input (identity, flatten) are looked through."""
-        g = self.graph
-        node = item.id
-        while True:
-            main = [p for p, e in g.pred[node].items() if e["port"] == 0]
-            if len(main) != 1 or main[0] not in own or g.out_degree(main[0]) != 1:
-                return False
-            producer = OPS.get(g.nodes[main[0]]["layer"].op)
-            if producer is None or producer.output_saved:
-                return False
-            if not producer.returns_input:
-                return True
-            node = main[0]
-
-    def _finish(self, root: Scope) -> None:
-        """Decide in-place activations and which anonymous modules can be shared."""
-        for scope in root.scopes():
-            own = {item.id for item in scope.items if isinstance(item, Layer)}
-            shared: dict[tuple, str] = {}
-            taken = {item.name for item in scope.items if isinstance(item, Layer) and not item.anonymous}
-            taken |= {item.name for item in scope.items if isinstance(item, Scope)}
-            for item in scope.items:
-                if not isinstance(item, Layer):
-                    continue
-                op = OPS.get(item.op)
-                if op is not None and (op.can_inplace or op.merge is not None):
-                    item.inplace = self._may_overwrite_input(item, own)
-                if not item.anonymous or op is None or op.stateful:
-                    continue
-                key = (item.op, item.inplace, tuple(sorted(item.attrs.items())))
-                if key in shared:
-                    item.module = shared[key]
-                    continue
-                module, n = item.op, 0
-                while module in taken:
-                    n += 1
-                    module = f"{item.op}_{n}"
-                taken.add(module)
-                shared[key] = item.module = module
 
 
 def _join(prefix: str, name: str) -> str:

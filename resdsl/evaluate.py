@@ -15,7 +15,7 @@ from typing import Any
 
 from resdsl import ast
 from resdsl.diagnostics import Collector, Diagnostic, error
-from resdsl.loader import Program
+from resdsl.loader import Program, definition_params
 from resdsl.ops import OPS, OpDef, P
 from resdsl.values import (
     BUILTIN_FORMS,
@@ -439,3 +439,70 @@ class Evaluator:
         if broken:  # an argument failed to evaluate (already reported)
             raise Failed
         return LayerCall(kind, None, args, exprs, spans, call.span)
+
+    def _resolve_alias(self, definition: ast.Definition) -> tuple[ast.NetworkDef | None, dict[str, Any]]:
+        args: dict[str, Any] = {}
+        seen: list[str] = []
+        while isinstance(definition, ast.NetworkAlias):
+            if definition.name in seen:
+                self.diags.add(
+                    error("E207", f"network aliases refer to each other: {' -> '.join(seen)}", definition.span)
+                )
+                return None, {}
+            seen.append(definition.name)
+            call = definition.target
+            target = self.globals.get(call.func)
+            if not isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
+                hint = suggest(call.func, [n for n, d in self.globals.items() if not isinstance(d, ast.BlockDef)])
+                self.diags.add(error("E104", f"no network named '{call.func}'", call.func_span, help=hint))
+                return None, {}
+            given: dict[str, Any] = {}
+            params = definition_params(target, self.globals)
+            for i, arg in enumerate(call.args):
+                key = arg.name if arg.name is not None else (params[i] if i < len(params) else None)
+                if key is None:
+                    self.diags.add(error("E210", f"too many positional arguments for network '{call.func}'", arg.span))
+                    continue
+                if key not in params:
+                    self.diags.add(
+                        error(
+                            "E203",
+                            f"network '{call.func}' has no parameter '{key}'",
+                            arg.span,
+                            help=suggest(key, params),
+                        )
+                    )
+                    continue
+                try:
+                    given[key] = self.eval(arg.value, {})
+                except Failed:
+                    continue
+            args = {**given, **args}  # the outer alias wins
+            definition = target
+        return definition, args  # type: ignore[return-value]
+
+    def _network_params(
+        self, target: ast.NetworkDef, alias_args: dict[str, Any], overrides: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        env: dict[str, Any] = {}
+        for param in target.params:
+            if param.name in overrides:
+                env[param.name] = overrides[param.name]
+            elif param.name in alias_args:
+                env[param.name] = alias_args[param.name]
+            elif param.default is not None:
+                try:
+                    env[param.name] = self.eval(param.default, dict(env))
+                except Failed:
+                    return None
+            else:
+                self.diags.add(
+                    error(
+                        "E204",
+                        f"network '{target.name}' parameter '{param.name}' has no value",
+                        param.span,
+                        help=f"give it a default or pass --set {param.name}=VALUE",
+                    )
+                )
+                return None
+        return env

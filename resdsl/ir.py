@@ -18,7 +18,8 @@ from typing import Any
 import networkx as nx
 
 from resdsl import ast
-from resdsl.ops import OPS, Shape, Shortcut
+from resdsl.ops import OPS, Shape
+from resdsl.shortcut import Shortcut
 
 
 class ScopeKind(str, Enum):

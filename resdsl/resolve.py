@@ -16,7 +16,8 @@ from resdsl import ast
 from resdsl.diagnostics import Diagnostic, error
 from resdsl.loader import Program
 from resdsl.names import bad_layer_name, layer_name_problem
-from resdsl.ops import OPS, SHORTCUT_KINDS, P
+from resdsl.ops import OPS, P
+from resdsl.shortcut import SHORTCUT_KINDS
 from resdsl.values import BUILTIN_FORMS, STAGE_PARAMS, suggest
 
 

@@ -12,7 +12,8 @@ from enum import Enum
 from typing import Any
 
 from resdsl import ast
-from resdsl.ops import SHORTCUT_KINDS, OpDef, P
+from resdsl.ops import OpDef, P
+from resdsl.shortcut import SHORTCUT_KINDS
 
 
 class ShortcutKind(str):

@@ -9,7 +9,8 @@ stride is the main branch's own where it explains the shapes (``Network.path_str
 from __future__ import annotations
 
 from resdsl.ir import Layer, Network
-from resdsl.ops import SHORTCUT_HELP, ShapeError, fmt_shape, realise_shortcut
+from resdsl.ops import ShapeError, fmt_shape
+from resdsl.shortcut import SHORTCUT_HELP, realise_shortcut
 
 
 def realise_residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
