@@ -187,17 +187,17 @@ def _whole_number(tok: Token, file: str) -> int:
 
 
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
-_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.S)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)", re.S)
 
 
 def _unquote(tok: Token, file: str = "<string>") -> str:
-    r"""A string literal's value: escapes \\ \" \n \t \r and \uXXXX; any other is an error."""
+    r"""A string literal's value: escapes \\ \" \n \t \r \xNN \uXXXX \UXXXXXXXX; any other is an error."""
 
     def one(m: re.Match[str]) -> str:
         code = m.group(1)
         if code in _ESCAPES:
             return _ESCAPES[code]
-        if len(code) == 5:
+        if len(code) in (3, 5, 9) and int(code[1:], 16) <= 0x10FFFF:  # \xNN, \uXXXX, \UXXXXXXXX
             return chr(int(code[1:], 16))
         column = (tok.column or 1) + m.start()
         span = ast.Span(file, tok.line or 1, column, tok.line or 1, column + 2)
@@ -206,7 +206,7 @@ def _unquote(tok: Token, file: str = "<string>") -> str:
                 "E006",
                 f"unknown escape '\\{code}' in a string",
                 span,
-                help=r"strings know \\ \" \n \t \r and \uXXXX; write a backslash as \\",
+                help=r"strings know \\ \" \n \t \r \xNN and \uXXXX; write a backslash as \\",
             )
         )
 

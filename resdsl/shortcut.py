@@ -51,7 +51,7 @@ class Shortcut:
         return out[0] * out[1] * out[2] * self.in_channels if self.projects else 0
 
 
-def _infer_stride(src: Shape, dst: Shape) -> int | None:
+def infer_stride(src: Shape, dst: Shape) -> int | None:
     if len(src) != 3:
         return 1 if src[1:] == dst[1:] else None
     for s in {max(src[1] // max(dst[1], 1), 1), max(src[1] // max(dst[1], 1), 1) + 1}:
@@ -79,7 +79,7 @@ def realise_shortcut(
         return Shortcut("identity", 1, src[0], main[0])
     # the main branch's own stride when it explains the shapes; else the smallest stride that does
     if not (stride and len(src) == 3 and -(-src[1] // stride) == main[1] and -(-src[2] // stride) == main[2]):
-        stride = _infer_stride(src, main)
+        stride = infer_stride(src, main)
     if stride is None:
         raise ShapeError(
             "E306",

@@ -126,6 +126,7 @@ ALLOWED_IMPORTS = {
     ("from", "torch", "Tensor"),
     ("from", "torch", "nn"),
     ("from", "typing", "Any"),
+    ("from", "collections.abc", "Callable"),  # the shortcut helper's norm argument
 }
 
 

@@ -99,6 +99,14 @@ def _spec_value_names(network: Network) -> set[str]:
     return names
 
 
+@cache
+def runtime_source() -> str:
+    """The shortcut helpers of :mod:`resdsl.backends.runtime`, as generated files carry them:
+    the one definition build_model runs too."""
+    text = (Path(__file__).parent / "runtime.py").read_text(encoding="utf-8")
+    return text.split("# --- copied into generated modules from here ---\n", 1)[1].strip()
+
+
 def _options(network: Network) -> tuple[bool, str]:
     """zero_init_residual's default and the norm, as build_model reads them: parameters,
     then meta entries."""
@@ -161,8 +169,6 @@ def _render(
     shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
     params = [p for c in [*blocks, cls] for p in c.params]
     typing = ["Any"] if any("Any" in t for _, t, _ in params) else []
-    if em.shortcut_norm_flag:
-        typing = ["Callable", *typing]
     zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
     for b in blocks:
         if b.zero_init:
@@ -188,11 +194,7 @@ def _render(
             zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
             meta_items=meta_items,
             shortcut_helper=shortcut_helper,
-            shortcut_norm_flag=em.shortcut_norm_flag,
-            tap_flag=em.tap_flag,
-            full_helper=em.variable_kinds,
-            zero_pad=em.uses_zero_pad or em.variable_kinds,
-            projection=em.uses_projection or em.variable_kinds,
+            runtime_source=runtime_source(),
             norm2d=norm2d,
             norm_classes=norm_classes or ["BatchNorm2d"],
             spec=spec_arg or network.source_file,

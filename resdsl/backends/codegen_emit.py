@@ -352,7 +352,7 @@ class Emitter:
         c = ctor(shortcut.norm_attrs, ast.Name("c"), 3)
         defaults = TORCH_DEFAULTS.get(c.cls, {})
         if c.cls == "BatchNorm2d" and all(defaults.get(k) == v for k, v in c.kwargs.items()):
-            return None
+            return None if self.norm2d == "BatchNorm2d" else f"nn.{self.norm2d}"  # SyncBatchNorm
         args = [py(a) for a in c.args] + [
             f"{k}={py(v)}" for k, v in c.kwargs.items() if not (k in defaults and v == defaults[k])
         ]

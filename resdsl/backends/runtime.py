@@ -1,8 +1,8 @@
 """The run-time pieces both back ends share: shortcut modules, written once.
 
-``build_model`` imports these; the code generator copies this file's definitions into every
-generated module that needs them (so a generated file still imports only torch). Edit here
-and both back ends change together. Nothing in this file may import resdsl.
+``build_model`` imports these; the code generator copies the part between the markers below
+into every generated module that has a shortcut (so a generated file still imports only torch
+and typing). Edit here and both back ends change together. Nothing here may import resdsl.
 """
 
 from __future__ import annotations
@@ -12,6 +12,15 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+
+class FlattenLinear(nn.Linear):
+    """A linear layer that flattens a C x H x W input first; its state_dict is nn.Linear's."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return super().forward(input.flatten(1))
+
+
+# --- copied into generated modules from here ---
 SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
 
 
@@ -26,19 +35,10 @@ class ZeroPadShortcut(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
-        if self.extra_channels > 0:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
-        return x
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, extra_channels={self.extra_channels}"
-
-
-class FlattenLinear(nn.Linear):
-    """A linear layer that flattens a C x H x W input first; its state_dict is nn.Linear's."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return super().forward(input.flatten(1))
 
 
 def make_shortcut(
@@ -46,33 +46,43 @@ def make_shortcut(
     in_channels: int,
     out_channels: int,
     stride: int,
-    changes: bool,
     norm: bool | Callable[[int], nn.Module] = True,
+    tap_channels: int | None = None,
+    tap_stride: int | None = None,
 ) -> nn.Module | None:
-    """The module that maps a block's input (or its ``project_from`` tap) onto the main branch.
+    """The module that maps a residual's shortcut onto the main branch; None: add it as it is
+    (or, for "none", not at all).
 
-    ``changes`` says whether the block changes the shape of its input; where it does not,
-    option A and B shortcuts are the identity (None). ``projection_all`` (option C) always
-    projects. ``none`` and ``identity`` never have a module. ``norm``: batchnorm after the
-    projection (True), none (False), or a function making the norm for a channel count.
+    Whether it maps depends on the block input's channels and the main branch's stride; a
+    projection that reads a project_from tap takes the tap's channels and stride. ``norm``:
+    batchnorm after a projection (True), none (False), or a function making it for a channel
+    count (``lambda c: nn.GroupNorm(32, c)``).
     """
     if kind not in SHORTCUT_KINDS:
         raise ValueError(f"unknown shortcut kind {kind!r}; expected one of {SHORTCUT_KINDS}")
-    if kind == "zero_pad" and changes:
+    changes = stride != 1 or in_channels != out_channels
+    if kind == "none" or (kind != "projection_all" and not changes):
+        return None
+    if tap_channels is not None and tap_stride is not None:
+        in_channels, stride = tap_channels, tap_stride
+    if kind == "identity":
+        raise ValueError(
+            f"an identity shortcut cannot map {in_channels} channels at stride {stride} onto {out_channels}"
+        )
+    if kind == "zero_pad":
         if out_channels < in_channels:
-            raise ValueError(f"zero_pad cannot reduce channels from {in_channels} to {out_channels}")
+            raise ValueError(f"a zero_pad shortcut cannot reduce {in_channels} channels to {out_channels}")
         return ZeroPadShortcut(stride, out_channels - in_channels)
-    if kind == "projection_all" or (kind in ("projection", "avgpool_projection") and changes):
-        layers: list[nn.Module] = []
-        if kind == "avgpool_projection":
-            # ResNet-D: pool first, so that the 1x1 conv sees every input position
-            pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
-            layers.append(pool if stride > 1 else nn.Identity())
-            stride = 1
-        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False))
-        if norm is True:
-            layers.append(nn.BatchNorm2d(out_channels))
-        elif norm:
-            layers.append(norm(out_channels))
-        return nn.Sequential(*layers)
-    return None
+    layers: list[nn.Module] = []
+    if kind == "avgpool_projection":
+        # ResNet-D: pool first, so that the 1x1 conv sees every input position
+        layers.append(
+            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+        )
+        stride = 1
+    layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False))
+    if norm is True:
+        layers.append(nn.BatchNorm2d(out_channels))
+    elif norm:
+        layers.append(norm(out_channels))
+    return nn.Sequential(*layers)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
+from resdsl.shortcut import infer_stride
 
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
 
@@ -71,17 +72,27 @@ def _scope_class(source: str) -> type[ScopeModule]:
     return cls
 
 
+def shortcut_module(network: Network, layer: Layer) -> nn.Module | None:
+    """A residual's shortcut module, made by the same make_shortcut generated files carry."""
+    s = layer.shortcut
+    assert s is not None
+    main, branch = network.layer(network.inputs(layer.id)[0]), network.layer(network.inputs(layer.id)[1])
+    assert main.shape is not None and branch.shape is not None
+    kind = str(layer.attrs["shortcut"])
+    norm: Any = s.norm
+    if s.norm and s.norm_args:  # a norm of the spec's choosing, made from its op-table entry
+        ctor = OPS[s.norm_op].torch
+        assert ctor is not None
+        norm = lambda c: _make(ctor(s.norm_attrs, c, 3))  # noqa: E731
+    if network.shortcut_source(layer) == branch.id:
+        return make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
+    stride = infer_stride(branch.shape, main.shape) or 1  # the block's own, to decide; the tap's to map
+    return make_shortcut(kind, branch.shape[0], main.shape[0], stride, norm, s.in_channels, s.stride)
+
+
 def layer_module(layer: Layer) -> nn.Module | None:
     """The module an op-table entry builds for ``layer`` (None: the op needs none)."""
     op = OPS[layer.op]
-    if layer.shortcut is not None:  # a merge whose second operand passes through a shortcut
-        s = layer.shortcut
-        norm: Any = s.norm
-        if s.norm and s.norm_args:  # a norm of the spec's choosing, made from its op-table entry
-            ctor = OPS[s.norm_op].torch
-            assert ctor is not None
-            norm = lambda c: _make(ctor(s.norm_attrs, c, 3))  # noqa: E731
-        return make_shortcut(s.kind, s.in_channels, s.out_channels, s.stride, s.kind != "identity", norm)
     if op.torch is None:
         return None
     assert layer.in_shapes, layer.id
@@ -153,7 +164,7 @@ class _Builder:
         inputs = [var[p] for p in self.net.inputs(layer.id)]
         if op.merge is not None:  # a multi-input op: the main input combined with another operand
             other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
-            module = layer_module(layer)
+            module = shortcut_module(self.net, layer) if layer.shortcut is not None else None
             if module is not None:
                 children[layer.module] = module
                 other = f"self.{layer.module}({other})"
