@@ -8,7 +8,7 @@ calls it through the residual's op-table entry (:mod:`resdsl.realise`). No torch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from resdsl.ops import OPS, Shape, ShapeError, fmt_shape
@@ -76,7 +76,7 @@ def realise_shortcut(
     if kind == "identity" or (same and kind in ("zero_pad", "projection", "avgpool_projection")):
         if main != src:
             raise ShapeError("E301", "residual addition: shapes differ", mismatch, help=SHORTCUT_HELP)
-        return Shortcut("identity", 1, src[0], main[0])
+        return _with_norm(Shortcut("identity", 1, src[0], main[0]), norm)  # the norm a class may still need
     # the main branch's own stride when it explains the shapes; else the smallest stride that does
     if not (stride and len(src) == 3 and -(-src[1] // stride) == main[1] and -(-src[2] // stride) == main[2]):
         stride = infer_stride(src, main)
@@ -95,7 +95,12 @@ def realise_shortcut(
             help="use shortcut=projection to change channels downwards",
         )
     realised = "projection" if kind == "projection_all" else kind
+    return _with_norm(Shortcut(realised, stride, src[0], main[0]), norm)
+
+
+def _with_norm(shortcut: Shortcut, norm: Any) -> Shortcut:
+    """``norm`` is true/false, or (op name, bound arguments) of a normalization layer."""
     if isinstance(norm, bool):
-        return Shortcut(realised, stride, src[0], main[0], norm)
-    op, args = norm  # (op name, bound arguments) of a normalization layer
-    return Shortcut(realised, stride, src[0], main[0], True, op, tuple(sorted(args.items())))
+        return replace(shortcut, norm=norm)
+    op, args = norm
+    return replace(shortcut, norm=True, norm_op=op, norm_args=tuple(sorted(args.items())))
