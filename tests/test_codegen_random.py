@@ -239,7 +239,8 @@ def test_a_class_written_from_an_identity_instance_keeps_the_projections_norm(tm
     text = (
         'import "std/blocks.arch"\nnetwork random_net(width = 8) {\n    input 3 x 12 x 12\n'
         "    stem = conv(4, k=3, p=1)\n    b0 = basic(8, stride=1, shortcut=projection)\n"
-        "    b1 = preact_basic(8, stride=1, shortcut=identity)\n    b2 = preact_basic(4, stride=1, shortcut=projection)\n"
+        "    b1 = preact_basic(8, stride=1, shortcut=identity)\n"
+        "    b2 = preact_basic(4, stride=1, shortcut=projection)\n"
         "    avgpool = global_avgpool()\n    fc = linear(3)\n}\n"
     )
     assert_same_network(text, tmp_path)
