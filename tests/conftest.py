@@ -300,8 +300,9 @@ def one_torch_thread() -> Any:
 
     Their tensors are small, so a second thread gains little; but torch's OpenMP threads wait for each
     other at every operation, and on a machine with other work (or the background ISOLATED process) a
-    thread that is not scheduled stalls its partner: with two threads this suite ran three to eight times
-    slower on a busy two-core machine. The second core serves the background process instead.
+    thread that is not scheduled stalls its partner: with two threads this suite ran three to nine times
+    slower on a busy two-core machine. The second core serves the background process instead. On an
+    idle machine a single test file without that process (test_backend_torch alone) loses a little.
     """
     import torch
 
