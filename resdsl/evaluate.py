@@ -8,12 +8,12 @@ elaboration later places in the graph. Problems become diagnostics and abandon t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from resdsl import ast
+from resdsl.arith import Refused, arith, compare
 from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.loader import Program, definition_params
 from resdsl.ops import OPS, OpDef, P
@@ -27,7 +27,6 @@ from resdsl.values import (
     Failed,
     LayerCall,
     check_type,
-    show,
     show_value,
     suggest,
     type_name,
@@ -80,9 +79,17 @@ class Evaluator:
                 raise Failed
             return -value
         if isinstance(expr, ast.BinOp):
-            if expr.op in ast.COMPARISONS:
-                return self._compare(expr, self.eval(expr.left, env), self.eval(expr.right, env))
-            return self._arith(expr, self.eval(expr.left, env), self.eval(expr.right, env))
+            left, right = self.eval(expr.left, env), self.eval(expr.right, env)
+            try:
+                if expr.op in ast.COMPARISONS:
+                    return compare(expr, left, right)
+                value = arith(expr, left, right)
+            except Refused as refused:
+                self.diags.add(refused.diagnostic)
+                raise Failed from None
+            if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
+                self.int_divisions.add(expr)
+            return value
         if isinstance(expr, ast.Cond):
             test = self.eval(expr.test, env)
             if not isinstance(test, bool):
@@ -124,71 +131,6 @@ class Evaluator:
             self.diags.add(error("E213", f"index {index} is out of range for a list of {len(value)}", expr.index.span))
             raise Failed
         return value[index]
-
-    def _compare(self, expr: ast.BinOp, left: Any, right: Any) -> bool:
-        op = expr.op
-        numbers = check_type(left, "float") and check_type(right, "float")
-        if op in ("==", "!="):
-            comparable = numbers or type(left) is type(right) or (isinstance(left, str) and isinstance(right, str))
-            if comparable:
-                return (left == right) == (op == "==")
-        elif numbers:
-            return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-        self.diags.add(error("E212", f"cannot compare {type_name(left)} {op} {type_name(right)}", expr.span))
-        raise Failed
-
-    def _arith(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
-        try:
-            value = self._arith_values(expr, left, right)
-        except OverflowError:  # a huge whole number meeting a decimal one
-            self.diags.add(
-                error(
-                    "E605",
-                    f"'{show(expr)}' is too large to compute with decimals",
-                    expr.span,
-                    help="use smaller numbers",
-                )
-            )
-            raise Failed from None
-        if isinstance(value, float) and not math.isfinite(value):
-            self.diags.add(error("E605", f"'{show(expr)}' overflows to {value}", expr.span, help="use smaller numbers"))
-            raise Failed
-        return value
-
-    def _arith_values(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
-        op = expr.op
-        if not (check_type(left, "float") and check_type(right, "float")):
-            if op == "+" and isinstance(left, list) and isinstance(right, list):
-                return left + right
-            self.diags.add(error("E212", f"cannot compute {type_name(left)} {op} {type_name(right)}", expr.span))
-            raise Failed
-        if op in ("/", "//", "%") and right == 0:
-            self.diags.add(error("E209", f"division by zero in '{show(expr)}'", expr.span))
-            raise Failed
-        if op == "+":
-            return left + right
-        if op == "-":
-            return left - right
-        if op == "*":
-            return left * right
-        if op == "//":
-            return left // right
-        if op == "%":
-            return left % right
-        if isinstance(left, int) and isinstance(right, int):
-            if left % right:
-                self.diags.add(
-                    error(
-                        "E208",
-                        f"{left} / {right} is not a whole number ({show(expr)})",
-                        expr.span,
-                        help="'/' on whole numbers must divide exactly; use '//' to round down",
-                    )
-                )
-                raise Failed
-            self.int_divisions.add(expr)
-            return left // right
-        return left / right
 
     def _call(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
         if call.func == "stage":
