@@ -69,10 +69,12 @@ def shipped_names() -> dict[str, Path]:
 def resolve_spec(spec: str | Path) -> tuple[Path | None, str | None, str | None]:
     """(path, text, network name) for a path, a shipped name, or source text."""
     text = str(spec)
-    if isinstance(spec, Path) or text.endswith(".arch") or ("/" in text and "{" not in text):
-        return Path(spec), None, None
-    if "{" in text or "\n" in text:
+    if isinstance(spec, Path):
+        return spec, None, None
+    if "{" in text or "\n" in text:  # no path or name holds these; a spec's text always does
         return None, text, None
+    if text.endswith(".arch") or "/" in text:
+        return Path(spec), None, None
     candidate = Path(text)
     if candidate.is_file():
         return candidate, None, None
