@@ -40,8 +40,9 @@ def norm_inputs(e: Any, a: Mapping[str, Any]) -> list[str]:
 
 def batchnorm(e: Any, a: Mapping[str, Any]) -> str:
     c = e.shape[0]
+    affine = norm_inputs(e, a)  # asked first: initializers come in state_dict order
     stats = [e.param("running_mean", (c,), ("const", 0.0)), e.param("running_var", (c,), ("const", 1.0))]
-    return e.node("BatchNormalization", [e.x, *norm_inputs(e, a), *stats], epsilon=a["eps"])
+    return e.node("BatchNormalization", [e.x, *affine, *stats], epsilon=a["eps"])
 
 
 def pool(op_type: str) -> Emit:

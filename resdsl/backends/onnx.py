@@ -288,7 +288,7 @@ def _metadata(network: Network, weights: WeightSource, batch_dim: int | str) -> 
             "input_size": "x".join(str(d) for d in network.input_shape),
             "input_shape": json.dumps([batch_dim if isinstance(batch_dim, int) else None, *network.input_shape]),
             "network": network.name,
-            "source": network.source_file,
+            "source": Path(network.source_file).name,
             "parameters": json.dumps({k: v for k, v in network.params.items() if _plain(v)}),
             "weights": "random" if weights.random else (weights.origin or "state_dict"),
         }
