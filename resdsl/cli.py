@@ -23,6 +23,7 @@ from resdsl import __version__
 from resdsl.api import CheckResult, check, pick_network
 from resdsl.ast import Span
 from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, error, format_diagnostic, to_json
+from resdsl.ir import Network
 from resdsl.limits import activation_bytes, human_bytes
 from resdsl.ops import fmt_shape
 
@@ -218,6 +219,15 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
         click.echo(summary_text(net, depth))
 
 
+def _checked_network(spec: str, options: Options) -> Network:
+    """The one network a writing command works on; its diagnostics printed, exit 1 on errors."""
+    (result,) = _check_all([spec], options)
+    render(result.diagnostics, result.sources)
+    if not result.ok:
+        sys.exit(1)
+    return pick_network(result, spec, options.network)
+
+
 @cli.command("build")
 @click.argument("spec")
 @common
@@ -227,11 +237,7 @@ def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> N
     """Write SPEC as a standalone PyTorch module that needs only torch."""
     from resdsl.backends.codegen import generate, write_generated
 
-    (result,) = _check_all([spec], options)
-    render(result.diagnostics, result.sources)
-    if not result.ok:
-        sys.exit(1)
-    net = pick_network(result, spec, options.network)
+    net = _checked_network(spec, options)
     target = output or f"{net.name}.py"
     code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
     if output == "-":
@@ -270,11 +276,7 @@ def export_cmd(
 
     require_onnx()
     parse_batch(batch)  # a bad --batch is reported before the spec is compiled
-    (result,) = _check_all([spec], options)
-    render(result.diagnostics, result.sources)
-    if not result.ok:
-        sys.exit(1)
-    net = pick_network(result, spec, options.network)
+    net = _checked_network(spec, options)
     target = output or f"{net.name}.onnx"
     _make_parent(target)
     export(net, target, weights, batch, seed, force)
