@@ -45,13 +45,31 @@ def batchnorm(e: Any, a: Mapping[str, Any]) -> str:
     return e.node("BatchNormalization", [e.x, *affine, *stats], epsilon=a["eps"])
 
 
+def _drops_last(size: int, k: int, s: int, p: int) -> bool:
+    """Whether torch's ceil mode drops a last window that would start in the right padding.
+    ONNX's output-size formula keeps it (onnxruntime's kernels drop it), so there the two differ."""
+    return -(-(size + 2 * p - k) // s) * s >= size + p
+
+
+def _end_pad(size: int, k: int, s: int, p: int) -> int:
+    """The end padding that makes floor mode compute the windows torch's ceil mode does."""
+    out = -(-(size + 2 * p - k) // s) + 1 - _drops_last(size, k, s, p)
+    return max(0, (out - 1) * s + k - size - p)
+
+
 def pool(op_type: str) -> Emit:
     def emit(e: Any, a: Mapping[str, Any]) -> str:
         extra = {"count_include_pad": int(a["count_include_pad"])} if "count_include_pad" in a else {}
-        k, s, p = a["k"], a["s"], a["p"]
-        return e.node(
-            op_type, [e.x], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, ceil_mode=int(a["ceil"]), **extra
-        )
+        k, s, p, ceil = a["k"], a["s"], a["p"], a["ceil"]
+        pads = [p] * 4
+        drops = [ceil and _drops_last(size, k, s, p) for size in e.shape[1:]]
+        if any(drops):  # floor mode over explicit end padding: the windows torch computes
+            ends = [_end_pad(size, k, s, p) for size in e.shape[1:]]
+            counted = a.get("count_include_pad", False)  # padding beyond torch's would be averaged in
+            if counted and any(end > p for end in ends):
+                raise ValueError("ceil-mode average pooling counting its padding, on this map, has no ONNX form")
+            pads, ceil = [p, p, *ends], False
+        return e.node(op_type, [e.x], kernel_shape=[k, k], strides=[s, s], pads=pads, ceil_mode=int(ceil), **extra)
 
     return emit
 

@@ -137,6 +137,30 @@ def test_every_op_and_shortcut_matches(tmp_path: Path) -> None:
     assert "Dropout" not in ops  # an inference graph
 
 
+def test_ceil_mode_pooling_gives_torchs_windows() -> None:
+    """torch drops a ceil-mode window that would start in the right padding; ONNX's size formula
+    keeps it. Where they differ the exporter uses floor mode over explicit end padding."""
+    import itertools
+
+    import torch
+
+    cases = 0
+    for size, k, s, p in itertools.product((3, 4, 5, 7), (2, 3), (2, 3), (0, 1)):
+        for call in (f"maxpool(k={k}, s={s}, p={p}, ceil=true)", f"avgpool(k={k}, s={s}, p={p}, ceil=true)"):
+            result = resdsl.check(f"network t() {{\n input 2 x {size} x {size}\n p = {call}\n}}\n")
+            if not result.ok:
+                continue
+            net = result.networks[0]
+            model = onnx_model(net)
+            onnx.checker.check_model(model, full_check=True)
+            x = torch.randn(1, 2, size, size, generator=torch.Generator().manual_seed(cases))
+            with torch.no_grad():
+                expected = resdsl.build_model(net).double()(x.double()).numpy()
+            assert np.abs(_run(model, x.numpy()) - expected).max() < 1e-6, call  # exact up to float32 rounding
+            cases += 1
+    assert cases > 40
+
+
 def test_names_follow_the_spec_and_the_state_dict() -> None:
     net = resdsl.compile("seresnet50", input_shape="3x64x64")
     model = onnx_model(net)

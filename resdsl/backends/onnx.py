@@ -151,7 +151,7 @@ class _Builder:
             raise ResdslError(
                 error(
                     "E826",
-                    f"the op '{layer.op}' of {layer.path} has no ONNX form",
+                    f"{layer.path}: the op '{layer.op}' has no ONNX form",
                     layer.span,
                     help="resdsl export knows the ops whose op-table entry has an onnx hook (resdsl/ops_onnx.py)",
                 )
@@ -159,7 +159,10 @@ class _Builder:
         inputs = [values[node] for node in self.net.inputs(layer.id)]
         if op.merge is not None and layer.shortcut is not None:  # the main branch and the mapped shortcut
             inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]
-        return op.onnx(Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0]), layer.attrs)
+        try:
+            return op.onnx(Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0]), layer.attrs)
+        except ValueError as exc:  # a case of the op that ONNX cannot express
+            raise ResdslError(error("E826", f"{layer.path}: {exc}", layer.span)) from None
 
     def shortcut(self, layer: Layer, source: str) -> str:
         """What a residual's shortcut makes of ``source`` (see runtime.make_shortcut)."""
