@@ -315,3 +315,24 @@ def test_writes_are_atomic_and_keep_foreign_files(tmp_path: Path, monkeypatch: A
     onnx.checker.check_model(str(foreign), full_check=True)
     resdsl.export_onnx("resnet20", target, seed=5)  # its own files are replaced without --force
     assert target.read_bytes() != original
+
+
+def test_what_onnx_cannot_hold_is_refused(monkeypatch: Any) -> None:
+    mixed = "network t() {\n input 2 x 1 x 2\n p = avgpool(k=4, s=3, p=2, ceil=true)\n}\n"
+    with pytest.raises(ResdslError) as info:  # torch drops the last window on one axis only
+        onnx_model(resdsl.compile(mixed))
+    assert info.value.code == "E826" and info.value.span.line == 3
+    monkeypatch.setattr("resdsl.backends.onnx.PROTOBUF_LIMIT", 1000)
+    with pytest.raises(ResdslError) as info:
+        onnx_model(resdsl.compile("resnet20"))
+    assert info.value.code == "E825"
+
+
+def test_a_missing_onnx_package_is_a_diagnostic(tmp_path: Path) -> None:
+    script = "import sys\nsys.modules['onnx'] = None\nfrom resdsl.cli import main\nmain(['export', 'resnet20'])\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 1 and "error[E820]" in result.stderr and "resdsl[onnx]" in result.stderr
+    assert list(tmp_path.iterdir()) == []
