@@ -22,7 +22,7 @@ from resdsl.backends import onnx_weights
 from resdsl.backends.onnx import OPSET, onnx_model
 from resdsl.catalog import catalog
 from resdsl.diagnostics import ResdslError
-from tests.conftest import FLOAT32_TOL, ROOT, built_model, deterministic_fill, state_listing
+from tests.conftest import FLOAT32_TOL, ROOT, deterministic_fill, state_listing
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -56,7 +56,7 @@ def test_every_shipped_network_passes_the_full_checker(name: str, path: Path, mo
 def _trained(spec: str) -> tuple[Any, dict[str, np.ndarray]]:
     """build_model's network with the fixtures' deterministic fill: non-trivial running statistics,
     scales and shifts, so a BatchNorm wired wrongly shows."""
-    model = built_model(spec)
+    model = resdsl.build_model(spec)
     model.load_state_dict(deterministic_fill(state_listing(model)))
     return model.eval(), {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
@@ -164,7 +164,7 @@ def test_ceil_mode_pooling_gives_torchs_windows() -> None:
 def test_names_follow_the_spec_and_the_state_dict() -> None:
     net = resdsl.compile("seresnet50", input_shape="3x64x64")
     model = onnx_model(net)
-    keys = [k for k in built_model("seresnet50").state_dict() if not k.endswith("num_batches_tracked")]
+    keys = [k for k in resdsl.build_model(net).state_dict() if not k.endswith("num_batches_tracked")]
     assert [t.name for t in model.graph.initializer] == keys
     names = {node.name for node in model.graph.node}
     assert {"conv1", "layer1.0.conv1", "layer1.0.se.fc1", "layer1.0.downsample.0", "layer1.0.downsample.1"} <= names
