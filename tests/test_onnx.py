@@ -251,12 +251,16 @@ def test_unreadable_weights(tmp_path: Path, name: str, content: bytes | None) ->
 
 
 def test_export_does_not_import_torch(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file(_trained("resnet20")[1], str(tmp_path / "w.safetensors"))
     script = (
         "import sys, resdsl\n"
         f"resdsl.export_onnx('resnet20', {str(tmp_path / 'a.onnx')!r}, batch='dynamic')\n"
         "from resdsl.cli import main\n"
         "try:\n"
-        f"    main(['export', 'resnet20', '-o', {str(tmp_path / 'b.onnx')!r}])\n"
+        f"    main(['export', 'resnet20', '-o', {str(tmp_path / 'b.onnx')!r}, "
+        f"'--weights', {str(tmp_path / 'w.safetensors')!r}])\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "assert not [m for m in sys.modules if m == 'torch' or m.startswith('torch.')], 'torch imported'\n"
