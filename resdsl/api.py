@@ -24,6 +24,7 @@ from resdsl.resources import library_dir, shipped_specs
 from resdsl.shapes import infer
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 
 Spec = str | Path | Network
@@ -330,4 +331,40 @@ def generate(
     return _generate(net, overrides=overrides, spec_arg=spec_arg)
 
 
-__all__ = ["CheckResult", "build_model", "check", "compile", "generate", "library_dir", "shipped_names"]
+def export_onnx(
+    spec: Spec,
+    path: str | Path | None = None,
+    *,
+    weights: Mapping[str, Any] | str | Path | None = None,
+    batch: int | str = 1,
+    seed: int = 0,
+    force: bool = False,
+    network: str | None = None,
+    input_shape: str | Sequence[int] | None = None,
+    **overrides: Any,
+) -> onnx.ModelProto:
+    """The spec as an ONNX model, built from the IR without torch; written to ``path``
+    (atomically; a file ``resdsl export`` did not write is kept unless ``force``) when given.
+
+    ``weights``: a ``.safetensors`` file, a torch checkpoint (imports torch), or a mapping of
+    ``build_model``'s state_dict keys to arrays; None gives seeded random weights. ``batch``:
+    a batch size or ``"dynamic"``.
+    """
+    from resdsl.backends.onnx import export, onnx_model
+
+    net = compile(spec, network, input_shape, **overrides)
+    if path is None:
+        return onnx_model(net, weights, batch, seed)
+    return export(net, path, weights, batch, seed, force)
+
+
+__all__ = [
+    "CheckResult",
+    "build_model",
+    "check",
+    "compile",
+    "export_onnx",
+    "generate",
+    "library_dir",
+    "shipped_names",
+]

@@ -1,4 +1,4 @@
-"""The ``resdsl`` command line: check, summary and build.
+"""The ``resdsl`` command line: check, summary, build and export.
 
 Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage error. Diagnostics go to
 stderr as ``PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`` with an excerpt; results go to stdout.
@@ -23,6 +23,7 @@ from resdsl import __version__
 from resdsl.api import CheckResult, check, pick_network
 from resdsl.ast import Span
 from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, error, format_diagnostic, to_json
+from resdsl.ir import Network
 from resdsl.limits import activation_bytes, human_bytes
 from resdsl.ops import fmt_shape
 
@@ -218,6 +219,15 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
         click.echo(summary_text(net, depth))
 
 
+def _checked_network(spec: str, options: Options) -> Network:
+    """The one network a writing command works on; its diagnostics printed, exit 1 on errors."""
+    (result,) = _check_all([spec], options)
+    render(result.diagnostics, result.sources)
+    if not result.ok:
+        sys.exit(1)
+    return pick_network(result, spec, options.network)
+
+
 @cli.command("build")
 @click.argument("spec")
 @common
@@ -227,11 +237,7 @@ def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> N
     """Write SPEC as a standalone PyTorch module that needs only torch."""
     from resdsl.backends.codegen import generate, write_generated
 
-    (result,) = _check_all([spec], options)
-    render(result.diagnostics, result.sources)
-    if not result.ok:
-        sys.exit(1)
-    net = pick_network(result, spec, options.network)
+    net = _checked_network(spec, options)
     target = output or f"{net.name}.py"
     code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
     if output == "-":
@@ -250,6 +256,32 @@ def _make_parent(target: str) -> None:
     except OSError as exc:
         span = Span(target, 0, 0, 0, 0)
         raise ResdslError(error("E502", f"cannot create the folder {parent}: {exc.strerror or exc}", span)) from None
+
+
+@cli.command("export")
+@click.argument("spec")
+@common
+@click.option("-o", "--output", default=None, help="Output file (default ./<network>.onnx).")
+@click.option(
+    "--weights", default=None, metavar="PATH", help="A .safetensors file (or a torch checkpoint, which needs torch)."
+)
+@click.option("--batch", default="1", show_default=True, help="Batch size, or 'dynamic' for a symbolic one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights (no --weights).")
+@click.option("--force", is_flag=True, help="Overwrite a file that resdsl export did not write.")
+def export_cmd(
+    spec: str, options: Options, output: str | None, weights: str | None, batch: str, seed: int, force: bool
+) -> None:
+    """Write SPEC as an ONNX model, built from the checked network (no torch, no tracing)."""
+    from resdsl.backends.onnx import export, parse_batch, require_onnx
+
+    require_onnx()
+    parse_batch(batch)  # a bad --batch is reported before the spec is compiled
+    net = _checked_network(spec, options)
+    target = output or f"{net.name}.onnx"
+    _make_parent(target)
+    export(net, target, weights, batch, seed, force)
+    made = f"weights from {weights}" if weights else f"random weights, seed {seed}"
+    click.echo(f"wrote {target} ({net.name}, {net.num_params:,} parameters, {made})", err=True)
 
 
 @cli.command("list")

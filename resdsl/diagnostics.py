@@ -70,6 +70,14 @@ CODES: dict[str, str] = {
     "E503": "name cannot be used in generated code",
     "E504": "generated code cannot be formatted",
     "E505": "layer name is reserved",
+    # ONNX export
+    "E820": "onnx package not installed",
+    "E821": "weights file cannot be read",
+    "E822": "weights do not fit the network",
+    "E823": "invalid batch size",
+    "E824": "export would overwrite a foreign file",
+    "E825": "model too large for one ONNX file",
+    "E826": "op has no ONNX form",
     # limits: inputs that would exhaust time or memory are refused before anything is built
     "E601": "too many layers",
     "E602": "nesting too deep",
