@@ -365,7 +365,7 @@ class Elaborator(Evaluator):
         parent.items.append(scope)
         self.block_stack.append((block.name, call.span))
         try:
-            with self.diags.within("block", call.span.file, instance_note(scope)):
+            with self.diags.within("block", call.span.file, instance_note(scope), call.span):
                 scope.output = self._body(block.body, scope, env, cur)
         finally:
             self.block_stack.pop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class Program:
 
     root: str
     sources: dict[str, str] = field(default_factory=dict)
+    # text to use instead of a file's contents (an editor's unsaved buffers), by resolved path
+    overlay: Mapping[Path, str] = field(default_factory=dict, repr=False)
     modules: dict[str, ast.Module] = field(default_factory=dict)
     visible: dict[str, dict[str, ast.Definition]] = field(default_factory=dict)
 
@@ -49,10 +52,17 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load(path: str | Path | None, collector: Collector, text: str | None = None, name: str = "<string>") -> Program:
-    """Parse ``path`` (or ``text``) and everything it imports."""
+def load(
+    path: str | Path | None,
+    collector: Collector,
+    text: str | None = None,
+    name: str = "<string>",
+    overlay: Mapping[Path, str] | None = None,
+) -> Program:
+    """Parse ``path`` (or ``text``) and everything it imports; a file in ``overlay`` (keyed by
+    resolved path) is read from there instead of the disk."""
     root = display_path(Path(path)) if path is not None else name
-    program = Program(root)
+    program = Program(root, overlay=overlay or {})
     _load_file(program, root, Path(path).resolve() if path is not None else None, text, collector, [])
     return program
 
@@ -67,6 +77,8 @@ def _load_file(
 ) -> dict[str, ast.Definition]:
     if file in program.visible:
         return program.visible[file]
+    if text is None and real is not None:
+        text = program.overlay.get(real)
     if text is None:
         assert real is not None
         try:
