@@ -340,6 +340,18 @@ def graph_cmd(spec: str, options: Options, output: str, depth: int | None) -> No
     click.echo(f"wrote {output} ({net.name}, {nodes:,} nodes)", err=True)
 
 
+@cli.command("lsp")
+@click.option("--stdio", is_flag=True, help="Talk over stdin and stdout (the default, and the only transport).")
+def lsp_cmd(stdio: bool) -> None:
+    """Run the language server for editors (LSP over stdio; docs/editors.md says how to connect)."""
+    try:
+        from resdsl.lsp.server import main as serve
+    except ImportError as exc:
+        message = f"resdsl lsp needs pygls>=2 and lsprotocol ({exc}); pip install 'pygls>=2'"
+        raise click.ClickException(message) from None
+    serve()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: runs the click group and turns every failure into a message."""
     try:

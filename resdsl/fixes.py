@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,11 @@ class Fix:
 
 def in_library(file: str) -> bool:
     """Whether ``file`` is part of the shipped library, which fixes never edit."""
+    return _in_library(os.path.abspath(file))
+
+
+@cache
+def _in_library(file: str) -> bool:
     try:
         return Path(file).resolve().is_relative_to(library_dir().resolve())
     except (OSError, ValueError):

@@ -111,7 +111,7 @@ def _load_file(
                 )
             )
             break
-        target = _resolve_import(imp, real)
+        target = resolve_import(imp, real)
         if target is None:
             searched = [str((real.parent if real else Path.cwd()) / imp.path), str(library_dir() / imp.path)]
             collector.add(
@@ -155,7 +155,7 @@ def _import_hint(wanted: str, importer: Path | None) -> str:
     return "paths are relative to the importing file, or to the shipped library (std/...)"
 
 
-def _resolve_import(imp: ast.Import, importer: Path | None) -> Path | None:
+def resolve_import(imp: ast.Import, importer: Path | None) -> Path | None:
     base = importer.parent if importer is not None else Path.cwd()
     for candidate in (base / imp.path, library_dir() / imp.path):
         try:
