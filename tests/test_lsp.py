@@ -60,6 +60,13 @@ network n() {
     scope="module",
 )
 async def client(lsp_client: LanguageClient):
+    registrations: list[types.Registration] = []
+
+    @lsp_client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def register(params: types.RegistrationParams) -> None:  # the editor's side: remember it
+        registrations.extend(params.registrations)
+
+    lsp_client.registrations = registrations  # type: ignore[attr-defined]
     params = types.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"),
         initialization_options={"debounce_ms": 20},
@@ -250,3 +257,19 @@ async def test_outline_and_shortcut_hover(client: LanguageClient, folder: Path) 
         types.HoverParams(types.TextDocumentIdentifier(grow), at(text, "identity", 2))
     )
     assert found is not None and "adds the block input unchanged" in found.contents.value  # type: ignore[union-attr]
+
+
+async def test_a_closed_import_changed_on_disk_rechecks_the_importer(client: LanguageClient, folder: Path) -> None:
+    lib = folder / "disklib.arch"
+    lib.write_text("block one(c) {\n    conv1 = conv(c)\n}\n", encoding="utf-8")
+    text = 'import "disklib.arch"\n\nnetwork d() {\n    input 3 x 8 x 8\n    a = one(4)\n}\n'
+    uri = open_file(client, folder / "usesdisk.arch", text)
+    assert await published(client, uri) == []
+    registered = [r.method for r in client.registrations]  # type: ignore[attr-defined]
+    assert types.WORKSPACE_DID_CHANGE_WATCHED_FILES in registered  # the server asked to hear of it
+    lib.write_text("block one(c) {\n    conv1 = conv(c, k=12)\n}\n", encoding="utf-8")  # another program
+    client.workspace_did_change_watched_files(
+        types.DidChangeWatchedFilesParams([types.FileEvent(path_to_uri(lib), types.FileChangeType.Changed)])
+    )
+    (diag,) = await published(client, uri)
+    assert diag.code == "E303"

@@ -100,6 +100,18 @@ def initialize(ls: ResdslServer, params: types.InitializeParams) -> None:
         ls.debounce = max(float(options["debounce_ms"]), 0.0) / 1000
 
 
+@server.feature(types.INITIALIZED)
+def initialized(ls: ResdslServer, params: types.InitializedParams) -> None:
+    """Ask the client to report .arch files changing on disk (a closed library edited by
+    another program, a checkout), where it can register watchers."""
+    workspace = ls.client_capabilities.workspace
+    watched = workspace.did_change_watched_files if workspace is not None else None
+    if watched is not None and watched.dynamic_registration:
+        options = types.DidChangeWatchedFilesRegistrationOptions([types.FileSystemWatcher(glob_pattern="**/*.arch")])
+        registration = types.Registration("resdsl-arch-files", types.WORKSPACE_DID_CHANGE_WATCHED_FILES, options)
+        ls.client_register_capability(types.RegistrationParams([registration]))
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: ResdslServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.files.open(params.text_document.uri, params.text_document.text)
