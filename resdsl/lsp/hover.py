@@ -113,15 +113,20 @@ def _argument(
 def layer_info(ws: Workspace, uri: str, file: str, statement: ast.Assign | ast.LayerStmt) -> str | None:
     """One line per place the statement is instantiated: ``layer2.0: 128 x 28 x 28``."""
     span = statement.value.span
-    rows: list[str] = []
+    found: list[tuple[str, str, int, int, str]] = []
     nets = ws.networks_seeing(uri, file)
     several = len({id(n) for n, _ in nets}) > 1
     for net, _spec in nets:
         prefix = f"{net.name} " if several else ""
-        for label, shape, params, macs, extra in instances(net, span):
-            rows.append(f"{prefix}{label}: {shape}   params {params:,}   MACs {macs:,}{extra}")
-    if not rows:
+        found += [(f"{prefix}{label}:", *rest) for label, *rest in instances(net, span)]  # type: ignore[misc]
+    if not found:
         return None
+    width = [max(len(row[0]) for row in found), max(len(row[1]) for row in found)]
+    digits = [max(len(f"{row[i]:,}") for row in found) for i in (2, 3)]
+    rows = [
+        f"{label:<{width[0]}} {shape:<{width[1]}}   params {params:>{digits[0]},}   MACs {macs:>{digits[1]},}{extra}"
+        for label, shape, params, macs, extra in found
+    ]
     shown = rows[:MAX_INSTANCES]
     if len(rows) > MAX_INSTANCES:
         shown.append(f"... and {len(rows) - MAX_INSTANCES} more")
