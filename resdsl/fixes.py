@@ -89,6 +89,32 @@ def span_text(text: str | None, span: Span) -> str | None:
     return body[offset(body, starts, span.line, span.column) : offset(body, starts, span.end_line, span.end_column)]
 
 
+def add_argument(text: str | None, call: Span, argument: str) -> Edit | None:
+    """An insertion of ``argument`` before the closing parenthesis of the call at ``call``,
+    after a comma unless the call is empty; None when the call has no parentheses."""
+    written = span_text(text, call)
+    if written is None or not written.endswith(")"):
+        return None
+    inner = written[:-1].rstrip()
+    at = Span(call.file, call.end_line, call.end_column - 1, call.end_line, call.end_column - 1)
+    return Edit(at, ("" if inner.endswith(("(", ",")) else ", ") + argument)
+
+
+def delete_argument(text: str | None, arg: Span, siblings: Iterable[Span]) -> Edit | None:
+    """The deletion of one argument (``arg``: its whole ``name=value`` span) with the comma
+    before it; ``siblings`` are the spans of the call's other arguments. None when it is the
+    first argument or anything but a comma (a comment) stands between."""
+    start = (arg.line, arg.column)
+    before = [s for s in siblings if s.file == arg.file and (s.end_line, s.end_column) <= start]
+    if not before:
+        return None
+    last = max(before, key=lambda s: (s.end_line, s.end_column))
+    between = span_text(text, Span(arg.file, last.end_line, last.end_column, arg.line, arg.column))
+    if between is None or between.strip() != ",":
+        return None
+    return Edit(Span(arg.file, last.end_line, last.end_column, arg.end_line, arg.end_column), "")
+
+
 def apply_edits(text: str, edits: Iterable[Edit]) -> str:
     """``text`` with every edit made; raises ValueError when two edits overlap."""
     bom = text[: len(text) - len(text.lstrip("\ufeff"))]  # the parser counts columns after BOMs

@@ -9,11 +9,10 @@ diagnostic. Lints encode the paper's design advice as warnings. No torch here.
 
 from __future__ import annotations
 
-from resdsl import ast
 from resdsl.diagnostics import Collector, error, warning
-from resdsl.fixes import Edit, Fix, in_library, span_text
 from resdsl.ir import Layer, Network, Scope, instance_note
 from resdsl.ops import OPS, ShapeError
+from resdsl.repairs import drop_bias
 
 
 def infer(network: Network, collector: Collector) -> None:
@@ -74,7 +73,7 @@ def _lint(network: Network, collector: Collector) -> None:
                             layer.span,
                             notes=["batchnorm subtracts the mean, so the bias has no effect and wastes parameters"],
                             help="drop bias=true",
-                            fixes=_drop_bias(network, layer),
+                            fixes=drop_bias(network, layer),
                         )
                     )
         if layer.op == "batchnorm" and layer.in_shapes and len(layer.in_shapes[0]) == 3:
@@ -105,26 +104,3 @@ def _lint(network: Network, collector: Collector) -> None:
                     help="double the stage's width, or silence this by keeping the map size",
                 )
             )
-
-
-def _drop_bias(network: Network, layer: Layer) -> list[Fix]:
-    """Delete ``, bias=true`` from the conv's call, when it is written there as a literal
-    after another argument (a bias passed through a parameter is the caller's choice)."""
-    bias = layer.exprs.get("bias")
-    if not isinstance(bias, ast.BoolLit) or bias.span.file != layer.span.file or in_library(layer.span.file):
-        return []
-    before = [
-        e.span
-        for e in layer.exprs.values()
-        if e.span.file == layer.span.file
-        and (layer.span.line, layer.span.column) <= (e.span.line, e.span.column)
-        and (e.span.end_line, e.span.end_column) < (bias.span.line, bias.span.column)
-    ]
-    if not before:
-        return []
-    last = max(before, key=lambda s: (s.end_line, s.end_column))
-    span = ast.Span(layer.span.file, last.end_line, last.end_column, bias.span.end_line, bias.span.end_column)
-    text = span_text(network.sources.get(span.file), span)
-    if text is None or "#" in text or text.replace(" ", "").replace("\n", "") not in (",bias=true", ",b=true"):
-        return []  # a comment or anything unexpected in between: leave it to the author
-    return [Fix("drop bias=true (batchnorm cancels it)", (Edit(span, ""),))]

@@ -161,3 +161,40 @@ def test_apply_edits() -> None:
     assert apply_edits(text, [Edit(Span("f", 1, 2, 1, 3), "X"), Edit(Span("f", 2, 1, 2, 1), ">")]) == "\ufeffaX\n>cd\n"
     with pytest.raises(ValueError):
         apply_edits(text, [Edit(Span("f", 1, 1, 1, 3), ""), Edit(Span("f", 1, 2, 1, 3), "y")])
+
+
+GUESSES = """\
+import "std/blcoks.arch"
+
+network g(width = 64) {
+    input 3 x 32 x 32
+    conv1  = conv(16, kernal=3, p=1)
+    bn1    = batchnrm()
+    layer1 = stage(basic(16, stride=2), repeat=2)
+    half   = width / 3
+}
+"""
+
+
+def test_guesses_are_offered_but_never_applied(tmp_path: Path) -> None:
+    spec = tmp_path / "guess.arch"
+    spec.write_text(GUESSES, encoding="utf-8")
+    titles = {(d.code, f.title, f.safe) for d in check(spec).diagnostics for f in d.fixes}
+    assert ("E101", 'change to import "std/blocks.arch"', False) in titles
+    assert ("E203", "change 'kernal' to 'kernel'", False) in titles
+    assert ("E202", "change 'batchnrm' to 'batchnorm'", False) in titles
+    assert ("E208", "use // to round down", False) in titles
+    code, _out, err = run_fix(str(spec))
+    assert code == 1 and "no mechanical fixes to apply" in err
+    assert spec.read_text(encoding="utf-8") == GUESSES
+    # what an editor gets when a person takes them (W404 shows once the import resolves)
+    fixed_import = GUESSES.replace("blcoks", "blocks")
+    spec.write_text(fixed_import, encoding="utf-8")
+    result = check(spec)
+    edits = [e for d in result.diagnostics for e in d.fixes[0].edits if d.fixes]
+    assert apply_edits(fixed_import, edits) == (
+        fixed_import.replace("kernal", "kernel")
+        .replace("batchnrm", "batchnorm")
+        .replace("basic(16, stride=2), repeat=2)", "basic(16), repeat=2, stride=2)")
+        .replace("width / 3", "width // 3")
+    )
