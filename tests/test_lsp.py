@@ -273,3 +273,24 @@ async def test_a_closed_import_changed_on_disk_rechecks_the_importer(client: Lan
     )
     (diag,) = await published(client, uri)
     assert diag.code == "E303"
+
+
+async def test_a_guess_is_offered_but_not_preferred(client: LanguageClient, folder: Path) -> None:
+    text = "network t() {\n    input 3 x 8 x 8\n    conv1 = conv(4)\n    bn1   = batchnrm()\n}\n"
+    uri = open_file(client, folder / "typo.arch", text)
+    (diag,) = await published(client, uri)
+    assert diag.code == "E202" and diag.range.start == at(text, "batchnrm")
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(types.TextDocumentIdentifier(uri), diag.range, types.CodeActionContext([diag]))
+    )
+    (action,) = actions or []
+    assert isinstance(action, types.CodeAction)
+    assert action.title == "change 'batchnrm' to 'batchnorm'" and not action.is_preferred
+    assert action.edit is not None and action.edit.changes is not None
+    assert [e.new_text for e in action.edit.changes[uri]] == ["batchnorm"]
+
+
+async def test_the_server_never_imports_torch() -> None:
+    code = "import sys, resdsl.lsp.server, resdsl.lsp.hover; sys.exit('torch' in sys.modules)"
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=SERVER_ENV)
+    assert await process.wait() == 0
