@@ -294,3 +294,42 @@ async def test_the_server_never_imports_torch() -> None:
     code = "import sys, resdsl.lsp.server, resdsl.lsp.hover; sys.exit('torch' in sys.modules)"
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=SERVER_ENV)
     assert await process.wait() == 0
+
+
+PREACT = """\
+block pre(c, stride = 1) {
+    bn1   = batchnorm()
+    act1  = relu()
+    conv1 = conv(c, k=3, s=stride, p=1)
+    residual(projection, project_from=act1)
+}
+
+network p() {
+    input 4 x 8 x 8
+    a = pre(8, stride=2)
+}
+"""
+
+
+async def test_definitions_of_parameters_arguments_and_project_from(client: LanguageClient, folder: Path) -> None:
+    uri = open_file(client, folder / "pre.arch", PREACT)
+    assert await published(client, uri) == []
+
+    async def jump(needle: str, offset: int) -> types.Position:
+        found = await client.text_document_definition_async(
+            types.DefinitionParams(types.TextDocumentIdentifier(uri), at(PREACT, needle, offset))
+        )
+        assert isinstance(found, types.Location) and found.uri == uri, needle
+        return found.range.start
+
+    assert await jump("s=stride", 3) == at(PREACT, "stride = 1")  # a parameter
+    assert await jump("project_from=act1", len("project_from=") + 1) == at(PREACT, "act1  =")  # a layer
+    assert await jump("stride=2", 1) == at(PREACT, "stride = 1")  # a named argument's parameter
+    assert await jump("pre(8", 1) == at(PREACT, "pre(c")  # a block in the same file
+    completion = await client.text_document_completion_async(
+        types.CompletionParams(types.TextDocumentIdentifier(uri), at(PREACT, "8, stride=2"))
+    )
+    assert completion is not None
+    items = completion.items if isinstance(completion, types.CompletionList) else completion
+    details = {i.label: i.detail for i in items}
+    assert details["c="] == "c" and details["stride="] == "stride = 1"  # the block's parameters, defaults

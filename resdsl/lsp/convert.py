@@ -52,7 +52,7 @@ class Lines:
             units += self._units(text[chars])
             chars += 1
         if position.line == 0:
-            chars -= self.bom
+            chars = max(chars - self.bom, 0)
         return position.line + 1, chars + 1
 
     def prefix(self, position: types.Position) -> str:
