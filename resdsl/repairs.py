@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from resdsl import ast
 from resdsl.fixes import Edit, Fix, add_argument, delete_argument, in_library, span_text
-from resdsl.ir import Layer, Network
+from resdsl.ir import Layer, Network, Scope
 from resdsl.shortcut import SHORTCUT_KINDS
 
 # Kinds a failing addition can be repaired with, best first: option B, then option A.
@@ -39,6 +39,9 @@ def kind_fixes(network: Network, layer: Layer, kinds: list[str]) -> list[Fix]:
         given = scope.arg_exprs.get(written.id)
         if isinstance(given, ast.Name) and given.id in SHORTCUT_KINDS:
             edit = (given.span, "{kind}")
+        elif isinstance(given, ast.Name):
+            default = _network_default(network, scope, given.id)
+            edit = (default.span, "{kind}") if default is not None else None
         elif given is None:
             added = add_argument(network.sources.get(scope.span.file), scope.span, f"{written.id}={{kind}}")
             edit = (added.span, added.text) if added is not None else None
@@ -49,6 +52,24 @@ def kind_fixes(network: Network, layer: Layer, kinds: list[str]) -> list[Fix]:
         Fix(f"use shortcut={kind} ({REPAIRS[kind]})", (Edit(span, template.format(kind=kind)),), safe=i == 0)
         for i, kind in enumerate(kinds)
     ]
+
+
+def _network_default(network: Network, instance: Scope, name: str) -> ast.Name | None:
+    """The default of network parameter ``name`` when it is a kind literal and is what the
+    block instance got: the instance is made in the network's own body (directly or by a
+    stage), the network is not an alias with arguments, and no override replaced it."""
+    definition = network.definition
+    if definition is None or network.name != definition.name:
+        return None
+    param = next((p for p in definition.params if p.name == name), None)
+    if param is None or not isinstance(param.default, ast.Name) or param.default.id not in SHORTCUT_KINDS:
+        return None
+    if str(network.params.get(name)) != param.default.id:
+        return None
+    parents = [s for s in network.root.scopes() if any(item is instance for item in s.items)]
+    if not parents or not (parents[0] is network.root or any(i is parents[0] for i in network.root.items)):
+        return None
+    return param.default
 
 
 def drop_bias(network: Network, layer: Layer) -> list[Fix]:
@@ -69,7 +90,7 @@ def drop_bias(network: Network, layer: Layer) -> list[Fix]:
     last = max(before, key=lambda s: (s.end_line, s.end_column))
     span = ast.Span(layer.span.file, last.end_line, last.end_column, bias.span.end_line, bias.span.end_column)
     text = span_text(network.sources.get(span.file), span)
-    if text is None or "#" in text or text.replace(" ", "").replace("\n", "") not in (",bias=true", ",b=true"):
+    if text is None or "#" in text or text.replace(" ", "").replace("\n", "") != ",bias=true":
         return []  # a comment or anything unexpected in between: leave it to the author
     return [Fix("drop bias=true (batchnorm cancels it)", (Edit(span, ""),))]
 

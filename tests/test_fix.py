@@ -198,3 +198,16 @@ def test_guesses_are_offered_but_never_applied(tmp_path: Path) -> None:
         .replace("basic(16, stride=2), repeat=2)", "basic(16), repeat=2, stride=2)")
         .replace("width / 3", "width // 3")
     )
+
+
+def test_a_network_parameter_default_is_fixed_where_it_is_written(tmp_path: Path) -> None:
+    text = (
+        'import "std/blocks.arch"\n\nnetwork np(shortcut = identity) {\n    input 3 x 32 x 32\n'
+        "    conv1  = conv(16, k=3, p=1)\n    layer1 = stage(basic(16, shortcut=shortcut), repeat=2)\n"
+        "    layer2 = stage(basic(32, shortcut=shortcut), repeat=2, stride=2)\n}\n"
+    )
+    spec = tmp_path / "np.arch"
+    spec.write_text(text, encoding="utf-8")
+    code, _out, err = run_fix(str(spec))
+    assert code == 0, err
+    assert spec.read_text(encoding="utf-8") == text.replace("shortcut = identity", "shortcut = projection")
