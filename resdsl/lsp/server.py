@@ -186,6 +186,21 @@ def on_code_action(ls: ResdslServer, params: types.CodeActionParams) -> list[typ
     return diagnose.code_actions(ls.files, analysis, params.range) if analysis is not None else []
 
 
+class _OneLine(logging.Formatter):
+    """Log lines on stderr (the editor's output panel) without tracebacks: a malformed
+    message or an internal error is one line that says what happened."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"resdsl lsp: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" ({type(exc).__name__}: {exc})"
+        return text
+
+
 def main() -> None:
-    """Serve over stdin/stdout until the client says exit."""
+    """Serve over stdin/stdout until the client says exit (or closes stdin)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     server.start_io()
