@@ -121,8 +121,8 @@ def _load_file(
                     f'import "{imp.path}" not found',
                     imp.span,
                     notes=[f"looked in {s}" for s in searched],
-                    help=_import_hint(imp.path, real),
-                    fixes=_import_fixes(imp, real),
+                    help=_import_hint(close := _close_import(imp.path, real)),
+                    fixes=_import_fixes(imp, close),
                 )
             )
             continue
@@ -141,21 +141,20 @@ def _load_file(
     return visible
 
 
-def _import_hint(wanted: str, importer: Path | None) -> str:
+def _import_hint(close: str | None) -> str:
     """A close match among the files an import could name, or where imports are looked for."""
-    close = _close_import(wanted, importer)
     if close:
         return f'did you mean "{close}"?'
     return "paths are relative to the importing file, or to the shipped library (std/...)"
 
 
-def _import_fixes(imp: ast.Import, importer: Path | None) -> tuple[Fix, ...]:
+def _import_fixes(imp: ast.Import, close: str | None) -> tuple[Fix, ...]:
     """The close match as an editor's quick fix (a guess: never applied by check --fix)."""
-    close = _close_import(imp.path, importer)
     return (Fix(f'change to import "{close}"', (Edit(imp.span, f'import "{close}"'),), safe=False),) if close else ()
 
 
 def _close_import(wanted: str, importer: Path | None) -> str | None:
+    """The file an import most likely meant, among those next to the importer and shipped."""
     roots = [importer.parent if importer is not None else Path.cwd(), library_dir()]
     options: list[str] = []
     for root in roots:
