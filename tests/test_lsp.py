@@ -326,6 +326,11 @@ async def test_definitions_of_parameters_arguments_and_project_from(client: Lang
     assert await jump("project_from=act1", len("project_from=") + 1) == at(PREACT, "act1  =")  # a layer
     assert await jump("stride=2", 1) == at(PREACT, "stride = 1")  # a named argument's parameter
     assert await jump("pre(8", 1) == at(PREACT, "pre(c")  # a block in the same file
+    value = await client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri), at(PREACT, "s=stride", 3))
+    )
+    assert value is not None and "stride = 1" in value.contents.value  # type: ignore[union-attr]
+    assert "stride = 2: a" in value.contents.value  # type: ignore[union-attr]  # its value in each instance
     completion = await client.text_document_completion_async(
         types.CompletionParams(types.TextDocumentIdentifier(uri), at(PREACT, "8, stride=2"))
     )

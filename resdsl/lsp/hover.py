@@ -22,7 +22,7 @@ from resdsl.lsp.signatures import (
 from resdsl.lsp.workspace import Analysis, Workspace
 from resdsl.ops import OPS, fmt_shape
 from resdsl.shortcut import SHORTCUT_KINDS
-from resdsl.values import BUILTIN_FORMS, STAGE_PARAMS
+from resdsl.values import BUILTIN_FORMS, STAGE_PARAMS, show_value
 
 MAX_INSTANCES = 12  # instance lines shown before "... and N more"
 
@@ -40,6 +40,10 @@ def hover(ws: Workspace, analysis: Analysis, position: types.Position) -> types.
     name = _name_info(place, definitions, sources)
     if name is not None:
         parts.append(name)
+        param = _param_under(place)
+        values = param_values(ws, analysis.uri, source.file, place.definition, param) if param else None
+        if values:
+            parts.append(values)
     statement = place.statement
     on_layer = statement is not None and (
         name is None
@@ -80,6 +84,46 @@ def _name_info(place: Place, definitions: dict[str, ast.Definition], sources: di
         if node.id in OPS or node.id in definitions:
             return _callee(node.id, definitions, sources)
     return None
+
+
+def _param_under(place: Place) -> str | None:
+    """The name of the enclosing definition's parameter under the cursor, if any."""
+    node = place.innermost
+    if isinstance(node, ast.Param):
+        return node.name
+    if isinstance(node, ast.Name) and node.id in params_of(place.definition):
+        return node.id
+    return None
+
+
+def param_values(ws: Workspace, uri: str, file: str, definition: ast.Definition | None, name: str) -> str | None:
+    """What a parameter is in each instance of its block (or each network): ``128: layer2.0,
+    layer2.1, ...``, one line per distinct value."""
+    if definition is None:
+        return None
+    found: dict[str, list[str]] = {}
+    for net, _spec in ws.networks_seeing(uri, file):
+        if isinstance(definition, ast.BlockDef):
+            for scope in net.root.scopes():
+                block = scope.block
+                if scope.kind == "block" and block is not None and block.name_span == definition.name_span:
+                    if name in scope.args:
+                        found.setdefault(_shown(scope.args[name]), []).append(scope.path)
+        elif net.definition is not None and net.definition.name_span == definition.name_span and name in net.params:
+            found.setdefault(_shown(net.params[name]), []).append(net.name)
+    if not found:
+        return None
+    rows = []
+    for value, places in list(found.items())[:MAX_INSTANCES]:
+        shown = ", ".join(places[:4]) + (f", ... ({len(places)} in all)" if len(places) > 4 else "")
+        rows.append(f"{name} = {value}: {shown}")
+    return "```\n" + "\n".join(rows) + "\n```"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return show_value(value)
 
 
 def _callee(func: str, definitions: dict[str, ast.Definition], sources: dict[str, str]) -> str | None:
