@@ -38,6 +38,7 @@ class CheckResult:
     networks: list[Network] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    program: Program | None = field(default=None, repr=False)  # the parsed files (editor features)
 
     def __repr__(self) -> str:
         errors = len(self.errors)
@@ -148,11 +149,13 @@ def check(
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
+    sources: Mapping[str | Path, str] | None = None,
 ) -> CheckResult:
     """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
 
     ``ignore`` silences warning codes (``["W403"]``); the ``max_*`` arguments raise the limits
-    that refuse networks no machine could build (see :mod:`resdsl.limits`).
+    that refuse networks no machine could build (see :mod:`resdsl.limits`). ``sources`` maps
+    file paths to text read instead of those files (an editor's unsaved buffers).
     """
     try:
         path, text, name = resolve_spec(spec)
@@ -162,8 +165,9 @@ def check(
     limits = Limits.of(max_layers, max_params, max_activation_gb)
     network = network or name
     collector = Collector()
-    program = load(path, collector, text=text)
-    result = CheckResult(program.root, sources=program.sources)
+    overlay = {Path(k).resolve(): v for k, v in (sources or {}).items()}
+    program = load(path, collector, text=text, overlay=overlay)
+    result = CheckResult(program.root, sources=program.sources, program=program)
     try:
         values = {k: parse_override(k, v) for k, v in (overrides or {}).items()}
     except ResdslError as exc:
@@ -198,9 +202,10 @@ def check(
     for definition in definitions:
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
         home = f"while checking network '{definition.name}' ({definition.name_span})"
-        with collector.within("network", definition.span.file, home):
+        with collector.within("network", definition.span.file, home, definition.name_span):
             net = Elaborator(program, collector, limits).network(definition, own, shape)
             if net is not None:
+                net.sources = program.sources  # before inference: fixes read the text they edit
                 infer(net, collector)
                 if not collector.has_errors:
                     collector.extend(check_budget(net, limits))

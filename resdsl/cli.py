@@ -161,9 +161,12 @@ def cli() -> None:
 @click.argument("specs", nargs=-1, required=True)
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
-def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
+@click.option("--fix", is_flag=True, help="Apply the mechanical fixes (rewrites the files; says what changed).")
+def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
     results = _check_all(specs, options)
+    if fix:
+        results = _fix(specs, options, results)
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
         click.echo(to_json(diagnostics))
@@ -187,6 +190,31 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
                 f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
             )
     sys.exit(1 if any(not r.ok for r in results) else 0)
+
+
+def _fix(specs: Sequence[str], options: Options, results: list[CheckResult]) -> list[CheckResult]:
+    """Apply every safe fix (resdsl.fixes), print each on stderr, and check again; a fix that
+    clashed with another is picked up by the next round."""
+    from resdsl.fixes import plan_fixes, write_atomic
+
+    made = 0
+    for _round in range(3):
+        sources = {k: v for r in results for k, v in r.sources.items()}
+        plan = plan_fixes([d for r in results for d in r.diagnostics], sources)
+        if not plan.texts:
+            break
+        for file, text in plan.texts.items():
+            try:
+                write_atomic(file, text)
+            except OSError as exc:
+                span = Span(file, 0, 0, 0, 0)
+                raise ResdslError(error("E502", f"cannot write {file}: {exc.strerror or exc}", span)) from None
+        for d, fixed in sorted(plan.applied, key=lambda pair: str(pair[1].edits[0].span)):
+            click.echo(f"fixed {fixed.edits[0].span}: {fixed.title} [{d.code}]", err=True)
+        made += len(plan.applied)
+        results = _check_all(specs, options)
+    click.echo(f"{made} fix{'es' * (made != 1)} applied" if made else "no mechanical fixes to apply", err=True)
+    return results
 
 
 @cli.command("summary")
@@ -342,6 +370,18 @@ def graph_cmd(spec: str, options: Options, output: str, depth: int | None) -> No
     except GraphError as exc:
         raise click.ClickException(f"{exc.message}\n  help: {exc.hint}") from None
     click.echo(f"wrote {output} ({net.name}, {nodes:,} nodes)", err=True)
+
+
+@cli.command("lsp")
+@click.option("--stdio", is_flag=True, help="Talk over stdin and stdout (the default, and the only transport).")
+def lsp_cmd(stdio: bool) -> None:
+    """Run the language server for editors (LSP over stdio; docs/editors.md says how to connect)."""
+    try:
+        from resdsl.lsp.server import main as serve
+    except ImportError as exc:
+        message = f"resdsl lsp needs pygls>=2 and lsprotocol ({exc}); pip install 'pygls>=2'"
+        raise click.ClickException(message) from None
+    serve()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

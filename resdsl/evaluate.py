@@ -17,6 +17,7 @@ from resdsl.arith import Refused, arith, compare
 from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.loader import Program, definition_params
 from resdsl.ops import OPS, OpDef, P
+from resdsl.repairs import floor_division
 from resdsl.values import (
     BUILTIN_FORMS,
     POISON,
@@ -30,6 +31,7 @@ from resdsl.values import (
     show_value,
     suggest,
     type_name,
+    typo_fixes,
 )
 
 # built-in forms that make a layer of layers (stage is bound like an op, residual is a statement)
@@ -85,7 +87,10 @@ class Evaluator:
                     return compare(expr, left, right)
                 value = arith(expr, left, right)
             except Refused as refused:
-                self.diags.add(refused.diagnostic)
+                found = refused.diagnostic
+                if found.code == "E208":  # an inexact whole-number division: '//' is the repair
+                    found = replace(found, fixes=floor_division(self.program.sources, expr))
+                self.diags.add(found)
                 raise Failed from None
             if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
                 self.int_divisions.add(expr)
@@ -120,7 +125,8 @@ class Evaluator:
         if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
             return self._call(ast.Call(name.id, (), name.span, name.span), env)
         options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
-        self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=suggest(name.id, options)))
+        hint, fixes = suggest(name.id, options), typo_fixes(name.id, options, name.span)
+        self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=hint, fixes=fixes))
         raise Failed
 
     def _index(self, expr: ast.Index, value: Any, index: Any) -> Any:
@@ -180,9 +186,8 @@ class Evaluator:
             "residual",
             *FORMS,
         ]
-        self.diags.add(
-            error("E202", f"unknown op or block '{call.func}'", call.func_span, help=suggest(call.func, options))
-        )
+        hint, fixes = suggest(call.func, options), typo_fixes(call.func, options, call.func_span)
+        self.diags.add(error("E202", f"unknown op or block '{call.func}'", call.func_span, help=hint, fixes=fixes))
         raise Failed
 
     def _form(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
@@ -289,6 +294,7 @@ class Evaluator:
                             f"{what} has no parameter '{arg.name}'",
                             arg.span,
                             help=hint or f"parameters: {known}",
+                            fixes=typo_fixes(arg.name, list(by_name), arg.span),
                         )
                     )
                     continue

@@ -55,10 +55,14 @@ class ShapeError(Exception):
         notes: Sequence[str] = (),
         help: str | None = None,
         recovered: Shape | None = None,
+        fixes: Sequence[Any] = (),
+        related: Sequence[Any] = (),
     ) -> None:
         super().__init__(message)
         self.code, self.message, self.notes, self.help = code, message, tuple(notes), help
         self.recovered = recovered
+        self.fixes = tuple(fixes)  # resdsl.fixes.Fix values: mechanical repairs
+        self.related = tuple(related)  # resdsl.diagnostics.Related values: places that explain it
 
 
 @dataclass(frozen=True)
