@@ -1,4 +1,4 @@
-"""The ``resdsl`` command line: check, summary and build.
+"""The ``resdsl`` command line: check, summary, build, fmt and the rest.
 
 Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage error. Diagnostics go to
 stderr as ``PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`` with an excerpt; results go to stdout.
@@ -267,6 +267,33 @@ def list_cmd(as_json: bool) -> None:
     else:
         click.echo(catalog_text(entries))
     sys.exit(1 if failed else 0)
+
+
+@cli.command("fmt")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the files that would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="Write nothing; print what would change as a unified diff.")
+def fmt_cmd(files: tuple[str, ...], check: bool, show_diff: bool) -> None:
+    """Rewrite .arch FILES (or every .arch under a folder) in the canonical layout, comments kept.
+
+    A file that does not parse gets the usual diagnostics and is left as it is.
+    """
+    from resdsl.fmt import arch_files, format_file, write_atomically
+
+    results = [format_file(f) for f in arch_files(files)]
+    render([d for r in results for d in r.diagnostics])
+    for r in results:
+        if show_diff:
+            click.echo(r.diff(), nl=False)
+        if r.changed and check:
+            click.echo(f"would reformat {r.path}")
+        elif r.changed and not show_diff:
+            write_atomically(r.path, r.new or "")
+            click.echo(f"reformatted {r.path}", err=True)
+    changed, failed = sum(r.changed for r in results), sum(r.new is None for r in results)
+    verb = "would be reformatted" if check or show_diff else "reformatted"
+    click.echo(f"{changed} file{'s' * (changed != 1)} {verb}, {len(results) - changed - failed} unchanged", err=True)
+    sys.exit(1 if failed or (check and changed) else 0)
 
 
 @cli.command("graph")
