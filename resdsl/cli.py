@@ -296,6 +296,21 @@ def fmt_cmd(files: tuple[str, ...], check: bool, show_diff: bool) -> None:
     sys.exit(1 if failed or (check and changed) else 0)
 
 
+@cli.command("explain")
+@click.argument("code")
+def explain_cmd(code: str) -> None:
+    """Explain a diagnostic CODE (E301, W401, ...): what it means, an example that gives it, its fix."""
+    from resdsl.errors_catalog import entries, explain_text
+
+    catalog = entries()
+    entry = catalog.get(code.strip().upper())
+    if entry is None:
+        near = [c for c in catalog if c[:2] == code.strip().upper()[:2]]
+        hint = f"codes of that range: {', '.join(near)}" if near else f"known codes: {', '.join(catalog)}"
+        raise click.BadParameter(f"unknown code {code!r}; {hint} (see docs/errors.md)", param_hint="CODE")
+    click.echo(explain_text(entry), nl=False)
+
+
 @cli.command("graph")
 @click.argument("spec")
 @common
