@@ -28,6 +28,7 @@ import difflib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -50,24 +51,22 @@ class FormatError(RuntimeError):
 
 @cache
 def _lark() -> Lark:
-    """A parser that keeps every token and reports comments through :data:`_COMMENTS`."""
+    """A parser that keeps every token and reports comments through :data:`_LOCAL`."""
     return open_grammar(keep_all_tokens=True, maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
 
 
-_COMMENTS: list[list[Token]] = []  # one list per parse in progress (the callback has no context)
+_LOCAL = threading.local()  # the comments of the parse in progress in this thread (callbacks get no context)
 
 
 def _collect_comment(tok: Token) -> Token:
-    _COMMENTS[-1].append(tok)
+    _LOCAL.comments.append(tok)
     return tok
 
 
 def _tree_and_comments(text: str) -> tuple[Tree, list[Token]]:
-    _COMMENTS.append([])
-    try:
-        tree = _lark().parse(text)
-    finally:
-        comments = _COMMENTS.pop()
+    comments: list[Token] = []
+    _LOCAL.comments = comments
+    tree = _lark().parse(text)
     return tree, sorted(comments, key=lambda t: t.start_pos or 0)
 
 
@@ -387,7 +386,7 @@ def format_file(path: str) -> FileResult:
 def write_atomically(path: str, text: str) -> None:
     """Replace ``path`` by ``text`` in one step (temporary file, then ``os.replace``), keeping its mode:
     an interrupted run leaves the old file or the new one, never half of one."""
-    target = Path(path)
+    target = Path(path).resolve()  # through a symbolic link: the link stays, its target changes
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:

@@ -255,3 +255,11 @@ def test_output_keeps_every_token() -> None:
         assert [str(t) for t in tokens(format_text(shuffled_layout(text, random.Random(0))))] == [
             str(t) for t in tokens(text)
         ]
+
+
+def test_a_symbolic_link_stays_a_link(tmp_path: Path) -> None:
+    real, link = tmp_path / "real.arch", tmp_path / "link.arch"
+    real.write_text("network n = m( )\n")
+    link.symlink_to(real)
+    assert CliRunner().invoke(cli, ["fmt", str(link)]).exit_code == 0
+    assert link.is_symlink() and real.read_text() == "network n = m()\n"
