@@ -276,24 +276,16 @@ def list_cmd(as_json: bool) -> None:
 def fmt_cmd(files: tuple[str, ...], check: bool, show_diff: bool) -> None:
     """Rewrite .arch FILES (or every .arch under a folder) in the canonical layout, comments kept.
 
-    A file that does not parse gets the usual diagnostics and is left as it is.
+    A file that does not parse gets the usual diagnostics and is left as it is. FILES '-' formats
+    standard input to standard output (for editors' format-on-save).
     """
-    from resdsl.fmt import arch_files, format_file, write_atomically
+    from resdsl.fmt import run
 
-    results = [format_file(f) for f in arch_files(files)]
-    render([d for r in results for d in r.diagnostics])
-    for r in results:
-        if show_diff:
-            click.echo(r.diff(), nl=False)
-        if r.changed and check:
-            click.echo(f"would reformat {r.path}")
-        elif r.changed and not show_diff:
-            write_atomically(r.path, r.new or "")
-            click.echo(f"reformatted {r.path}", err=True)
-    changed, failed = sum(r.changed for r in results), sum(r.new is None for r in results)
-    verb = "would be reformatted" if check or show_diff else "reformatted"
-    click.echo(f"{changed} file{'s' * (changed != 1)} {verb}, {len(results) - changed - failed} unchanged", err=True)
-    sys.exit(1 if failed or (check and changed) else 0)
+    def echo(text: str, err: bool) -> None:
+        click.echo(text, nl=False, err=err)
+
+    stdin = click.get_text_stream("stdin")
+    sys.exit(run(files, check=check, show_diff=show_diff, echo=echo, render=render, stdin=stdin))
 
 
 @cli.command("explain")

@@ -25,15 +25,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import errno
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lark import Lark, Token, Tree
 
@@ -387,6 +388,8 @@ def write_atomically(path: str, text: str) -> None:
     """Replace ``path`` by ``text`` in one step (temporary file, then ``os.replace``), keeping its mode:
     an interrupted run leaves the old file or the new one, never half of one."""
     target = Path(path).resolve()  # through a symbolic link: the link stays, its target changes
+    if not os.access(target, os.W_OK):  # os.replace would get round a read-only file's protection
+        raise PermissionError(errno.EACCES, "permission denied", path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -397,3 +400,48 @@ def write_atomically(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def run(
+    files: Sequence[str],
+    *,
+    check: bool,
+    show_diff: bool,
+    echo: Callable[[str, bool], None],
+    render: Callable[[list[Diagnostic], dict[str, str]], None],
+    stdin: TextIO | None = None,
+) -> int:
+    """``resdsl fmt``: format, check or diff ``files`` (``-``: standard input to standard output).
+
+    ``echo(text, to_stderr)`` and ``render(diagnostics, sources)`` print; returns the exit status:
+    1 when a file could not be read, parsed or written, or (``check``) would change; else 0.
+    """
+    if tuple(files) == ("-",) and stdin is not None:
+        text = stdin.read()
+        try:
+            echo(format_text(text, "<stdin>"), False)
+        except ResdslError as exc:
+            render(exc.diagnostics, {"<stdin>": text})
+            return 1
+        return 0
+    results = [format_file(f) for f in arch_files(files)]
+    render([d for r in results for d in r.diagnostics], {r.path: r.old for r in results})
+    failed = sum(r.new is None for r in results)
+    for r in results:
+        if show_diff:
+            echo(r.diff(), False)
+        if r.changed and check:
+            echo(f"would reformat {r.path}\n", False)
+        elif r.changed and not show_diff:
+            try:
+                write_atomically(r.path, r.new or "")
+            except OSError as exc:
+                span = ast.Span(r.path, 0, 0, 0, 0)
+                render([error("E502", f"cannot write {r.path}: {exc.strerror or exc}", span)], {})
+                failed += 1
+                continue
+            echo(f"reformatted {r.path}\n", True)
+    changed = sum(r.changed for r in results)
+    verb = "would be reformatted" if check or show_diff else "reformatted"
+    echo(f"{changed} file{'s' * (changed != 1)} {verb}, {len(results) - changed - failed} unchanged\n", True)
+    return 1 if failed or (check and changed) else 0

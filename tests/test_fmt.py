@@ -9,6 +9,7 @@ shipped specs, which must come back exactly as shipped.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -263,3 +264,22 @@ def test_a_symbolic_link_stays_a_link(tmp_path: Path) -> None:
     link.symlink_to(real)
     assert CliRunner().invoke(cli, ["fmt", str(link)]).exit_code == 0
     assert link.is_symlink() and real.read_text() == "network n = m()\n"
+
+
+def test_standard_input_to_standard_output() -> None:
+    runner = CliRunner()
+    done = runner.invoke(cli, ["fmt", "-"], input="network n = m( a = 1 )  # x\n")
+    assert done.exit_code == 0 and done.output == "network n = m(a=1)  # x\n"
+    broken = runner.invoke(cli, ["fmt", "-"], input="network n( {\n")
+    assert broken.exit_code == 1 and "<stdin>:1:12: error[E001]" in broken.output and "network n(" in broken.output
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "ro.arch"
+    spec.write_text("network n = m( )\n")
+    spec.chmod(0o444)
+    if os.access(spec, os.W_OK):  # root may write anything: let the check see the file as others do
+        monkeypatch.setattr("resdsl.fmt.os.access", lambda path, mode: False)
+    result = CliRunner().invoke(cli, ["fmt", str(spec)])
+    assert result.exit_code == 1 and "error[E502]: cannot write" in result.output
+    assert spec.read_text() == "network n = m( )\n" and os.listdir(tmp_path) == ["ro.arch"]

@@ -24,7 +24,8 @@ ENTRIES = [
     Entry(
         "E502",
         "the output file cannot be written (permissions, missing folder)",
-        "build creates missing folders of -o, but not through a file of the same name, and not where it may not write.",
+        "build creates missing folders of -o, but not through a file of the same name, and not where it may "
+        "not write. fmt reports it for a file it may not replace (read-only).",
         SMALL,
         SMALL,
         files=(("out", "a file, not a folder\n"),),
