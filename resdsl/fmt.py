@@ -28,6 +28,7 @@ import difflib
 import errno
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -318,13 +319,37 @@ def _strip_spans(node: Any) -> Any:
     return node
 
 
+MAX_TREE_DEPTH = 400  # levels of the full parse tree; what the parser accepts (MAX_EXPR_DEPTH) needs ~110
+_FRAMES_PER_LEVEL = 4  # Python frames the printer spends on one level
+
+
+def _check_nesting(tree: Tree, file: str) -> None:
+    """E602 for a parse tree deeper than :data:`MAX_TREE_DEPTH`: only brackets around brackets get
+    there (the parser bounds expressions, but parentheses that group nothing cost it no depth)."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            first = next(node.scan_values(lambda v: isinstance(v, Token)))
+            span = ast.Span(file, first.line or 1, first.column or 1, first.line or 1, (first.column or 1) + 1)
+            message = f"brackets nested more than {MAX_TREE_DEPTH} levels deep: too deep to format"
+            raise ResdslError(error("E602", message, span, help="remove the parentheses that group nothing"))
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
 def format_text(text: str, file: str = "<string>") -> str:
     """The canonical layout of one ``.arch`` text; raises :class:`ResdslError` if it does not parse."""
     original = parse(text, file)  # the usual diagnostics (E001-E006, E602, E605) for a broken file
     body = text.lstrip("\ufeff")
     tree, comments = _tree_and_comments(body)
+    _check_nesting(tree, file)
     printer = _Printer(body, comments)
-    printer.node(tree)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, _FRAMES_PER_LEVEL * MAX_TREE_DEPTH + 1000))  # the printer recurses
+    try:
+        printer.node(tree)
+    finally:
+        sys.setrecursionlimit(limit)
     lines = _align_comments(printer.lines)
     out = "\n".join(lines) + "\n" if lines else ""
     if _strip_spans(parse(out, file)) != _strip_spans(original):

@@ -283,3 +283,15 @@ def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.Mo
     result = CliRunner().invoke(cli, ["fmt", str(spec)])
     assert result.exit_code == 1 and "error[E502]: cannot write" in result.output
     assert spec.read_text() == "network n = m( )\n" and os.listdir(tmp_path) == ["ro.arch"]
+
+
+def test_deep_nesting_formats_or_gets_a_diagnostic(tmp_path: Path) -> None:
+    """The deepest expression the parser accepts formats; brackets around brackets past any use are
+    refused with E602 (the file is left alone), never a RecursionError."""
+    deepest = "network n() {\n    input 3 x 8 x 8\n    a = conv(" + "-" * 97 + "8)\n}\n"
+    assert format_text(deepest) == deepest
+    parens = "network n() {\n    input 3 x 8 x 8\n    a = conv(" + "(" * 1000 + "8" + ")" * 1000 + ")\n}\n"
+    spec = tmp_path / "deep.arch"
+    spec.write_text(parens)
+    result = CliRunner().invoke(cli, ["fmt", str(spec)])
+    assert result.exit_code == 1 and "error[E602]" in result.output and spec.read_text() == parens
