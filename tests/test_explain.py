@@ -31,7 +31,9 @@ def run(entry: Entry, text: str, argv: tuple[str, ...], folder: Path) -> tuple[i
     folder.mkdir()
     (folder / "example.arch").write_text(text)
     for name, other in entry.files:
-        (folder / name).write_text(other)
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(other) if isinstance(other, str) else path.write_bytes(other)
     cwd = os.getcwd()
     os.chdir(folder)
     try:

@@ -68,6 +68,10 @@ def _indent(text: str) -> str:
     return textwrap.indent(text.rstrip("\n"), "    ")
 
 
+def _describe(content: str | bytes) -> str:
+    return f"`{content.strip()}`" if isinstance(content, str) else f"({len(content)} bytes)"
+
+
 def explain_text(entry: Entry) -> str:
     """What ``resdsl explain CODE`` prints: summary, explanation, example and fix."""
     from resdsl.diagnostics import CODES
@@ -75,7 +79,8 @@ def explain_text(entry: Entry) -> str:
     parts = [f"{entry.code}: {CODES.get(entry.code, entry.summary)}", "", textwrap.fill(entry.explanation, 100), ""]
     parts += [f"Example ({entry.command(entry.argv)}), example.arch:", "", _indent(entry.example), ""]
     for name, text in entry.files:
-        parts += [f"{name}:", "", _indent(text), ""]
+        shown = _indent(text) if isinstance(text, str) else f"    ({len(text)} bytes)"
+        parts += [f"{name}:", "", shown, ""]
     if not entry.runs:
         parts += [f"(not run by the tests: {entry.why})", ""]
     fix = f"Fix ({entry.command(entry.fix_command)})" if entry.fix_command != entry.argv else "Fix"
@@ -122,7 +127,7 @@ def render_docs() -> str:
     for entry in catalog.values():
         out += ["", f"### {entry.code}", ""]
         if entry.argv != Entry.argv or entry.files or not entry.runs:
-            how = f"`{entry.command(entry.argv)}`" + "".join(f", with `{n}`: `{t.strip()}`" for n, t in entry.files)
+            how = f"`{entry.command(entry.argv)}`" + "".join(f", with `{n}`: {_describe(t)}" for n, t in entry.files)
             out += [f"{how}{'' if entry.runs else f' (not run: {entry.why})'}:", ""]
         out += ["```arch", entry.example.rstrip("\n"), "```", "", textwrap.fill(entry.explanation, 100), ""]
         if entry.fix == entry.example:

@@ -21,7 +21,7 @@ class Entry:
     explanation: str
     example: str
     fix: str
-    files: tuple[tuple[str, str], ...] = ()  # other files next to example.arch: (name, text)
+    files: tuple[tuple[str, str | bytes], ...] = ()  # other files next to example.arch: (name, text or bytes)
     argv: tuple[str, ...] = ("check", "example.arch")
     fix_argv: tuple[str, ...] | None = None  # default: argv
     runs: bool = True
