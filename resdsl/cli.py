@@ -279,7 +279,7 @@ def fmt_cmd(files: tuple[str, ...], check: bool, show_diff: bool) -> None:
     A file that does not parse gets the usual diagnostics and is left as it is. FILES '-' formats
     standard input to standard output (for editors' format-on-save).
     """
-    from resdsl.fmt import run
+    from resdsl.fmt_files import run
 
     def echo(text: str, err: bool) -> None:
         click.echo(text, nl=False, err=err)

@@ -10,10 +10,12 @@ same token.
 
 The layout is the one of the shipped specs: four spaces per block level; ``name = value`` for
 parameters, values and layers, ``k=3`` for keyword arguments, ``a * b`` around operators; the ``=``
-of consecutive assignments aligned (a blank line starts a new group); a line break after a comma
-inside brackets is kept where the author put one, the next line lines up after the bracket;
-runs of blank lines become one; trailing comments of consecutive lines line up. Nothing else
-decides where lines break, so formatting never reflows an author's list.
+of consecutive assignments aligned (a blank line starts a new group), and in such a group values
+that begin alike with a whole number (``stage(basic(64, ...`` over ``stage(basic(128, ...``) padded
+after that number so the rest lines up; a line break after a comma inside brackets is kept where
+the author put one, the next line lines up after the bracket; runs of blank lines become one;
+trailing comments of consecutive lines line up. Nothing else decides where lines break, so
+formatting never reflows an author's list.
 
 The printer only re-spaces tokens (dropping optional trailing commas), and every result is parsed
 again and compared with the original AST (spans aside) before it is returned: a formatter bug
@@ -22,25 +24,18 @@ raises instead of changing what a spec means.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import difflib
-import errno
-import os
 import re
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from lark import Lark, Token, Tree
 
 from resdsl import ast
-from resdsl.diagnostics import Diagnostic, ResdslError, error
+from resdsl.diagnostics import ResdslError, error
 from resdsl.parser import open_grammar, parse
 
 INDENT = 4
@@ -96,6 +91,7 @@ class _Printer:
     last_line: int = 0  # source line of the last token or comment written
     last_end: int = 0  # source offset just past it
     next_comment: int = 0
+    rows: list[tuple[int, int]] = field(default_factory=list)  # (alignment group, first line) per assignment
 
     # -- lines ---------------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -204,11 +200,13 @@ class _Printer:
             return
         self.indent += INDENT
         self.body_start = True
-        for stmt, width in zip(stmts, _alignment(self.text, stmts), strict=True):
+        base = len(self.rows)  # group numbers unique in the file: the rows recorded so far bound them
+        for stmt, (group, width) in zip(stmts, _alignment(self.text, stmts), strict=True):
             self.pending = "stmt"
             if stmt.data in ("assign", "meta_entry"):
                 name, equal, value = stmt.children
                 self.tok(name)
+                self.rows.append((base + group, len(self.lines)))  # the line this statement starts on
                 self.cur += " " * (width - len(str(name)) + 1)
                 self.tok(equal, space=False)
                 self.node(value)
@@ -271,9 +269,9 @@ class _Printer:
         self.items(children, space=True)
 
 
-def _alignment(text: str, stmts: list[Tree]) -> list[int]:
-    """For each statement, the width its name is padded to: the longest assigned name of its group
-    (statements not separated by a blank line)."""
+def _alignment(text: str, stmts: list[Tree]) -> list[tuple[int, int]]:
+    """For each statement, its group (statements not separated by a blank line) and the width its
+    name is padded to: the longest assigned name of the group."""
     groups: list[list[Tree]] = []
     for i, stmt in enumerate(stmts):
         gap = i and _BLANK_LINE.search(text, stmts[i - 1].meta.end_pos, stmt.meta.start_pos)
@@ -281,10 +279,31 @@ def _alignment(text: str, stmts: list[Tree]) -> list[int]:
             groups.append([])
         groups[-1].append(stmt)
     widths = []
-    for group in groups:
+    for number, group in enumerate(groups):
         names = [len(str(s.children[0])) for s in group if s.data in ("assign", "meta_entry")]
-        widths += [max(names, default=0)] * len(group)
+        widths += [(number, max(names, default=0))] * len(group)
     return widths
+
+
+# an assignment whose value starts with calls and then a whole number as the first argument
+_LEADING_NUMBER = re.compile(r"(\s*\w+\s*= )([\w(]*?\()(\d+),(?= )")
+
+
+def _align_numbers(lines: list[_Line], rows: list[tuple[int, int]]) -> None:
+    """In a group of assignments, values that begin alike with a whole number (``stage(basic(64, ...``,
+    ``stage(basic(128, ...``) pad the number's comma so that what follows lines up, like a table."""
+    runs: dict[tuple[int, str], list[tuple[int, re.Match[str]]]] = {}
+    for group, index in rows:
+        m = _LEADING_NUMBER.match(lines[index].code)
+        if m:
+            runs.setdefault((group, m.group(2)), []).append((index, m))
+    for members in runs.values():
+        if len(members) < 2:
+            continue
+        width = max(len(m.group(3)) for _, m in members)
+        for index, m in members:
+            pad = " " * (width - len(m.group(3)))
+            lines[index].code = f"{m.group(0)}{pad}{lines[index].code[m.end() :]}"
 
 
 def _align_comments(lines: list[_Line]) -> list[str]:
@@ -350,6 +369,7 @@ def format_text(text: str, file: str = "<string>") -> str:
         printer.node(tree)
     finally:
         sys.setrecursionlimit(limit)
+    _align_numbers(printer.lines, printer.rows)
     lines = _align_comments(printer.lines)
     out = "\n".join(lines) + "\n" if lines else ""
     if _strip_spans(parse(out, file)) != _strip_spans(original):
@@ -357,116 +377,3 @@ def format_text(text: str, file: str = "<string>") -> str:
     if [str(c).rstrip() for c in comments] != [str(c).rstrip() for c in _tree_and_comments(out)[1]]:
         raise FormatError(f"formatting {file} would lose or reorder a comment (a bug in resdsl fmt)")
     return out
-
-
-# -- files -------------------------------------------------------------------------------------
-
-
-@dataclass
-class FileResult:
-    """What formatting one file found: its new text (None when it could not be read or parsed)."""
-
-    path: str
-    old: str = ""
-    new: str | None = None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return self.new is not None and self.new != self.old
-
-    def diff(self) -> str:
-        """A unified diff from the file as it is to the file as ``resdsl fmt`` would write it."""
-        if not self.changed:
-            return ""
-        old, new = self.old.splitlines(keepends=True), (self.new or "").splitlines(keepends=True)
-        lines = difflib.unified_diff(old, new, f"a/{self.path}", f"b/{self.path}")
-        return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def arch_files(paths: Iterable[str]) -> list[str]:
-    """The files named, with every ``*.arch`` file under a named folder (sorted)."""
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        out += sorted(str(f) for f in path.rglob("*.arch") if f.is_file()) if path.is_dir() else [p]
-    return list(dict.fromkeys(out))
-
-
-def format_file(path: str) -> FileResult:
-    """Read and format one file; never writes (see :func:`write_atomically`)."""
-    result = FileResult(path)
-    try:
-        result.old = Path(path).read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        result.diagnostics.append(error("E004", f"cannot read {path}: {reason}", ast.Span(path, 0, 0, 0, 0)))
-        return result
-    try:
-        result.new = format_text(result.old, path)
-    except ResdslError as exc:
-        result.diagnostics.extend(exc.diagnostics)
-    return result
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Replace ``path`` by ``text`` in one step (temporary file, then ``os.replace``), keeping its mode:
-    an interrupted run leaves the old file or the new one, never half of one."""
-    target = Path(path).resolve()  # through a symbolic link: the link stays, its target changes
-    if not os.access(target, os.W_OK):  # os.replace would get round a read-only file's protection
-        raise PermissionError(errno.EACCES, "permission denied", path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def run(
-    files: Sequence[str],
-    *,
-    check: bool,
-    show_diff: bool,
-    echo: Callable[[str, bool], None],
-    render: Callable[[list[Diagnostic], dict[str, str]], None],
-    stdin: TextIO | None = None,
-) -> int:
-    """``resdsl fmt``: format, check or diff ``files`` (``-``: standard input to standard output).
-
-    ``echo(text, to_stderr)`` and ``render(diagnostics, sources)`` print; returns the exit status:
-    1 when a file could not be read, parsed or written, or (``check``) would change; else 0.
-    """
-    if tuple(files) == ("-",) and stdin is not None:
-        text = stdin.read()
-        try:
-            echo(format_text(text, "<stdin>"), False)
-        except ResdslError as exc:
-            render(exc.diagnostics, {"<stdin>": text})
-            return 1
-        return 0
-    results = [format_file(f) for f in arch_files(files)]
-    render([d for r in results for d in r.diagnostics], {r.path: r.old for r in results})
-    failed = sum(r.new is None for r in results)
-    for r in results:
-        if show_diff:
-            echo(r.diff(), False)
-        if r.changed and check:
-            echo(f"would reformat {r.path}\n", False)
-        elif r.changed and not show_diff:
-            try:
-                write_atomically(r.path, r.new or "")
-            except OSError as exc:
-                span = ast.Span(r.path, 0, 0, 0, 0)
-                render([error("E502", f"cannot write {r.path}: {exc.strerror or exc}", span)], {})
-                failed += 1
-                continue
-            echo(f"reformatted {r.path}\n", True)
-    changed = sum(r.changed for r in results)
-    verb = "would be reformatted" if check or show_diff else "reformatted"
-    echo(f"{changed} file{'s' * (changed != 1)} {verb}, {len(results) - changed - failed} unchanged\n", True)
-    return 1 if failed or (check and changed) else 0

@@ -140,6 +140,24 @@ def test_a_spec_with_comments_in_every_position_keeps_them_all(tmp_path: Path) -
     assert_same_meaning(commented, out, tmp_path)
 
 
+def test_leading_numbers_of_alike_values_line_up() -> None:
+    text = (
+        "network n() {\n    input 3 x 8 x 8\n    a = stage(b(8, k=1), repeat=1)\n    bb = stage(b(16, k=1))\n"
+        "    c = stage(b(128, k=1),\n              repeat=2)  # c\n    d = conv(8, k=1)\n\n"
+        "    e = stage(b(1, k=1))\n}\n"
+    )
+    assert format_text(text) == (
+        "network n() {\n    input 3 x 8 x 8\n"
+        "    a  = stage(b(8,   k=1), repeat=1)\n"
+        "    bb = stage(b(16,  k=1))\n"
+        "    c  = stage(b(128, k=1),\n"
+        "               repeat=2)  # c\n"
+        "    d  = conv(8, k=1)\n"
+        "\n"
+        "    e = stage(b(1, k=1))\n}\n"
+    )
+
+
 def test_comments_inside_empty_bodies_lists_and_multiline_meta() -> None:
     text = (
         "block e() {\n# alone\n}\nblock f() {}\nnetwork n() {\n  input 3 x 8 x 8\n  meta {\n    a = 1 # one\n\n"
@@ -279,7 +297,7 @@ def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.Mo
     spec.write_text("network n = m( )\n")
     spec.chmod(0o444)
     if os.access(spec, os.W_OK):  # root may write anything: let the check see the file as others do
-        monkeypatch.setattr("resdsl.fmt.os.access", lambda path, mode: False)
+        monkeypatch.setattr("resdsl.fmt_files.os.access", lambda path, mode: False)
     result = CliRunner().invoke(cli, ["fmt", str(spec)])
     assert result.exit_code == 1 and "error[E502]: cannot write" in result.output
     assert spec.read_text() == "network n = m( )\n" and os.listdir(tmp_path) == ["ro.arch"]
