@@ -1,12 +1,22 @@
 """resdsl: a compiler for residual networks.
 
 ``resdsl.check`` and ``resdsl.compile`` never import torch; ``build_model`` and ``generate``
-bring in their back ends on demand.
+bring in their back ends on demand (``export_onnx`` needs onnx, never torch).
 """
 
-from resdsl.api import CheckResult, build_model, check, compile, generate
+from resdsl.api import CheckResult, build_model, check, compile, export_onnx, generate
 from resdsl.diagnostics import Diagnostic, ResdslError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckResult", "Diagnostic", "ResdslError", "__version__", "build_model", "check", "compile", "generate"]
+__all__ = [
+    "CheckResult",
+    "Diagnostic",
+    "ResdslError",
+    "__version__",
+    "build_model",
+    "check",
+    "compile",
+    "export_onnx",
+    "generate",
+]

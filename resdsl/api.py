@@ -24,6 +24,7 @@ from resdsl.resources import library_dir, shipped_specs
 from resdsl.shapes import infer
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 
 Spec = str | Path | Network
@@ -37,6 +38,7 @@ class CheckResult:
     networks: list[Network] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    program: Program | None = field(default=None, repr=False)  # the parsed files (editor features)
 
     def __repr__(self) -> str:
         errors = len(self.errors)
@@ -69,10 +71,12 @@ def shipped_names() -> dict[str, Path]:
 def resolve_spec(spec: str | Path) -> tuple[Path | None, str | None, str | None]:
     """(path, text, network name) for a path, a shipped name, or source text."""
     text = str(spec)
-    if isinstance(spec, Path) or text.endswith(".arch") or ("/" in text and "{" not in text):
-        return Path(spec), None, None
-    if "{" in text or "\n" in text:
+    if isinstance(spec, Path):
+        return spec, None, None
+    if "{" in text or "\n" in text:  # no path or name holds these; a spec's text always does
         return None, text, None
+    if text.endswith(".arch") or "/" in text:
+        return Path(spec), None, None
     candidate = Path(text)
     if candidate.is_file():
         return candidate, None, None
@@ -145,11 +149,13 @@ def check(
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
+    sources: Mapping[str | Path, str] | None = None,
 ) -> CheckResult:
     """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
 
     ``ignore`` silences warning codes (``["W403"]``); the ``max_*`` arguments raise the limits
-    that refuse networks no machine could build (see :mod:`resdsl.limits`).
+    that refuse networks no machine could build (see :mod:`resdsl.limits`). ``sources`` maps
+    file paths to text read instead of those files (an editor's unsaved buffers).
     """
     try:
         path, text, name = resolve_spec(spec)
@@ -159,8 +165,9 @@ def check(
     limits = Limits.of(max_layers, max_params, max_activation_gb)
     network = network or name
     collector = Collector()
-    program = load(path, collector, text=text)
-    result = CheckResult(program.root, sources=program.sources)
+    overlay = {Path(k).resolve(): v for k, v in (sources or {}).items()}
+    program = load(path, collector, text=text, overlay=overlay)
+    result = CheckResult(program.root, sources=program.sources, program=program)
     try:
         values = {k: parse_override(k, v) for k, v in (overrides or {}).items()}
     except ResdslError as exc:
@@ -195,9 +202,10 @@ def check(
     for definition in definitions:
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
         home = f"while checking network '{definition.name}' ({definition.name_span})"
-        with collector.within("network", definition.span.file, home):
+        with collector.within("network", definition.span.file, home, definition.name_span):
             net = Elaborator(program, collector, limits).network(definition, own, shape)
             if net is not None:
+                net.sources = program.sources  # before inference: fixes read the text they edit
                 infer(net, collector)
                 if not collector.has_errors:
                     collector.extend(check_budget(net, limits))
@@ -328,4 +336,40 @@ def generate(
     return _generate(net, overrides=overrides, spec_arg=spec_arg)
 
 
-__all__ = ["CheckResult", "build_model", "check", "compile", "generate", "library_dir", "shipped_names"]
+def export_onnx(
+    spec: Spec,
+    path: str | Path | None = None,
+    *,
+    weights: Mapping[str, Any] | str | Path | None = None,
+    batch: int | str = 1,
+    seed: int = 0,
+    force: bool = False,
+    network: str | None = None,
+    input_shape: str | Sequence[int] | None = None,
+    **overrides: Any,
+) -> onnx.ModelProto:
+    """The spec as an ONNX model, built from the IR without torch; written to ``path``
+    (atomically; a file ``resdsl export`` did not write is kept unless ``force``) when given.
+
+    ``weights``: a ``.safetensors`` file, a torch checkpoint (imports torch), or a mapping of
+    ``build_model``'s state_dict keys to arrays; None gives seeded random weights. ``batch``:
+    a batch size or ``"dynamic"``.
+    """
+    from resdsl.backends.onnx import export, onnx_model
+
+    net = compile(spec, network, input_shape, **overrides)
+    if path is None:
+        return onnx_model(net, weights, batch, seed)
+    return export(net, path, weights, batch, seed, force)
+
+
+__all__ = [
+    "CheckResult",
+    "build_model",
+    "check",
+    "compile",
+    "export_onnx",
+    "generate",
+    "library_dir",
+    "shipped_names",
+]

@@ -1,4 +1,4 @@
-"""The ``resdsl`` command line: check, summary, build, fmt and the rest.
+"""The ``resdsl`` command line: check, summary, build, export, fmt and the rest.
 
 Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage error. Diagnostics go to
 stderr as ``PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`` with an excerpt; results go to stdout.
@@ -23,6 +23,7 @@ from resdsl import __version__
 from resdsl.api import CheckResult, check, pick_network
 from resdsl.ast import Span
 from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, error, format_diagnostic, to_json
+from resdsl.ir import Network
 from resdsl.limits import activation_bytes, human_bytes
 from resdsl.ops import fmt_shape
 
@@ -160,9 +161,12 @@ def cli() -> None:
 @click.argument("specs", nargs=-1, required=True)
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
-def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
+@click.option("--fix", is_flag=True, help="Apply the mechanical fixes (rewrites the files; says what changed).")
+def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
     results = _check_all(specs, options)
+    if fix:
+        results = _fix(specs, options, results)
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
         click.echo(to_json(diagnostics))
@@ -186,6 +190,31 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
                 f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
             )
     sys.exit(1 if any(not r.ok for r in results) else 0)
+
+
+def _fix(specs: Sequence[str], options: Options, results: list[CheckResult]) -> list[CheckResult]:
+    """Apply every safe fix (resdsl.fixes), print each on stderr, and check again; a fix that
+    clashed with another is picked up by the next round."""
+    from resdsl.fixes import plan_fixes, write_atomic
+
+    made = 0
+    for _round in range(3):
+        sources = {k: v for r in results for k, v in r.sources.items()}
+        plan = plan_fixes([d for r in results for d in r.diagnostics], sources)
+        if not plan.texts:
+            break
+        for file, text in plan.texts.items():
+            try:
+                write_atomic(file, text)
+            except OSError as exc:
+                span = Span(file, 0, 0, 0, 0)
+                raise ResdslError(error("E502", f"cannot write {file}: {exc.strerror or exc}", span)) from None
+        for d, fixed in sorted(plan.applied, key=lambda pair: str(pair[1].edits[0].span)):
+            click.echo(f"fixed {fixed.edits[0].span}: {fixed.title} [{d.code}]", err=True)
+        made += len(plan.applied)
+        results = _check_all(specs, options)
+    click.echo(f"{made} fix{'es' * (made != 1)} applied" if made else "no mechanical fixes to apply", err=True)
+    return results
 
 
 @cli.command("summary")
@@ -218,6 +247,15 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
         click.echo(summary_text(net, depth))
 
 
+def _checked_network(spec: str, options: Options) -> Network:
+    """The one network a writing command works on; its diagnostics printed, exit 1 on errors."""
+    (result,) = _check_all([spec], options)
+    render(result.diagnostics, result.sources)
+    if not result.ok:
+        sys.exit(1)
+    return pick_network(result, spec, options.network)
+
+
 @cli.command("build")
 @click.argument("spec")
 @common
@@ -227,11 +265,7 @@ def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> N
     """Write SPEC as a standalone PyTorch module that needs only torch."""
     from resdsl.backends.codegen import generate, write_generated
 
-    (result,) = _check_all([spec], options)
-    render(result.diagnostics, result.sources)
-    if not result.ok:
-        sys.exit(1)
-    net = pick_network(result, spec, options.network)
+    net = _checked_network(spec, options)
     target = output or f"{net.name}.py"
     code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
     if output == "-":
@@ -250,6 +284,32 @@ def _make_parent(target: str) -> None:
     except OSError as exc:
         span = Span(target, 0, 0, 0, 0)
         raise ResdslError(error("E502", f"cannot create the folder {parent}: {exc.strerror or exc}", span)) from None
+
+
+@cli.command("export")
+@click.argument("spec")
+@common
+@click.option("-o", "--output", default=None, help="Output file (default ./<network>.onnx).")
+@click.option(
+    "--weights", default=None, metavar="PATH", help="A .safetensors file (or a torch checkpoint, which needs torch)."
+)
+@click.option("--batch", default="1", show_default=True, help="Batch size, or 'dynamic' for a symbolic one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights (no --weights).")
+@click.option("--force", is_flag=True, help="Overwrite a file that resdsl export did not write.")
+def export_cmd(
+    spec: str, options: Options, output: str | None, weights: str | None, batch: str, seed: int, force: bool
+) -> None:
+    """Write SPEC as an ONNX model, built from the checked network (no torch, no tracing)."""
+    from resdsl.backends.onnx import export, parse_batch, require_onnx
+
+    require_onnx()
+    parse_batch(batch)  # a bad --batch is reported before the spec is compiled
+    net = _checked_network(spec, options)
+    target = output or f"{net.name}.onnx"
+    _make_parent(target)
+    export(net, target, weights, batch, seed, force)
+    made = f"weights from {weights}" if weights else f"random weights, seed {seed}"
+    click.echo(f"wrote {target} ({net.name}, {net.num_params:,} parameters, {made})", err=True)
 
 
 @cli.command("list")
@@ -344,6 +404,18 @@ def graph_cmd(spec: str, options: Options, output: str, depth: int | None) -> No
     except GraphError as exc:
         raise click.ClickException(f"{exc.message}\n  help: {exc.hint}") from None
     click.echo(f"wrote {output} ({net.name}, {nodes:,} nodes)", err=True)
+
+
+@cli.command("lsp")
+@click.option("--stdio", is_flag=True, help="Talk over stdin and stdout (the default, and the only transport).")
+def lsp_cmd(stdio: bool) -> None:
+    """Run the language server for editors (LSP over stdio; docs/editors.md says how to connect)."""
+    try:
+        from resdsl.lsp.server import main as serve
+    except ImportError as exc:
+        message = f"resdsl lsp needs pygls>=2 and lsprotocol ({exc}); pip install 'pygls>=2'"
+        raise click.ClickException(message) from None
+    serve()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resdsl.ast import NO_SPAN, Span
+from resdsl.fixes import Fix
 
 # Stable diagnostic codes. docs/errors.md documents each one; tests/test_diagnostics.py checks
 # that the two lists agree, so a code cannot be added or renamed silently.
@@ -70,6 +71,14 @@ CODES: dict[str, str] = {
     "E503": "name cannot be used in generated code",
     "E504": "generated code cannot be formatted",
     "E505": "layer name is reserved",
+    # ONNX export
+    "E820": "onnx package not installed",
+    "E821": "weights file cannot be read",
+    "E822": "weights do not fit the network",
+    "E823": "invalid batch size",
+    "E824": "export would overwrite a foreign file",
+    "E825": "model too large for one ONNX file",
+    "E826": "op has no ONNX form",
     # limits: inputs that would exhaust time or memory are refused before anything is built
     "E601": "too many layers",
     "E602": "nesting too deep",
@@ -80,8 +89,17 @@ CODES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class Related:
+    """Another place that explains a diagnostic (the other branch of an addition, the call
+    that made a block instance); editors show it as related information."""
+
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True)
 class Diagnostic:
-    """One message about a source span."""
+    """One message about a source span; ``fixes`` are mechanical repairs (resdsl.fixes)."""
 
     severity: str  # "error" | "warning"
     code: str
@@ -89,6 +107,8 @@ class Diagnostic:
     span: Span = NO_SPAN
     notes: tuple[str, ...] = ()
     help: str | None = None
+    fixes: tuple[Fix, ...] = ()
+    related: tuple[Related, ...] = ()
 
     @property
     def is_error(self) -> bool:
@@ -117,17 +137,29 @@ class Diagnostic:
 
 
 def error(
-    code: str, message: str, span: Span = NO_SPAN, notes: Iterable[str] = (), help: str | None = None
+    code: str,
+    message: str,
+    span: Span = NO_SPAN,
+    notes: Iterable[str] = (),
+    help: str | None = None,
+    fixes: Iterable[Fix] = (),
+    related: Iterable[Related] = (),
 ) -> Diagnostic:
     assert code in CODES, code
-    return Diagnostic("error", code, message, span, tuple(notes), help)
+    return Diagnostic("error", code, message, span, tuple(notes), help, tuple(fixes), tuple(related))
 
 
 def warning(
-    code: str, message: str, span: Span = NO_SPAN, notes: Iterable[str] = (), help: str | None = None
+    code: str,
+    message: str,
+    span: Span = NO_SPAN,
+    notes: Iterable[str] = (),
+    help: str | None = None,
+    fixes: Iterable[Fix] = (),
+    related: Iterable[Related] = (),
 ) -> Diagnostic:
     assert code in CODES, code
-    return Diagnostic("warning", code, message, span, tuple(notes), help)
+    return Diagnostic("warning", code, message, span, tuple(notes), help, tuple(fixes), tuple(related))
 
 
 class ResdslError(Exception):
@@ -156,6 +188,7 @@ class Context:
     kind: str  # "network" | "block": per kind, the innermost context applies
     home: str
     note: str
+    span: Span | None = None  # where the instance is made (becomes related information)
 
 
 @dataclass
@@ -171,13 +204,18 @@ class Collector:
     contexts: list[Context] = field(default_factory=list)
 
     def add(self, diagnostic: Diagnostic) -> None:
-        innermost: dict[str, str] = {}
+        innermost: dict[str, Context] = {}
         for context in reversed(self.contexts):
             if context.kind not in innermost and diagnostic.span.file != context.home:
-                innermost[context.kind] = context.note
-        notes = [innermost[kind] for kind in ("block", "network") if kind in innermost]
-        if notes:
-            diagnostic = dataclasses.replace(diagnostic, notes=(*diagnostic.notes, *notes))
+                innermost[context.kind] = context
+        found = [innermost[kind] for kind in ("block", "network") if kind in innermost]
+        if found:
+            related = tuple(Related(c.span, c.note) for c in found if c.span is not None)
+            diagnostic = dataclasses.replace(
+                diagnostic,
+                notes=(*diagnostic.notes, *(c.note for c in found)),
+                related=(*diagnostic.related, *related),
+            )
         self.items.append(diagnostic)
 
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
@@ -185,8 +223,8 @@ class Collector:
             self.add(d)
 
     @contextlib.contextmanager
-    def within(self, kind: str, home: str, note: str) -> Iterator[None]:
-        self.contexts.append(Context(kind, home, note))
+    def within(self, kind: str, home: str, note: str, span: Span | None = None) -> Iterator[None]:
+        self.contexts.append(Context(kind, home, note, span))
         try:
             yield
         finally:

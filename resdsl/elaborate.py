@@ -23,7 +23,18 @@ from resdsl.loader import Program, display_path, load, network_params
 from resdsl.lower import finish
 from resdsl.names import bad_layer_name, layer_name_problem
 from resdsl.ops import OPS, OpDef
-from resdsl.values import POISON, SHORTCUTS, CallKind, Failed, LayerCall, ShortcutKind, suggest, type_name
+from resdsl.repairs import move_stride
+from resdsl.values import (
+    POISON,
+    SHORTCUTS,
+    CallKind,
+    Failed,
+    LayerCall,
+    ShortcutKind,
+    suggest,
+    type_name,
+    typo_fixes,
+)
 
 __all__ = [
     "SHORTCUTS",
@@ -279,6 +290,7 @@ class Elaborator(Evaluator):
                     notes=["a stage's stride= applies to its first block only, as the paper downsamples once"],
                     help=f"move it to the stage: {name} = stage({block.target.name}(...), repeat={stage.repeat}, "
                     f"stride={given})",
+                    fixes=move_stride(self.program.sources, value.span, value.arg_spans, block.arg_spans, given),
                 )
             )
         for key in ("stride", "shortcut"):
@@ -365,7 +377,7 @@ class Elaborator(Evaluator):
         parent.items.append(scope)
         self.block_stack.append((block.name, call.span))
         try:
-            with self.diags.within("block", call.span.file, instance_note(scope)):
+            with self.diags.within("block", call.span.file, instance_note(scope), call.span):
                 scope.output = self._body(block.body, scope, env, cur)
         finally:
             self.block_stack.pop()
@@ -412,6 +424,7 @@ class Elaborator(Evaluator):
                         f"no layer named '{target}' before this residual",
                         bound.arg_spans["project_from"],
                         help=suggest(target, layer_ids) or "name the layer the projection branches off after",
+                        fixes=typo_fixes(target, layer_ids, _tail(bound.arg_spans["project_from"], target)),
                     )
                 )
                 raise Failed
@@ -458,3 +471,8 @@ class Elaborator(Evaluator):
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _tail(span: ast.Span, text: str) -> ast.Span:
+    """Where ``text`` is written at the end of ``span`` (the value of ``name=value``)."""
+    return ast.Span(span.file, span.end_line, span.end_column - len(text), span.end_line, span.end_column)

@@ -8,15 +8,16 @@ elaboration later places in the graph. Problems become diagnostics and abandon t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from resdsl import ast
+from resdsl.arith import Refused, arith, compare
 from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.loader import Program, definition_params
 from resdsl.ops import OPS, OpDef, P
+from resdsl.repairs import floor_division
 from resdsl.values import (
     BUILTIN_FORMS,
     POISON,
@@ -27,10 +28,10 @@ from resdsl.values import (
     Failed,
     LayerCall,
     check_type,
-    show,
     show_value,
     suggest,
     type_name,
+    typo_fixes,
 )
 
 # built-in forms that make a layer of layers (stage is bound like an op, residual is a statement)
@@ -80,9 +81,20 @@ class Evaluator:
                 raise Failed
             return -value
         if isinstance(expr, ast.BinOp):
-            if expr.op in ast.COMPARISONS:
-                return self._compare(expr, self.eval(expr.left, env), self.eval(expr.right, env))
-            return self._arith(expr, self.eval(expr.left, env), self.eval(expr.right, env))
+            left, right = self.eval(expr.left, env), self.eval(expr.right, env)
+            try:
+                if expr.op in ast.COMPARISONS:
+                    return compare(expr, left, right)
+                value = arith(expr, left, right)
+            except Refused as refused:
+                found = refused.diagnostic
+                if found.code == "E208":  # an inexact whole-number division: '//' is the repair
+                    found = replace(found, fixes=floor_division(self.program.sources, expr))
+                self.diags.add(found)
+                raise Failed from None
+            if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
+                self.int_divisions.add(expr)
+            return value
         if isinstance(expr, ast.Cond):
             test = self.eval(expr.test, env)
             if not isinstance(test, bool):
@@ -113,7 +125,8 @@ class Evaluator:
         if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
             return self._call(ast.Call(name.id, (), name.span, name.span), env)
         options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
-        self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=suggest(name.id, options)))
+        hint, fixes = suggest(name.id, options), typo_fixes(name.id, options, name.span)
+        self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=hint, fixes=fixes))
         raise Failed
 
     def _index(self, expr: ast.Index, value: Any, index: Any) -> Any:
@@ -124,71 +137,6 @@ class Evaluator:
             self.diags.add(error("E213", f"index {index} is out of range for a list of {len(value)}", expr.index.span))
             raise Failed
         return value[index]
-
-    def _compare(self, expr: ast.BinOp, left: Any, right: Any) -> bool:
-        op = expr.op
-        numbers = check_type(left, "float") and check_type(right, "float")
-        if op in ("==", "!="):
-            comparable = numbers or type(left) is type(right) or (isinstance(left, str) and isinstance(right, str))
-            if comparable:
-                return (left == right) == (op == "==")
-        elif numbers:
-            return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-        self.diags.add(error("E212", f"cannot compare {type_name(left)} {op} {type_name(right)}", expr.span))
-        raise Failed
-
-    def _arith(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
-        try:
-            value = self._arith_values(expr, left, right)
-        except OverflowError:  # a huge whole number meeting a decimal one
-            self.diags.add(
-                error(
-                    "E605",
-                    f"'{show(expr)}' is too large to compute with decimals",
-                    expr.span,
-                    help="use smaller numbers",
-                )
-            )
-            raise Failed from None
-        if isinstance(value, float) and not math.isfinite(value):
-            self.diags.add(error("E605", f"'{show(expr)}' overflows to {value}", expr.span, help="use smaller numbers"))
-            raise Failed
-        return value
-
-    def _arith_values(self, expr: ast.BinOp, left: Any, right: Any) -> Any:
-        op = expr.op
-        if not (check_type(left, "float") and check_type(right, "float")):
-            if op == "+" and isinstance(left, list) and isinstance(right, list):
-                return left + right
-            self.diags.add(error("E212", f"cannot compute {type_name(left)} {op} {type_name(right)}", expr.span))
-            raise Failed
-        if op in ("/", "//", "%") and right == 0:
-            self.diags.add(error("E209", f"division by zero in '{show(expr)}'", expr.span))
-            raise Failed
-        if op == "+":
-            return left + right
-        if op == "-":
-            return left - right
-        if op == "*":
-            return left * right
-        if op == "//":
-            return left // right
-        if op == "%":
-            return left % right
-        if isinstance(left, int) and isinstance(right, int):
-            if left % right:
-                self.diags.add(
-                    error(
-                        "E208",
-                        f"{left} / {right} is not a whole number ({show(expr)})",
-                        expr.span,
-                        help="'/' on whole numbers must divide exactly; use '//' to round down",
-                    )
-                )
-                raise Failed
-            self.int_divisions.add(expr)
-            return left // right
-        return left / right
 
     def _call(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
         if call.func == "stage":
@@ -238,9 +186,8 @@ class Evaluator:
             "residual",
             *FORMS,
         ]
-        self.diags.add(
-            error("E202", f"unknown op or block '{call.func}'", call.func_span, help=suggest(call.func, options))
-        )
+        hint, fixes = suggest(call.func, options), typo_fixes(call.func, options, call.func_span)
+        self.diags.add(error("E202", f"unknown op or block '{call.func}'", call.func_span, help=hint, fixes=fixes))
         raise Failed
 
     def _form(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
@@ -347,6 +294,7 @@ class Evaluator:
                             f"{what} has no parameter '{arg.name}'",
                             arg.span,
                             help=hint or f"parameters: {known}",
+                            fixes=typo_fixes(arg.name, list(by_name), arg.span),
                         )
                     )
                     continue

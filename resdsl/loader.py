@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from resdsl import ast
 from resdsl.diagnostics import Collector, ResdslError, error
+from resdsl.fixes import Edit, Fix
 from resdsl.names import reserved_names
 from resdsl.ops import OPS
 from resdsl.parser import parse
@@ -28,6 +30,8 @@ class Program:
 
     root: str
     sources: dict[str, str] = field(default_factory=dict)
+    # text to use instead of a file's contents (an editor's unsaved buffers), by resolved path
+    overlay: Mapping[Path, str] = field(default_factory=dict, repr=False)
     modules: dict[str, ast.Module] = field(default_factory=dict)
     visible: dict[str, dict[str, ast.Definition]] = field(default_factory=dict)
 
@@ -49,10 +53,17 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load(path: str | Path | None, collector: Collector, text: str | None = None, name: str = "<string>") -> Program:
-    """Parse ``path`` (or ``text``) and everything it imports."""
+def load(
+    path: str | Path | None,
+    collector: Collector,
+    text: str | None = None,
+    name: str = "<string>",
+    overlay: Mapping[Path, str] | None = None,
+) -> Program:
+    """Parse ``path`` (or ``text``) and everything it imports; a file in ``overlay`` (keyed by
+    resolved path) is read from there instead of the disk."""
     root = display_path(Path(path)) if path is not None else name
-    program = Program(root)
+    program = Program(root, overlay=overlay or {})
     _load_file(program, root, Path(path).resolve() if path is not None else None, text, collector, [])
     return program
 
@@ -67,6 +78,8 @@ def _load_file(
 ) -> dict[str, ast.Definition]:
     if file in program.visible:
         return program.visible[file]
+    if text is None and real is not None:
+        text = program.overlay.get(real)
     if text is None:
         assert real is not None
         try:
@@ -99,7 +112,7 @@ def _load_file(
                 )
             )
             break
-        target = _resolve_import(imp, real)
+        target = resolve_import(imp, real)
         if target is None:
             searched = [str((real.parent if real else Path.cwd()) / imp.path), str(library_dir() / imp.path)]
             collector.add(
@@ -108,7 +121,8 @@ def _load_file(
                     f'import "{imp.path}" not found',
                     imp.span,
                     notes=[f"looked in {s}" for s in searched],
-                    help=_import_hint(imp.path, real),
+                    help=_import_hint(close := _close_import(imp.path, real)),
+                    fixes=_import_fixes(imp, close),
                 )
             )
             continue
@@ -127,8 +141,20 @@ def _load_file(
     return visible
 
 
-def _import_hint(wanted: str, importer: Path | None) -> str:
+def _import_hint(close: str | None) -> str:
     """A close match among the files an import could name, or where imports are looked for."""
+    if close:
+        return f'did you mean "{close}"?'
+    return "paths are relative to the importing file, or to the shipped library (std/...)"
+
+
+def _import_fixes(imp: ast.Import, close: str | None) -> tuple[Fix, ...]:
+    """The close match as an editor's quick fix (a guess: never applied by check --fix)."""
+    return (Fix(f'change to import "{close}"', (Edit(imp.span, f'import "{close}"'),), safe=False),) if close else ()
+
+
+def _close_import(wanted: str, importer: Path | None) -> str | None:
+    """The file an import most likely meant, among those next to the importer and shipped."""
     roots = [importer.parent if importer is not None else Path.cwd(), library_dir()]
     options: list[str] = []
     for root in roots:
@@ -138,12 +164,10 @@ def _import_hint(wanted: str, importer: Path | None) -> str:
         except OSError:
             continue
     close = difflib.get_close_matches(wanted, options, n=1, cutoff=0.7)
-    if close:
-        return f'did you mean "{close[0]}"?'
-    return "paths are relative to the importing file, or to the shipped library (std/...)"
+    return close[0] if close else None
 
 
-def _resolve_import(imp: ast.Import, importer: Path | None) -> Path | None:
+def resolve_import(imp: ast.Import, importer: Path | None) -> Path | None:
     base = importer.parent if importer is not None else Path.cwd()
     for candidate in (base / imp.path, library_dir() / imp.path):
         try:

@@ -2,10 +2,11 @@
 
 Each :class:`OpDef` says what parameters the op takes (names, types, defaults), how it maps
 an input shape to an output shape (raising :class:`ShapeError` with a stable code when it
-cannot), how many parameters and multiply-accumulates it costs, and which ``torch.nn``
-constructor realises it. Elaboration binds arguments with it, the checker runs its shape
-rule, the summary adds up its costs, and both back ends build modules from it, so a new
-primitive is one entry here. Nothing in this module imports torch.
+cannot), how many parameters and multiply-accumulates it costs, which ``torch.nn``
+constructor realises it and which ONNX nodes express it. Elaboration binds arguments with it,
+the checker runs its shape rule, the summary adds up its costs, and the back ends build
+modules and graphs from it, so a new primitive is one entry here. Nothing in this module
+imports torch or onnx.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from resdsl import ops_onnx
 
 Shape = tuple[int, ...]  # per sample: (C, H, W) or (F,)
 
@@ -52,10 +55,14 @@ class ShapeError(Exception):
         notes: Sequence[str] = (),
         help: str | None = None,
         recovered: Shape | None = None,
+        fixes: Sequence[Any] = (),
+        related: Sequence[Any] = (),
     ) -> None:
         super().__init__(message)
         self.code, self.message, self.notes, self.help = code, message, tuple(notes), help
         self.recovered = recovered
+        self.fixes = tuple(fixes)  # resdsl.fixes.Fix values: mechanical repairs
+        self.related = tuple(related)  # resdsl.diagnostics.Related values: places that explain it
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ class OpDef:
     normalizes: bool = False  # a normalization layer (zero_init_residual zeroes the last one's scale)
     # a composite op that the checker realises from the network around it (network, layer, inputs)
     realise: Callable[[Any, Any, list[Any]], None] | None = None
+    # its ONNX nodes: (emitter, bound arguments) -> the output tensor's name (resdsl/ops_onnx.py)
+    onnx: Callable[[Any, Mapping[str, Any]], str] | None = None
 
     def param(self, name: str) -> P | None:
         for p in self.params:
@@ -291,6 +300,7 @@ register(
         stride=lambda a: a["s"],
         weighted=True,
         stateful=True,
+        onnx=ops_onnx.conv,
     )
 )
 register(
@@ -311,6 +321,7 @@ register(
         param_count=lambda i, o, a: 2 * i[0] if a["affine"] else 0,
         stateful=True,
         normalizes=True,
+        onnx=ops_onnx.batchnorm,
     )
 )
 
@@ -338,6 +349,7 @@ register(
         stateful=True,
         normalizes=True,
         example="groupnorm(32)",
+        onnx=ops_onnx.groupnorm,
     )
 )
 
@@ -363,14 +375,39 @@ register(
         _mul_shape,
         None,
         merge="*",
+        onnx=ops_onnx.merge("Mul"),
     )
 )
-register(OpDef("relu", "Rectified linear unit.", (), _same, _act("ReLU"), can_inplace=True, output_saved=True))
 register(
-    OpDef("silu", "Sigmoid-weighted linear unit (swish).", (), _same, _act("SiLU"), can_inplace=True, output_saved=True)
+    OpDef(
+        "relu",
+        "Rectified linear unit.",
+        (),
+        _same,
+        _act("ReLU"),
+        can_inplace=True,
+        output_saved=True,
+        onnx=ops_onnx.unary("Relu"),
+    )
 )
-register(OpDef("gelu", "Gaussian error linear unit.", (), _same, _simple("GELU")))
-register(OpDef("sigmoid", "Logistic sigmoid.", (), _same, _simple("Sigmoid"), output_saved=True))
+register(
+    OpDef(
+        "silu",
+        "Sigmoid-weighted linear unit (swish).",
+        (),
+        _same,
+        _act("SiLU"),
+        can_inplace=True,
+        output_saved=True,
+        onnx=ops_onnx.silu,
+    )
+)
+register(OpDef("gelu", "Gaussian error linear unit.", (), _same, _simple("GELU"), onnx=ops_onnx.unary("Gelu")))
+register(
+    OpDef(
+        "sigmoid", "Logistic sigmoid.", (), _same, _simple("Sigmoid"), output_saved=True, onnx=ops_onnx.unary("Sigmoid")
+    )
+)
 register(
     OpDef(
         "leaky_relu",
@@ -380,6 +417,7 @@ register(
         lambda a, cin, rank: Ctor("LeakyReLU", (), {"negative_slope": a["slope"], "inplace": bool(a.get("inplace"))}),
         can_inplace=True,
         output_saved=True,  # when it runs in place, backward reads its output
+        onnx=lambda e, a: e.node("LeakyRelu", [e.x], alpha=a["slope"]),
     )
 )
 register(
@@ -392,6 +430,7 @@ register(
             "MaxPool2d", (), {"kernel_size": a["k"], "stride": a["s"], "padding": a["p"], "ceil_mode": a["ceil"]}
         ),
         stride=lambda a: a["s"],
+        onnx=ops_onnx.pool("MaxPool"),
     )
 )
 register(
@@ -412,6 +451,7 @@ register(
             },
         ),
         stride=lambda a: a["s"],
+        onnx=ops_onnx.pool("AveragePool"),
     )
 )
 register(
@@ -421,6 +461,7 @@ register(
         (),
         lambda ins, a: (_spatial("global_avgpool", ins)[0], 1, 1),
         lambda a, cin, rank: Ctor("AdaptiveAvgPool2d", ((1, 1),), {}),
+        onnx=ops_onnx.unary("GlobalAveragePool"),
     )
 )
 register(
@@ -431,6 +472,7 @@ register(
         lambda ins, a: (math.prod(ins[0]),),
         _simple("Flatten"),
         returns_input=True,
+        onnx=ops_onnx.unary("Flatten", axis=1),
     )
 )
 register(
@@ -450,6 +492,7 @@ register(
         weighted=True,
         stateful=True,
         flatten_input=True,
+        onnx=ops_onnx.linear,
     )
 )
 register(
@@ -460,9 +503,20 @@ register(
         _same,
         lambda a, cin, rank: Ctor("Dropout", (), {"p": a["p"]}),
         returns_input=True,  # in eval mode
+        onnx=ops_onnx.passthrough,
     )
 )
-register(OpDef("identity", "Does nothing; a named placeholder.", (), _same, _simple("Identity"), returns_input=True))
+register(
+    OpDef(
+        "identity",
+        "Does nothing; a named placeholder.",
+        (),
+        _same,
+        _simple("Identity"),
+        returns_input=True,
+        onnx=ops_onnx.passthrough,
+    )
+)
 register(
     OpDef(
         "residual",
@@ -478,5 +532,6 @@ register(
         None,
         merge="+",
         realise=_realise_residual,
+        onnx=ops_onnx.merge("Add"),
     )
 )

@@ -8,8 +8,10 @@ stride is the main branch's own where it explains the shapes (``Network.path_str
 
 from __future__ import annotations
 
+from resdsl.diagnostics import Related
 from resdsl.ir import Layer, Network
 from resdsl.ops import ShapeError, fmt_shape
+from resdsl.repairs import REPAIRS, kind_fixes
 from resdsl.shortcut import SHORTCUT_HELP, realise_shortcut
 
 
@@ -22,23 +24,37 @@ def realise_residual(network: Network, layer: Layer, inputs: list[Layer]) -> Non
     source = inputs[2] if len(inputs) > 2 and kind != "identity" and (changes or kind == "projection_all") else branch
     assert source.shape is not None
     where = layer.scope.path if layer.scope is not None and layer.scope.path else "the network"
+    stride = network.path_stride(source.id, main.id)
+    norm = layer.attrs.get("norm", True)
     try:
-        shortcut = realise_shortcut(
-            kind,
-            main.shape,
-            source.shape,
-            layer.attrs.get("norm", True),
-            network.path_stride(source.id, main.id),
-            changes=changes,
-        )
+        shortcut = realise_shortcut(kind, main.shape, source.shape, norm, stride, changes=changes)
     except ShapeError as exc:
         if exc.code == "E301":
             notes = [
                 f"main branch  {fmt_shape(main.shape):<14} ({_origin(main)})",
                 f"shortcut     {fmt_shape(source.shape):<14} ({kind}{_from(source, layer)})",
             ]
+            at_input = layer.scope is not None and source.id == layer.scope.input
+            shortcut_at = layer.scope.span if at_input and layer.scope is not None else source.span
+            related = [
+                Related(main.span, f"main branch: {fmt_shape(main.shape)}"),
+                Related(shortcut_at, f"shortcut input: {fmt_shape(source.shape)}"),
+            ]
+            works = []
+            for repair in REPAIRS:
+                try:
+                    realise_shortcut(repair, main.shape, source.shape, norm, stride, changes=changes)
+                except ShapeError:
+                    continue
+                works.append(repair)
             raise ShapeError(
-                "E301", f"residual addition in {where}: shapes differ", notes, exc.help or SHORTCUT_HELP, main.shape
+                "E301",
+                f"residual addition in {where}: shapes differ",
+                notes,
+                exc.help or SHORTCUT_HELP,
+                main.shape,
+                fixes=kind_fixes(network, layer, works),
+                related=[r for r in related if r.span.line],
             ) from None
         raise ShapeError(
             exc.code, f"residual addition in {where}: {exc.message}", exc.notes, exc.help, main.shape

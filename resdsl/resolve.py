@@ -18,7 +18,7 @@ from resdsl.loader import Program
 from resdsl.names import bad_layer_name, layer_name_problem
 from resdsl.ops import OPS, P
 from resdsl.shortcut import SHORTCUT_KINDS
-from resdsl.values import BUILTIN_FORMS, STAGE_PARAMS, suggest
+from resdsl.values import BUILTIN_FORMS, STAGE_PARAMS, suggest, typo_fixes
 
 
 def _calls(expr: ast.Expr) -> Iterator[ast.Expr]:
@@ -97,7 +97,9 @@ class _BlockChecker:
         for node in _calls(expr):
             if isinstance(node, ast.Name) and not self._visible(node.id, known):
                 options = [*known, *SHORTCUT_KINDS, *OPS, *self.globals]
-                self.out.append(error("E201", f"unknown name '{node.id}'", node.span, help=suggest(node.id, options)))
+                fixes = typo_fixes(node.id, options, node.span)
+                hint = suggest(node.id, options)
+                self.out.append(error("E201", f"unknown name '{node.id}'", node.span, help=hint, fixes=fixes))
             elif isinstance(node, ast.Call):
                 self.call(node, known, None)
 
@@ -130,6 +132,7 @@ class _BlockChecker:
                         f"{call.func} has no parameter '{arg.name}'",
                         arg.span,
                         help=suggest(arg.name, names) or f"parameters: {', '.join(p.name for p in params) or 'none'}",
+                        fixes=typo_fixes(arg.name, names, arg.span),
                     )
                 )
             if arg.name == "project_from" and allow_layer_names is not None:
@@ -164,6 +167,7 @@ class _BlockChecker:
                 f"'{call.func}' is {what}" if target is not None else f"unknown op or block '{call.func}'",
                 call.func_span,
                 help=suggest(call.func, options),
+                fixes=typo_fixes(call.func, options, call.func_span) if target is None else (),
             )
         )
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from resdsl.diagnostics import Collector, error, warning
 from resdsl.ir import Layer, Network, Scope, instance_note
 from resdsl.ops import OPS, ShapeError
+from resdsl.repairs import drop_bias
 
 
 def infer(network: Network, collector: Collector) -> None:
@@ -40,12 +41,13 @@ def infer(network: Network, collector: Collector) -> None:
             message, notes = exc.message, list(exc.notes)
             if op.merge is None and layer.path:  # merges word their own messages
                 message = f"{layer.path}: {message}"
+            found = error(exc.code, message, layer.span, notes, exc.help, exc.fixes, exc.related)
             place = _instance(layer)
             if place is not None:
-                with collector.within("block", place.span.file, instance_note(place)):
-                    collector.add(error(exc.code, message, layer.span, notes=notes, help=exc.help))
+                with collector.within("block", place.span.file, instance_note(place), place.span):
+                    collector.add(found)
             else:
-                collector.add(error(exc.code, message, layer.span, notes=notes, help=exc.help))
+                collector.add(found)
     _lint(network, collector)
 
 
@@ -71,6 +73,7 @@ def _lint(network: Network, collector: Collector) -> None:
                             layer.span,
                             notes=["batchnorm subtracts the mean, so the bias has no effect and wastes parameters"],
                             help="drop bias=true",
+                            fixes=drop_bias(network, layer),
                         )
                     )
         if layer.op == "batchnorm" and layer.in_shapes and len(layer.in_shapes[0]) == 3:

@@ -15,6 +15,15 @@ from resdsl.ops import OPS, Shape, ShapeError, fmt_shape
 
 SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
 PROJECTING = ("projection", "projection_all", "avgpool_projection")
+# What each kind does, in a sentence (editor hovers and completions show it).
+SHORTCUT_DOCS = {
+    "identity": "adds the block input unchanged; the shapes must already agree",
+    "zero_pad": "option A: subsamples the input by the stride and pads the new channels with zeros (no parameters)",
+    "projection": "option B: a 1x1 conv (+ norm) only where the shape changes, identity elsewhere",
+    "projection_all": "option C: a 1x1 conv (+ norm) on every shortcut, even where the shape is kept",
+    "avgpool_projection": "ResNet-D: average pooling for the stride, then a 1x1 conv (+ norm), where the shape changes",
+    "none": "no addition: the block is a plain stack of layers (the paper's plain networks)",
+}
 SHORTCUT_HELP = "use shortcut=projection (option B) or zero_pad (option A) where channels or stride change"
 
 

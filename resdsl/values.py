@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from resdsl import ast
+from resdsl.fixes import Edit, Fix
 from resdsl.ops import OpDef, P
 from resdsl.shortcut import SHORTCUT_KINDS
 
@@ -107,6 +108,16 @@ TYPE_WORDS = {
 def suggest(name: str, options: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def typo_fixes(name: str, options: Iterable[str], span: ast.Span) -> tuple[Fix, ...]:
+    """The close match of :func:`suggest` as an edit of ``span`` (where ``name`` is written).
+    A guess: an editor offers it, ``check --fix`` never applies it."""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    if not close or not span.line:
+        return ()
+    at = ast.Span(span.file, span.line, span.column, span.line, span.column + len(name))
+    return (Fix(f"change '{name}' to '{close[0]}'", (Edit(at, close[0]),), safe=False),)
 
 
 class Failed(Exception):

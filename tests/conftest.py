@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference data copied from torchvision and timm, cached models, small helpers.
+"""Shared fixtures: the reference data copied from torchvision and timm, cached results, small helpers.
 
 Tolerance policy for numerical comparisons (relative error, max|a - b| / max|b|, see ``rel_error``):
 
@@ -20,17 +20,19 @@ Tolerance policy for numerical comparisons (relative error, max|a - b| / max|b|,
 
 from __future__ import annotations
 
-import copy
 import functools
+import inspect
 import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    import torch
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -74,15 +76,20 @@ def manifest() -> dict[str, Any]:
     return json.loads((FIXTURES / "torchvision" / "manifest.json").read_text())["models"]
 
 
-@pytest.fixture(scope="session")
-def reference_outputs_f64() -> dict[str, Any]:
+@functools.cache
+def reference_f64() -> dict[str, Any]:
     """torchvision's logits in float64: ``{"input": [2,3,96,96], "outputs": {name: {output_eval, output_train}}}``."""
     import torch
 
     return torch.load(FIXTURES / "torchvision" / "reference_outputs_f64.pt")
 
 
-# The three helpers below are also pasted, by inspect.getsource, into the script that test_codegen runs
+@pytest.fixture(scope="session")
+def reference_outputs_f64() -> dict[str, Any]:
+    return reference_f64()
+
+
+# The four helpers below are also pasted, by inspect.getsource, into the script that test_codegen runs
 # where resdsl cannot be imported: keep them self-contained (torch, math and typing.Any only).
 
 
@@ -125,25 +132,16 @@ def outputs_f64(model: Any, x: Any) -> dict[str, Any]:
     return out
 
 
+def small_input(shape: list[int]) -> Any:
+    """Two float64 images of a net's input shape, maps at most 64 wide so that the checks stay quick."""
+    import torch
+
+    size = shape[1] if shape[1] <= 32 else 64
+    return torch.randn(2, shape[0], size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
 def rel_error(a: Any, b: Any) -> float:
     return float((a - b).abs().max() / b.abs().max())
-
-
-@functools.cache
-def _built(spec: str, options: tuple[tuple[str, Any], ...]) -> torch.nn.Module:
-    import resdsl
-
-    return resdsl.build_model(spec, **dict(options))
-
-
-def built_model(spec: str, **options: Any) -> torch.nn.Module:
-    """A fresh copy of ``resdsl.build_model(spec, **options)``; each spec is built once per session.
-
-    Building the full-depth nets is most of their cost (weight initialisation); a deep copy is cheaper,
-    and leaves the cached original untouched whatever the test does to its copy. The cache holds about
-    2.5 GB of float32 weights once every shipped spec has been built.
-    """
-    return copy.deepcopy(_built(spec, tuple(sorted(options.items()))))
 
 
 @functools.cache
@@ -152,3 +150,189 @@ def compiled(spec: str) -> Any:
     import resdsl
 
     return resdsl.compile(spec)
+
+
+def equality_input(spec: str) -> Any:
+    """The input of the float64 equality checks: the fixture's for torchvision's nets, else ``small_input``."""
+    if spec in TORCHVISION_MODELS:
+        return reference_f64()["input"]
+    return small_input(list(compiled(spec).input_shape))
+
+
+@functools.cache
+def built_run(spec: str) -> dict[str, Any]:
+    """What the equality checks need of ``resdsl.build_model(spec)``, worked out once per session.
+
+    ``listing`` and ``num_params`` of the model as built, then ``eval`` and ``train``: its float64
+    outputs on ``equality_input(spec)`` after the deterministic fill. test_backend_torch holds these
+    against torchvision's and test_codegen against the generated module's, so the full-depth nets are
+    built, filled and run once for both. Only these small tensors stay cached, not the models.
+    """
+    import resdsl
+
+    model = resdsl.build_model(compiled(spec))
+    listing = state_listing(model)
+    num_params = sum(p.numel() for p in model.parameters())
+    model.load_state_dict(deterministic_fill(listing), strict=True)
+    return {"listing": listing, "num_params": num_params, **outputs_f64(model, equality_input(spec))}
+
+
+# -- The generated modules, run where resdsl cannot be imported ---------------------------------------
+
+
+def _networks() -> dict[str, str]:
+    from resdsl.api import shipped_names
+
+    # every shipped spec, plus the examples (whose file stem is their network's name)
+    return {name: name for name in shipped_names()} | {p.stem: str(p) for p in (ROOT / "examples").glob("*.arch")}
+
+
+NETWORKS = _networks()  # name -> the spec argument that builds it
+ISOLATED_TESTS = ("test_generated_equals_built", "test_generated_matches_torchvision_reference")
+
+
+def code_for(spec: str) -> str:
+    from resdsl.backends.codegen import generate
+
+    return generate(compiled(spec), spec_arg=spec)
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The generated module of every network in NETWORKS, written once per session."""
+    folder = tmp_path_factory.mktemp("generated")
+    out = {}
+    for name, spec in sorted(NETWORKS.items()):
+        out[name] = folder / f"{name}.py"
+        out[name].write_text(code_for(spec))
+    return out
+
+
+# The script runs each generated module where resdsl cannot be imported, with the fill and input that
+# built_run gives the built model (the helpers are pasted in from above), and writes each network's
+# state listing and float64 outputs, or the error, to its own file.
+ISOLATED = (
+    textwrap.dedent(
+        """
+        from __future__ import annotations
+
+        import importlib.util, math, os, sys, traceback
+        from typing import Any
+
+        sys.modules["resdsl"] = None  # resdsl must not be importable here
+        import torch
+        """
+    )
+    + "".join("\n\n" + inspect.getsource(f) for f in (state_listing, deterministic_fill, outputs_f64, small_input))
+    + textwrap.dedent(
+        """
+
+        out, reference = sys.argv[1], torch.load(sys.argv[2])
+        for path, factory, name, shape in [line.split("|") for line in sys.argv[3:]]:
+            result: dict[str, Any] = {}
+            try:
+                spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+                mod = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(mod)
+                model = getattr(mod, factory)()
+                result["listing"] = state_listing(model)
+                model.load_state_dict(deterministic_fill(result["listing"]), strict=True)
+                x = reference["input"] if shape == "reference" else small_input([int(n) for n in shape.split("x")])
+                result |= outputs_f64(model, x)
+            except Exception:
+                result["error"] = traceback.format_exc()
+            torch.save(result, os.path.join(out, f"{name}.tmp"))
+            os.replace(os.path.join(out, f"{name}.tmp"), os.path.join(out, f"{name}.pt"))  # whole files only
+        """
+    )
+)
+
+
+class IsolatedRun:
+    """ISOLATED over some networks in one background process; ``result`` waits for one network's file.
+
+    It runs with one thread, beside the tests' own one (see ``one_torch_thread``).
+    """
+
+    def __init__(self, paths: dict[str, Path], folder: Path) -> None:
+        self.folder = folder
+        script = folder / "isolated.py"
+        script.write_text(ISOLATED)
+
+        def job(name: str, path: Path) -> str:
+            net = compiled(NETWORKS[name])
+            shape = "reference" if NETWORKS[name] in TORCHVISION_MODELS else "x".join(map(str, net.input_shape))
+            return f"{path}|{net.name}|{name}|{shape}"
+
+        args = [str(script), str(folder), str(FIXTURES / "torchvision" / "reference_outputs_f64.pt")]
+        args += [job(name, path) for name, path in paths.items()]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.stderr = folder / "stderr.txt"
+        with self.stderr.open("w") as err:  # a file, not a pipe that nobody reads while the tests run
+            self.process = subprocess.Popen(
+                [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=err, cwd=folder, env=env
+            )
+
+    def result(self, name: str, timeout: float = 600) -> dict[str, Any]:
+        import torch
+
+        path = self.folder / f"{name}.pt"
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if self.process.poll() is not None and not path.exists():
+                err = self.stderr.read_text()[-3000:]
+                pytest.fail(f"the isolated process ended (code {self.process.returncode}) without {name}:\n{err}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no result for {name} after {timeout} s")
+            time.sleep(0.02)
+        result = torch.load(path)
+        assert "error" not in result, result["error"]
+        return result
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Any:
+    """Torch runs single-threaded in the tests unless OMP_NUM_THREADS asks for more.
+
+    Their tensors are small, so a second thread gains little; but torch's OpenMP threads wait for each
+    other at every operation, and on a machine with other work (or the background ISOLATED process) a
+    thread that is not scheduled stalls its partner: with two threads this suite ran three to nine times
+    slower on a busy two-core machine. The second core serves the background process instead. On an
+    idle machine a single test file without that process (test_backend_torch alone) loses a little.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move ISOLATED_TESTS to the end, so that the background process has the whole session to finish."""
+    last = [item for item in items if getattr(item, "originalname", None) in ISOLATED_TESTS]
+    moved = {id(item) for item in last}
+    items[:] = [item for item in items if id(item) not in moved] + last
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Started with the session's first test, so that it runs beside all the others; only when one of
+    ISOLATED_TESTS was selected, and only for the networks selected."""
+    names = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) in ISOLATED_TESTS and hasattr(item, "callspec")
+    }
+    if not names:
+        yield None
+        return
+    generated = request.getfixturevalue("generated")
+    run = IsolatedRun({n: p for n, p in generated.items() if n in names}, tmp_path_factory.mktemp("isolated"))
+    yield run
+    run.close()

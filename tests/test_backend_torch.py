@@ -25,25 +25,20 @@ from tests.conftest import (
     ROOT,
     SAME_MACHINE_TOL,
     TORCHVISION_MODELS,
-    built_model,
+    built_run,
     compiled,
-    deterministic_fill,
-    outputs_f64,
     rel_error,
-    state_listing,
 )
 
 
 @pytest.mark.parametrize("name", TORCHVISION_MODELS)
 def test_matches_torchvision(name: str, manifest: dict[str, Any], reference_outputs_f64: dict[str, Any]) -> None:
-    model = built_model(name)
-    assert state_listing(model) == manifest[name]["state_dict"]  # same keys, shapes, dtypes, in the same order
-    assert sum(p.numel() for p in model.parameters()) == manifest[name]["num_params"]
-    model.load_state_dict(deterministic_fill(manifest[name]["state_dict"]), strict=True)
-    got = outputs_f64(model, reference_outputs_f64["input"])  # float64: see the tolerance policy in conftest
+    run = built_run(name)  # built, deterministic fill, float64 on the fixture's input; cached for test_codegen
+    assert run["listing"] == manifest[name]["state_dict"]  # same keys, shapes, dtypes, in the same order
+    assert run["num_params"] == manifest[name]["num_params"]
     want = reference_outputs_f64["outputs"][name]
-    assert rel_error(got["eval"], want["output_eval"]) < REFERENCE_TOL
-    assert rel_error(got["train"], want["output_train"]) < REFERENCE_TOL
+    assert rel_error(run["eval"], want["output_eval"]) < REFERENCE_TOL  # float64: the policy in conftest
+    assert rel_error(run["train"], want["output_train"]) < REFERENCE_TOL
 
 
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.arch"))
@@ -52,7 +47,7 @@ EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.arch"))
 @pytest.mark.parametrize("name", sorted(shipped_names()) + EXAMPLES)
 def test_real_shapes_equal_inferred_shapes(name: str) -> None:
     net = compiled(name)
-    model = built_model(name).eval()
+    model = resdsl.build_model(net).eval()
     expected: dict[str, set[tuple[int, ...]]] = {}
     for layer in net.layers():
         if layer.op == "input" or OPS[layer.op].merge is not None:  # merges run no module of their own
@@ -78,15 +73,15 @@ def test_real_shapes_equal_inferred_shapes(name: str) -> None:
 
 
 def test_initialisation_like_torchvision() -> None:
-    model = built_model("resnet50")
+    model = resdsl.build_model("resnet50")
     conv = model.layer3[0].conv2
     fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
     assert abs(conv.weight.std().item() - math.sqrt(2 / fan_out)) < 0.1 * math.sqrt(2 / fan_out)
     bn = model.layer3[0].bn3
     assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
-    zero = built_model("resnet50", zero_init_residual=True)
+    zero = resdsl.build_model("resnet50", zero_init_residual=True)
     assert torch.all(zero.layer3[0].bn3.weight == 0) and torch.all(zero.layer3[0].bn2.weight == 1)
-    assert torch.all(built_model("resnet18", zero_init_residual=True).layer1[1].bn2.weight == 0)
+    assert torch.all(resdsl.build_model("resnet18", zero_init_residual=True).layer1[1].bn2.weight == 0)
 
 
 def test_option_a_shortcut_has_no_parameters_and_pads_zeros() -> None:
@@ -125,7 +120,7 @@ def test_syncbatchnorm_option() -> None:
 
 
 def test_trace_export_channels_last() -> None:
-    model = built_model("resnet18").eval()
+    model = resdsl.build_model("resnet18").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         # channels_last is a float32 kernel choice, so it is compared in float32 (FLOAT32_TOL: the NHWC
@@ -145,7 +140,7 @@ def test_trace_export_channels_last() -> None:
 @pytest.mark.parametrize(("name", "shape"), [("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 64))])
 def test_torch_compile_fullgraph(name: str, shape: tuple[int, ...]) -> None:
     torch._dynamo.reset()
-    model = built_model(name).eval()
+    model = resdsl.build_model(name).eval()
     x = torch.randn(2, *shape)
     fast = torch.compile(model, fullgraph=True)  # raises on any graph break
     with torch.no_grad():

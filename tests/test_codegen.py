@@ -4,12 +4,9 @@ network as the in-memory back end, run where resdsl cannot even be imported."""
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,32 +16,25 @@ import torch
 from click.testing import CliRunner
 
 import resdsl
-from resdsl.api import shipped_names
 from resdsl.backends.codegen import _ruff, generate, generated_state
 from resdsl.cli import cli
 from tests.conftest import (
     FLOAT32_TOL,
+    NETWORKS,
     REFERENCE_TOL,
     ROOT,
     SAME_MACHINE_TOL,
     TESTS,
-    built_model,
-    compiled,
-    deterministic_fill,
-    outputs_f64,
+    TORCHVISION_MODELS,
+    IsolatedRun,
+    built_run,
+    code_for,
     rel_error,
-    state_listing,
 )
 
 GOLDEN = TESTS / "golden"
-# every shipped spec, plus the examples (whose file stem is their network's name)
-SPECS = {name: name for name in shipped_names()} | {p.stem: str(p) for p in (ROOT / "examples").glob("*.arch")}
 GOLDEN_NAMES = ["resnet18", "resnet50", "resnet110", "preact_resnet164"]
 UPDATE = os.environ.get("RESDSL_UPDATE_GOLDEN") == "1"
-
-
-def code_for(name: str) -> str:
-    return generate(compiled(name), spec_arg=name)
 
 
 def load_module(path: Path) -> ModuleType:
@@ -53,16 +43,6 @@ def load_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("generated")
-    out = {}
-    for name, spec in sorted(SPECS.items()):
-        out[name] = folder / f"{name}.py"
-        out[name].write_text(code_for(spec))
-    return out
 
 
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
@@ -123,127 +103,25 @@ def test_factory_arguments_change_the_network(generated: dict[str, Path]) -> Non
     assert wide.fc.out_features == 7 and wide.layer1[0].conv2.groups == 32
 
 
-def isolated_input(shape: list[int]) -> Any:
-    """Two float64 images of the net's input shape, maps at most 64 wide so that the test stays quick."""
-    import torch
-
-    size = shape[1] if shape[1] <= 32 else 64
-    return torch.randn(2, shape[0], size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+# The next two read what conftest's background process (ISOLATED) found for each generated module, run
+# where resdsl cannot be imported; conftest moves them to the end of the session to give it time.
 
 
-# Runs every generated module where resdsl cannot be imported: the same fill and input as the built
-# model gets in this process (the helpers are pasted in from conftest), float64 outputs saved per spec.
-ISOLATED = (
-    textwrap.dedent(
-        """
-        from __future__ import annotations
-
-        import importlib.util, math, os, sys, traceback
-        from typing import Any
-
-        sys.modules["resdsl"] = None  # resdsl must not be importable here
-        import torch
-        """
-    )
-    + "".join("\n\n" + inspect.getsource(f) for f in (state_listing, deterministic_fill, outputs_f64, isolated_input))
-    + textwrap.dedent(
-        """
-
-        out = sys.argv[1]
-        for path, factory, name, shape in [line.split("|") for line in sys.argv[2:]]:
-            result: dict[str, Any] = {}
-            try:
-                spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
-                mod = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(mod)
-                model = getattr(mod, factory)()
-                result["listing"] = state_listing(model)
-                model.load_state_dict(deterministic_fill(result["listing"]), strict=True)
-                result |= outputs_f64(model, isolated_input([int(n) for n in shape.split("x")]))
-            except Exception:
-                result["error"] = traceback.format_exc()
-            torch.save(result, os.path.join(out, f"{name}.tmp"))
-            os.replace(os.path.join(out, f"{name}.tmp"), os.path.join(out, f"{name}.pt"))  # whole files only
-        """
-    )
-)
-
-
-class IsolatedRun:
-    """One background process for the selected specs; each test waits only for its own spec's result."""
-
-    def __init__(self, paths: dict[str, Path], folder: Path) -> None:
-        self.folder = folder
-        script = folder / "isolated.py"
-        script.write_text(ISOLATED)
-        shape = lambda name: "x".join(map(str, compiled(SPECS[name]).input_shape))  # noqa: E731
-        jobs = [f"{path}|{compiled(SPECS[name]).name}|{name}|{shape(name)}" for name, path in paths.items()]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one core for it, the rest for the tests meanwhile
-        self.stderr = folder / "stderr.txt"
-        with self.stderr.open("w") as err:  # a file, not a pipe that nobody reads while the tests run
-            self.process = subprocess.Popen(
-                [sys.executable, str(script), str(folder), *jobs], stdout=subprocess.DEVNULL, stderr=err, cwd=folder,
-                env=env,
-            )  # fmt: skip
-
-    def result(self, name: str, timeout: float = 600) -> dict[str, Any]:
-        path = self.folder / f"{name}.pt"
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if self.process.poll() is not None and not path.exists():
-                err = self.stderr.read_text()[-3000:]
-                pytest.fail(f"the isolated process ended (code {self.process.returncode}) without {name}:\n{err}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no result for {name} after {timeout} s")
-            time.sleep(0.02)
-        return torch.load(path)
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def isolated(
-    request: pytest.FixtureRequest, generated: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Any:
-    """Started with the module's first test, so that it runs beside the other tests: only if some
-    test_generated_equals_built case was selected, and only for the specs selected."""
-    names = {
-        item.callspec.params["name"]
-        for item in request.session.items
-        if getattr(item, "originalname", None) == "test_generated_equals_built" and item.module is sys.modules[__name__]
-    }
-    if not names:
-        yield None
-        return
-    run = IsolatedRun({n: p for n, p in generated.items() if n in names}, tmp_path_factory.mktemp("isolated"))
-    yield run
-    run.close()
-
-
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_generated_equals_built(name: str, isolated: IsolatedRun) -> None:
-    model = built_model(SPECS[name])
-    listing = state_listing(model)
-    model.load_state_dict(deterministic_fill(listing), strict=True)
-    want = outputs_f64(model, isolated_input(list(compiled(SPECS[name]).input_shape)))
-    got = isolated.result(name)
-    assert "error" not in got, got["error"]
-    assert got["listing"] == listing  # same keys, shapes and dtypes, in the same order
+    got, want = isolated.result(name), built_run(NETWORKS[name])  # the same fill and the same input
+    assert got["listing"] == want["listing"]  # same keys, shapes and dtypes, in the same order
     for mode in ("eval", "train"):  # float64 on one machine: see the tolerance policy in conftest
         assert rel_error(got[mode], want[mode]) < SAME_MACHINE_TOL, mode
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
 def test_generated_matches_torchvision_reference(
-    name: str, generated: dict[str, Path], manifest: dict[str, Any], reference_outputs_f64: dict[str, Any]
+    name: str, isolated: IsolatedRun, reference_outputs_f64: dict[str, Any]
 ) -> None:
-    model = getattr(load_module(generated[name]), name)()
-    model.load_state_dict(deterministic_fill(manifest[name]["state_dict"]), strict=True)
-    got = outputs_f64(model, reference_outputs_f64["input"])  # float64: see the tolerance policy in conftest
+    got = isolated.result(name)  # run where resdsl cannot be imported
     want = reference_outputs_f64["outputs"][name]
-    assert rel_error(got["eval"], want["output_eval"]) < REFERENCE_TOL
+    assert rel_error(got["eval"], want["output_eval"]) < REFERENCE_TOL  # float64: the policy in conftest
     assert rel_error(got["train"], want["output_train"]) < REFERENCE_TOL
 
 
@@ -353,7 +231,7 @@ def test_spec_names_that_collide_with_python_names(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["resnet50", "preact_resnet164", "exotic"])
 def test_zero_init_residual_zeroes_the_same_norms(name: str, generated: dict[str, Path], tmp_path: Path) -> None:
-    spec = SPECS[name]
+    spec = NETWORKS[name]
     model = getattr(load_module(generated[name]), resdsl.compile(spec).name)(zero_init_residual=True)
     built = resdsl.build_model(spec, zero_init_residual=True)
     zeroed = lambda m: sorted(k for k, v in m.state_dict().items() if k.endswith("weight") and not v.any())  # noqa: E731

@@ -149,8 +149,8 @@ def _run(model: torch.nn.Module, x: torch.Tensor, train: bool) -> tuple[torch.Te
     return out.detach(), [x.grad, *(p.grad for p in model.parameters())]
 
 
-def assert_same_network(text: str, folder: Path) -> None:
-    result = resdsl.check(text)
+def assert_same_network(text: str, folder: Path, result: resdsl.CheckResult | None = None) -> None:
+    result = result or resdsl.check(text)
     assert result.ok, result.diagnostics
     net = result.networks[0]
     path = folder / f"random_net_{next(_counter)}.py"
@@ -188,8 +188,9 @@ RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "200"))
 @settings(max_examples=RANDOM_NETS, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(networks())
 def test_generated_equals_built_for_random_networks(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]
-    assume(resdsl.check(text).ok)
-    assert_same_network(text, tmp_path_factory.mktemp("random"))
+    result = resdsl.check(text)
+    assume(result.ok)
+    assert_same_network(text, tmp_path_factory.mktemp("random"), result)
 
 
 # Networks this test once found to differ; kept so they never regress.

@@ -300,3 +300,14 @@ def test_conditions_choose_values_and_only_evaluate_the_chosen_side() -> None:
 def test_misuse_of_the_new_forms(body: str, code: str) -> None:
     result = resdsl.check(f"network n() {{\n  input 4 x 8 x 8\n  {body}\n}}\n")
     assert code in [d.code for d in result.diagnostics], [str(d) for d in result.diagnostics]
+
+
+def test_spec_text_with_imports_and_no_braces_is_source_not_a_path() -> None:
+    """A shipped alias file's text (a comment, an import with a '/', no braces) is source text."""
+    from resdsl.api import shipped_names
+
+    text = shipped_names()["resnet50"].read_text()
+    assert "{" not in text and "/" in text
+    result = resdsl.check(text)
+    assert result.ok, result.diagnostics
+    assert result.networks[0].num_params == 25_557_032

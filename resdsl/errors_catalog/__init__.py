@@ -2,7 +2,7 @@
 
 Each code has an :class:`~resdsl.errors_catalog.entry.Entry`: a one-line summary, an explanation,
 a spec that gives the code and the same spec fixed. The entries live in one module per range
-(:mod:`.syntax`, :mod:`.values`, :mod:`.shapes`, :mod:`.limits`); docs/errors.md is generated from
+(:mod:`.syntax`, :mod:`.values`, :mod:`.shapes`, :mod:`.limits`, :mod:`.export`); docs/errors.md is generated from
 them (``python -m resdsl.errors_catalog > docs/errors.md``) and tests/test_explain.py fails when it
 is stale, when a code of :data:`resdsl.diagnostics.CODES` has no entry, or when an example does not
 give exactly its code (or its fix still gives an error).
@@ -19,7 +19,7 @@ from importlib import import_module
 
 from resdsl.errors_catalog.entry import Entry
 
-_MODULES = ("syntax", "values", "shapes", "limits")
+_MODULES = ("syntax", "values", "shapes", "limits", "export")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,11 @@ SECTIONS = (
         "it. `resdsl check` prints the estimated parameters and activation memory of every network it accepts.",
     ),
     Section("E7", "Weights and features (E7xx)"),
-    Section("E8", "Inference and export (E8xx)"),
+    Section(
+        "E8",
+        "Inference and export (E8xx)",
+        intro="`resdsl export` (and `resdsl.export_onnx`) report E820-E826; a file is never half written.",
+    ),
     Section("E9", "Editor support (E9xx)"),
 )
 

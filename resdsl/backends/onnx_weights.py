@@ -1,0 +1,148 @@
+"""Weights for the ONNX back end, as numpy arrays: read from a file, given, or made up.
+
+The exporter asks for every tensor by its ``state_dict`` key (``layer1.0.conv1.weight``) with
+the shape the IR says it has; :class:`WeightSource` answers from the arrays it was given
+(checking shapes, and afterwards that none was left over) or, without arrays, with seeded
+numpy draws from the distributions ``build_model`` initialises with (Kaiming normal fan_out
+convs, unit-scale norms, running mean 0 and variance 1, torch's default uniform for linear
+layers). Those are *random* weights: the same seed gives the same file, not a trained model.
+
+``.safetensors`` files are read with ``safetensors.numpy`` (no torch). A torch checkpoint
+(``.pt``, ``.pth``, ``.bin``, ``.ckpt``) needs torch to unpickle: it is imported only then,
+with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resdsl.ast import Span
+from resdsl.diagnostics import ResdslError, error
+
+Init = tuple[str, float]  # ("normal", std) | ("uniform", bound) | ("const", value)
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+IGNORED_SUFFIXES = (".num_batches_tracked",)  # a training counter; inference has no use for it
+_LISTED = 8  # keys named per kind of mismatch
+
+
+def _file_error(path: Path, message: str, help: str | None = None) -> ResdslError:
+    return ResdslError(error("E821", message, Span(str(path), 0, 0, 0, 0), help=help))
+
+
+def read_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """A weights file as ``{state_dict key: array}``; E821 when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise _file_error(path, f"cannot read weights {path}: no such file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    if path.suffix in TORCH_SUFFIXES:
+        return _read_torch(path)
+    raise _file_error(
+        path,
+        f"cannot read weights {path}: unknown format '{path.suffix}'",
+        help="give a .safetensors file (read without torch) or a torch checkpoint (.pt/.pth)",
+    )
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise _file_error(
+            path, "reading .safetensors needs the safetensors package", "pip install safetensors"
+        ) from None
+    try:
+        return dict(load_file(str(path)))
+    except Exception as exc:  # a broken header, a dtype numpy lacks (bfloat16), a truncated file
+        raise _file_error(path, f"cannot read weights {path}: {exc}") from None
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise _file_error(
+            path,
+            f"reading the torch checkpoint {path} needs torch",
+            help="install torch, or save the weights as .safetensors (safetensors.torch.save_file)",
+        ) from None
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise _file_error(path, f"cannot read weights {path}: {exc}") from None
+    for key in ("state_dict", "model"):  # common training-checkpoint wrappers
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+            loaded = loaded[key]
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise _file_error(path, f"{path} holds no state_dict (a mapping of names to tensors)")
+    return {str(k): v.detach().float().cpu().numpy() for k, v in loaded.items()}
+
+
+class WeightSource:
+    """Answers the exporter's requests for initial values and remembers what did not fit."""
+
+    def __init__(self, arrays: Mapping[str, Any] | None, seed: int = 0, origin: str = "") -> None:
+        self.arrays = None if arrays is None else dict(arrays)
+        self.origin = origin  # the file they came from, for diagnostics
+        self.rng = np.random.default_rng(seed)
+        self.used: set[str] = set()
+        self.missing: list[str] = []
+        self.wrong: list[str] = []
+
+    @property
+    def random(self) -> bool:
+        return self.arrays is None
+
+    def get(self, key: str, shape: tuple[int, ...], init: Init, stored: bool = True) -> np.ndarray:
+        """The float32 array for ``key``; a fixed value (``stored=False``) is never looked up."""
+        kind, value = init
+        if stored and self.arrays is not None:
+            self.used.add(key)
+            if key not in self.arrays:
+                self.missing.append(key)
+                return np.zeros(shape, np.float32)
+            array = np.asarray(self.arrays[key], dtype=np.float32)
+            if array.shape != shape:
+                self.wrong.append(f"{key}: the file has {_dims(array.shape)}, the network needs {_dims(shape)}")
+                return np.zeros(shape, np.float32)
+            return array
+        if kind == "const" or not stored:
+            return np.full(shape, value, np.float32)
+        if kind == "normal":
+            return self.rng.standard_normal(shape, dtype=np.float32) * np.float32(value)
+        if kind == "uniform":
+            return self.rng.random(shape, dtype=np.float32) * np.float32(2 * value) - np.float32(value)
+        raise ValueError(f"unknown init {init!r}")
+
+    def check(self, network: str) -> None:
+        """E822 listing every missing, misshapen and unexpected tensor, if any."""
+        if self.arrays is None:
+            return
+        extra = sorted(k for k in self.arrays if k not in self.used and not k.endswith(IGNORED_SUFFIXES))
+        if not (self.missing or self.wrong or extra):
+            return
+        notes: list[str] = []
+        for title, keys in (("missing", self.missing), ("wrong shape", self.wrong), ("unexpected", extra)):
+            shown = ", ".join(keys[:_LISTED]) + (f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else "")
+            if keys:
+                notes.append(f"{title} ({len(keys)}): {shown}")
+        counts = f"{len(self.missing)} missing, {len(self.wrong)} of the wrong shape, {len(extra)} unexpected"
+        raise ResdslError(
+            error(
+                "E822",
+                f"the weights do not fit {network}: {counts}",
+                Span(self.origin or "<weights>", 0, 0, 0, 0),
+                notes,
+                help="keys and shapes must be build_model(spec).state_dict()'s (same spec, same --set values)",
+            )
+        )
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(d) for d in shape) or "a scalar"

@@ -1,0 +1,241 @@
+"""`resdsl check --fix` and the fixes diagnostics carry (resdsl/fixes.py): the same edits the
+language server offers as code actions, written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from resdsl.api import check
+from resdsl.ast import Span
+from resdsl.cli import cli
+from resdsl.fixes import Edit, apply_edits, plan_fixes, write_atomic
+
+# three fixable problems: two E301 (a stage's shortcut= and a block argument) and a W401
+FIXABLE = """\
+import "std/blocks.arch"
+
+network n(num_classes = 10) {
+    input 3 x 32 x 32
+    conv1  = conv(16, k=3, p=1, bias=true)
+    bn1    = batchnorm()
+    relu
+    layer1 = stage(basic(16), repeat=2)
+    layer2 = stage(basic(32), repeat=2, stride=2, shortcut=identity)
+    layer3 = stage(basic(64, shortcut=identity), repeat=2, stride=2)
+    avgpool = global_avgpool()
+    fc      = linear(num_classes)
+}
+"""
+FIXED = (
+    FIXABLE.replace(", bias=true", "")
+    .replace("shortcut=identity)", "shortcut=projection)")
+    .replace("basic(64, shortcut=identity)", "basic(64, shortcut=projection)")
+)
+
+# a user block whose default kind is wrong where it widens: the fix adds an argument
+DEFAULTED = """\
+block grow(c, stride = 1, shortcut = identity) {
+    conv1 = conv(c, k=3, s=stride, p=1)
+    bn1   = batchnorm()
+    residual(shortcut)
+}
+
+block widen(shortcut = identity) {
+    conv1 = conv(32, k=1)
+    residual(shortcut)
+}
+
+network n() {
+    input 8 x 16 x 16
+    a = grow(8)
+    b = grow(16)
+    c = widen
+}
+"""
+
+
+def run_fix(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["check", "--fix", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_fix_rewrites_the_file_and_says_what_changed(tmp_path: Path) -> None:
+    spec = tmp_path / "net.arch"
+    spec.write_text(FIXABLE, encoding="utf-8")
+    code, out, err = run_fix(str(spec))
+    assert code == 0, err
+    assert spec.read_text(encoding="utf-8") == FIXED
+    assert f"fixed {spec}:9:60: use shortcut=projection" in err
+    assert f"fixed {spec}:10:39: use shortcut=projection" in err
+    assert f"fixed {spec}:5:31: drop bias=true" in err
+    assert "3 fixes applied" in err
+    assert "n: 14 weighted layers" in out  # the re-check after the fixes is clean
+    assert check(spec).diagnostics == []
+
+
+def test_fix_is_idempotent(tmp_path: Path) -> None:
+    spec = tmp_path / "net.arch"
+    spec.write_text(FIXABLE, encoding="utf-8")
+    run_fix(str(spec))
+    before = spec.read_bytes()
+    code, _out, err = run_fix(str(spec))
+    assert code == 0
+    assert spec.read_bytes() == before
+    assert "no mechanical fixes to apply" in err and "fixed " not in err
+
+
+def test_unfixable_errors_are_still_reported(tmp_path: Path) -> None:
+    spec = tmp_path / "net.arch"
+    spec.write_text(FIXABLE.replace("avgpool = global_avgpool()", "avgpool = global_avgpoo()"), encoding="utf-8")
+    code, _out, err = run_fix(str(spec))
+    assert code == 1
+    assert "error[E202]: unknown op or block 'global_avgpoo'" in err
+    assert "3 fixes applied" in err
+    text = spec.read_text(encoding="utf-8")
+    assert "bias=true" not in text and "identity" not in text and "global_avgpoo()" in text
+
+
+def test_a_defaulted_kind_is_fixed_with_an_argument(tmp_path: Path) -> None:
+    spec = tmp_path / "grow.arch"
+    spec.write_text(DEFAULTED, encoding="utf-8")
+    code, _out, err = run_fix(str(spec))
+    text = spec.read_text(encoding="utf-8")
+    assert "b = grow(16, shortcut=projection)" in text
+    assert "a = grow(8)\n" in text  # no mismatch there, nothing to do
+    # `widen` is named without parentheses: no certain place for an argument, so the error stays
+    assert code == 1 and "c = widen\n" in text
+    assert "error[E301]: residual addition in c: shapes differ" in err
+
+
+def test_json_output_stays_json_with_fix(tmp_path: Path) -> None:
+    import json
+
+    spec = tmp_path / "net.arch"
+    spec.write_text(FIXABLE, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--fix", "--json", str(spec)])
+    assert json.loads(result.stdout) == []
+
+
+def test_the_shipped_library_is_never_edited() -> None:
+    from resdsl.diagnostics import error
+    from resdsl.fixes import Fix, in_library
+    from resdsl.resources import library_dir
+
+    blocks = str(library_dir() / "std" / "blocks.arch")
+    assert in_library(blocks) and not in_library("/tmp/x.arch")
+    fix = Fix("edit the library", (Edit(Span(blocks, 14, 5, 14, 13), "identity"),))
+    d = error("E301", "residual addition: shapes differ", Span(blocks, 14, 5, 14, 23), fixes=[fix])
+    plan = plan_fixes([d], {blocks: (library_dir() / "std" / "blocks.arch").read_text(encoding="utf-8")})
+    assert plan.texts == {} and plan.applied == [] and len(plan.skipped) == 1
+    # a library block instantiated wrongly by a user's spec: the fix edits the user's call
+    result = check('import "std/blocks.arch"\nnetwork n() {\n input 8 x 4 x 4\n a = basic(16, shortcut=identity)\n}\n')
+    (e301,) = result.errors
+    assert e301.span.file.endswith("blocks.arch")
+    assert [e.span.file for f in e301.fixes for e in f.edits] == ["<string>", "<string>"]
+
+
+def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "net.arch"
+    spec.write_text(FIXABLE, encoding="utf-8")
+    spec.chmod(0o640)
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    code, _out, err = run_fix(str(spec))
+    assert code == 1 and "E502" in err and "No space left on device" in err
+    assert spec.read_text(encoding="utf-8") == FIXABLE  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.arch"]  # no temporary file left
+    monkeypatch.undo()
+    write_atomic(spec, "x")
+    assert spec.read_text(encoding="utf-8") == "x" and spec.stat().st_mode & 0o777 == 0o640
+
+
+def test_apply_edits() -> None:
+    text = "\ufeffab\ncd\n"
+    assert apply_edits(text, [Edit(Span("f", 1, 2, 1, 3), "X"), Edit(Span("f", 2, 1, 2, 1), ">")]) == "\ufeffaX\n>cd\n"
+    with pytest.raises(ValueError):
+        apply_edits(text, [Edit(Span("f", 1, 1, 1, 3), ""), Edit(Span("f", 1, 2, 1, 3), "y")])
+
+
+GUESSES = """\
+import "std/blcoks.arch"
+
+network g(width = 64) {
+    input 3 x 32 x 32
+    conv1  = conv(16, kernal=3, p=1)
+    bn1    = batchnrm()
+    layer1 = stage(basic(16, stride=2), repeat=2)
+    half   = width / 3
+}
+"""
+
+
+def test_guesses_are_offered_but_never_applied(tmp_path: Path) -> None:
+    spec = tmp_path / "guess.arch"
+    spec.write_text(GUESSES, encoding="utf-8")
+    titles = {(d.code, f.title, f.safe) for d in check(spec).diagnostics for f in d.fixes}
+    assert ("E101", 'change to import "std/blocks.arch"', False) in titles
+    assert ("E203", "change 'kernal' to 'kernel'", False) in titles
+    assert ("E202", "change 'batchnrm' to 'batchnorm'", False) in titles
+    assert ("E208", "use // to round down", False) in titles
+    code, _out, err = run_fix(str(spec))
+    assert code == 1 and "no mechanical fixes to apply" in err
+    assert spec.read_text(encoding="utf-8") == GUESSES
+    # what an editor gets when a person takes them (W404 shows once the import resolves)
+    fixed_import = GUESSES.replace("blcoks", "blocks")
+    spec.write_text(fixed_import, encoding="utf-8")
+    result = check(spec)
+    edits = [e for d in result.diagnostics for e in d.fixes[0].edits if d.fixes]
+    assert apply_edits(fixed_import, edits) == (
+        fixed_import.replace("kernal", "kernel")
+        .replace("batchnrm", "batchnorm")
+        .replace("basic(16, stride=2), repeat=2)", "basic(16), repeat=2, stride=2)")
+        .replace("width / 3", "width // 3")
+    )
+
+
+def test_a_network_parameter_default_is_fixed_where_it_is_written(tmp_path: Path) -> None:
+    text = (
+        'import "std/blocks.arch"\n\nnetwork np(shortcut = identity) {\n    input 3 x 32 x 32\n'
+        "    conv1  = conv(16, k=3, p=1)\n    layer1 = stage(basic(16, shortcut=shortcut), repeat=2)\n"
+        "    layer2 = stage(basic(32, shortcut=shortcut), repeat=2, stride=2)\n}\n"
+    )
+    spec = tmp_path / "np.arch"
+    spec.write_text(text, encoding="utf-8")
+    code, _out, err = run_fix(str(spec))
+    assert code == 0, err
+    assert spec.read_text(encoding="utf-8") == text.replace("shortcut = identity", "shortcut = projection")
+
+
+BROKEN = sorted((Path(__file__).parent / "broken").glob("*.arch"))
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_every_fix_in_the_broken_corpus_does_what_it_says(path: Path, tmp_path: Path) -> None:
+    """Each fix, made alone, gives text that parses and removes its diagnostic; a safe one adds
+    no new code (a guess may: checking goes further once a name is right). The safe ones made
+    by ``check --fix`` together leave none of the codes they fixed."""
+    copy = tmp_path / path.name
+    text = path.read_text(encoding="utf-8")
+    copy.write_text(text, encoding="utf-8")
+    before = check(copy)
+    codes = {d.code for d in before.diagnostics}
+    for d in before.diagnostics:
+        for fix in d.fixes:
+            fixed = apply_edits(text, [e for e in fix.edits if e.span.file == before.file])
+            after = check(copy, sources={copy: fixed})
+            new = {x.code for x in after.diagnostics} - codes
+            assert not (new and fix.safe), (fix.title, new)
+            assert not any(x.code.startswith("E00") for x in after.diagnostics), fix.title
+            assert not [x for x in after.diagnostics if (x.code, x.span) == (d.code, d.span) and x.notes == d.notes]
+    if any(f.safe for d in before.diagnostics for f in d.fixes):
+        code, _out, _err = run_fix(str(copy))
+        fixed_codes = {d.code for d in before.diagnostics if any(f.safe for f in d.fixes)}
+        assert not fixed_codes & {x.code for x in check(copy).diagnostics}
+        assert code == (1 if check(copy).errors else 0)
