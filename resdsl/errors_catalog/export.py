@@ -59,7 +59,8 @@ ENTRIES = [
         "has no place for (each listed); keys and shapes are `build_model(spec).state_dict()`'s",
         "Every parameter and buffer of the network needs a tensor of its shape under its "
         "state_dict key, and every tensor of the file needs a place; the message lists each "
-        "mismatch. A conv has no bias unless it says bias=true.",
+        "mismatch. In the example, wrong.safetensors holds conv1.bias (8), which the conv does not have "
+        "(no bias=true), and lacks conv1.weight (8 x 3 x 3 x 3), which right.safetensors holds.",
         SMALL,
         SMALL,
         files=WEIGHTS,
