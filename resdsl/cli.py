@@ -1,4 +1,4 @@
-"""The ``resdsl`` command line: check, summary, build and export.
+"""The ``resdsl`` command line: check, summary, build, export, fmt and the rest.
 
 Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage error. Diagnostics go to
 stderr as ``PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`` with an excerpt; results go to stdout.
@@ -327,6 +327,40 @@ def list_cmd(as_json: bool) -> None:
     else:
         click.echo(catalog_text(entries))
     sys.exit(1 if failed else 0)
+
+
+@cli.command("fmt")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the files that would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="Write nothing; print what would change as a unified diff.")
+def fmt_cmd(files: tuple[str, ...], check: bool, show_diff: bool) -> None:
+    """Rewrite .arch FILES (or every .arch under a folder) in the canonical layout, comments kept.
+
+    A file that does not parse gets the usual diagnostics and is left as it is. FILES '-' formats
+    standard input to standard output (for editors' format-on-save).
+    """
+    from resdsl.fmt_files import run
+
+    def echo(text: str, err: bool) -> None:
+        click.echo(text, nl=False, err=err)
+
+    stdin = click.get_text_stream("stdin")
+    sys.exit(run(files, check=check, show_diff=show_diff, echo=echo, render=render, stdin=stdin))
+
+
+@cli.command("explain")
+@click.argument("code")
+def explain_cmd(code: str) -> None:
+    """Explain a diagnostic CODE (E301, W401, ...): what it means, an example that gives it, its fix."""
+    from resdsl.errors_catalog import entries, explain_text
+
+    catalog = entries()
+    entry = catalog.get(code.strip().upper())
+    if entry is None:
+        near = [c for c in catalog if c[:2] == code.strip().upper()[:2]]
+        hint = f"codes of that range: {', '.join(near)}" if near else f"known codes: {', '.join(catalog)}"
+        raise click.BadParameter(f"unknown code {code!r}; {hint} (see docs/errors.md)", param_hint="CODE")
+    click.echo(explain_text(entry), nl=False)
 
 
 @cli.command("graph")

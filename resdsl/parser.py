@@ -31,16 +31,16 @@ _TERMINAL_WORDS = {
 }
 
 
+def open_grammar(**options: Any) -> Lark:
+    """The language's grammar as an LALR parser with positions; ``options`` add to or override
+    these defaults (``resdsl fmt`` keeps every token and collects comments)."""
+    defaults: dict[str, Any] = {"parser": "lalr", "propagate_positions": True, "maybe_placeholders": True}
+    return Lark.open(str(grammar_path()), **{**defaults, **options})
+
+
 @cache
 def _lark() -> Lark:
-    return Lark.open(
-        str(grammar_path()),
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        start=["start", "expr"],
-        cache=True,
-    )
+    return open_grammar(start=["start", "expr"], cache=True)
 
 
 def _span(file: str, meta_or_token: object) -> ast.Span:
