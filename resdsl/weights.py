@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from resdsl import ast
 from resdsl.backends.runtime_weights import compare_state, mismatch_lines, read_checkpoint, strip_wrapper
 from resdsl.diagnostics import Diagnostic, ResdslError, error, warning
+from resdsl.preprocessing import per_channel
 
 __all__ = [
     "LoadReport",
@@ -121,11 +122,14 @@ def read_weights(
     try:
         state = read_checkpoint(name)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if not _is_pickle(name):  # bytes that are no pickle at all: not a refusal
+            raise _unreadable(name, exc) from None
+        reason = _unpickler_reason(exc)
         raise WeightsError(
             error(
                 "E702",
-                f"{name} is a pickle that would construct objects other than tensors; it was not run",
+                f"{name} holds a pickle that the safe loader refuses (objects other than tensors); "
+                "nothing in it was run",
                 _span(name),
                 notes=[reason[:300]],
                 help="load only checkpoints you trust with plain torch.load, then save them with "
@@ -158,8 +162,22 @@ def read_weights(
     return strip_wrapper(state, model_keys), metadata, ignored
 
 
+def _is_pickle(name: str) -> bool:
+    """A torch zip checkpoint or a pickle stream (protocol 2 and later start with PROTO)."""
+    with open(name, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The line of torch's weights-only refusal that says what it met ("Unsupported global: ...")."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
 def _unreadable(name: str, exc: BaseException) -> WeightsError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = _unpickler_reason(exc) if isinstance(exc, pickle.UnpicklingError) else str(exc).strip()
+    reason = reason.splitlines()[0] if reason else type(exc).__name__
     return WeightsError(
         error(
             "E701",
@@ -299,7 +317,7 @@ def check_metadata(model: nn.Module, metadata: Mapping[str, str], name: str) -> 
             saved = None
         if mine is None or not isinstance(saved, list) or not all(isinstance(v, (int, float)) for v in saved):
             continue
-        compared = [sum(saved) / len(saved)] if len(mine) == 1 and len(saved) > 1 else saved
+        compared = per_channel(saved, len(mine)) or ()  # a 3-channel file for a grey model: the average
         if len(compared) != len(mine) or not all(
             math.isclose(a, b, rel_tol=1e-6) for a, b in zip(compared, mine, strict=True)
         ):
