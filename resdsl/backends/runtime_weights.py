@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # --- copied into generated modules from here ---
-STATE_DICT_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
+# where training scripts nest the weights
+STATE_DICT_KEYS = ("state_dict", "model", "module")
 
 
 def find_state_dict(checkpoint: object) -> dict[str, Tensor]:
