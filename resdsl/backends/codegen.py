@@ -167,9 +167,9 @@ def _render(
     meta = dict(network.meta)
     prep = preprocessing(network)  # what build_model's model carries, per input channel
     constants = {"INPUT_SIZE": py_default(list(prep.input_size))}
-    for key, values in (("mean", prep.mean), ("std", prep.std)):
-        if values is not None:
-            constants[key.upper()] = py_default(list(values))
+    for key, numbers in (("mean", prep.mean), ("std", prep.std)):
+        if numbers is not None:
+            constants[key.upper()] = py_default(list(numbers))
             meta.pop(key)
     if weights is not None:
         constants["WEIGHTS"] = weights_expr(weights, output)
