@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from resdsl import ast
 from resdsl.backends.runtime_weights import compare_state, mismatch_lines, read_checkpoint, strip_wrapper
 from resdsl.diagnostics import Diagnostic, ResdslError, error, warning
+from resdsl.ir import Network
 from resdsl.preprocessing import per_channel
 
 __all__ = [
@@ -244,7 +245,7 @@ def load_weights(
     absent_head = [k for k in missing if _under(k, heads)]
     missing = [k for k in missing if k not in absent_head]
     if missing or unexpected or mismatched:
-        raise _mismatch(name, model, state, missing, unexpected, mismatched)
+        raise _mismatch(name, model, missing, unexpected, mismatched, strict)
     kept += [f"{key} kept at initialisation: not in the checkpoint" for key in absent_head]
     for message in kept:
         _warn(warning("W721", message, _span(name)))
@@ -271,10 +272,10 @@ def _under(key: str, paths: Sequence[str]) -> bool:
 def _mismatch(
     name: str,
     model: nn.Module,
-    state: Mapping[str, Tensor],
     missing: list[str],
     unexpected: list[str],
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    strict: bool,
 ) -> WeightsError:
     counts = [f"{len(missing)} missing", f"{len(unexpected)} unexpected", f"{len(mismatched)} of another shape"]
     lines = mismatch_lines(missing[:SHOWN], unexpected[:SHOWN], mismatched[:SHOWN])
@@ -282,23 +283,52 @@ def _mismatch(
     if hidden:
         lines.append(f"... and {hidden} more (WeightsError.missing/.unexpected/.mismatched list them all)")
     network = getattr(model, "resdsl_network", type(model).__name__)
+    expected = model.state_dict()
     diagnostic = error(
         "E704",
         f"the weights in {name} do not fit {network}: {', '.join(counts)}",
         _span(name),
         notes=lines,
-        help=_prefix_hint(unexpected, model.state_dict()),
+        help=_classes_hint(model, missing, unexpected, mismatched) or _prefix_hint(unexpected, expected, strict),
     )
     return WeightsError(diagnostic, missing, unexpected, mismatched)
 
 
-def _prefix_hint(unexpected: Sequence[str], expected: Mapping[str, Tensor]) -> str:
+def _classes_hint(
+    model: nn.Module, missing: list[str], unexpected: list[str], mismatched: list[tuple[str, tuple, tuple]]
+) -> str | None:
+    """When only the classifier differs: the number of classes the checkpoint was trained for."""
+    heads = tuple(getattr(model, "resdsl_classifiers", ()))
+    if missing or unexpected or not heads or not all(_under(k, heads) for k, _, _ in mismatched):
+        return None
+    n = mismatched[0][2][0]
+    return f"the checkpoint has a {n}-way classifier: build with --set num_classes={n} (API: num_classes={n})"
+
+
+def _prefix_hint(unexpected: Sequence[str], expected: Mapping[str, Tensor], strict: bool) -> str:
     for key in unexpected[:1]:
         parts = key.split(".")
         for i in range(1, len(parts)):
             if ".".join(parts[i:]) in expected:
                 return f"the checkpoint's keys carry a prefix: pass strip_prefix={'.'.join(parts[:i]) + '.'!r}"
+    if strict:
+        return (
+            "a generated module loads only a checkpoint that fits exactly: make one with "
+            "build_model(spec, weights=..., num_classes=..., in_channels=...) and save_weights"
+        )
     return "check that the checkpoint was saved from this network with the same parameters (resdsl summary)"
+
+
+def verify(network: Network, path: str | os.PathLike[str]) -> tuple[LoadReport, list[Diagnostic]]:
+    """``resdsl build --weights``: load the checkpoint into the network built in memory exactly
+    as the generated module's ``load_weights`` will (``strict``); the report and any warnings."""
+    from resdsl.backends.torch import build
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WeightsWarning)
+        report = load_weights(build(network), path, strict=True)
+    found = [w.message.diagnostic for w in caught if isinstance(w.message, WeightsWarning)]
+    return report, found
 
 
 def _warn(diagnostic: Diagnostic) -> None:
