@@ -3,10 +3,7 @@ and 3): the generated file loads checkpoints and prepares images with the code b
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -15,16 +12,7 @@ from click.testing import CliRunner
 import resdsl
 from resdsl.cli import cli
 from resdsl.weights import save_weights
-
-_counter = itertools.count()
-
-
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"generated_weights_{next(_counter)}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.test_codegen import load_module as load
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,7 @@ def source() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def built(source: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModuleType]:
+def built(source: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """``resdsl build resnet18 --input 3x64x64 --weights ...`` into another folder."""
     folder = tmp_path_factory.mktemp("generated")
     save_weights(source, folder / "resnet18.safetensors")
