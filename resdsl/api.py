@@ -304,8 +304,11 @@ def build_model(
     from resdsl.finetune import prepare
 
     if in_channels is not None:  # the declared (or given) input with another channel count
-        shape = parse_shape(input_shape) or compile(spec, network, **overrides).input_shape
-        input_shape = (in_channels, *shape[1:])
+        declared = (
+            parse_shape(input_shape)
+            or compile(spec, network, max_layers=max_layers, max_params=max_params, **overrides).input_shape
+        )
+        input_shape = (in_channels, *declared[1:])
     net = compile(
         spec,
         network,
