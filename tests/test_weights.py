@@ -173,19 +173,21 @@ def test_save_weights_refuses_another_format(source: torch.nn.Module, tmp_path: 
 
 
 def test_grey_input_sums_the_first_conv_over_rgb(tmp_path: Path) -> None:
-    rgb = randomised(small()).double()
+    rgb = randomised(small(input_shape="3x32x32")).double()
     for norm in rgb.modules():  # running statistics of real activations keep the outputs near 1
         if isinstance(norm, torch.nn.BatchNorm2d):
             norm.momentum = 1.0
     with torch.no_grad():
-        rgb(torch.rand(4, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
+        rgb(torch.rand(4, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
     rgb.eval()
     path = tmp_path / "rgb.safetensors"
     save_weights(rgb, path)  # float64, so the sum over RGB is exact to float64 rounding
-    grey = small(in_channels=1).double().eval()  # float64 before loading: nothing rounds to float32
-    assert grey.input_size == (1, 64, 64) and grey.conv1.weight.shape == (64, 1, 7, 7)
+    grey = (
+        small(input_shape="3x32x32", in_channels=1).double().eval()
+    )  # float64 before loading: nothing rounds to float32
+    assert grey.input_size == (1, 32, 32) and grey.conv1.weight.shape == (64, 1, 7, 7)
     assert load_weights(grey, path).adapted == ["conv1.weight (3 -> 1 channels)"]
-    image = torch.rand(2, 1, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    image = torch.rand(2, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert rel_error(grey(image), rgb(image.repeat(1, 3, 1, 1))) < SAME_MACHINE_TOL
     assert grey.mean == (pytest.approx((0.485 + 0.456 + 0.406) / 3),)
@@ -218,3 +220,24 @@ def test_preprocess_normalises_and_fits_the_input_size(source: torch.nn.Module) 
     assert source.preprocess(ramp).dtype == torch.float64
     with pytest.raises(ValueError, match="3 channels"):
         source.preprocess(torch.zeros(1, 1, 64, 64))
+
+
+IMAGENET = ["resnet18", "resnet50", "resnet50d", "resnet26t", "seresnet50", "resnext50_32x4d", "resnet50_gn"]
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_every_imagenet_layout_takes_grey_input(name: str) -> None:
+    """in_channels only changes the input's channel count: every stem (7x7, deep, SE, GN) follows."""
+    result = resdsl.check(name, input_shape=(1, 224, 224))
+    assert result.ok, result.diagnostics
+    (net,) = result.networks
+    first = next(layer for layer in net.layers() if layer.op == "conv")
+    assert first.in_shapes[0][0] == 1
+
+
+def test_a_deep_stem_adapts_its_first_conv(tmp_path: Path) -> None:
+    rgb = resdsl.build_model("resnet26d", input_shape=SMALL)
+    save_weights(rgb, tmp_path / "r26d.safetensors")
+    grey = resdsl.build_model("resnet26d", input_shape=SMALL, in_channels=1, weights=tmp_path / "r26d.safetensors")
+    assert grey.resdsl_load_report.adapted == ["conv1.0.weight (3 -> 1 channels)"]
+    assert torch.equal(grey.conv1[0].weight, rgb.conv1[0].weight.sum(1, keepdim=True))
