@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # --- copied into generated modules from here ---
-# where training scripts nest the weights
+# The keys under which training scripts nest a state_dict.
 STATE_DICT_KEYS = ("state_dict", "model", "module")
 
 
