@@ -1,6 +1,7 @@
 """The three fine-tuning modes of the ResNet notes (issue #10, item 2): for each, which parameters
 train, that one optimizer step changes exactly those, and that frozen batchnorm statistics stay
-put when asked. ResNet-18 at 3 x 32 x 32, one checkpoint for the module."""
+put when asked. ResNet-18's layout with one block per stage at 3 x 32 x 32 (every stage, stem and
+classifier as in ResNet-18, half the work), one checkpoint for the module."""
 
 from __future__ import annotations
 
@@ -15,18 +16,19 @@ from resdsl.diagnostics import ResdslError
 from resdsl.weights import WeightsWarning, save_weights
 from tests.conftest import SAME_MACHINE_TOL, rel_error
 
+SMALL = {"input_shape": "3x32x32", "depths": [1, 1, 1, 1]}
 STEM = ("conv1.", "bn1.", "layer1.", "layer2.")  # what freeze_until="layer3" freezes
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("finetune") / "resnet18.safetensors"
-    save_weights(resdsl.build_model("resnet18", input_shape="3x32x32"), path)
+    save_weights(resdsl.build_model("resnet18", **SMALL), path)
     return path
 
 
 def build(checkpoint: Path, **options: object) -> torch.nn.Module:
-    return resdsl.build_model("resnet18", input_shape="3x32x32", weights=checkpoint, **options)  # type: ignore[arg-type]
+    return resdsl.build_model("resnet18", weights=checkpoint, **SMALL, **options)  # type: ignore[arg-type]
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -100,7 +102,7 @@ def test_mode_3_replaces_the_classifier_and_trains_only_it(checkpoint: Path) -> 
 def test_mode_3_adds_a_fully_connected_layer_on_top(checkpoint: Path) -> None:
     with pytest.warns(WeightsWarning, match="head.weight kept at initialisation: not in the checkpoint"):
         model = build(checkpoint, head=10, freeze_until="head", freeze_bn=True)
-    reference = resdsl.build_model("resnet18", input_shape="3x32x32", weights=checkpoint)
+    reference = resdsl.build_model("resnet18", weights=checkpoint, **SMALL)
     assert torch.equal(model.fc.weight, reference.fc.weight)  # the old classifier loaded
     assert trainable(model) == {"head.weight", "head.bias"}
     assert train_step(model) == {"head.weight", "head.bias"}
