@@ -4,9 +4,19 @@
 bring in their back ends on demand.
 """
 
-from resdsl.api import CheckResult, build_model, check, compile, generate
+from resdsl.api import CheckResult, build_model, check, compile, generate, save_weights
 from resdsl.diagnostics import Diagnostic, ResdslError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckResult", "Diagnostic", "ResdslError", "__version__", "build_model", "check", "compile", "generate"]
+__all__ = [
+    "CheckResult",
+    "Diagnostic",
+    "ResdslError",
+    "__version__",
+    "build_model",
+    "check",
+    "compile",
+    "generate",
+    "save_weights",
+]

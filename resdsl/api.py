@@ -331,6 +331,14 @@ def build_model(
     )
 
 
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Write ``model``'s weights as safetensors with the network's name, the spec's hash, its
+    input size, ``mean`` and ``std`` as metadata (see :func:`resdsl.weights.save_weights`)."""
+    from resdsl.weights import save_weights as save
+
+    save(model, path)
+
+
 def generate(
     spec: Spec,
     network: str | None = None,
@@ -357,4 +365,13 @@ def generate(
     return _generate(net, overrides=overrides, spec_arg=spec_arg)
 
 
-__all__ = ["CheckResult", "build_model", "check", "compile", "generate", "library_dir", "shipped_names"]
+__all__ = [
+    "CheckResult",
+    "build_model",
+    "check",
+    "compile",
+    "generate",
+    "library_dir",
+    "save_weights",
+    "shipped_names",
+]

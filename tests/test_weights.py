@@ -40,7 +40,7 @@ def source() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def checkpoint(source: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "resnet18.safetensors"
-    save_weights(source, path)
+    resdsl.save_weights(source, path)  # the top-level name (resdsl.weights.save_weights)
     return path
 
 
