@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from resdsl import ast
@@ -119,7 +120,8 @@ def read_weights(
     without a state_dict E703."""
     name = os.fspath(path)
     if not Path(name).is_file():
-        raise WeightsError(error("E701", f"weights file {name} not found", _span(name)))
+        problem = "is not a file" if Path(name).exists() else "not found"
+        raise WeightsError(error("E701", f"weights file {name} {problem}", _span(name)))
     try:
         state = read_checkpoint(name)
     except pickle.UnpicklingError as exc:
@@ -141,9 +143,7 @@ def read_weights(
         if "state_dict" not in str(exc):
             raise _unreadable(name, exc) from None
         raise WeightsError(error("E703", f"{name}: {exc}", _span(name))) from None
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as exc:
-        raise _unreadable(name, exc) from None
-    except Exception as exc:  # safetensors' own errors (SafetensorError) have no common base
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, KeyError, TypeError, SafetensorError) as exc:
         raise _unreadable(name, exc) from None
     metadata = _metadata(name)
     ignored = 0
