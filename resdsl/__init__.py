@@ -4,7 +4,7 @@
 bring in their back ends on demand (``export_onnx`` needs onnx, never torch).
 """
 
-from resdsl.api import CheckResult, build_model, check, compile, export_onnx, generate
+from resdsl.api import CheckResult, build_model, check, compile, export_onnx, generate, save_weights
 from resdsl.diagnostics import Diagnostic, ResdslError
 
 __version__ = "0.1.0"
@@ -19,4 +19,5 @@ __all__ = [
     "compile",
     "export_onnx",
     "generate",
+    "save_weights",
 ]

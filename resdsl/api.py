@@ -287,6 +287,13 @@ def build_model(
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
+    weights: str | Path | None = None,
+    strip_prefix: str | None = None,
+    in_channels: int | None = None,
+    head: int | None = None,
+    freeze: Sequence[str] = (),
+    freeze_until: str | None = None,
+    freeze_bn: bool = False,
     **overrides: Any,
 ) -> torch.nn.Module:
     """An ``nn.Module`` for the spec, with modules named as the spec names its layers.
@@ -295,9 +302,21 @@ def build_model(
     ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
     Both can also be set in the spec (as a parameter or a ``meta`` entry). A network past
     the size limits is refused before any tensor is allocated; ``max_*`` raise them.
+
+    Fine-tuning (docs/finetune.md): ``weights`` loads a checkpoint (``strip_prefix`` drops a
+    prefix such as ``"backbone."``); ``in_channels`` builds the network for another number of
+    input channels; ``head=N`` adds an N-way linear layer on top; ``freeze``/``freeze_until``
+    stop training modules, ``freeze_bn`` keeps their batchnorm statistics fixed.
     """
     from resdsl.backends.torch import build
+    from resdsl.finetune import prepare
 
+    if in_channels is not None:  # the declared (or given) input with another channel count
+        declared = (
+            parse_shape(input_shape)
+            or compile(spec, network, max_layers=max_layers, max_params=max_params, **overrides).input_shape
+        )
+        input_shape = (in_channels, *declared[1:])
     net = compile(
         spec,
         network,
@@ -307,7 +326,25 @@ def build_model(
         max_activation_gb=max_activation_gb,
         **overrides,
     )
-    return build(net, zero_init_residual=zero_init_residual, norm=norm)
+    model = build(net, zero_init_residual=zero_init_residual, norm=norm)
+    return prepare(
+        model,
+        net,
+        weights=weights,
+        strip_prefix=strip_prefix,
+        head=head,
+        freeze_modules=freeze,
+        freeze_until=freeze_until,
+        freeze_bn=freeze_bn,
+    )
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Write ``model``'s weights as safetensors with the network's name, the spec's hash, its
+    input size, ``mean`` and ``std`` as metadata (see :func:`resdsl.weights.save_weights`)."""
+    from resdsl.weights import save_weights as save
+
+    save(model, path)
 
 
 def generate(
@@ -371,5 +408,6 @@ __all__ = [
     "export_onnx",
     "generate",
     "library_dir",
+    "save_weights",
     "shipped_names",
 ]

@@ -261,13 +261,32 @@ def _checked_network(spec: str, options: Options) -> Network:
 @common
 @click.option("-o", "--output", default=None, help="Output file (default ./<network>.py; '-' for stdout).")
 @click.option("--force", is_flag=True, help="Overwrite a file resdsl did not generate, or one edited since.")
-def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> None:
+@click.option(
+    "--weights",
+    "weights",
+    default=None,
+    metavar="PATH",
+    help="Check that this checkpoint fits the network and make it the factory's default weights.",
+)
+def build_cmd(spec: str, options: Options, output: str | None, force: bool, weights: str | None) -> None:
     """Write SPEC as a standalone PyTorch module that needs only torch."""
     from resdsl.backends.codegen import generate, write_generated
 
     net = _checked_network(spec, options)
     target = output or f"{net.name}.py"
-    code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
+    if weights is not None:  # refused before anything is written if it does not fit
+        from resdsl.weights import verify
+
+        report, found = verify(net, weights)
+        render(found)
+        click.echo(str(report), err=True)
+    code = generate(
+        net,
+        overrides=_parse_sets(options.sets),
+        spec_arg=spec,
+        output=None if output == "-" else target,
+        weights=weights,
+    )
     if output == "-":
         click.echo(code, nl=False)
         return

@@ -85,6 +85,17 @@ CODES: dict[str, str] = {
     "E603": "too many parameters",
     "E604": "too much activation memory",
     "E605": "number too large",
+    # weights and fine-tuning (resdsl.weights, resdsl.finetune)
+    "E701": "weights file cannot be read",
+    "E702": "checkpoint would run code",
+    "E703": "no state_dict in the checkpoint",
+    "E704": "weights do not fit the network",
+    "E705": "no such module to freeze",
+    "E706": "fine-tuning option without its subject",
+    "E707": "weights file cannot be written",
+    "E708": "head cannot be added",
+    "W720": "preprocessing differs from the weights'",
+    "W721": "classifier tensor kept at initialisation",
 }
 
 

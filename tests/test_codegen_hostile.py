@@ -127,7 +127,14 @@ ALLOWED_IMPORTS = {
     ("from", "torch", "nn"),
     ("from", "typing", "Any"),
     ("from", "collections.abc", "Callable"),  # the shortcut helper's norm argument
+    ("import", "os", None),  # checkpoint paths
+    ("from", "collections.abc", "Mapping"),
+    ("from", "collections.abc", "Sequence"),
+    ("from", "safetensors.torch", "load_file"),  # inside read_checkpoint, for .safetensors files only
 }
+
+
+HELPERS = ("load_weights", "preprocess")  # functions every generated module has besides its factory
 
 
 def imports(code: str) -> set[tuple[str, str, str | None]]:
@@ -161,7 +168,11 @@ def assert_same_network(code: str, net: Any, folder: Path) -> ModuleType:
     out = folder / f"hostile_{next(_counter)}.py"
     out.write_text(code, encoding="utf-8")
     module = load(out)
-    factories = [v for k, v in vars(module).items() if callable(v) and not isinstance(v, type) and k in module.__all__]
+    factories = [
+        v
+        for k, v in vars(module).items()
+        if callable(v) and not isinstance(v, type) and k in module.__all__ and k not in HELPERS
+    ]
     (factory,) = factories
     generated = factory().double()
     built = resdsl.build_model(net).double()

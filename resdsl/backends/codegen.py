@@ -48,6 +48,7 @@ from resdsl.backends.codegen_files import (
     write_generated,
 )
 from resdsl.ir import Layer, Network
+from resdsl.preprocessing import preprocessing
 from resdsl.values import LayerCall
 
 __all__ = [
@@ -100,10 +101,11 @@ def _spec_value_names(network: Network) -> set[str]:
 
 
 @cache
-def runtime_source() -> str:
-    """The shortcut helpers of :mod:`resdsl.backends.runtime`, as generated files carry them:
-    the one definition build_model runs too."""
-    text = (Path(__file__).parent / "runtime.py").read_text(encoding="utf-8")
+def runtime_source(module: str = "runtime") -> str:
+    """The helpers of :mod:`resdsl.backends.runtime` (shortcuts) or ``runtime_weights``
+    (checkpoints, preprocessing), as generated files carry them: the one definition
+    build_model runs too."""
+    text = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
     return text.split("# --- copied into generated modules from here ---\n", 1)[1].strip()
 
 
@@ -125,11 +127,15 @@ def render(
     output: str | None = None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    weights: str | None = None,
 ) -> str:
-    """The module source before formatting and hashing."""
+    """The module source before formatting and hashing; ``weights``: a checkpoint the factory
+    loads by default (its path is written relative to the generated file)."""
     table = value_names(_spec_value_names(network))
     with renaming(table):
-        return _render(network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()))
+        return _render(
+            network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), weights
+        )
 
 
 def _render(
@@ -140,6 +146,7 @@ def _render(
     network_arg: str | None,
     input_shape: Sequence[int] | None,
     python_names: frozenset[str],
+    weights: str | None = None,
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
@@ -158,10 +165,14 @@ def _render(
             cls.zero_init.append(attr_name(norm_layer.module, norm_layer.span))
     zero_init_param = "zero_init_residual" not in network.params
     meta = dict(network.meta)
-    constants = {"INPUT_SIZE": py_default(list(network.input_shape))}
-    for key in ("mean", "std"):
-        if key in meta:
-            constants[key.upper()] = py_default(meta.pop(key))
+    prep = preprocessing(network)  # what build_model's model carries, per input channel
+    constants = {"INPUT_SIZE": py_default(list(prep.input_size))}
+    for key, numbers in (("mean", prep.mean), ("std", prep.std)):
+        if numbers is not None:
+            constants[key.upper()] = py_default(list(numbers))
+            meta.pop(key)
+    if weights is not None:
+        constants["WEIGHTS"] = weights_expr(weights, output)
     meta_items = [(py_str(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
     blocks = list(em.classes.values())
     taken = {c.name for c in blocks} | {cls.name}
@@ -174,8 +185,9 @@ def _render(
         if b.zero_init:
             zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
     # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
-    names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory]
-    assert not (set(names) - {*constants, "META"}) & RESERVED, names
+    helpers = ["load_weights", "preprocess"]
+    names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory, *helpers]
+    assert not (set(names) - {*constants, "META", *helpers}) & RESERVED, names
     exports = sorted(names, key=_export_order)
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
     return (
@@ -195,11 +207,15 @@ def _render(
             meta_items=meta_items,
             shortcut_helper=shortcut_helper,
             runtime_source=runtime_source(),
+            weights_source=runtime_source("runtime_weights"),
+            has_mean="MEAN" in constants,
+            has_std="STD" in constants,
+            weights_default="WEIGHTS" if weights is not None else "None",
             norm2d=norm2d,
             norm_classes=norm_classes or ["BatchNorm2d"],
             spec=spec_arg or network.source_file,
             spec_hash=sources_hash(network),
-            command=regenerate_command(network, spec_arg, overrides, output, network_arg, input_shape),
+            command=regenerate_command(network, spec_arg, overrides, output, network_arg, input_shape, weights),
             version=__version__,
             title=title,
             defined_at=defined_at,
@@ -224,6 +240,17 @@ def generate(
     output: str | None = None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    weights: str | None = None,
 ) -> str:
     """The finished file: formatted, with a header that names its source and hashes its body."""
-    return seal(format_code(render(network, overrides, spec_arg, output, network_arg, input_shape)))
+    return seal(format_code(render(network, overrides, spec_arg, output, network_arg, input_shape, weights)))
+
+
+def weights_expr(weights: str, output: str | None) -> str:
+    """``WEIGHTS``: the checkpoint's path relative to the generated file's folder (found from
+    ``__file__``, wherever the two are moved together), absolute when written to stdout."""
+    target = Path(weights).resolve()
+    if output is None:
+        return py_str(str(target))
+    relative = os.path.relpath(target, Path(output).resolve().parent)
+    return f"os.path.join(os.path.dirname(__file__), {py_str(relative)})"

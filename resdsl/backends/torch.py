@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut
+from resdsl.backends.runtime_weights import preprocess_images
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
 from resdsl.shortcut import infer_stride
@@ -41,6 +42,13 @@ class ScopeModule(nn.Module):
 
     def extra_repr(self) -> str:
         return self.kind
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """``images`` (uint8 or 0..1 floats) as this network's input: resized and center-cropped
+        to ``self.input_size``, normalised with the spec's ``mean`` and ``std``; a built network's
+        root has these attributes, the generated module has the same function."""
+        size: tuple[int, ...] = self.input_size  # type: ignore[assignment]
+        return preprocess_images(images, getattr(self, "mean", None), getattr(self, "std", None), size)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the class is made at run time; pickling rebuilds it from its forward's source
@@ -217,5 +225,22 @@ def build(network: Network, zero_init_residual: bool | None = None, norm: str | 
     if norm == "syncbatchnorm":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     init_weights(model, network, zero_init)
-    model.resdsl_network = network.name  # type: ignore[assignment]
+    describe(model, network)
     return model
+
+
+def describe(model: nn.Module, network: Network) -> None:
+    """What travels with a built model: its network's name and spec hash, its preprocessing
+    (``input_size``, ``mean``, ``std``), and the classifier that fine-tuning may replace."""
+    from resdsl.backends.codegen_files import sources_hash
+    from resdsl.preprocessing import preprocessing
+
+    prep = preprocessing(network)
+    model.resdsl_network = network.name  # type: ignore[assignment]
+    model.resdsl_spec_hash = sources_hash(network)  # type: ignore[assignment]
+    children = dict(model.named_children())
+    for key, value in (("input_size", prep.input_size), ("mean", prep.mean), ("std", prep.std)):
+        if key not in children:  # a layer the spec names 'mean' keeps its name
+            setattr(model, key, value)
+    out = network.output
+    model.resdsl_classifiers = (module_path(out),) if out.op == "linear" else ()  # type: ignore[assignment]

@@ -2,7 +2,8 @@
 
 Each code has an :class:`~resdsl.errors_catalog.entry.Entry`: a one-line summary, an explanation,
 a spec that gives the code and the same spec fixed. The entries live in one module per range
-(:mod:`.syntax`, :mod:`.values`, :mod:`.shapes`, :mod:`.limits`, :mod:`.export`); docs/errors.md is generated from
+(:mod:`.syntax`, :mod:`.values`, :mod:`.shapes`, :mod:`.limits`, :mod:`.weights`, :mod:`.export`);
+docs/errors.md is generated from
 them (``python -m resdsl.errors_catalog > docs/errors.md``) and tests/test_explain.py fails when it
 is stale, when a code of :data:`resdsl.diagnostics.CODES` has no entry, or when an example does not
 give exactly its code (or its fix still gives an error).
@@ -19,7 +20,7 @@ from importlib import import_module
 
 from resdsl.errors_catalog.entry import Entry
 
-_MODULES = ("syntax", "values", "shapes", "limits", "export")
+_MODULES = ("syntax", "values", "shapes", "limits", "weights", "export")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,19 @@ SECTIONS = (
         "are checked before anything is unrolled or allocated; each message names the limit and how to raise "
         "it. `resdsl check` prints the estimated parameters and activation memory of every network it accepts.",
     ),
-    Section("E7", "Weights and features (E7xx)"),
+    Section(
+        "E7",
+        "Weights, fine-tuning and features (E7xx)",
+        intro="Raised by `build_model(..., weights=..., freeze=..., head=...)`, `resdsl.weights` and `resdsl build "
+        "--weights` (see [finetune.md](finetune.md)). Errors about a checkpoint are `resdsl.weights.WeightsError`s, "
+        "whose `missing`, `unexpected` and `mismatched` list every problem.",
+    ),
+    Section(
+        "W7",
+        "Weights warnings (W7xx)",
+        intro="Python warnings of category `resdsl.weights.WeightsWarning` carrying the diagnostic; the CLI prints "
+        "them like the others.",
+    ),
     Section(
         "E8",
         "Inference and export (E8xx)",

@@ -11,9 +11,10 @@ from resdsl.errors_catalog.values import net
 SMALL = net("conv1 = conv(8, k=3, p=1)\nrelu")
 
 
-def safetensors(tensors: dict[str, list[int]]) -> bytes:
+def safetensors(tensors: dict[str, list[int]], metadata: dict[str, str] | None = None) -> bytes:
     """A .safetensors file of float32 zeros: 8-byte header length, JSON header, data."""
-    header, offset = {}, 0
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
     for name, shape in tensors.items():
         size = 4
         for dim in shape:

@@ -1,0 +1,142 @@
+"""The three fine-tuning modes of the ResNet notes (issue #10, item 2): for each, which parameters
+train, that one optimizer step changes exactly those, and that frozen batchnorm statistics stay
+put when asked. ResNet-18's layout with one block per stage at 3 x 32 x 32 (every stage, stem and
+classifier as in ResNet-18, half the work), one checkpoint for the module."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import resdsl
+from resdsl.diagnostics import ResdslError
+from resdsl.weights import WeightsWarning, save_weights
+from tests.conftest import SAME_MACHINE_TOL, rel_error
+
+SMALL = {"input_shape": "3x32x32", "depths": [1, 1, 1, 1]}
+STEM = ("conv1.", "bn1.", "layer1.", "layer2.")  # what freeze_until="layer3" freezes
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("finetune") / "resnet18.safetensors"
+    save_weights(resdsl.build_model("resnet18", **SMALL), path)
+    return path
+
+
+def build(checkpoint: Path, **options: object) -> torch.nn.Module:
+    return resdsl.build_model("resnet18", weights=checkpoint, **SMALL, **options)  # type: ignore[arg-type]
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_step(model: torch.nn.Module) -> set[str]:
+    """One SGD step on random data over *all* parameters; the names of the tensors it changed."""
+    before = snapshot(model)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 3, 32, 32, generator=generator)
+    out = model(images)
+    loss = torch.nn.functional.cross_entropy(out, torch.randint(0, out.shape[1], (4,), generator=generator))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def trainable(model: torch.nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def params(model: torch.nn.Module) -> set[str]:
+    return {name for name, _ in model.named_parameters()}
+
+
+def stats(names: set[str]) -> set[str]:
+    return {n for n in names if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def test_mode_1_loads_and_trains_everything(checkpoint: Path) -> None:
+    model = build(checkpoint)
+    assert trainable(model) == params(model)
+    changed = train_step(model)
+    assert params(model) <= changed  # every parameter moved, and the batchnorm statistics too
+    assert stats(changed)
+
+
+@pytest.mark.parametrize("how", ["freeze_until", "freeze"])
+def test_mode_2_trains_the_last_stages_and_keeps_frozen_batchnorm_fixed(checkpoint: Path, how: str) -> None:
+    stem = [s.rstrip(".") for s in STEM]
+    option: dict[str, object] = {"freeze_until": "layer3"} if how == "freeze_until" else {"freeze": stem}
+    model = build(checkpoint, freeze_bn=True, **option)
+    later = {n for n in params(model) if not n.startswith(STEM)}
+    assert trainable(model) == later and later
+    changed = train_step(model)
+    assert changed - stats(changed) == later
+    assert stats(changed) and all(not n.startswith(STEM) for n in stats(changed))  # layer3's statistics moved
+    assert not model.layer1[0].bn1.training and model.layer3[0].bn1.training
+
+
+def test_mode_2_without_the_option_frozen_batchnorm_statistics_move(checkpoint: Path) -> None:
+    model = build(checkpoint, freeze_until="layer3")
+    changed = train_step(model)
+    assert changed - stats(changed) == {n for n in params(model) if not n.startswith(STEM)}
+    assert "layer1.0.bn1.running_mean" in changed  # why freeze_bn exists
+
+
+def test_mode_3_replaces_the_classifier_and_trains_only_it(checkpoint: Path) -> None:
+    with pytest.warns(WeightsWarning, match="fc.weight kept at initialisation"):
+        model = build(checkpoint, num_classes=10, freeze_until="fc", freeze_bn=True)
+    assert trainable(model) == {"fc.weight", "fc.bias"}
+    assert train_step(model) == {"fc.weight", "fc.bias"}  # no statistic moved either
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_mode_3_adds_a_fully_connected_layer_on_top(checkpoint: Path) -> None:
+    with pytest.warns(WeightsWarning, match="head.weight kept at initialisation: not in the checkpoint"):
+        model = build(checkpoint, head=10, freeze_until="head", freeze_bn=True)
+    reference = resdsl.build_model("resnet18", weights=checkpoint, **SMALL)
+    assert torch.equal(model.fc.weight, reference.fc.weight)  # the old classifier loaded
+    assert trainable(model) == {"head.weight", "head.bias"}
+    assert train_step(model) == {"head.weight", "head.bias"}
+    model.eval().double()
+    reference.eval().double()
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out = model(x)
+        assert rel_error(out, model.head(reference(x))) < SAME_MACHINE_TOL
+        assert rel_error(torch.jit.script(model)(x), out) < SAME_MACHINE_TOL
+        assert rel_error(pickle.loads(pickle.dumps(model))(x), out) < SAME_MACHINE_TOL
+
+
+def test_freeze_works_on_any_module_by_path() -> None:
+    from resdsl.finetune import freeze
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 4, 1))
+    assert freeze(model, ["0", "1"], bn_eval=True) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    model.train()
+    assert not model[1].training and model[2].weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "text"),
+    [
+        ({"freeze_until": "layr3"}, "E705", "did you mean 'layer3'"),
+        ({"freeze": ["layer2.0.conv9"]}, "E705", "layer2.0.conv1"),
+        ({"freeze_bn": True}, "E706", "nothing is frozen"),
+        ({"strip_prefix": "backbone."}, "E706", "strip_prefix"),
+        ({"head": 0}, "E708", "positive"),
+    ],
+)
+def test_fine_tuning_options_that_make_no_sense_are_clear_errors(options: dict, code: str, text: str) -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", **options)
+    assert info.value.code == code
+    assert text in str(info.value.diagnostics[0])
