@@ -19,7 +19,13 @@ class _RunsCode:
 def torch_checkpoint(obj: object) -> bytes:
     """``obj`` in torch's legacy (pre-zip) checkpoint format, which torch.load still reads:
     a magic number, the protocol, system info, the object and its storage keys, pickled in turn."""
-    parts = (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}, obj, [])
+    parts: tuple[object, ...] = (
+        0x1950A86A20F9469CFC6C,
+        1001,
+        {"protocol_version": 1001, "little_endian": True},
+        obj,
+        [],
+    )
     return b"".join(pickle.dumps(part, protocol=2) for part in parts)
 
 
