@@ -276,6 +276,9 @@ def build_model(
     *,
     zero_init_residual: bool | None = None,
     norm: str | None = None,
+    mode: str = "training",
+    weights: Mapping[str, Any] | None = None,
+    channels_last: bool = True,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
@@ -287,8 +290,22 @@ def build_model(
     ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
     Both can also be set in the spec (as a parameter or a ``meta`` entry). A network past
     the size limits is refused before any tensor is allocated; ``max_*`` raise them.
+
+    ``mode="inference"``: every conv followed by a batchnorm becomes one conv with the
+    batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off;
+    ``weights`` is the training model's state_dict to fold (see :mod:`resdsl.fold`).
     """
     from resdsl.backends.torch import build
+
+    if mode not in ("training", "inference"):
+        raise ResdslError(
+            error(
+                "E802",
+                f"unknown build mode {mode!r}",
+                ast.Span("<mode>", 0, 0, 0, 0),
+                help="use 'training' or 'inference'",
+            )
+        )
 
     net = compile(
         spec,
@@ -299,6 +316,10 @@ def build_model(
         max_activation_gb=max_activation_gb,
         **overrides,
     )
+    if mode == "inference":
+        from resdsl.backends.inference import build_inference
+
+        return build_inference(net, weights, channels_last, zero_init_residual)
     return build(net, zero_init_residual=zero_init_residual, norm=norm)
 
 

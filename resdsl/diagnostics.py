@@ -76,6 +76,9 @@ CODES: dict[str, str] = {
     "E603": "too many parameters",
     "E604": "too much activation memory",
     "E605": "number too large",
+    # inference builds (fold.py)
+    "E801": "weights cannot be folded",
+    "E802": "unknown build mode",
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut
+from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut, with_bias
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
 from resdsl.shortcut import infer_stride
@@ -85,9 +85,11 @@ def shortcut_module(network: Network, layer: Layer) -> nn.Module | None:
         assert ctor is not None
         norm = lambda c: _make(ctor(s.norm_attrs, c, 3))  # noqa: E731
     if network.shortcut_source(layer) == branch.id:
-        return make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
-    stride = infer_stride(branch.shape, main.shape) or 1  # the block's own, to decide; the tap's to map
-    return make_shortcut(kind, branch.shape[0], main.shape[0], stride, norm, s.in_channels, s.stride)
+        module = make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
+    else:
+        stride = infer_stride(branch.shape, main.shape) or 1  # the block's own, to decide; the tap's to map
+        module = make_shortcut(kind, branch.shape[0], main.shape[0], stride, norm, s.in_channels, s.stride)
+    return with_bias(module) if s.bias else module  # an inference build's folded projection
 
 
 def layer_module(layer: Layer) -> nn.Module | None:

@@ -1,0 +1,166 @@
+"""The inference build: batchnorm folded into convs (resdsl/fold.py), the same outputs as the
+training model in eval mode, for every shipped ImageNet spec.
+
+Each spec runs at 3 x 32 x 32, batch 1, in float64, its training model built on the meta device
+and given random float64 tensors (no initialisation or copying is paid for: the size of the
+wide and 101/152-layer nets is what costs). The batchnorms get random running statistics, gamma
+and beta, so a fold that drops eps, the mean or the variance shows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import resdsl
+from resdsl.catalog import catalog
+from resdsl.diagnostics import ResdslError
+from resdsl.fold import fold_network, fold_state_dict
+from resdsl.ir import Network
+from tests.conftest import rel_error
+
+# Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine
+# map): ~1e-15 relative on these nets. 1e-9 leaves six orders of magnitude and still catches any
+# wrong fold (eps or mean forgotten, a wrong pair) which shows at 1e-3 or worse.
+FOLD_TOL = 1e-9
+SMALL = (3, 32, 32)
+
+IMAGENET = [e.name for e in catalog()[0] if e.input == (3, 224, 224)]
+
+
+def random_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A float64 state_dict for ``model`` (which may live on the meta device): random weights
+    scaled by fan-in, and non-trivial batchnorm statistics, gamma and beta."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, value in model.state_dict().items():
+        shape = tuple(value.shape)
+        if key.endswith("num_batches_tracked"):
+            out[key] = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_var") or (len(shape) == 1 and key.endswith("weight")):
+            out[key] = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
+        elif len(shape) >= 2:
+            out[key] = torch.randn(shape, generator=g, dtype=torch.float64) * math.prod(shape[1:]) ** -0.5
+        else:  # biases, running means
+            out[key] = torch.randn(shape, generator=g, dtype=torch.float64) * 0.2
+    return out
+
+
+def trained(spec: str | Network) -> torch.nn.Module:
+    """The spec's training model in float64 eval mode with random weights and statistics;
+    built on the meta device and given its tensors, so no initialisation is paid for."""
+    with torch.device("meta"):
+        model = resdsl.build_model(spec)
+    model.load_state_dict(random_state(model), assign=True)
+    return model.eval()
+
+
+def both(spec: str, **options: Any) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    net = resdsl.compile(spec, input_shape=SMALL)
+    model = trained(net)
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict(), **options)
+    x = torch.randn(1, *SMALL, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return model, inference, x
+
+
+@pytest.mark.parametrize("spec", IMAGENET)
+def test_inference_matches_eval_training(spec: str) -> None:
+    model, inference, x = both(spec, channels_last=False)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+    state = inference.state_dict()
+    assert not [k for k in state if "running_" in k or k.endswith("num_batches_tracked")], "a batchnorm is left"
+    assert not inference.training and not any(p.requires_grad for p in inference.parameters())
+    assert all(v.dtype == torch.float64 for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "resnet18d"])
+def test_inference_channels_last_by_default(spec: str) -> None:
+    model, inference, x = both(spec)
+    convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+
+
+def test_imagenet_specs_found() -> None:
+    assert {"resnet18", "resnet50", "resnet18d", "resnet34_a", "resnext50_32x4d", "seresnet50"} <= set(IMAGENET)
+    assert len(IMAGENET) >= 25
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "resnet34_a", "resnet18d"])
+def test_inference_scripts(spec: str) -> None:
+    """TorchScript runs the inference model: plain blocks, option A shortcuts, a deep stem."""
+    model, inference, x = both(spec, channels_last=False)
+    scripted = torch.jit.script(inference)
+    with torch.no_grad():
+        assert rel_error(scripted(x), model(x)) < FOLD_TOL
+
+
+def test_preactivation_keeps_norms_after_additions() -> None:
+    """Pre-activation nets normalise the sum of a residual addition: no conv to fold into, so
+    those batchnorms stay (and the ones after a conv go)."""
+    spec = "preact_resnet164"
+    net = resdsl.compile(spec)
+    _, plan = fold_network(net)
+    assert plan.kept and plan.folds
+    for path in plan.kept:  # each reads an addition, or a conv whose output is read elsewhere too
+        norm = next(layer for layer in net.layers() if layer.path == path)
+        source = net.inputs(norm.id)[0]
+        assert net.layer(source).op != "conv" or net.graph.out_degree(source) > 1
+    model = trained(net)
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+    assert len([k for k in inference.state_dict() if k.endswith("running_mean")]) == len(plan.kept)
+
+
+def test_fold_network_leaves_the_original() -> None:
+    net = resdsl.compile("resnet18d")
+    layers = len(list(net.layers()))
+    folded, plan = fold_network(net)
+    assert len(list(net.layers())) == layers
+    assert len(list(folded.layers())) == layers - len(plan.folds) + sum(".downsample." in f[0] for f in plan.folds)
+    assert not [layer for layer in folded.layers() if layer.op == "batchnorm"]
+    # the deep stem is a numbered group: the layers after its batchnorms move up
+    assert ("conv1.6", "conv1.4") in plan.renames
+    assert [f for f in plan.folds if f[1] == "bn1"] == [("conv1.6", "bn1", "conv1.4", 1e-5)]
+
+
+def test_fold_state_dict_numpy_equals_torch() -> None:
+    """The weight maths is array-agnostic: numpy arrays fold to what torch tensors fold to."""
+    _, plan = fold_network(resdsl.compile("resnet18"))
+    state = trained("resnet18").state_dict()  # float64
+    by_torch = fold_state_dict(state, plan)
+    by_numpy = fold_state_dict({k: v.numpy() for k, v in state.items()}, plan)
+    assert by_torch.keys() == by_numpy.keys()
+    for key, value in by_torch.items():
+        np.testing.assert_allclose(by_numpy[key], value.numpy(), rtol=1e-12, atol=0)
+
+
+def test_weights_of_another_network_are_refused() -> None:
+    state = trained("resnet18").state_dict()
+    del state["layer1.0.bn1.running_var"]
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet18", mode="inference", weights=state)
+    assert info.value.diagnostics[0].code == "E801"
+    assert "layer1.0.bn1.running_var" in info.value.diagnostics[0].message
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="deploy")
+    assert info.value.diagnostics[0].code == "E802"
+
+
+def test_inference_without_weights_is_the_folded_initialisation() -> None:
+    """No weights: the training model's own initialisation, folded (identity batchnorms)."""
+    torch.manual_seed(0)
+    inference = resdsl.build_model("resnet20", mode="inference", channels_last=False)
+    assert not inference.training
+    assert inference.conv1.bias is not None and float(inference.conv1.bias.abs().max()) == 0.0
