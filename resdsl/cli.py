@@ -223,8 +223,15 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
 @common
 @click.option("-o", "--output", default=None, help="Output file (default ./<network>.py; '-' for stdout).")
 @click.option("--force", is_flag=True, help="Overwrite a file resdsl did not generate, or one edited since.")
-def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> None:
-    """Write SPEC as a standalone PyTorch module that needs only torch."""
+@click.option("--inference", is_flag=True, help="Batchnorm folded into the convs, with from_trained(state_dict).")
+@click.option(
+    "--channels-last/--no-channels-last", default=True, help="--inference: from_trained's default memory format."
+)
+def build_cmd(
+    spec: str, options: Options, output: str | None, force: bool, inference: bool, channels_last: bool
+) -> None:
+    """Write SPEC as a standalone PyTorch module that needs only torch (--inference: the
+    inference build, default file ./<network>_inference.py)."""
     from resdsl.backends.codegen import generate, write_generated
 
     (result,) = _check_all([spec], options)
@@ -232,8 +239,15 @@ def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> N
     if not result.ok:
         sys.exit(1)
     net = pick_network(result, spec, options.network)
-    target = output or f"{net.name}.py"
-    code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
+    target = output or f"{net.name}{'_inference' if inference else ''}.py"
+    code = generate(
+        net,
+        overrides=_parse_sets(options.sets),
+        spec_arg=spec,
+        output=None if output == "-" else target,
+        inference=inference,
+        channels_last=channels_last,
+    )
     if output == "-":
         click.echo(code, nl=False)
         return

@@ -9,7 +9,13 @@ and beta, so a fold that drops eps, the mean or the variance shows.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,6 +23,7 @@ import pytest
 import torch
 
 import resdsl
+from resdsl.backends.codegen import generate
 from resdsl.catalog import catalog
 from resdsl.diagnostics import ResdslError
 from resdsl.fold import fold_network, fold_state_dict
@@ -164,3 +171,66 @@ def test_inference_without_weights_is_the_folded_initialisation() -> None:
     inference = resdsl.build_model("resnet20", mode="inference", channels_last=False)
     assert not inference.training
     assert inference.conv1.bias is not None and float(inference.conv1.bias.abs().max()) == 0.0
+
+
+# -- the generated inference module -------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("RESDSL_UPDATE_GOLDEN") == "1"
+
+
+def inference_code(spec: str, **options: Any) -> str:
+    return generate(resdsl.compile(spec), spec_arg=spec, inference=True, **options)
+
+
+def load_generated(code: str, tmp_path: Path, name: str) -> ModuleType:
+    path = tmp_path / f"{name}.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inference_golden() -> None:
+    path = GOLDEN / "resnet18_inference.py"
+    code = inference_code("resnet18")
+    if UPDATE:
+        path.write_text(code)
+    assert path.read_text() == code, "generated code changed; rerun with RESDSL_UPDATE_GOLDEN=1 if intended"
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "resnet18d", "resnet34_a", "preact_resnet164"])
+def test_generated_from_trained_matches_training(spec: str, tmp_path: Path) -> None:
+    """The generated module folds a training state_dict by itself (it imports only torch) into
+    a model equal to the training model in eval mode; and it scripts."""
+    code = inference_code(spec)
+    assert "resdsl" not in "".join(line for line in code.splitlines() if line.startswith(("import", "from")))
+    module = load_generated(code, tmp_path, spec)
+    net = resdsl.compile(spec, input_shape=SMALL)
+    model = trained(net)
+    inference = module.from_trained(model.state_dict(), channels_last=False)
+    assert not inference.training and not any(p.requires_grad for p in inference.parameters())
+    x = torch.randn(1, *SMALL, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+        if spec == "resnet18d":
+            assert rel_error(torch.jit.script(inference)(x), model(x)) < FOLD_TOL
+    built = resdsl.build_model(net, mode="inference", weights=model.state_dict(), channels_last=False)
+    assert built.state_dict().keys() == inference.state_dict().keys()
+
+
+def test_cli_build_inference(tmp_path: Path) -> None:
+    target = tmp_path / "r18.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "resdsl", "build", "resnet18", "--inference", "--no-channels-last", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    code = target.read_text()
+    assert "resdsl build resnet18 --inference --no-channels-last -o" in code
+    assert "channels_last: bool = False" in code and "def from_trained(" in code

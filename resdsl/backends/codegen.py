@@ -47,6 +47,7 @@ from resdsl.backends.codegen_files import (
     sources_hash,
     write_generated,
 )
+from resdsl.backends.codegen_inference import InferenceParts, fold_for_codegen, template_names
 from resdsl.ir import Layer, Network
 from resdsl.values import LayerCall
 
@@ -125,11 +126,17 @@ def render(
     output: str | None = None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    inference: bool = False,
+    channels_last: bool = True,
 ) -> str:
-    """The module source before formatting and hashing."""
+    """The module source before formatting and hashing; ``inference``: the network with its
+    batchnorms folded into the convs, and ``from_trained`` (see :mod:`codegen_inference`)."""
+    parts = None
+    if inference:
+        network, parts = fold_for_codegen(network, channels_last)
     table = value_names(_spec_value_names(network))
     with renaming(table):
-        return _render(network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()))
+        return _render(network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), parts)
 
 
 def _render(
@@ -140,6 +147,7 @@ def _render(
     network_arg: str | None,
     input_shape: Sequence[int] | None,
     python_names: frozenset[str],
+    inference: InferenceParts | None = None,
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
@@ -168,13 +176,15 @@ def _render(
     factory = fresh(py_name(network.name), taken)
     shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
     params = [p for c in [*blocks, cls] for p in c.params]
-    typing = ["Any"] if any("Any" in t for _, t, _ in params) else []
+    extra = template_names(inference)
+    typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
     zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
     for b in blocks:
         if b.zero_init:
             zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
     # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
     names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory]
+    names += extra["exports"]
     assert not (set(names) - {*constants, "META"}) & RESERVED, names
     exports = sorted(names, key=_export_order)
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
@@ -194,12 +204,17 @@ def _render(
             zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
             meta_items=meta_items,
             shortcut_helper=shortcut_helper,
+            abc_imports=sorted((["Callable"] if shortcut_helper else []) + extra["abc"]),
+            inference=inference,
+            uses_bias=em.uses_bias,
             runtime_source=runtime_source(),
             norm2d=norm2d,
             norm_classes=norm_classes or ["BatchNorm2d"],
             spec=spec_arg or network.source_file,
             spec_hash=sources_hash(network),
-            command=regenerate_command(network, spec_arg, overrides, output, network_arg, input_shape),
+            command=regenerate_command(
+                network, spec_arg, overrides, output, network_arg, input_shape, _flags(inference)
+            ),
             version=__version__,
             title=title,
             defined_at=defined_at,
@@ -213,6 +228,12 @@ def _cin(network: Network) -> Any:
     return ast.IntLit(network.input_shape[0])
 
 
+def _flags(inference: InferenceParts | None) -> list[str]:
+    if inference is None:
+        return []
+    return ["--inference"] + ([] if inference.channels_last else ["--no-channels-last"])
+
+
 def _export_order(name: str) -> tuple[int, str]:
     return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
@@ -224,6 +245,9 @@ def generate(
     output: str | None = None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    inference: bool = False,
+    channels_last: bool = True,
 ) -> str:
     """The finished file: formatted, with a header that names its source and hashes its body."""
-    return seal(format_code(render(network, overrides, spec_arg, output, network_arg, input_shape)))
+    source = render(network, overrides, spec_arg, output, network_arg, input_shape, inference, channels_last)
+    return seal(format_code(source))

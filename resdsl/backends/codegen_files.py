@@ -62,6 +62,7 @@ def regenerate_command(
     output: str | None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    flags: Sequence[str] = (),
 ) -> str:
     """The ``resdsl build`` command that writes this file again, quoted for a POSIX shell."""
     spec = spec_arg or network.source_file or network.file
@@ -76,7 +77,7 @@ def regenerate_command(
         input_shape = network.input_shape
     if input_shape is not None:
         args += ["--input", "x".join(str(d) for d in input_shape)]
-    args += ["-o", output or f"{network.name}.py"]
+    args += [*flags, "-o", output or f"{network.name}{'_inference' if flags else ''}.py"]
     return comment_text(" ".join(shlex.quote(a) for a in args))
 
 
