@@ -65,7 +65,9 @@ def test_render() -> None:
     text = render(results, {"CPU cores": "2"}, False, "today")
     assert "| x | m | 1.500 | 1.200 - 1.700 | >= 1.3 | yes |" in text
     assert "| y\\|z | m | 0.900 | 0.800 - 1.000 | - | - |" in text
-    assert "a title (`benchmarks/demo.py`)" in text and "**Failed** (exit status 1)" in text and "ValueError: no" in text
+    assert (
+        "a title (`benchmarks/demo.py`)" in text and "**Failed** (exit status 1)" in text and "ValueError: no" in text
+    )
 
 
 def test_committed_report_covers_every_benchmark() -> None:
