@@ -6,7 +6,9 @@ nothing folds to a no-op) on the same NCHW input, in ``torch.inference_mode()``:
 - eager: ``build_model(spec).eval()`` (torchvision's layout; the baseline of every ratio)
 - ours: ``build_model(spec, mode="inference", weights=...)``: batchnorm folded into the convs,
   ``channels_last``
-- ours, frozen: that module through ``torch.jit.freeze(torch.jit.script(...))``
+- ours + optimize_for_inference: that module through ``torch.jit.optimize_for_inference(
+  torch.jit.freeze(torch.jit.script(...)))`` (what freezing our module adds: oneDNN layouts,
+  conv+relu fusion)
 - fx fuse + channels_last: ``torch.fx.experimental.optimization.fuse`` of the eager model
 - optimize_for_inference: ``torch.jit.optimize_for_inference(torch.jit.freeze(script))``
 - onnxruntime: a ``torch.onnx.export`` (the TorchScript exporter, offline) in an
@@ -21,7 +23,7 @@ the neighbours' (``--threads N`` for more).
 Targets (issue #11): ours >= 1.3x eager and not slower than the best of fx fuse +
 channels_last and optimize_for_inference, at ResNet-50 batch 8 and ResNet-18 batch 1, 224 x 224.
 
-    python benchmarks/inference_speed.py [--quick] [--json PATH] [--repeat 7] [--threads 1]
+    python benchmarks/inference_speed.py [--quick] [--json PATH] [--repeat 9] [--threads 1]
 """
 
 from __future__ import annotations
@@ -88,13 +90,13 @@ def variants(spec: str, x: torch.Tensor, threads: int) -> tuple[dict[str, Callab
     ours = resdsl.build_model(spec, mode="inference", weights=eager.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
-        frozen_ours = torch.jit.freeze(torch.jit.script(ours))
+        frozen_ours = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(ours)))
         fused = fuse(copy.deepcopy(eager)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         optimized = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(copy.deepcopy(eager))))
     models = {
         "eager": eager,
         "ours": ours,
-        "ours, frozen TorchScript": frozen_ours,
+        "ours + optimize_for_inference": frozen_ours,
         "fx fuse + channels_last": fused,
         "optimize_for_inference": optimized,
     }
@@ -125,7 +127,7 @@ def timed(fn: Callable[[], Any], calls: int) -> Callable[[], None]:
 
 def main() -> None:
     parser = convention(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
