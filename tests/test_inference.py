@@ -9,6 +9,7 @@ and beta, so a fold that drops eps, the mean or the variance shows.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import os
@@ -24,11 +25,12 @@ import torch
 
 import resdsl
 from resdsl.backends.codegen import generate
+from resdsl.backends.packed import PackedConv2d, packing_available
 from resdsl.catalog import catalog
 from resdsl.diagnostics import ResdslError
 from resdsl.fold import fold_network, fold_state_dict
 from resdsl.ir import Network
-from tests.conftest import rel_error
+from tests.conftest import FLOAT32_TOL, rel_error
 
 # Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine
 # map): ~1e-15 relative on these nets. 1e-9 leaves six orders of magnitude and still catches any
@@ -234,3 +236,42 @@ def test_cli_build_inference(tmp_path: Path) -> None:
     code = target.read_text()
     assert "resdsl build resnet18 --inference --no-channels-last -o" in code
     assert "channels_last: bool = False" in code and "def from_trained(" in code
+
+
+# -- packed oneDNN weights (float32 on the CPU: float32 itself is under test) -------------
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_packed_convolutions_float32() -> None:
+    """channels_last float32 inference models run their convs on weights packed for oneDNN
+    once: same outputs as eager (FLOAT32_TOL: oneDNN reorders float32 sums), same state_dict,
+    scriptable, copyable, and load_state_dict packs the new weights."""
+    net = resdsl.compile("resnet18", input_shape=(3, 64, 64))
+    model = trained(net).float()
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
+    convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(isinstance(m, PackedConv2d) and m.packed is not None for m in convs)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+        assert rel_error(inference(x), expected) < FLOAT32_TOL
+        assert rel_error(torch.jit.script(inference)(x), expected) < FLOAT32_TOL
+        assert rel_error(copy.deepcopy(inference)(x), expected) < FLOAT32_TOL
+        plain = resdsl.build_model(net, mode="inference", weights=model.state_dict(), channels_last=False)
+        assert not any(isinstance(m, PackedConv2d) for m in plain.modules())
+        assert plain.state_dict().keys() == inference.state_dict().keys()
+        scaled = {k: v * 1.5 if k.endswith("weight") else v for k, v in plain.state_dict().items()}
+        plain.load_state_dict(scaled)
+        inference.load_state_dict(scaled)
+        assert rel_error(inference(x), plain(x)) < FLOAT32_TOL
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_generated_from_trained_packs_float32(tmp_path: Path) -> None:
+    module = load_generated(inference_code("resnet18"), tmp_path, "resnet18_packed")
+    model = trained(resdsl.compile("resnet18", input_shape=(3, 64, 64))).float()
+    inference = module.from_trained(model.state_dict())
+    assert all(isinstance(m, module.PackedConv2d) for m in inference.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FLOAT32_TOL

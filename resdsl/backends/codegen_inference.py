@@ -2,7 +2,7 @@
 folded (:func:`resdsl.fold.fold_network`), the plan as constants (``FOLDS``, ``RENAMED``),
 and the pure-torch ``fold_batchnorm`` (copied from :mod:`resdsl.fold`, the one definition
 ``build_model`` runs too) behind a ``from_trained(state_dict)`` that folds a training
-checkpoint without resdsl.
+checkpoint without resdsl, and packs the conv weights for oneDNN (:mod:`packed`, copied too).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class InferenceParts:
     channels_last: bool
     fold_source: str  # fold_batchnorm's definition
     bias_source: str  # with_bias's definition
+    packed_source: str  # PackedConv2d and pack_convolutions
     kept: int  # batchnorms left in (they follow no conv)
 
 
@@ -44,6 +45,7 @@ def parts(plan: FoldPlan, channels_last: bool) -> InferenceParts:
         channels_last,
         _fold_source(),
         _bias_source(),
+        _packed_source(),
         len(plan.kept),
     )
 
@@ -51,6 +53,12 @@ def parts(plan: FoldPlan, channels_last: bool) -> InferenceParts:
 @cache
 def _fold_source() -> str:
     text = (Path(__file__).parent.parent / "fold.py").read_text(encoding="utf-8")
+    return text.split(MARKER, 1)[1].strip()
+
+
+@cache
+def _packed_source() -> str:
+    text = (Path(__file__).parent / "packed.py").read_text(encoding="utf-8")
     return text.split(MARKER, 1)[1].strip()
 
 
@@ -64,5 +72,6 @@ def template_names(inference: InferenceParts | None) -> dict[str, Any]:
     """Extra exports and imports an inference module needs."""
     if inference is None:
         return {"exports": [], "abc": [], "typing": []}
-    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "fold_batchnorm", "from_trained"]
+    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "PackedConv2d", "fold_batchnorm", "from_trained"]
+    exports += ["pack_convolutions", "packing_available"]
     return {"exports": exports, "abc": ["Iterable", "Mapping"], "typing": ["Any"]}
