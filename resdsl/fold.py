@@ -4,7 +4,8 @@ In eval mode a batchnorm is a fixed per-channel affine map, so ``bn(conv(x))`` i
 with weight ``w * g / sqrt(var + eps)`` and bias ``beta + (b - mean) * g / sqrt(var + eps)``.
 :func:`fold_network` rewrites a checked :class:`~resdsl.ir.Network` into the inference
 network (those batchnorms gone, their convs with a bias, projection shortcuts' batchnorms
-folded too), so every back end builds the inference model from it unchanged;
+folded too, option A shortcuts marked to add into the first channels instead of padding),
+so every back end builds the inference model from it;
 :class:`FoldPlan` says which training state_dict entries become which, and
 :func:`fold_state_dict` applies it to torch tensors and numpy arrays alike.
 
@@ -91,6 +92,8 @@ def fold_network(network: Network) -> tuple[Network, FoldPlan]:
             pending.append((before[conv.id], before[layer.id], conv, float(layer.attrs["eps"])))
         elif layer.shortcut is not None and layer.shortcut.norm and layer.shortcut.norm_op == "batchnorm":
             folds.extend(_fold_shortcut(layer, before[layer.id]))  # inside a shortcut: paths stay
+        if layer.shortcut is not None and layer.shortcut.kind == "zero_pad":
+            layer.shortcut = replace(layer.shortcut, add_into=True)
     renames = _renumber(net.root)
     after = {layer.id: _module_path(layer) for layer in net.layers()}
     folds = [(conv, norm, after[layer.id], eps) for conv, norm, layer, eps in pending] + folds

@@ -30,6 +30,7 @@ class Shortcut:
     norm_op: str = "batchnorm"  # which op that norm is (its arguments in norm_args)
     norm_args: tuple[tuple[str, Any], ...] = ()
     bias: bool = False  # projections: the 1x1 conv has a bias (inference builds fold the norm into it)
+    add_into: bool = False  # zero_pad, inference builds: add into the first channels, no padded copy
 
     @property
     def params(self) -> int:  # 1x1 conv without bias + the norm's parameters

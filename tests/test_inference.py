@@ -101,13 +101,21 @@ def test_imagenet_specs_found() -> None:
     assert len(IMAGENET) >= 25
 
 
-@pytest.mark.parametrize("spec", ["resnet18", "resnet34_a", "resnet18d"])
+@pytest.mark.parametrize("spec", ["resnet18", "resnet34_a", "resnet18d", "resnet20"])
 def test_inference_scripts(spec: str) -> None:
-    """TorchScript runs the inference model: plain blocks, option A shortcuts, a deep stem."""
+    """TorchScript runs the inference model: plain blocks, option A shortcuts (ImageNet and
+    CIFAR), a deep stem."""
     model, inference, x = both(spec, channels_last=False)
     scripted = torch.jit.script(inference)
     with torch.no_grad():
         assert rel_error(scripted(x), model(x)) < FOLD_TOL
+
+
+def test_option_a_adds_into_the_first_channels() -> None:
+    """Option A's cheapest form at inference: no padded copy, no shortcut module."""
+    inference = resdsl.build_model("resnet34_a", mode="inference", channels_last=False)
+    assert "x[:, :64] += s0[:, :, ::2, ::2]" in type(inference.layer2[0]).resdsl_source
+    assert not [name for name, _ in inference.named_modules() if "downsample" in name]
 
 
 def test_preactivation_keeps_norms_after_additions() -> None:
