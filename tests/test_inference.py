@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,6 +42,16 @@ SMALL = (3, 32, 32)
 IMAGENET = [e.name for e in catalog()[0] if e.input == (3, 224, 224)]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One thread for this module: these tiny float64 convolutions gain nothing from more, and
+    on a busy machine an oversubscribed OpenMP pool made them 30x slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
     """A float64 state_dict for ``model`` (which may live on the meta device): random weights
     scaled by fan-in, and non-trivial batchnorm statistics, gamma and beta."""
@@ -52,8 +63,9 @@ def random_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tenso
             out[key] = torch.zeros(shape, dtype=torch.int64)
         elif key.endswith("running_var") or (len(shape) == 1 and key.endswith("weight")):
             out[key] = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
-        elif len(shape) >= 2:
-            out[key] = torch.randn(shape, generator=g, dtype=torch.float64) * math.prod(shape[1:]) ** -0.5
+        elif len(shape) >= 2:  # uniform with variance 1 / fan_in: cheaper to draw than normal
+            bound = (3 / math.prod(shape[1:])) ** 0.5
+            out[key] = torch.empty(shape, dtype=torch.float64).uniform_(-bound, bound, generator=g)
         else:  # biases, running means
             out[key] = torch.randn(shape, generator=g, dtype=torch.float64) * 0.2
     return out
