@@ -94,11 +94,10 @@ def fold_network(network: Network) -> tuple[Network, FoldPlan]:
             folds.extend(_fold_shortcut(layer, before[layer.id]))  # inside a shortcut: paths stay
         if layer.shortcut is not None and layer.shortcut.kind == "zero_pad":
             layer.shortcut = replace(layer.shortcut, add_into=True)
-    renames = _renumber(net.root)
+    _renumber(net.root)
     after = {layer.id: _module_path(layer) for layer in net.layers()}
     folds = [(conv, norm, after[layer.id], eps) for conv, norm, layer, eps in pending] + folds
     moved = tuple((before[i], after[i]) for i in before if i in after and before[i] != after[i])
-    assert renames or not moved
     return net, FoldPlan(tuple(folds), moved, tuple(kept))
 
 
@@ -159,9 +158,8 @@ def _fold_shortcut(residual: Layer, path: str) -> list[Fold]:
     return [(conv, norm, conv, eps)]
 
 
-def _renumber(root: Scope) -> bool:
+def _renumber(root: Scope) -> None:
     """Sequential groups number their layers by position: renumber those that lost one."""
-    changed = False
     for scope in root.scopes():
         if scope.kind != ScopeKind.SEQUENTIAL:
             continue
@@ -169,8 +167,6 @@ def _renumber(root: Scope) -> bool:
             if isinstance(item, Layer) and item.module.isdigit() and item.module != str(i):
                 item.name = item.module = str(i)
                 item.path = f"{scope.path}.{i}" if scope.path else str(i)
-                changed = True
-    return changed
 
 
 # --- copied into generated inference modules from here ---
