@@ -49,6 +49,8 @@ class FoldPlan:
 def fold_state_dict(state: Mapping[str, Any], plan: FoldPlan) -> dict[str, Any]:
     """The inference state_dict for a training one (torch tensors or numpy arrays); a
     batchnorm entry the plan needs but the state lacks is error E801."""
+    if not isinstance(state, Mapping):
+        raise _refused(f"weights must be a state_dict (a mapping), not {type(state).__name__}")
     missing = [
         f"{norm}.{key}"
         for _, norm, _, _ in plan.folds
@@ -58,15 +60,19 @@ def fold_state_dict(state: Mapping[str, Any], plan: FoldPlan) -> dict[str, Any]:
     missing += [f"{conv}.weight" for conv, _, _, _ in plan.folds if f"{conv}.weight" not in state]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise ResdslError(
-            error(
-                "E801",
-                f"cannot fold batchnorm: the state_dict has no {shown}",
-                ast.Span("<weights>", 0, 0, 0, 0),
-                help="pass the state_dict of the training model built from the same spec (model.state_dict())",
-            )
-        )
+        raise _refused(f"the state_dict has no {shown}")
     return fold_batchnorm(state, plan.folds, plan.renames)
+
+
+def _refused(why: str) -> ResdslError:
+    return ResdslError(
+        error(
+            "E801",
+            f"cannot fold batchnorm: {why}",
+            ast.Span("<weights>", 0, 0, 0, 0),
+            help="pass model.state_dict() of the training model built from the same spec",
+        )
+    )
 
 
 def _module_path(layer: Layer) -> str:

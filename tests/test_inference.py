@@ -181,6 +181,12 @@ def test_weights_of_another_network_are_refused() -> None:
     assert "layer1.0.bn1.running_var" in info.value.diagnostics[0].message
 
 
+def test_weights_must_be_a_state_dict() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", weights="resnet20.pt")
+    assert info.value.diagnostics[0].code == "E801" and "not str" in info.value.diagnostics[0].message
+
+
 def test_unknown_mode() -> None:
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet20", mode="deploy")
