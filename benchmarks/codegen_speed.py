@@ -5,51 +5,79 @@ Whole commands, as a user runs them (fresh processes, median of several):
 elaborate, check) against generating code from the compiled network. Target: generation adds less than 50% to the
 check time.
 
-    python benchmarks/codegen_speed.py [--repeat 5]
+    python benchmarks/codegen_speed.py [--repeat 5] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, processes
+from _common import convention, print_rows, process_samples, ratios, row, samples, write_json
 
 import resdsl
 from resdsl.backends.codegen import generate
 
+TITLE = "`resdsl build` against `resdsl check`"
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = convention(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    repeat = 2 if args.quick else args.repeat
+    specs = ("resnet152",) if args.quick else ("resnet1202", "resnet152")
     out = Path(tempfile.mkdtemp(prefix="resdsl-codegen-"))
     py = [sys.executable, "-m", "resdsl"]
+    rows = []
     print(f"{'spec':<12} {'check':>10} {'build':>10} {'added':>8}   (whole commands)")
-    for spec in ("resnet1202", "resnet152"):
-        times = processes(
+    for spec in specs:
+        runs = process_samples(
             {
                 "check": [*py, "check", spec],
                 "build": [*py, "build", spec, "-o", str(out / f"{spec}.py"), "--force"],
             },
-            args.repeat,
+            repeat,
         )
-        check, build = times["check"], times["build"]
+        check, build = statistics.median(runs["check"]), statistics.median(runs["build"])
         print(f"{spec:<12} {check * 1e3:7.1f} ms {build * 1e3:7.1f} ms {(build - check) / check:7.0%}")
+        rows.append(
+            row(
+                f"{spec}, whole commands",
+                "`build` / `check`",
+                ratios(runs["build"], runs["check"]),
+                "< 1.5",
+                lambda r: r < 1.5,
+            )
+        )
     print()
     print(f"{'spec':<12} {'compile':>10} {'generate':>10} {'added':>8}   (in process, warm; generate from the IR)")
-    for spec in ("resnet1202", "resnet152"):
+    for spec in specs:
         net = resdsl.compile(spec)
-        times = interleaved(
+        runs = samples(
             {"compile": lambda s=spec: resdsl.compile(s), "generate": lambda n=net, s=spec: generate(n, spec_arg=s)},
-            args.repeat * 2,
+            repeat * 2,
         )
-        added = times["generate"] / times["compile"]
-        print(f"{spec:<12} {times['compile'] * 1e3:7.1f} ms {times['generate'] * 1e3:7.1f} ms {added:7.0%}")
+        compile_time, generate_time = statistics.median(runs["compile"]), statistics.median(runs["generate"])
+        print(
+            f"{spec:<12} {compile_time * 1e3:7.1f} ms {generate_time * 1e3:7.1f} ms {generate_time / compile_time:7.0%}"
+        )
+        rows.append(
+            row(
+                f"{spec}, in process",
+                "generate / compile",
+                ratios(runs["generate"], runs["compile"]),
+                "< 0.5",
+                lambda r: r < 0.5,
+            )
+        )
     print("\ntarget: generation adds less than 50% to the check time")
+    print_rows(rows)
+    write_json(args.json, "codegen_speed", TITLE, rows)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,35 @@ weights and the same input; timings are interleaved and the median is reported.
 Also: building ResNet-152 with resdsl.build_model (spec to module, initialised) against
 constructing the hand-written module (target <= 1.1x).
 
-    python benchmarks/forward_speed.py [--batch 8] [--size 224] [--repeat 10] [--threads 2]
+    python benchmarks/forward_speed.py [--batch 8] [--size 224] [--repeat 10] [--threads 2] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import generated_module, interleaved
+from _common import convention, generated_module, print_rows, ratios, row, samples, write_json
 
 import resdsl
 
+TITLE = "the built model against the generated (hand-written style) module, ResNet-50 and ResNet-152"
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = convention(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    if args.quick:
+        args.batch, args.size, args.repeat = 2, 112, 3
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -51,6 +56,7 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         model(inp).sum().backward()
 
+    rows = []
     for layout in ("contiguous", "channels_last"):
         fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
         hand, built = hand.to(memory_format=fmt), built.to(memory_format=fmt)
@@ -59,14 +65,24 @@ def main() -> None:
             ("eval forward", forward, (hand.eval(), built.eval())),
             ("train forward+backward", forward_backward, (hand.train(), built.train())),
         ):
-            times = interleaved(
+            runs = samples(
                 {
                     "hand": lambda m=models[0], s=step, i=inp: s(m, i),
                     "built": lambda m=models[1], s=step, i=inp: s(m, i),
                 },
                 args.repeat,
             )
+            times = {name: statistics.median(values) for name, values in runs.items()}
             ratio = times["hand"] / times["built"]
+            rows.append(
+                row(
+                    f"ResNet-50 {mode}, {layout}, batch {args.batch} at {args.size}",
+                    "hand-written time / built time",
+                    ratios(runs["hand"], runs["built"]),
+                    ">= 0.97",
+                    lambda r: r >= 0.97,
+                )
+            )
             print(
                 f"{mode + ', ' + layout:<34} {times['hand'] * 1e3:10.1f} ms "
                 f"{times['built'] * 1e3:10.1f} ms {ratio:7.3f}"
@@ -74,18 +90,31 @@ def main() -> None:
 
     module = generated_module("resnet152")
     net = resdsl.compile("resnet152")
-    times = interleaved(
+    runs = samples(
         {
             "hand": module.resnet152,
             "build_model(spec)": lambda: resdsl.build_model("resnet152"),
             "build_model(compiled IR)": lambda: resdsl.build_model(net),
         },
-        max(3, args.repeat // 2),
+        2 if args.quick else max(3, args.repeat // 2),
     )
+    times = {name: statistics.median(values) for name, values in runs.items()}
     print()
     print(f"construct ResNet-152 by hand            {times['hand'] * 1e3:8.1f} ms")
     for key in ("build_model(spec)", "build_model(compiled IR)"):
         print(f"resdsl.{key:<32} {times[key] * 1e3:8.1f} ms   {times[key] / times['hand']:.3f}x  (target <= 1.1x)")
+        rows.append(
+            row(
+                f"ResNet-152 construction, {key}",
+                "resdsl time / constructing the hand-written module",
+                ratios(runs[key], runs["hand"]),
+                "<= 1.1",
+                lambda r: r <= 1.1,
+            )
+        )
+    print()
+    print_rows(rows)
+    write_json(args.json, "forward_speed", TITLE, rows)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Rows (interleaved, median and min/max over the repeats):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import convention, write_json  # noqa: E402
 from lsprotocol import types  # noqa: E402
 
 from resdsl.lsp import diagnose, hover  # noqa: E402
@@ -75,10 +76,8 @@ def samples(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = convention(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
-    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args()
     repeat = 3 if args.quick else args.repeat
 
@@ -140,13 +139,7 @@ def main() -> None:
     )
     for row in rows:
         print(f"{row['case']:<78} {row['ratio']:7.2f}  [{row['low']:.2f} .. {row['high']:.2f}]  {row['detail']}")
-    if args.json is not None:
-        report = {
-            "benchmark": "lsp_speed",
-            "title": "Language server: re-check and hover latency on a ResNet-152 spec",
-            "rows": rows,
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, "lsp_speed", "Language server: re-check and hover latency on a ResNet-152 spec", rows)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ repeat is eager time / onnxruntime time, reported as the median with the min and
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ import onnxruntime as ort
 import torch
 
 import resdsl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import convention, write_json
 
 CASES = (("resnet18", 1, 1.5), ("resnet50", 8, None))
 
@@ -81,9 +85,7 @@ def case(spec: str, batch: int, size: int, threads: int, repeat: int, calls: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats at 112 x 112: a smoke test")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
+    parser = convention(argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0]))
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="threads for both (default 1, see above)")
     args = parser.parse_args()
@@ -119,14 +121,7 @@ def main() -> None:
                 f"max relative difference of outputs {result['error']:.1e}",
             }
         )
-    if args.json:
-        document = {
-            "benchmark": "onnx_speed",
-            "title": "resdsl export in onnxruntime against eager PyTorch eval mode",
-            "rows": rows,
-        }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
+    write_json(args.json, "onnx_speed", "resdsl export in onnxruntime against eager PyTorch eval mode", rows)
 
 
 if __name__ == "__main__":

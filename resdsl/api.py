@@ -284,10 +284,12 @@ def build_model(
     *,
     zero_init_residual: bool | None = None,
     norm: str | None = None,
+    mode: str = "training",
+    channels_last: bool = True,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
-    weights: str | Path | None = None,
+    weights: str | Path | Mapping[str, Any] | None = None,
     strip_prefix: str | None = None,
     in_channels: int | None = None,
     head: int | None = None,
@@ -307,10 +309,25 @@ def build_model(
     prefix such as ``"backbone."``); ``in_channels`` builds the network for another number of
     input channels; ``head=N`` adds an N-way linear layer on top; ``freeze``/``freeze_until``
     stop training modules, ``freeze_bn`` keeps their batchnorm statistics fixed.
+
+    ``mode="inference"``: every conv followed by a batchnorm becomes one conv with the
+    batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off.
+    ``weights`` (a checkpoint, or the training model's state_dict) is loaded into the training
+    model, checked as above, then folded (see :mod:`resdsl.fold`); ``head`` and the ``freeze``
+    options apply to training only (E803).
     """
     from resdsl.backends.torch import build
     from resdsl.finetune import prepare
 
+    if mode not in ("training", "inference"):
+        raise ResdslError(
+            error(
+                "E802",
+                f"unknown build mode {mode!r}",
+                ast.Span("<mode>", 0, 0, 0, 0),
+                help="use 'training' or 'inference'",
+            )
+        )
     if in_channels is not None:  # the declared (or given) input with another channel count
         declared = (
             parse_shape(input_shape)
@@ -326,6 +343,29 @@ def build_model(
         max_activation_gb=max_activation_gb,
         **overrides,
     )
+    if mode == "inference":
+        from resdsl.backends.inference import build_inference
+
+        unused = [n for n, v in (("head", head), ("freeze", freeze), ("freeze_until", freeze_until)) if v]
+        unused += ["freeze_bn"] if freeze_bn else []
+        if unused:
+            raise ResdslError(
+                error(
+                    "E803",
+                    f"{', '.join(unused)} apply to training; an inference build has no gradients to stop",
+                    ast.Span("<mode>", 0, 0, 0, 0),
+                    help="fine-tune with mode='training', save_weights, then build the inference model from that file",
+                )
+            )
+        state = None
+        if weights is not None:  # loaded and checked as for training, in the weights' dtype, then folded
+            from resdsl.weights import read_weights
+
+            found, _, _ = read_weights(weights, strip_prefix)
+            dtype = next((v.dtype for v in found.values() if v.is_floating_point()), None)
+            trained = build(net, zero_init_residual=zero_init_residual).to(dtype)
+            state = prepare(trained, net, weights=found).state_dict()
+        return build_inference(net, state, channels_last, zero_init_residual)
     model = build(net, zero_init_residual=zero_init_residual, norm=norm)
     return prepare(
         model,

@@ -268,12 +268,30 @@ def _checked_network(spec: str, options: Options) -> Network:
     metavar="PATH",
     help="Check that this checkpoint fits the network and make it the factory's default weights.",
 )
-def build_cmd(spec: str, options: Options, output: str | None, force: bool, weights: str | None) -> None:
-    """Write SPEC as a standalone PyTorch module that needs only torch."""
+@click.option("--inference", is_flag=True, help="Batchnorm folded into the convs, with from_trained(state_dict).")
+@click.option(
+    "--channels-last/--no-channels-last", default=True, help="--inference: from_trained's default memory format."
+)
+def build_cmd(
+    spec: str,
+    options: Options,
+    output: str | None,
+    force: bool,
+    weights: str | None,
+    inference: bool,
+    channels_last: bool,
+) -> None:
+    """Write SPEC as a standalone PyTorch module that needs only torch (--inference: the
+    inference build, default file ./<network>_inference.py)."""
     from resdsl.backends.codegen import generate, write_generated
 
+    if inference and weights is not None:
+        raise click.UsageError(
+            "--weights takes a checkpoint of the training network; the inference module folds one with "
+            "from_trained(state_dict), or use resdsl.build_model(spec, mode='inference', weights=PATH)"
+        )
     net = _checked_network(spec, options)
-    target = output or f"{net.name}.py"
+    target = output or f"{net.name}{'_inference' if inference else ''}.py"
     if weights is not None:  # refused before anything is written if it does not fit
         from resdsl.weights import verify
 
@@ -286,6 +304,8 @@ def build_cmd(spec: str, options: Options, output: str | None, force: bool, weig
         spec_arg=spec,
         output=None if output == "-" else target,
         weights=weights,
+        inference=inference,
+        channels_last=channels_last,
     )
     if output == "-":
         click.echo(code, nl=False)

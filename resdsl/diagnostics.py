@@ -96,6 +96,10 @@ CODES: dict[str, str] = {
     "E708": "head cannot be added",
     "W720": "preprocessing differs from the weights'",
     "W721": "classifier tensor kept at initialisation",
+    # inference builds (fold.py)
+    "E801": "weights cannot be folded",
+    "E802": "unknown build mode",
+    "E803": "training option in an inference build",
 }
 
 

@@ -17,7 +17,6 @@ model built by resdsl, whose ``forward`` it extends.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ from resdsl import ast
 from resdsl.backends.torch import _scope_class
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Network
-from resdsl.weights import load_weights
+from resdsl.weights import Weights, load_weights
 
 __all__ = ["EvalBatchNorm1d", "EvalBatchNorm2d", "EvalSyncBatchNorm", "add_head", "freeze", "prepare"]
 
@@ -147,7 +146,7 @@ def prepare(
     model: nn.Module,
     network: Network,
     *,
-    weights: str | os.PathLike[str] | None = None,
+    weights: Weights | None = None,
     strip_prefix: str | None = None,
     head: int | None = None,
     freeze_modules: Sequence[str] = (),

@@ -38,13 +38,16 @@ class Shortcut:
     norm: bool = True  # projections: a norm after the 1x1 conv (pre-activation nets have none)
     norm_op: str = "batchnorm"  # which op that norm is (its arguments in norm_args)
     norm_args: tuple[tuple[str, Any], ...] = ()
+    bias: bool = False  # projections: the 1x1 conv has a bias (inference builds fold the norm into it)
+    add_into: bool = False  # zero_pad, inference builds: add into the first channels, no padded copy
 
     @property
     def params(self) -> int:  # 1x1 conv without bias + the norm's parameters
         if not self.projects:
             return 0
         norm = OPS[self.norm_op].param_count((self.out_channels,), (self.out_channels,), self.norm_attrs)
-        return self.in_channels * self.out_channels + (norm if self.norm else 0)
+        bias = self.out_channels if self.bias else 0
+        return self.in_channels * self.out_channels + (norm if self.norm else 0) + bias
 
     @property
     def projects(self) -> bool:

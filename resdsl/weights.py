@@ -39,10 +39,20 @@ from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from resdsl import ast
-from resdsl.backends.runtime_weights import compare_state, mismatch_lines, read_checkpoint, strip_wrapper
+from resdsl.backends.runtime_weights import (
+    compare_state,
+    find_state_dict,
+    mismatch_lines,
+    read_checkpoint,
+    strip_wrapper,
+)
 from resdsl.diagnostics import Diagnostic, ResdslError, error, warning
 from resdsl.ir import Network
 from resdsl.preprocessing import per_channel
+
+# a checkpoint's path, or a state_dict already in memory
+Weights = str | os.PathLike[str] | Mapping[str, Tensor]
+IN_MEMORY = "<state_dict>"
 
 __all__ = [
     "LoadReport",
@@ -112,12 +122,19 @@ def _span(path: str | os.PathLike[str]) -> ast.Span:
 
 
 def read_weights(
-    path: str | os.PathLike[str], strip_prefix: str | None = None, model_keys: Sequence[str] = ()
+    path: Weights, strip_prefix: str | None = None, model_keys: Sequence[str] = ()
 ) -> tuple[dict[str, Tensor], dict[str, str], int]:
-    """(state_dict, metadata, tensors dropped for lying outside ``strip_prefix``).
+    """(state_dict, metadata, tensors dropped for lying outside ``strip_prefix``); ``path`` may
+    also be a state_dict already in memory (a mapping of keys to tensors, nested or not).
 
     Refuses a pickle that would run code (E702); any other unreadable file is E701, a file
     without a state_dict E703."""
+    if isinstance(path, Mapping):
+        try:
+            state = find_state_dict(path)
+        except ValueError as exc:
+            raise WeightsError(error("E703", f"{IN_MEMORY}: {exc}", _span(IN_MEMORY))) from None
+        return _strip(IN_MEMORY, state, {}, strip_prefix, model_keys)
     name = os.fspath(path)
     if not Path(name).is_file():
         problem = "is not a file" if Path(name).exists() else "not found"
@@ -145,7 +162,13 @@ def read_weights(
         raise WeightsError(error("E703", f"{name}: {exc}", _span(name))) from None
     except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, KeyError, TypeError, SafetensorError) as exc:
         raise _unreadable(name, exc) from None
-    metadata = _metadata(name)
+    return _strip(name, state, _metadata(name), strip_prefix, model_keys)
+
+
+def _strip(
+    name: str, state: dict[str, Tensor], metadata: dict[str, str], strip_prefix: str | None, model_keys: Sequence[str]
+) -> tuple[dict[str, Tensor], dict[str, str], int]:
+    """The keys under ``strip_prefix`` without it, and without DDP's ``module.``."""
     ignored = 0
     if strip_prefix:
         kept = {k[len(strip_prefix) :]: v for k, v in state.items() if k.startswith(strip_prefix)}
@@ -211,7 +234,7 @@ def adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:
 
 def load_weights(
     model: nn.Module,
-    path: str | os.PathLike[str],
+    path: Weights,
     *,
     strip_prefix: str | None = None,
     strict: bool = False,
@@ -222,9 +245,9 @@ def load_weights(
     (what a generated module's ``load_weights`` requires). Raises :class:`WeightsError` with
     the whole mismatch report; warns (:class:`WeightsWarning`) for each classifier tensor left
     at initialisation and for preprocessing that differs from the model's."""
-    name = os.fspath(path)
+    name = IN_MEMORY if isinstance(path, Mapping) else os.fspath(path)
     expected = model.state_dict()
-    state, metadata, ignored = read_weights(name, strip_prefix, list(expected))
+    state, metadata, ignored = read_weights(path, strip_prefix, list(expected))
     missing, unexpected, mismatched = compare_state(expected, state)
     heads = () if strict else tuple(getattr(model, "resdsl_classifiers", ()))
     first = None if strict else next((k for k, v in expected.items() if v.dim() == 4), None)

@@ -47,6 +47,7 @@ from resdsl.backends.codegen_files import (
     sources_hash,
     write_generated,
 )
+from resdsl.backends.codegen_inference import InferenceParts, fold_for_codegen, template_names
 from resdsl.ir import Layer, Network
 from resdsl.preprocessing import preprocessing
 from resdsl.values import LayerCall
@@ -128,13 +129,20 @@ def render(
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
     weights: str | None = None,
+    inference: bool = False,
+    channels_last: bool = True,
 ) -> str:
     """The module source before formatting and hashing; ``weights``: a checkpoint the factory
-    loads by default (its path is written relative to the generated file)."""
+    loads by default (its path is written relative to the generated file); ``inference``: the
+    network with its batchnorms folded into the convs, and ``from_trained`` (see
+    :mod:`codegen_inference`)."""
+    parts = None
+    if inference:
+        network, parts = fold_for_codegen(network, channels_last)
     table = value_names(_spec_value_names(network))
     with renaming(table):
         return _render(
-            network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), weights
+            network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), weights, parts
         )
 
 
@@ -147,6 +155,7 @@ def _render(
     input_shape: Sequence[int] | None,
     python_names: frozenset[str],
     weights: str | None = None,
+    inference: InferenceParts | None = None,
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
@@ -179,7 +188,8 @@ def _render(
     factory = fresh(py_name(network.name), taken)
     shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
     params = [p for c in [*blocks, cls] for p in c.params]
-    typing = ["Any"] if any("Any" in t for _, t, _ in params) else []
+    extra = template_names(inference)
+    typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
     zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
     for b in blocks:
         if b.zero_init:
@@ -187,6 +197,7 @@ def _render(
     # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
     helpers = ["load_weights", "preprocess"]
     names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory, *helpers]
+    names += extra["exports"]
     assert not (set(names) - {*constants, "META", *helpers}) & RESERVED, names
     exports = sorted(names, key=_export_order)
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
@@ -206,6 +217,9 @@ def _render(
             zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
             meta_items=meta_items,
             shortcut_helper=shortcut_helper,
+            abc_imports=sorted({"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}),
+            inference=inference,
+            uses_bias=em.uses_bias,
             runtime_source=runtime_source(),
             weights_source=runtime_source("runtime_weights"),
             has_mean="MEAN" in constants,
@@ -215,7 +229,9 @@ def _render(
             norm_classes=norm_classes or ["BatchNorm2d"],
             spec=spec_arg or network.source_file,
             spec_hash=sources_hash(network),
-            command=regenerate_command(network, spec_arg, overrides, output, network_arg, input_shape, weights),
+            command=regenerate_command(
+                network, spec_arg, overrides, output, network_arg, input_shape, weights, _flags(inference)
+            ),
             version=__version__,
             title=title,
             defined_at=defined_at,
@@ -227,6 +243,12 @@ def _cin(network: Network) -> Any:
     from resdsl import ast
 
     return ast.IntLit(network.input_shape[0])
+
+
+def _flags(inference: InferenceParts | None) -> list[str]:
+    if inference is None:
+        return []
+    return ["--inference"] + ([] if inference.channels_last else ["--no-channels-last"])
 
 
 def _export_order(name: str) -> tuple[int, str]:
@@ -241,9 +263,12 @@ def generate(
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
     weights: str | None = None,
+    inference: bool = False,
+    channels_last: bool = True,
 ) -> str:
     """The finished file: formatted, with a header that names its source and hashes its body."""
-    return seal(format_code(render(network, overrides, spec_arg, output, network_arg, input_shape, weights)))
+    source = render(network, overrides, spec_arg, output, network_arg, input_shape, weights, inference, channels_last)
+    return seal(format_code(source))
 
 
 def weights_expr(weights: str, output: str | None) -> str:

@@ -107,6 +107,7 @@ class Emitter:
         self.variable_kinds = False  # some shortcut kind is a parameter: the helper handles every kind
         self.norm_classes: set[str] = set()
         self.shortcut_norm_flag = False  # some projection has no batchnorm
+        self.uses_bias = False  # some projection's conv has a bias (its batchnorm folded in)
         self.tap_flag = False  # some projection reads from a project_from tap of another shape
 
     # -- names ------------------------------------------------------------------------------
@@ -330,7 +331,9 @@ class Emitter:
                 self.tap_flag = True
                 args += [f"tap_channels={py(channels[tap])}", f"tap_stride={py(tap_stride)}"]
             step.module = var[tap]
-        cls.init.append(("shortcut", (attr, args)))
+        if item.shortcut.bias:
+            self.uses_bias = True
+        cls.init.append(("shortcut", (attr, args, item.shortcut.bias)))
         step.shortcut = attr
         step.optional = kind != "projection_all"
         cls.forward.append(step)

@@ -63,6 +63,7 @@ def regenerate_command(
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
     weights: str | None = None,
+    flags: Sequence[str] = (),
 ) -> str:
     """The ``resdsl build`` command that writes this file again, quoted for a POSIX shell."""
     spec = spec_arg or network.source_file or network.file
@@ -79,7 +80,7 @@ def regenerate_command(
         args += ["--input", "x".join(str(d) for d in input_shape)]
     if weights is not None:
         args += ["--weights", weights]
-    args += ["-o", output or f"{network.name}.py"]
+    args += [*flags, "-o", output or f"{network.name}{'_inference' if flags else ''}.py"]
     return comment_text(" ".join(shlex.quote(a) for a in args))
 
 

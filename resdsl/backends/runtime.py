@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -18,6 +19,17 @@ class FlattenLinear(nn.Linear):
 
     def forward(self, input: Tensor) -> Tensor:
         return super().forward(input.flatten(1))
+
+
+# --- copied into generated inference modules from here ---
+def with_bias(shortcut: nn.Module | None) -> nn.Module | None:
+    """Give a projection shortcut's 1x1 conv a bias: inference builds fold its batchnorm into
+    the conv (parameter-free shortcuts pass through)."""
+    if isinstance(shortcut, nn.Sequential):
+        conv = shortcut[-1]
+        assert isinstance(conv, nn.Conv2d) and conv.bias is None, "the projection ends in its conv"
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+    return shortcut
 
 
 # --- copied into generated modules from here ---

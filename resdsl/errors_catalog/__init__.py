@@ -20,7 +20,7 @@ from importlib import import_module
 
 from resdsl.errors_catalog.entry import Entry
 
-_MODULES = ("syntax", "values", "shapes", "limits", "weights", "export")
+_MODULES = ("syntax", "values", "shapes", "limits", "weights", "inference", "export")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ SECTIONS = (
     Section(
         "E8",
         "Inference and export (E8xx)",
-        intro="`resdsl export` (and `resdsl.export_onnx`) report E820-E826; a file is never half written.",
+        intro='Inference builds (`build_model(spec, mode="inference")`) report E801-E803; `resdsl export` (and '
+        "`resdsl.export_onnx`) E820-E826, and a file is never half written.",
     ),
     Section("E9", "Editor support (E9xx)"),
 )

@@ -1,0 +1,77 @@
+"""What a generated inference module adds to a training one: the network with batchnorm
+folded (:func:`resdsl.fold.fold_network`), the plan as constants (``FOLDS``, ``RENAMED``),
+and the pure-torch ``fold_batchnorm`` (copied from :mod:`resdsl.fold`, the one definition
+``build_model`` runs too) behind a ``from_trained(state_dict)`` that folds a training
+checkpoint without resdsl, and packs the conv weights for oneDNN (:mod:`packed`, copied too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from resdsl.fold import FoldPlan, fold_network
+from resdsl.ir import Network
+
+MARKER = "# --- copied into generated inference modules from here ---\n"
+TRAINING_MARKER = "# --- copied into generated modules from here ---\n"
+
+
+@dataclass(frozen=True)
+class InferenceParts:
+    """The template's inference data: each entry already Python source."""
+
+    folds: list[str]  # one tuple literal per folded pair
+    renames: list[str]  # one tuple literal per moved module
+    channels_last: bool
+    fold_source: str  # fold_batchnorm's definition
+    bias_source: str  # with_bias's definition
+    packed_source: str  # PackedConv2d and pack_convolutions
+    kept: int  # batchnorms left in (they follow no conv)
+
+
+def fold_for_codegen(network: Network, channels_last: bool = True) -> tuple[Network, InferenceParts]:
+    """The folded network to generate from, and what the template writes about the fold."""
+    folded, plan = fold_network(network)
+    return folded, parts(plan, channels_last)
+
+
+def parts(plan: FoldPlan, channels_last: bool) -> InferenceParts:
+    return InferenceParts(
+        [f"({conv!r}, {norm!r}, {target!r}, {eps!r})" for conv, norm, target, eps in plan.folds],
+        [f"({old!r}, {new!r})" for old, new in plan.renames],
+        channels_last,
+        _fold_source(),
+        _bias_source(),
+        _packed_source(),
+        len(plan.kept),
+    )
+
+
+@cache
+def _fold_source() -> str:
+    text = (Path(__file__).parent.parent / "fold.py").read_text(encoding="utf-8")
+    return text.split(MARKER, 1)[1].strip()
+
+
+@cache
+def _packed_source() -> str:
+    text = (Path(__file__).parent / "packed.py").read_text(encoding="utf-8")
+    return text.split(MARKER, 1)[1].strip()
+
+
+@cache
+def _bias_source() -> str:
+    text = (Path(__file__).parent / "runtime.py").read_text(encoding="utf-8")
+    return text.split(MARKER, 1)[1].split(TRAINING_MARKER, 1)[0].strip()
+
+
+def template_names(inference: InferenceParts | None) -> dict[str, Any]:
+    """Extra exports and imports an inference module needs."""
+    if inference is None:
+        return {"exports": [], "abc": [], "typing": []}
+    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "PackedConv2d", "fold_batchnorm", "from_trained"]
+    exports += ["pack_convolutions", "packing_available"]
+    return {"exports": exports, "abc": ["Iterable", "Mapping"], "typing": ["Any"]}

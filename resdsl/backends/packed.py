@@ -1,0 +1,118 @@
+"""Convolutions with their weights reordered once, for the inference build on CPU.
+
+An eager ``nn.Conv2d`` hands oneDNN its weight in PyTorch's layout, and oneDNN reorders it
+into its own blocked layout on every call; for a folded inference model, whose weights never
+change, that reorder is most of what ``torch.jit.optimize_for_inference`` saves (measured in
+benchmarks/inference_speed.py). :func:`pack_convolutions` swaps each ``nn.Conv2d`` of a float32
+CPU model for a :class:`PackedConv2d` that keeps its parameters (same ``state_dict``) and runs
+on the weight reordered once for the input size it will see. Where oneDNN is missing, or for
+another dtype, device or autograd, it is the plain conv. Generated inference modules carry
+the part below the marker (it imports only torch).
+"""
+
+# no "from __future__ import annotations": TorchScript reads the class annotations below as types
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PackedConv2d", "pack_convolutions", "packing_available"]
+
+
+# --- copied into generated inference modules from here ---
+
+
+def packing_available() -> bool:
+    """Whether this torch has oneDNN and the convolution ops that take a packed weight."""
+    mkldnn = torch.ops.mkldnn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(mkldnn, "_convolution_pointwise")
+        and hasattr(mkldnn, "_reorder_convolution_weight")
+    )
+
+
+class PackedConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that also holds its weight in oneDNN's layout (not in the state_dict;
+    ``load_state_dict`` packs again)."""
+
+    packed: Tensor | None
+    input_size: list[int]
+
+    def pack(self, input_size: list[int]) -> None:
+        self.input_size = list(input_size)
+        self.packed = torch.ops.mkldnn._reorder_convolution_weight(
+            self.weight.detach().contiguous(memory_format=torch.channels_last),
+            list(self.padding),  # type: ignore[arg-type]
+            list(self.stride),
+            list(self.dilation),
+            self.groups,
+            self.input_size,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        packed = self.packed
+        if packed is not None and x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x,
+                packed,
+                self.bias,
+                list(self.padding),  # type: ignore[arg-type]
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+                "none",
+                [],
+                "",
+            )
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # oneDNN's tensor has no storage to copy or pickle: drop it, and pack again on arrival
+        return {**self.__dict__, "packed": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "input_size" in state:
+            self.pack(self.input_size)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.packed is not None:  # new weights: pack them again
+            self.pack(self.input_size)
+
+
+def _packable(m: nn.Module) -> bool:
+    """A plain float32 CPU conv with values (not on the meta device) that pads with zeros,
+    the only padding oneDNN's conv has."""
+    if type(m) is not nn.Conv2d:
+        return False
+    w = m.weight
+    plain_padding = m.padding_mode == "zeros" and not isinstance(m.padding, str)
+    return w.dtype == torch.float32 and w.device.type == "cpu" and not w.is_meta and plain_padding
+
+
+def pack_convolutions(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Pack every plain float32 ``nn.Conv2d`` of ``model`` (in place) for inputs of
+    ``input_shape`` (C x H x W, batch 1); returns how many. Runs one forward to learn each
+    conv's input size; nothing happens where packing is unavailable."""
+    convs = {name: m for name, m in model.named_modules() if _packable(m)}
+    if not convs or len(input_shape) != 3 or not packing_available():
+        return 0
+    sizes: dict[str, list[int]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, inputs, name=name: sizes.__setitem__(name, list(inputs[0].shape)))
+        for name, m in convs.items()
+    ]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_shape).contiguous(memory_format=torch.channels_last))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, conv in convs.items():
+        if name in sizes:
+            conv.__class__ = PackedConv2d  # same parameters and attributes; a forward that uses the packed weight
+            conv.pack(sizes[name])  # type: ignore[operator]
+    return len(sizes)

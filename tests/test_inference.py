@@ -1,0 +1,322 @@
+"""The inference build: batchnorm folded into convs (resdsl/fold.py), the same outputs as the
+training model in eval mode, for every shipped ImageNet spec.
+
+Each spec runs at 3 x 32 x 32, batch 1, in float64, its training model built on the meta device
+and given random float64 tensors (no initialisation or copying is paid for: the size of the
+wide and 101/152-layer nets is what costs). The batchnorms get random running statistics, gamma
+and beta, so a fold that drops eps, the mean or the variance shows.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import resdsl
+from resdsl.backends.codegen import generate
+from resdsl.backends.packed import PackedConv2d, packing_available
+from resdsl.catalog import catalog
+from resdsl.diagnostics import ResdslError
+from resdsl.fold import fold_network, fold_state_dict
+from resdsl.ir import Network
+from tests.conftest import FLOAT32_TOL, rel_error
+
+# Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine
+# map): ~1e-15 relative on these nets. 1e-9 leaves six orders of magnitude and still catches any
+# wrong fold (eps or mean forgotten, a wrong pair) which shows at 1e-3 or worse.
+FOLD_TOL = 1e-9
+SMALL = (3, 32, 32)
+
+IMAGENET = [e.name for e in catalog()[0] if e.input == (3, 224, 224)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One thread for this module: these tiny float64 convolutions gain nothing from more, and
+    on a busy machine an oversubscribed OpenMP pool made them 30x slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A float64 state_dict for ``model`` (which may live on the meta device): random weights
+    scaled by fan-in, and non-trivial batchnorm statistics, gamma and beta."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, value in model.state_dict().items():
+        shape = tuple(value.shape)
+        if key.endswith("num_batches_tracked"):
+            out[key] = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_var") or (len(shape) == 1 and key.endswith("weight")):
+            out[key] = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5
+        elif len(shape) >= 2:  # uniform with variance 1 / fan_in: cheaper to draw than normal
+            bound = (3 / math.prod(shape[1:])) ** 0.5
+            out[key] = torch.empty(shape, dtype=torch.float64).uniform_(-bound, bound, generator=g)
+        else:  # biases, running means
+            out[key] = torch.randn(shape, generator=g, dtype=torch.float64) * 0.2
+    return out
+
+
+def trained(spec: str | Network) -> torch.nn.Module:
+    """The spec's training model in float64 eval mode with random weights and statistics;
+    built on the meta device and given its tensors, so no initialisation is paid for."""
+    with torch.device("meta"):
+        model = resdsl.build_model(spec)
+    model.load_state_dict(random_state(model), assign=True)
+    return model.eval()
+
+
+def both(spec: str, **options: Any) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    net = resdsl.compile(spec, input_shape=SMALL)
+    model = trained(net)
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict(), **options)
+    x = torch.randn(1, *SMALL, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return model, inference, x
+
+
+@pytest.mark.parametrize("spec", IMAGENET)
+def test_inference_matches_eval_training(spec: str) -> None:
+    model, inference, x = both(spec, channels_last=False)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+    state = inference.state_dict()
+    assert not [k for k in state if "running_" in k or k.endswith("num_batches_tracked")], "a batchnorm is left"
+    assert not inference.training and not any(p.requires_grad for p in inference.parameters())
+    assert all(v.dtype == torch.float64 for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "resnet18d"])
+def test_inference_channels_last_by_default(spec: str) -> None:
+    model, inference, x = both(spec)
+    convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+
+
+def test_imagenet_specs_found() -> None:
+    assert {"resnet18", "resnet50", "resnet18d", "resnet34_a", "resnext50_32x4d", "seresnet50"} <= set(IMAGENET)
+    assert len(IMAGENET) >= 25
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "resnet34_a", "resnet18d", "resnet20"])
+def test_inference_scripts(spec: str) -> None:
+    """TorchScript runs the inference model: plain blocks, option A shortcuts (ImageNet and
+    CIFAR), a deep stem."""
+    model, inference, x = both(spec, channels_last=False)
+    scripted = torch.jit.script(inference)
+    with torch.no_grad():
+        assert rel_error(scripted(x), model(x)) < FOLD_TOL
+
+
+def test_option_a_adds_into_the_first_channels() -> None:
+    """Option A's cheapest form at inference: no padded copy, no shortcut module."""
+    inference = resdsl.build_model("resnet34_a", mode="inference", channels_last=False)
+    assert "x[:, :64] += s0[:, :, ::2, ::2]" in type(inference.layer2[0]).resdsl_source
+    assert not [name for name, _ in inference.named_modules() if "downsample" in name]
+
+
+def test_preactivation_keeps_norms_after_additions() -> None:
+    """Pre-activation nets normalise the sum of a residual addition: no conv to fold into, so
+    those batchnorms stay (and the ones after a conv go)."""
+    spec = "preact_resnet164"
+    net = resdsl.compile(spec)
+    _, plan = fold_network(net)
+    assert plan.kept and plan.folds
+    for path in plan.kept:  # each reads an addition, or a conv whose output is read elsewhere too
+        norm = next(layer for layer in net.layers() if layer.path == path)
+        source = net.inputs(norm.id)[0]
+        assert net.layer(source).op != "conv" or net.graph.out_degree(source) > 1
+    model = trained(net)
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+    assert len([k for k in inference.state_dict() if k.endswith("running_mean")]) == len(plan.kept)
+
+
+def test_fold_network_leaves_the_original() -> None:
+    net = resdsl.compile("resnet18d")
+    layers = len(list(net.layers()))
+    folded, plan = fold_network(net)
+    assert len(list(net.layers())) == layers
+    assert len(list(folded.layers())) == layers - len(plan.folds) + sum(".downsample." in f[0] for f in plan.folds)
+    assert not [layer for layer in folded.layers() if layer.op == "batchnorm"]
+    # the deep stem is a numbered group: the layers after its batchnorms move up
+    assert ("conv1.6", "conv1.4") in plan.renames
+    assert [f for f in plan.folds if f[1] == "bn1"] == [("conv1.6", "bn1", "conv1.4", 1e-5)]
+
+
+def test_fold_state_dict_numpy_equals_torch() -> None:
+    """The weight maths is array-agnostic: numpy arrays fold to what torch tensors fold to."""
+    _, plan = fold_network(resdsl.compile("resnet18"))
+    state = trained("resnet18").state_dict()  # float64
+    by_torch = fold_state_dict(state, plan)
+    by_numpy = fold_state_dict({k: v.numpy() for k, v in state.items()}, plan)
+    assert by_torch.keys() == by_numpy.keys()
+    for key, value in by_torch.items():
+        np.testing.assert_allclose(by_numpy[key], value.numpy(), rtol=1e-12, atol=0)
+
+
+def test_weights_of_another_network_are_refused() -> None:
+    """Weights are checked as for training (one mismatch report) before anything is folded."""
+    state = trained("resnet18").state_dict()
+    del state["layer1.0.bn1.running_var"]
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet18", mode="inference", weights=state)
+    assert info.value.diagnostics[0].code == "E704"
+    assert info.value.missing == ["layer1.0.bn1.running_var"]  # type: ignore[attr-defined]
+
+
+def test_a_missing_weights_file_is_refused() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", weights="no-such-resnet20.pt")
+    assert info.value.diagnostics[0].code == "E701"
+
+
+def test_a_training_checkpoint_file_folds(tmp_path: Path) -> None:
+    """build_model(spec, mode="inference", weights=PATH): the training checkpoint as saved by
+    save_weights, folded; it equals the eval-mode training model."""
+    model = trained("resnet20")
+    path = tmp_path / "resnet20.safetensors"
+    resdsl.save_weights(model, path)
+    inference = resdsl.build_model("resnet20", mode="inference", weights=path, channels_last=False)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():  # the file keeps float64, and so does the model built from it
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+
+
+def test_training_options_are_refused_in_an_inference_build() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", freeze_until="layer3")
+    assert info.value.diagnostics[0].code == "E803" and "freeze_until" in info.value.diagnostics[0].message
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="deploy")
+    assert info.value.diagnostics[0].code == "E802"
+
+
+def test_inference_without_weights_is_the_folded_initialisation() -> None:
+    """No weights: the training model's own initialisation, folded (identity batchnorms)."""
+    torch.manual_seed(0)
+    inference = resdsl.build_model("resnet20", mode="inference", channels_last=False)
+    assert not inference.training
+    assert inference.conv1.bias is not None and float(inference.conv1.bias.abs().max()) == 0.0
+
+
+# -- the generated inference module -------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("RESDSL_UPDATE_GOLDEN") == "1"
+
+
+def inference_code(spec: str, **options: Any) -> str:
+    return generate(resdsl.compile(spec), spec_arg=spec, inference=True, **options)
+
+
+def load_generated(code: str, tmp_path: Path, name: str) -> ModuleType:
+    path = tmp_path / f"{name}.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inference_golden() -> None:
+    path = GOLDEN / "resnet18_inference.py"
+    code = inference_code("resnet18")
+    if UPDATE:
+        path.write_text(code)
+    assert path.read_text() == code, "generated code changed; rerun with RESDSL_UPDATE_GOLDEN=1 if intended"
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "resnet18d", "resnet34_a", "preact_resnet164"])
+def test_generated_from_trained_matches_training(spec: str, tmp_path: Path) -> None:
+    """The generated module folds a training state_dict by itself (it imports only torch) into
+    a model equal to the training model in eval mode; and it scripts."""
+    code = inference_code(spec)
+    assert "resdsl" not in "".join(line for line in code.splitlines() if line.startswith(("import", "from")))
+    module = load_generated(code, tmp_path, spec)
+    net = resdsl.compile(spec, input_shape=SMALL)
+    model = trained(net)
+    inference = module.from_trained(model.state_dict(), channels_last=False)
+    assert not inference.training and not any(p.requires_grad for p in inference.parameters())
+    x = torch.randn(1, *SMALL, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+        if spec == "resnet18d":
+            assert rel_error(torch.jit.script(inference)(x), model(x)) < FOLD_TOL
+    built = resdsl.build_model(net, mode="inference", weights=model.state_dict(), channels_last=False)
+    assert built.state_dict().keys() == inference.state_dict().keys()
+
+
+def test_cli_build_inference(tmp_path: Path) -> None:
+    target = tmp_path / "r18.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "resdsl", "build", "resnet18", "--inference", "--no-channels-last", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    code = target.read_text()
+    assert "resdsl build resnet18 --inference --no-channels-last -o" in code
+    assert "channels_last: bool = False" in code and "def from_trained(" in code
+
+
+# -- packed oneDNN weights (float32 on the CPU: float32 itself is under test) -------------
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_packed_convolutions_float32() -> None:
+    """channels_last float32 inference models run their convs on weights packed for oneDNN
+    once: same outputs as eager (FLOAT32_TOL: oneDNN reorders float32 sums), same state_dict,
+    scriptable, copyable, and load_state_dict packs the new weights."""
+    net = resdsl.compile("resnet18", input_shape=(3, 64, 64))
+    model = trained(net).float()
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
+    convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(isinstance(m, PackedConv2d) and m.packed is not None for m in convs)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+        assert rel_error(inference(x), expected) < FLOAT32_TOL
+        assert rel_error(torch.jit.script(inference)(x), expected) < FLOAT32_TOL
+        assert rel_error(copy.deepcopy(inference)(x), expected) < FLOAT32_TOL
+        plain = resdsl.build_model(net, mode="inference", weights=model.state_dict(), channels_last=False)
+        assert not any(isinstance(m, PackedConv2d) for m in plain.modules())
+        assert plain.state_dict().keys() == inference.state_dict().keys()
+        scaled = {k: v * 1.5 if k.endswith("weight") else v for k, v in plain.state_dict().items()}
+        plain.load_state_dict(scaled)
+        inference.load_state_dict(scaled)
+        assert rel_error(inference(x), plain(x)) < FLOAT32_TOL
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_generated_from_trained_packs_float32(tmp_path: Path) -> None:
+    module = load_generated(inference_code("resnet18"), tmp_path, "resnet18_packed")
+    model = trained(resdsl.compile("resnet18", input_shape=(3, 64, 64))).float()
+    inference = module.from_trained(model.state_dict())
+    assert all(isinstance(m, module.PackedConv2d) for m in inference.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FLOAT32_TOL
