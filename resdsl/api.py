@@ -421,6 +421,7 @@ def export_onnx(
     batch: int | str = 1,
     seed: int = 0,
     force: bool = False,
+    fold: bool = True,
     network: str | None = None,
     input_shape: str | Sequence[int] | None = None,
     **overrides: Any,
@@ -430,14 +431,15 @@ def export_onnx(
 
     ``weights``: a ``.safetensors`` file, a torch checkpoint (imports torch), or a mapping of
     ``build_model``'s state_dict keys to arrays; None gives seeded random weights. ``batch``:
-    a batch size or ``"dynamic"``.
+    a batch size or ``"dynamic"``. ``fold``: batchnorms that follow convs are folded into them
+    (as in ``build_model(spec, mode="inference")``); ``fold=False`` keeps BatchNormalization nodes.
     """
     from resdsl.backends.onnx import export, onnx_model
 
     net = compile(spec, network, input_shape, **overrides)
     if path is None:
-        return onnx_model(net, weights, batch, seed)
-    return export(net, path, weights, batch, seed, force)
+        return onnx_model(net, weights, batch, seed, fold)
+    return export(net, path, weights, batch, seed, force, fold)
 
 
 __all__ = [

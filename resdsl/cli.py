@@ -335,8 +335,11 @@ def _make_parent(target: str) -> None:
 @click.option("--batch", default="1", show_default=True, help="Batch size, or 'dynamic' for a symbolic one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights (no --weights).")
 @click.option("--force", is_flag=True, help="Overwrite a file that resdsl export did not write.")
+@click.option(
+    "--fold/--no-fold", default=True, show_default=True, help="Fold each batchnorm that follows a conv into it."
+)
 def export_cmd(
-    spec: str, options: Options, output: str | None, weights: str | None, batch: str, seed: int, force: bool
+    spec: str, options: Options, output: str | None, weights: str | None, batch: str, seed: int, force: bool, fold: bool
 ) -> None:
     """Write SPEC as an ONNX model, built from the checked network (no torch, no tracing)."""
     from resdsl.backends.onnx import export, parse_batch, require_onnx
@@ -346,7 +349,7 @@ def export_cmd(
     net = _checked_network(spec, options)
     target = output or f"{net.name}.onnx"
     _make_parent(target)
-    export(net, target, weights, batch, seed, force)
+    export(net, target, weights, batch, seed, force, fold)
     made = f"weights from {weights}" if weights else f"random weights, seed {seed}"
     click.echo(f"wrote {target} ({net.name}, {net.num_params:,} parameters, {made})", err=True)
 

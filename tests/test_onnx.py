@@ -32,8 +32,11 @@ class _ZeroWeights(onnx_weights.WeightSource):
     """Zeros of the right shapes: the checker reads structure, types and shapes, not values, and
     the shipped nets hold 1.1e9 parameters whose random draws would dominate the test's time."""
 
-    def get(self, key: str, shape: tuple[int, ...], init: Any, stored: bool = True) -> np.ndarray:
+    def _get(self, key: str, shape: tuple[int, ...], init: Any, stored: bool) -> np.ndarray:
         return np.zeros(shape, np.float32)
+
+    def check(self, network: str) -> None:  # nothing is looked up, so nothing is left over
+        return None
 
 
 def _shipped() -> list[tuple[str, Path]]:
@@ -162,18 +165,24 @@ def test_ceil_mode_pooling_gives_torchs_windows() -> None:
 
 
 def test_names_follow_the_spec_and_the_state_dict() -> None:
+    """Initializers are the inference build's state_dict (batchnorms folded), or with fold=False
+    the training build's; nodes are named by the spec's module paths."""
     net = resdsl.compile("seresnet50", input_shape="3x64x64")
-    model = onnx_model(net)
-    keys = [k for k in resdsl.build_model(net).state_dict() if not k.endswith("num_batches_tracked")]
-    assert [t.name for t in model.graph.initializer] == keys
-    names = {node.name for node in model.graph.node}
-    assert {"conv1", "layer1.0.conv1", "layer1.0.se.fc1", "layer1.0.downsample.0", "layer1.0.downsample.1"} <= names
-    assert len(names) == len(model.graph.node)
+    for fold, mode in ((True, "inference"), (False, "training")):
+        model = onnx_model(net, fold=fold)
+        built = resdsl.build_model(net, mode=mode, channels_last=False)
+        keys = [k for k in built.state_dict() if not k.endswith("num_batches_tracked")]
+        assert [t.name for t in model.graph.initializer] == keys
+        names = {node.name for node in model.graph.node}
+        assert {"conv1", "layer1.0.conv1", "layer1.0.se.fc1", "layer1.0.downsample.0"} <= names
+        assert ("layer1.0.downsample.1" in names) is not fold  # the projection's batchnorm
+        assert len(names) == len(model.graph.node)
+        assert ("BatchNormalization" in {node.op_type for node in model.graph.node}) is not fold
 
 
 def test_random_weights_are_seeded_and_drawn_like_build_model() -> None:
     net = resdsl.compile("resnet20")
-    first, again, other = (onnx_model(net, seed=s) for s in (0, 0, 1))
+    first, again, other = (onnx_model(net, seed=s, fold=False) for s in (0, 0, 1))
     value = {t.name: onnx.numpy_helper.to_array(t) for t in first.graph.initializer}
     assert all(np.array_equal(value[t.name], onnx.numpy_helper.to_array(t)) for t in again.graph.initializer), (
         "same seed, same weights"

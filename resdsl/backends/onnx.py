@@ -31,6 +31,7 @@ import numpy as np
 from resdsl.ast import Span
 from resdsl.backends.onnx_weights import Init, WeightSource, read_weights
 from resdsl.diagnostics import ResdslError, error
+from resdsl.fold import fold_network, fold_state_dict
 from resdsl.ir import Layer, Network
 from resdsl.ops import OPS, Shape
 
@@ -114,8 +115,9 @@ def _module_path(layer: Layer) -> str:
 class _Builder:
     """Nodes and initializers of one graph, collected in order."""
 
-    def __init__(self, onnx: Any, network: Network, weights: WeightSource) -> None:
+    def __init__(self, onnx: Any, network: Network, weights: WeightSource, dry: bool = False) -> None:
         self.onnx, self.net, self.weights = onnx, network, weights
+        self.dry = dry  # only ask for the weights (to fold them): no tensors are made
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.names: set[str] = {INPUT}
@@ -138,8 +140,17 @@ class _Builder:
     def add_initializer(self, name: str, value: np.ndarray) -> str:
         name = self.unique(name)
         self.nbytes += value.nbytes
-        self.initializers.append(self.onnx.numpy_helper.from_array(value, name))
+        if not self.dry:
+            self.initializers.append(self.onnx.numpy_helper.from_array(value, name))
         return name
+
+    def run(self) -> dict[str, str]:
+        """Every layer's nodes, in order; the name of each layer's output tensor."""
+        values: dict[str, str] = {}
+        for layer in self.net.layers():
+            values[layer.id] = INPUT if layer.op == "input" else self.layer(layer, values)
+        self.weights.check(self.net.name)
+        return values
 
     def constant(self, base: str, values: list[int]) -> str:
         """An int64 initializer (Slice and Pad take their positions as tensors)."""
@@ -187,7 +198,7 @@ class _Builder:
                 pool = {"k": stride, "s": stride, "p": 0, "ceil": True, "count_include_pad": False}
                 x = self.sub(OPS["avgpool"].onnx, pool, f"{name}.0", "", x, shape)
             index, stride = 1, 1
-        conv = {"out": s.out_channels, "k": 1, "s": stride, "p": 0, "d": 1, "groups": 1, "bias": False}
+        conv = {"out": s.out_channels, "k": 1, "s": stride, "p": 0, "d": 1, "groups": 1, "bias": s.bias}
         x = self.sub(OPS["conv"].onnx, conv, f"{name}.{index}", f"{prefix}.{index}", x, shape)
         if s.norm:
             norm = OPS[s.norm_op].onnx
@@ -205,8 +216,10 @@ def onnx_model(
     weights: Mapping[str, Any] | str | Path | None = None,
     batch: int | str = 1,
     seed: int = 0,
+    fold: bool = True,
 ) -> onnx.ModelProto:
-    """The ONNX model of ``network``, in memory.
+    """The ONNX model of ``network``, in memory; ``fold``: every batchnorm that follows a conv
+    is folded into it (:mod:`resdsl.fold`, as ``build_model(spec, mode="inference")`` does).
 
     ``weights``: a state_dict-like mapping of arrays (numpy arrays, or anything ``np.asarray``
     reads), a weights file (see :func:`read_weights`), or None for seeded random weights.
@@ -217,11 +230,9 @@ def onnx_model(
     origin = str(weights) if isinstance(weights, (str, Path)) else ""
     arrays = read_weights(weights) if isinstance(weights, (str, Path)) else weights
     source = WeightSource(arrays, seed, origin)
-    builder = _Builder(onnx, network, source)
-    values: dict[str, str] = {}
-    for layer in network.layers():
-        values[layer.id] = INPUT if layer.op == "input" else builder.layer(layer, values)
-    source.check(network.name)
+    # the graph is the folded network's; its name, doc string and metadata describe the spec's
+    graph_net, builder = _folded(onnx, network, source) if fold else (network, _Builder(onnx, network, source))
+    values = builder.run()
     if builder.nbytes > PROTOBUF_LIMIT:
         raise ResdslError(
             error(
@@ -231,7 +242,7 @@ def onnx_model(
                 help="export a smaller network; ONNX's external data format is not written by resdsl yet",
             )
         )
-    last = values[network.root.output]
+    last = values[graph_net.root.output]
     _rename_output(onnx, builder, last)
     helper, tensor = onnx.helper, onnx.TensorProto
     out_shape = network.output_shape
@@ -253,6 +264,18 @@ def onnx_model(
     model.doc_string = graph.doc_string
     helper.set_model_props(model, _metadata(network, source, batch_dim))
     return model
+
+
+def _folded(onnx: Any, network: Network, source: WeightSource) -> tuple[Network, _Builder]:
+    """The folded network and a builder of its graph whose weights are ``source``'s, folded.
+
+    A dry run over the training network asks ``source`` for every tensor, in the order and
+    with the checks of an unfolded export (E822), so random weights are the same draws; the
+    batchnorms are folded in float64."""
+    _Builder(onnx, network, source, dry=True).run()
+    folded, plan = fold_network(network)
+    training = {key: np.asarray(value, dtype=np.float64) for key, value in source.served.items()}
+    return folded, _Builder(onnx, folded, WeightSource(fold_state_dict(training, plan), origin=source.origin))
 
 
 def _rename_output(onnx: Any, builder: _Builder, last: str) -> None:
@@ -315,11 +338,12 @@ def export(
     batch: int | str = 1,
     seed: int = 0,
     force: bool = False,
+    fold: bool = True,
 ) -> onnx.ModelProto:
     """Write ``network`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
     target = Path(path)
     _refuse_foreign(target, force)
-    model = onnx_model(network, weights, batch, seed)
+    model = onnx_model(network, weights, batch, seed, fold)
     data = model.SerializeToString()
     write_atomic(target, data)
     return model

@@ -92,6 +92,7 @@ class WeightSource:
         self.origin = origin  # the file they came from, for diagnostics
         self.rng = np.random.default_rng(seed)
         self.used: set[str] = set()
+        self.served: dict[str, np.ndarray] = {}  # every stored tensor handed out, by key
         self.missing: list[str] = []
         self.wrong: list[str] = []
 
@@ -101,6 +102,12 @@ class WeightSource:
 
     def get(self, key: str, shape: tuple[int, ...], init: Init, stored: bool = True) -> np.ndarray:
         """The float32 array for ``key``; a fixed value (``stored=False``) is never looked up."""
+        array = self._get(key, shape, init, stored)
+        if stored:
+            self.served[key] = array
+        return array
+
+    def _get(self, key: str, shape: tuple[int, ...], init: Init, stored: bool) -> np.ndarray:
         kind, value = init
         if stored and self.arrays is not None:
             self.used.add(key)
