@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from resdsl import ast
 from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error, group_repeats, ordered
 from resdsl.elaborate import Elaborator, Failed, Program, load, network_params
+from resdsl.features import Checkpoint, Feature, plan
 from resdsl.ir import Network
 from resdsl.limits import Limits, check_budget
 from resdsl.parser import parse_expr
@@ -37,6 +38,7 @@ class CheckResult:
     networks: list[Network] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    features: dict[str, list[Feature]] = field(default_factory=dict)  # per network, when asked for
 
     def __repr__(self) -> str:
         errors = len(self.errors)
@@ -145,11 +147,13 @@ def check(
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
+    features: Sequence[str] | None = None,
 ) -> CheckResult:
     """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
 
     ``ignore`` silences warning codes (``["W403"]``); the ``max_*`` arguments raise the limits
-    that refuse networks no machine could build (see :mod:`resdsl.limits`).
+    that refuse networks no machine could build (see :mod:`resdsl.limits`). ``features``
+    checks feature outputs too: ``result.features[network]`` lists each one's shape and stride.
     """
     try:
         path, text, name = resolve_spec(spec)
@@ -206,6 +210,11 @@ def check(
         net.sources = dict(program.sources)
         net.source_file = program.root
         result.networks.append(net)
+        if features is not None and not collector.has_errors:
+            try:
+                result.features[net.name] = list(plan(net, features).features)
+            except ResdslError as exc:
+                collector.extend(exc.diagnostics)
     if not definitions or network is None:
         collector.extend(check_unused_blocks(program, {id(b) for n in result.networks for b in n.blocks_used()}))
     silenced = {code.upper() for code in ignore}
@@ -276,6 +285,8 @@ def build_model(
     *,
     zero_init_residual: bool | None = None,
     norm: str | None = None,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
@@ -287,6 +298,9 @@ def build_model(
     ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
     Both can also be set in the spec (as a parameter or a ``meta`` entry). A network past
     the size limits is refused before any tensor is allocated; ``max_*`` raise them.
+    ``features=["layer1", ...]`` returns those top-level outputs as a dict (the classifier
+    dropped, ``model.feature_info`` as timm's); ``checkpoint=True`` (or a list of stages)
+    recomputes those stages in backward (see docs/features.md).
     """
     from resdsl.backends.torch import build
 
@@ -299,7 +313,7 @@ def build_model(
         max_activation_gb=max_activation_gb,
         **overrides,
     )
-    return build(net, zero_init_residual=zero_init_residual, norm=norm)
+    return build(net, zero_init_residual=zero_init_residual, norm=norm, features=features, checkpoint=checkpoint)
 
 
 def generate(
@@ -307,12 +321,15 @@ def generate(
     network: str | None = None,
     input_shape: str | Sequence[int] | None = None,
     *,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
     **overrides: Any,
 ) -> str:
-    """The source of a standalone PyTorch module for the spec."""
+    """The source of a standalone PyTorch module for the spec (``features``, ``checkpoint``:
+    as for :func:`build_model`)."""
     from resdsl.backends.codegen import generate as _generate
 
     spec_arg = None if isinstance(spec, Network) else str(spec)
@@ -325,7 +342,7 @@ def generate(
         max_activation_gb=max_activation_gb,
         **overrides,
     )
-    return _generate(net, overrides=overrides, spec_arg=spec_arg)
+    return _generate(net, overrides=overrides, spec_arg=spec_arg, features=features, checkpoint=checkpoint)
 
 
 __all__ = ["CheckResult", "build_model", "check", "compile", "generate", "library_dir", "shipped_names"]

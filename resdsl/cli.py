@@ -128,7 +128,7 @@ def common(func: Any) -> Any:
     return run
 
 
-def _check_all(specs: Sequence[str], options: Options) -> list[CheckResult]:
+def _check_all(specs: Sequence[str], options: Options, features: Sequence[str] | None = None) -> list[CheckResult]:
     overrides = _parse_sets(options.sets)
     dims = _parse_input(options.input_shape)
     return [
@@ -141,9 +141,23 @@ def _check_all(specs: Sequence[str], options: Options) -> list[CheckResult]:
             max_layers=options.max_layers,
             max_params=options.max_params,
             max_activation_gb=options.max_activation_gb,
+            features=features,
         )
         for spec in specs
     ]
+
+
+def _names(value: str | None) -> list[str] | None:
+    """``--features layer1,layer2`` as a list (None when not given)."""
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
+
+_features_option = click.option(
+    "--features",
+    default=None,
+    metavar="NAMES",
+    help="Top-level layers to return as feature maps, comma-separated (layer1,layer2,layer3,layer4).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,9 +174,10 @@ def cli() -> None:
 @click.argument("specs", nargs=-1, required=True)
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
-def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
+@_features_option
+def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, features: str | None) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
-    results = _check_all(specs, options)
+    results = _check_all(specs, options, _names(features))
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
         click.echo(to_json(diagnostics))
@@ -179,6 +194,8 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool) -> None:
                     f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}, "
                     f"{human_bytes(activation_bytes(net))} activations per sample  ({result.file})"
                 )
+                for feature in result.features.get(net.name, []):
+                    click.echo(f"  feature {feature.describe()}")
         errors = sum(d.is_error for d in diagnostics)
         warnings = len(diagnostics) - errors
         if errors or warnings:
@@ -223,17 +240,34 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
 @common
 @click.option("-o", "--output", default=None, help="Output file (default ./<network>.py; '-' for stdout).")
 @click.option("--force", is_flag=True, help="Overwrite a file resdsl did not generate, or one edited since.")
-def build_cmd(spec: str, options: Options, output: str | None, force: bool) -> None:
+@_features_option
+@click.option(
+    "--checkpoint",
+    default=None,
+    metavar="STAGES",
+    help="Stages to run under gradient checkpointing, comma-separated, or 'all'.",
+)
+def build_cmd(
+    spec: str, options: Options, output: str | None, force: bool, features: str | None, checkpoint: str | None
+) -> None:
     """Write SPEC as a standalone PyTorch module that needs only torch."""
     from resdsl.backends.codegen import generate, write_generated
 
-    (result,) = _check_all([spec], options)
+    (result,) = _check_all([spec], options, _names(features))
     render(result.diagnostics, result.sources)
     if not result.ok:
         sys.exit(1)
     net = pick_network(result, spec, options.network)
     target = output or f"{net.name}.py"
-    code = generate(net, overrides=_parse_sets(options.sets), spec_arg=spec, output=None if output == "-" else target)
+    stages = True if checkpoint == "all" else _names(checkpoint)
+    code = generate(
+        net,
+        overrides=_parse_sets(options.sets),
+        spec_arg=spec,
+        output=None if output == "-" else target,
+        features=_names(features),
+        checkpoint=stages,
+    )
     if output == "-":
         click.echo(code, nl=False)
         return

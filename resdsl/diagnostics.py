@@ -76,6 +76,14 @@ CODES: dict[str, str] = {
     "E603": "too many parameters",
     "E604": "too much activation memory",
     "E605": "number too large",
+    # feature outputs and gradient checkpointing (resdsl/features.py)
+    "E740": "no such top-level layer to return as a feature",
+    "E741": "feature is not a spatial map",
+    "E742": "layer named twice",
+    "E743": "no feature outputs named",
+    "E745": "no such top-level layer to checkpoint",
+    "E746": "no stages to checkpoint",
+    "E747": "checkpointed layer is dropped by the feature outputs",
 }
 
 

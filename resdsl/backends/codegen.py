@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from resdsl import __version__
+from resdsl.backends import codegen_features
 from resdsl.backends.codegen_emit import ClassDef, Emitter, portable
 from resdsl.backends.codegen_expr import (
     RESERVED,
@@ -47,6 +48,7 @@ from resdsl.backends.codegen_files import (
     sources_hash,
     write_generated,
 )
+from resdsl.features import Checkpoint, Plan, plan
 from resdsl.ir import Layer, Network
 from resdsl.values import LayerCall
 
@@ -125,11 +127,17 @@ def render(
     output: str | None = None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    plan: Plan | None = None,
 ) -> str:
-    """The module source before formatting and hashing."""
+    """The module source before formatting and hashing; ``plan`` adds feature outputs and
+    checkpointing (see :mod:`codegen_features`)."""
+    if plan is not None:
+        network = plan.network
     table = value_names(_spec_value_names(network))
     with renaming(table):
-        return _render(network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()))
+        return _render(
+            network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), plan
+        )
 
 
 def _render(
@@ -140,6 +148,7 @@ def _render(
     network_arg: str | None,
     input_shape: Sequence[int] | None,
     python_names: frozenset[str],
+    plan: Plan | None = None,
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
@@ -152,6 +161,8 @@ def _render(
     cls = ClassDef("", doc_text(f"{title} as written in {defined_at}"), net_params)
     em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
     cls.name = em.class_name(camel(network.name), "Net")
+    if plan is not None:
+        codegen_features.apply(plan, cls, em.item_steps)
     for item in network.root.items:
         norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
         if norm_layer is not None:
@@ -162,6 +173,8 @@ def _render(
     for key in ("mean", "std"):
         if key in meta:
             constants[key.upper()] = py_default(meta.pop(key))
+    if plan is not None and plan.features:
+        constants["FEATURE_INFO"] = codegen_features.feature_info_source(plan)
     meta_items = [(py_str(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
     blocks = list(em.classes.values())
     taken = {c.name for c in blocks} | {cls.name}
@@ -199,12 +212,23 @@ def _render(
             norm_classes=norm_classes or ["BatchNorm2d"],
             spec=spec_arg or network.source_file,
             spec_hash=sources_hash(network),
-            command=regenerate_command(network, spec_arg, overrides, output, network_arg, input_shape),
+            command=regenerate_command(
+                network, spec_arg, overrides, output, network_arg, input_shape, codegen_features.extra_args(plan)
+            ),
+            checkpoint_source=checkpoint_source() if plan is not None and plan.checkpoint else "",
             version=__version__,
             title=title,
             defined_at=defined_at,
         )
     )
+
+
+@cache
+def checkpoint_source() -> str:
+    """The checkpointing helpers of :mod:`resdsl.backends.checkpointing`, as generated files
+    carry them."""
+    text = (Path(__file__).parent / "checkpointing.py").read_text(encoding="utf-8")
+    return text.split("# --- copied into generated modules that checkpoint, from here ---\n", 1)[1].strip()
 
 
 def _cin(network: Network) -> Any:
@@ -224,6 +248,14 @@ def generate(
     output: str | None = None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
 ) -> str:
-    """The finished file: formatted, with a header that names its source and hashes its body."""
-    return seal(format_code(render(network, overrides, spec_arg, output, network_arg, input_shape)))
+    """The finished file: formatted, with a header that names its source and hashes its body.
+
+    ``features`` and ``checkpoint`` are :func:`resdsl.features.plan`'s: the network class
+    then returns a dict of those outputs, or checkpoints those stages while its
+    ``grad_checkpointing`` attribute is true.
+    """
+    wanted = plan(network, features, checkpoint) if features is not None or checkpoint else None
+    return seal(format_code(render(network, overrides, spec_arg, output, network_arg, input_shape, wanted)))

@@ -62,8 +62,10 @@ def regenerate_command(
     output: str | None,
     network_arg: str | None = None,
     input_shape: Sequence[int] | None = None,
+    extra: Sequence[str] = (),
 ) -> str:
-    """The ``resdsl build`` command that writes this file again, quoted for a POSIX shell."""
+    """The ``resdsl build`` command that writes this file again, quoted for a POSIX shell;
+    ``extra``: further options (``--features ...``), before ``-o``."""
     spec = spec_arg or network.source_file or network.file
     args = ["resdsl", "build", spec]
     if network_arg is None and spec != network.name and Path(spec).stem != network.name:
@@ -76,7 +78,7 @@ def regenerate_command(
         input_shape = network.input_shape
     if input_shape is not None:
         args += ["--input", "x".join(str(d) for d in input_shape)]
-    args += ["-o", output or f"{network.name}.py"]
+    args += [*extra, "-o", output or f"{network.name}.py"]
     return comment_text(" ".join(shlex.quote(a) for a in args))
 
 
