@@ -66,9 +66,7 @@ def stage_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 # -- feature outputs: the torch back end --------------------------------------------------------
 
 
-def test_features_equal_the_full_models_stages(
-    resnet18_full: nn.Module, reference_outputs_f64: dict[str, Any]
-) -> None:
+def test_features_equal_the_full_models_stages(resnet18_full: nn.Module, reference_outputs_f64: dict[str, Any]) -> None:
     model = resdsl.build_model("resnet18", features=STAGES, **R18).double().eval()
     result = model.load_state_dict(resnet18_full.state_dict(), strict=False)
     assert result.missing_keys == []
@@ -121,7 +119,7 @@ def test_feature_kept_from_an_in_place_activation(resnet18_full: nn.Module) -> N
     """bn1 is followed by relu(inplace=True): the output must be bn1's value, not the relu's."""
     model = resdsl.build_model("resnet18", features=["bn1", "layer1"], **R18).double().eval()
     model.load_state_dict(resnet18_full.state_dict(), strict=False)
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         got = model(x)
     want = stage_outputs(resnet18_full, x)
@@ -133,7 +131,7 @@ def test_feature_kept_from_an_in_place_activation(resnet18_full: nn.Module) -> N
 def test_scripted_feature_model_returns_the_same_dict() -> None:
     model = resdsl.build_model("resnet20", features=["layer1", "layer2", "layer3"]).double().eval()
     scripted = torch.jit.script(model)
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         a, b = model(x), scripted(x)
     assert list(a) == list(b) == ["layer1", "layer2", "layer3"]
@@ -151,9 +149,11 @@ def test_generated_features_match_and_script(resnet18_full: nn.Module, tmp_path:
     model = generated.resnet18().double().eval()
     result = model.load_state_dict(resnet18_full.state_dict(), strict=False)
     assert result.missing_keys == [] and sorted(result.unexpected_keys) == ["fc.bias", "fc.weight"]
-    assert model.feature_info == generated.FEATURE_INFO == resdsl.build_model(
-        "resnet18", features=["bn1", *STAGES], **R18
-    ).feature_info
+    assert (
+        model.feature_info
+        == generated.FEATURE_INFO
+        == resdsl.build_model("resnet18", features=["bn1", *STAGES], **R18).feature_info
+    )
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     want = stage_outputs(resnet18_full, x)
     scripted = torch.jit.script(model)
@@ -269,7 +269,7 @@ def test_checkpoint_gives_identical_gradients_and_statistics(stages: Any, kept: 
     plain = resdsl.build_model("resnet20").double()
     checkpointed = resdsl.build_model("resnet20", checkpoint=stages).double()
     assert checkpointed.grad_checkpointing is True
-    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     assert_same_step(plain, checkpointed, x)
     assert saved_bytes(checkpointed, x) < saved_bytes(plain, x) * kept  # it does keep less
     checkpointed.grad_checkpointing = False
@@ -280,9 +280,9 @@ def test_checkpoint_with_features_and_scripting() -> None:
     torch.manual_seed(0)
     plain = resdsl.build_model("resnet20", features=["layer1", "layer3"]).double()
     checkpointed = resdsl.build_model("resnet20", features=["layer1", "layer3"], checkpoint=True).double()
-    assert_same_step(plain, checkpointed, torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    assert_same_step(plain, checkpointed, torch.randn(2, 3, 16, 16, dtype=torch.float64))
     scripted = torch.jit.script(checkpointed.eval())  # scripting takes the plain branch
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         a, b = scripted(x), plain.eval()(x)
     assert all(rel_error(a[k], b[k]) <= SAME_MACHINE_TOL for k in b)
@@ -295,7 +295,7 @@ def test_generated_checkpoint_identical_gradients(tmp_path: Path) -> None:
     torch.manual_seed(0)
     plain = resdsl.build_model("resnet20").double()
     model = generated.resnet20().double()
-    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     assert_same_step(plain, model, x)
     assert saved_bytes(model, x) < saved_bytes(plain, x) / 2
     scripted = torch.jit.script(model.eval())
