@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
+from resdsl.features import Checkpoint  # noqa: E402
 
 SPEC = "resnet1202"
 QUICK_SPEC = "resnet110"
@@ -84,9 +85,24 @@ class StoragePeak(TorchDispatchMode):
         return out
 
 
-def build(spec: str, batch: int) -> tuple[nn.Module, Tensor]:
+def stages(spec: str) -> list[str]:
+    from resdsl.features import plan
+
+    return list(plan(resdsl.compile(spec), checkpoint=True).checkpoint)
+
+
+def variants(spec: str) -> dict[str, Checkpoint]:
+    """The runs compared: none, every stage, and every stage but the last (the deeper stages of a
+    ResNet hold the smaller maps, so they save the least memory per recomputed MAC)."""
+    every = stages(spec)
+    return {"off": None, "all stages": True, "all but the last": every[:-1]}
+
+
+def build(spec: str, batch: int, checkpoint: Checkpoint) -> tuple[nn.Module, Tensor]:
+    """The model with gradients allocated (zeroed), and an input batch; weights from seed 0."""
     torch.manual_seed(0)
-    model = resdsl.build_model(spec, checkpoint=True).train()
+    model = resdsl.build_model(spec, checkpoint=checkpoint or True).train()
+    model.grad_checkpointing = bool(checkpoint)  # type: ignore[assignment]
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     return model, torch.randn(batch, *resdsl.compile(spec).input_shape)
@@ -98,8 +114,7 @@ def step(model: nn.Module, x: Tensor) -> None:
     model(x).square().mean().backward()
 
 
-def peak_bytes(model: nn.Module, x: Tensor, checkpointing: bool) -> int:
-    model.grad_checkpointing = checkpointing  # type: ignore[assignment]
+def peak_bytes(model: nn.Module, x: Tensor) -> int:
     existing = [x, *model.parameters(), *model.buffers(), *(p.grad for p in model.parameters() if p.grad is not None)]
     tracker = StoragePeak(existing)
     with tracker:
@@ -107,16 +122,15 @@ def peak_bytes(model: nn.Module, x: Tensor, checkpointing: bool) -> int:
     return tracker.peak
 
 
-def step_times(model: nn.Module, x: Tensor, repeat: int) -> dict[bool, list[float]]:
-    """Seconds per step with checkpointing on and off, interleaved after one warm-up each."""
-    samples: dict[bool, list[float]] = {False: [], True: []}
+def step_times(models: dict[str, nn.Module], x: Tensor, repeat: int) -> dict[str, list[float]]:
+    """Seconds per step of each model, interleaved (one round of warm-up)."""
+    samples: dict[str, list[float]] = {name: [] for name in models}
     for i in range(repeat + 1):
-        for checkpointing in (False, True):
-            model.grad_checkpointing = checkpointing  # type: ignore[assignment]
+        for name, model in models.items():
             start = time.perf_counter()
             step(model, x)
             if i:
-                samples[checkpointing].append(time.perf_counter() - start)
+                samples[name].append(time.perf_counter() - start)
     return samples
 
 
@@ -127,7 +141,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def rss_child(spec: str, batch: int, checkpointing: bool, threads: int) -> None:
+def rss_child(spec: str, batch: int, variant: str, threads: int) -> None:
     """Run in a fresh process: print how much the peak RSS grew during one step (bytes).
 
     One warm-up step first (one-time costs: kernel caches, imports), then freed heap pages are
@@ -135,8 +149,7 @@ def rss_child(spec: str, batch: int, checkpointing: bool, threads: int) -> None:
     (``/proc/self/clear_refs``, Linux); where that cannot be done the earlier peak may hide
     part of the step's."""
     torch.set_num_threads(threads)
-    model, x = build(spec, batch)
-    model.grad_checkpointing = checkpointing  # type: ignore[assignment]
+    model, x = build(spec, batch, variants(spec)[variant])
     step(model, x)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -152,8 +165,8 @@ def rss_child(spec: str, batch: int, checkpointing: bool, threads: int) -> None:
     print(json.dumps({"growth": (peak() - before) * 1024}))  # KiB on Linux
 
 
-def rss_growth(spec: str, batch: int, checkpointing: bool, threads: int) -> int:
-    cmd = [sys.executable, __file__, "--child", "on" if checkpointing else "off", "--spec", spec]
+def rss_growth(spec: str, batch: int, variant: str, threads: int) -> int:
+    cmd = [sys.executable, __file__, "--child", variant, "--spec", spec]
     cmd += ["--batch", str(batch), "--threads", str(threads)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return int(json.loads(done.stdout.strip().splitlines()[-1])["growth"])
@@ -167,76 +180,82 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default=None, help=f"network (default {SPEC}; {QUICK_SPEC} with --quick)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 8; 2 with --quick)")
-    parser.add_argument("--repeat", type=int, default=None, help="timed steps per variant (default 3; 1 with --quick)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed steps per variant (default 5; 1 with --quick)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="a small, fast smoke test")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the rows as JSON")
-    parser.add_argument("--child", choices=["on", "off"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     spec = args.spec or (QUICK_SPEC if args.quick else SPEC)
     batch = args.batch or (2 if args.quick else 8)
-    repeat = args.repeat or (1 if args.quick else 3)
+    repeat = args.repeat or (1 if args.quick else 5)
     if args.child is not None:
-        rss_child(spec, batch, args.child == "on", args.threads)
+        rss_child(spec, batch, args.child, args.threads)
         return
     torch.set_num_threads(args.threads)
 
-    model, x = build(spec, batch)
+    runs = variants(spec)
     net = resdsl.compile(spec)
+    models: dict[str, nn.Module] = {}
+    for name, checkpoint in runs.items():
+        models[name], x = build(spec, batch, checkpoint)
+        models[name].load_state_dict(models["off"].state_dict())
     print(
         f"{spec}: {net.weighted_layers} weighted layers, batch {batch}, torch {torch.__version__}, "
-        f"{args.threads} threads; checkpointed: {', '.join(_stages(net))}, one segment per block"
+        f"{args.threads} threads; each checkpointed stage runs one segment per block"
     )
-    step(model, x)  # warm-up: kernels chosen, caches filled
-    peak = {c: peak_bytes(model, x, c) for c in (False, True)}
-    times = step_times(model, x, repeat)
-    rss = {c: rss_growth(spec, batch, c, args.threads) for c in (False, True)}
+    for model in models.values():
+        step(model, x)  # warm-up: kernels chosen, caches filled
+    peak = {name: peak_bytes(model, x) for name, model in models.items()}
+    times = step_times(models, x, repeat)
+    rss = {name: rss_growth(spec, batch, name, args.threads) for name in runs}
 
-    memory_ratio = peak[False] / peak[True]
-    per_repeat = [a / b for a, b in zip(times[True], times[False], strict=True)]
-    time_ratio = statistics.median(times[True]) / statistics.median(times[False])
-    print(f"{'':34} {'without':>14} {'with':>14} {'ratio':>7}")
-    print(f"{'step memory peak (storages)':34} {mib(peak[False]):>14} {mib(peak[True]):>14} {memory_ratio:>6.2f}x")
-    rss_ratio = rss[False] / max(rss[True], 1)
-    print(f"{'peak RSS growth (fresh process)':34} {mib(rss[False]):>14} {mib(rss[True]):>14} {rss_ratio:>6.2f}x")
-    t_off, t_on = statistics.median(times[False]), statistics.median(times[True])
-    print(f"{'step time (median of ' + str(repeat) + ')':34} {t_off:>13.2f}s {t_on:>13.2f}s {time_ratio:>6.2f}x")
-    case = f"{spec}, batch {batch}"
-    rows = [
-        {
-            "case": case,
-            "measure": "activation memory ratio (without / with checkpointing)",
-            "ratio": memory_ratio,
-            "low": memory_ratio,
-            "high": memory_ratio,
-            "target": ">= 3",
-            "met": memory_ratio >= 3,
-            "detail": f"peak bytes allocated during one step: {mib(peak[False])} without, {mib(peak[True])} with; "
-            f"peak RSS growth in a fresh process: {mib(rss[False])} without, {mib(rss[True])} with",
-        },
-        {
-            "case": case,
-            "measure": "step time ratio (with / without checkpointing)",
-            "ratio": time_ratio,
-            "low": min(per_repeat),
-            "high": max(per_repeat),
-            "target": "<= 1.5",
-            "met": time_ratio <= 1.5,
-            "detail": f"median step {t_off:.2f}s without, {t_on:.2f}s with, {repeat} interleaved repeats",
-        },
-    ]
+    print(f"{'checkpointed':26} {'step memory peak':>17} {'peak RSS growth':>16} {'step time':>10} {'time ratio':>11}")
+    rows = []
+    for name, checkpoint in runs.items():
+        stages_run = "none" if not checkpoint else ", ".join(stages(spec) if checkpoint is True else checkpoint)
+        per_repeat = [a / b for a, b in zip(times[name], times["off"], strict=True)]
+        ratio = statistics.median(per_repeat)
+        t = statistics.median(times[name])
+        memory = peak["off"] / peak[name]
+        print(
+            f"{stages_run:26} {mib(peak[name]):>17} {mib(rss[name]):>16} {t:>9.2f}s {ratio:>10.2f}x"
+            + ("" if name == "off" else f"   ({memory:.2f}x less memory)")
+        )
+        if name == "off":
+            continue
+        case = f"{spec}, batch {batch}, checkpoint {name} ({stages_run})"
+        rows += [
+            {
+                "case": case,
+                "measure": "activation memory ratio (without / with checkpointing)",
+                "ratio": memory,
+                "low": memory,
+                "high": memory,
+                "target": ">= 3",
+                "met": memory >= 3,
+                "detail": f"peak bytes allocated during one step: {mib(peak['off'])} without, {mib(peak[name])} "
+                f"with; peak RSS growth in a fresh process: {mib(rss['off'])} without, {mib(rss[name])} with "
+                f"({rss['off'] / max(rss[name], 1):.2f}x)",
+            },
+            {
+                "case": case,
+                "measure": "step time ratio (with / without checkpointing)",
+                "ratio": ratio,
+                "low": min(per_repeat),
+                "high": max(per_repeat),
+                "target": "<= 1.5",
+                "met": ratio <= 1.5,
+                "detail": f"median step {statistics.median(times['off']):.2f}s without, {t:.2f}s with; "
+                f"median of {repeat} interleaved pairs",
+            },
+        ]
     if args.quick:
         for row in rows:  # a smoke test on a shallower net: the figures are not the target's
             row["target"], row["met"] = None, None
     if args.json_path:
         payload = {"benchmark": "checkpoint_memory", "title": __doc__.splitlines()[0], "rows": rows}
         Path(args.json_path).write_text(json.dumps(payload, indent=2) + "\n")
-
-
-def _stages(net: Any) -> list[str]:
-    from resdsl.features import plan
-
-    return list(plan(net, checkpoint=True).checkpoint)
 
 
 if __name__ == "__main__":
