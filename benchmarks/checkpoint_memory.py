@@ -180,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default=None, help=f"network (default {SPEC}; {QUICK_SPEC} with --quick)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 8; 2 with --quick)")
-    parser.add_argument("--repeat", type=int, default=None, help="timed steps per variant (default 5; 1 with --quick)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed steps per variant (default 10; 1 with --quick)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="a small, fast smoke test")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the rows as JSON")
@@ -188,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = args.spec or (QUICK_SPEC if args.quick else SPEC)
     batch = args.batch or (2 if args.quick else 8)
-    repeat = args.repeat or (1 if args.quick else 5)
+    repeat = args.repeat or (1 if args.quick else 10)
     if args.child is not None:
         rss_child(spec, batch, args.child, args.threads)
         return
