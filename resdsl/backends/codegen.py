@@ -135,9 +135,7 @@ def render(
         network = plan.network
     table = value_names(_spec_value_names(network))
     with renaming(table):
-        return _render(
-            network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), plan
-        )
+        return _render(network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), plan)
 
 
 def _render(
