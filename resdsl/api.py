@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from resdsl import ast
 from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error, group_repeats, ordered
 from resdsl.elaborate import Elaborator, Failed, Program, load, network_params
+from resdsl.features import Checkpoint, Feature, plan
 from resdsl.ir import Network
 from resdsl.limits import Limits, check_budget
 from resdsl.parser import parse_expr
@@ -39,6 +40,7 @@ class CheckResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
     program: Program | None = field(default=None, repr=False)  # the parsed files (editor features)
+    features: dict[str, list[Feature]] = field(default_factory=dict)  # per network, when asked for
 
     def __repr__(self) -> str:
         errors = len(self.errors)
@@ -150,12 +152,14 @@ def check(
     max_params: int | None = None,
     max_activation_gb: float | None = None,
     sources: Mapping[str | Path, str] | None = None,
+    features: Sequence[str] | None = None,
 ) -> CheckResult:
     """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
 
     ``ignore`` silences warning codes (``["W403"]``); the ``max_*`` arguments raise the limits
     that refuse networks no machine could build (see :mod:`resdsl.limits`). ``sources`` maps
-    file paths to text read instead of those files (an editor's unsaved buffers).
+    file paths to text read instead of those files (an editor's unsaved buffers). ``features``
+    checks feature outputs too: ``result.features[network]`` lists each one's shape and stride.
     """
     try:
         path, text, name = resolve_spec(spec)
@@ -214,6 +218,11 @@ def check(
         net.sources = dict(program.sources)
         net.source_file = program.root
         result.networks.append(net)
+        if features is not None and not collector.has_errors:
+            try:
+                result.features[net.name] = list(plan(net, features).features)
+            except ResdslError as exc:
+                collector.extend(exc.diagnostics)
     if not definitions or network is None:
         collector.extend(check_unused_blocks(program, {id(b) for n in result.networks for b in n.blocks_used()}))
     silenced = {code.upper() for code in ignore}
@@ -286,6 +295,8 @@ def build_model(
     norm: str | None = None,
     mode: str = "training",
     channels_last: bool = True,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
@@ -313,8 +324,12 @@ def build_model(
     ``mode="inference"``: every conv followed by a batchnorm becomes one conv with the
     batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off.
     ``weights`` (a checkpoint, or the training model's state_dict) is loaded into the training
-    model, checked as above, then folded (see :mod:`resdsl.fold`); ``head`` and the ``freeze``
-    options apply to training only (E803).
+    model, checked as above, then folded (see :mod:`resdsl.fold`); ``head``, ``freeze``,
+    ``features`` and ``checkpoint`` apply to training builds only (E803).
+
+    ``features=["layer1", ...]`` returns those top-level outputs as a dict (the classifier
+    dropped, ``model.feature_info`` as timm's); ``checkpoint=True`` (or a list of stages)
+    recomputes those stages in backward (see docs/features.md).
     """
     from resdsl.backends.torch import build
     from resdsl.finetune import prepare
@@ -348,6 +363,7 @@ def build_model(
 
         unused = [n for n, v in (("head", head), ("freeze", freeze), ("freeze_until", freeze_until)) if v]
         unused += ["freeze_bn"] if freeze_bn else []
+        unused += [n for n, v in (("features", features), ("checkpoint", checkpoint)) if v]
         if unused:
             raise ResdslError(
                 error(
@@ -366,7 +382,16 @@ def build_model(
             trained = build(net, zero_init_residual=zero_init_residual).to(dtype)
             state = prepare(trained, net, weights=found).state_dict()
         return build_inference(net, state, channels_last, zero_init_residual)
-    model = build(net, zero_init_residual=zero_init_residual, norm=norm)
+    if features is not None and head is not None:
+        raise ResdslError(
+            error(
+                "E708",
+                "head adds a linear layer on the network's output vector, but features= returns feature maps",
+                ast.Span("<head>", 0, 0, 0, 0),
+                help="put a head on the feature maps in your own module, or drop features=",
+            )
+        )
+    model = build(net, zero_init_residual=zero_init_residual, norm=norm, features=features, checkpoint=checkpoint)
     return prepare(
         model,
         net,
@@ -392,12 +417,15 @@ def generate(
     network: str | None = None,
     input_shape: str | Sequence[int] | None = None,
     *,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
     **overrides: Any,
 ) -> str:
-    """The source of a standalone PyTorch module for the spec."""
+    """The source of a standalone PyTorch module for the spec (``features``, ``checkpoint``:
+    as for :func:`build_model`)."""
     from resdsl.backends.codegen import generate as _generate
 
     spec_arg = None if isinstance(spec, Network) else str(spec)
@@ -410,7 +438,7 @@ def generate(
         max_activation_gb=max_activation_gb,
         **overrides,
     )
-    return _generate(net, overrides=overrides, spec_arg=spec_arg)
+    return _generate(net, overrides=overrides, spec_arg=spec_arg, features=features, checkpoint=checkpoint)
 
 
 def export_onnx(

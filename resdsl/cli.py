@@ -129,7 +129,7 @@ def common(func: Any) -> Any:
     return run
 
 
-def _check_all(specs: Sequence[str], options: Options) -> list[CheckResult]:
+def _check_all(specs: Sequence[str], options: Options, features: Sequence[str] | None = None) -> list[CheckResult]:
     overrides = _parse_sets(options.sets)
     dims = _parse_input(options.input_shape)
     return [
@@ -142,9 +142,23 @@ def _check_all(specs: Sequence[str], options: Options) -> list[CheckResult]:
             max_layers=options.max_layers,
             max_params=options.max_params,
             max_activation_gb=options.max_activation_gb,
+            features=features,
         )
         for spec in specs
     ]
+
+
+def _names(value: str | None) -> list[str] | None:
+    """``--features layer1,layer2`` as a list (None when not given)."""
+    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+
+
+_features_option = click.option(
+    "--features",
+    default=None,
+    metavar="NAMES",
+    help="Top-level layers to return as feature maps, comma-separated (layer1,layer2,layer3,layer4).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,11 +176,12 @@ def cli() -> None:
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
 @click.option("--fix", is_flag=True, help="Apply the mechanical fixes (rewrites the files; says what changed).")
-def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool) -> None:
+@_features_option
+def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool, features: str | None) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
-    results = _check_all(specs, options)
+    results = _check_all(specs, options, _names(features))
     if fix:
-        results = _fix(specs, options, results)
+        results = _fix(specs, options, results, _names(features))
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
         click.echo(to_json(diagnostics))
@@ -183,6 +198,8 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool
                     f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}, "
                     f"{human_bytes(activation_bytes(net))} activations per sample  ({result.file})"
                 )
+                for feature in result.features.get(net.name, []):
+                    click.echo(f"  feature {feature.describe()}")
         errors = sum(d.is_error for d in diagnostics)
         warnings = len(diagnostics) - errors
         if errors or warnings:
@@ -192,7 +209,9 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool
     sys.exit(1 if any(not r.ok for r in results) else 0)
 
 
-def _fix(specs: Sequence[str], options: Options, results: list[CheckResult]) -> list[CheckResult]:
+def _fix(
+    specs: Sequence[str], options: Options, results: list[CheckResult], features: Sequence[str] | None = None
+) -> list[CheckResult]:
     """Apply every safe fix (resdsl.fixes), print each on stderr, and check again; a fix that
     clashed with another is picked up by the next round."""
     from resdsl.fixes import plan_fixes, write_atomic
@@ -212,7 +231,7 @@ def _fix(specs: Sequence[str], options: Options, results: list[CheckResult]) -> 
         for d, fixed in sorted(plan.applied, key=lambda pair: str(pair[1].edits[0].span)):
             click.echo(f"fixed {fixed.edits[0].span}: {fixed.title} [{d.code}]", err=True)
         made += len(plan.applied)
-        results = _check_all(specs, options)
+        results = _check_all(specs, options, features)
     click.echo(f"{made} fix{'es' * (made != 1)} applied" if made else "no mechanical fixes to apply", err=True)
     return results
 
@@ -247,9 +266,9 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
         click.echo(summary_text(net, depth))
 
 
-def _checked_network(spec: str, options: Options) -> Network:
+def _checked_network(spec: str, options: Options, features: Sequence[str] | None = None) -> Network:
     """The one network a writing command works on; its diagnostics printed, exit 1 on errors."""
-    (result,) = _check_all([spec], options)
+    (result,) = _check_all([spec], options, features)
     render(result.diagnostics, result.sources)
     if not result.ok:
         sys.exit(1)
@@ -272,6 +291,13 @@ def _checked_network(spec: str, options: Options) -> Network:
 @click.option(
     "--channels-last/--no-channels-last", default=True, help="--inference: from_trained's default memory format."
 )
+@_features_option
+@click.option(
+    "--checkpoint",
+    default=None,
+    metavar="STAGES",
+    help="Stages to run under gradient checkpointing, comma-separated, or 'all'.",
+)
 def build_cmd(
     spec: str,
     options: Options,
@@ -280,6 +306,8 @@ def build_cmd(
     weights: str | None,
     inference: bool,
     channels_last: bool,
+    features: str | None,
+    checkpoint: str | None,
 ) -> None:
     """Write SPEC as a standalone PyTorch module that needs only torch (--inference: the
     inference build, default file ./<network>_inference.py)."""
@@ -290,8 +318,16 @@ def build_cmd(
             "--weights takes a checkpoint of the training network; the inference module folds one with "
             "from_trained(state_dict), or use resdsl.build_model(spec, mode='inference', weights=PATH)"
         )
-    net = _checked_network(spec, options)
+    if inference and (features is not None or checkpoint is not None):
+        raise click.UsageError("--features and --checkpoint build training modules; leave out --inference")
+    if features is not None and weights is not None:
+        raise click.UsageError(
+            "a generated feature module loads only its own keys; load a full checkpoint with "
+            "resdsl.build_model(spec, features=..., weights=PATH), which leaves out the dropped layers"
+        )
+    net = _checked_network(spec, options, _names(features))
     target = output or f"{net.name}{'_inference' if inference else ''}.py"
+    stages = True if checkpoint == "all" else _names(checkpoint)
     if weights is not None:  # refused before anything is written if it does not fit
         from resdsl.weights import verify
 
@@ -306,6 +342,8 @@ def build_cmd(
         weights=weights,
         inference=inference,
         channels_last=channels_last,
+        features=_names(features),
+        checkpoint=stages,
     )
     if output == "-":
         click.echo(code, nl=False)

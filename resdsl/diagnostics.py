@@ -96,6 +96,14 @@ CODES: dict[str, str] = {
     "E708": "head cannot be added",
     "W720": "preprocessing differs from the weights'",
     "W721": "classifier tensor kept at initialisation",
+    # feature outputs and gradient checkpointing (resdsl/features.py)
+    "E740": "no such top-level layer to return as a feature",
+    "E741": "feature is not a spatial map",
+    "E742": "layer named twice",
+    "E743": "no feature outputs named",
+    "E745": "no such top-level layer to checkpoint",
+    "E746": "no stages to checkpoint",
+    "E747": "checkpointed layer is dropped by the feature outputs",
     # inference builds (fold.py)
     "E801": "weights cannot be folded",
     "E802": "unknown build mode",

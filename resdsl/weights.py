@@ -104,6 +104,7 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)  # classifier tensors left at initialisation
     adapted: list[str] = field(default_factory=list)  # first-conv filters mapped to other input channels
     ignored: int = 0  # checkpoint tensors outside strip_prefix
+    dropped: list[str] = field(default_factory=list)  # tensors of layers a feature model leaves out
     metadata: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -114,6 +115,8 @@ class LoadReport:
             text += f"; adapted {', '.join(self.adapted)} to the input channels"
         if self.ignored:
             text += f"; ignored {self.ignored} tensors outside the prefix"
+        if self.dropped:
+            text += f"; left out {len(self.dropped)} of layers the feature outputs drop ({', '.join(self.dropped)})"
         return text
 
 
@@ -267,6 +270,11 @@ def load_weights(
         mismatched.remove((key, mine, theirs))
     absent_head = [k for k in missing if _under(k, heads)]
     missing = [k for k in missing if k not in absent_head]
+    # a feature model leaves out the full network's later layers (the classifier): not a mismatch
+    dropped = [k for k in unexpected if _under(k, tuple(getattr(model, "resdsl_dropped", ())))]
+    unexpected = [k for k in unexpected if k not in dropped]
+    for key in dropped:
+        del state[key]
     if missing or unexpected or mismatched:
         raise _mismatch(name, model, missing, unexpected, mismatched, strict)
     kept += [f"{key} kept at initialisation: not in the checkpoint" for key in absent_head]
@@ -282,6 +290,7 @@ def load_weights(
         skipped=skipped + absent_head,
         adapted=adapted,
         ignored=ignored,
+        dropped=dropped,
         metadata=metadata,
     )
     log.info("%s", report)

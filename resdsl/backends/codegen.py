@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from resdsl import __version__
+from resdsl.backends import codegen_features
 from resdsl.backends.codegen_emit import ClassDef, Emitter, portable
 from resdsl.backends.codegen_expr import (
     RESERVED,
@@ -48,6 +49,7 @@ from resdsl.backends.codegen_files import (
     write_generated,
 )
 from resdsl.backends.codegen_inference import InferenceParts, fold_for_codegen, template_names
+from resdsl.features import Checkpoint, Plan, plan
 from resdsl.ir import Layer, Network
 from resdsl.preprocessing import preprocessing
 from resdsl.values import LayerCall
@@ -131,18 +133,32 @@ def render(
     weights: str | None = None,
     inference: bool = False,
     channels_last: bool = True,
+    plan: Plan | None = None,
 ) -> str:
     """The module source before formatting and hashing; ``weights``: a checkpoint the factory
     loads by default (its path is written relative to the generated file); ``inference``: the
     network with its batchnorms folded into the convs, and ``from_trained`` (see
-    :mod:`codegen_inference`)."""
+    :mod:`codegen_inference`); ``plan`` adds feature outputs and checkpointing (see
+    :mod:`codegen_features`)."""
+    assert not (inference and plan is not None), "feature outputs and checkpointing are for training modules"
     parts = None
     if inference:
         network, parts = fold_for_codegen(network, channels_last)
+    if plan is not None:
+        network = plan.network
     table = value_names(_spec_value_names(network))
     with renaming(table):
         return _render(
-            network, overrides, spec_arg, output, network_arg, input_shape, frozenset(table.values()), weights, parts
+            network,
+            overrides,
+            spec_arg,
+            output,
+            network_arg,
+            input_shape,
+            frozenset(table.values()),
+            weights,
+            parts,
+            plan,
         )
 
 
@@ -156,6 +172,7 @@ def _render(
     python_names: frozenset[str],
     weights: str | None = None,
     inference: InferenceParts | None = None,
+    plan: Plan | None = None,
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
@@ -168,6 +185,8 @@ def _render(
     cls = ClassDef("", doc_text(f"{title} as written in {defined_at}"), net_params)
     em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
     cls.name = em.class_name(camel(network.name), "Net")
+    if plan is not None:
+        codegen_features.apply(plan, cls, em.item_steps)
     for item in network.root.items:
         norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
         if norm_layer is not None:
@@ -182,6 +201,8 @@ def _render(
             meta.pop(key)
     if weights is not None:
         constants["WEIGHTS"] = weights_expr(weights, output)
+    if plan is not None and plan.features:
+        constants["FEATURE_INFO"] = codegen_features.feature_info_source(plan)
     meta_items = [(py_str(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
     blocks = list(em.classes.values())
     taken = {c.name for c in blocks} | {cls.name}
@@ -217,7 +238,10 @@ def _render(
             zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
             meta_items=meta_items,
             shortcut_helper=shortcut_helper,
-            abc_imports=sorted({"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}),
+            abc_imports=sorted(
+                {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
+                | ({"Iterable"} if plan is not None and plan.checkpoint else set())
+            ),
             inference=inference,
             uses_bias=em.uses_bias,
             runtime_source=runtime_source(),
@@ -230,13 +254,30 @@ def _render(
             spec=spec_arg or network.source_file,
             spec_hash=sources_hash(network),
             command=regenerate_command(
-                network, spec_arg, overrides, output, network_arg, input_shape, weights, _flags(inference)
+                network,
+                spec_arg,
+                overrides,
+                output,
+                network_arg,
+                input_shape,
+                weights,
+                _flags(inference),
+                codegen_features.extra_args(plan),
             ),
+            checkpoint_source=checkpoint_source() if plan is not None and plan.checkpoint else "",
             version=__version__,
             title=title,
             defined_at=defined_at,
         )
     )
+
+
+@cache
+def checkpoint_source() -> str:
+    """The checkpointing helpers of :mod:`resdsl.backends.checkpointing`, as generated files
+    carry them."""
+    text = (Path(__file__).parent / "checkpointing.py").read_text(encoding="utf-8")
+    return text.split("# --- copied into generated modules that checkpoint, from here ---\n", 1)[1].strip()
 
 
 def _cin(network: Network) -> Any:
@@ -265,9 +306,19 @@ def generate(
     weights: str | None = None,
     inference: bool = False,
     channels_last: bool = True,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
 ) -> str:
-    """The finished file: formatted, with a header that names its source and hashes its body."""
-    source = render(network, overrides, spec_arg, output, network_arg, input_shape, weights, inference, channels_last)
+    """The finished file: formatted, with a header that names its source and hashes its body.
+
+    ``features`` and ``checkpoint`` are :func:`resdsl.features.plan`'s: the network class
+    then returns a dict of those outputs, or checkpoints those stages while its
+    ``grad_checkpointing`` attribute is true.
+    """
+    wanted = plan(network, features, checkpoint) if features is not None or checkpoint else None
+    source = render(
+        network, overrides, spec_arg, output, network_arg, input_shape, weights, inference, channels_last, wanted
+    )
     return seal(format_code(source))
 
 

@@ -71,6 +71,8 @@ class Step:
     optional: bool = False  # residual: the shortcut module may be None
     inplace: bool = False
     guard: str | None = None  # residual: attribute that says whether to add at all
+    checkpointed: str | None = None  # call: the modules to run under checkpointing instead
+    steps: list[Step] = field(default_factory=list)  # checkpoint: the steps of both branches
 
 
 @dataclass
@@ -81,6 +83,7 @@ class ClassDef:
     init: list[tuple[str, Any]] = field(default_factory=list)  # ("let", (name, src)) | ("module", Ctor) | ...
     forward: list[Step] = field(default_factory=list)
     main: str = "out"
+    returns: str = "Tensor"  # forward's return type
     zero_init: list[str] = field(default_factory=list)  # batchnorm attributes zeroed by zero_init_residual
     kinds: list[tuple[Step, Any]] = field(default_factory=list)  # each guarded residual step and its kind
     plain_kinds: list[Any] = field(default_factory=list)  # kinds of residuals written as 'none' (refused otherwise)
@@ -109,6 +112,7 @@ class Emitter:
         self.shortcut_norm_flag = False  # some projection has no batchnorm
         self.uses_bias = False  # some projection's conv has a bias (its batchnorm folded in)
         self.tap_flag = False  # some projection reads from a project_from tap of another shape
+        self.item_steps: list[tuple[Layer | Scope, int]] = []  # network items: where their steps start
 
     # -- names ------------------------------------------------------------------------------
 
@@ -189,6 +193,8 @@ class Emitter:
                 self.plain_residual(payload, cls, names)
                 continue
             item = payload
+            if network:
+                self.item_steps.append((item, len(cls.forward)))
             source_var = var[current]
             if isinstance(item, Scope) and item.side:  # a gate's branch: its own variable, x stays
                 if item.input != current:

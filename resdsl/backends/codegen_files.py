@@ -64,8 +64,10 @@ def regenerate_command(
     input_shape: Sequence[int] | None = None,
     weights: str | None = None,
     flags: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> str:
-    """The ``resdsl build`` command that writes this file again, quoted for a POSIX shell."""
+    """The ``resdsl build`` command that writes this file again, quoted for a POSIX shell;
+    ``extra``: further options (``--features ...``), before ``-o``."""
     spec = spec_arg or network.source_file or network.file
     args = ["resdsl", "build", spec]
     if network_arg is None and spec != network.name and Path(spec).stem != network.name:
@@ -80,7 +82,7 @@ def regenerate_command(
         args += ["--input", "x".join(str(d) for d in input_shape)]
     if weights is not None:
         args += ["--weights", weights]
-    args += [*flags, "-o", output or f"{network.name}{'_inference' if flags else ''}.py"]
+    args += [*flags, *extra, "-o", output or f"{network.name}{'_inference' if flags else ''}.py"]
     return comment_text(" ".join(shlex.quote(a) for a in args))
 
 

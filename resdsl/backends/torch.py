@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import linecache
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from resdsl.backends.checkpointing import checkpoint_seq
 from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut, with_bias
 from resdsl.backends.runtime_weights import preprocess_images
+from resdsl.features import Checkpoint, Plan, group_runs, plan, top_level
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
 from resdsl.shortcut import infer_stride
@@ -73,7 +76,7 @@ def _scope_class(source: str) -> type[ScopeModule]:
     filename = f"<resdsl-scope-{digest}>"
     # TorchScript reads a method's source through linecache: keep it there for the process
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {"torch": torch, "Tensor": Tensor}
+    namespace: dict[str, Any] = {"torch": torch, "Tensor": Tensor, "checkpoint_seq": checkpoint_seq}
     exec(compile(source, filename, "exec"), namespace)
     cls = type(f"Scope_{digest}", (ScopeModule,), {"forward": namespace["forward"], "resdsl_source": source})
     _CLASSES[source] = cls
@@ -119,29 +122,64 @@ class _Builder:
     def __init__(self, network: Network) -> None:
         self.net = network
 
-    def scope(self, scope: Scope) -> nn.Module:
+    def scope(self, scope: Scope, plan: Plan | None = None) -> nn.Module:
+        """The module of one scope; ``plan`` (the network body only) adds feature outputs and
+        checkpointed items."""
         if scope.kind == "stage":
             return nn.Sequential(*(self.scope(s) for s in scope.items if isinstance(s, Scope)))
         if scope.kind == "sequential":  # numbered children, run in order
             return nn.Sequential(*(self.scope(i) if isinstance(i, Scope) else self._module(i) for i in scope.items))
         children: dict[str, nn.Module] = {}
-        lines: list[str] = []
+        steps: list[tuple[str, list[str], str]] = []  # (kind for group_runs, lines, checkpointed last line)
         keep = self._kept(scope)  # outputs read after x moved on: kept in s0, s1, ...
         saved: dict[str, str] = {}
+        capture = plan.capture if plan is not None else {}
+        checkpointed = set(plan.checkpoint) if plan is not None else set()
         holds = scope.input  # the node whose output x holds
         for item in [None, *scope.items]:
             var = {**saved, holds: "x"}
             if isinstance(item, Scope):
                 children[item.name] = self.scope(item)
-                lines.append(f"x = self.{item.name}({var[item.input]})")
+                modules = f"self.{item.name}" if item.kind == "stage" else f"[self.{item.name}]"
+                kind = "checkpoint" if item.name in checkpointed else "other"
+                source = var[item.input]
+                steps.append((kind, [f"x = self.{item.name}({source})"], f"x = checkpoint_seq({modules}, {source})"))
             elif item is not None:
-                lines.extend(self._step(item, var, children))
+                lines = self._step(item, var, children)
+                if item.name in checkpointed and not item.anonymous:
+                    steps.append(("other", lines[:-1], ""))
+                    steps.append(("checkpoint", lines[-1:], f"x = checkpoint_seq([self.{item.module}], x)"))
+                else:
+                    steps.append(("other", lines, ""))
             holds = scope.input if item is None else item.output if isinstance(item, Scope) else item.id
+            if holds in capture:
+                feature = capture[holds]
+                value = "x.clone()" if feature.copy else "x"
+                steps.append(("passive", [f"features[{feature.name!r}] = {value}"], ""))
             if holds in keep:
                 saved[holds] = f"s{len(saved)}"
-                lines.append(f"{saved[holds]} = x")
-        source = "def forward(self, x: Tensor) -> Tensor:\n" + "".join(f"    {line}\n" for line in lines)
-        source += "    return x\n"
+                steps.append(("passive", [f"{saved[holds]} = x"], ""))
+        returns = "x"
+        lines = []
+        if capture:
+            returns = "features"
+            lines.append("features: dict[str, Tensor] = {}")
+        runs = {start: end for start, end in group_runs([kind for kind, _, _ in steps])}
+        i = 0
+        while i < len(steps):
+            end = runs.get(i, i + 1)
+            if end > i + 1 or steps[i][0] == "checkpoint":  # one branch checkpoints, the other not
+                group = steps[i:end]
+                lines.append("if self.grad_checkpointing and not torch.jit.is_scripting():")
+                for kind, body, alt in group:
+                    lines += [f"    {line}" for line in ([*body[:-1], alt] if kind == "checkpoint" else body)]
+                lines.append("else:")
+                lines += [f"    {line}" for _, body, _ in group for line in body]
+            else:
+                lines += steps[i][1]
+            i = end
+        header = f"def forward(self, x: Tensor) -> {'dict[str, Tensor]' if capture else 'Tensor'}:\n"
+        source = header + "".join(f"    {line}\n" for line in lines) + f"    return {returns}\n"
         module = _scope_class(source)(
             f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
         )
@@ -221,19 +259,43 @@ def module_path(layer: Layer) -> str:
     return f"{scope_path}.{layer.module}" if scope_path else layer.module
 
 
-def build(network: Network, zero_init_residual: bool | None = None, norm: str | None = None) -> nn.Module:
-    """An ``nn.Module`` for ``network``, initialised like torchvision's ResNets."""
+def build(
+    network: Network,
+    zero_init_residual: bool | None = None,
+    norm: str | None = None,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
+) -> nn.Module:
+    """An ``nn.Module`` for ``network``, initialised like torchvision's ResNets.
+
+    ``features`` names top-level layers whose outputs the model returns, as a dict in network
+    order, instead of the classifier's (everything after the last one is not built; see
+    :mod:`resdsl.features`); ``checkpoint`` (True: every stage) runs those top-level layers
+    under gradient checkpointing, one segment per block, while ``model.grad_checkpointing``
+    is true.
+    """
+    wanted = plan(network, features, checkpoint) if features is not None or checkpoint else None
+    full = network
+    if wanted is not None:
+        network = wanted.network
     options: dict[str, Any] = {**network.meta, **network.params}
     zero_init = bool(options.get("zero_init_residual", False) if zero_init_residual is None else zero_init_residual)
     chosen = options.get("norm")  # a string option; a layer-valued 'norm' parameter is the spec's own
     norm = str(norm or (chosen if isinstance(chosen, str) else "batchnorm"))
     if norm not in ("batchnorm", "syncbatchnorm"):
         raise ValueError(f"norm must be 'batchnorm' or 'syncbatchnorm', got {norm!r}")
-    model = _Builder(network).scope(network.root)
+    model = _Builder(network).scope(network.root, wanted)
     if norm == "syncbatchnorm":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     init_weights(model, network, zero_init)
     describe(model, network)
+    if wanted is not None and wanted.features:
+        model.feature_info = wanted.feature_info  # type: ignore[assignment]  # timm's, for detection necks
+        built = dict(model.named_children())
+        # the full network's layers that the feature model leaves out: their checkpoint keys are not loaded
+        model.resdsl_dropped = tuple(n for n in top_level(full) if n not in built)  # type: ignore[assignment]
+    if wanted is not None and wanted.checkpoint:
+        model.grad_checkpointing = True  # type: ignore[assignment]  # turn off to run without
     return model
 
 

@@ -20,7 +20,7 @@ from importlib import import_module
 
 from resdsl.errors_catalog.entry import Entry
 
-_MODULES = ("syntax", "values", "shapes", "limits", "weights", "inference", "export")
+_MODULES = ("syntax", "values", "shapes", "limits", "weights", "features", "inference", "export")
 
 
 @dataclass(frozen=True)

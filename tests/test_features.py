@@ -1,0 +1,323 @@
+"""Feature outputs and per-stage gradient checkpointing (issue #10, items 4 and 5), in both back ends.
+
+The feature maps of timm's ``features_only=True`` and torchvision's ``create_feature_extractor`` are the
+stage outputs of the classifier network with the same weights, so the tests hold resdsl's feature
+outputs to the full model's stages, run one by one in float64, with torchvision's weights layout (the
+deterministic fill of the torchvision fixture), and check that the same model's head on the last
+feature gives torchvision's reference logits. Checkpointing is held to exactly equal gradients and
+batch norm statistics in float64, train mode.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import resdsl
+from resdsl.cli import cli
+from resdsl.diagnostics import ResdslError
+from resdsl.features import group_runs
+from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, deterministic_fill, rel_error
+
+STAGES = ["layer1", "layer2", "layer3", "layer4"]
+R18 = {"input_shape": "3x96x96"}  # the reference input's size; the checker's shapes and strides follow it
+
+
+def load_generated(source: str, path: Path) -> ModuleType:
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def resnet18_full(manifest: dict[str, Any]) -> nn.Module:
+    """resdsl's resnet18 with torchvision's layout of the fixture's deterministic weights, float64, eval."""
+    model = resdsl.build_model("resnet18", **R18)
+    model.load_state_dict(deterministic_fill(manifest["resnet18"]["state_dict"]), strict=True)
+    return model.double().eval()
+
+
+def stage_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a feature extractor returns: the full model's layers run by hand, keeping each stage's output."""
+    out = {}
+    with torch.no_grad():
+        x = model.conv1(x)
+        x = model.bn1(x)
+        out["bn1"] = x.clone()  # before the in-place relu
+        x = model.maxpool(model.relu(x))
+        for name in STAGES:
+            x = getattr(model, name)(x)
+            out[name] = x
+    return out
+
+
+# -- feature outputs: the torch back end --------------------------------------------------------
+
+
+def test_features_equal_the_full_models_stages(resnet18_full: nn.Module, reference_outputs_f64: dict[str, Any]) -> None:
+    model = resdsl.build_model("resnet18", features=STAGES, **R18).double().eval()
+    result = model.load_state_dict(resnet18_full.state_dict(), strict=False)
+    assert result.missing_keys == []
+    assert sorted(result.unexpected_keys) == ["fc.bias", "fc.weight"]  # only the dropped head
+    x = reference_outputs_f64["input"]
+    with torch.no_grad():
+        got = model(x)
+    want = stage_outputs(resnet18_full, x)
+    assert list(got) == STAGES  # an ordered dict, in network order
+    for name in STAGES:
+        assert got[name].shape == want[name].shape
+        assert rel_error(got[name], want[name]) <= SAME_MACHINE_TOL, name
+    # the head of the full model on the last feature gives torchvision's own logits
+    with torch.no_grad():
+        logits = resnet18_full.fc(torch.flatten(resnet18_full.avgpool(got["layer4"]), 1))
+    assert rel_error(logits, reference_outputs_f64["outputs"]["resnet18"]["output_eval"]) <= REFERENCE_TOL
+
+
+def test_state_dict_is_the_full_models_minus_the_head(resnet18_full: nn.Module) -> None:
+    model = resdsl.build_model("resnet18", features=["layer1", "layer3"], **R18)
+    full = list(resnet18_full.state_dict())
+    assert list(model.state_dict()) == [k for k in full if not k.startswith(("layer4.", "fc."))]
+
+
+def test_feature_info_and_checker_report() -> None:
+    model = resdsl.build_model("resnet18", features=["layer4", "layer2", "bn1"], **R18)
+    assert model.feature_info == [
+        {"module": "bn1", "num_chs": 64, "reduction": 2},
+        {"module": "layer2", "num_chs": 128, "reduction": 8},
+        {"module": "layer4", "num_chs": 512, "reduction": 32},
+    ]
+    result = resdsl.check("resnet18", input_shape="3x96x96", features=STAGES)
+    assert result.ok
+    reported = [(f.name, f.shape, f.stride) for f in result.features["resnet18"]]
+    assert reported == [
+        ("layer1", (64, 24, 24), 4),
+        ("layer2", (128, 12, 12), 8),
+        ("layer3", (256, 6, 6), 16),
+        ("layer4", (512, 3, 3), 32),
+    ]
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        out = model(x)
+    for info in model.feature_info:  # the reported shapes are what the model returns
+        assert out[info["module"]].shape[1] == info["num_chs"]
+        assert out[info["module"]].shape[-1] == 96 // info["reduction"]
+
+
+def test_feature_kept_from_an_in_place_activation(resnet18_full: nn.Module) -> None:
+    """bn1 is followed by relu(inplace=True): the output must be bn1's value, not the relu's."""
+    model = resdsl.build_model("resnet18", features=["bn1", "layer1"], **R18).double().eval()
+    model.load_state_dict(resnet18_full.state_dict(), strict=False)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        got = model(x)
+    want = stage_outputs(resnet18_full, x)
+    assert got["bn1"].min() < 0  # not overwritten by the relu
+    assert rel_error(got["bn1"], want["bn1"]) <= SAME_MACHINE_TOL
+    assert rel_error(got["layer1"], want["layer1"]) <= SAME_MACHINE_TOL
+
+
+def test_scripted_feature_model_returns_the_same_dict() -> None:
+    model = resdsl.build_model("resnet20", features=["layer1", "layer2", "layer3"]).double().eval()
+    scripted = torch.jit.script(model)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = model(x), scripted(x)
+    assert list(a) == list(b) == ["layer1", "layer2", "layer3"]
+    for name in a:
+        assert rel_error(b[name], a[name]) <= SAME_MACHINE_TOL
+
+
+# -- feature outputs: generated code --------------------------------------------------------------
+
+
+def test_generated_features_match_and_script(resnet18_full: nn.Module, tmp_path: Path) -> None:
+    source = resdsl.generate("resnet18", features=["bn1", *STAGES], **R18)
+    assert "-> dict[str, Tensor]" in source and "self.fc" not in source
+    generated = load_generated(source, tmp_path / "r18_features.py")
+    model = generated.resnet18().double().eval()
+    result = model.load_state_dict(resnet18_full.state_dict(), strict=False)
+    assert result.missing_keys == [] and sorted(result.unexpected_keys) == ["fc.bias", "fc.weight"]
+    assert (
+        model.feature_info
+        == generated.FEATURE_INFO
+        == resdsl.build_model("resnet18", features=["bn1", *STAGES], **R18).feature_info
+    )
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    want = stage_outputs(resnet18_full, x)
+    scripted = torch.jit.script(model)
+    with torch.no_grad():
+        for got in (model(x), scripted(x)):
+            assert list(got) == ["bn1", *STAGES]
+            for name, value in got.items():
+                assert rel_error(value, want[name]) <= SAME_MACHINE_TOL, name
+
+
+def test_generated_code_without_options_is_unchanged() -> None:
+    golden = (Path(__file__).parent / "golden" / "resnet18.py").read_text()
+    assert "grad_checkpointing" not in golden and "FEATURE_INFO" not in golden
+    assert resdsl.generate("resnet18", features=None, checkpoint=None).splitlines()[5:] == golden.splitlines()[5:]
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+def codes(exc: pytest.ExceptionInfo[ResdslError]) -> list[str]:
+    return [d.code for d in exc.value.diagnostics]
+
+
+def test_feature_errors_name_the_place_and_suggest() -> None:
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model("resnet18", features=["layr2", "layer3.0", "fc", "layer1", "layer1"])
+    assert codes(exc) == ["E740", "E740", "E741", "E742"]
+    unknown, nested, flat, twice = exc.value.diagnostics
+    assert "did you mean 'layer2'" in (unknown.help or "")
+    assert "'layer3' is the one holding layer3.0" in (nested.help or "")
+    assert flat.span.file.endswith("imagenet.arch") and flat.span.line > 0  # the fc statement
+    assert twice.span.line > 0
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model("resnet20", features=[])
+    assert codes(exc) == ["E743"]
+
+
+def test_checkpoint_errors() -> None:
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model("resnet20", checkpoint=["layer9"])
+    assert codes(exc) == ["E745"]
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model("resnet20", features=["layer1"], checkpoint=["layer3"])
+    assert codes(exc) == ["E747"]
+    flat = "network tiny() {\n  input 3 x 8 x 8\n  conv1 = conv(4, k=3, p=1)\n  relu\n}\n"
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model(flat, checkpoint=True)
+    assert codes(exc) == ["E746"]
+    assert exc.value.diagnostics[0].span.line == 1
+
+
+def test_cli_check_and_build(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["check", "resnet20", "--features", "layer1,layer2,layer3"])
+    assert ok.exit_code == 0, ok.output
+    assert "feature layer3: 64 x 8 x 8, stride 4" in ok.output
+    bad = runner.invoke(cli, ["check", "resnet20", "--features", "layer4"])
+    assert bad.exit_code == 1 and "error[E740]" in bad.output and "did you mean 'layer3'" in bad.output
+    target = tmp_path / "r20.py"
+    built = runner.invoke(cli, ["build", "resnet20", "--features", "layer2", "--checkpoint", "all", "-o", str(target)])
+    assert built.exit_code == 0, built.output
+    text = target.read_text()
+    assert "--features layer2 --checkpoint layer1,layer2" in text  # the regenerate command keeps them
+    assert "checkpoint_seq(self.layer1, x)" in text and "self.layer3" not in text
+    refused = runner.invoke(cli, ["build", "resnet20", "--checkpoint", "stage9", "-o", str(tmp_path / "x.py")])
+    assert refused.exit_code == 1 and "error[E745]" in refused.output
+    assert not (tmp_path / "x.py").exists()
+
+
+# -- gradient checkpointing ---------------------------------------------------------------------
+
+
+def train_step(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.train()
+    model.zero_grad()
+    out = model(x)
+    loss = out.square().mean() if isinstance(out, torch.Tensor) else sum(v.square().mean() for v in out.values())
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    return out if isinstance(out, torch.Tensor) else torch.cat([v.flatten() for v in out.values()]), grads
+
+
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for backward during one forward."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(x)
+    return total
+
+
+def assert_same_step(plain: nn.Module, checkpointed: nn.Module, x: torch.Tensor) -> None:
+    checkpointed.load_state_dict(plain.state_dict())
+    out_a, grads_a = train_step(plain, x)
+    out_b, grads_b = train_step(checkpointed, x)
+    assert torch.equal(out_a, out_b)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name  # float64, bit for bit
+    buffers_b = dict(checkpointed.named_buffers())
+    for name, buffer in plain.named_buffers():  # running statistics updated once, not twice
+        assert torch.equal(buffer, buffers_b[name]), name
+
+
+@pytest.mark.parametrize(("stages", "kept"), [(True, 0.5), (["layer2", "layer3"], 0.75)])
+def test_checkpoint_gives_identical_gradients_and_statistics(stages: Any, kept: float) -> None:
+    torch.manual_seed(0)
+    plain = resdsl.build_model("resnet20").double()
+    checkpointed = resdsl.build_model("resnet20", checkpoint=stages).double()
+    assert checkpointed.grad_checkpointing is True
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    assert_same_step(plain, checkpointed, x)
+    assert saved_bytes(checkpointed, x) < saved_bytes(plain, x) * kept  # it does keep less
+    checkpointed.grad_checkpointing = False
+    assert saved_bytes(checkpointed, x) == saved_bytes(plain, x)
+
+
+def test_checkpoint_with_features_and_scripting() -> None:
+    torch.manual_seed(0)
+    plain = resdsl.build_model("resnet20", features=["layer1", "layer3"]).double()
+    checkpointed = resdsl.build_model("resnet20", features=["layer1", "layer3"], checkpoint=True).double()
+    assert_same_step(plain, checkpointed, torch.randn(2, 3, 16, 16, dtype=torch.float64))
+    scripted = torch.jit.script(checkpointed.eval())  # scripting takes the plain branch
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = scripted(x), plain.eval()(x)
+    assert all(rel_error(a[k], b[k]) <= SAME_MACHINE_TOL for k in b)
+
+
+def test_generated_checkpoint_identical_gradients(tmp_path: Path) -> None:
+    source = resdsl.generate("resnet20", checkpoint=["layer1", "layer2", "layer3"])
+    assert "if self.grad_checkpointing and not torch.jit.is_scripting():" in source
+    generated = load_generated(source, tmp_path / "r20_checkpoint.py")
+    torch.manual_seed(0)
+    plain = resdsl.build_model("resnet20").double()
+    model = generated.resnet20().double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    assert_same_step(plain, model, x)
+    assert saved_bytes(model, x) < saved_bytes(plain, x) / 2
+    scripted = torch.jit.script(model.eval())
+    with torch.no_grad():
+        assert rel_error(scripted(x), plain.eval()(x)) <= SAME_MACHINE_TOL
+    model_off = generated.resnet20(grad_checkpointing=False).double()
+    assert saved_bytes(model_off, x) == saved_bytes(plain, x)
+
+
+def test_group_runs() -> None:
+    kinds = ["other", "checkpoint", "passive", "checkpoint", "passive", "other", "checkpoint"]
+    assert group_runs(kinds) == [(1, 4), (6, 7)]
+
+
+def test_a_full_checkpoint_loads_into_the_feature_model_leaving_out_the_head(tmp_path: Path) -> None:
+    """weights= of the whole network: the feature model takes every tensor it has and reports
+    the classifier's as left out, not as a mismatch."""
+    full = resdsl.build_model("resnet18", input_shape="3x64x64")
+    path = tmp_path / "resnet18.safetensors"
+    resdsl.save_weights(full, path)
+    backbone = resdsl.build_model("resnet18", input_shape="3x64x64", features=["layer3"], weights=path)
+    report = backbone.resdsl_load_report
+    assert {"fc.weight", "fc.bias"} <= set(report.dropped)
+    assert "layer4.0.conv1.weight" in report.dropped  # layer4 comes after the last feature
+    assert backbone.state_dict()["layer3.0.conv1.weight"].equal(full.state_dict()["layer3.0.conv1.weight"])
