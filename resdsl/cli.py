@@ -8,157 +8,30 @@ No Python traceback reaches the user: bad input is a diagnostic, anything else a
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
 from resdsl import __version__
-from resdsl.api import CheckResult, check, pick_network
+from resdsl.api import CheckResult, pick_network
 from resdsl.ast import Span
-from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, error, format_diagnostic, to_json
+from resdsl.cli_options import (
+    Options,
+    check_all,
+    common,
+    console,
+    features_option,
+    name_list,
+    parse_sets,
+    render,
+)
+from resdsl.diagnostics import ResdslError, error, to_json
 from resdsl.ir import Network
 from resdsl.limits import activation_bytes, human_bytes
 from resdsl.ops import fmt_shape
-
-_STYLES = {"error": "bold red", "warning": "bold yellow"}
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console  # imported on demand: a clean `check` should start fast
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str] | None = None) -> None:
-    """Print diagnostics like a compiler, coloured when stderr is a terminal."""
-    if not diagnostics:
-        return
-    from rich.text import Text
-
-    console = _console(stderr=True)
-    cache = SourceCache(sources)
-    for d in diagnostics:
-        lines = format_diagnostic(d, cache).split("\n")
-        header = Text(lines[0])
-        header.stylize(_STYLES.get(d.severity, ""), lines[0].find(f"{d.severity}["))
-        console.print(header)
-        for line in lines[1:]:
-            style = (
-                "cyan"
-                if line.lstrip().startswith("help:")
-                else ("green" if set(line.strip("| ")) <= {"^", "~"} else "")
-            )
-            console.print(Text(line, style=style))
-
-
-def _parse_sets(values: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key.strip()) or not value.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _parse_input(value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    m = re.fullmatch(r"\s*\d+(\s*x\s*\d+)*\s*", value)
-    if not m:
-        raise click.BadParameter(f"expected a shape like 3x224x224, got {value!r}", param_hint="--input")
-    dims = tuple(int(d) for d in value.replace(" ", "").split("x"))
-    if len(dims) not in (1, 3) or min(dims) < 1:
-        raise click.BadParameter("the input is C x H x W (or a vector size) with positive sizes", param_hint="--input")
-    return dims
-
-
-_common = [
-    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a network parameter."),
-    click.option("--input", "input_shape", metavar="CxHxW", help="Check at another input shape, e.g. 3x320x320."),
-    click.option("--network", default=None, help="Pick one network when a file defines several."),
-    click.option("--ignore", "ignore", multiple=True, metavar="CODE", help="Silence a warning code, e.g. W403."),
-    click.option("--max-layers", type=click.IntRange(min=1), default=None, help="Raise the layer limit (100,000)."),
-    click.option("--max-params", type=click.IntRange(min=1), default=None, help="Raise the parameter limit (2e9)."),
-    click.option(
-        "--max-activation-gb",
-        type=click.FloatRange(min=0, min_open=True),
-        default=None,
-        help="Raise the activation memory limit per sample (64 GiB).",
-    ),
-]
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the common options say, for :func:`_check_all`."""
-
-    sets: tuple[str, ...] = ()
-    input_shape: str | None = None
-    network: str | None = None
-    ignore: tuple[str, ...] = ()
-    max_layers: int | None = None
-    max_params: int | None = None
-    max_activation_gb: float | None = None
-
-
-_OPTION_NAMES = ("sets", "input_shape", "network", "ignore", "max_layers", "max_params", "max_activation_gb")
-
-
-def common(func: Any) -> Any:
-    """The options every command takes, and diagnostics (not tracebacks) for bad input."""
-
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        options = Options(**{name: kwargs.pop(name) for name in _OPTION_NAMES})
-        try:
-            return func(*args, options=options, **kwargs)
-        except ResdslError as exc:
-            render(exc.diagnostics)
-            sys.exit(1)
-
-    for option in reversed(_common):
-        run = option(run)
-    return run
-
-
-def _check_all(specs: Sequence[str], options: Options, features: Sequence[str] | None = None) -> list[CheckResult]:
-    overrides = _parse_sets(options.sets)
-    dims = _parse_input(options.input_shape)
-    return [
-        check(
-            spec,
-            overrides,
-            dims,
-            options.network,
-            ignore=options.ignore,
-            max_layers=options.max_layers,
-            max_params=options.max_params,
-            max_activation_gb=options.max_activation_gb,
-            features=features,
-        )
-        for spec in specs
-    ]
-
-
-def _names(value: str | None) -> list[str] | None:
-    """``--features layer1,layer2`` as a list (None when not given)."""
-    return None if value is None else [name.strip() for name in value.split(",") if name.strip()]
-
-
-_features_option = click.option(
-    "--features",
-    default=None,
-    metavar="NAMES",
-    help="Top-level layers to return as feature maps, comma-separated (layer1,layer2,layer3,layer4).",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,12 +49,12 @@ def cli() -> None:
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
 @click.option("--fix", is_flag=True, help="Apply the mechanical fixes (rewrites the files; says what changed).")
-@_features_option
+@features_option
 def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool, features: str | None) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
-    results = _check_all(specs, options, _names(features))
+    results = check_all(specs, options, name_list(features))
     if fix:
-        results = _fix(specs, options, results, _names(features))
+        results = _fix(specs, options, results, name_list(features))
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
         click.echo(to_json(diagnostics))
@@ -203,7 +76,7 @@ def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool
         errors = sum(d.is_error for d in diagnostics)
         warnings = len(diagnostics) - errors
         if errors or warnings:
-            _console(stderr=True).print(
+            console(stderr=True).print(
                 f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
             )
     sys.exit(1 if any(not r.ok for r in results) else 0)
@@ -231,7 +104,7 @@ def _fix(
         for d, fixed in sorted(plan.applied, key=lambda pair: str(pair[1].edits[0].span)):
             click.echo(f"fixed {fixed.edits[0].span}: {fixed.title} [{d.code}]", err=True)
         made += len(plan.applied)
-        results = _check_all(specs, options, features)
+        results = check_all(specs, options, features)
     click.echo(f"{made} fix{'es' * (made != 1)} applied" if made else "no mechanical fixes to apply", err=True)
     return results
 
@@ -254,7 +127,7 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
     """
     from resdsl.summary import summary_json, summary_text
 
-    (result,) = _check_all([spec], options)
+    (result,) = check_all([spec], options)
     if not result.ok:
         render(result.diagnostics, result.sources)
         sys.exit(1)
@@ -268,7 +141,7 @@ def summary_cmd(spec: str, options: Options, as_json: bool, depth: int | None) -
 
 def _checked_network(spec: str, options: Options, features: Sequence[str] | None = None) -> Network:
     """The one network a writing command works on; its diagnostics printed, exit 1 on errors."""
-    (result,) = _check_all([spec], options, features)
+    (result,) = check_all([spec], options, features)
     render(result.diagnostics, result.sources)
     if not result.ok:
         sys.exit(1)
@@ -291,7 +164,7 @@ def _checked_network(spec: str, options: Options, features: Sequence[str] | None
 @click.option(
     "--channels-last/--no-channels-last", default=True, help="--inference: from_trained's default memory format."
 )
-@_features_option
+@features_option
 @click.option(
     "--checkpoint",
     default=None,
@@ -325,9 +198,9 @@ def build_cmd(
             "a generated feature module loads only its own keys; load a full checkpoint with "
             "resdsl.build_model(spec, features=..., weights=PATH), which leaves out the dropped layers"
         )
-    net = _checked_network(spec, options, _names(features))
+    net = _checked_network(spec, options, name_list(features))
     target = output or f"{net.name}{'_inference' if inference else ''}.py"
-    stages = True if checkpoint == "all" else _names(checkpoint)
+    stages = True if checkpoint == "all" else name_list(checkpoint)
     if weights is not None:  # refused before anything is written if it does not fit
         from resdsl.weights import verify
 
@@ -336,13 +209,13 @@ def build_cmd(
         click.echo(str(report), err=True)
     code = generate(
         net,
-        overrides=_parse_sets(options.sets),
+        overrides=parse_sets(options.sets),
         spec_arg=spec,
         output=None if output == "-" else target,
         weights=weights,
         inference=inference,
         channels_last=channels_last,
-        features=_names(features),
+        features=name_list(features),
         checkpoint=stages,
     )
     if output == "-":
@@ -466,7 +339,7 @@ def graph_cmd(spec: str, options: Options, output: str, depth: int | None) -> No
         fmt = output_format(output)
     except GraphError as exc:
         raise click.BadParameter(f"{exc.message}; {exc.hint}", param_hint="-o") from None
-    (result,) = _check_all([spec], options)
+    (result,) = check_all([spec], options)
     render(result.diagnostics, result.sources)
     if not result.ok:
         sys.exit(1)
@@ -508,16 +381,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        _console(stderr=True).print("aborted")
+        console(stderr=True).print("aborted")
         sys.exit(130)
     except ResdslError as exc:
         render(exc.diagnostics)
         sys.exit(1)
     except OSError as exc:
-        _console(stderr=True).print(f"resdsl: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        console(stderr=True).print(f"resdsl: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # never a traceback
-        _console(stderr=True).print(f"resdsl: internal error: {type(exc).__name__}: {exc} (please report this)")
+        console(stderr=True).print(f"resdsl: internal error: {type(exc).__name__}: {exc} (please report this)")
         sys.exit(3)

@@ -28,8 +28,7 @@ ENTRIES = [
     Entry(
         "E741",
         "a feature whose output is not a C x H x W map (after flattening or the classifier)",
-        "Detection and segmentation necks take feature maps; the classifier's vector is the network's "
-        "ordinary output.",
+        "Detection and segmentation necks take feature maps; the classifier's vector is the network's ordinary output.",
         STAGED,
         STAGED,
         argv=(*CHECK, "--features", "fc"),
