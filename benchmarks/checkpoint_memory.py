@@ -50,6 +50,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import convention, write_json  # noqa: E402
+
 from resdsl.features import Checkpoint  # noqa: E402
 
 SPEC = "resnet1202"
@@ -177,13 +181,11 @@ def mib(n: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = convention(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--spec", default=None, help=f"network (default {SPEC}; {QUICK_SPEC} with --quick)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 8; 2 with --quick)")
     parser.add_argument("--repeat", type=int, default=None, help="timed steps per variant (default 10; 1 with --quick)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--quick", action="store_true", help="a small, fast smoke test")
-    parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the rows as JSON")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     spec = args.spec or (QUICK_SPEC if args.quick else SPEC)
@@ -253,9 +255,7 @@ def main() -> None:
     if args.quick:
         for row in rows:  # a smoke test on a shallower net: the figures are not the target's
             row["target"], row["met"] = None, None
-    if args.json_path:
-        payload = {"benchmark": "checkpoint_memory", "title": __doc__.splitlines()[0], "rows": rows}
-        Path(args.json_path).write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.json, "checkpoint_memory", __doc__.splitlines()[0], rows)
 
 
 if __name__ == "__main__":
