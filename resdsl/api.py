@@ -361,27 +361,32 @@ def build_model(
     if mode == "inference":
         from resdsl.backends.inference import build_inference
 
-        unused = [n for n, v in (("head", head), ("freeze", freeze), ("freeze_until", freeze_until)) if v]
-        unused += ["freeze_bn"] if freeze_bn else []
-        unused += [n for n, v in (("features", features), ("checkpoint", checkpoint)) if v]
+        given = {"head": head, "freeze_until": freeze_until, "features": features}
+        unused = [n for n, v in given.items() if v is not None]
+        unused += [n for n, v in (("freeze", freeze), ("freeze_bn", freeze_bn), ("checkpoint", checkpoint)) if v]
         if unused:
             raise ResdslError(
                 error(
                     "E803",
-                    f"{', '.join(unused)} apply to training; an inference build has no gradients to stop",
+                    f"{', '.join(unused)}: training options; an inference build serves a fixed network",
                     ast.Span("<mode>", 0, 0, 0, 0),
                     help="fine-tune with mode='training', save_weights, then build the inference model from that file",
                 )
             )
-        state = None
-        if weights is not None:  # loaded and checked as for training, in the weights' dtype, then folded
-            from resdsl.weights import read_weights
+        state, report = None, None
+        if weights is not None:  # loaded strictly into the training model, in the weights' dtype, then folded
+            from resdsl.weights import load_weights, read_weights
 
             found, _, _ = read_weights(weights, strip_prefix)
             dtype = next((v.dtype for v in found.values() if v.is_floating_point()), None)
             trained = build(net, zero_init_residual=zero_init_residual).to(dtype)
-            state = prepare(trained, net, weights=found).state_dict()
-        return build_inference(net, state, channels_last, zero_init_residual)
+            # strict: a server must not keep a classifier at random initialisation (fine-tuning may)
+            report = load_weights(trained, weights, strip_prefix=strip_prefix, strict=True)
+            state = trained.state_dict()
+        served = build_inference(net, state, channels_last, zero_init_residual)
+        if report is not None:
+            served.resdsl_load_report = report  # type: ignore[assignment]
+        return served
     if features is not None and head is not None:
         raise ResdslError(
             error(

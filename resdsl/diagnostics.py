@@ -101,6 +101,7 @@ CODES: dict[str, str] = {
     "E741": "feature is not a spatial map",
     "E742": "layer named twice",
     "E743": "no feature outputs named",
+    "E744": "a single layer named to checkpoint",
     "E745": "no such top-level layer to checkpoint",
     "E746": "no stages to checkpoint",
     "E747": "checkpointed layer is dropped by the feature outputs",

@@ -160,6 +160,8 @@ def _checkpoint_names(network: Network, checkpoint: Checkpoint, items: dict[str,
                 )
             )
         return stages
+    if checkpoint == "all":  # as the command line says it
+        return _checkpoint_names(network, True, items)
     if isinstance(checkpoint, str):
         checkpoint = [checkpoint]
     return list(checkpoint)
@@ -209,6 +211,16 @@ def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Ch
             problems.append(_unknown(network, name, "to checkpoint", "E745", known))
         elif name in seen:
             problems.append(error("E742", f"'{name}' is named twice to checkpoint", items[name].span))
+        elif not isinstance(items[name], Scope):
+            stages = [n for n, item in items.items() if isinstance(item, Scope)]
+            problems.append(
+                error(
+                    "E744",
+                    f"'{name}' is a single layer; checkpointing recomputes stages and blocks",
+                    items[name].span,
+                    help=f"name a stage: {', '.join(stages) or 'this network has none'}",
+                )
+            )
         seen.add(name)
     if problems:
         raise ResdslError(problems)

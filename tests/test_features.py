@@ -321,3 +321,12 @@ def test_a_full_checkpoint_loads_into_the_feature_model_leaving_out_the_head(tmp
     assert {"fc.weight", "fc.bias"} <= set(report.dropped)
     assert "layer4.0.conv1.weight" in report.dropped  # layer4 comes after the last feature
     assert backbone.state_dict()["layer3.0.conv1.weight"].equal(full.state_dict()["layer3.0.conv1.weight"])
+
+
+def test_a_single_layer_cannot_be_checkpointed_and_all_means_every_stage() -> None:
+    """A lone (possibly in-place) layer under checkpointing broke backward: it is refused (E744)."""
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model("resnet18", checkpoint=["bn1"])
+    assert codes(exc) == ["E744"]
+    model = resdsl.build_model("resnet18", checkpoint="all")
+    assert model.grad_checkpointing

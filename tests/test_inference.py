@@ -320,3 +320,22 @@ def test_generated_from_trained_packs_float32(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert rel_error(inference(x), model(x)) < FLOAT32_TOL
+
+
+def test_an_inference_build_loads_strictly(tmp_path: Path) -> None:
+    """A 10-class checkpoint into the 1000-class spec: refused (E704, the file named), never
+    served with a classifier left at random initialisation as fine-tuning would keep it."""
+    model = resdsl.build_model("resnet20", num_classes=7)
+    path = tmp_path / "seven.safetensors"
+    resdsl.save_weights(model, path)
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", weights=path)
+    assert info.value.diagnostics[0].code == "E704" and "seven.safetensors" in str(info.value)
+    served = resdsl.build_model("resnet20", mode="inference", weights=path, num_classes=7)
+    assert served.resdsl_load_report.path == str(path)
+
+
+def test_head_zero_is_still_a_training_option() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", head=0)
+    assert info.value.diagnostics[0].code == "E803"

@@ -53,6 +53,16 @@ ENTRIES = [
         fix_argv=CHECK,
     ),
     Entry(
+        "E744",
+        "a checkpoint names a single layer rather than a stage or block",
+        "Gradient checkpointing recomputes a stage's blocks in backward; a lone layer (an in-place "
+        "activation above all) gains nothing and cannot be recomputed safely.",
+        STAGED,
+        STAGED,
+        argv=(*BUILD, "--checkpoint", "conv1"),
+        fix_argv=(*BUILD, "--checkpoint", "layer1"),
+    ),
+    Entry(
         "E745",
         "a checkpoint names no top-level layer of the network",
         "checkpoint=[...] names stages (top-level layers) to recompute in backward.",
