@@ -87,7 +87,8 @@ def _fix(
 ) -> list[CheckResult]:
     """Apply every safe fix (resdsl.fixes), print each on stderr, and check again; a fix that
     clashed with another is picked up by the next round."""
-    from resdsl.fixes import plan_fixes, write_atomic
+    from resdsl.files import replace_file as write_atomic
+    from resdsl.fixes import plan_fixes
 
     made = 0
     for _round in range(3):

@@ -193,7 +193,8 @@ class ResdslError(Exception):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics: list[Diagnostic] = list(diagnostics)
-        super().__init__("\n".join(format_header(d) for d in self.diagnostics))
+        # the notes and help too, so that a traceback or a notebook shows the whole report
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
 
     @property
     def span(self) -> Span:

@@ -3,11 +3,9 @@ and replacing them atomically, and the command's messages and exit status."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import errno
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import TextIO
 
 from resdsl import ast
 from resdsl.diagnostics import Diagnostic, ResdslError, error
+from resdsl.files import replace_file
 from resdsl.fmt import format_text
 
 
@@ -71,16 +70,7 @@ def write_atomically(path: str, text: str) -> None:
     target = Path(path).resolve()  # through a symbolic link: the link stays, its target changes
     if not os.access(target, os.W_OK):  # os.replace would get round a read-only file's protection
         raise PermissionError(errno.EACCES, "permission denied", path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(target, text)
 
 
 def run(

@@ -12,13 +12,10 @@ ResNet-1001 stays readable. Nothing here imports torch.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resdsl import ast
-from resdsl.diagnostics import ResdslError, error
+from resdsl.files import write_atomic
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, REQUIRED, fmt_shape
 from resdsl.summary import is_merge, paused_gc, scope_label, shortcut_label
@@ -334,32 +331,6 @@ def render(network: Network, fmt: str | None, depth: int | None = None) -> bytes
             + (f": {detail[-1]}" if detail else ""),
             "write a .dot file instead and render it yourself",
         ) from None
-
-
-def write_atomic(target: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file in the same folder, then
-    :func:`os.replace`: readers see the old file or the whole new one, never a part."""
-    path = Path(target)
-    span = ast.Span(str(path), 0, 0, 0, 0)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise ResdslError(error("E502", f"cannot write {path}: {exc.strerror or exc}", span)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a picture is an ordinary file
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ResdslError(error("E502", f"cannot write {path}: {exc.strerror or exc}", span)) from None
-        raise
 
 
 def write_graph(network: Network, target: str | Path, depth: int | None = None) -> None:

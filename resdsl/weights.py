@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from resdsl.backends.runtime_weights import (
     strip_wrapper,
 )
 from resdsl.diagnostics import Diagnostic, ResdslError, error, warning
+from resdsl.files import replace_file
 from resdsl.ir import Network
 from resdsl.preprocessing import per_channel
 
@@ -403,7 +403,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
         raise WeightsError(
             error("E707", f"save_weights writes safetensors; name the file {Path(name).stem}.safetensors", _span(name))
         )
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     metadata = {"format": "pt"}
@@ -413,16 +413,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     for key in ("input_size", "mean", "std"):
         if getattr(model, key, None) is not None:
             metadata[key] = json.dumps(list(getattr(model, key)))
-    parent = Path(name).parent
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{Path(name).name}.", suffix=".tmp")
-        os.close(fd)
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, name)
-        tmp = None
+        replace_file(name, save(tensors, metadata=metadata))
     except OSError as exc:
         raise WeightsError(error("E707", f"cannot write {name}: {exc.strerror or exc}", _span(name))) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

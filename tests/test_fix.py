@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from resdsl.api import check
 from resdsl.ast import Span
 from resdsl.cli import cli
-from resdsl.fixes import Edit, apply_edits, plan_fixes, write_atomic
+from resdsl.files import replace_file as write_atomic
+from resdsl.fixes import Edit, apply_edits, plan_fixes
 
 # three fixable problems: two E301 (a stage's shortcut= and a block argument) and a W401
 FIXABLE = """\

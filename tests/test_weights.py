@@ -241,3 +241,18 @@ def test_a_deep_stem_adapts_its_first_conv(tmp_path: Path) -> None:
     grey = resdsl.build_model("resnet26d", input_shape=SMALL, in_channels=1, weights=tmp_path / "r26d.safetensors")
     assert grey.resdsl_load_report.adapted == ["conv1.0.weight (3 -> 1 channels)"]
     assert torch.equal(grey.conv1[0].weight, rgb.conv1[0].weight.sum(1, keepdim=True))
+
+
+def test_saved_weights_are_ordinary_files(tmp_path: Path) -> None:
+    """save_weights writes through a temporary file; the result gets the umask's mode, not
+    mkstemp's private 0600."""
+    import os
+
+    model = resdsl.build_model("resnet20")
+    path = tmp_path / "w.safetensors"
+    umask = os.umask(0o022)
+    try:
+        resdsl.save_weights(model, path)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

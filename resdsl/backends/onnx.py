@@ -20,8 +20,6 @@ every op used, ``GroupNormalization`` with per-channel scale and ``Gelu`` includ
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +29,7 @@ import numpy as np
 from resdsl.ast import Span
 from resdsl.backends.onnx_weights import Init, WeightSource, read_weights
 from resdsl.diagnostics import ResdslError, error
+from resdsl.files import write_atomic
 from resdsl.fold import fold_network, fold_state_dict
 from resdsl.ir import Layer, Network
 from resdsl.ops import OPS, Shape
@@ -372,32 +371,3 @@ def _refuse_foreign(path: Path, force: bool) -> None:
             help="choose another -o path, or pass --force to replace it",
         )
     )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and move it into place; E502 on failure,
-    leaving neither a partial file nor the temporary one behind."""
-    span = Span(str(path), 0, 0, 0, 0)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise ResdslError(error("E502", f"cannot write {path}: {exc.strerror or exc}", span)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ResdslError(error("E502", f"cannot write {path}: {exc.strerror or exc}", span)) from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
