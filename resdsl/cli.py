@@ -245,7 +245,13 @@ def _make_parent(target: str) -> None:
     "--weights", default=None, metavar="PATH", help="A .safetensors file (or a torch checkpoint, which needs torch)."
 )
 @click.option("--batch", default="1", show_default=True, help="Batch size, or 'dynamic' for a symbolic one.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights (no --weights).")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the random weights (no --weights).",
+)
 @click.option("--force", is_flag=True, help="Overwrite a file that resdsl export did not write.")
 @click.option(
     "--fold/--no-fold", default=True, show_default=True, help="Fold each batchnorm that follows a conv into it."

@@ -256,7 +256,22 @@ def test_unreadable_weights(tmp_path: Path, name: str, content: bytes | None) ->
         path.write_bytes(content)
     with pytest.raises(ResdslError) as info:
         onnx_model(resdsl.compile("resnet20"), path)
-    assert info.value.code == "E821" and info.value.span.file == str(path)
+    # anything but .safetensors is read as a torch checkpoint, by build_model's own reader (E701-E703)
+    assert info.value.code == ("E701" if content is not None and not name.endswith(".safetensors") else "E821")
+    assert info.value.span.file == str(path)
+
+
+def test_torch_checkpoints_are_read_as_build_model_reads_them(tmp_path: Path) -> None:
+    """Nested under 'model'/'state_dict', DDP's module. prefix, a .pth.tar name: as build_model."""
+    import torch
+
+    model, weights = _trained("resnet20")
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    net = resdsl.compile("resnet20")
+    want = _run(onnx_model(net, weights), x)
+    wrapped = {"epoch": 3, "model": {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}}
+    torch.save(wrapped, tmp_path / "ckpt.pth.tar")
+    assert np.array_equal(_run(onnx_model(net, tmp_path / "ckpt.pth.tar"), x), want)
 
 
 def test_export_does_not_import_torch(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from resdsl.diagnostics import ResdslError, error
 
 Init = tuple[str, float]  # ("normal", std) | ("uniform", bound) | ("const", value)
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 IGNORED_SUFFIXES = (".num_batches_tracked",)  # a training counter; inference has no use for it
 _LISTED = 8  # keys named per kind of mismatch
 
@@ -40,14 +39,11 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise _file_error(path, f"cannot read weights {path}: no such file")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    if path.suffix in TORCH_SUFFIXES:
-        return _read_torch(path)
-    raise _file_error(
-        path,
-        f"cannot read weights {path}: unknown format '{path.suffix}'",
-        help="give a .safetensors file (read without torch) or a torch checkpoint (.pt/.pth)",
-    )
+        arrays = _read_safetensors(path)
+        if arrays and all(k.startswith("module.") for k in arrays):  # saved from a DDP-wrapped model
+            return {k[len("module.") :]: v for k, v in arrays.items()}
+        return arrays
+    return _read_torch(path)  # any other file is a torch checkpoint (.pt, .pth, .pth.tar, .bin, .ckpt...)
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -65,23 +61,19 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 def _read_torch(path: Path) -> dict[str, np.ndarray]:
     try:
-        import torch
+        import torch  # noqa: F401  # only to say so when it is missing
     except ImportError:
         raise _file_error(
             path,
             f"reading the torch checkpoint {path} needs torch",
             help="install torch, or save the weights as .safetensors (safetensors.torch.save_file)",
         ) from None
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise _file_error(path, f"cannot read weights {path}: {exc}") from None
-    for key in ("state_dict", "model"):  # common training-checkpoint wrappers
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
-            loaded = loaded[key]
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise _file_error(path, f"{path} holds no state_dict (a mapping of names to tensors)")
-    return {str(k): v.detach().float().cpu().numpy() for k, v in loaded.items()}
+    # the same reading as build_model(weights=...): safe unpickling (E702), nested state_dicts,
+    # DDP's module. prefix
+    from resdsl.weights import read_weights as read_checkpoint
+
+    state, _, _ = read_checkpoint(path)
+    return {str(k): v.detach().float().cpu().numpy() for k, v in state.items()}
 
 
 class WeightSource:

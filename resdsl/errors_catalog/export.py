@@ -44,10 +44,11 @@ ENTRIES = [
     ),
     Entry(
         "E821",
-        "a weights file cannot be read: missing, an unknown suffix, a broken `.safetensors` file, a torch "
-        "checkpoint without torch installed, a checkpoint that holds no state_dict",
-        "--weights takes a .safetensors file or a torch checkpoint (.pt, .pth, .bin) holding a "
-        "state_dict; anything else, or a file that is not what its suffix says, is refused.",
+        "a weights file for `resdsl export` cannot be read: missing, a broken `.safetensors` file, a torch "
+        "checkpoint without torch installed (a torch checkpoint that torch cannot read is E701-E703, as for "
+        "`build_model`)",
+        "--weights takes a .safetensors file (read without torch) or a torch checkpoint (any other "
+        "name), which is read as build_model reads it: safely, nested state_dicts and DDP's prefix allowed.",
         SMALL,
         SMALL,
         files=(("w.safetensors", b"not safetensors"),),
