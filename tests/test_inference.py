@@ -339,3 +339,18 @@ def test_head_zero_is_still_a_training_option() -> None:
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet20", mode="inference", head=0)
     assert info.value.diagnostics[0].code == "E803"
+
+
+def test_generated_from_trained_reads_the_checkpoints_people_have(tmp_path: Path) -> None:
+    """A checkpoint file, nested and with DDP's prefix, folds; a folded state_dict is refused
+    with a message that names what it lacks, not a bare KeyError."""
+    module = load_generated(inference_code("resnet20"), tmp_path, "resnet20")
+    model = trained("resnet20")
+    wrapped = {"epoch": 3, "model": {f"module.{k}": v for k, v in model.state_dict().items()}}
+    torch.save(wrapped, tmp_path / "ckpt.pth.tar")
+    inference = module.from_trained(str(tmp_path / "ckpt.pth.tar"), channels_last=False)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+    with pytest.raises(ValueError, match=r"lacks bn1\.running_mean"):
+        module.from_trained(inference.state_dict())
