@@ -224,6 +224,10 @@ def build_cmd(
         return
     _make_parent(target)
     write_generated(target, code, force=force)
+    if features is not None:  # the layers after the last feature are not built
+        from resdsl.features import plan
+
+        net = plan(net, name_list(features)).network
     click.echo(f"wrote {target} ({net.name}, {net.num_params:,} parameters)", err=True)
 
 

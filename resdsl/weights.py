@@ -341,8 +341,11 @@ def _prefix_hint(unexpected: Sequence[str], expected: Mapping[str, Tensor], stri
     for key in unexpected[:1]:
         parts = key.split(".")
         for i in range(1, len(parts)):
-            if ".".join(parts[i:]) in expected:
-                return f"the checkpoint's keys carry a prefix: pass strip_prefix={'.'.join(parts[:i]) + '.'!r}"
+            prefix = ".".join(parts[:i]) + "."
+            # a prefix only when most unexpected keys carry it and, without it, are the model's
+            carried = [k[len(prefix) :] for k in unexpected if k.startswith(prefix)]
+            if len(carried) * 2 > len(unexpected) and sum(k in expected for k in carried) * 2 > len(carried):
+                return f"the checkpoint's keys carry a prefix: pass strip_prefix={prefix!r}"
     if strict:
         return (
             "a generated module loads only a checkpoint that fits exactly: make one with "
