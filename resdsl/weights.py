@@ -116,7 +116,8 @@ class LoadReport:
         if self.ignored:
             text += f"; ignored {self.ignored} tensors outside the prefix"
         if self.dropped:
-            text += f"; left out {len(self.dropped)} of layers the feature outputs drop ({', '.join(self.dropped)})"
+            layers = ", ".join(dict.fromkeys(key.split(".", 1)[0] for key in self.dropped))
+            text += f"; left out the {len(self.dropped)} tensors of {layers}, which the feature outputs drop"
         return text
 
 
