@@ -375,13 +375,13 @@ def build_model(
             )
         state, report = None, None
         if weights is not None:  # loaded strictly into the training model, in the weights' dtype, then folded
-            from resdsl.weights import load_weights, read_weights
+            from resdsl.weights import load_read, read_weights, weights_name
 
-            found, _, _ = read_weights(weights, strip_prefix)
-            dtype = next((v.dtype for v in found.values() if v.is_floating_point()), None)
-            trained = build(net, zero_init_residual=zero_init_residual).to(dtype)
+            trained = build(net, zero_init_residual=zero_init_residual)
+            found, metadata, ignored = read_weights(weights, strip_prefix, list(trained.state_dict()))
+            trained.to(next((v.dtype for v in found.values() if v.is_floating_point()), None))
             # strict: a server must not keep a classifier at random initialisation (fine-tuning may)
-            report = load_weights(trained, weights, strip_prefix=strip_prefix, strict=True)
+            report = load_read(trained, weights_name(weights), found, metadata, ignored, strict=True)
             state = trained.state_dict()
         served = build_inference(net, state, channels_last, zero_init_residual)
         if report is not None:

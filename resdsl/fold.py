@@ -51,17 +51,10 @@ def fold_state_dict(state: Mapping[str, Any], plan: FoldPlan) -> dict[str, Any]:
     batchnorm entry the plan needs but the state lacks is error E801."""
     if not isinstance(state, Mapping):
         raise _refused(f"weights must be a state_dict (a mapping), not {type(state).__name__}")
-    missing = [
-        f"{norm}.{key}"
-        for _, norm, _, _ in plan.folds
-        for key in ("running_mean", "running_var")
-        if f"{norm}.{key}" not in state
-    ]
-    missing += [f"{conv}.weight" for conv, _, _, _ in plan.folds if f"{conv}.weight" not in state]
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise _refused(f"the state_dict has no {shown}")
-    return fold_batchnorm(state, plan.folds, plan.renames)
+    try:
+        return fold_batchnorm(state, plan.folds, plan.renames)
+    except ValueError as exc:
+        raise _refused(str(exc)) from None
 
 
 def _refused(why: str) -> ResdslError:
@@ -186,8 +179,18 @@ def fold_batchnorm(
     ``folds``: ``(conv, batchnorm, folded conv, eps)`` module paths; ``renames``: modules
     that moved. Works on torch tensors and numpy arrays alike: in eval mode
     ``bn(conv(x)) = conv'(x)`` with ``w' = w * s`` and ``b' = beta + (b - mean) * s``,
-    ``s = gamma / sqrt(var + eps)``.
+    ``s = gamma / sqrt(var + eps)``. Raises ValueError naming the entries a fold needs that
+    the state_dict lacks.
     """
+    folds = list(folds)
+    needed = [f"{conv}.weight" for conv, _, _, _ in folds]
+    needed += [f"{norm}.{key}" for _, norm, _, _ in folds for key in ("running_mean", "running_var")]
+    lacking = [key for key in needed if key not in state_dict]
+    if lacking:
+        shown = ", ".join(lacking[:8]) + (f" and {len(lacking) - 8} more" if len(lacking) > 8 else "")
+        raise ValueError(
+            f"not a training state_dict of this network (folded already, or another one); it lacks {shown}"
+        )
     moved = dict(renames)
     out: dict[str, Any] = {}
     dropped: set[str] = set()

@@ -249,9 +249,25 @@ def load_weights(
     (what a generated module's ``load_weights`` requires). Raises :class:`WeightsError` with
     the whole mismatch report; warns (:class:`WeightsWarning`) for each classifier tensor left
     at initialisation and for preprocessing that differs from the model's."""
-    name = IN_MEMORY if isinstance(path, Mapping) else os.fspath(path)
+    state, metadata, ignored = read_weights(path, strip_prefix, list(model.state_dict()))
+    return load_read(model, weights_name(path), state, metadata, ignored, strict)
+
+
+def weights_name(path: Weights) -> str:
+    """How reports name the weights: the file, or ``<state_dict>`` for one in memory."""
+    return IN_MEMORY if isinstance(path, Mapping) else os.fspath(path)
+
+
+def load_read(
+    model: nn.Module,
+    name: str,
+    state: dict[str, Tensor],
+    metadata: Mapping[str, str],
+    ignored: int = 0,
+    strict: bool = False,
+) -> LoadReport:
+    """:func:`load_weights` for weights :func:`read_weights` has read already (``name``: their file)."""
     expected = model.state_dict()
-    state, metadata, ignored = read_weights(path, strip_prefix, list(expected))
     missing, unexpected, mismatched = compare_state(expected, state)
     heads = () if strict else tuple(getattr(model, "resdsl_classifiers", ()))
     first = None if strict else next((k for k, v in expected.items() if v.dim() == 4), None)
@@ -292,7 +308,7 @@ def load_weights(
         adapted=adapted,
         ignored=ignored,
         dropped=dropped,
-        metadata=metadata,
+        metadata=dict(metadata),
     )
     log.info("%s", report)
     return report
