@@ -251,6 +251,56 @@ network make_shortcut(super_ = 4, Super = projection) {
     assert_same_network(code, net, tmp_path)
 
 
+def top_level_names(code: str) -> list[str]:
+    """The classes and functions a module defines at its top level, in order, repeats kept."""
+    return [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+
+
+def test_names_of_the_copied_helpers_are_renamed(tmp_path: Path) -> None:
+    """Blocks and a network named like the helpers that checkpointing and inference modules
+    copy in (KeepBuffers, Segment, PackedConv2d, checkpoint_seq) do not replace them."""
+    spec = Spec(
+        text="""
+block segment(planes, stride = 1) {
+    conv1 = conv(planes, k=3, s=stride, p=1)
+    bn1 = batchnorm()
+    relu
+    residual(projection)
+}
+block keep_buffers(planes, stride = 1) {
+    conv1 = conv(planes, k=3, s=stride, p=1)
+    bn1 = batchnorm()
+    residual(projection)
+}
+block packed_conv2d(planes, stride = 1) {
+    conv1 = conv(planes, k=1, s=stride)
+    bn1 = batchnorm()
+    residual(projection)
+}
+network checkpoint_seq() {
+    input 3 x 8 x 8
+    conv1 = conv(4, k=3, p=1)
+    layer1 = stage(segment(4), repeat=2)
+    layer2 = stage(keep_buffers(8), repeat=2, stride=2)
+    layer3 = stage(packed_conv2d(8), repeat=1)
+    fc = linear(2)
+}
+""",
+        strings=[],
+        network="checkpoint_seq",
+    )
+    path = tmp_path / "helpers.arch"
+    path.write_text(spec.text, encoding="utf-8")
+    net = resdsl.check(path).networks[0]
+    for code in (generate(net, checkpoint=True), generate(net, inference=True)):
+        names = top_level_names(code)
+        assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    module = assert_same_network(generate(net, checkpoint=True), net, tmp_path)
+    model = module.checkpoint_seq_().train()
+    model(torch.randn(2, 3, 8, 8)).sum().backward()  # through Segment and KeepBuffers, not the blocks
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_mangled_private_names(tmp_path: Path) -> None:
     spec = Spec(
         text="""

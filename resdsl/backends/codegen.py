@@ -218,8 +218,8 @@ def _render(
     # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
     helpers = ["load_weights", "preprocess"]
     names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory, *helpers]
+    assert not {*(b.name for b in blocks), cls.name, factory} & RESERVED, names  # the spec's names, renamed
     names += extra["exports"]
-    assert not (set(names) - {*constants, "META", *helpers}) & RESERVED, names
     exports = sorted(names, key=_export_order)
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
     return (

@@ -11,12 +11,14 @@ Spec names that could shadow something the generated module uses are renamed by
 
 from __future__ import annotations
 
+import ast as pyast
 import builtins
 import keyword
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from resdsl import ast
@@ -35,26 +37,24 @@ GENERATED_NAMES = frozenset(
         "F",
         "Tensor",
         "Any",
-        # module-level names
+        "contextlib",
+        "math",
+        "checkpoint",
+        "Iterable",
+        "Callable",
+        # module-level names of the template (the copied helpers' are added below)
         "INPUT_SIZE",
         "MEAN",
         "STD",
         "META",
-        "SHORTCUT_KINDS",
-        "ZeroPadShortcut",
-        "make_shortcut",
+        "FOLDS",
+        "RENAMED",
+        "FEATURE_INFO",
+        "from_trained",
         "os",
         "Mapping",
         "Sequence",
         "WEIGHTS",
-        "STATE_DICT_KEYS",
-        "find_state_dict",
-        "read_checkpoint",
-        "strip_wrapper",
-        "compare_state",
-        "mismatch_lines",
-        "load_weights",
-        "preprocess_images",
         "preprocess",
         "weights",
         "model",
@@ -72,6 +72,25 @@ GENERATED_NAMES = frozenset(
         "_",
     }
 )
+
+
+def _defined_names(*files: str) -> frozenset[str]:
+    """The top-level names (classes, functions, constants) of the files whose code generated
+    modules copy: the checkpointing, weight-reading, shortcut, fold and packed-conv helpers."""
+    here = Path(__file__).parent
+    names: set[str] = set()
+    for file in files:
+        tree = pyast.parse((here / file).read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, (pyast.FunctionDef, pyast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (pyast.Assign, pyast.AnnAssign)):
+                targets = node.targets if isinstance(node, pyast.Assign) else [node.target]
+                names |= {t.id for t in targets if isinstance(t, pyast.Name)}
+    return frozenset(names)
+
+
+GENERATED_NAMES |= _defined_names("runtime.py", "runtime_weights.py", "checkpointing.py", "packed.py", "../fold.py")
 RESERVED = frozenset(n for n in dir(builtins) if not n.startswith("__")) | GENERATED_NAMES
 
 
