@@ -3,10 +3,13 @@
 The network is the deepest one shipped: ResNet-1202 for CIFAR (1202 weighted layers, 600 basic
 blocks in three stages; preact_resnet1001 has 1001, the deepest ImageNet net, resnet152, 152). The
 deeper the net, the more a training step keeps for backward, which is what checkpointing trades
-away. One model is built with ``checkpoint=True`` (every stage, one segment per block) and run
-with its ``grad_checkpointing`` switch on and off, so both variants have the same weights and the
-off variant is exactly the plain forward. One training step = forward, loss, backward (gradients
-already allocated, zeroed in place, so they are not counted: they are the same either way).
+away. Each model is built with ``checkpoint=True`` or a list of stages (each stage of n blocks
+run as about sqrt(n) segments) and the baseline is the same model with its
+``grad_checkpointing`` switch off, so all variants have the same weights and the off variant is
+exactly the plain forward. One more variant turns ``checkpoint_reentrant`` off, to show what the
+non-reentrant checkpoint (needed for ``torch.autograd.grad``) costs. One training step =
+forward, loss, backward (gradients already allocated, zeroed in place, so they are not counted:
+they are the same either way).
 
 Activation memory is measured on the CPU, where torch keeps no allocator statistics, by counting
 storages: a dispatch mode sees every tensor each aten op returns (forward, backward and the
@@ -95,18 +98,26 @@ def stages(spec: str) -> list[str]:
     return list(plan(resdsl.compile(spec), checkpoint=True).checkpoint)
 
 
-def variants(spec: str) -> dict[str, Checkpoint]:
-    """The runs compared: none, every stage, and every stage but the last (the deeper stages of a
-    ResNet hold the smaller maps, so they save the least memory per recomputed MAC)."""
+def variants(spec: str) -> dict[str, tuple[Checkpoint, bool]]:
+    """The runs compared, each (checkpoint, reentrant): none, every stage, every stage but the
+    last (the deeper stages of a ResNet hold the smaller maps, so they save the least memory per
+    recomputed MAC), and every stage under the non-reentrant checkpoint."""
     every = stages(spec)
-    return {"off": None, "all stages": True, "all but the last": every[:-1]}
+    return {
+        "off": (None, True),
+        "all stages": (True, True),
+        "all but the last": (every[:-1], True),
+        "all stages, non-reentrant": (True, False),
+    }
 
 
-def build(spec: str, batch: int, checkpoint: Checkpoint) -> tuple[nn.Module, Tensor]:
+def build(spec: str, batch: int, variant: tuple[Checkpoint, bool]) -> tuple[nn.Module, Tensor]:
     """The model with gradients allocated (zeroed), and an input batch; weights from seed 0."""
+    checkpoint, reentrant = variant
     torch.manual_seed(0)
     model = resdsl.build_model(spec, checkpoint=checkpoint or True).train()
     model.grad_checkpointing = bool(checkpoint)  # type: ignore[assignment]
+    model.checkpoint_reentrant = reentrant  # type: ignore[assignment]
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     return model, torch.randn(batch, *resdsl.compile(spec).input_shape)
@@ -199,12 +210,12 @@ def main() -> None:
     runs = variants(spec)
     net = resdsl.compile(spec)
     models: dict[str, nn.Module] = {}
-    for name, checkpoint in runs.items():
-        models[name], x = build(spec, batch, checkpoint)
+    for name, variant in runs.items():
+        models[name], x = build(spec, batch, variant)
         models[name].load_state_dict(models["off"].state_dict())
     print(
         f"{spec}: {net.weighted_layers} weighted layers, batch {batch}, torch {torch.__version__}, "
-        f"{args.threads} threads; each checkpointed stage runs one segment per block"
+        f"{args.threads} threads; each checkpointed stage of n blocks runs as about sqrt(n) segments"
     )
     for model in models.values():
         step(model, x)  # warm-up: kernels chosen, caches filled
@@ -212,16 +223,17 @@ def main() -> None:
     times = step_times(models, x, repeat)
     rss = {name: rss_growth(spec, batch, name, args.threads) for name in runs}
 
-    print(f"{'checkpointed':26} {'step memory peak':>17} {'peak RSS growth':>16} {'step time':>10} {'time ratio':>11}")
+    print(f"{'checkpointed':44} {'step memory peak':>17} {'peak RSS growth':>16} {'step time':>10} {'time ratio':>11}")
     rows = []
-    for name, checkpoint in runs.items():
+    for name, (checkpoint, reentrant) in runs.items():
         stages_run = "none" if not checkpoint else ", ".join(stages(spec) if checkpoint is True else checkpoint)
+        label = stages_run if reentrant else f"{stages_run}, non-reentrant"
         per_repeat = [a / b for a, b in zip(times[name], times["off"], strict=True)]
         ratio = statistics.median(per_repeat)
         t = statistics.median(times[name])
         memory = peak["off"] / peak[name]
         print(
-            f"{stages_run:26} {mib(peak[name]):>17} {mib(rss[name]):>16} {t:>9.2f}s {ratio:>10.2f}x"
+            f"{label:44} {mib(peak[name]):>17} {mib(rss[name]):>16} {t:>9.2f}s {ratio:>10.2f}x"
             + ("" if name == "off" else f"   ({memory:.2f}x less memory)")
         )
         if name == "off":
@@ -252,6 +264,8 @@ def main() -> None:
                 f"median of {repeat} interleaved pairs",
             },
         ]
+        if not reentrant:  # for comparison: the opt-out that torch.autograd.grad needs
+            rows[-1]["target"], rows[-1]["met"] = None, None
     if args.quick:
         for row in rows:  # a smoke test on a shallower net: the figures are not the target's
             row["target"], row["met"] = None, None

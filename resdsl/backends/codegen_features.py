@@ -77,6 +77,8 @@ def apply(plan: Plan, cls: ClassDef, item_steps: Sequence[tuple[Layer | Scope, i
     if checkpointed:
         cls.params.append(("grad_checkpointing", "bool", "True"))
         cls.init.append(("attr", ("grad_checkpointing", "grad_checkpointing")))
+        cls.params.append(("checkpoint_reentrant", "bool", "True"))
+        cls.init.append(("attr", ("checkpoint_reentrant", "checkpoint_reentrant")))
 
 
 def feature_info_source(plan: Plan) -> str:

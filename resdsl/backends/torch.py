@@ -143,12 +143,24 @@ class _Builder:
                 modules = f"self.{item.name}" if item.kind == "stage" else f"[self.{item.name}]"
                 kind = "checkpoint" if item.name in checkpointed else "other"
                 source = var[item.input]
-                steps.append((kind, [f"x = self.{item.name}({source})"], f"x = checkpoint_seq({modules}, {source})"))
+                steps.append(
+                    (
+                        kind,
+                        [f"x = self.{item.name}({source})"],
+                        f"x = checkpoint_seq({modules}, {source}, self.checkpoint_reentrant)",
+                    )
+                )
             elif item is not None:
                 lines = self._step(item, var, children)
                 if item.name in checkpointed and not item.anonymous:
                     steps.append(("other", lines[:-1], ""))
-                    steps.append(("checkpoint", lines[-1:], f"x = checkpoint_seq([self.{item.module}], x)"))
+                    steps.append(
+                        (
+                            "checkpoint",
+                            lines[-1:],
+                            f"x = checkpoint_seq([self.{item.module}], x, self.checkpoint_reentrant)",
+                        )
+                    )
                 else:
                     steps.append(("other", lines, ""))
             holds = scope.input if item is None else item.output if isinstance(item, Scope) else item.id
@@ -271,8 +283,8 @@ def build(
     ``features`` names top-level layers whose outputs the model returns, as a dict in network
     order, instead of the classifier's (everything after the last one is not built; see
     :mod:`resdsl.features`); ``checkpoint`` (True: every stage) runs those top-level layers
-    under gradient checkpointing, one segment per block, while ``model.grad_checkpointing``
-    is true.
+    under gradient checkpointing, about sqrt(n) blocks per segment, while
+    ``model.grad_checkpointing`` is true (see :mod:`resdsl.backends.checkpointing`).
     """
     wanted = plan(network, features, checkpoint) if features is not None or checkpoint else None
     full = network
@@ -296,6 +308,7 @@ def build(
         model.resdsl_dropped = tuple(n for n in top_level(full) if n not in built)  # type: ignore[assignment]
     if wanted is not None and wanted.checkpoint:
         model.grad_checkpointing = True  # type: ignore[assignment]  # turn off to run without
+        model.checkpoint_reentrant = True  # type: ignore[assignment]  # turn off for autograd.grad
     return model
 
 

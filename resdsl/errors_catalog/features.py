@@ -37,7 +37,7 @@ ENTRIES = [
     Entry(
         "E742",
         "the same layer named twice in `features` or in `checkpoint`",
-        "Each feature is one entry of the returned dict, each checkpointed stage one segment.",
+        "Each feature is one entry of the returned dict; each checkpointed stage is checkpointed once.",
         STAGED,
         STAGED,
         argv=(*CHECK, "--features", "layer1,layer1"),
