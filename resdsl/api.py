@@ -153,6 +153,7 @@ def check(
     max_activation_gb: float | None = None,
     sources: Mapping[str | Path, str] | None = None,
     features: Sequence[str] | None = None,
+    head: int | None = None,
 ) -> CheckResult:
     """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
 
@@ -160,6 +161,7 @@ def check(
     that refuse networks no machine could build (see :mod:`resdsl.limits`). ``sources`` maps
     file paths to text read instead of those files (an editor's unsaved buffers). ``features``
     checks feature outputs too: ``result.features[network]`` lists each one's shape and stride.
+    ``head=N`` puts a linear layer ``head`` with N outputs on top of each network.
     """
     try:
         path, text, name = resolve_spec(spec)
@@ -207,7 +209,7 @@ def check(
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
         home = f"while checking network '{definition.name}' ({definition.name_span})"
         with collector.within("network", definition.span.file, home, definition.name_span):
-            net = Elaborator(program, collector, limits).network(definition, own, shape)
+            net = Elaborator(program, collector, limits).network(definition, own, shape, head)
             if net is not None:
                 net.sources = program.sources  # before inference: fixes read the text they edit
                 infer(net, collector)
@@ -250,12 +252,13 @@ def compile(
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
+    head: int | None = None,
     **overrides: Any,
 ) -> Network:
     """The checked IR of one network; raises :class:`ResdslError` with every error found."""
     if isinstance(spec, Network):
-        if overrides or input_shape:
-            raise TypeError("a compiled network cannot take overrides; compile it from its spec again")
+        if overrides or input_shape or head is not None:
+            raise TypeError("a compiled network cannot take overrides or a head; compile it from its spec again")
         return spec
     result = check(
         spec,
@@ -265,6 +268,7 @@ def compile(
         max_layers=max_layers,
         max_params=max_params,
         max_activation_gb=max_activation_gb,
+        head=head,
     )
     result.raise_for_errors()
     return pick_network(result, spec, network)
@@ -318,14 +322,16 @@ def build_model(
 
     Fine-tuning (docs/finetune.md): ``weights`` loads a checkpoint (``strip_prefix`` drops a
     prefix such as ``"backbone."``); ``in_channels`` builds the network for another number of
-    input channels; ``head=N`` adds an N-way linear layer on top; ``freeze``/``freeze_until``
-    stop training modules, ``freeze_bn`` keeps their batchnorm statistics fixed.
+    input channels; ``head=N`` adds an N-way linear layer ``head`` on top (a layer of the
+    checked network, so generated code, inference builds and ONNX export take it too);
+    ``freeze``/``freeze_until`` stop training modules, ``freeze_bn`` keeps their batchnorm
+    statistics fixed.
 
     ``mode="inference"``: every conv followed by a batchnorm becomes one conv with the
     batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off.
     ``weights`` (a checkpoint, or the training model's state_dict) is loaded into the training
-    model, checked as above, then folded (see :mod:`resdsl.fold`); ``head``, ``freeze``,
-    ``features`` and ``checkpoint`` apply to training builds only (E803).
+    model, checked as above, then folded (see :mod:`resdsl.fold`); ``freeze``, ``features``
+    and ``checkpoint`` apply to training builds only (E803).
 
     ``features=["layer1", ...]`` returns those top-level outputs as a dict (the classifier
     dropped, ``model.feature_info`` as timm's); ``checkpoint=True`` (or a list of stages)
@@ -356,12 +362,13 @@ def build_model(
         max_layers=max_layers,
         max_params=max_params,
         max_activation_gb=max_activation_gb,
+        head=head,
         **overrides,
     )
     if mode == "inference":
         from resdsl.backends.inference import build_inference
 
-        given = {"head": head, "freeze_until": freeze_until, "features": features}
+        given = {"freeze_until": freeze_until, "features": features}
         unused = [n for n, v in given.items() if v is not None]
         unused += [n for n, v in (("freeze", freeze), ("freeze_bn", freeze_bn), ("checkpoint", checkpoint)) if v]
         if unused:
@@ -387,22 +394,11 @@ def build_model(
         if report is not None:
             served.resdsl_load_report = report  # type: ignore[assignment]
         return served
-    if features is not None and head is not None:
-        raise ResdslError(
-            error(
-                "E708",
-                "head adds a linear layer on the network's output vector, but features= returns feature maps",
-                ast.Span("<head>", 0, 0, 0, 0),
-                help="put a head on the feature maps in your own module, or drop features=",
-            )
-        )
     model = build(net, zero_init_residual=zero_init_residual, norm=norm, features=features, checkpoint=checkpoint)
     return prepare(
         model,
-        net,
         weights=weights,
         strip_prefix=strip_prefix,
-        head=head,
         freeze_modules=freeze,
         freeze_until=freeze_until,
         freeze_bn=freeze_bn,
@@ -424,13 +420,14 @@ def generate(
     *,
     features: Sequence[str] | None = None,
     checkpoint: Checkpoint = None,
+    head: int | None = None,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
     **overrides: Any,
 ) -> str:
-    """The source of a standalone PyTorch module for the spec (``features``, ``checkpoint``:
-    as for :func:`build_model`)."""
+    """The source of a standalone PyTorch module for the spec (``features``, ``checkpoint``,
+    ``head``: as for :func:`build_model`)."""
     from resdsl.backends.codegen import generate as _generate
 
     spec_arg = None if isinstance(spec, Network) else str(spec)
@@ -441,6 +438,7 @@ def generate(
         max_layers=max_layers,
         max_params=max_params,
         max_activation_gb=max_activation_gb,
+        head=head,
         **overrides,
     )
     return _generate(net, overrides=overrides, spec_arg=spec_arg, features=features, checkpoint=checkpoint)
@@ -457,6 +455,7 @@ def export_onnx(
     fold: bool = True,
     network: str | None = None,
     input_shape: str | Sequence[int] | None = None,
+    head: int | None = None,
     **overrides: Any,
 ) -> onnx.ModelProto:
     """The spec as an ONNX model, built from the IR without torch; written to ``path``
@@ -466,10 +465,11 @@ def export_onnx(
     ``build_model``'s state_dict keys to arrays; None gives seeded random weights. ``batch``:
     a batch size or ``"dynamic"``. ``fold``: batchnorms that follow convs are folded into them
     (as in ``build_model(spec, mode="inference")``); ``fold=False`` keeps BatchNormalization nodes.
+    ``head=N``: the network with a fine-tuning head, as ``build_model(spec, head=N)`` built it.
     """
     from resdsl.backends.onnx import export, onnx_model
 
-    net = compile(spec, network, input_shape, **overrides)
+    net = compile(spec, network, input_shape, head=head, **overrides)
     if path is None:
         return onnx_model(net, weights, batch, seed, fold)
     return export(net, path, weights, batch, seed, force, fold)

@@ -76,6 +76,13 @@ _common = [
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a network parameter."),
     click.option("--input", "input_shape", metavar="CxHxW", help="Check at another input shape, e.g. 3x320x320."),
     click.option("--network", default=None, help="Pick one network when a file defines several."),
+    click.option(
+        "--head",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Put a linear layer 'head' with N outputs on top of the network (fine-tuning, docs/finetune.md).",
+    ),
     click.option("--ignore", "ignore", multiple=True, metavar="CODE", help="Silence a warning code, e.g. W403."),
     click.option("--max-layers", type=click.IntRange(min=1), default=None, help="Raise the layer limit (100,000)."),
     click.option("--max-params", type=click.IntRange(min=1), default=None, help="Raise the parameter limit (2e9)."),
@@ -95,13 +102,14 @@ class Options:
     sets: tuple[str, ...] = ()
     input_shape: str | None = None
     network: str | None = None
+    head: int | None = None
     ignore: tuple[str, ...] = ()
     max_layers: int | None = None
     max_params: int | None = None
     max_activation_gb: float | None = None
 
 
-_OPTION_NAMES = ("sets", "input_shape", "network", "ignore", "max_layers", "max_params", "max_activation_gb")
+_OPTION_NAMES = ("sets", "input_shape", "network", "head", "ignore", "max_layers", "max_params", "max_activation_gb")
 
 
 def common(func: Any) -> Any:
@@ -135,6 +143,7 @@ def check_all(specs: Sequence[str], options: Options, features: Sequence[str] | 
             max_params=options.max_params,
             max_activation_gb=options.max_activation_gb,
             features=features,
+            head=options.head,
         )
         for spec in specs
     ]

@@ -1,8 +1,8 @@
 """Elaboration: from loaded files to one IR :class:`~resdsl.ir.Network` per network.
 
-This stage resolves network aliases and parameters, the input shape and the size limits;
-placing each statement's layers in the graph is :mod:`resdsl.place`'s job, evaluation
-:mod:`resdsl.evaluate`'s, loading files :mod:`resdsl.loader`'s. Problems are
+This stage resolves network aliases and parameters, the input shape and the size limits, and
+adds the fine-tuning head; placing each statement's layers in the graph is :mod:`resdsl.place`'s
+job, evaluation :mod:`resdsl.evaluate`'s, loading files :mod:`resdsl.loader`'s. Problems are
 collected, not raised, so one run reports them all; a statement that fails leaves an ``error``
 node whose shape is unknown, which keeps the checker from piling follow-on errors onto it.
 """
@@ -49,12 +49,21 @@ class Elaborator(Placer):
         definition: ast.NetworkDef | ast.NetworkAlias,
         overrides: dict[str, Any] | None = None,
         input_shape: Sequence[int] | None = None,
+        head: int | None = None,
     ) -> Network | None:
+        """``head=N`` adds ``head = linear(N)`` after the network's last statement (fine-tuning
+        mode 3), so every back end, the summary and the checker see it as a layer of the spec."""
         self.globals = self.program.definitions(definition.span.file)
         name = definition.name
         target, alias_args = self._resolve_alias(definition)
         if target is None:
             return None
+        body = target.body
+        if head is not None:
+            extra = self._head(target, head)
+            if extra is None:
+                return None
+            body = (*body, extra)
         params = self._network_params(target, alias_args, overrides or {})
         if params is None:
             return None
@@ -86,7 +95,7 @@ class Elaborator(Placer):
         if len(shape) not in (1, 3) or any(d < 1 for d in shape):
             self.diags.add(error("E213", f"input shape {shape} must be C x H x W with positive sizes", target.span))
             return None
-        count = LayerCounter(self.program).network(target.body, params, self.globals)
+        count = LayerCounter(self.program).network(body, params, self.globals)
         if count > self.limits.max_layers:
             self.diags.add(
                 error(
@@ -102,7 +111,7 @@ class Elaborator(Placer):
         inp = self._node("input", "input", {}, {}, "input", "", target.span, None)
         inp.shape = tuple(shape)
         root.input = inp.id
-        root.output = self._body(target.body, root, dict(params), inp.id)
+        root.output = self._body(body, root, dict(params), inp.id)
         finish(self.graph, root)
         return Network(
             name=name,
@@ -116,6 +125,21 @@ class Elaborator(Placer):
             order=self.order,
             int_divisions=self.int_divisions,
             definition=target,
+            head=head,
         )
+
+    def _head(self, target: ast.NetworkDef, outputs: int) -> ast.Assign | None:
+        """The statement ``head = linear(outputs)``, or None with E708 reported."""
+        span = ast.Span("<head>", 0, 0, 0, 0)
+        problem = None
+        if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+            problem = f"head must be a positive number of outputs, got {outputs!r}"
+        elif any(isinstance(s, ast.Assign) and s.name == "head" for s in target.body):
+            problem = f"{target.name} already has a layer named 'head'"
+        if problem is not None:
+            self.diags.add(error("E708", problem, span, help="replace the classifier instead: num_classes=N"))
+            return None
+        call = ast.Call("linear", (ast.Arg(None, ast.IntLit(outputs, span), span),), span, span)
+        return ast.Assign("head", call, span, span)
 
     # graph building

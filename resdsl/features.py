@@ -183,6 +183,15 @@ def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Ch
                     "E743", "no feature outputs were named", _where(network), help=f"name some of: {', '.join(known)}"
                 )
             )
+        if network.head is not None:
+            problems.append(
+                error(
+                    "E708",
+                    "head adds a linear layer on the network's output, but features= returns feature maps",
+                    ast.Span("<head>", 0, 0, 0, 0),
+                    help="put a head on the feature maps in your own module, or drop the head",
+                )
+            )
         for name in features:
             if name not in items:
                 problems.append(_unknown(network, name, "to return as a feature", "E740", known))

@@ -6,12 +6,12 @@
    ``freeze_bn=True`` keeps the batchnorm layers inside frozen modules in eval mode, so that
    ``model.train()`` no longer moves their running statistics (as detection backbones do).
 3. Load the weights, then replace the classifier (``num_classes=10``) or add a fully connected
-   layer on top (``head=10``) and train only that (``freeze_until="fc"`` / ``"head"``). The old
-   classifier's tensors load where their shapes fit and are otherwise kept at initialisation
-   with a warning naming them (see :mod:`resdsl.weights`).
+   layer on top (``head=10``: a layer of the compiled network, see
+   :meth:`resdsl.elaborate.Elaborator.network`) and train only that (``freeze_until="fc"`` /
+   ``"head"``). The old classifier's tensors load where their shapes fit and are otherwise
+   kept at initialisation with a warning naming them (see :mod:`resdsl.weights`).
 
-:func:`freeze` works on any ``nn.Module`` (a generated one too); :func:`add_head` needs a
-model built by resdsl, whose ``forward`` it extends.
+:func:`freeze` works on any ``nn.Module`` (a generated one too).
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from typing import Any
 from torch import nn
 
 from resdsl import ast
-from resdsl.backends.torch import _scope_class
 from resdsl.diagnostics import ResdslError, error
-from resdsl.ir import Network
 from resdsl.weights import Weights, load_weights
 
-__all__ = ["EvalBatchNorm1d", "EvalBatchNorm2d", "EvalSyncBatchNorm", "add_head", "freeze", "prepare"]
+__all__ = ["EvalBatchNorm1d", "EvalBatchNorm2d", "EvalSyncBatchNorm", "freeze", "prepare"]
 
 
 class _StaysInEval(nn.Module):
@@ -114,51 +112,19 @@ def _unknown(name: str, known: list[str], option: str, what: str) -> ResdslError
     )
 
 
-def add_head(model: nn.Module, network: Network, outputs: int) -> nn.Linear:
-    """Put a fully connected layer ``head`` (outputs ``outputs``) on top of a built network
-    whose output is a vector; its ``forward`` ends with ``x = self.head(x)``. Returns the layer."""
-    shape = network.output_shape
-    if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
-        raise ResdslError(error("E708", f"head must be a positive number of outputs, got {outputs!r}", _span("head")))
-    if shape is None or len(shape) != 1:
-        raise ResdslError(
-            error("E708", f"head adds a linear layer on a vector; {network.name} outputs {shape}", _span("head"))
-        )
-    if "head" in dict(model.named_children()):
-        raise ResdslError(
-            error(
-                "E708",
-                f"{network.name} already has a module named 'head'",
-                _span("head"),
-                help="replace the classifier instead: num_classes=N",
-            )
-        )
-    source: str = type(model).resdsl_source  # type: ignore[attr-defined]
-    body, end = source.rsplit("    return x\n", 1)
-    model.__class__ = _scope_class(f"{body}    x = self.head(x)\n    return x\n{end}")
-    layer = nn.Linear(shape[0], outputs)
-    model.add_module("head", layer)
-    model.resdsl_classifiers = (*getattr(model, "resdsl_classifiers", ()), "head")  # type: ignore[assignment]
-    return layer
-
-
 def prepare(
     model: nn.Module,
-    network: Network,
     *,
     weights: Weights | None = None,
     strip_prefix: str | None = None,
-    head: int | None = None,
     freeze_modules: Sequence[str] = (),
     freeze_until: str | None = None,
     freeze_bn: bool = False,
 ) -> nn.Module:
-    """``build_model``'s fine-tuning options, in order: add the head, load the weights (the
-    report is kept as ``model.resdsl_load_report``), freeze."""
+    """``build_model``'s fine-tuning options, in order: load the weights (the report is kept as
+    ``model.resdsl_load_report``), freeze."""
     if strip_prefix and weights is None:
         raise ResdslError(error("E706", "strip_prefix applies to weights, but none are given", _span("strip_prefix")))
-    if head is not None:
-        add_head(model, network, head)
     if weights is not None:
         model.resdsl_load_report = load_weights(model, weights, strip_prefix=strip_prefix)  # type: ignore[assignment]
     if freeze_modules or freeze_until is not None or freeze_bn:

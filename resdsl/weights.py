@@ -346,11 +346,18 @@ def _mismatch(
 def _classes_hint(
     model: nn.Module, missing: list[str], unexpected: list[str], mismatched: list[tuple[str, tuple, tuple]]
 ) -> str | None:
-    """When only the classifier differs: the number of classes the checkpoint was trained for."""
+    """When only the classifier differs: the number of classes the checkpoint was trained for
+    (or the outputs of the fine-tuning head it has and the model lacks, or has another size of)."""
     heads = tuple(getattr(model, "resdsl_classifiers", ()))
+    only_a_head = unexpected and set(unexpected) <= {"head.weight", "head.bias"} and not missing and not mismatched
+    if only_a_head and getattr(model, "resdsl_head", "") is None:  # built by resdsl without head=
+        return "the checkpoint has a fine-tuning head: build with --head N (API: head=N) as it was trained"
     if missing or unexpected or not heads or not all(_under(k, heads) for k, _, _ in mismatched):
         return None
     n = mismatched[0][2][0]
+    head = getattr(model, "resdsl_head", None)
+    if head is not None and all(_under(k, (head,)) for k, _, _ in mismatched):
+        return f"the checkpoint's head has {n} outputs: build with --head {n} (API: head={n})"
     return f"the checkpoint has a {n}-way classifier: build with --set num_classes={n} (API: num_classes={n})"
 
 

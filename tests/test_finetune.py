@@ -5,13 +5,16 @@ classifier as in ResNet-18, half the work), one checkpoint for the module."""
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import resdsl
+from resdsl.cli import cli
 from resdsl.diagnostics import ResdslError
 from resdsl.weights import WeightsWarning, save_weights
 from tests.conftest import SAME_MACHINE_TOL, rel_error
@@ -116,6 +119,48 @@ def test_mode_3_adds_a_fully_connected_layer_on_top(checkpoint: Path) -> None:
         assert rel_error(pickle.loads(pickle.dumps(model))(x), out) < SAME_MACHINE_TOL
 
 
+def test_the_head_is_a_layer_of_the_checked_network() -> None:
+    """head=N is compiled into the network, so the checker, the summary and every back end see it."""
+    plain, net = resdsl.compile("resnet18", **SMALL), resdsl.compile("resnet18", head=10, **SMALL)
+    assert net.head == 10 and net.output.path == "head" and net.output_shape == (10,)
+    assert net.num_params == plain.num_params + 1000 * 10 + 10
+    assert net.inputs(net.output.id) == [plain.output.id]  # on top of the old classifier
+
+
+def test_a_model_fine_tuned_with_a_head_ships_as_generated_code_and_an_inference_build(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """The fine-tuned model, saved, loads into a generated module built with --head and into an
+    inference build with head=, and both give the training model's outputs (float64)."""
+    with pytest.warns(WeightsWarning):
+        model = build(checkpoint, head=4, freeze_until="head")
+    train_step(model)
+    saved = tmp_path / "tuned.safetensors"
+    save_weights(model.double(), saved)  # float64 on disk: every build below computes in float64
+    model.eval()
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(x)
+    target = tmp_path / "tuned.py"
+    done = CliRunner().invoke(
+        cli, ["build", "resnet18", "--set", "depths=[1,1,1,1]", "--input", "3x32x32", "--head", "4", "-o", str(target)]
+    )
+    assert done.exit_code == 0, done.output
+    text = target.read_text()
+    assert "--head 4" in text.splitlines()[1]  # the regenerate command keeps it
+    assert "self.head = nn.Linear(num_classes, 4)" in text and "x = self.head(x)" in text
+    spec = importlib.util.spec_from_file_location("tuned", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generated = module.resnet18().double().eval()
+    assert module.load_weights(generated, saved) == len(model.state_dict())
+    served = resdsl.build_model("resnet18", mode="inference", head=4, weights=saved, **SMALL)
+    with torch.no_grad():
+        assert rel_error(generated(x), expected) <= SAME_MACHINE_TOL
+        assert rel_error(served(x), expected) <= SAME_MACHINE_TOL
+
+
 def test_freeze_works_on_any_module_by_path() -> None:
     from resdsl.finetune import freeze
 
@@ -133,6 +178,7 @@ def test_freeze_works_on_any_module_by_path() -> None:
         ({"freeze_bn": True}, "E706", "nothing is frozen"),
         ({"strip_prefix": "backbone."}, "E706", "strip_prefix"),
         ({"head": 0}, "E708", "positive"),
+        ({"head": 10, "features": ["layer2"]}, "E708", "feature maps"),
     ],
 )
 def test_fine_tuning_options_that_make_no_sense_are_clear_errors(options: dict, code: str, text: str) -> None:
@@ -140,3 +186,27 @@ def test_fine_tuning_options_that_make_no_sense_are_clear_errors(options: dict, 
         resdsl.build_model("resnet20", **options)
     assert info.value.code == code
     assert text in str(info.value.diagnostics[0])
+
+
+def test_a_network_that_has_a_head_cannot_take_another(tmp_path: Path) -> None:
+    spec = tmp_path / "headed.arch"
+    spec.write_text(
+        "network headed() {\n    input 3 x 8 x 8\n    conv1 = conv(4, k=3)\n    head = linear(2)\n}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model(spec, head=10)
+    assert info.value.code == "E708" and "already has a layer named 'head'" in str(info.value)
+    done = CliRunner().invoke(cli, ["check", str(spec), "--head", "0"])
+    assert done.exit_code == 2 and "--head" in done.output  # click's range check: a usage error
+
+
+def test_a_checkpoint_with_a_head_says_to_build_with_one(tmp_path: Path) -> None:
+    saved = tmp_path / "headed.safetensors"
+    save_weights(resdsl.build_model("resnet18", head=5, **SMALL), saved)
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet18", weights=saved, **SMALL)
+    assert "build with --head N (API: head=N)" in str(info.value)
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet18", mode="inference", head=4, weights=saved, **SMALL)
+    assert "the checkpoint's head has 5 outputs: build with --head 5 (API: head=5)" in str(info.value)

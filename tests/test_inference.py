@@ -335,10 +335,14 @@ def test_an_inference_build_loads_strictly(tmp_path: Path) -> None:
     assert served.resdsl_load_report.path == str(path)
 
 
-def test_head_zero_is_still_a_training_option() -> None:
+def test_a_head_is_part_of_the_network_in_an_inference_build_too() -> None:
+    """head=N is architecture (a layer of the compiled network), not a training option: an
+    inference build takes it, and refuses a head of zero outputs as a training build does."""
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet20", mode="inference", head=0)
-    assert info.value.diagnostics[0].code == "E803"
+    assert info.value.diagnostics[0].code == "E708"
+    served = resdsl.build_model("resnet20", mode="inference", head=3)
+    assert served(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
 
 
 def test_generated_from_trained_reads_the_checkpoints_people_have(tmp_path: Path) -> None:

@@ -93,6 +93,10 @@ def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | Non
     assert _compare(spec, input_shape=shape) < FLOAT32_TOL  # float32 under test: onnxruntime computes in float32
 
 
+def test_a_fine_tuning_head_exports_as_a_layer_of_the_network() -> None:
+    assert _compare("resnet20", head=5) < FLOAT32_TOL  # float32: onnxruntime
+
+
 @pytest.mark.parametrize(
     ("spec", "shape"),
     [

@@ -81,6 +81,8 @@ def regenerate_command(
         input_shape = network.input_shape
     if input_shape is not None:
         args += ["--input", "x".join(str(d) for d in input_shape)]
+    if network.head is not None:
+        args += ["--head", str(network.head)]
     if weights is not None:
         args += ["--weights", weights]
     args += [*flags, *extra, "-o", output or f"{network.name}{'_inference' if flags else ''}.py"]

@@ -325,5 +325,13 @@ def describe(model: nn.Module, network: Network) -> None:
     for key, value in (("input_size", prep.input_size), ("mean", prep.mean), ("std", prep.std)):
         if key not in children:  # a layer the spec names 'mean' keeps its name
             setattr(model, key, value)
-    out = network.output
-    model.resdsl_classifiers = (module_path(out),) if out.op == "linear" else ()  # type: ignore[assignment]
+    classifiers: list[str] = []
+    out: Layer | None = network.output
+    for _ in range(2 if network.head is not None else 1):  # the head, and the classifier it sits on
+        if out is None or out.op != "linear":
+            break
+        classifiers.insert(0, module_path(out))
+        source = network.port(out.id, 0)
+        out = network.layer(source) if source is not None else None
+    model.resdsl_classifiers = tuple(classifiers)  # type: ignore[assignment]
+    model.resdsl_head = "head" if network.head is not None else None  # type: ignore[assignment]

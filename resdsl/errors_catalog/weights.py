@@ -120,14 +120,15 @@ ENTRIES = [
     ),
     Entry(
         "E708",
-        "`head=N` cannot be added: N is not a positive whole number, the network's output is not a vector, "
-        "or it already has a module `head`",
-        "head=N adds a linear layer with N outputs on top of the network's output vector (fine-tuning mode "
-        "3: train only that layer).",
-        SMALL,
-        SMALL,
-        runs=False,
-        why=API_ONLY,
+        "`head=N` / `--head N` cannot be added: N is not a positive whole number, the network already "
+        "has a layer `head`, or feature outputs were asked for too",
+        "head=N puts a linear layer `head` with N outputs on top of the network's output (fine-tuning "
+        "mode 3: train only that layer); it is compiled into the network, so generated code, inference "
+        "builds and ONNX export have it too. A network that already ends in a layer named head can "
+        "take another number of classes through its own parameter instead.",
+        net("conv1 = conv(8, k=3, p=1)\navgpool = global_avgpool()\nhead = linear(10)"),
+        net("conv1 = conv(8, k=3, p=1)\navgpool = global_avgpool()\nfc = linear(10)"),
+        argv=("check", "example.arch", "--head", "5"),
     ),
     Entry(
         "W720",
