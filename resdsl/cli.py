@@ -199,9 +199,11 @@ def build_cmd(
             "a generated feature module loads only its own keys; load a full checkpoint with "
             "resdsl.build_model(spec, features=..., weights=PATH), which leaves out the dropped layers"
         )
+    stages = True if checkpoint == "all" else name_list(checkpoint)
+    if checkpoint is not None and not stages:
+        raise click.UsageError("--checkpoint takes stage names, comma-separated (layer1,layer2), or 'all'")
     net = _checked_network(spec, options, name_list(features))
     target = output or f"{net.name}{'_inference' if inference else ''}.py"
-    stages = True if checkpoint == "all" else name_list(checkpoint)
     if weights is not None:  # refused before anything is written if it does not fit
         from resdsl.weights import verify
 

@@ -220,6 +220,8 @@ def test_cli_check_and_build(tmp_path: Path) -> None:
     text = target.read_text()
     assert "--features layer2 --checkpoint layer1,layer2" in text  # the regenerate command keeps them
     assert "checkpoint_seq(self.layer1, x, self.checkpoint_reentrant)" in text and "self.layer3" not in text
+    empty = runner.invoke(cli, ["build", "resnet20", "--checkpoint", " ,", "-o", str(tmp_path / "x.py")])
+    assert empty.exit_code == 2 and "--checkpoint takes stage names" in empty.output  # not silently nothing
     refused = runner.invoke(cli, ["build", "resnet20", "--checkpoint", "stage9", "-o", str(tmp_path / "x.py")])
     assert refused.exit_code == 1 and "error[E745]" in refused.output
     assert not (tmp_path / "x.py").exists()
