@@ -380,20 +380,7 @@ def build_model(
                     help="fine-tune with mode='training', save_weights, then build the inference model from that file",
                 )
             )
-        state, report = None, None
-        if weights is not None:  # loaded strictly into the training model, in the weights' dtype, then folded
-            from resdsl.weights import load_read, read_weights, weights_name
-
-            trained = build(net, zero_init_residual=zero_init_residual)
-            found, metadata, ignored = read_weights(weights, strip_prefix, list(trained.state_dict()))
-            trained.to(next((v.dtype for v in found.values() if v.is_floating_point()), None))
-            # strict: a server must not keep a classifier at random initialisation (fine-tuning may)
-            report = load_read(trained, weights_name(weights), found, metadata, ignored, strict=True)
-            state = trained.state_dict()
-        served = build_inference(net, state, channels_last, zero_init_residual)
-        if report is not None:
-            served.resdsl_load_report = report  # type: ignore[assignment]
-        return served
+        return build_inference(net, weights, channels_last, zero_init_residual, strip_prefix)
     model = build(net, zero_init_residual=zero_init_residual, norm=norm, features=features, checkpoint=checkpoint)
     return prepare(
         model,

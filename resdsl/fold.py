@@ -57,12 +57,22 @@ def fold_state_dict(state: Mapping[str, Any], plan: FoldPlan) -> dict[str, Any]:
         raise _refused(str(exc)) from None
 
 
-def _refused(why: str) -> ResdslError:
+def refuse_folded(keys: Iterable[str], plan: FoldPlan, name: str = "<weights>") -> None:
+    """E801 for weights that are an inference model's already: every batchnorm the plan folds
+    is absent and its conv has the bias that folding gives it. ``name``: the file, for the message."""
+    have = set(keys)
+    if plan.folds and all(
+        f"{norm}.running_mean" not in have and f"{conv}.bias" in have for _, norm, conv, _ in plan.folds
+    ):
+        raise _refused("these weights are folded already (an inference model's state_dict)", name)
+
+
+def _refused(why: str, name: str = "<weights>") -> ResdslError:
     return ResdslError(
         error(
             "E801",
             f"cannot fold batchnorm: {why}",
-            ast.Span("<weights>", 0, 0, 0, 0),
+            ast.Span(name, 0, 0, 0, 0),
             help="pass model.state_dict() of the training model built from the same spec",
         )
     )

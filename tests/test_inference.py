@@ -182,6 +182,19 @@ def test_weights_of_another_network_are_refused() -> None:
     assert info.value.missing == ["layer1.0.bn1.running_var"]  # type: ignore[attr-defined]
 
 
+def test_weights_folded_already_are_refused_as_such(tmp_path: Path) -> None:
+    """An inference model's own state_dict (saved from a server) is E801, naming the file,
+    not an E704 listing every batchnorm as missing."""
+    served = resdsl.build_model("resnet20", mode="inference", channels_last=False)
+    path = tmp_path / "served.safetensors"
+    resdsl.save_weights(served, path)
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", weights=path)
+    (diagnostic,) = info.value.diagnostics
+    assert diagnostic.code == "E801" and "folded already" in diagnostic.message
+    assert diagnostic.span.file == str(path)
+
+
 def test_a_missing_weights_file_is_refused() -> None:
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet20", mode="inference", weights="no-such-resnet20.pt")
