@@ -220,6 +220,10 @@ def test_preprocess_normalises_and_fits_the_input_size(source: torch.nn.Module) 
     assert source.preprocess(ramp).dtype == torch.float64
     with pytest.raises(ValueError, match="3 channels"):
         source.preprocess(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"float images in 0\.\.1 .* got values in 255\.\.255: divide"):
+        source.preprocess(white.float())  # a photo as floats, never divided by 255
+    with pytest.raises(ValueError, match="normalised already"):
+        source.preprocess(out)  # preprocessing twice
 
 
 IMAGENET = ["resnet18", "resnet50", "resnet50d", "resnet26t", "seresnet50", "resnext50_32x4d", "resnet50_gn"]

@@ -112,6 +112,12 @@ def preprocess_images(
         raise ValueError(f"the network takes {input_size[0]} channels, the images have {images.shape[1]}")
     if not images.is_floating_point():
         images = images.float() / 255.0
+    elif images.numel() and (images.min() < -1e-3 or images.max() > 1 + 1e-3):
+        low, high = float(images.min()), float(images.max())
+        raise ValueError(
+            f"preprocess takes float images in 0..1 (or uint8 in 0..255), got values in {low:g}..{high:g}: "
+            "divide 0..255 floats by 255; images normalised already need no preprocess"
+        )
     height, width = int(input_size[1]), int(input_size[2])
     h, w = images.shape[-2:]
     if (h, w) != (height, width):
