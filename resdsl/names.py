@@ -108,8 +108,10 @@ NN_MODULE_ATTRIBUTES = frozenset(
     }
 )
 
-# attributes of resdsl's own modules (resdsl.backends.torch.ScopeModule)
-RESDSL_ATTRIBUTES = frozenset({"kind", "resdsl_network", "resdsl_source"})
+# attributes of resdsl's own modules (resdsl.backends.torch.ScopeModule and the models both back
+# ends build: the preprocess method, the feature and checkpointing switches), and every resdsl_* name
+RESDSL_ATTRIBUTES = frozenset({"kind", "preprocess", "feature_info", "grad_checkpointing", "checkpoint_reentrant"})
+RESDSL_PREFIX = "resdsl_"
 
 PYTHON_KEYWORDS = frozenset(keyword.kwlist)  # soft keywords (match, case, _) are valid attributes
 
@@ -122,7 +124,7 @@ def layer_name_problem(name: str) -> str | None:
         return "is a Python special name"
     if name in NN_MODULE_ATTRIBUTES:
         return "is an attribute of torch.nn.Module, which a module of that name would replace"
-    if name in RESDSL_ATTRIBUTES:
+    if name in RESDSL_ATTRIBUTES or name.startswith(RESDSL_PREFIX):
         return "is an attribute resdsl's modules use"
     if not name.isidentifier():
         return "is not a valid identifier"

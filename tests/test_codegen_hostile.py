@@ -258,7 +258,8 @@ def top_level_names(code: str) -> list[str]:
 
 def test_names_of_the_copied_helpers_are_renamed(tmp_path: Path) -> None:
     """Blocks and a network named like the helpers that checkpointing and inference modules
-    copy in (KeepBuffers, Segment, PackedConv2d, checkpoint_seq) do not replace them."""
+    copy in (KeepBuffers, Segment, PackedConv2d, checkpoint_seq) do not replace them, nor do
+    parameters named like the checkpointing switches clash with those constructor arguments."""
     spec = Spec(
         text="""
 block segment(planes, stride = 1) {
@@ -277,11 +278,11 @@ block packed_conv2d(planes, stride = 1) {
     bn1 = batchnorm()
     residual(projection)
 }
-network checkpoint_seq() {
+network checkpoint_seq(grad_checkpointing = 4, checkpoint_reentrant = 8) {
     input 3 x 8 x 8
-    conv1 = conv(4, k=3, p=1)
+    conv1 = conv(grad_checkpointing, k=3, p=1)
     layer1 = stage(segment(4), repeat=2)
-    layer2 = stage(keep_buffers(8), repeat=2, stride=2)
+    layer2 = stage(keep_buffers(checkpoint_reentrant), repeat=2, stride=2)
     layer3 = stage(packed_conv2d(8), repeat=1)
     fc = linear(2)
 }

@@ -51,6 +51,8 @@ GENERATED_NAMES = frozenset(
         "RENAMED",
         "FEATURE_INFO",
         "from_trained",
+        "grad_checkpointing",
+        "checkpoint_reentrant",
         "os",
         "Mapping",
         "Sequence",
