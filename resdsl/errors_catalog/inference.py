@@ -32,9 +32,12 @@ ENTRIES = [
     ),
     Entry(
         "E803",
-        '`build_model(spec, mode="inference")` got a training option: `head`, `freeze`, `freeze_until` or `freeze_bn`',
-        "An inference build has no gradients to stop and no head to train: fine-tune with the training "
-        "build, save its weights (resdsl.save_weights), then build the inference model from that file.",
+        '`build_model(spec, mode="inference")` got a training option: `freeze`, `freeze_until`, `freeze_bn`, '
+        "`features` or `checkpoint`",
+        "An inference build serves the whole network with no gradients to stop or recompute: fine-tune "
+        "with the training build, save its weights (resdsl.save_weights), then build the inference model "
+        "from that file. (`head=N` is part of the network, not a training option: an inference build takes "
+        "it, with weights that have the head.)",
         SMALL,
         SMALL,
         runs=False,
