@@ -293,7 +293,7 @@ def load_read(
     for key in dropped:
         del state[key]
     if missing or unexpected or mismatched:
-        raise _mismatch(name, model, missing, unexpected, mismatched, strict)
+        raise _mismatch(name, model, missing, unexpected, mismatched, strict, state)
     kept += [f"{key} kept at initialisation: not in the checkpoint" for key in absent_head]
     for message in kept:
         _warn(warning("W721", message, _span(name)))
@@ -325,6 +325,7 @@ def _mismatch(
     unexpected: list[str],
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
     strict: bool,
+    state: Mapping[str, Tensor],
 ) -> WeightsError:
     counts = [f"{len(missing)} missing", f"{len(unexpected)} unexpected", f"{len(mismatched)} of another shape"]
     lines = mismatch_lines(missing[:SHOWN], unexpected[:SHOWN], mismatched[:SHOWN])
@@ -338,25 +339,32 @@ def _mismatch(
         f"the weights in {name} do not fit {network}: {', '.join(counts)}",
         _span(name),
         notes=lines,
-        help=_classes_hint(model, missing, unexpected, mismatched) or _prefix_hint(unexpected, expected, strict),
+        help=_classes_hint(model, missing, unexpected, mismatched, state) or _prefix_hint(unexpected, expected, strict),
     )
     return WeightsError(diagnostic, missing, unexpected, mismatched)
 
 
 def _classes_hint(
-    model: nn.Module, missing: list[str], unexpected: list[str], mismatched: list[tuple[str, tuple, tuple]]
+    model: nn.Module,
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[tuple[str, tuple, tuple]],
+    state: Mapping[str, Tensor],
 ) -> str | None:
-    """When only the classifier differs: the number of classes the checkpoint was trained for
-    (or the outputs of the fine-tuning head it has and the model lacks, or has another size of)."""
+    """When only the classifier differs: the number of classes the checkpoint was trained for;
+    when only the fine-tuning head differs, or one side lacks it, the ``--head`` to build with."""
+    head = getattr(model, "resdsl_head", "")  # "head" with head=N, None without, "" if not resdsl's
+    added = {f"{head or 'head'}.weight", f"{head or 'head'}.bias"}
+    if unexpected and set(unexpected) <= added and not missing and not mismatched and head is None:
+        n = state["head.weight"].shape[0] if "head.weight" in state else "N"
+        return f"the checkpoint has a fine-tuning head of {n} outputs: build with --head {n} (API: head={n})"
+    if missing and set(missing) <= added and not unexpected and not mismatched and head:
+        return "the checkpoint has no head: build without --head, or fine-tune one first (head=N, then save_weights)"
     heads = tuple(getattr(model, "resdsl_classifiers", ()))
-    only_a_head = unexpected and set(unexpected) <= {"head.weight", "head.bias"} and not missing and not mismatched
-    if only_a_head and getattr(model, "resdsl_head", "") is None:  # built by resdsl without head=
-        return "the checkpoint has a fine-tuning head: build with --head N (API: head=N) as it was trained"
     if missing or unexpected or not heads or not all(_under(k, heads) for k, _, _ in mismatched):
         return None
     n = mismatched[0][2][0]
-    head = getattr(model, "resdsl_head", None)
-    if head is not None and all(_under(k, (head,)) for k, _, _ in mismatched):
+    if head and all(_under(k, (head,)) for k, _, _ in mismatched):
         return f"the checkpoint's head has {n} outputs: build with --head {n} (API: head={n})"
     return f"the checkpoint has a {n}-way classifier: build with --set num_classes={n} (API: num_classes={n})"
 

@@ -206,7 +206,12 @@ def test_a_checkpoint_with_a_head_says_to_build_with_one(tmp_path: Path) -> None
     save_weights(resdsl.build_model("resnet18", head=5, **SMALL), saved)
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet18", weights=saved, **SMALL)
-    assert "build with --head N (API: head=N)" in str(info.value)
+    assert "a fine-tuning head of 5 outputs: build with --head 5 (API: head=5)" in str(info.value)
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet18", mode="inference", head=4, weights=saved, **SMALL)
     assert "the checkpoint's head has 5 outputs: build with --head 5 (API: head=5)" in str(info.value)
+    plain = tmp_path / "plain.safetensors"
+    save_weights(resdsl.build_model("resnet18", **SMALL), plain)
+    with pytest.raises(ResdslError) as info:  # serving weights that were never fine-tuned with a head
+        resdsl.build_model("resnet18", mode="inference", head=4, weights=plain, **SMALL)
+    assert "the checkpoint has no head: build without --head" in str(info.value)

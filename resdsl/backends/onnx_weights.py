@@ -138,7 +138,7 @@ class WeightSource:
                 f"the weights do not fit {network}: {counts}",
                 Span(self.origin or "<weights>", 0, 0, 0, 0),
                 notes,
-                help="keys and shapes must be build_model(spec).state_dict()'s (same spec, same --set values)",
+                help="keys and shapes must be build_model(spec).state_dict()'s (same spec, --set and --head)",
             )
         )
 
