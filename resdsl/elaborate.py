@@ -131,15 +131,19 @@ class Elaborator(Placer):
     def _head(self, target: ast.NetworkDef, outputs: int) -> ast.Assign | None:
         """The statement ``head = linear(outputs)``, or None with E708 reported."""
         span = ast.Span("<head>", 0, 0, 0, 0)
-        problem = None
+        clash = next((s for s in target.body if isinstance(s, ast.Assign) and s.name == "head"), None)
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
-            problem = f"head must be a positive number of outputs, got {outputs!r}"
-        elif any(isinstance(s, ast.Assign) and s.name == "head" for s in target.body):
-            problem = f"{target.name} already has a layer named 'head'"
-        if problem is not None:
-            self.diags.add(error("E708", problem, span, help="replace the classifier instead: num_classes=N"))
+            self.diags.add(error("E708", f"head must be a positive number of outputs, got {outputs!r}", span))
+            return None
+        if clash is not None:
+            self.diags.add(
+                error(
+                    "E708",
+                    f"{target.name} already defines 'head', so head={outputs} cannot add a layer of that name",
+                    clash.name_span,
+                    help="rename it in the spec, or leave out --head (head=)",
+                )
+            )
             return None
         call = ast.Call("linear", (ast.Arg(None, ast.IntLit(outputs, span), span),), span, span)
         return ast.Assign("head", call, span, span)
-
-    # graph building

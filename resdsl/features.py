@@ -187,9 +187,9 @@ def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Ch
             problems.append(
                 error(
                     "E708",
-                    "head adds a linear layer on the network's output, but features= returns feature maps",
+                    "head adds a linear layer on the network's output, but features (--features) are feature maps",
                     ast.Span("<head>", 0, 0, 0, 0),
-                    help="put a head on the feature maps in your own module, or drop the head",
+                    help="put a head on the feature maps in your own module, or leave out --head (head=)",
                 )
             )
         for name in features:

@@ -196,7 +196,8 @@ def test_a_network_that_has_a_head_cannot_take_another(tmp_path: Path) -> None:
     )
     with pytest.raises(ResdslError) as info:
         resdsl.build_model(spec, head=10)
-    assert info.value.code == "E708" and "already has a layer named 'head'" in str(info.value)
+    assert info.value.code == "E708" and "headed already defines 'head'" in str(info.value)
+    assert info.value.diagnostics[0].span.line == 4  # the layer that clashes, not the option
     done = CliRunner().invoke(cli, ["check", str(spec), "--head", "0"])
     assert done.exit_code == 2 and "--head" in done.output  # click's range check: a usage error
 
