@@ -25,7 +25,7 @@ from resdsl.ops import OPS, Shape, fmt_shape
 
 Checkpoint = bool | Sequence[str] | None
 
-__all__ = ["Checkpoint", "Feature", "Plan", "group_runs", "plan", "top_level"]
+__all__ = ["Checkpoint", "Feature", "Plan", "group_runs", "plan", "requested", "top_level"]
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,24 @@ def _checkpoint_names(network: Network, checkpoint: Checkpoint, items: dict[str,
         return _checkpoint_names(network, True, items)
     if isinstance(checkpoint, str):
         checkpoint = [checkpoint]
+    if not checkpoint:
+        raise ResdslError(
+            error(
+                "E746",
+                "checkpoint=[] names no layers to checkpoint",
+                _where(network),
+                help="pass True (every stage), 'all', or stage names; None builds without checkpointing",
+            )
+        )
     return list(checkpoint)
+
+
+def requested(network: Network, features: Sequence[str] | None, checkpoint: Checkpoint) -> Plan | None:
+    """The plan for a build's ``features``/``checkpoint`` options, or None when neither is asked
+    for (``checkpoint=[]`` is asked for, and refused: it names nothing)."""
+    if features is None and (checkpoint is None or checkpoint is False):
+        return None
+    return plan(network, features, checkpoint)
 
 
 def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Checkpoint = None) -> Plan:

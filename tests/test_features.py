@@ -205,6 +205,11 @@ def test_checkpoint_errors() -> None:
         resdsl.build_model(flat, checkpoint=True)
     assert codes(exc) == ["E746"]
     assert exc.value.diagnostics[0].span.line == 1
+    for build in (resdsl.build_model, resdsl.generate):  # an empty list names nothing: not silently off
+        with pytest.raises(ResdslError) as exc:
+            build("resnet20", checkpoint=[])
+        assert codes(exc) == ["E746"]
+    assert not hasattr(resdsl.build_model("resnet20", checkpoint=False), "grad_checkpointing")
 
 
 def test_cli_check_and_build(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ from resdsl.backends.codegen_files import (
     write_generated,
 )
 from resdsl.backends.codegen_inference import InferenceParts, fold_for_codegen, template_names
-from resdsl.features import Checkpoint, Plan, plan
+from resdsl.features import Checkpoint, Plan, requested
 from resdsl.ir import Layer, Network
 from resdsl.preprocessing import preprocessing
 from resdsl.values import LayerCall
@@ -315,7 +315,7 @@ def generate(
     then returns a dict of those outputs, or checkpoints those stages while its
     ``grad_checkpointing`` attribute is true.
     """
-    wanted = plan(network, features, checkpoint) if features is not None or checkpoint else None
+    wanted = requested(network, features, checkpoint)
     source = render(
         network, overrides, spec_arg, output, network_arg, input_shape, weights, inference, channels_last, wanted
     )

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from resdsl.backends.checkpointing import checkpoint_seq
 from resdsl.backends.runtime import FlattenLinear, ZeroPadShortcut, make_shortcut, with_bias
 from resdsl.backends.runtime_weights import preprocess_images
-from resdsl.features import Checkpoint, Plan, group_runs, plan, top_level
+from resdsl.features import Checkpoint, Plan, group_runs, requested, top_level
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, Ctor
 from resdsl.shortcut import infer_stride
@@ -286,7 +286,7 @@ def build(
     under gradient checkpointing, about sqrt(n) blocks per segment, while
     ``model.grad_checkpointing`` is true (see :mod:`resdsl.backends.checkpointing`).
     """
-    wanted = plan(network, features, checkpoint) if features is not None or checkpoint else None
+    wanted = requested(network, features, checkpoint)
     full = network
     if wanted is not None:
         network = wanted.network

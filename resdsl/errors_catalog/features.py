@@ -73,8 +73,9 @@ ENTRIES = [
     ),
     Entry(
         "E746",
-        "`checkpoint=True` (`--checkpoint all`) on a network with no stages",
-        "Checkpointing recomputes a stage's blocks in backward; a network of plain layers has none to name.",
+        "`checkpoint=True` (`--checkpoint all`) on a network with no stages, or `checkpoint=[]` (naming none)",
+        "Checkpointing recomputes a stage's blocks in backward; a network of plain layers has none to name, "
+        "and an empty list names nothing (leave `checkpoint` out to build without it).",
         PLAIN,
         STAGED,
         argv=(*BUILD, "--checkpoint", "all"),
