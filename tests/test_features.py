@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import resdsl
-from resdsl.backends.checkpointing import segments
+from resdsl.backends.checkpointing import KeepBuffers, segments
 from resdsl.cli import cli
 from resdsl.diagnostics import ResdslError
 from resdsl.features import group_runs
@@ -299,6 +299,17 @@ def test_a_stage_is_cut_into_about_sqrt_n_segments() -> None:
         assert [b for run in runs for b in run] == list(range(n))
         assert max(map(len, runs)) - min(map(len, runs)) <= 1
     assert segments([]) == []
+
+
+def test_keep_buffers_gives_every_module_its_own_buffers_back() -> None:
+    """Also a module listed twice (checkpoint_seq is public in generated files; users may share)."""
+    norm = nn.BatchNorm2d(2)
+    mean, var = norm.running_mean, norm.running_var
+    with KeepBuffers([norm, nn.Sequential(norm)]):
+        assert norm.running_mean is not mean
+        norm.train()(torch.randn(4, 2, 3, 3))  # updates the copies only
+    assert norm.running_mean is mean and norm.running_var is var
+    assert torch.equal(mean, torch.zeros(2)) and torch.equal(var, torch.ones(2))
 
 
 def test_checkpoint_keeps_one_input_per_segment() -> None:

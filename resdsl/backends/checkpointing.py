@@ -49,11 +49,11 @@ class KeepBuffers:
         self.saved: list[tuple[nn.Module, str, Tensor]] = []
 
     def __enter__(self) -> None:
-        for outer in self.modules:
-            for module in outer.modules():
-                for name, buffer in module.named_buffers(recurse=False):
-                    self.saved.append((module, name, buffer))
-                    setattr(module, name, buffer.clone())
+        unique = {id(module): module for outer in self.modules for module in outer.modules()}  # shared: once
+        for module in unique.values():
+            for name, buffer in module.named_buffers(recurse=False):
+                self.saved.append((module, name, buffer))
+                setattr(module, name, buffer.clone())
 
     def __exit__(self, *exc: object) -> None:
         for module, name, buffer in self.saved:
@@ -88,8 +88,10 @@ class Segment:
 def segments(blocks: Sequence[nn.Module]) -> list[Sequence[nn.Module]]:
     """``blocks`` cut into ceil(sqrt(n)) runs whose lengths differ by at most one, in order."""
     n = len(blocks)
-    count = max(math.ceil(math.sqrt(n)), 1)
-    return [blocks[n * i // count : n * (i + 1) // count] for i in range(count) if n]
+    if n == 0:
+        return []
+    count = math.ceil(math.sqrt(n))
+    return [blocks[n * i // count : n * (i + 1) // count] for i in range(count)]
 
 
 def checkpoint_seq(modules: Iterable[nn.Module], x: Tensor, reentrant: bool = True) -> Tensor:
