@@ -49,6 +49,7 @@ from resdsl.backends.codegen_files import (
     write_generated,
 )
 from resdsl.backends.codegen_inference import InferenceParts, fold_for_codegen, template_names
+from resdsl.backends.copied import checkpoint_source, runtime_source, weights_source
 from resdsl.features import Checkpoint, Plan, requested
 from resdsl.ir import Layer, Network
 from resdsl.preprocessing import preprocessing
@@ -101,15 +102,6 @@ def _spec_value_names(network: Network) -> set[str]:
         if scope.block is not None:
             names |= {p.name for p in scope.block.params}
     return names
-
-
-@cache
-def runtime_source(module: str = "runtime") -> str:
-    """The helpers of :mod:`resdsl.backends.runtime` (shortcuts) or ``runtime_weights``
-    (checkpoints, preprocessing), as generated files carry them: the one definition
-    build_model runs too."""
-    text = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
-    return text.split("# --- copied into generated modules from here ---\n", 1)[1].strip()
 
 
 def _options(network: Network) -> tuple[bool, str]:
@@ -245,7 +237,7 @@ def _render(
             inference=inference,
             uses_bias=em.uses_bias,
             runtime_source=runtime_source(),
-            weights_source=runtime_source("runtime_weights"),
+            weights_source=weights_source(),
             has_mean="MEAN" in constants,
             has_std="STD" in constants,
             weights_default="WEIGHTS" if weights is not None else "None",
@@ -270,14 +262,6 @@ def _render(
             defined_at=defined_at,
         )
     )
-
-
-@cache
-def checkpoint_source() -> str:
-    """The checkpointing helpers of :mod:`resdsl.backends.checkpointing`, as generated files
-    carry them."""
-    text = (Path(__file__).parent / "checkpointing.py").read_text(encoding="utf-8")
-    return text.split("# --- copied into generated modules that checkpoint, from here ---\n", 1)[1].strip()
 
 
 def _cin(network: Network) -> Any:

@@ -11,17 +11,16 @@ Spec names that could shadow something the generated module uses are renamed by
 
 from __future__ import annotations
 
-import ast as pyast
 import builtins
 import keyword
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 from resdsl import ast
+from resdsl.backends.copied import copied_names
 from resdsl.diagnostics import ResdslError, error
 from resdsl.elaborate import SHORTCUTS
 from resdsl.ir import Layer, Network
@@ -76,23 +75,7 @@ GENERATED_NAMES = frozenset(
 )
 
 
-def _defined_names(*files: str) -> frozenset[str]:
-    """The top-level names (classes, functions, constants) of the files whose code generated
-    modules copy: the checkpointing, weight-reading, shortcut, fold and packed-conv helpers."""
-    here = Path(__file__).parent
-    names: set[str] = set()
-    for file in files:
-        tree = pyast.parse((here / file).read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, (pyast.FunctionDef, pyast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (pyast.Assign, pyast.AnnAssign)):
-                targets = node.targets if isinstance(node, pyast.Assign) else [node.target]
-                names |= {t.id for t in targets if isinstance(t, pyast.Name)}
-    return frozenset(names)
-
-
-GENERATED_NAMES |= _defined_names("runtime.py", "runtime_weights.py", "checkpointing.py", "packed.py", "../fold.py")
+GENERATED_NAMES |= copied_names()
 RESERVED = frozenset(n for n in dir(builtins) if not n.startswith("__")) | GENERATED_NAMES
 
 

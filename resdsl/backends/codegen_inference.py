@@ -8,15 +8,11 @@ checkpoint without resdsl, and packs the conv weights for oneDNN (:mod:`packed`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
+from resdsl.backends.copied import bias_source, fold_source, packed_source
 from resdsl.fold import FoldPlan, fold_network
 from resdsl.ir import Network
-
-MARKER = "# --- copied into generated inference modules from here ---\n"
-TRAINING_MARKER = "# --- copied into generated modules from here ---\n"
 
 
 @dataclass(frozen=True)
@@ -43,29 +39,11 @@ def parts(plan: FoldPlan, channels_last: bool) -> InferenceParts:
         [f"({conv!r}, {norm!r}, {target!r}, {eps!r})" for conv, norm, target, eps in plan.folds],
         [f"({old!r}, {new!r})" for old, new in plan.renames],
         channels_last,
-        _fold_source(),
-        _bias_source(),
-        _packed_source(),
+        fold_source(),
+        bias_source(),
+        packed_source(),
         len(plan.kept),
     )
-
-
-@cache
-def _fold_source() -> str:
-    text = (Path(__file__).parent.parent / "fold.py").read_text(encoding="utf-8")
-    return text.split(MARKER, 1)[1].strip()
-
-
-@cache
-def _packed_source() -> str:
-    text = (Path(__file__).parent / "packed.py").read_text(encoding="utf-8")
-    return text.split(MARKER, 1)[1].strip()
-
-
-@cache
-def _bias_source() -> str:
-    text = (Path(__file__).parent / "runtime.py").read_text(encoding="utf-8")
-    return text.split(MARKER, 1)[1].split(TRAINING_MARKER, 1)[0].strip()
 
 
 def template_names(inference: InferenceParts | None) -> dict[str, Any]:
