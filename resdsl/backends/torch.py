@@ -143,24 +143,12 @@ class _Builder:
                 modules = f"self.{item.name}" if item.kind == "stage" else f"[self.{item.name}]"
                 kind = "checkpoint" if item.name in checkpointed else "other"
                 source = var[item.input]
-                steps.append(
-                    (
-                        kind,
-                        [f"x = self.{item.name}({source})"],
-                        f"x = checkpoint_seq({modules}, {source}, self.checkpoint_reentrant)",
-                    )
-                )
+                steps.append((kind, [f"x = self.{item.name}({source})"], _checkpointed(modules, source)))
             elif item is not None:
                 lines = self._step(item, var, children)
                 if item.name in checkpointed and not item.anonymous:
                     steps.append(("other", lines[:-1], ""))
-                    steps.append(
-                        (
-                            "checkpoint",
-                            lines[-1:],
-                            f"x = checkpoint_seq([self.{item.module}], x, self.checkpoint_reentrant)",
-                        )
-                    )
+                    steps.append(("checkpoint", lines[-1:], _checkpointed(f"[self.{item.module}]", "x")))
                 else:
                     steps.append(("other", lines, ""))
             holds = scope.input if item is None else item.output if isinstance(item, Scope) else item.id
@@ -269,6 +257,11 @@ def module_path(layer: Layer) -> str:
     """The path of the module that runs ``layer`` (shared anonymous modules have one path)."""
     scope_path = layer.scope.path if layer.scope is not None else ""
     return f"{scope_path}.{layer.module}" if scope_path else layer.module
+
+
+def _checkpointed(modules: str, source: str) -> str:
+    """The forward line that runs ``modules`` (source text) under checkpointing."""
+    return f"x = checkpoint_seq({modules}, {source}, self.checkpoint_reentrant)"
 
 
 def build(
