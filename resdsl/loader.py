@@ -10,6 +10,7 @@ import difflib
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from resdsl import ast
@@ -68,6 +69,14 @@ def load(
     return program
 
 
+@lru_cache(maxsize=128)
+def _parse(text: str, file: str) -> ast.Module:
+    """:func:`parse`, once per file text: the AST is immutable, so compiling the same specs again
+    (a sweep of ``build_model`` calls, the language server re-checking an edited file against the
+    unchanged library) reuses it. Syntax errors are not cached; they are raised each time."""
+    return parse(text, file)
+
+
 def _load_file(
     program: Program,
     file: str,
@@ -91,7 +100,7 @@ def _load_file(
             return {}
     program.sources[file] = text
     try:
-        module = parse(text, file)
+        module = _parse(text, file)
     except ResdslError as exc:
         collector.extend(exc.diagnostics)
         program.visible[file] = {}

@@ -311,3 +311,19 @@ def test_spec_text_with_imports_and_no_braces_is_source_not_a_path() -> None:
     result = resdsl.check(text)
     assert result.ok, result.diagnostics
     assert result.networks[0].num_params == 25_557_032
+
+
+def test_an_unchanged_file_is_parsed_once_and_an_edited_one_again(tmp_path: Path) -> None:
+    """The loader reuses the (immutable) AST of a file whose text it has parsed before: the
+    library under every compile, a spec compiled again. Edits, and syntax errors, are not reused."""
+    first, second = resdsl.check("resnet50"), resdsl.check("resnet50")
+    assert first.program is not None and second.program is not None
+    assert all(second.program.modules[f] is m for f, m in first.program.modules.items())
+    spec = tmp_path / "net.arch"
+    spec.write_text("network net() {\n    input 3 x 8 x 8\n    conv1 = conv(4, k=3)\n}\n", encoding="utf-8")
+    assert resdsl.compile(spec).num_params == 4 * 3 * 9
+    spec.write_text("network net() {\n    input 3 x 8 x 8\n    conv1 = conv(8, k=3)\n}\n", encoding="utf-8")
+    assert resdsl.compile(spec).num_params == 8 * 3 * 9
+    spec.write_text("network net() {\n    input 3 x 8 x 8\n    conv1 = conv(8, k=3\n}\n", encoding="utf-8")
+    for _ in range(2):
+        assert [d.code for d in resdsl.check(spec).diagnostics] == ["E001"]
