@@ -14,10 +14,11 @@ blocks' worth of activations per stage instead of n, where one segment per block
 
 Each segment runs under torch's reentrant checkpoint when its input requires grad: its first
 forward runs without building an autograd graph, which makes a step cheaper than under the
-non-reentrant variant (see docs/features.md for figures). That variant, which works where the
-reentrant one cannot, runs a segment whose input needs no gradient (after a frozen stem: the reentrant one
-would give the segment's parameters no gradient) and every segment when the model's
-``checkpoint_reentrant`` is false (needed for ``torch.autograd.grad`` and double backward).
+non-reentrant variant (figures in docs/features.md). The non-reentrant one, which works where
+the reentrant one cannot, runs a segment whose input needs no gradient (after a frozen stem,
+where the reentrant one would leave the segment's parameters without gradients), and every
+segment when the model's ``checkpoint_reentrant`` is false (for ``torch.autograd.grad`` and
+double backward).
 
 In train mode the recomputation would update batch norm running statistics a second time
 (momentum applied twice); :class:`KeepBuffers` gives the recomputation copies of the segment's

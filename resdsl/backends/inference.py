@@ -1,8 +1,8 @@
 """The inference build: the training network with eval-mode batchnorm folded into its convs.
 
 :func:`build_inference` builds the training model (for its initialisation, or loads trained
-weights into it), folds its state_dict with the plan of :func:`resdsl.fold.fold_network`, and loads
-the result into the module the PyTorch back end builds from the folded IR. The module is in
+weights into it), folds its state_dict with the plan of :func:`resdsl.fold.fold_network`, and
+loads the result into the module the PyTorch back end builds from the folded IR. The module is in
 eval mode with gradients off and, by default, in ``channels_last`` memory format (the layout
 oneDNN's CPU convolutions run fastest in) with float32 conv weights packed for oneDNN once.
 """
