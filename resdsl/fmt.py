@@ -357,7 +357,8 @@ def _check_nesting(tree: Tree, file: str) -> None:
 
 
 def format_text(text: str, file: str = "<string>") -> str:
-    """The canonical layout of one ``.arch`` text; raises :class:`ResdslError` if it does not parse."""
+    """The canonical layout of one ``.arch`` text; raises :class:`ResdslError` if it does not parse.
+    Line endings stay as the text has them (CRLF where it has any, else LF)."""
     original = parse(text, file)  # the usual diagnostics (E001-E006, E602, E605) for a broken file
     body = text.lstrip("\ufeff")
     tree, comments = _tree_and_comments(body)
@@ -376,4 +377,4 @@ def format_text(text: str, file: str = "<string>") -> str:
         raise FormatError(f"formatting {file} would change what it means (a bug in resdsl fmt)")
     if [str(c).rstrip() for c in comments] != [str(c).rstrip() for c in _tree_and_comments(out)[1]]:
         raise FormatError(f"formatting {file} would lose or reorder a comment (a bug in resdsl fmt)")
-    return out
+    return out.replace("\n", "\r\n") if "\r\n" in body else out  # a Windows file keeps its line endings

@@ -251,6 +251,18 @@ def test_check_diff_and_write(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["fmt", "--check", str(tmp_path)]).exit_code == 0
 
 
+def test_a_windows_file_keeps_its_line_endings(tmp_path: Path) -> None:
+    """CRLF in, CRLF out: formatting changes the layout, not the file's line endings, and a
+    canonical CRLF file is not reported as one to reformat."""
+    spec = tmp_path / "win.arch"
+    spec.write_bytes(b"# a comment\r\nnetwork n = m( a = 1 )\r\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["fmt", str(spec)]).exit_code == 0
+    assert spec.read_bytes() == b"# a comment\r\nnetwork n = m(a=1)\r\n"
+    assert runner.invoke(cli, ["fmt", "--check", str(spec)]).exit_code == 0
+    assert format_text("network n = m( a = 1 )\n") == "network n = m(a=1)\n"  # LF stays LF
+
+
 def test_unparsable_file_gets_its_diagnostic_and_is_left_alone(tmp_path: Path) -> None:
     bad, fine = tmp_path / "bad.arch", tmp_path / "fine.arch"
     bad.write_text("network n( {\n")
