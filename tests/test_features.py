@@ -356,6 +356,28 @@ def test_autograd_grad_needs_the_non_reentrant_checkpoint() -> None:
     assert torch.equal(a, b)
 
 
+def test_a_checkpointed_model_compiles() -> None:
+    """torch.compile traces through both checkpoints; aot_eager (no C compiler needed) runs the
+    traced graphs, forward and backward, and gives the plain model's outputs and gradients
+    (float64, to rounding: the traced graph may order sums otherwise)."""
+    torch.manual_seed(0)
+    plain = resdsl.build_model("resnet20").double()
+    checkpointed = resdsl.build_model("resnet20", checkpoint=True).double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    for reentrant in (True, False):
+        torch._dynamo.reset()
+        checkpointed.load_state_dict(plain.state_dict())
+        checkpointed.checkpoint_reentrant = reentrant
+        out_a, grads_a = train_step(plain, x)
+        out_b, _ = train_step(torch.compile(checkpointed, backend="aot_eager"), x)
+        assert rel_error(out_b.detach(), out_a) <= SAME_MACHINE_TOL
+        for name, p in checkpointed.named_parameters():
+            assert p.grad is not None and rel_error(p.grad, grads_a[name]) <= SAME_MACHINE_TOL, name
+        buffers = dict(plain.named_buffers())
+        for name, buffer in checkpointed.named_buffers():  # statistics updated once, as without
+            assert rel_error(buffer.double(), buffers[name].double()) <= SAME_MACHINE_TOL, name
+
+
 def test_checkpoint_with_features_and_scripting() -> None:
     torch.manual_seed(0)
     plain = resdsl.build_model("resnet20", features=["layer1", "layer3"]).double()

@@ -23,7 +23,9 @@ double backward).
 In train mode the recomputation would update batch norm running statistics a second time
 (momentum applied twice); :class:`KeepBuffers` gives the recomputation copies of the segment's
 buffers to update instead, so the statistics, like the gradients, are exactly those of a step
-without checkpointing.
+without checkpointing. Under ``torch.compile`` the segments run under the plain non-reentrant
+checkpoint: the traced recomputation does not update the statistics again, and a custom
+``context_fn`` cannot be traced.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ def checkpoint_seq(modules: Iterable[nn.Module], x: Tensor, reentrant: bool = Tr
         return Segment(blocks).forward(x)
     for run in segments(blocks):
         segment = Segment(run)
-        if reentrant and x.requires_grad:
+        if torch.compiler.is_compiling():  # traced: the recomputed graph does not update buffers again
+            x = checkpoint(segment.forward, x, use_reentrant=False)
+        elif reentrant and x.requires_grad:
             x = checkpoint(segment.reentrant, x, use_reentrant=True)
         else:
             x = checkpoint(segment.forward, x, use_reentrant=False, context_fn=segment.contexts)
