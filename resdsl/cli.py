@@ -310,8 +310,7 @@ def fmt_cmd(files: tuple[str, ...], check: bool, show_diff: bool) -> None:
     def echo(text: str, err: bool) -> None:
         click.echo(text, nl=False, err=err)
 
-    stdin = click.get_text_stream("stdin")
-    sys.exit(run(files, check=check, show_diff=show_diff, echo=echo, render=render, stdin=stdin))
+    sys.exit(run(files, check=check, show_diff=show_diff, echo=echo, render=render, stdin=sys.stdin))
 
 
 @cli.command("explain")
