@@ -125,6 +125,8 @@ class Elaborator(Placer):
             order=self.order,
             int_divisions=self.int_divisions,
             definition=target,
+            alias=definition if isinstance(definition, ast.NetworkAlias) else None,
+            overridden=frozenset(overrides or {}),
             head=head,
         )
 

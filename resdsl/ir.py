@@ -117,6 +117,8 @@ class Network:
     order: list[str]  # node ids in build (= topological) order
     int_divisions: set[ast.BinOp] = field(default_factory=set)  # "/" evaluated on integers
     definition: ast.NetworkDef | None = None
+    alias: ast.NetworkAlias | None = None  # the alias compiled, when it is one (``network b = a(...)``)
+    overridden: frozenset[str] = frozenset()  # parameters given from outside the spec (--set)
     sources: dict[str, str] = field(default_factory=dict)  # every file read to compile it (for hashes)
     source_file: str = ""  # the file given to the compiler (may differ from the defining file)
     head: int | None = None  # outputs of the linear layer ``head`` added on top (head=N, --head N)

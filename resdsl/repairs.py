@@ -40,8 +40,7 @@ def kind_fixes(network: Network, layer: Layer, kinds: list[str]) -> list[Fix]:
         if isinstance(given, ast.Name) and given.id in SHORTCUT_KINDS:
             edit = (given.span, "{kind}")
         elif isinstance(given, ast.Name):
-            default = _network_default(network, scope, given.id)
-            edit = (default.span, "{kind}") if default is not None else None
+            edit = _network_argument(network, scope, given.id)
         elif given is None:
             added = add_argument(network.sources.get(scope.span.file), scope.span, f"{written.id}={{kind}}")
             edit = (added.span, added.text) if added is not None else None
@@ -54,22 +53,37 @@ def kind_fixes(network: Network, layer: Layer, kinds: list[str]) -> list[Fix]:
     ]
 
 
-def _network_default(network: Network, instance: Scope, name: str) -> ast.Name | None:
-    """The default of network parameter ``name`` when it is a kind literal and is what the
-    block instance got: the instance is made in the network's own body (directly or by a
-    stage), the network is not an alias with arguments, and no override replaced it."""
+def _network_argument(network: Network, instance: Scope, name: str) -> tuple[ast.Span, str] | None:
+    """Where network parameter ``name`` gets the kind literal the block instance got, as an
+    edit (span, "{kind}" template): the alias's argument (``network b = a(shortcut=identity)``),
+    a new argument of the alias when it passes none, or the network's own default. Only when
+    the instance is made in the network's own body (directly or by a stage), the alias names
+    the network directly, and no override (``--set``) gives the value."""
     definition = network.definition
-    if definition is None or network.name != definition.name:
+    if definition is None or name in network.overridden:  # --set gives it: no edit of the file helps
         return None
-    param = next((p for p in definition.params if p.name == name), None)
-    if param is None or not isinstance(param.default, ast.Name) or param.default.id not in SHORTCUT_KINDS:
-        return None
-    if str(network.params.get(name)) != param.default.id:
+    param = next((i for i, p in enumerate(definition.params) if p.name == name), None)
+    if param is None:
         return None
     parents = [s for s in network.root.scopes() if any(item is instance for item in s.items)]
     if not parents or not (parents[0] is network.root or any(i is parents[0] for i in network.root.items)):
         return None
-    return param.default
+    default = definition.params[param].default
+    alias = network.alias
+    if alias is None:
+        written = default
+    elif alias.target.func == definition.name:
+        args = alias.target.args
+        given = next((a for i, a in enumerate(args) if a.name == name or (a.name is None and i == param)), None)
+        if given is None and isinstance(default, ast.Name) and default.id in SHORTCUT_KINDS:
+            added = add_argument(network.sources.get(alias.target.span.file), alias.target.span, f"{name}={{kind}}")
+            return (added.span, added.text) if added is not None else None
+        written = given.value if given is not None else None
+    else:
+        return None
+    if not isinstance(written, ast.Name) or written.id not in SHORTCUT_KINDS:
+        return None
+    return written.span, "{kind}"
 
 
 def drop_bias(network: Network, layer: Layer) -> list[Fix]:

@@ -214,6 +214,30 @@ def test_a_network_parameter_default_is_fixed_where_it_is_written(tmp_path: Path
     assert spec.read_text(encoding="utf-8") == text.replace("shortcut = identity", "shortcut = projection")
 
 
+def test_an_alias_argument_is_fixed_where_it_is_written(tmp_path: Path) -> None:
+    """The addition is in the shipped library (never edited); the kind comes from the user's
+    alias, so that is where the fix goes: its argument, or a new one when it passes none."""
+    spec = tmp_path / "mine.arch"
+    text = 'import "cifar_resnet.arch"\n\nnetwork mine = cifar_resnet(n=1, shortcut=identity)\n'
+    spec.write_text(text, encoding="utf-8")
+    code, _out, err = run_fix(str(spec))
+    assert code == 0, err
+    assert spec.read_text(encoding="utf-8") == text.replace("shortcut=identity", "shortcut=projection")
+    base = (
+        'import "std/blocks.arch"\n\nnetwork base(shortcut = identity) {\n    input 3 x 32 x 32\n'
+        "    conv1  = conv(16, k=3, p=1)\n    layer1 = stage(basic(32, shortcut=shortcut), stride=2)\n}\n"
+    )
+    (tmp_path / "base.arch").write_text(base, encoding="utf-8")
+    user = tmp_path / "user.arch"
+    user.write_text('import "base.arch"\n\nnetwork user = base()\n', encoding="utf-8")
+    code, _out, err = run_fix(str(user))
+    assert code == 0, err
+    assert user.read_text(encoding="utf-8") == 'import "base.arch"\n\nnetwork user = base(shortcut=projection)\n'
+    spec.write_text(text, encoding="utf-8")
+    code, _out, err = run_fix(str(spec), "--set", "shortcut=identity")  # the value comes from --set
+    assert code == 1 and spec.read_text(encoding="utf-8") == text and "no mechanical fixes to apply" in err
+
+
 BROKEN = sorted((Path(__file__).parent / "broken").glob("*.arch"))
 
 
