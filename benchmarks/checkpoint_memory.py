@@ -57,7 +57,7 @@ import resdsl  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import convention, write_json  # noqa: E402
 
-from resdsl.features import Checkpoint  # noqa: E402
+from resdsl.ir.features import Checkpoint  # noqa: E402
 
 SPEC = "resnet1202"
 QUICK_SPEC = "resnet110"
@@ -93,7 +93,7 @@ class StoragePeak(TorchDispatchMode):
 
 
 def stages(spec: str) -> list[str]:
-    from resdsl.features import plan
+    from resdsl.ir.features import plan
 
     return list(plan(resdsl.compile(spec), checkpoint=True).checkpoint)
 

@@ -21,7 +21,7 @@ from _common import convention, print_rows, process_samples, ratios, row, sample
 
 import resdsl
 from resdsl.backends.codegen import generate
-from resdsl.loader import parse_file
+from resdsl.syntax.loader import parse_file
 
 TITLE = "`resdsl build` against `resdsl check`"
 

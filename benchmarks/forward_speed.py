@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import convention, generated_module, print_rows, ratios, row, samples, write_json
 
 import resdsl
-from resdsl.loader import parse_file
+from resdsl.syntax.loader import parse_file
 
 TITLE = "the built model against the generated (hand-written style) module, ResNet-50 and ResNet-152"
 

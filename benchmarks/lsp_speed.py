@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import convention, write_json  # noqa: E402
 from lsprotocol import types  # noqa: E402
 
-from resdsl.lsp import diagnose, hover  # noqa: E402
-from resdsl.lsp.convert import path_to_uri  # noqa: E402
-from resdsl.lsp.workspace import Workspace  # noqa: E402
+from resdsl.tools.lsp import diagnose, hover  # noqa: E402
+from resdsl.tools.lsp.convert import path_to_uri  # noqa: E402
+from resdsl.tools.lsp.workspace import Workspace  # noqa: E402
 
 BUDGET_S = 0.100
 

@@ -4,10 +4,9 @@
 bring in their back ends on demand (``export_onnx`` needs onnx, never torch).
 """
 
+from resdsl._version import __version__
 from resdsl.api import CheckResult, build_model, check, compile, export_onnx, generate, save_weights
 from resdsl.diagnostics import Diagnostic, ResdslError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CheckResult",

@@ -1,6 +1,6 @@
 """``python -m resdsl``: the same as the ``resdsl`` command."""
 
-from resdsl.cli import main
+from resdsl.tools.cli import main
 
 if __name__ == "__main__":
     main()

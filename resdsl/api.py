@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resdsl import ast
+from resdsl.checks.shapes import infer
 from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error, group_repeats, ordered
-from resdsl.elaborate import Elaborator, Failed, Program, load, network_params
-from resdsl.features import Checkpoint, Feature, plan
 from resdsl.ir import Network
-from resdsl.limits import Limits, check_budget
-from resdsl.parser import parse_expr
-from resdsl.resolve import check_unused_blocks
+from resdsl.ir.features import Checkpoint, Feature, plan
 from resdsl.resources import library_dir, shipped_specs
-from resdsl.shapes import infer
+from resdsl.semantics.elaborate import Elaborator, Failed, Program, load, network_params
+from resdsl.semantics.limits import Limits, check_budget
+from resdsl.semantics.resolve import check_unused_blocks
+from resdsl.syntax import ast
+from resdsl.syntax.parser import parse_expr
 
 if TYPE_CHECKING:
     import onnx
@@ -158,7 +158,7 @@ def check(
     """Parse, elaborate and shape-check every network a spec defines; never raises on bad input.
 
     ``ignore`` silences warning codes (``["W403"]``); the ``max_*`` arguments raise the limits
-    that refuse networks no machine could build (see :mod:`resdsl.limits`). ``sources`` maps
+    that refuse networks no machine could build (see :mod:`resdsl.semantics.limits`). ``sources`` maps
     file paths to text read instead of those files (an editor's unsaved buffers). ``features``
     checks feature outputs too: ``result.features[network]`` lists each one's shape and stride.
     ``head=N`` puts a linear layer ``head`` with N outputs on top of each network.
@@ -330,7 +330,7 @@ def build_model(
     ``mode="inference"``: every conv followed by a batchnorm becomes one conv with the
     batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off.
     ``weights`` (a checkpoint, or the training model's state_dict) is loaded into the training
-    model, checked as above, then folded (see :mod:`resdsl.fold`); ``freeze``, ``features``
+    model, checked as above, then folded (see :mod:`resdsl.ir.fold`); ``freeze``, ``features``
     and ``checkpoint`` apply to training builds only (E803).
 
     ``features=["layer1", ...]`` returns those top-level outputs as a dict (the classifier
@@ -338,7 +338,7 @@ def build_model(
     recomputes those stages in backward (see docs/features.md).
     """
     from resdsl.backends.torch import build
-    from resdsl.finetune import prepare
+    from resdsl.weights.finetune import prepare
 
     if mode not in ("training", "inference"):
         raise ResdslError(
@@ -366,7 +366,7 @@ def build_model(
         **overrides,
     )
     if mode == "inference":
-        from resdsl.backends.inference import build_inference
+        from resdsl.weights.inference import build_inference
 
         given = {"freeze_until": freeze_until, "features": features}
         unused = [n for n, v in given.items() if v is not None]
@@ -457,9 +457,35 @@ def export_onnx(
     from resdsl.backends.onnx import export, onnx_model
 
     net = compile(spec, network, input_shape, head=head, **overrides)
+    origin = str(weights) if isinstance(weights, (str, Path)) else ""
+    arrays = weight_arrays(weights) if isinstance(weights, (str, Path)) else weights
     if path is None:
-        return onnx_model(net, weights, batch, seed, fold)
-    return export(net, path, weights, batch, seed, force, fold)
+        return onnx_model(net, arrays, batch, seed, fold, origin)
+    return export(net, path, arrays, batch, seed, force, fold, origin)
+
+
+def weight_arrays(path: str | Path) -> dict[str, Any]:
+    """A weights file as ``{state_dict key: numpy array}`` for the ONNX back end; E821 when it
+    cannot be read. ``.safetensors`` is read with numpy alone; any other file is a torch
+    checkpoint, unpickled as ``build_model(weights=...)`` does (safely, E702; nested
+    state_dicts; DDP's ``module.`` prefix), which imports torch."""
+    from resdsl.backends.onnx.weights import file_error, read_safetensors
+
+    path = Path(path)
+    if path.suffix == ".safetensors" or not path.is_file():
+        return read_safetensors(path)
+    try:
+        import torch  # noqa: F401  # only to say so when it is missing
+    except ImportError:
+        raise file_error(
+            path,
+            f"reading the torch checkpoint {path} needs torch",
+            help="install torch, or save the weights as .safetensors (safetensors.torch.save_file)",
+        ) from None
+    from resdsl.weights import read_weights
+
+    state, _, _ = read_weights(path)
+    return {str(k): v.detach().float().cpu().numpy() for k, v in state.items()}
 
 
 __all__ = [

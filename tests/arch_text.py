@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from resdsl import ast
+from resdsl.syntax import ast
 
 KEYWORDS = {"import", "block", "network", "input", "meta", "true", "false", "x", "if", "else"}
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,7}", fullmatch=True).filter(lambda n: n not in KEYWORDS)

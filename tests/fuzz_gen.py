@@ -118,7 +118,7 @@ class Case:
     targets: list[str]  # the files resdsl.check is run on
     overrides: dict[str, str] = field(default_factory=dict)
     input_shape: tuple[int, ...] | None = None
-    cli: bool = False  # also run `resdsl check` through resdsl.cli.main
+    cli: bool = False  # also run `resdsl check` through resdsl.tools.cli.main
     cli_json: bool = False
     must_stay_clean: str = ""  # why the targets must check without errors (a layout-only change of a clean spec)
 
@@ -1235,7 +1235,7 @@ def judge(case: Case, root: Path) -> Verdict:
       excerpt expands them).
     When ``case.must_stay_clean`` is set (a clean spec after a layout-only change: CRLF, CR, a
     BOM, tabs, form feeds, trailing spaces) the check must also find no error.
-    When ``case.cli`` is set, ``resdsl check`` through ``resdsl.cli.main`` exits 0 or 1, agreeing
+    When ``case.cli`` is set, ``resdsl check`` through ``resdsl.tools.cli.main`` exits 0 or 1, agreeing
     with the API's result, and prints no internal error or traceback (``--json``: valid JSON).
     Unreadable files (invalid UTF-8) are E004, a file-level code: documented, so accepted.
     The time limit (and the memory limit) are the pool's, not this function's.
@@ -1364,7 +1364,7 @@ def _diagnostic_problems(
 
 
 def _cli_problems(case: Case, root: Path, any_errors: bool, raised: bool) -> list[tuple[str, str]]:
-    from resdsl import cli
+    from resdsl.tools import cli
 
     args = ["check", *(str(root / t) for t in case.targets)]
     for k, val in case.overrides.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from resdsl.cli import cli
+from resdsl.tools.cli import cli
 from tests.conftest import TESTS
 
 BROKEN = sorted(p for p in (TESTS / "broken").glob("*.arch") if p.name != "cycle_b.arch")

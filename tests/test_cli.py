@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from resdsl.cli import cli
+from resdsl.tools.cli import cli
 from tests.conftest import ROOT, shipped_spec_files
 
 
@@ -36,7 +36,7 @@ def test_shipped_names_work_from_any_directory(tmp_path: Path) -> None:
 
 def test_check_does_not_import_torch() -> None:
     code = (
-        "import sys\nfrom resdsl.cli import main\n"
+        "import sys\nfrom resdsl.tools.cli import main\n"
         "try:\n    main(['check', 'resnet50'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
         "assert 'torch' not in sys.modules, 'check imported torch'\n"
     )

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import resdsl
 from resdsl.backends.codegen import _ruff, generate, generated_state
-from resdsl.cli import cli
+from resdsl.tools.cli import cli
 from tests.conftest import (
     FLOAT32_TOL,
     NETWORKS,

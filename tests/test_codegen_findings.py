@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import resdsl
 from resdsl.backends.codegen import generate, write_generated
-from resdsl.cli import cli
+from resdsl.tools.cli import cli
 
 _counter = itertools.count()
 

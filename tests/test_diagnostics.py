@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from resdsl.ast import Span
 from resdsl.diagnostics import CODES, ResdslError, SourceCache, error, format_diagnostic, to_json
+from resdsl.syntax.ast import Span
 from tests.conftest import ROOT
 
 SOURCE = "network n() {\n    input 3 x 8 x 8\n    residual(identity)\n}\n"

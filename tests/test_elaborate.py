@@ -10,8 +10,8 @@ import pytest
 import resdsl
 from resdsl.api import parse_override
 from resdsl.diagnostics import Collector, ResdslError
-from resdsl.elaborate import Elaborator, Failed, Program
-from resdsl.parser import parse_expr
+from resdsl.semantics.elaborate import Elaborator, Failed, Program
+from resdsl.syntax.parser import parse_expr
 
 
 def evaluate(text: str, **env: object) -> object:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from resdsl.cli import cli
 from resdsl.diagnostics import CODES
-from resdsl.errors_catalog import entries, explain_text, render_docs
-from resdsl.errors_catalog.entry import Entry
+from resdsl.diagnostics.codes import entries, explain_text, render_docs
+from resdsl.diagnostics.codes.entry import Entry
+from resdsl.tools.cli import cli
 from tests.conftest import ROOT
 
 CATALOG = entries()
@@ -49,7 +49,7 @@ def test_every_code_has_one_entry_and_docs_are_current() -> None:
         assert entry.explanation and entry.example and entry.fix and entry.summary, entry.code
         assert entry.runs or entry.why, entry.code
     assert (ROOT / "docs" / "errors.md").read_text() == render_docs(), (
-        "run: python -m resdsl.errors_catalog > docs/errors.md"
+        "run: python -m resdsl.diagnostics.codes > docs/errors.md"
     )
 
 

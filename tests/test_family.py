@@ -99,9 +99,9 @@ def test_built_parameter_count_equals_the_checkers(name: str) -> None:
 
 
 def test_the_gallery_is_current_and_every_published_figure_holds() -> None:
-    from resdsl.gallery import FIGURES, render, rows
+    from resdsl.tools.gallery import FIGURES, render, rows
 
-    assert (ROOT / "docs" / "specs.md").read_text() == render(), "run: python -m resdsl.gallery > docs/specs.md"
+    assert (ROOT / "docs" / "specs.md").read_text() == render(), "run: python -m resdsl.tools.gallery > docs/specs.md"
     found = {row["name"]: row for row in rows()}
     for name, figure in FIGURES.items():
         assert name in found, name

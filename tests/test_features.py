@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from torch import nn
 
 import resdsl
-from resdsl.backends.checkpointing import KeepBuffers, segments
-from resdsl.cli import cli
 from resdsl.diagnostics import ResdslError
-from resdsl.features import group_runs
+from resdsl.ir.features import group_runs
+from resdsl.runtime.checkpointing import KeepBuffers, segments
+from resdsl.tools.cli import cli
 from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, deterministic_fill, rel_error
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]

@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 import resdsl
-from resdsl.cli import cli
 from resdsl.diagnostics import ResdslError
+from resdsl.tools.cli import cli
 from resdsl.weights import WeightsWarning, save_weights
 from tests.conftest import SAME_MACHINE_TOL, rel_error
 
@@ -162,7 +162,7 @@ def test_a_model_fine_tuned_with_a_head_ships_as_generated_code_and_an_inference
 
 
 def test_freeze_works_on_any_module_by_path() -> None:
-    from resdsl.finetune import freeze
+    from resdsl.weights.finetune import freeze
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 4, 1))
     assert freeze(model, ["0", "1"], bn_eval=True) == ["0.weight", "0.bias", "1.weight", "1.bias"]

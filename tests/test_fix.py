@@ -1,4 +1,4 @@
-"""`resdsl check --fix` and the fixes diagnostics carry (resdsl/fixes.py): the same edits the
+"""`resdsl check --fix` and the fixes diagnostics carry (resdsl/diagnostics/fixes.py): the same edits the
 language server offers as code actions, written atomically."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from resdsl.api import check
-from resdsl.ast import Span
-from resdsl.cli import cli
-from resdsl.files import replace_file as write_atomic
-from resdsl.fixes import Edit, apply_edits, plan_fixes
+from resdsl.diagnostics.files import replace_file as write_atomic
+from resdsl.diagnostics.fixes import Edit, apply_edits
+from resdsl.diagnostics.fixplan import plan_fixes
+from resdsl.syntax.ast import Span
+from resdsl.tools.cli import cli
 
 # three fixable problems: two E301 (a stage's shortcut= and a block argument) and a W401
 FIXABLE = """\
@@ -123,7 +124,7 @@ def test_json_output_stays_json_with_fix(tmp_path: Path) -> None:
 
 def test_the_shipped_library_is_never_edited() -> None:
     from resdsl.diagnostics import error
-    from resdsl.fixes import Fix, in_library
+    from resdsl.diagnostics.fixes import Fix, in_library
     from resdsl.resources import library_dir
 
     blocks = str(library_dir() / "std" / "blocks.arch")

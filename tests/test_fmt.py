@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from lark import Token
 
 import resdsl
-from resdsl.cli import cli
 from resdsl.diagnostics import ResdslError
-from resdsl.fmt import _strip_spans, _tree_and_comments, format_text
-from resdsl.parser import parse
+from resdsl.syntax.parser import parse
+from resdsl.tools.cli import cli
+from resdsl.tools.fmt import _strip_spans, _tree_and_comments, format_text
 from tests.conftest import SPECS
 from tests.fuzz_gen import MAIN, generated_case
 
@@ -309,7 +309,7 @@ def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.Mo
     spec.write_text("network n = m( )\n")
     spec.chmod(0o444)
     if os.access(spec, os.W_OK):  # root may write anything: let the check see the file as others do
-        monkeypatch.setattr("resdsl.fmt_files.os.access", lambda path, mode: False)
+        monkeypatch.setattr("resdsl.tools.fmt_files.os.access", lambda path, mode: False)
     result = CliRunner().invoke(cli, ["fmt", str(spec)])
     assert result.exit_code == 1 and "error[E502]: cannot write" in result.output
     assert spec.read_text() == "network n = m( )\n" and os.listdir(tmp_path) == ["ro.arch"]

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import resdsl
-from resdsl.cli import cli
-from resdsl.graph import GraphError, output_format, render, to_digraph, write_atomic
-from resdsl.summary import is_merge
+from resdsl.tools.cli import cli
+from resdsl.tools.graph import GraphError, output_format, render, to_digraph, write_atomic
+from resdsl.tools.summary import is_merge
 from tests.conftest import ROOT, shipped_spec_files
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -148,7 +148,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
 
 def test_graph_does_not_import_torch(tmp_path: Path) -> None:
     code = (
-        "import sys\nfrom resdsl.cli import main\n"
+        "import sys\nfrom resdsl.tools.cli import main\n"
         f"try:\n    main(['graph', 'resnet50', '-o', {str(tmp_path / 'n.dot')!r}, '--depth', '1'])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "main_summary = ['summary', 'resnet50', '--depth', '1']\n"
@@ -165,7 +165,7 @@ def test_any_merge_op_is_drawn_as_a_merge(monkeypatch: pytest.MonkeyPatch) -> No
     import dataclasses
 
     from resdsl import ops
-    from resdsl.summary import summary_rows_list
+    from resdsl.tools.summary import summary_rows_list
 
     monkeypatch.setitem(ops.OPS, "gate", dataclasses.replace(ops.OPS["residual"], name="gate", merge="*"))
     net = resdsl.compile("resnet20")

@@ -1,4 +1,4 @@
-"""The inference build: batchnorm folded into convs (resdsl/fold.py), the same outputs as the
+"""The inference build: batchnorm folded into convs (resdsl/ir/fold.py), the same outputs as the
 training model in eval mode, for every shipped ImageNet spec.
 
 Each spec runs at 3 x 32 x 32, batch 1, in float64, its training model built on the meta device
@@ -26,11 +26,11 @@ import torch
 
 import resdsl
 from resdsl.backends.codegen import generate
-from resdsl.backends.packed import PackedConv2d, packing_available
-from resdsl.catalog import catalog
 from resdsl.diagnostics import ResdslError
-from resdsl.fold import fold_network, fold_state_dict
 from resdsl.ir import Network
+from resdsl.ir.fold import fold_network, fold_state_dict
+from resdsl.runtime.packed import PackedConv2d, packing_available
+from resdsl.tools.catalog import catalog
 from tests.conftest import FLOAT32_TOL, rel_error
 
 # Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine

@@ -12,8 +12,8 @@ from typing import TypeVar
 import pytest
 
 import resdsl
-from resdsl.limits import Limits
-from resdsl.parser import MAX_EXPR_DEPTH
+from resdsl.semantics.limits import Limits
+from resdsl.syntax.parser import MAX_EXPR_DEPTH
 
 DEFAULT = Limits()
 T = TypeVar("T")

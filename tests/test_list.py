@@ -7,8 +7,8 @@ import json
 from click.testing import CliRunner
 
 from resdsl.api import shipped_names
-from resdsl.catalog import catalog
-from resdsl.cli import cli
+from resdsl.tools.catalog import catalog
+from resdsl.tools.cli import cli
 from tests.conftest import CIFAR_PARAMS, SPECS
 
 

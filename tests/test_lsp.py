@@ -13,8 +13,8 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from resdsl.lsp.convert import path_to_uri
 from resdsl.resources import library_dir
+from resdsl.tools.lsp.convert import path_to_uri
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -291,7 +291,7 @@ async def test_a_guess_is_offered_but_not_preferred(client: LanguageClient, fold
 
 
 async def test_the_server_never_imports_torch() -> None:
-    code = "import sys, resdsl.lsp.server, resdsl.lsp.hover; sys.exit('torch' in sys.modules)"
+    code = "import sys, resdsl.tools.lsp.server, resdsl.tools.lsp.hover; sys.exit('torch' in sys.modules)"
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=SERVER_ENV)
     assert await process.wait() == 0
 

@@ -10,7 +10,7 @@ from torch import nn
 
 import resdsl
 from resdsl.backends.torch import ScopeModule
-from resdsl.names import NN_MODULE_ATTRIBUTES, RESDSL_ATTRIBUTES, layer_name_problem
+from resdsl.syntax.names import NN_MODULE_ATTRIBUTES, RESDSL_ATTRIBUTES, layer_name_problem
 
 
 def test_the_attribute_list_covers_the_installed_torch() -> None:

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 import resdsl
-from resdsl.backends import onnx_weights
+from resdsl.api import weight_arrays
 from resdsl.backends.onnx import OPSET, onnx_model
-from resdsl.catalog import catalog
+from resdsl.backends.onnx import weights as onnx_weights
 from resdsl.diagnostics import ResdslError
+from resdsl.tools.catalog import catalog
 from tests.conftest import FLOAT32_TOL, ROOT, deterministic_fill, state_listing
 
 onnx = pytest.importorskip("onnx")
@@ -236,7 +237,8 @@ def test_weights_from_safetensors_and_torch_checkpoints(tmp_path: Path) -> None:
     net = resdsl.compile("resnet20")
     reference = _run(onnx_model(net, weights, batch=2), x)
     for name in ("w.safetensors", "w.pt"):
-        model = onnx_model(net, tmp_path / name, batch=2)
+        path = tmp_path / name
+        model = onnx_model(net, weight_arrays(path), batch=2, origin=str(path))
         assert np.array_equal(_run(model, x), reference)
         assert {p.key: p.value for p in model.metadata_props}["weights"] == str(tmp_path / name)
 
@@ -259,7 +261,7 @@ def test_unreadable_weights(tmp_path: Path, name: str, content: bytes | None) ->
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ResdslError) as info:
-        onnx_model(resdsl.compile("resnet20"), path)
+        onnx_model(resdsl.compile("resnet20"), weight_arrays(path))
     # anything but .safetensors is read as a torch checkpoint, by build_model's own reader (E701-E703)
     assert info.value.code == ("E701" if content is not None and not name.endswith(".safetensors") else "E821")
     assert info.value.span.file == str(path)
@@ -275,7 +277,7 @@ def test_torch_checkpoints_are_read_as_build_model_reads_them(tmp_path: Path) ->
     want = _run(onnx_model(net, weights), x)
     wrapped = {"epoch": 3, "model": {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}}
     torch.save(wrapped, tmp_path / "ckpt.pth.tar")
-    assert np.array_equal(_run(onnx_model(net, tmp_path / "ckpt.pth.tar"), x), want)
+    assert np.array_equal(_run(onnx_model(net, weight_arrays(tmp_path / "ckpt.pth.tar")), x), want)
 
 
 def test_export_does_not_import_torch(tmp_path: Path) -> None:
@@ -285,7 +287,7 @@ def test_export_does_not_import_torch(tmp_path: Path) -> None:
     script = (
         "import sys, resdsl\n"
         f"resdsl.export_onnx('resnet20', {str(tmp_path / 'a.onnx')!r}, batch='dynamic')\n"
-        "from resdsl.cli import main\n"
+        "from resdsl.tools.cli import main\n"
         "try:\n"
         f"    main(['export', 'resnet20', '-o', {str(tmp_path / 'b.onnx')!r}, "
         f"'--weights', {str(tmp_path / 'w.safetensors')!r}])\n"
@@ -361,7 +363,7 @@ def test_what_onnx_cannot_hold_is_refused(monkeypatch: Any) -> None:
 
 
 def test_a_missing_onnx_package_is_a_diagnostic(tmp_path: Path) -> None:
-    script = "import sys\nsys.modules['onnx'] = None\nfrom resdsl.cli import main\nmain(['export', 'resnet20'])\n"
+    script = "import sys\nsys.modules['onnx'] = None\nfrom resdsl.tools.cli import main\nmain(['export', 'resnet20'])\n"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from resdsl import ast
 from resdsl.diagnostics import ResdslError
-from resdsl.parser import parse, parse_expr
+from resdsl.syntax import ast
+from resdsl.syntax.parser import parse, parse_expr
 from tests.arch_text import modules, show_module, strip
 
 SAMPLE = """\

@@ -21,8 +21,8 @@ from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Error, Keyword, Name, Number, _TokenType
 
 from resdsl.diagnostics import ResdslError
-from resdsl.parser import parse
-from resdsl.pygments_lexer import CONSTANTS, FORMS, KEYWORDS, OPS, SHORTCUTS, ArchLexer
+from resdsl.syntax.parser import parse
+from resdsl.tools.pygments_lexer import CONSTANTS, FORMS, KEYWORDS, OPS, SHORTCUTS, ArchLexer
 from tests.conftest import ROOT, SPECS, TESTS
 
 SHIPPED = sorted(SPECS.glob("*.arch")) + sorted((SPECS / "std").glob("*.arch")) + sorted(ROOT.glob("examples/*.arch"))
@@ -82,9 +82,9 @@ def _tok(name: str) -> _TokenType:
 
 def test_word_lists_follow_the_language() -> None:
     from resdsl.ops import OPS as OP_TABLE
-    from resdsl.parser import RESERVED_WORDS
-    from resdsl.shortcut import SHORTCUT_KINDS
-    from resdsl.values import BUILTIN_FORMS
+    from resdsl.ops.shortcut import SHORTCUT_KINDS
+    from resdsl.syntax.ast import BUILTIN_FORMS
+    from resdsl.syntax.parser import RESERVED_WORDS
 
     assert set(OPS) == set(OP_TABLE) and set(OPS) | set(FORMS) >= set(BUILTIN_FORMS)
     assert set(SHORTCUTS) == set(SHORTCUT_KINDS) and set(KEYWORDS) | set(CONSTANTS) == RESERVED_WORDS
@@ -110,7 +110,7 @@ def test_registered_through_the_entry_point(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split(maxsplit=1) == ["resdsl.pygments_lexer", f"{ArchLexer.name}\n"]
+    assert done.stdout.split(maxsplit=1) == ["resdsl.tools.pygments_lexer", f"{ArchLexer.name}\n"]
     installed = [e for e in entry_points(group="pygments.lexers") if e.name == "arch"]
     if installed:  # resdsl installed from this pyproject: the same in this process
         assert get_lexer_by_name("arch").name == get_lexer_for_filename("resnet50.arch").name == ArchLexer.name

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import resdsl
-from resdsl.shortcut import realise_shortcut
+from resdsl.ops.shortcut import realise_shortcut
 from tests.conftest import CIFAR, CIFAR_PARAMS, TORCHVISION_MODELS, shipped_spec_files
 
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 import resdsl
-from resdsl.cli import cli
-from resdsl.summary import summary_json, summary_rows, summary_rows_list, summary_text
+from resdsl.tools.cli import cli
+from resdsl.tools.summary import summary_json, summary_rows, summary_rows_list, summary_text
 from tests.conftest import ROOT
 
 SPECS = ["resnet18", "resnet50", "resnet20", "preact_resnet164", "resnext50_32x4d"]

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import resdsl
-from resdsl.cli import cli
+from resdsl.tools.cli import cli
 from resdsl.weights import save_weights
 from tests.test_codegen import load_module as load
 

@@ -1,0 +1,316 @@
+"""The code generator: a checked network as a standalone PyTorch module file.
+
+The file imports only torch (and typing), defines one class per block type used, a
+network class whose stages are built in a loop, and a factory named after the network.
+Everything is laid out by the jinja2 template ``templates/module.py.j2``; the data it
+needs comes from the IR alone: :mod:`codegen_emit` walks the scopes, :mod:`codegen_expr`
+turns expressions and names into Python and escapes every string taken from the spec,
+:mod:`codegen_files` formats with ruff, hashes, and writes files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from resdsl._version import __version__
+from resdsl.backends.codegen import features as codegen_features
+from resdsl.backends.codegen.copied import checkpoint_source, runtime_source, weights_source
+from resdsl.backends.codegen.emit import ClassDef, Emitter
+from resdsl.backends.codegen.expr import (
+    RESERVED,
+    attr_name,
+    camel,
+    comment_text,
+    doc_text,
+    fresh,
+    py,
+    py_default,
+    py_name,
+    py_str,
+    py_type,
+    renaming,
+    value_names,
+)
+from resdsl.backends.codegen.files import (
+    MARKER,
+    content_hash,
+    format_code,
+    generated_state,
+    regenerate_command,
+    ruff_bin,
+    seal,
+    write_generated,
+)
+from resdsl.backends.codegen.inference import InferenceParts, fold_for_codegen, template_names
+from resdsl.diagnostics.span import portable
+from resdsl.ir import Layer, Network, sources_hash
+from resdsl.ir.features import Checkpoint, Plan, requested
+from resdsl.ir.preprocessing import preprocessing
+from resdsl.semantics.values import LayerCall
+
+__all__ = [
+    "MARKER",
+    "content_hash",
+    "format_code",
+    "generate",
+    "generated_state",
+    "py_name",
+    "render",
+    "write_generated",
+]
+
+_ruff = ruff_bin  # the name tests use
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    # compiled templates are cached per user and version, as lark caches the grammar
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    cache_dir = Path(tempfile.gettempdir()) / f"resdsl-{__version__}-jinja-{user}"
+    try:
+        cache_dir.mkdir(mode=0o700, exist_ok=True)
+        bytecode_cache: jinja2.BytecodeCache | None = jinja2.FileSystemBytecodeCache(str(cache_dir))
+    except OSError:
+        bytecode_cache = None
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("resdsl.backends.codegen", "templates"),
+        bytecode_cache=bytecode_cache,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    env.filters["pyexpr"] = py
+    env.filters["pystr"] = py_str
+    env.filters["doc"] = doc_text
+    env.filters["comment"] = comment_text
+    return env
+
+
+def _spec_value_names(network: Network) -> set[str]:
+    names = set(network.params)
+    for scope in network.root.scopes():
+        names |= set(scope.args) | {n for n, _ in scope.lets}
+        if scope.block is not None:
+            names |= {p.name for p in scope.block.params}
+    return names
+
+
+def _options(network: Network) -> tuple[bool, str]:
+    """zero_init_residual's default and the norm, as build_model reads them: parameters,
+    then meta entries."""
+    options: dict[str, Any] = {**network.meta, **network.params}
+    chosen = options.get("norm")  # a string option; a layer-valued 'norm' parameter is the spec's own
+    norm = chosen if isinstance(chosen, str) else "batchnorm"
+    if norm not in ("batchnorm", "syncbatchnorm"):
+        raise ValueError(f"norm must be 'batchnorm' or 'syncbatchnorm', got {norm!r}")
+    return bool(options.get("zero_init_residual", False)), norm
+
+
+def render(
+    network: Network,
+    overrides: Mapping[str, Any] | None = None,
+    spec_arg: str | None = None,
+    output: str | None = None,
+    network_arg: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    weights: str | None = None,
+    inference: bool = False,
+    channels_last: bool = True,
+    plan: Plan | None = None,
+) -> str:
+    """The module source before formatting and hashing; ``weights``: a checkpoint the factory
+    loads by default (its path is written relative to the generated file); ``inference``: the
+    network with its batchnorms folded into the convs, and ``from_trained`` (see
+    :mod:`codegen_inference`); ``plan`` adds feature outputs and checkpointing (see
+    :mod:`codegen_features`)."""
+    assert not (inference and plan is not None), "feature outputs and checkpointing are for training modules"
+    parts = None
+    if inference:
+        network, parts = fold_for_codegen(network, channels_last)
+    if plan is not None:
+        network = plan.network
+    table = value_names(_spec_value_names(network))
+    with renaming(table):
+        return _render(
+            network,
+            overrides,
+            spec_arg,
+            output,
+            network_arg,
+            input_shape,
+            frozenset(table.values()),
+            weights,
+            parts,
+            plan,
+        )
+
+
+def _render(
+    network: Network,
+    overrides: Mapping[str, Any] | None,
+    spec_arg: str | None,
+    output: str | None,
+    network_arg: str | None,
+    input_shape: Sequence[int] | None,
+    python_names: frozenset[str],
+    weights: str | None = None,
+    inference: InferenceParts | None = None,
+    plan: Plan | None = None,
+) -> str:
+    zero_init_default, norm = _options(network)
+    norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
+    em = Emitter(network, norm2d, python_names)
+    # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
+    values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
+    net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
+    title = network.meta.get("title", network.name)
+    defined_at = portable(network.definition.span) if network.definition else network.name
+    cls = ClassDef("", doc_text(f"{title} as written in {defined_at}"), net_params)
+    em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
+    cls.name = em.class_name(camel(network.name), "Net")
+    if plan is not None:
+        codegen_features.apply(plan, cls, em.item_steps)
+    for item in network.root.items:
+        norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
+        if norm_layer is not None:
+            cls.zero_init.append(attr_name(norm_layer.module, norm_layer.span))
+    zero_init_param = "zero_init_residual" not in network.params
+    meta = dict(network.meta)
+    prep = preprocessing(network)  # what build_model's model carries, per input channel
+    constants = {"INPUT_SIZE": py_default(list(prep.input_size))}
+    for key, numbers in (("mean", prep.mean), ("std", prep.std)):
+        if numbers is not None:
+            constants[key.upper()] = py_default(list(numbers))
+            meta.pop(key)
+    if weights is not None:
+        constants["WEIGHTS"] = weights_expr(weights, output)
+    if plan is not None and plan.features:
+        constants["FEATURE_INFO"] = codegen_features.feature_info_source(plan)
+    meta_items = [(py_str(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
+    blocks = list(em.classes.values())
+    taken = {c.name for c in blocks} | {cls.name}
+    factory = fresh(py_name(network.name), taken)
+    shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
+    params = [p for c in [*blocks, cls] for p in c.params]
+    extra = template_names(inference)
+    typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
+    zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
+    for b in blocks:
+        if b.zero_init:
+            zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
+    # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
+    helpers = ["load_weights", "preprocess"]
+    names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory, *helpers]
+    assert not {*(b.name for b in blocks), cls.name, factory} & RESERVED, names  # the spec's names, renamed
+    names += extra["exports"]
+    exports = sorted(names, key=_export_order)
+    norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
+    return (
+        _environment()
+        .get_template("module.py.j2")
+        .render(
+            network=network,
+            net=cls,
+            blocks=blocks,
+            factory=factory,
+            constants=constants,
+            exports=exports,
+            zero_init_param=zero_init_param,
+            zero_init_default="True" if zero_init_default else "False",
+            typing=typing,
+            zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
+            meta_items=meta_items,
+            shortcut_helper=shortcut_helper,
+            abc_imports=sorted(
+                {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
+                | ({"Iterable"} if plan is not None and plan.checkpoint else set())
+            ),
+            inference=inference,
+            uses_bias=em.uses_bias,
+            runtime_source=runtime_source(),
+            weights_source=weights_source(),
+            has_mean="MEAN" in constants,
+            has_std="STD" in constants,
+            weights_default="WEIGHTS" if weights is not None else "None",
+            norm2d=norm2d,
+            norm_classes=norm_classes or ["BatchNorm2d"],
+            spec=spec_arg or network.source_file,
+            spec_hash=sources_hash(network),
+            command=regenerate_command(
+                network,
+                spec_arg,
+                overrides,
+                output,
+                network_arg,
+                input_shape,
+                weights,
+                _flags(inference),
+                codegen_features.extra_args(plan),
+            ),
+            checkpoint_source=checkpoint_source() if plan is not None and plan.checkpoint else "",
+            version=__version__,
+            title=title,
+            defined_at=defined_at,
+        )
+    )
+
+
+def _cin(network: Network) -> Any:
+    from resdsl.syntax import ast
+
+    return ast.IntLit(network.input_shape[0])
+
+
+def _flags(inference: InferenceParts | None) -> list[str]:
+    if inference is None:
+        return []
+    return ["--inference"] + ([] if inference.channels_last else ["--no-channels-last"])
+
+
+def _export_order(name: str) -> tuple[int, str]:
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+
+
+def generate(
+    network: Network,
+    overrides: Mapping[str, Any] | None = None,
+    spec_arg: str | None = None,
+    output: str | None = None,
+    network_arg: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    weights: str | None = None,
+    inference: bool = False,
+    channels_last: bool = True,
+    features: Sequence[str] | None = None,
+    checkpoint: Checkpoint = None,
+) -> str:
+    """The finished file: formatted, with a header that names its source and hashes its body.
+
+    ``features`` and ``checkpoint`` are :func:`resdsl.ir.features.plan`'s: the network class
+    then returns a dict of those outputs, or checkpoints those stages while its
+    ``grad_checkpointing`` attribute is true.
+    """
+    wanted = requested(network, features, checkpoint)
+    source = render(
+        network, overrides, spec_arg, output, network_arg, input_shape, weights, inference, channels_last, wanted
+    )
+    return seal(format_code(source))
+
+
+def weights_expr(weights: str, output: str | None) -> str:
+    """``WEIGHTS``: the checkpoint's path relative to the generated file's folder (found from
+    ``__file__``, wherever the two are moved together), absolute when written to stdout."""
+    target = Path(weights).resolve()
+    if output is None:
+        return py_str(str(target))
+    relative = os.path.relpath(target, Path(output).resolve().parent)
+    return f"os.path.join(os.path.dirname(__file__), {py_str(relative)})"

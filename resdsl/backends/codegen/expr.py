@@ -1,0 +1,455 @@
+"""Expressions and names for the code generator.
+
+Spec expressions become Python source here: ``/`` on whole numbers becomes ``//``, names
+are substituted and constants folded, so a generated class computes channel counts from
+its own parameters. Every string that reaches generated code passes through one of three
+escapes: :func:`py_str` (a Python string literal), :func:`doc_text` (inside a docstring)
+and :func:`comment_text` (inside a ``#`` comment: no line breaks or control characters).
+Spec names that could shadow something the generated module uses are renamed by
+:func:`py_name`; module attributes keep the spec's name (``state_dict`` keys depend on it).
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from resdsl.backends.codegen.copied import copied_names
+from resdsl.diagnostics import ResdslError, error
+from resdsl.ir import Layer, Network
+from resdsl.semantics.elaborate import SHORTCUTS
+from resdsl.syntax import ast
+
+# Every name the generated module defines, imports or uses as a local variable. A spec value
+# name (parameter, binding) equal to one of these, to a keyword or to a builtin gets a
+# trailing underscore; a block class or factory name equal to one is renamed too.
+GENERATED_NAMES = frozenset(
+    {
+        # imports
+        "torch",
+        "nn",
+        "F",
+        "Tensor",
+        "Any",
+        "contextlib",
+        "math",
+        "checkpoint",
+        "Iterable",
+        "Callable",
+        # module-level names of the template (the copied helpers' are added below)
+        "INPUT_SIZE",
+        "MEAN",
+        "STD",
+        "META",
+        "FOLDS",
+        "RENAMED",
+        "FEATURE_INFO",
+        "from_trained",
+        "grad_checkpointing",
+        "checkpoint_reentrant",
+        "os",
+        "Mapping",
+        "Sequence",
+        "WEIGHTS",
+        "preprocess",
+        "weights",
+        "model",
+        # locals and arguments of generated functions
+        "self",
+        "x",
+        "out",
+        "identity",
+        "network_input",
+        "m",
+        "layers",
+        "kind",
+        "changes",
+        "zero_init_residual",
+        "_",
+    }
+)
+
+
+GENERATED_NAMES |= copied_names()
+RESERVED = frozenset(n for n in dir(builtins) if not n.startswith("__")) | GENERATED_NAMES
+
+
+_RENAMES: ContextVar[Mapping[str, str] | None] = ContextVar("resdsl_codegen_renames", default=None)
+
+
+def _unsafe(name: str) -> bool:
+    base = name.rstrip("_")
+    mangled = name.startswith("__") and not name.endswith("__")  # private names are mangled in a class
+    return not base or keyword.iskeyword(base) or base in RESERVED or mangled
+
+
+def py_name(name: str) -> str:
+    """A spec value name as a Python identifier that shadows nothing the generated code uses:
+    the network's own table (see :func:`value_names`), else ``name`` plus ``_`` where unsafe."""
+    table = _RENAMES.get()
+    if table is not None and name in table:
+        return table[name]
+    if not _unsafe(name):
+        return name
+    return "v" + name if name.startswith("__") or not name.strip("_") else name + "_"
+
+
+def _clashes(name: str) -> bool:
+    mangled = name.startswith("__") and not name.endswith("__")
+    return keyword.iskeyword(name) or name in RESERVED or mangled or not name.strip("_")
+
+
+def value_names(names: Iterable[str]) -> dict[str, str]:
+    """One Python name for every spec value name of a network (parameters, bindings), each
+    distinct from the others, from keywords, builtins and every name the generated code uses."""
+    names = sorted(set(names))
+    table: dict[str, str] = {}
+    taken = set(names)
+    for name in names:
+        if not _clashes(name):
+            table[name] = name
+            continue
+        candidate = ("v" + name) if name.startswith("__") or not name.strip("_") else name + "_"
+        while candidate in taken or keyword.iskeyword(candidate) or candidate in RESERVED:
+            candidate += "_"
+        taken.add(candidate)
+        table[name] = candidate
+    return table
+
+
+@contextmanager
+def renaming(table: Mapping[str, str]) -> Iterator[None]:
+    token = _RENAMES.set(table)
+    try:
+        yield
+    finally:
+        _RENAMES.reset(token)
+
+
+def attr_name(name: str, span: ast.Span) -> str:
+    """A module attribute: exactly the spec's name (state_dict keys depend on it)."""
+    if keyword.iskeyword(name) or not name.isidentifier():
+        why = "is a Python keyword"
+    elif name.startswith("__") and not name.endswith("__"):
+        why = "starts with '__' (Python would mangle it inside a class)"
+    else:
+        return name
+    raise ResdslError(
+        error(
+            "E503",
+            f"the layer name '{name}' {why} and cannot be an attribute in generated code",
+            span,
+            help="rename the layer (build_model can still use it)",
+        )
+    )
+
+
+def camel(name: str) -> str:
+    """``resnext50_32x4d`` -> ``Resnext50_32x4d``, ``preact_basic`` -> ``PreactBasic``."""
+    out = ""
+    for part in name.split("_"):
+        if not part:
+            continue
+        if out and part[0].isdigit():
+            out += "_"
+        out += part[0].upper() + part[1:]
+    return out or "Network"
+
+
+def fresh(base: str, taken: Iterable[str], suffix: str = "_") -> str:
+    """``base``, or ``base`` with ``suffix`` repeated until it is not in ``taken``."""
+    taken = set(taken)
+    while base in taken or keyword.iskeyword(base) or base in RESERVED:
+        base += suffix
+    return base
+
+
+# -- escapes ------------------------------------------------------------------------------
+
+
+def _escape_char(ch: str) -> str:
+    return repr(ch)[1:-1]  # \n, \x1b, \u2028, \ud83d ...
+
+
+def py_str(text: str) -> str:
+    """A double-quoted Python string literal for any text (ruff keeps double quotes)."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch.isprintable() and not _is_surrogate(ch):
+            out.append(ch)
+        else:
+            out.append(_escape_char(ch))
+    return '"' + "".join(out) + '"'
+
+
+def doc_text(text: Any) -> str:
+    """Text that can stand inside a triple-quoted docstring: the body of a string literal.
+    A lone surrogate is shown as its escape (Python cannot encode one in a docstring)."""
+    text = "".join(f"\\u{ord(ch):04x}" if _is_surrogate(ch) else ch for ch in str(text))
+    return py_str(text)[1:-1]
+
+
+def comment_text(text: Any) -> str:
+    """Text for a ``#`` comment: line breaks and other control characters escaped."""
+    return "".join(ch if ch.isprintable() and not _is_surrogate(ch) else _escape_char(ch) for ch in str(text))
+
+
+def _is_surrogate(ch: str) -> bool:
+    return 0xD800 <= ord(ch) <= 0xDFFF
+
+
+def py_float(value: float) -> str:
+    if math.isnan(value):
+        return 'float("nan")'
+    if math.isinf(value):
+        return 'float("inf")' if value > 0 else '-float("inf")'
+    return repr(value)
+
+
+# -- expression trees ---------------------------------------------------------------------
+
+_EXPR_TYPES = (
+    ast.Cond,
+    ast.IntLit,
+    ast.FloatLit,
+    ast.StrLit,
+    ast.BoolLit,
+    ast.Name,
+    ast.ListExpr,
+    ast.Index,
+    ast.BinOp,
+    ast.Neg,
+)
+
+
+def is_expr(e: Any) -> bool:
+    return isinstance(e, _EXPR_TYPES)
+
+
+def is_const(e: Any) -> bool:
+    if isinstance(e, (ast.IntLit, ast.FloatLit, ast.StrLit, ast.BoolLit)):
+        return True
+    if isinstance(e, ast.ListExpr):
+        return all(is_const(i) for i in e.items)
+    return not isinstance(e, (ast.Name, ast.BinOp, ast.Neg, ast.Index, ast.Call, ast.ListExpr, ast.Cond))
+
+
+def free_names(e: Any) -> set[str]:
+    """The names an expression reads."""
+    if isinstance(e, ast.Name):
+        return {e.id}
+    if isinstance(e, ast.BinOp):
+        return free_names(e.left) | free_names(e.right)
+    if isinstance(e, ast.Neg):
+        return free_names(e.operand)
+    if isinstance(e, ast.Index):
+        return free_names(e.value) | free_names(e.index)
+    if isinstance(e, ast.ListExpr):
+        return set().union(*(free_names(i) for i in e.items)) if e.items else set()
+    if isinstance(e, ast.Cond):
+        return free_names(e.test) | free_names(e.then) | free_names(e.orelse)
+    return set()
+
+
+def lit(value: Any) -> ast.Expr:
+    """A Python value as an expression node."""
+    if isinstance(value, bool):
+        return ast.BoolLit(value)
+    if isinstance(value, int):
+        return ast.IntLit(value)
+    if isinstance(value, float):
+        return ast.FloatLit(value)
+    if isinstance(value, str):
+        return ast.StrLit(str(value))
+    if isinstance(value, (list, tuple)):
+        return ast.ListExpr(tuple(lit(v) for v in value))
+    raise TypeError(value)
+
+
+def const_value(e: ast.Expr) -> Any:
+    if isinstance(e, ast.ListExpr):
+        return [const_value(i) for i in e.items]
+    return e.value  # type: ignore[union-attr]
+
+
+class Translator:
+    """Turns spec expressions into folded Python expressions for one network."""
+
+    def __init__(self, network: Network) -> None:
+        self.int_divisions = network.int_divisions
+
+    def normalize(self, e: ast.Expr, names: frozenset[str] = frozenset()) -> ast.Expr:
+        """Spec semantics -> Python semantics: exact '/' on whole numbers becomes '//',
+        shortcut kinds (not shadowed by a parameter) become strings."""
+        if isinstance(e, ast.BinOp):
+            op = "//" if e.op == "/" and e in self.int_divisions else e.op
+            return ast.BinOp(op, self.normalize(e.left, names), self.normalize(e.right, names))
+        if isinstance(e, ast.Name) and e.id not in names and e.id in SHORTCUTS:
+            return ast.StrLit(e.id)
+        if isinstance(e, ast.Neg):
+            return ast.Neg(self.normalize(e.operand, names))
+        if isinstance(e, ast.ListExpr):
+            return ast.ListExpr(tuple(self.normalize(i, names) for i in e.items))
+        if isinstance(e, ast.Index):
+            return ast.Index(self.normalize(e.value, names), self.normalize(e.index, names))
+        if isinstance(e, ast.Cond):
+            return ast.Cond(
+                self.normalize(e.test, names), self.normalize(e.then, names), self.normalize(e.orelse, names)
+            )
+        if isinstance(e, ast.Call):
+            raise AssertionError(f"codegen: a call {e.func}(...) where a value was expected, at {e.span}")
+        return e
+
+    def subst(self, e: Any, mapping: Mapping[str, Any]) -> Any:
+        """Replace names by expressions, folding constants as it goes."""
+        if isinstance(e, ast.Name):
+            return mapping.get(e.id, e)
+        if isinstance(e, ast.BinOp):
+            return fold(ast.BinOp(e.op, self.subst(e.left, mapping), self.subst(e.right, mapping)))
+        if isinstance(e, ast.Neg):
+            return fold(ast.Neg(self.subst(e.operand, mapping)))
+        if isinstance(e, ast.ListExpr):
+            return ast.ListExpr(tuple(self.subst(i, mapping) for i in e.items))
+        if isinstance(e, ast.Index):
+            return fold(ast.Index(self.subst(e.value, mapping), self.subst(e.index, mapping)))
+        if isinstance(e, ast.Cond):
+            return fold(
+                ast.Cond(self.subst(e.test, mapping), self.subst(e.then, mapping), self.subst(e.orelse, mapping))
+            )
+        return e
+
+
+_FOLD = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "//": lambda a, b: a // b,
+    "%": lambda a, b: a % b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def fold(e: Any) -> Any:
+    if isinstance(e, ast.Cond) and isinstance(e.test, ast.BoolLit):
+        return e.then if e.test.value else e.orelse
+    if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
+        return e.then
+    if isinstance(e, ast.BinOp) and isinstance(e.left, ast.Cond) and isinstance(e.right, ast.Cond):
+        a, b = e.left, e.right
+        if py(a.test) == py(b.test):  # (a if t else b) * (c if t else d) = (a*c if t else b*d)
+            then = fold(ast.BinOp(e.op, a.then, b.then))
+            orelse = fold(ast.BinOp(e.op, a.orelse, b.orelse))
+            return fold(ast.Cond(a.test, then, orelse))
+    if isinstance(e, ast.BinOp) and e.op in ast.COMPARISONS:
+        if is_const(e.left) and is_const(e.right) and not isinstance(e.left, ast.ListExpr):
+            return lit(_FOLD[e.op](const_value(e.left), const_value(e.right)))
+        return e
+    if isinstance(e, ast.BinOp):
+        left, right = e.left, e.right
+        if isinstance(left, (ast.IntLit, ast.FloatLit)) and isinstance(right, (ast.IntLit, ast.FloatLit)):
+            try:
+                return lit(_FOLD[e.op](left.value, right.value))
+            except (ZeroDivisionError, OverflowError):
+                return e
+        if e.op in ("*", "//", "/") and isinstance(right, ast.IntLit) and right.value == 1:
+            return left
+        if e.op == "*" and isinstance(left, ast.IntLit) and left.value == 1:
+            return right
+        if e.op in ("+", "-") and isinstance(right, ast.IntLit) and right.value == 0:
+            return left
+        return e
+    if isinstance(e, ast.Neg) and isinstance(e.operand, (ast.IntLit, ast.FloatLit)):
+        return lit(-e.operand.value)
+    if isinstance(e, ast.Index) and isinstance(e.value, ast.ListExpr) and isinstance(e.index, ast.IntLit):
+        if -len(e.value.items) <= e.index.value < len(e.value.items):
+            return e.value.items[e.index.value]
+    return e
+
+
+def py(e: Any, parent: int = 0, right: bool = False) -> str:
+    """Python source for an expression (or a plain Python value)."""
+    if isinstance(e, tuple):
+        return py_default(list(e))
+    if not isinstance(e, _EXPR_TYPES):
+        e = lit(e)
+    if isinstance(e, ast.BoolLit):
+        return "True" if e.value else "False"
+    if isinstance(e, ast.IntLit):
+        return repr(e.value)
+    if isinstance(e, ast.FloatLit):
+        return py_float(e.value)
+    if isinstance(e, ast.StrLit):
+        return py_str(e.value)
+    if isinstance(e, ast.Name):
+        return py_name(e.id)
+    if isinstance(e, ast.ListExpr):
+        return "[" + ", ".join(py(i) for i in e.items) + "]"
+    if isinstance(e, ast.Index):
+        return f"{py(e.value, 3)}[{py(e.index)}]"
+    if isinstance(e, ast.Neg):
+        return f"-{py(e.operand, 3)}"
+    if isinstance(e, ast.BinOp):
+        prec = ast.PRECEDENCE[e.op]
+        if prec == 0:  # comparisons do not chain in the language: both sides are sums
+            text = f"{py(e.left, 1)} {e.op} {py(e.right, 1)}"
+            return f"({text})" if parent > -1 else text
+        text = f"{py(e.left, prec)} {e.op} {py(e.right, prec, True)}"
+        return f"({text})" if prec < parent or (right and prec == parent) else text
+    if isinstance(e, ast.Cond):  # the loosest Python expression: parenthesised unless alone
+        text = f"{py(e.then, 1)} if {py(e.test, 1)} else {py(e.orelse, 1)}"
+        return f"({text})" if parent > -1 else text
+    raise TypeError(e)
+
+
+def py_default(value: Any) -> str:
+    """A parameter default: lists become tuples so no default is mutable."""
+    if isinstance(value, list):
+        inner = ", ".join(py_default(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return py(value)
+
+
+def py_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list):
+        kinds = {py_type(v) for v in value}
+        return f"tuple[{kinds.pop() if len(kinds) == 1 else 'Any'}, ...]"
+    return "Any"
+
+
+def symbolic_shape(channels: Any, stride: Any, layer: Layer) -> str:
+    """A block layer's output shape for a comment: ``width x H/stride x W/stride``."""
+    shape = layer.shape or ()
+    channels = ast.Name(py(channels, 3))  # parenthesised when compound
+    if len(shape) != 3:
+        return py(channels)
+    if shape[1:] == (1, 1) and layer.op == "global_avgpool":
+        return f"{py(channels)} x 1 x 1"
+    if isinstance(stride, ast.IntLit) and stride.value == 1:
+        return f"{py(channels)} x H x W"
+    div = py(stride, 3)
+    if len(div) > 16:  # a conditional stride (v1 vs v1.5): the comment would outgrow the line
+        return f"{py(channels)} x H/s x W/s (s = {py(stride, -1)})" if len(div) < 40 else f"{py(channels)} x H' x W'"
+    return f"{py(channels)} x H/{div} x W/{div}"

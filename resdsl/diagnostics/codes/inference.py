@@ -1,0 +1,46 @@
+"""Catalog entries: inference builds (E80x)."""
+
+from __future__ import annotations
+
+from resdsl.diagnostics.codes.entry import Entry
+from resdsl.diagnostics.codes.export import SMALL
+
+API_ONLY = "given by build_model(..., mode=...), which no command takes; tests/test_inference.py gives it"
+
+ENTRIES = [
+    Entry(
+        "E801",
+        '`build_model(spec, mode="inference", weights=...)` got weights without an entry that folding a '
+        "batchnorm into its conv needs (`running_mean`, `running_var`, the conv's `weight`): the weights of "
+        "another network, or a state_dict folded already",
+        "An inference build folds each batchnorm into the conv before it, from the training model's "
+        "state_dict; pass that (or a checkpoint of the training model), not the inference model's own.",
+        SMALL,
+        SMALL,
+        runs=False,
+        why=API_ONLY,
+    ),
+    Entry(
+        "E802",
+        '`build_model` got a `mode` other than `"training"` or `"inference"`',
+        'mode="training" (the default) builds the network to train; mode="inference" folds its batchnorms '
+        "into the convs, in eval mode, for serving.",
+        SMALL,
+        SMALL,
+        runs=False,
+        why=API_ONLY,
+    ),
+    Entry(
+        "E803",
+        '`build_model(spec, mode="inference")` got a training option: `freeze`, `freeze_until`, `freeze_bn`, '
+        "`features` or `checkpoint`",
+        "An inference build serves the whole network with no gradients to stop or recompute: fine-tune "
+        "with the training build, save its weights (resdsl.save_weights), then build the inference model "
+        "from that file. (`head=N` is part of the network, not a training option: an inference build takes "
+        "it, with weights that have the head.)",
+        SMALL,
+        SMALL,
+        runs=False,
+        why=API_ONLY,
+    ),
+]

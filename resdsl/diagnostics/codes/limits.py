@@ -1,0 +1,108 @@
+"""Catalog entries: output files (E5xx) and limits (E6xx)."""
+
+from __future__ import annotations
+
+from resdsl.diagnostics.codes.entry import Entry
+from resdsl.diagnostics.codes.values import net
+
+SMALL = net("conv1 = conv(8, k=3, p=1)\nrelu")
+BLOCKS = 'import "std/blocks.arch"\n\n'
+
+ENTRIES = [
+    Entry(
+        "E501",
+        "`resdsl build` refuses to overwrite a file that resdsl did not generate, or one edited since it "
+        "was generated (its body no longer matches the hash in its header); `--force` overrides",
+        "A generated module carries a header with a hash of its body. build overwrites only files it "
+        "wrote and that nobody edited since, so hand-written code is never lost.",
+        SMALL,
+        SMALL,
+        files=(("model.py", "# my own code\n"),),
+        argv=("build", "example.arch", "-o", "model.py"),
+        fix_argv=("build", "example.arch", "-o", "n.py"),
+    ),
+    Entry(
+        "E502",
+        "the output file cannot be written (permissions, missing folder)",
+        "build creates missing folders of -o, but not through a file of the same name, and not where it may "
+        "not write. fmt reports it for a file it may not replace (read-only).",
+        SMALL,
+        SMALL,
+        files=(("out", "a file, not a folder\n"),),
+        argv=("build", "example.arch", "-o", "out/model.py"),
+        fix_argv=("build", "example.arch", "-o", "models/model.py"),
+    ),
+    Entry(
+        "E503",
+        "a layer is named with a Python keyword (`class`, `lambda`, ...), which generated code cannot use "
+        "as an attribute (the checker reports these first, as E505)",
+        "The code generator's own guard: generated code cannot name an attribute `class` or "
+        "`lambda`. The checker refuses such names first (E505), so only a network built through the "
+        "API without checking can reach it.",
+        net("lambda = relu()"),
+        net("lambda_ = relu()"),
+        runs=False,
+        why="the checker reports E505 before code generation can meet the name",
+    ),
+    Entry(
+        "E504",
+        "ruff, which formats generated code, cannot be run (a broken installation)",
+        "build formats the module it writes with ruff, a dependency of resdsl. Reinstall resdsl "
+        "(pip install --force-reinstall resdsl) so ruff is importable.",
+        SMALL,
+        SMALL,
+        argv=("build", "example.arch", "-o", "n.py"),
+        runs=False,
+        why="it needs a broken installation",
+    ),
+    Entry(
+        "E505",
+        "a layer name that Python or `torch.nn.Module` already owns (`lambda`, `forward`, `training`, "
+        "`eval`, `to`, ...): it becomes a module attribute and a state_dict key, so it is refused, never "
+        "renamed; every such name is reported in one run",
+        "Layer names become attributes of an nn.Module; a name the module already has (forward, "
+        "training, to, ...) or a Python keyword would break it. Rename the layer.",
+        net("forward = conv(8)\nlambda  = relu()"),
+        net("conv1 = conv(8)\nact   = relu()"),
+    ),
+    Entry(
+        "E601",
+        "the network would have more layers (graph nodes) after unrolling stages and blocks than the limit; "
+        "counted without unrolling. Default 100,000; `--max-layers N`, API `max_layers=N`",
+        "Stages and blocks multiply: a few lines can describe billions of layers. They are counted "
+        "before anything is unrolled; raise the limit with --max-layers if the network is meant.",
+        BLOCKS + net("conv1  = conv(16, k=3, p=1)\nlayer1 = stage(basic(16), repeat=n)", "n = 1000000000"),
+        BLOCKS + net("conv1  = conv(16, k=3, p=1)\nlayer1 = stage(basic(16), repeat=n)", "n = 3"),
+    ),
+    Entry(
+        "E602",
+        "nesting too deep: an expression (more than 100 levels), blocks inside blocks (50), imports inside "
+        "imports (50). Fixed; compute values in steps, flatten chains",
+        "Deep nesting is refused before anything recurses over it, so a pathological file cannot exhaust the stack.",
+        net("x = conv(" + "-" * 110 + "8)"),
+        net("x = conv(8)"),
+    ),
+    Entry(
+        "E603",
+        "more parameters than the limit (the checker multiplies out every layer; nothing is allocated). "
+        "Default 2,000,000,000; `--max-params N`, API `max_params=N`",
+        "Parameters are counted from the shapes before anything is built.",
+        "network n() {\n    input 3 x 8 x 8\n    a = conv(100000000)\n    b = conv(100000000)\n}\n",
+        "network n() {\n    input 3 x 8 x 8\n    a = conv(1000)\n    b = conv(1000)\n}\n",
+    ),
+    Entry(
+        "E604",
+        "more activation memory per sample than the limit (every layer's output in float32, as training "
+        "keeps them). Default 64 GiB; `--max-activation-gb N`, API `max_activation_gb=N`",
+        "Every layer's output, in float32, is what training keeps for the backward pass.",
+        "network n() {\n    input 3 x 1000000 x 1000000\n    a = conv(64, k=3, p=1)\n}\n",
+        "network n() {\n    input 3 x 1000 x 1000\n    a = conv(64, k=3, p=1)\n}\n",
+    ),
+    Entry(
+        "E605",
+        "a number literal longer than 40 digits, or arithmetic whose result no float holds. Fixed",
+        "No layer size or count needs more than 40 digits; such a number is a paste or typing accident.",
+        net("a = conv(" + "1" + "0" * 50 + ")"),
+        net("a = conv(100)"),
+    ),
+]

@@ -1,0 +1,148 @@
+"""Catalog entries: names, calls and values (E2xx)."""
+
+from __future__ import annotations
+
+from resdsl.diagnostics.codes.entry import Entry
+
+
+def net(body: str, params: str = "") -> str:
+    """A one-network spec with a 3 x 32 x 32 input around ``body`` (statements, one a line)."""
+    lines = "".join(f"    {line}\n" for line in body.strip("\n").split("\n"))
+    return f"network n({params}) {{\n    input 3 x 32 x 32\n{lines}}}\n"
+
+
+ENTRIES = [
+    Entry(
+        "E201",
+        "an unknown name (a parameter, value or `project_from` layer); a close match is suggested",
+        "A name that is neither a parameter of the block or network, a value assigned earlier, a "
+        "shortcut kind, nor (for project_from) a layer of the block.",
+        "block b(planes) {\n    conv1 = conv(plane)\n}\n\n" + net("x = b(16)"),
+        "block b(planes) {\n    conv1 = conv(planes)\n}\n\n" + net("x = b(16)"),
+    ),
+    Entry(
+        "E202",
+        "a call to something that is neither an op, a block, `stage` nor `residual`",
+        "The called name is not a built-in op (conv, batchnorm, relu, ...), a block defined or "
+        "imported in the file, nor stage/residual/sequential/gate. A close match is suggested.",
+        net("conv1 = convv(64)"),
+        net("conv1 = conv(64)"),
+    ),
+    Entry(
+        "E203",
+        "an argument no parameter accepts (also a stage setting `stride`/`shortcut` on a block without it)",
+        "A keyword argument that the op or block does not have. docs/language.md lists every op's "
+        "parameters; a close match is suggested.",
+        net("conv1 = conv(64, kernal=3)"),
+        net("conv1 = conv(64, k=3)"),
+    ),
+    Entry(
+        "E204",
+        "a required argument is missing",
+        "A parameter without a default was given no value: conv needs its output channels, a block "
+        "its parameters without '= default'.",
+        net("conv1 = conv(k=3)"),
+        net("conv1 = conv(16, k=3)"),
+    ),
+    Entry(
+        "E205",
+        "an argument of the wrong type",
+        "A value of the wrong kind: a decimal where a whole number is needed, a layer where a block "
+        "is needed (stage repeats a block), a list where a number is needed.",
+        net("conv1 = conv(64, k=2.5)"),
+        net("conv1 = conv(64, k=3)"),
+    ),
+    Entry(
+        "E206",
+        "two layers (or a layer and a value) with the same name in one block or network",
+        "Layer names become module attributes and state_dict keys, so they must be unique within "
+        "their block or network.",
+        net("conv1 = conv(16)\nconv1 = conv(32)"),
+        net("conv1 = conv(16)\nconv2 = conv(32)"),
+    ),
+    Entry(
+        "E207",
+        "a block uses itself, directly or through others; or network aliases refer to each other",
+        "A block would unroll forever. Repetition is written with stage(block(...), repeat=n).",
+        "block a(c) {\n    x = a(c)\n}\n\n" + net("y = a(16)"),
+        "block a(c) {\n    x = conv(c)\n}\n\n" + net("y = stage(a(16), repeat=2)"),
+    ),
+    Entry(
+        "E208",
+        "`/` on whole numbers that do not divide exactly (use `//` to round down)",
+        "Channel arithmetic must be exact: `/` on whole numbers is refused when it leaves a "
+        "remainder; write `//` when rounding down is meant.",
+        net("conv1 = conv(planes / 3)", "planes = 64"),
+        net("conv1 = conv(planes // 3)", "planes = 64"),
+    ),
+    Entry(
+        "E209",
+        "division by zero",
+        "A `/`, `//` or `%` whose right side evaluates to zero, often a parameter at its default.",
+        net("conv1 = conv(64 // (groups - 1))", "groups = 1"),
+        net("conv1 = conv(64 // groups)", "groups = 1"),
+    ),
+    Entry(
+        "E210",
+        "more positional arguments than the op or block has parameters",
+        "An op or block called with more values in order than it has parameters.",
+        net("act = relu(1)"),
+        net("act = relu()"),
+    ),
+    Entry(
+        "E211",
+        "a statement on its own that is not a layer",
+        "A statement that is not `name = ...` must be a layer (an op or block call, or a bare op "
+        "name like relu); a value on its own, such as a parameter's name, does nothing.",
+        net("conv1 = conv(16)\nrelu\nwidth", "width = 32"),
+        net("conv1 = conv(16)\nrelu\nconv2 = conv(width)", "width = 32"),
+    ),
+    Entry(
+        "E212",
+        "arithmetic on values that do not support it",
+        "An operator applied to values it does not work on: multiplying a string, indexing a number, "
+        "adding a list to a number.",
+        net('conv1 = conv(64 * "2")'),
+        net("conv1 = conv(64 * 2)"),
+    ),
+    Entry(
+        "E213",
+        "a value out of range: a kernel below 1, a negative padding, an index past the end, a bad input shape",
+        "The value has the right type but no layer can be made from it.",
+        net("conv1 = conv(64, k=0)"),
+        net("conv1 = conv(64, k=1)"),
+    ),
+    Entry(
+        "E214",
+        "the same argument given twice (also through an alias such as `s` and `stride`)",
+        "An argument given twice, by position and keyword or by a parameter and its alias "
+        "(conv's k/kernel_size, s/stride, p/padding).",
+        net("conv1 = conv(64, s=2, stride=2)"),
+        net("conv1 = conv(64, s=2)"),
+    ),
+    Entry(
+        "E215",
+        "a network without an `input` shape (pass `--input` or add `input 3 x 224 x 224`)",
+        "Shapes are computed from the input, so every network needs one: an `input C x H x W` "
+        "statement, or --input on the command line.",
+        "network n() {\n    conv1 = conv(16)\n}\n",
+        "network n() {\n    input 3 x 32 x 32\n    conv1 = conv(16)\n}\n",
+    ),
+    Entry(
+        "E216",
+        "`--set KEY=...` names no parameter of the networks being checked",
+        "An override on the command line (or the API's overrides) for a parameter that the "
+        "network does not have; a close match is suggested.",
+        net("fc = linear(num_classes)", "num_classes = 10"),
+        net("fc = linear(num_classes)", "num_classes = 10"),
+        argv=("check", "example.arch", "--set", "num_class=100"),
+        fix_argv=("check", "example.arch", "--set", "num_classes=100"),
+    ),
+    Entry(
+        "E217",
+        "a statement in the wrong place: `input`/`meta` in a block, `residual(...)` used as a value, a second `input`",
+        "input and meta belong to networks, once each; residual(...) is a statement of a block, not a value to assign.",
+        "block b(c) {\n    input 3 x 32 x 32\n    conv1 = conv(c)\n}\n\n" + net("x = b(16)"),
+        "block b(c) {\n    conv1 = conv(c)\n}\n\n" + net("x = b(16)"),
+    ),
+]

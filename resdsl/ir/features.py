@@ -1,0 +1,291 @@
+"""Feature outputs and per-stage gradient checkpointing, planned on the checked IR.
+
+Detection and segmentation models read a backbone's intermediate maps (timm's
+``features_only=True``, torchvision's ``create_feature_extractor``). Here a request names
+top-level layers of the network (``layer1`` ... ``layer4``, or a named layer such as ``bn1``);
+:func:`plan` checks the names, cuts the network after the last requested one (the classifier
+and anything else after it is dropped, so the state_dict is the full model's minus those
+keys) and describes every feature: its channels, spatial size and stride ("reduction" in
+timm's ``feature_info``). It also resolves which top-level layers run under gradient
+checkpointing. Both back ends build from the :class:`Plan`; nothing here imports torch, so
+``resdsl check --features`` stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from resdsl.diagnostics import Diagnostic, ResdslError, error
+from resdsl.ir import Layer, Network, Scope
+from resdsl.ops import OPS, Shape, fmt_shape
+from resdsl.syntax import ast
+
+Checkpoint = bool | Sequence[str] | None
+
+__all__ = ["Checkpoint", "Feature", "Plan", "group_runs", "plan", "requested", "top_level"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One requested output: a top-level layer's name, where its value comes from and its map."""
+
+    name: str  # the top-level name: the output dict's key and the module path in feature_info
+    node: str  # id of the IR node whose output it is
+    shape: Shape  # C x H x W per sample
+    stride: int  # input pixels per output pixel (timm's "reduction")
+    span: ast.Span
+    copy: bool = False  # the next layer overwrites this value in place: the output keeps a copy
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    def info(self) -> dict[str, int | str]:
+        """timm's ``feature_info`` entry: ``module``, ``num_chs``, ``reduction``."""
+        return {"module": self.name, "num_chs": self.channels, "reduction": self.stride}
+
+    def describe(self) -> str:
+        return f"{self.name}: {fmt_shape(self.shape)}, stride {self.stride}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a back end builds: the (possibly cut) network, its feature outputs in network
+    order, and the top-level items that run under checkpointing."""
+
+    network: Network
+    features: tuple[Feature, ...] = ()
+    checkpoint: tuple[str, ...] = ()
+
+    @property
+    def feature_info(self) -> list[dict[str, int | str]]:
+        return [f.info() for f in self.features]
+
+    @property
+    def capture(self) -> dict[str, Feature]:
+        """Features by the node whose output they are."""
+        return {f.node: f for f in self.features}
+
+
+def top_level(network: Network) -> dict[str, Layer | Scope]:
+    """The items a feature or checkpoint request may name: named layers and scopes of the
+    network body that are on the main path (a gate's side branch is not)."""
+    items: dict[str, Layer | Scope] = {}
+    for item in network.root.items:
+        if isinstance(item, Scope):
+            if not item.side:
+                items[item.name] = item
+        elif not item.anonymous and OPS.get(item.op) is not None:
+            items[item.name] = item
+    return items
+
+
+def _output(item: Layer | Scope) -> str:
+    return item.output if isinstance(item, Scope) else item.id
+
+
+def _where(network: Network) -> ast.Span:
+    definition = network.definition
+    if definition is not None and definition.name_span.line:
+        return definition.name_span
+    return network.span
+
+
+def _unknown(network: Network, name: str, what: str, code: str, known: list[str]) -> Diagnostic:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    head = name.split(".", 1)[0]
+    if "." in name and head in known:
+        hint = f"only top-level layers can be named; '{head}' is the one holding {name}"
+    elif close:
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+    else:
+        hint = f"top-level layers of {network.name}: {', '.join(known) or 'none'}"
+    return error(code, f"{network.name} has no top-level layer '{name}' {what}", _where(network), help=hint)
+
+
+def _stride(network: Network, node: str, shape: Shape) -> int:
+    stride = network.path_stride(network.root.input, node)
+    if stride is None:  # not reached along main inputs: read it off the map sizes
+        stride = max(network.input_shape[-1] // max(shape[-1], 1), 1)
+    return stride
+
+
+def _overwritten(network: Network, node: str, kept: set[str]) -> bool:
+    """Whether a kept layer overwrites ``node``'s output in place (looking through ops that
+    return their input), so a feature holding it needs its own copy."""
+    for succ, edge in network.graph.succ[node].items():
+        if succ not in kept or edge["port"] != 0:
+            continue
+        layer = network.layer(succ)
+        op = OPS.get(layer.op)
+        if layer.inplace or (op is not None and op.returns_input and _overwritten(network, succ, kept)):
+            return True
+    return False
+
+
+def cut(network: Network, last: str) -> Network:
+    """``network`` up to and including the top-level item ``last``: a shallow copy whose body,
+    graph and order hold only what runs before that item's output."""
+    items = network.root.items
+    chosen = top_level(network)[last]
+    index = next(i for i, item in enumerate(items) if item is chosen)
+    kept_items = items[: index + 1]
+    root = dataclasses.replace(network.root, items=kept_items, output=_output(items[index]))
+    kept = {network.root.input}
+    for item in kept_items:
+        kept |= {layer.id for layer in item.layers()} if isinstance(item, Scope) else {item.id}
+    return dataclasses.replace(
+        network,
+        root=root,
+        graph=network.graph.subgraph(kept).copy(),
+        order=[n for n in network.order if n in kept],
+    )
+
+
+def _checkpoint_names(network: Network, checkpoint: Checkpoint, items: dict[str, Layer | Scope]) -> list[str]:
+    if checkpoint is None or checkpoint is False:
+        return []
+    if checkpoint is True:
+        stages = [name for name, item in items.items() if isinstance(item, Scope) and item.kind == "stage"]
+        if not stages:
+            raise ResdslError(
+                error(
+                    "E746",
+                    f"{network.name} has no stages to checkpoint",
+                    _where(network),
+                    help=f"name the layers to checkpoint: {', '.join(items) or 'none'}",
+                )
+            )
+        return stages
+    if checkpoint == "all":  # as the command line says it
+        return _checkpoint_names(network, True, items)
+    if isinstance(checkpoint, str):
+        checkpoint = [checkpoint]
+    if not checkpoint:
+        raise ResdslError(
+            error(
+                "E746",
+                "checkpoint=[] names no layers to checkpoint",
+                _where(network),
+                help="pass True (every stage), 'all', or stage names; None builds without checkpointing",
+            )
+        )
+    return list(checkpoint)
+
+
+def requested(network: Network, features: Sequence[str] | None, checkpoint: Checkpoint) -> Plan | None:
+    """The plan for a build's ``features``/``checkpoint`` options, or None when neither is asked
+    for (``checkpoint=[]`` is asked for, and refused: it names nothing)."""
+    if features is None and (checkpoint is None or checkpoint is False):
+        return None
+    return plan(network, features, checkpoint)
+
+
+def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Checkpoint = None) -> Plan:
+    """Check a feature/checkpoint request against ``network``; raises :class:`ResdslError`
+    with every problem found (codes E740-E759)."""
+    items = top_level(network)
+    known = list(items)
+    problems: list[Diagnostic] = []
+    chosen: list[str] = []
+    if features is not None:
+        if isinstance(features, str):
+            features = [features]
+        if not features:
+            problems.append(
+                error(
+                    "E743", "no feature outputs were named", _where(network), help=f"name some of: {', '.join(known)}"
+                )
+            )
+        if network.head is not None:
+            problems.append(
+                error(
+                    "E708",
+                    "head adds a linear layer on the network's output, but features (--features) are feature maps",
+                    ast.Span("<head>", 0, 0, 0, 0),
+                    help="put a head on the feature maps in your own module, or leave out --head (head=)",
+                )
+            )
+        for name in features:
+            if name not in items:
+                problems.append(_unknown(network, name, "to return as a feature", "E740", known))
+            elif name in chosen:
+                problems.append(error("E742", f"feature '{name}' is named twice", items[name].span))
+            else:
+                node = _output(items[name])
+                shape = network.layer(node).shape
+                if shape is None or len(shape) != 3:
+                    problems.append(
+                        error(
+                            "E741",
+                            f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map, so it cannot be a feature",
+                            items[name].span,
+                            help="features are spatial maps: name a stage or a layer before the pooling",
+                        )
+                    )
+                chosen.append(name)
+    order = {name: i for i, name in enumerate(known)}
+    last = max((order[name] for name in chosen), default=len(known))
+    built = {name: item for name, item in items.items() if order[name] <= last}  # True: the stages kept
+    wanted = _checkpoint_names(network, checkpoint, built if checkpoint is True else items)
+    seen: set[str] = set()
+    for name in wanted:
+        if name not in items:
+            problems.append(_unknown(network, name, "to checkpoint", "E745", known))
+        elif name in seen:
+            problems.append(error("E742", f"'{name}' is named twice to checkpoint", items[name].span))
+        elif not isinstance(items[name], Scope):
+            stages = [n for n, item in items.items() if isinstance(item, Scope)]
+            problems.append(
+                error(
+                    "E744",
+                    f"'{name}' is a single layer; checkpointing recomputes stages and blocks",
+                    items[name].span,
+                    help=f"name a stage: {', '.join(stages) or 'this network has none'}",
+                )
+            )
+        seen.add(name)
+    if problems:
+        raise ResdslError(problems)
+    chosen.sort(key=order.__getitem__)
+    cut_net = cut(network, chosen[-1]) if chosen else network
+    if chosen:
+        dropped = [name for name in wanted if order[name] > order[chosen[-1]]]
+        if dropped:
+            raise ResdslError(
+                error(
+                    "E747",
+                    f"cannot checkpoint {', '.join(dropped)}: the feature outputs end at '{chosen[-1]}', "
+                    "so it is not built",
+                    items[dropped[0]].span,
+                    help="drop it from the checkpoint list, or ask for a later feature",
+                )
+            )
+    kept = set(cut_net.order)
+    out = []
+    for name in chosen:
+        node = _output(items[name])
+        shape = network.layer(node).shape
+        assert shape is not None
+        copy = _overwritten(network, node, kept)
+        out.append(Feature(name, node, shape, _stride(network, node, shape), items[name].span, copy))
+    return Plan(cut_net, tuple(out), tuple(sorted(seen, key=order.__getitem__)))
+
+
+def group_runs(kinds: Sequence[str]) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of forward steps to write under one checkpointing branch:
+    runs from a ``"checkpoint"`` step to the last one before an ``"other"`` step, with only
+    ``"passive"`` steps (saving a value, taking a feature) between."""
+    runs: list[tuple[int, int]] = []
+    start = last = -1
+    for i, kind in enumerate([*kinds, "other"]):
+        if kind == "checkpoint":
+            start = i if start < 0 else start
+            last = i
+        elif kind == "other" and start >= 0:
+            runs.append((start, last + 1))
+            start = last = -1
+    return runs

@@ -1,0 +1,151 @@
+"""Elaboration: from loaded files to one IR :class:`~resdsl.ir.Network` per network.
+
+This stage resolves network aliases and parameters, the input shape and the size limits, and
+adds the fine-tuning head; placing each statement's layers in the graph is :mod:`resdsl.semantics.place`'s
+job, evaluation :mod:`resdsl.semantics.evaluate`'s, loading files :mod:`resdsl.syntax.loader`'s. Problems are
+collected, not raised, so one run reports them all; a statement that fails leaves an ``error``
+node whose shape is unknown, which keeps the checker from piling follow-on errors onto it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from resdsl.diagnostics import Collector, error
+from resdsl.ir import Network, Scope, ScopeKind
+from resdsl.ir.lower import finish
+from resdsl.semantics.limits import LayerCounter, Limits
+from resdsl.semantics.place import Placer
+from resdsl.semantics.values import SHORTCUTS, Failed, LayerCall, ShortcutKind
+from resdsl.syntax import ast
+from resdsl.syntax.loader import Program, display_path, load, network_params
+
+__all__ = [
+    "SHORTCUTS",
+    "Elaborator",
+    "Failed",
+    "LayerCall",
+    "Program",
+    "ShortcutKind",
+    "display_path",
+    "load",
+    "network_params",
+]
+
+# -- the elaborator -----------------------------------------------------------------------
+
+
+class Elaborator(Placer):
+    """Turns one network definition (with its visible blocks) into an IR network."""
+
+    def __init__(self, program: Program, collector: Collector, limits: Limits | None = None) -> None:
+        super().__init__(program, collector)
+        self.limits = limits or Limits()
+
+    # entry point
+    def network(
+        self,
+        definition: ast.NetworkDef | ast.NetworkAlias,
+        overrides: dict[str, Any] | None = None,
+        input_shape: Sequence[int] | None = None,
+        head: int | None = None,
+    ) -> Network | None:
+        """``head=N`` adds ``head = linear(N)`` after the network's last statement (fine-tuning
+        mode 3), so every back end, the summary and the checker see it as a layer of the spec."""
+        self.globals = self.program.definitions(definition.span.file)
+        name = definition.name
+        target, alias_args = self._resolve_alias(definition)
+        if target is None:
+            return None
+        body = target.body
+        if head is not None:
+            extra = self._head(target, head)
+            if extra is None:
+                return None
+            body = (*body, extra)
+        params = self._network_params(target, alias_args, overrides or {})
+        if params is None:
+            return None
+        root = Scope(ScopeKind.NETWORK, name, "", target.span)
+        meta: dict[str, Any] = {}
+        declared: tuple[int, ...] | None = None
+        for stmt in target.body:
+            if isinstance(stmt, ast.InputStmt):
+                if declared is not None:
+                    self.diags.add(error("E217", "input is declared twice", stmt.span))
+                declared = stmt.dims
+            elif isinstance(stmt, ast.MetaStmt):
+                for entry in stmt.entries:
+                    try:
+                        meta[entry.name] = self.eval(entry.value, dict(params))
+                    except Failed:
+                        pass
+        shape = tuple(input_shape) if input_shape else declared
+        if shape is None:
+            self.diags.add(
+                error(
+                    "E215",
+                    f"network '{name}' declares no input shape",
+                    target.name_span,
+                    help="add a line such as 'input 3 x 224 x 224' or pass --input",
+                )
+            )
+            return None
+        if len(shape) not in (1, 3) or any(d < 1 for d in shape):
+            self.diags.add(error("E213", f"input shape {shape} must be C x H x W with positive sizes", target.span))
+            return None
+        count = LayerCounter(self.program).network(body, params, self.globals)
+        if count > self.limits.max_layers:
+            self.diags.add(
+                error(
+                    "E601",
+                    f"network '{name}' would have {count:,} layers after unrolling; the limit is "
+                    f"{self.limits.max_layers:,}",
+                    definition.name_span,
+                    help=f"check the repeat counts; raise the limit with --max-layers {count} "
+                    f"(API: max_layers={count}) if this is meant",
+                )
+            )
+            return None
+        inp = self._node("input", "input", {}, {}, "input", "", target.span, None)
+        inp.shape = tuple(shape)
+        root.input = inp.id
+        root.output = self._body(body, root, dict(params), inp.id)
+        finish(self.graph, root)
+        return Network(
+            name=name,
+            file=target.span.file,
+            span=definition.span,
+            params=params,
+            input_shape=tuple(shape),
+            meta=meta,
+            graph=self.graph,
+            root=root,
+            order=self.order,
+            int_divisions=self.int_divisions,
+            definition=target,
+            alias=definition if isinstance(definition, ast.NetworkAlias) else None,
+            overridden=frozenset(overrides or {}),
+            head=head,
+        )
+
+    def _head(self, target: ast.NetworkDef, outputs: int) -> ast.Assign | None:
+        """The statement ``head = linear(outputs)``, or None with E708 reported."""
+        span = ast.Span("<head>", 0, 0, 0, 0)
+        clash = next((s for s in target.body if isinstance(s, ast.Assign) and s.name == "head"), None)
+        if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+            self.diags.add(error("E708", f"head must be a positive number of outputs, got {outputs!r}", span))
+            return None
+        if clash is not None:
+            self.diags.add(
+                error(
+                    "E708",
+                    f"{target.name} already defines 'head', so head={outputs} cannot add a layer of that name",
+                    clash.name_span,
+                    help="rename it in the spec, or leave out --head (head=)",
+                )
+            )
+            return None
+        call = ast.Call("linear", (ast.Arg(None, ast.IntLit(outputs, span), span),), span, span)
+        return ast.Assign("head", call, span, span)

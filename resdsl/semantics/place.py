@@ -1,0 +1,386 @@
+"""Placing layers in the graph: the statements of network and block bodies become IR nodes.
+
+The half of elaboration that walks bodies: it unrolls stages into block instances, binds block
+arguments, realises residuals and gates, and records every layer as a node of the graph with
+the scope it belongs to. :mod:`resdsl.semantics.elaborate` drives it for one network (aliases,
+parameters, the input, the size limits). Problems are collected, not raised; a statement that
+fails leaves an ``error`` node whose shape is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import networkx as nx
+
+from resdsl.diagnostics import Collector, error, warning
+from resdsl.ir import Layer, Scope, ScopeKind, instance_note
+from resdsl.ir.repairs import move_stride
+from resdsl.ops import OPS, OpDef
+from resdsl.semantics.evaluate import Evaluator
+from resdsl.semantics.limits import MAX_BLOCK_DEPTH
+from resdsl.semantics.values import (
+    POISON,
+    CallKind,
+    Failed,
+    LayerCall,
+    suggest,
+    type_name,
+    typo_fixes,
+)
+from resdsl.syntax import ast
+from resdsl.syntax.loader import Program
+from resdsl.syntax.names import bad_layer_name, layer_name_problem
+
+__all__ = ["Placer"]
+
+
+class Placer(Evaluator):
+    """Builds the graph and module tree of one network, statement by statement."""
+
+    def __init__(self, program: Program, collector: Collector) -> None:
+        super().__init__(program, collector)
+        self.graph: nx.DiGraph = nx.DiGraph()
+        self.order: list[str] = []
+        self.block_stack: list[tuple[str, ast.Span]] = []
+
+    def _node(
+        self,
+        op: str,
+        name: str,
+        attrs: dict[str, Any],
+        exprs: dict[str, ast.Expr],
+        module: str,
+        path: str,
+        span: ast.Span,
+        scope: Scope | None,
+        anonymous: bool = False,
+    ) -> Layer:
+        node_id = path or name
+        if node_id in self.graph:
+            node_id = f"{node_id}#{len(self.order)}"
+        layer = Layer(node_id, op, attrs, exprs, name, module, path, span, scope, anonymous)
+        self.graph.add_node(node_id, layer=layer)
+        self.order.append(node_id)
+        if scope is not None:
+            scope.items.append(layer)
+        return layer
+
+    def _connect(self, src: str, dst: str, port: int = 0) -> None:
+        self.graph.add_edge(src, dst, port=port)
+
+    def _body(self, body: Sequence[ast.Stmt], scope: Scope, env: dict[str, Any], cur: str) -> str:
+        branch = cur  # what the next residual's shortcut starts from
+        names: dict[str, ast.Span] = {}
+        layer_ids: dict[str, str] = {}
+        declared = {s.name for s in body if isinstance(s, ast.Assign)}
+        counters: dict[str, int] = {}
+
+        def fresh(base: str) -> str:
+            n = counters.get(base, 0)
+            while True:
+                candidate = base if n == 0 else f"{base}_{n}"
+                n += 1
+                if candidate not in names and candidate not in declared:
+                    counters[base] = n
+                    return candidate
+
+        for stmt in body:
+            if isinstance(stmt, (ast.InputStmt, ast.MetaStmt)):
+                if scope.kind != "network":
+                    word = "input" if isinstance(stmt, ast.InputStmt) else "meta"
+                    self.diags.add(error("E217", f"'{word}' belongs in a network, not in a block", stmt.span))
+                continue
+            try:
+                if isinstance(stmt, ast.Assign):
+                    try:
+                        value = self.eval(stmt.value, env)
+                    except Failed:
+                        env.setdefault(stmt.name, POISON)
+                        raise
+                    if stmt.name in names:
+                        self.diags.add(
+                            error(
+                                "E206",
+                                f"'{stmt.name}' is already defined in {scope.kind} '{scope.path or scope.name}'",
+                                stmt.name_span,
+                                notes=[f"first defined at {names[stmt.name]}"],
+                                help="layer names become module names and must be unique within a block",
+                            )
+                        )
+                        raise Failed
+                    names[stmt.name] = stmt.name_span
+                    if isinstance(value, LayerCall):
+                        problem = layer_name_problem(stmt.name)
+                        if problem is not None:  # reported, and checking goes on past it
+                            self.diags.add(bad_layer_name(stmt.name, problem, stmt.name_span))
+                        cur, branch = self._place(value, stmt.name, False, scope, cur, branch, layer_ids)
+                        layer_ids[stmt.name] = cur
+                    else:
+                        env[stmt.name] = value
+                        scope.lets.append((stmt.name, stmt.value))
+                        scope.let_at.append(len(scope.items))
+                else:
+                    value = self._statement_value(stmt, env)
+                    if isinstance(value, tuple):  # residual
+                        cur, branch = self._residual(value, scope, env, cur, branch, layer_ids, names)
+                        continue
+                    base = value.target.name if value.kind != "stage" else "stage"  # type: ignore[union-attr]
+                    local = fresh(base)
+                    names[local] = stmt.span
+                    cur, branch = self._place(value, local, True, scope, cur, branch, layer_ids)
+                    layer_ids[local] = cur
+            except Failed:
+                local = fresh("error")
+                names[local] = stmt.span
+                bad = self._node("error", local, {}, {}, local, _join(scope.path, local), stmt.span, scope, True)
+                self._connect(cur, bad.id)
+                cur = bad.id
+        return cur
+
+    def _statement_value(self, stmt: ast.LayerStmt, env: dict[str, Any]) -> LayerCall | tuple:
+        expr = stmt.value
+        if isinstance(expr, ast.Call) and expr.func == "residual" and "residual" not in env:
+            return ("residual", expr)
+        value = self.eval(expr, env)
+        if not isinstance(value, LayerCall):
+            self.diags.add(
+                error(
+                    "E211",
+                    f"this statement computes {type_name(value)}, not a layer",
+                    stmt.span,
+                    help="name a value with 'name = ...'; a statement on its own must be a layer such as relu",
+                )
+            )
+            raise Failed
+        return value
+
+    def _place(
+        self,
+        value: LayerCall,
+        name: str,
+        anonymous: bool,
+        scope: Scope,
+        cur: str,
+        branch: str,
+        layer_ids: dict[str, str],
+    ) -> tuple[str, str]:
+        path = _join(scope.path, name)
+        if value.kind == "op":
+            op = value.target
+            assert isinstance(op, OpDef)
+            layer = self._node(op.name, name, value.args, value.exprs, name, path, value.span, scope, anonymous)
+            self._connect(cur, layer.id)
+            return layer.id, branch
+        if value.kind == "block":
+            sub = self._block(value, name, path, scope, cur)
+            return sub.output, branch
+        if value.kind == "sequential":
+            return self._sequential(value, name, path, scope, cur), branch
+        if value.kind == "gate":
+            return self._gate(value, name, path, scope, cur), branch
+        stage = Scope(ScopeKind.STAGE, name, path, value.span, input=cur)
+        block: LayerCall = value.args["block"]
+        stage.repeat = value.args["repeat"]
+        stage.repeat_expr = value.exprs.get("repeat")
+        assert isinstance(block.target, ast.BlockDef)
+        stage.block, stage.arg_exprs = block.target, dict(block.exprs)  # what blocks after the first get
+        block_params = {p.name for p in block.target.params}
+        first_args, first_exprs = dict(block.args), dict(block.exprs)
+        given = block.args.get("stride")
+        if stage.repeat > 1 and isinstance(given, int) and given != 1 and "stride" in block.arg_spans:
+            self.diags.add(
+                warning(
+                    "W404",
+                    f"stride={given} given to {block.target.name} inside a stage strides all {stage.repeat} blocks",
+                    block.arg_spans["stride"],
+                    notes=["a stage's stride= applies to its first block only, as the paper downsamples once"],
+                    help=f"move it to the stage: {name} = stage({block.target.name}(...), repeat={stage.repeat}, "
+                    f"stride={given})",
+                    fixes=move_stride(self.program.sources, value.span, value.arg_spans, block.arg_spans, given),
+                )
+            )
+        for key in ("stride", "shortcut"):
+            if value.args.get(key) is None:
+                continue
+            if key not in block_params:
+                self.diags.add(
+                    error(
+                        "E203",
+                        f"block '{block.target.name}' has no parameter '{key}' for the stage to set",
+                        value.arg_spans[key],
+                        help=f"add a '{key}' parameter to block {block.target.name}",
+                    )
+                )
+                raise Failed
+            first_args[key] = value.args[key]
+            first_exprs[key] = value.exprs[key]
+        scope.items.append(stage)
+        out = cur
+        for i in range(stage.repeat):
+            call = (
+                block
+                if i
+                else LayerCall(CallKind.BLOCK, block.target, first_args, first_exprs, block.arg_spans, block.span)
+            )
+            sub = self._block(call, str(i), _join(path, str(i)), stage, out)
+            out = sub.output
+        stage.output = out
+        return out, branch
+
+    def _sequential(self, value: LayerCall, name: str, path: str, parent: Scope, cur: str) -> str:
+        """Layers numbered by position, like an ``nn.Sequential`` (``conv1.0``, ``conv1.3``)."""
+        group = Scope(ScopeKind.SEQUENTIAL, name, path, value.span, input=cur)
+        parent.items.append(group)
+        out = cur
+        for i, item in enumerate(value.args["layers"]):
+            out, _ = self._place(item, str(i), False, group, out, out, {})
+        group.output = out
+        return out
+
+    def _gate(self, value: LayerCall, name: str, path: str, parent: Scope, cur: str) -> str:
+        """The input times what a side branch computes from it (squeeze-excitation): the branch
+        is a child named ``name``, the multiply a merge node checked like an addition."""
+        branch: LayerCall = value.args["branch"]
+        if branch.kind == "op":  # a single op as the branch: give it a group of its own
+            branch = LayerCall(CallKind.SEQUENTIAL, None, {"layers": [branch]}, {}, {}, branch.span)
+        gate_out, _ = self._place(branch, name, False, parent, cur, cur, {})
+        side = parent.items[-1]
+        assert isinstance(side, Scope), "a gate's branch is a block or a sequential group"
+        side.side = True
+        mul = self._node(
+            "mul", f"{name}_mul", {}, {}, f"{name}_mul", _join(parent.path, f"{name}_mul"), value.span, parent, True
+        )
+        self._connect(cur, mul.id, 0)
+        self._connect(gate_out, mul.id, 1)
+        return mul.id
+
+    def _block(self, call: LayerCall, name: str, path: str, parent: Scope, cur: str) -> Scope:
+        block = call.target
+        assert isinstance(block, ast.BlockDef)
+        if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+            self.diags.add(
+                error(
+                    "E602",
+                    f"blocks nested more than {MAX_BLOCK_DEPTH} deep (block '{block.name}' in "
+                    f"{' -> '.join(b for b, _ in self.block_stack[:3])} -> ...)",
+                    call.span,
+                    help="flatten the chain of blocks; real networks nest two or three deep",
+                )
+            )
+            raise Failed
+        if any(b == block.name for b, _ in self.block_stack):
+            chain = " -> ".join([b for b, _ in self.block_stack] + [block.name])
+            self.diags.add(
+                error(
+                    "E207", f"block '{block.name}' uses itself: {chain}", call.span, help="blocks cannot be recursive"
+                )
+            )
+            raise Failed
+        env = self._bind_block(call)
+        scope = Scope(
+            ScopeKind.BLOCK, name, path, call.span, input=cur, block=block, args=dict(env), arg_exprs=dict(call.exprs)
+        )
+        parent.items.append(scope)
+        self.block_stack.append((block.name, call.span))
+        try:
+            with self.diags.within("block", call.span.file, instance_note(scope), call.span):
+                scope.output = self._body(block.body, scope, env, cur)
+        finally:
+            self.block_stack.pop()
+        return scope
+
+    def _bind_block(self, call: LayerCall) -> dict[str, Any]:
+        block = call.target
+        assert isinstance(block, ast.BlockDef)
+        env: dict[str, Any] = {}
+        saved = self.globals
+        self.globals = self.program.definitions(block.span.file)
+        try:
+            for param in block.params:
+                if param.name in call.args:
+                    env[param.name] = call.args[param.name]
+                elif param.default is not None:
+                    env[param.name] = self.eval(param.default, dict(env))
+        finally:
+            self.globals = saved
+        return env
+
+    def _residual(
+        self,
+        value: tuple,
+        scope: Scope,
+        env: dict[str, Any],
+        cur: str,
+        branch: str,
+        layer_ids: dict[str, str],
+        names: dict[str, ast.Span],
+    ) -> tuple[str, str]:
+        call: ast.Call = value[1]
+        op = OPS["residual"]
+        bound = self._bind(op.name, op.params, call, env)
+        attrs, exprs = bound.args, bound.exprs
+        kind = attrs["shortcut"]
+        source: str | None = None
+        target = attrs.get("project_from")
+        if target is not None:
+            if target not in layer_ids:
+                self.diags.add(
+                    error(
+                        "E201",
+                        f"no layer named '{target}' before this residual",
+                        bound.arg_spans["project_from"],
+                        help=suggest(target, layer_ids) or "name the layer the projection branches off after",
+                        fixes=typo_fixes(target, layer_ids, _tail(bound.arg_spans["project_from"], target)),
+                    )
+                )
+                raise Failed
+            source = layer_ids[target]
+        norm = attrs.get("norm", True)
+        if isinstance(norm, LayerCall) and norm.kind == "op" and getattr(norm.target, "normalizes", False):
+            attrs["norm"] = (norm.target.name, dict(norm.args))  # type: ignore[union-attr]
+        elif not isinstance(norm, bool):
+            self.diags.add(
+                error(
+                    "E205",
+                    f"residual argument 'norm' must be true, false or a normalization layer, got {type_name(norm)}",
+                    bound.arg_spans.get("norm", call.span),
+                    help="e.g. norm=groupnorm(32), or norm=false for a bare 1x1 projection",
+                )
+            )
+            raise Failed
+        if kind == "none":  # a plain network: no addition, but the unit still ends here
+            scope.plain.append((len(scope.items), exprs["shortcut"]))
+            return cur, cur
+        local = attrs["name"]
+        problem = layer_name_problem(local)
+        if problem is not None:
+            self.diags.add(bad_layer_name(local, problem, bound.arg_spans.get("name", call.span)))
+            raise Failed
+        if local in names:
+            self.diags.add(
+                error(
+                    "E206",
+                    f"'{local}' is already defined in this block",
+                    call.span,
+                    help='name the shortcut module: residual(..., name="shortcut2")',
+                )
+            )
+            raise Failed
+        names[local] = call.span
+        layer = self._node("residual", local, attrs, exprs, local, _join(scope.path, local), call.span, scope)
+        self._connect(cur, layer.id, 0)
+        self._connect(branch, layer.id, 1)
+        if source is not None:
+            self._connect(source, layer.id, 2)
+        return layer.id, layer.id
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _tail(span: ast.Span, text: str) -> ast.Span:
+    """Where ``text`` is written at the end of ``span`` (the value of ``name=value``)."""
+    return ast.Span(span.file, span.end_line, span.end_column - len(text), span.end_line, span.end_column)

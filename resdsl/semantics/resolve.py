@@ -1,0 +1,186 @@
+"""Checks that need no network: names, ops, blocks and arguments, read off the syntax tree.
+
+Elaboration checks everything a network uses, with real values. A library file (blocks and
+no network) or a block no network uses would otherwise pass unchecked, so this pass resolves
+every name and call in such blocks statically: unknown names (E201), unknown ops or blocks
+(E202), unknown keyword arguments (E203), too many positional arguments (E210), repeated
+layer names (E206), layer names that Python or ``nn.Module`` own (E505) and misplaced ``input``/``meta``
+(E217).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from resdsl.diagnostics import Diagnostic, error
+from resdsl.ops import OPS, P
+from resdsl.ops.shortcut import SHORTCUT_KINDS
+from resdsl.semantics.values import STAGE_PARAMS, suggest, typo_fixes
+from resdsl.syntax import ast
+from resdsl.syntax.ast import BUILTIN_FORMS
+from resdsl.syntax.loader import Program
+from resdsl.syntax.names import bad_layer_name, layer_name_problem
+
+
+def _calls(expr: ast.Expr) -> Iterator[ast.Expr]:
+    """Every sub-expression, outermost first (depth is bounded by the parser)."""
+    yield expr
+    if isinstance(expr, ast.BinOp):
+        yield from _calls(expr.left)
+        yield from _calls(expr.right)
+    elif isinstance(expr, ast.Neg):
+        yield from _calls(expr.operand)
+    elif isinstance(expr, ast.Index):
+        yield from _calls(expr.value)
+        yield from _calls(expr.index)
+    elif isinstance(expr, ast.ListExpr):
+        for item in expr.items:
+            yield from _calls(item)
+    elif isinstance(expr, ast.Call):
+        for arg in expr.args:
+            yield from _calls(arg.value)
+    elif isinstance(expr, ast.Cond):
+        yield from _calls(expr.test)
+        yield from _calls(expr.then)
+        yield from _calls(expr.orelse)
+
+
+class _BlockChecker:
+    def __init__(self, program: Program, block: ast.BlockDef) -> None:
+        self.block = block
+        self.globals = program.definitions(block.span.file)
+        self.out: list[Diagnostic] = []
+
+    def run(self) -> list[Diagnostic]:
+        known = {p.name for p in self.block.params}
+        for param in self.block.params:
+            if param.default is not None:
+                self.expr(param.default, known)
+        layers: dict[str, ast.Span] = {}
+        assigned: dict[str, ast.Span] = {}
+        for stmt in self.block.body:
+            if isinstance(stmt, (ast.InputStmt, ast.MetaStmt)):
+                word = "input" if isinstance(stmt, ast.InputStmt) else "meta"
+                self.out.append(error("E217", f"'{word}' belongs in a network, not in a block", stmt.span))
+                continue
+            if isinstance(stmt, ast.LayerStmt):
+                value = stmt.value
+                if isinstance(value, ast.Call) and value.func == "residual":
+                    self.call(value, known, OPS["residual"].params, allow_layer_names=layers)
+                else:
+                    self.expr(value, known)
+                continue
+            self.expr(stmt.value, known)
+            if stmt.name in assigned:
+                self.out.append(
+                    error(
+                        "E206",
+                        f"'{stmt.name}' is already defined in block '{self.block.name}'",
+                        stmt.name_span,
+                        notes=[f"first defined at {assigned[stmt.name]}"],
+                    )
+                )
+            assigned[stmt.name] = stmt.name_span
+            if isinstance(stmt.value, ast.Call) and self._is_layer(stmt.value.func, known):
+                layers[stmt.name] = stmt.name_span
+                problem = layer_name_problem(stmt.name)
+                if problem is not None:
+                    self.out.append(bad_layer_name(stmt.name, problem, stmt.name_span))
+            known.add(stmt.name)
+        return self.out
+
+    def _is_layer(self, func: str, known: set[str]) -> bool:
+        return func not in known and (
+            func in OPS or func in BUILTIN_FORMS or isinstance(self.globals.get(func), ast.BlockDef)
+        )
+
+    def expr(self, expr: ast.Expr, known: set[str]) -> None:
+        for node in _calls(expr):
+            if isinstance(node, ast.Name) and not self._visible(node.id, known):
+                options = [*known, *SHORTCUT_KINDS, *OPS, *self.globals]
+                fixes = typo_fixes(node.id, options, node.span)
+                hint = suggest(node.id, options)
+                self.out.append(error("E201", f"unknown name '{node.id}'", node.span, help=hint, fixes=fixes))
+            elif isinstance(node, ast.Call):
+                self.call(node, known, None)
+
+    def _visible(self, name: str, known: set[str]) -> bool:
+        return name in known or name in SHORTCUT_KINDS or name in OPS or name in self.globals
+
+    def call(
+        self,
+        call: ast.Call,
+        known: set[str],
+        params: Iterable[P] | None,
+        allow_layer_names: dict[str, ast.Span] | None = None,
+    ) -> None:
+        if params is None:
+            params = self._params_of(call, known)
+            if params is None:
+                return
+        params = tuple(params)
+        names = {n for p in params for n in (p.name, *p.aliases)}
+        positional = [a for a in call.args if a.name is None]
+        if len(positional) > len(params):
+            self.out.append(
+                error("E210", f"{call.func} takes at most {len(params)} positional arguments", positional[-1].span)
+            )
+        for arg in call.args:
+            if arg.name is not None and arg.name not in names:
+                self.out.append(
+                    error(
+                        "E203",
+                        f"{call.func} has no parameter '{arg.name}'",
+                        arg.span,
+                        help=suggest(arg.name, names) or f"parameters: {', '.join(p.name for p in params) or 'none'}",
+                        fixes=typo_fixes(arg.name, names, arg.span),
+                    )
+                )
+            if arg.name == "project_from" and allow_layer_names is not None:
+                if not (isinstance(arg.value, ast.Name) and arg.value.id in allow_layer_names):
+                    target = arg.value.id if isinstance(arg.value, ast.Name) else "?"
+                    self.out.append(error("E201", f"no layer named '{target}' before this residual", arg.value.span))
+                continue
+            self.expr(arg.value, known)
+
+    def _params_of(self, call: ast.Call, known: set[str]) -> tuple[P, ...] | None:
+        if call.func in known:
+            return None  # a parameter holding a layer: its signature is known only with a value
+        if call.func == "stage":
+            return STAGE_PARAMS
+        if call.func in ("sequential", "gate"):
+            for arg in call.args:
+                self.expr(arg.value, known)
+            return None
+        if call.func == "residual":
+            self.out.append(error("E217", "residual(...) is a statement of its own, not a value", call.span))
+            return None
+        if call.func in OPS:
+            return OPS[call.func].params
+        target = self.globals.get(call.func)
+        if isinstance(target, ast.BlockDef):
+            return tuple(P(p.name, "any") for p in target.params)
+        what = "a network and cannot be used as a layer" if target is not None else "not an op or block"
+        options = [*OPS, *BUILTIN_FORMS, *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef))]
+        self.out.append(
+            error(
+                "E202",
+                f"'{call.func}' is {what}" if target is not None else f"unknown op or block '{call.func}'",
+                call.func_span,
+                help=suggest(call.func, options),
+                fixes=typo_fixes(call.func, options, call.func_span) if target is None else (),
+            )
+        )
+        return None
+
+
+def check_unused_blocks(program: Program, used: set[int]) -> list[Diagnostic]:
+    """Static checks for the root file's blocks that no checked network used."""
+    module = program.modules.get(program.root)
+    if module is None:
+        return []
+    out: list[Diagnostic] = []
+    for definition in module.definitions:
+        if isinstance(definition, ast.BlockDef) and id(definition) not in used:
+            out.extend(_BlockChecker(program, definition).run())
+    return out

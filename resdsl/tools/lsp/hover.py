@@ -1,0 +1,209 @@
+"""Hover: on a layer line, what each instance of it computes (output shape, parameters,
+MACs); on an op, block, network or parameter name its signature, defaults and doc comment;
+on a shortcut kind what it does."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from resdsl.ir import Layer, Network, Scope
+from resdsl.ops import OPS, fmt_shape
+from resdsl.ops.shortcut import SHORTCUT_KINDS
+from resdsl.semantics.values import STAGE_PARAMS, show_value
+from resdsl.syntax import ast
+from resdsl.syntax.ast import BUILTIN_FORMS
+from resdsl.tools.lsp.locate import Place, params_of, place_at
+from resdsl.tools.lsp.signatures import (
+    definition_doc,
+    definition_signature,
+    markdown,
+    op_doc,
+    op_param,
+    op_signature,
+    param_text,
+    shortcut_doc,
+)
+from resdsl.tools.lsp.workspace import Analysis, Workspace
+
+MAX_INSTANCES = 12  # instance lines shown before "... and N more"
+
+
+def hover(ws: Workspace, analysis: Analysis, position: types.Position) -> types.Hover | None:
+    source = ws.parsed.get(analysis.uri)  # positions from the latest text that parsed
+    module = source.module if source is not None else None
+    if source is None or module is None:
+        return None
+    line, column = ws.lines(source, source.file).column(position)
+    place = place_at(module, line, column)
+    sources = source.result.sources
+    definitions = source.result.program.definitions(source.file) if source.result.program else {}
+    parts: list[str] = []
+    name = _name_info(place, definitions, sources)
+    if name is not None:
+        parts.append(name)
+        param = _param_under(place)
+        values = param_values(ws, analysis.uri, source.file, place.definition, param) if param else None
+        if values:
+            parts.append(values)
+    statement = place.statement
+    on_layer = statement is not None and (
+        name is None
+        or (isinstance(statement, ast.Assign) and place.innermost is statement)
+        or place.call_name() is statement.value
+    )
+    if statement is not None and on_layer:
+        shapes = layer_info(ws, analysis.uri, source.file, statement)
+        if shapes:
+            parts.append(shapes)
+    if not parts:
+        return None
+    return types.Hover(types.MarkupContent(types.MarkupKind.Markdown, "\n\n---\n\n".join(parts)))
+
+
+def _name_info(place: Place, definitions: dict[str, ast.Definition], sources: dict[str, str]) -> str | None:
+    """The description of the identifier under the cursor, if it names something."""
+    node = place.innermost
+    if isinstance(node, (ast.BlockDef, ast.NetworkDef, ast.NetworkAlias)):
+        return markdown(definition_signature(node, sources), definition_doc(node, sources))
+    called = place.call_name()
+    if called is not None:
+        return _callee(called.func, definitions, sources)
+    arg = place.argument_name()
+    if arg is not None:
+        return _argument(arg[0], arg[1], definitions, sources)
+    if isinstance(node, ast.Param):
+        return markdown(
+            param_text(node, sources), f"parameter of `{place.definition.name}`" if place.definition else ""
+        )
+    if isinstance(node, ast.Name):
+        params = params_of(place.definition)
+        if node.id in params:
+            owner = place.definition.name if place.definition else ""
+            return markdown(param_text(params[node.id], sources), f"parameter of `{owner}`")
+        if node.id in SHORTCUT_KINDS:
+            return shortcut_doc(node.id)
+        if node.id in OPS or node.id in definitions:
+            return _callee(node.id, definitions, sources)
+    return None
+
+
+def _param_under(place: Place) -> str | None:
+    """The name of the enclosing definition's parameter under the cursor, if any."""
+    node = place.innermost
+    if isinstance(node, ast.Param):
+        return node.name
+    if isinstance(node, ast.Name) and node.id in params_of(place.definition):
+        return node.id
+    return None
+
+
+def param_values(ws: Workspace, uri: str, file: str, definition: ast.Definition | None, name: str) -> str | None:
+    """What a parameter is in each instance of its block (or each network): ``128: layer2.0,
+    layer2.1, ...``, one line per distinct value."""
+    if definition is None:
+        return None
+    found: dict[str, list[str]] = {}
+    for net, _spec in ws.networks_seeing(uri, file):
+        if isinstance(definition, ast.BlockDef):
+            for scope in net.root.scopes():
+                block = scope.block
+                if scope.kind == "block" and block is not None and block.name_span == definition.name_span:
+                    if name in scope.args:
+                        found.setdefault(_shown(scope.args[name]), []).append(scope.path)
+        elif net.definition is not None and net.definition.name_span == definition.name_span and name in net.params:
+            found.setdefault(_shown(net.params[name]), []).append(net.name)
+    if not found:
+        return None
+    rows = []
+    for value, places in list(found.items())[:MAX_INSTANCES]:
+        shown = ", ".join(places[:4]) + (f", ... ({len(places)} in all)" if len(places) > 4 else "")
+        rows.append(f"{name} = {value}: {shown}")
+    return "```\n" + "\n".join(rows) + "\n```"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return show_value(value)
+
+
+def _callee(func: str, definitions: dict[str, ast.Definition], sources: dict[str, str]) -> str | None:
+    if func in OPS or func in BUILTIN_FORMS:
+        return markdown(op_signature(func), op_doc(func))
+    target = definitions.get(func)
+    if target is not None:
+        return markdown(definition_signature(target, sources), definition_doc(target, sources))
+    return None
+
+
+def _argument(
+    call: ast.Call, arg: ast.Arg, definitions: dict[str, ast.Definition], sources: dict[str, str]
+) -> str | None:
+    name = arg.name
+    op = OPS.get(call.func)
+    params = STAGE_PARAMS if call.func == "stage" else (op.params if op is not None else ())
+    for p in params:
+        if name == p.name or name in p.aliases:
+            return markdown(op_param(p), f"parameter of `{call.func}`")
+    target = definitions.get(call.func)
+    found = params_of(target).get(name or "")
+    if found is not None and target is not None:
+        return markdown(param_text(found, sources), f"parameter of `{target.name}`")
+    return None
+
+
+# -- what a layer line computes -------------------------------------------------------------
+
+
+def layer_info(ws: Workspace, uri: str, file: str, statement: ast.Assign | ast.LayerStmt) -> str | None:
+    """One line per place the statement is instantiated: ``layer2.0: 128 x 28 x 28``."""
+    span = statement.value.span
+    found: list[tuple[str, str, int, int, str]] = []
+    nets = ws.networks_seeing(uri, file)
+    several = len({id(n) for n, _ in nets}) > 1
+    for net, _spec in nets:
+        prefix = f"{net.name} " if several else ""
+        found += [(f"{prefix}{label}:", *rest) for label, *rest in instances(net, span)]  # type: ignore[misc]
+    if not found:
+        return None
+    width = [max(len(row[0]) for row in found), max(len(row[1]) for row in found)]
+    digits = [max(len(f"{row[i]:,}") for row in found) for i in (2, 3)]
+    rows = [
+        f"{label:<{width[0]}} {shape:<{width[1]}}   params {params:>{digits[0]},}   MACs {macs:>{digits[1]},}{extra}"
+        for label, shape, params, macs, extra in found
+    ]
+    shown = rows[:MAX_INSTANCES]
+    if len(rows) > MAX_INSTANCES:
+        shown.append(f"... and {len(rows) - MAX_INSTANCES} more")
+    return "```\n" + "\n".join(shown) + "\n```"
+
+
+def instances(net: Network, span: ast.Span) -> list[tuple[str, str, int, int, str]]:
+    """(module path, output shape, params, MACs, note) for each scope or layer made by ``span``."""
+    out: list[tuple[str, str, int, int, str]] = []
+    for scope in net.root.scopes():
+        if scope.kind != "network" and scope.span == span and scope.output:
+            out.append(_scope_row(net, scope))
+    if out:
+        return out
+    for layer in net.layers():
+        if layer.span == span and layer.op != "input":
+            out.append(_layer_row(layer))
+    return out
+
+
+def _scope_row(net: Network, scope: Scope) -> tuple[str, str, int, int, str]:
+    layers = list(scope.layers())
+    shape = fmt_shape(net.layer(scope.output).shape)
+    extra = f"   ({scope.repeat} blocks)" if scope.kind == "stage" else ""
+    return scope.path, shape, sum(x.params for x in layers), sum(x.macs for x in layers), extra
+
+
+def _layer_row(layer: Layer) -> tuple[str, str, int, int, str]:
+    extra = ""
+    if layer.shortcut is not None:
+        s = layer.shortcut
+        extra = f"   shortcut {s.kind}" + (
+            f" (stride {s.stride}, {s.in_channels} -> {s.out_channels} channels)" if s.kind != "identity" else ""
+        )
+    return layer.path or layer.name, fmt_shape(layer.shape), layer.params, layer.macs, extra

@@ -1,0 +1,66 @@
+"""A Pygments lexer for ``.arch`` specs, so documentation and terminals can highlight them.
+
+Registered through the ``pygments.lexers`` entry point (see pyproject.toml): once resdsl is
+installed, ``pygmentize -l arch spec.arch``, Sphinx/MkDocs code blocks marked ``arch`` and
+``pygments.lexers.get_lexer_by_name("arch")`` find it. Only Pygments itself imports this module,
+so it imports nothing of resdsl; tests/test_pygments.py checks that the word lists below agree
+with the op table and the shortcut kinds.
+
+Every character a valid spec can contain gets a token; only characters the language does not use
+at all (the ones ``resdsl check`` reports as E002) become ``Error`` tokens.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pygments.lexer import RegexLexer, bygroups, words
+from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String, Whitespace
+
+KEYWORDS = ("import", "block", "network", "input", "meta", "if", "else")
+CONSTANTS = ("true", "false")
+# resdsl.ops.OPS, and the built-in forms of resdsl.semantics.evaluate
+OPS = (
+    "conv", "batchnorm", "groupnorm", "mul", "relu", "silu", "gelu", "sigmoid", "leaky_relu", "maxpool",
+    "avgpool", "global_avgpool", "flatten", "linear", "dropout", "identity", "residual",
+)  # fmt: skip
+FORMS = ("stage", "sequential", "gate")
+SHORTCUTS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
+
+_NAME = r"[A-Za-z_]\w*"
+
+
+class ArchLexer(RegexLexer):
+    """Lexer for resdsl's ``.arch`` network descriptions."""
+
+    name = "resdsl arch"
+    aliases: ClassVar[list[str]] = ["arch", "resdsl"]
+    filenames: ClassVar[list[str]] = ["*.arch"]
+    mimetypes: ClassVar[list[str]] = ["text/x-resdsl-arch"]
+    url = "https://github.com/resdsl/resdsl"
+
+    tokens: ClassVar[dict[str, list]] = {  # type: ignore[misc]
+        "root": [
+            (r"[ \t\f\r\n]+", Whitespace),
+            (r"#[^\n]*", Comment.Single),
+            (r'"', String.Double, "string"),
+            (rf"(block|network)([ \t\f\r\n]+)({_NAME})", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
+            (r"(input)([ \t\f\r\n]+)(\d+(?:[ \t]*x[ \t]*\d+)*)", bygroups(Keyword, Whitespace, Number.Integer)),
+            (words(KEYWORDS, suffix=r"\b"), Keyword),
+            (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
+            (rf"({_NAME})([ \t]*)(=)(?!=)", bygroups(Name.Variable, Whitespace, Operator)),  # layer, value, keyword
+            (words(OPS + FORMS, suffix=r"\b"), Name.Builtin),
+            (words(SHORTCUTS, suffix=r"\b"), Name.Constant),
+            (_NAME, Name),
+            (r"\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?", Number.Float),
+            (r"\d+", Number.Integer),
+            (r"//|==|!=|<=|>=|[-+*/%<>=]", Operator),
+            (r"[(){}\[\],]", Punctuation),
+        ],
+        "string": [
+            (r"\\[^\n]", String.Escape),  # the grammar takes any escape; resdsl check judges it (E006)
+            (r'[^"\\\n]+', String.Double),
+            (r'"', String.Double, "#pop"),
+            (r"\n", Error, "#pop"),  # a string left open at the end of its line
+        ],
+    }
