@@ -39,7 +39,7 @@ def finish(g: nx.DiGraph, root: Scope) -> None:
             if not isinstance(item, Layer):
                 continue
             op = OPS.get(item.op)
-            if op is not None and (op.can_inplace or op.merge is not None):
+            if op is not None and (op.can_inplace or (op.merge is not None and op.merge.in_place)):
                 item.inplace = _may_overwrite_input(g, item, own)
             if not item.anonymous or op is None or op.stateful:
                 continue

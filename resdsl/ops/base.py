@@ -1,6 +1,10 @@
 """What an op is: its parameters (:class:`P`), its description (:class:`OpDef`), the torch
-constructor call a back end makes of it (:class:`Ctor`) and the refusal its shape rule raises
-(:class:`ShapeError`). The table of ops itself is resdsl/ops.py. Nothing here imports torch.
+constructor call a back end makes of it (:class:`Ctor`), how a merge combines its operands
+(:class:`Merge`), how an op held as a parameter applies it (:class:`OwnParam`) and the refusal
+its shape rule raises (:class:`ShapeError`).
+
+Each op is defined once, in one of the modules beside this one (conv.py, norm.py, ...), with
+all of these; :mod:`resdsl.ops` collects them into the table. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class P:
     minimum: int | float | None = None
     maximum: int | float | None = None
     default_from: str | None = None  # default is another parameter's value (pool stride = kernel)
+    choices: tuple[str, ...] = ()  # the values a str parameter accepts (E213 otherwise)
 
     @property
     def required(self) -> bool:
@@ -58,28 +63,63 @@ class ShapeError(Exception):
 
 @dataclass(frozen=True)
 class Ctor:
-    """A ``torch.nn`` constructor call: class name, positional and keyword arguments."""
+    """A module constructor call: class name, positional and keyword arguments.
+
+    ``runtime``: the class is resdsl's own (:mod:`resdsl.runtime.layers`, copied into the
+    generated files that use it), not ``torch.nn``'s.
+    """
 
     cls: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    runtime: bool = False
 
 
-# torch's own defaults, so generated code spells out only what differs.
-TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
-    "BatchNorm2d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
-    "BatchNorm1d": {"eps": 1e-5, "momentum": 0.1, "affine": True},
-    "MaxPool2d": {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
-    "AvgPool2d": {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
-    "Linear": {"bias": True},
-    "Dropout": {"p": 0.5, "inplace": False},
-    "ReLU": {"inplace": False},
-    "SiLU": {"inplace": False},
-    "LeakyReLU": {"negative_slope": 0.01, "inplace": False},
-    "GELU": {"approximate": "none"},
-    "GroupNorm": {"eps": 1e-5, "affine": True},
-}
+@dataclass(frozen=True)
+class Merge:
+    """How a multi-input op combines its operands, as Python source that both back ends write.
+
+    ``operator``: an infix operator (``+``): ``main + other``, which may run in place
+    (``x += y``) where nothing else reads the main operand. ``function``: a call instead, with
+    ``{main}`` and ``{other}`` in it (``torch.cat([{other}, {main}], 1)``); never in place.
+    """
+
+    operator: str | None = None
+    function: str | None = None
+
+    @property
+    def in_place(self) -> bool:
+        return self.operator is not None
+
+    def expr(self, main: str, other: str) -> str:
+        if self.operator is not None:
+            return f"{main} {self.operator} {other}"
+        assert self.function is not None
+        return self.function.format(main=main, other=other)
+
+    @property
+    def label(self) -> str:
+        """A short picture of the merge for tables and graphs: ``+``, ``*``, ``cat``."""
+        if self.operator is not None:
+            return self.operator
+        assert self.function is not None
+        return self.function.split("(")[0].split(".")[-1]
+
+
+@dataclass(frozen=True)
+class OwnParam:
+    """An op held as a learnable tensor of the enclosing module, not as a child module: its
+    state_dict key is the layer's own name (timm's layer scale, ``blocks.0.gamma``).
+
+    ``shape`` and ``fill`` give the tensor and its initial value from the bound arguments and
+    the input channels (numbers in the checker, expressions in generated code); ``apply``
+    writes the forward expression from the input's and the tensor's source
+    (``x * self.gamma.reshape(-1, 1, 1)``).
+    """
+
+    shape: Callable[[Mapping[str, Any], Any], tuple[Any, ...]]  # (arguments, input channels)
+    fill: Callable[[Mapping[str, Any]], Any]
+    apply: Callable[[str, str, Shape], str]  # (input source, tensor source, input shape)
 
 
 @dataclass(frozen=True)
@@ -90,7 +130,9 @@ class OpDef:
     doc: str
     params: tuple[P, ...]
     shape: Callable[[Sequence[Shape], Mapping[str, Any]], Shape]
-    torch: Callable[[Mapping[str, Any], Any, int], Ctor] | None
+    # its module: (bound arguments, input channels or features, input shape) -> constructor call;
+    # the channels may be an expression in generated code, the shape's other sizes are numbers
+    torch: Callable[[Mapping[str, Any], Any, Shape], Ctor] | None
     param_count: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
     macs: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
     channels: Callable[[Mapping[str, Any], Any], Any] = lambda a, cin: cin
@@ -103,14 +145,27 @@ class OpDef:
     output_saved: bool = False
     returns_input: bool = False  # may return its input itself or a view of it (identity, flatten)
     example: str = ""  # a typical call, for help texts
-    # a multi-input op: its Python operator combining the main input with the other one
-    # (port 1, or what its shortcut makes of port 1/2), e.g. "+" for a residual addition
-    merge: str | None = None
+    # a multi-input op: how it combines the main input with the other one (port 1, or what its
+    # shortcut makes of port 1/2), e.g. Merge("+") for a residual addition
+    merge: Merge | None = None
+    # the language calls the op by name; False: only a form makes it (gate(...) makes mul,
+    # residual(...) is a form of its own)
+    called: bool = True
+    # a merge's output channels from its operands' (main, other, add): concatenation adds them
+    # up with ``add`` (numbers for the checker, expressions in generated code); None keeps the
+    # main input's (addition, multiplication)
+    merge_channels: Callable[[Any, Any, Callable[[Any, Any], Any]], Any] | None = None
+    # an op held as a parameter of the enclosing module instead of a module of its own
+    own_param: OwnParam | None = None
+    # torch's own defaults for the classes ``torch`` builds, so generated code spells out only
+    # what differs: {class name: {keyword: default}}
+    torch_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     normalizes: bool = False  # a normalization layer (zero_init_residual zeroes the last one's scale)
     # a composite op whose shape and costs depend on the network around it (a residual's
     # shortcut): the checker realises it (resdsl.checks.realise.REALISERS), not its shape rule
     composite: bool = False
-    # its ONNX nodes: (emitter, bound arguments) -> the output tensor's name (resdsl/ops/onnx.py)
+    # its ONNX nodes: (emitter, bound arguments) -> the output tensor's name (the emitter of
+    # resdsl.backends.onnx: e.x, e.inputs, e.shape, e.node, e.param, e.ints; see ops/lowering.py)
     onnx: Callable[[Any, Mapping[str, Any]], str] | None = None
 
     def param(self, name: str) -> P | None:
@@ -118,3 +173,7 @@ class OpDef:
             if p.name == name or name in p.aliases:
                 return p
         return None
+
+
+def fmt_shape(shape: Shape | None) -> str:
+    return "?" if shape is None else " x ".join(str(d) for d in shape)

@@ -156,7 +156,7 @@ class Evaluator:
         if isinstance(env.get(call.func), LayerCall):
             return self._recall(env[call.func], call, env)
         op = OPS.get(call.func)
-        if op is not None and op.merge is not None:
+        if op is not None and not op.called:
             self.diags.add(
                 error("E217", f"'{call.func}' is made by gate(...) or residual(...), not called", call.func_span)
             )
@@ -347,6 +347,16 @@ class Evaluator:
                     error(
                         "E213",
                         f"{what} argument '{param.name}' must be at most {param.maximum}, got {value}",
+                        arg.value.span,
+                    )
+                )
+                continue
+            if param.choices and value not in param.choices:
+                problems.append(
+                    error(
+                        "E213",
+                        f"{what} argument '{param.name}' must be one of {', '.join(map(repr, param.choices))}, "
+                        f"got {show_value(value)}",
                         arg.value.span,
                     )
                 )

@@ -172,6 +172,9 @@ class Placer(Evaluator):
             assert isinstance(op, OpDef)
             layer = self._node(op.name, name, value.args, value.exprs, name, path, value.span, scope, anonymous)
             self._connect(cur, layer.id)
+            if op.merge is not None:  # concat(): the main branch and the block input, as a residual
+                self._connect(branch, layer.id, 1)
+                return layer.id, layer.id
             return layer.id, branch
         if value.kind == "block":
             sub = self._block(value, name, path, scope, cur)

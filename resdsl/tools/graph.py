@@ -175,7 +175,7 @@ class _Builder:
             label = shortcut_label(layer)
             into.node(
                 layer.id,
-                OPS[layer.op].merge or "",
+                merge.label if (merge := OPS[layer.op].merge) is not None else "",
                 shape="circle",
                 style="filled",
                 fillcolor="#eeeeee",

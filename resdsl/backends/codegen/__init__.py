@@ -21,7 +21,7 @@ import jinja2
 
 from resdsl._version import __version__
 from resdsl.backends.codegen import features as codegen_features
-from resdsl.backends.codegen.copied import checkpoint_source, runtime_source, weights_source
+from resdsl.backends.codegen.copied import checkpoint_source, layer_sources, runtime_source, weights_source
 from resdsl.backends.codegen.emit import ClassDef, Emitter
 from resdsl.backends.codegen.expr import (
     RESERVED,
@@ -237,6 +237,7 @@ def _render(
             inference=inference,
             uses_bias=em.uses_bias,
             runtime_source=runtime_source(),
+            layer_sources=layer_sources(em.runtime_classes),
             weights_source=weights_source(),
             has_mean="MEAN" in constants,
             has_std="STD" in constants,

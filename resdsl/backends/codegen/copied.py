@@ -8,6 +8,7 @@ is what ``build_model`` runs. Nothing here imports torch or the rest of resdsl.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -16,6 +17,8 @@ __all__ = [
     "checkpoint_source",
     "copied_names",
     "fold_source",
+    "layer_classes",
+    "layer_sources",
     "packed_source",
     "runtime_source",
     "weights_source",
@@ -65,12 +68,33 @@ def bias_source() -> str:
 
 
 @cache
+def layer_classes() -> dict[str, str]:
+    """The source of each class of :mod:`resdsl.runtime.layers` (the layers torch.nn lacks), by
+    name: a generated module copies the ones its network uses."""
+    text = (PACKAGE / "runtime/layers.py").read_text(encoding="utf-8")
+    return {
+        node.name: str(ast.get_source_segment(text, node))
+        for node in ast.parse(text).body
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def layer_sources(names: Iterable[str]) -> list[str]:
+    """The classes ``names`` of :mod:`resdsl.runtime.layers`, in the file's order."""
+    wanted = set(names)
+    return [source for name, source in layer_classes().items() if name in wanted]
+
+
+@cache
 def copied_names() -> frozenset[str]:
     """The top-level names (classes, functions, constants) of every copied helper: a spec name
     equal to one must be renamed in generated code, or it would replace the helper."""
     names: set[str] = set()
-    for source in (runtime_source, weights_source, checkpoint_source, fold_source, packed_source, bias_source):
-        for node in ast.parse(source()).body:
+    sources = [
+        f() for f in (runtime_source, weights_source, checkpoint_source, fold_source, packed_source, bias_source)
+    ]
+    for source in [*sources, *layer_classes().values()]:
+        for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef | ast.ClassDef):
                 names.add(node.name)
             elif isinstance(node, ast.Assign | ast.AnnAssign):

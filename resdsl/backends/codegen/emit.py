@@ -37,7 +37,7 @@ from resdsl.backends.codegen.expr import (
 )
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
-from resdsl.ops import OPS, TORCH_DEFAULTS, fmt_shape
+from resdsl.ops import OPS, fmt_shape
 from resdsl.semantics.values import LayerCall
 from resdsl.syntax import ast
 
@@ -67,6 +67,7 @@ class Emitter:
         self.uses_bias = False  # some projection's conv has a bias (its batchnorm folded in)
         self.tap_flag = False  # some projection reads from a project_from tap of another shape
         self.item_steps: list[tuple[Layer | Scope, int]] = []  # network items: where their steps start
+        self.runtime_classes: set[str] = set()  # resdsl.runtime.layers classes the module copies
 
     # -- names ------------------------------------------------------------------------------
 
@@ -103,13 +104,14 @@ class Emitter:
         shape = layer.in_shapes[0]
         if op.flatten_input and len(shape) > 1 and shape[1] * shape[2] != 1:
             cin = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))
-        c = op.torch(attrs, cin, len(shape))
-        defaults = TORCH_DEFAULTS.get(c.cls, {})
+        c = op.torch(attrs, cin, shape)
         cls = c.cls
         if cls == "BatchNorm2d":
             cls = self.norm2d
+        defaults = op.torch_defaults.get(cls, {})
         if cls.startswith("BatchNorm") or cls == "SyncBatchNorm":
             self.norm_classes.add(cls)
+        cls = self.qualified(cls, c.runtime)
         args = [py(a) for a in c.args]
         for key, value in c.kwargs.items():
             if key in defaults and not is_expr(value) and value == defaults[key]:
@@ -119,6 +121,13 @@ class Emitter:
         if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
             out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
         return Ctor(attr_name(layer.module, layer.span) if attribute else "", cls, args), out
+
+    def qualified(self, cls: str, runtime: bool) -> str:
+        """How generated code names a module class: ``nn.Conv2d``, or a copied runtime class."""
+        if runtime:
+            self.runtime_classes.add(cls)
+            return cls
+        return f"nn.{cls}"
 
     # -- a scope body -----------------------------------------------------------------------
 
@@ -167,10 +176,11 @@ class Emitter:
                 first, second = self.net.port(item.id, 0), self.net.port(item.id, 1)
                 if first != current or second not in var:
                     raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")
-                operator = OPS[item.op].merge
-                cls.forward.append(Step("merge", main, module=str(operator), source=var[second]))
+                merge = OPS[item.op].merge
+                assert merge is not None
+                cls.forward.append(Step("merge", main, source=merge.expr(var[first], var[second])))
                 current = item.id
-                channels[current] = channels[first]
+                channels[current] = self.merge_channels(item, channels[first], channels[second])
                 strides[current] = strides[first]
                 var[current] = main
                 if current in saved:
@@ -205,6 +215,15 @@ class Emitter:
                 channels[current] = channels[main_input]
                 strides[current] = strides[main_input]
                 var[current] = main
+            elif item.op in OPS and OPS[item.op].own_param is not None:
+                if self.net.port(item.id, 0) != current:
+                    raise AssertionError(f"codegen: layer {item.path} does not read the value before it")
+                self.own_param(item, cls, channels[current], names, main, source_var, registered)
+                source = current
+                current = item.id
+                channels[current] = channels[source]
+                strides[current] = strides[source]
+                var[current] = main
             elif item.op in OPS and OPS[item.op].torch is not None:
                 if self.net.port(item.id, 0) != current:
                     raise AssertionError(f"codegen: layer {item.path} does not read the value before it")
@@ -235,6 +254,36 @@ class Emitter:
         if current != scope.output:
             raise AssertionError(f"codegen: scope {scope.path!r} ends at {current!r}, the IR says {scope.output!r}")
         return channels[current]
+
+    @staticmethod
+    def merge_channels(item: Layer, main: Any, other: Any) -> Any:
+        """A merge's output channels, by its op's rule (concatenation adds them up)."""
+        rule = OPS[item.op].merge_channels
+        if rule is None:
+            return main
+        return rule(main, other, lambda a, b: fold(ast.BinOp("+", a, b)))
+
+    def own_param(
+        self,
+        item: Layer,
+        cls: ClassDef,
+        cin: Any,
+        names: frozenset[str],
+        main: str,
+        source: str,
+        registered: set[str],
+    ) -> None:
+        """An op held as a parameter of this class (layer_scale): the tensor, then its use."""
+        form = OPS[item.op].own_param
+        assert form is not None
+        attr = attr_name(item.module, item.span)
+        if item.module not in registered:
+            registered.add(item.module)
+            size = ", ".join(py(d) for d in form.shape(self.attrs(item, names), cin))
+            fill = py(form.fill(self.attrs(item, names)))
+            cls.init.append(("param", (attr, f"({size},)", fill)))
+        applied = form.apply(source, f"self.{attr}", item.in_shapes[0])
+        cls.forward.append(Step("merge", main, source=applied))
 
     def plain_residual(self, kind_expr: ast.Expr, cls: ClassDef, names: frozenset[str]) -> None:
         """``residual(none)`` in this instance: a constructor that refuses any other kind."""
@@ -312,14 +361,15 @@ class Emitter:
             return "False"
         ctor = OPS[shortcut.norm_op].torch
         assert ctor is not None
-        c = ctor(shortcut.norm_attrs, ast.Name("c"), 3)
-        defaults = TORCH_DEFAULTS.get(c.cls, {})
+        channels = ast.Name("c")
+        c = ctor(shortcut.norm_attrs, channels, (0, 1, 1))  # only the rank matters to a norm
+        defaults = OPS[shortcut.norm_op].torch_defaults.get(c.cls, {})
         if c.cls == "BatchNorm2d" and all(defaults.get(k) == v for k, v in c.kwargs.items()):
             return None if self.norm2d == "BatchNorm2d" else f"nn.{self.norm2d}"  # SyncBatchNorm
         args = [py(a) for a in c.args] + [
             f"{k}={py(v)}" for k, v in c.kwargs.items() if not (k in defaults and v == defaults[k])
         ]
-        return f"lambda c: nn.{c.cls}({', '.join(args)})"
+        return f"lambda c: {self.qualified(c.cls, c.runtime)}({', '.join(args)})"
 
     def guard(self, cls: ClassDef, step: Step, kind: Any) -> None:
         """Make a residual's addition depend on its kind not being ``none`` at run time."""
@@ -352,14 +402,36 @@ class Emitter:
         first_call, out = self.block_call(blocks[0], cin)
         rest = None
         if len(blocks) > 1 or (scope.repeat_expr is not None and not is_const(scope.repeat_expr)):
-            rest_call, _ = self.block_call(blocks[0], out, exprs=scope.arg_exprs)
+            repeat = self.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
+            later = fold(ast.BinOp("-", repeat, ast.IntLit(1)))
+            index, later_in = "_", out
+            growth = self.channel_growth(blocks[0], scope.arg_exprs)
+            if growth is not None:  # each block adds channels (concatenation): block i + 1 reads more
+                index = fresh("i", names | set(self.net.params))
+                later_in = fold(ast.BinOp("+", out, fold(ast.BinOp("*", ast.Name(index), growth))))
+                out = fold(ast.BinOp("+", out, fold(ast.BinOp("*", later, growth))))  # the last block's
+            rest_call, _ = self.block_call(blocks[0], later_in, exprs=scope.arg_exprs)
             if self.classes[blocks[0].block.name].plain_kinds:  # type: ignore[union-attr]
                 for later in blocks[1:]:
                     self.block_call(later, out)  # every instance must fit the class (checked there)
-            repeat = self.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
-            rest = (rest_call, py(fold(ast.BinOp("-", repeat, ast.IntLit(1)))))
+            rest = (rest_call, py(later), index)
         parent.init.append(("stage", (attr_name(scope.name, scope.span), first_call, rest)))
         return out
+
+    def channel_growth(self, block: Scope, exprs: Mapping[str, ast.Expr]) -> Any:
+        """How many channels a stage's later blocks add to their input, in the caller's terms,
+        when a block's output is its input plus an amount that does not depend on it (a
+        concatenating block: ``c + growth``); None when the output does not depend on the input
+        (the usual residual block)."""
+        arg = "resdsl_in_channels"  # a placeholder for the input: no spec name has this prefix
+        _, out = self.block_call(block, ast.Name(arg), exprs=exprs)
+        if arg not in free_names(out):
+            return None
+        if isinstance(out, ast.BinOp) and out.op == "+":
+            for mine, rest in ((out.left, out.right), (out.right, out.left)):
+                if isinstance(mine, ast.Name) and mine.id == arg and arg not in free_names(rest):
+                    return rest
+        raise AssertionError(f"codegen: the channels of block {block.path!r} grow as {py(out)}, not by a fixed amount")
 
     def block_call(self, scope: Scope, cin: Any, exprs: Mapping[str, ast.Expr] | None = None) -> tuple[Call, Any]:
         """The constructor call of a block instance (``exprs``: other arguments, as for the

@@ -1,9 +1,9 @@
 """The ONNX back end: a checked :class:`~resdsl.ir.Network` as an ONNX model, built straight
 from the IR with the ``onnx`` package's graph builders; no tracing, and torch is not imported.
 
-Layers are visited in build order. Each becomes the nodes its op-table entry's ``onnx`` hook
-(:mod:`resdsl.ops.onnx`) emits through an :class:`Emitter`: node names follow the spec's
-module paths (``layer1.0.conv1``; a hook's second node gets ``layer1.0.conv1/Flatten``) and
+Layers are visited in build order. Each becomes the nodes its op definition's ``onnx`` form
+(:mod:`resdsl.ops`, built from :mod:`resdsl.ops.lowering`) emits through an :class:`Emitter`:
+node names follow the spec's module paths (``layer1.0.conv1``; a hook's second node gets ``layer1.0.conv1/Flatten``) and
 initializers are named by ``build_model``'s state_dict keys (``layer1.0.bn1.running_var``), so a
 trained state_dict maps onto the graph one to one. A residual's shortcut is realised here from
 the checker's :class:`~resdsl.ops.shortcut.Shortcut`, as ``runtime.make_shortcut`` builds it for
@@ -87,7 +87,8 @@ class Emitter:
     ``x`` is the main input tensor's name, ``inputs`` every operand (a merge: main input and
     the other one), ``shape`` the per-sample input shape. :meth:`node` adds a node named after
     the layer and returns its output; :meth:`param` adds an initializer named by the layer's
-    state_dict key and returns its name.
+    state_dict key (``name=""``: the layer's own key, for an op held as a parameter) and
+    returns its name; :meth:`ints` adds an int64 constant.
     """
 
     def __init__(self, builder: _Builder, name: str, prefix: str, inputs: list[str], shape: Shape) -> None:
@@ -100,9 +101,13 @@ class Emitter:
     def param(self, name: str, shape: tuple[int, ...], init: Init, stored: bool = True) -> str:
         """A parameter or buffer; ``stored=False``: a fixed value that no state_dict holds
         (the unit scale of a non-affine norm), named ``<key>.fixed``."""
-        key = f"{self._prefix}.{name}" if self._prefix else name
+        key = f"{self._prefix}.{name}" if self._prefix and name else name or self._prefix
         value = self._builder.weights.get(key, shape, init, stored)
         return self._builder.add_initializer(key if stored else f"{key}.fixed", value)
+
+    def ints(self, values: list[int]) -> str:
+        """An int64 constant (the target shape of a Reshape, the positions of a Slice)."""
+        return self._builder.constant(f"{self._name}.const", values)
 
 
 def _module_path(layer: Layer) -> str:
@@ -163,11 +168,11 @@ class _Builder:
                     "E826",
                     f"{layer.path}: the op '{layer.op}' has no ONNX form",
                     layer.span,
-                    help="resdsl export knows the ops whose op-table entry has an onnx hook (resdsl/ops/onnx.py)",
+                    help="resdsl export knows the ops whose definition has an onnx form (resdsl/ops/)",
                 )
             )
         inputs = [values[node] for node in self.net.inputs(layer.id)]
-        if op.merge is not None and layer.shortcut is not None:  # the main branch and the mapped shortcut
+        if op.composite and layer.shortcut is not None:  # the main branch and the mapped shortcut
             inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]
         try:
             return op.onnx(Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0]), layer.attrs)

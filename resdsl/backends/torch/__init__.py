@@ -25,8 +25,9 @@ from torch import Tensor, nn
 
 from resdsl.ir import Layer, Network, Scope, sources_hash
 from resdsl.ir.features import Checkpoint, Plan, group_runs, requested, top_level
-from resdsl.ops import OPS, Ctor
+from resdsl.ops import OPS, Ctor, Merge
 from resdsl.ops.shortcut import infer_stride
+from resdsl.runtime import layers as runtime_layers
 from resdsl.runtime.checkpointing import checkpoint_seq
 from resdsl.runtime.shortcuts import FlattenLinear, ZeroPadShortcut, make_shortcut, with_bias
 from resdsl.runtime.weights import preprocess_images
@@ -94,7 +95,7 @@ def shortcut_module(network: Network, layer: Layer) -> nn.Module | None:
     if s.norm and s.norm_args:  # a norm of the spec's choosing, made from its op-table entry
         ctor = OPS[s.norm_op].torch
         assert ctor is not None
-        norm = lambda c: _make(ctor(s.norm_attrs, c, 3))  # noqa: E731
+        norm = lambda c: _make(ctor(s.norm_attrs, c, (c, 1, 1)))  # noqa: E731
     if network.shortcut_source(layer) == branch.id:
         module = make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
     else:
@@ -111,11 +112,21 @@ def layer_module(layer: Layer) -> nn.Module | None:
     assert layer.in_shapes, layer.id
     shape = layer.in_shapes[0]
     cin = math.prod(shape) if op.flatten_input else shape[0]
-    return _make(op.torch(dict(layer.attrs, inplace=layer.inplace), cin, len(shape)))
+    return _make(op.torch(dict(layer.attrs, inplace=layer.inplace), cin, shape))
 
 
 def _make(ctor: Ctor) -> nn.Module:
-    return getattr(nn, ctor.cls)(*ctor.args, **dict(ctor.kwargs))
+    """The module of a constructor call: torch.nn's class, or resdsl's own (runtime.layers)."""
+    home = runtime_layers if ctor.runtime else nn
+    return getattr(home, ctor.cls)(*ctor.args, **dict(ctor.kwargs))
+
+
+def own_param(layer: Layer) -> nn.Parameter:
+    """The tensor of an op held as a parameter of its scope's module (layer_scale's gamma)."""
+    form = OPS[layer.op].own_param
+    assert form is not None and layer.in_shapes
+    size = form.shape(layer.attrs, layer.in_shapes[0][0])
+    return nn.Parameter(torch.full(size, float(form.fill(layer.attrs))))
 
 
 class _Builder:
@@ -129,7 +140,7 @@ class _Builder:
             return nn.Sequential(*(self.scope(s) for s in scope.items if isinstance(s, Scope)))
         if scope.kind == "sequential":  # numbered children, run in order
             return nn.Sequential(*(self.scope(i) if isinstance(i, Scope) else self._module(i) for i in scope.items))
-        children: dict[str, nn.Module] = {}
+        children: dict[str, nn.Module | nn.Parameter] = {}  # a parameter: an op held as one
         steps: list[tuple[str, list[str], str]] = []  # (kind for group_runs, lines, checkpointed last line)
         keep = self._kept(scope)  # outputs read after x moved on: kept in s0, s1, ...
         saved: dict[str, str] = {}
@@ -184,7 +195,10 @@ class _Builder:
             f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
         )
         for name, child in children.items():
-            module.add_module(name, child)
+            if isinstance(child, nn.Parameter):  # an op held as a parameter (its key is its name)
+                module.register_parameter(name, child)
+            else:
+                module.add_module(name, child)
         return module
 
     def _kept(self, scope: Scope) -> set[str]:
@@ -207,27 +221,18 @@ class _Builder:
             return flat
         return module
 
-    def _step(self, layer: Layer, var: dict[str, str], children: dict[str, nn.Module]) -> list[str]:
+    def _step(self, layer: Layer, var: dict[str, str], children: dict[str, nn.Module | nn.Parameter]) -> list[str]:
         op = OPS[layer.op]
         inputs = [var[p] for p in self.net.inputs(layer.id)]
         if op.merge is not None:  # a multi-input op: the main input combined with another operand
-            other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
-            s = layer.shortcut
-            if s is not None and s.add_into and layer.inplace and inputs[0] == "x" and op.merge == "+":
-                # option A at inference: the subsampled shortcut added into the first channels; the
-                # zero channels are never made (3x cheaper than padding, measured)
-                sub = f"[:, :, ::{s.stride}, ::{s.stride}]" if s.stride > 1 else ""
-                return [f"x[:, :{s.in_channels}] += {other}{sub}"]
-            module = shortcut_module(self.net, layer) if layer.shortcut is not None else None
-            if module is not None:
-                children[layer.module] = module
-                other = f"self.{layer.module}({other})"
-            if layer.inplace and inputs[0] == "x":
-                return [f"x {op.merge}= {other}"]
-            return [f"x = {inputs[0]} {op.merge} {other}"]
+            return self._merge(layer, op.merge, inputs, var, children)
         lines = []
         if inputs[0] != "x":
             lines.append(f"x = {inputs[0]}")
+        if op.own_param is not None:  # a tensor of this module, applied in the forward
+            children[layer.module] = own_param(layer)
+            lines.append(f"x = {op.own_param.apply('x', f'self.{layer.module}', layer.in_shapes[0])}")
+            return lines
         if op.flatten_input and len(layer.in_shapes[0]) > 1:
             lines.append("x = torch.flatten(x, 1)")
         if layer.module not in children:
@@ -236,6 +241,25 @@ class _Builder:
             children[layer.module] = module
         lines.append(f"x = self.{layer.module}(x)")
         return lines
+
+    def _merge(
+        self, layer: Layer, merge: Merge, inputs: list[str], var: dict[str, str], children: dict[str, Any]
+    ) -> list[str]:
+        """A merge's line: the main input and the other operand (a residual's mapped shortcut)."""
+        other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
+        s = layer.shortcut
+        if s is not None and s.add_into and layer.inplace and inputs[0] == "x" and merge.operator == "+":
+            # option A at inference: the subsampled shortcut added into the first channels; the
+            # zero channels are never made (3x cheaper than padding, measured)
+            sub = f"[:, :, ::{s.stride}, ::{s.stride}]" if s.stride > 1 else ""
+            return [f"x[:, :{s.in_channels}] += {other}{sub}"]
+        module = shortcut_module(self.net, layer) if layer.shortcut is not None else None
+        if module is not None:
+            children[layer.module] = module
+            other = f"self.{layer.module}({other})"
+        if layer.inplace and inputs[0] == "x" and merge.in_place:
+            return [f"x {merge.operator}= {other}"]
+        return [f"x = {merge.expr(inputs[0], other)}"]
 
 
 def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = False) -> None:

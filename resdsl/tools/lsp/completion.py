@@ -188,7 +188,7 @@ def _layers(definitions: dict[str, ast.Definition], sources: dict[str, str]) -> 
             sort_text=f"2{name}",
         )
         for name, op in sorted(OPS.items())
-        if op.merge is None
+        if op.called
     ]
     return [*_blocks(definitions, sources), *ops]
 

@@ -1,0 +1,84 @@
+"""``linear`` and the ops that reshape or pass values on: ``flatten``, ``dropout``, ``identity``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from resdsl.ops.base import Ctor, OpDef, P, Shape, ShapeError, fmt_shape
+from resdsl.ops.lowering import passthrough, unary
+from resdsl.ops.rules import same
+
+
+def _linear_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    features = math.prod(ins[0])
+    if a.get("in_features") is not None and a["in_features"] != features:
+        raise ShapeError(
+            "E304",
+            f"linear expects {a['in_features']} input features, the input {fmt_shape(ins[0])} has {features}",
+            help="drop in_features= to infer it, or add global_avgpool() before the linear layer",
+            recovered=(a["out"],),
+        )
+    return (a["out"],)
+
+
+def _linear_onnx(e: Any, a: Mapping[str, Any]) -> str:
+    features = math.prod(e.shape)
+    x = e.node("Flatten", [e.x], axis=1) if len(e.shape) > 1 else e.x
+    bound = 1 / math.sqrt(features)  # torch's default init for nn.Linear, weight and bias
+    inputs = [x, e.param("weight", (a["out"], features), ("uniform", bound))]
+    if a["bias"]:
+        inputs.append(e.param("bias", (a["out"],), ("uniform", bound)))
+    return e.node("Gemm", inputs, transB=1)
+
+
+LINEAR = OpDef(
+    "linear",
+    "Fully connected layer; a spatial input is flattened first.",
+    (
+        P("out", "int", aliases=("out_features",), minimum=1),
+        P("bias", "bool", True),
+        P("in_features", "int", None, minimum=1),
+    ),
+    _linear_shape,
+    lambda a, cin, shape: Ctor("Linear", (cin, a["out"]), {"bias": a["bias"]}),
+    param_count=lambda i, o, a: math.prod(i) * o[0] + (o[0] if a["bias"] else 0),
+    macs=lambda i, o, a: math.prod(i) * o[0],
+    channels=lambda a, cin: a["out"],
+    weighted=True,
+    stateful=True,
+    flatten_input=True,
+    onnx=_linear_onnx,
+    torch_defaults={"Linear": {"bias": True}},
+)
+FLATTEN = OpDef(
+    "flatten",
+    "C x H x W -> C*H*W.",
+    (),
+    lambda ins, a: (math.prod(ins[0]),),
+    lambda a, cin, shape: Ctor("Flatten"),
+    returns_input=True,
+    onnx=unary("Flatten", axis=1),
+)
+DROPOUT = OpDef(
+    "dropout",
+    "Dropout with probability p (identity in eval mode).",
+    (P("p", "float", 0.5, minimum=0, maximum=1),),
+    same,
+    lambda a, cin, shape: Ctor("Dropout", (), {"p": a["p"]}),
+    returns_input=True,  # in eval mode
+    onnx=passthrough,
+    torch_defaults={"Dropout": {"p": 0.5, "inplace": False}},
+)
+IDENTITY = OpDef(
+    "identity",
+    "Does nothing; a named placeholder.",
+    (),
+    same,
+    lambda a, cin, shape: Ctor("Identity"),
+    returns_input=True,
+    onnx=passthrough,
+)
+
+OPS = (LINEAR, FLATTEN, DROPOUT, IDENTITY)

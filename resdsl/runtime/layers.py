@@ -1,0 +1,51 @@
+"""Layers that ``torch.nn`` lacks, which ops of the table build (``Ctor(..., runtime=True)``).
+
+``build_model`` instantiates these classes; the code generator copies the source of each class
+a network uses into its generated module, so both run the same code. Each class is
+self-contained (it needs only the imports below), and nothing here may import resdsl.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["DropPath", "LayerNorm2d"]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an N x C x H x W map at every position (timm's LayerNorm2d):
+    the map is normalised channels-last and permuted back; weights are nn.LayerNorm's."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (timm's DropPath): in training each sample's branch is zeroed with
+    probability ``p`` and the kept ones scaled by ``1 / (1 - p)`` (``scale_by_keep``); in eval
+    mode, and with ``p == 0``, the input passes unchanged."""
+
+    def __init__(self, p: float = 0.0, scale_by_keep: bool = True) -> None:
+        super().__init__()
+        self.p = p
+        self.scale_by_keep = scale_by_keep
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample, broadcast over the rest
+        mask = x.new_empty(shape).bernoulli_(keep)
+        if keep > 0.0 and self.scale_by_keep:
+            mask.div_(keep)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+_ = torch  # the copied classes may use torch.*; keep the import for them
