@@ -60,6 +60,7 @@ CODES: dict[str, str] = {
     "E306": "shortcut cannot reach the main branch's shape",
     "E307": "op needs a spatial input",
     "E308": "gate cannot scale the input",
+    "E309": "concatenated maps differ",
     # lints
     "W401": "conv with bias right before batchnorm",
     "W402": "stage halves the map without doubling the width",

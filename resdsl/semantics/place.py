@@ -238,6 +238,18 @@ class Placer(Evaluator):
         parent.items.append(group)
         out = cur
         for i, item in enumerate(value.args["layers"]):
+            op = item.target if item.kind == "op" else None
+            if isinstance(op, OpDef) and (op.own_param is not None or op.merge is not None):
+                what = "is a tensor of its block, not a module" if op.own_param else "merges with the block input"
+                self.diags.add(
+                    error(
+                        "E217",
+                        f"{op.name} {what}: it cannot be an item of sequential(...), whose items are numbered modules",
+                        item.span,
+                        help=f"write {op.name} in a block, on a line of its own",
+                    )
+                )
+                raise Failed
             out, _ = self._place(item, str(i), False, group, out, out, {})
         group.output = out
         return out

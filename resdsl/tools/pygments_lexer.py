@@ -2,9 +2,9 @@
 
 Registered through the ``pygments.lexers`` entry point (see pyproject.toml): once resdsl is
 installed, ``pygmentize -l arch spec.arch``, Sphinx/MkDocs code blocks marked ``arch`` and
-``pygments.lexers.get_lexer_by_name("arch")`` find it. Only Pygments itself imports this module,
-so it imports nothing of resdsl; tests/test_pygments.py checks that the word lists below agree
-with the op table and the shortcut kinds.
+``pygments.lexers.get_lexer_by_name("arch")`` find it. Its word lists are read from the
+language itself (the op table, the shortcut kinds, the reserved words, the built-in forms), so a
+new op is highlighted without an edit here; none of those imports torch.
 
 Every character a valid spec can contain gets a token; only characters the language does not use
 at all (the ones ``resdsl check`` reports as E002) become ``Error`` tokens.
@@ -17,15 +17,17 @@ from typing import ClassVar
 from pygments.lexer import RegexLexer, bygroups, words
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String, Whitespace
 
-KEYWORDS = ("import", "block", "network", "input", "meta", "if", "else")
+from resdsl.ops import OPS as OP_TABLE
+from resdsl.ops.shortcut import SHORTCUT_KINDS
+from resdsl.syntax.ast import BUILTIN_FORMS
+from resdsl.syntax.parser import RESERVED_WORDS
+
 CONSTANTS = ("true", "false")
-# resdsl.ops.OPS, and the built-in forms of resdsl.semantics.evaluate
-OPS = (
-    "conv", "batchnorm", "groupnorm", "mul", "relu", "silu", "gelu", "sigmoid", "leaky_relu", "maxpool",
-    "avgpool", "global_avgpool", "flatten", "linear", "dropout", "identity", "residual",
-)  # fmt: skip
-FORMS = ("stage", "sequential", "gate")
-SHORTCUTS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
+KEYWORDS = tuple(sorted(RESERVED_WORDS - set(CONSTANTS)))
+# the op table (resdsl.ops.OPS: the ops themselves, never a copied list), and the built-in forms
+OPS = tuple(OP_TABLE)
+FORMS = tuple(f for f in BUILTIN_FORMS if f not in OPS)
+SHORTCUTS = SHORTCUT_KINDS
 
 _NAME = r"[A-Za-z_]\w*"
 

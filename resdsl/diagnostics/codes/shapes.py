@@ -80,6 +80,17 @@ ENTRIES = [
         + net("stem = conv(16, k=3, p=1)\ngated = gate(se(16))"),
     ),
     Entry(
+        "E309",
+        "a `concat()` whose two operands, the block input and the main branch, have maps of different sizes",
+        "concat() joins the block's input and the main branch along the channels, so everything but "
+        "the channel count must agree: a block that concatenates keeps its map (stride 1), and "
+        "downsampling happens between such blocks (DenseNet's transitions).",
+        "block dense(growth) {\n    conv1 = conv(growth, k=3, s=2, p=1)\n    concat()\n}\n\n"
+        + net("stem = conv(16, k=3, p=1)\nd1   = dense(8)"),
+        "block dense(growth) {\n    conv1 = conv(growth, k=3, p=1)\n    concat()\n}\n\n"
+        + net("stem = conv(16, k=3, p=1)\nd1   = dense(8)"),
+    ),
+    Entry(
         "W401",
         "a conv with `bias=true` feeds a batchnorm, whose mean subtraction cancels the bias",
         "A batchnorm subtracts the per-channel mean, so a bias added just before it is cancelled: "

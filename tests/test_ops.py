@@ -1,0 +1,232 @@
+"""The op table (resdsl/ops/): each op is one definition that check, build_model, generated
+code and ONNX all read. The ops added as single definitions (layernorm, drop_path,
+layer_scale, concat, relu6, hardswish, hardsigmoid) are checked in each: against torch's own
+functions or timm's formulas in float64, generated code equal to build_model in float64 (eval
+and train), and onnxruntime equal to build_model (float32 under test, within FLOAT32_TOL)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import resdsl
+from resdsl.backends.codegen import generate
+from resdsl.diagnostics import ResdslError
+from resdsl.ops import OPS
+from resdsl.runtime.layers import DropPath, LayerNorm2d
+from tests.conftest import FLOAT32_TOL
+
+NEW_OPS = ("layernorm", "drop_path", "layer_scale", "concat", "relu6", "hardswish", "hardsigmoid")
+
+SPEC = """
+block cnx(dim, drop = 0.0) {
+    conv_dw = conv(dim, k=7, p=3, groups=dim, bias=true)
+    norm    = layernorm(eps=1e-6)
+    fc1     = conv(dim * 4, k=1, bias=true)
+    gelu
+    fc2     = conv(dim, k=1, bias=true)
+    gamma   = layer_scale(1e-6)
+    drop_path(drop)
+    residual(identity)
+}
+
+block dense(growth) {
+    norm1 = batchnorm()
+    relu1 = relu()
+    conv1 = conv(growth, k=3, p=1)
+    concat()
+}
+
+network newops(num_classes = 10, growth = 4) {
+    input 3 x 32 x 32
+    stem      = conv(16, k=4, s=4, bias=true)
+    stem_norm = layernorm(eps=1e-6)
+    stage1    = stage(cnx(16, drop=0.25), repeat=2)
+    d1        = dense(8)
+    dstage    = stage(dense(growth), repeat=3)
+    act       = relu6()
+    hs        = hardswish()
+    hsig      = hardsigmoid()
+    pool      = global_avgpool()
+    flatten
+    head_norm = layernorm(over="last")
+    fc        = linear(num_classes)
+}
+"""
+_names = itertools.count()
+
+
+def _spec(tmp_path: Path, text: str = SPEC) -> str:
+    path = tmp_path / f"ops{next(_names)}.arch"
+    path.write_text(text)
+    return str(path)
+
+
+def _generated(net: Any, tmp_path: Path) -> Any:
+    path = tmp_path / f"gen{next(_names)}.py"
+    path.write_text(generate(net))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fill(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Distinct values everywhere (a layer scale of 1e-6 would hide its branch), variances > 0."""
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in model.state_dict().items():
+        if not value.is_floating_point():
+            state[key] = value
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(value.shape, generator=gen) + 0.5
+        else:
+            state[key] = torch.randn(value.shape, generator=gen) * 0.5
+    return state
+
+
+def test_every_op_is_one_definition_with_every_form() -> None:
+    """Each op of the table carries its module (or its tensor, or its merge) and its ONNX form."""
+    for name, op in OPS.items():
+        assert op.onnx is not None, name
+        forms = [op.torch is not None, op.merge is not None, op.own_param is not None]
+        assert sum(forms) == 1, f"{name}: exactly one of a module, a merge or a tensor of its block"
+    assert set(NEW_OPS) <= set(OPS)
+
+
+def test_the_new_ops_check_with_their_shapes_and_costs(tmp_path: Path) -> None:
+    net = resdsl.compile(_spec(tmp_path))
+    layers = {layer.path: layer for layer in net.layers()}
+    assert layers["stem_norm"].params == 32  # weight and bias over 16 channels
+    assert layers["stage1.0.gamma"].params == 16 and layers["stage1.0.gamma"].shape == (16, 8, 8)
+    assert layers["d1.concat"].shape == (24, 8, 8)  # 16 input channels + 8 new ones
+    assert [layers[f"dstage.{i}.concat"].shape[0] for i in range(3)] == [28, 32, 36]
+    assert layers["head_norm"].params == 2 * 36  # over the last dimension of a 36-vector
+
+
+def test_build_model_keys_follow_timm(tmp_path: Path) -> None:
+    model = resdsl.build_model(_spec(tmp_path))
+    keys = list(model.state_dict())
+    # layer_scale's tensor is the block's own parameter, named as the layer: timm's gamma
+    assert "stage1.0.gamma" in keys and not any(k.startswith("stage1.0.gamma.") for k in keys)
+    # a module's own parameters come before its children's, as in timm's ConvNeXt blocks
+    assert keys.index("stage1.0.gamma") < keys.index("stage1.0.conv_dw.weight")
+    assert isinstance(model.stem_norm, LayerNorm2d) and isinstance(model.stage1[0].drop_path, DropPath)
+    assert torch.equal(model.stage1[0].gamma, torch.full((16,), 1e-6))
+    assert isinstance(model.head_norm, torch.nn.LayerNorm) and model.head_norm.normalized_shape == (36,)
+
+
+def test_generated_code_equals_build_model_in_float64(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    net = resdsl.compile(spec)
+    built = resdsl.build_model(net).double()
+    module = _generated(net, tmp_path)
+    made = module.newops().double()
+    assert [(k, v.shape) for k, v in built.state_dict().items()] == [(k, v.shape) for k, v in made.state_dict().items()]
+    state = _fill(built)
+    built.load_state_dict(state)
+    made.load_state_dict(state)
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    built.eval(), made.eval()
+    assert torch.equal(built(x), made(x))
+    built.train(), made.train()  # drop_path draws: the same seed gives the same masks
+    torch.manual_seed(7)
+    want = built(x)
+    torch.manual_seed(7)
+    assert torch.equal(made(x), want)
+    source = Path(module.__file__).read_text()
+    assert "class LayerNorm2d(nn.LayerNorm)" in source and "class DropPath(nn.Module)" in source
+    assert "torch.cat([x, out], 1)" in source and "for i in range(2)" in source  # dense: c + i * growth
+
+
+def test_generated_code_copies_only_the_runtime_layers_it_uses(tmp_path: Path) -> None:
+    plain = _spec(tmp_path, "network p() {\n    input 3 x 8 x 8\n    c = conv(4, k=3)\n    relu6\n}\n")
+    source = generate(resdsl.compile(plain))
+    assert "LayerNorm2d" not in source and "DropPath" not in source and "nn.ReLU6(inplace=True)" in source
+
+
+def test_onnx_equals_build_model(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    spec = _spec(tmp_path)
+    model = resdsl.build_model(spec)
+    state = _fill(model)
+    model.load_state_dict(state)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = model.double()(x.double()).numpy()
+    for fold in (False, True):
+        onnx_model = resdsl.export_onnx(spec, weights={k: v.numpy() for k, v in state.items()}, fold=fold, batch=2)
+        session = ort.InferenceSession(onnx_model.SerializeToString())
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert np.abs(got - want).max() / np.abs(want).max() < FLOAT32_TOL  # float32 under test: onnxruntime
+    names = {init.name for init in onnx_model.graph.initializer}
+    assert "stage1.0.gamma" in names  # the layer scale's initializer is named by its state_dict key
+
+
+def test_activations_are_torchs(tmp_path: Path) -> None:
+    spec = "network a(act = relu6) {\n    input 4 x 5 x 5\n    a = act\n}\n"
+    x = torch.linspace(-8, 8, 100, dtype=torch.float64).reshape(1, 4, 5, 5)
+    for name, reference in (("relu6", F.relu6), ("hardswish", F.hardswish), ("hardsigmoid", F.hardsigmoid)):
+        model = resdsl.build_model(_spec(tmp_path, spec.replace("act = relu6", f"act = {name}"))).double()
+        assert torch.equal(model(x), reference(x)), name
+
+
+def test_layernorm_over_channels_is_timms_layernorm2d() -> None:
+    norm = LayerNorm2d(6, eps=1e-6).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2, 6)), norm.bias.copy_(torch.linspace(-1, 1, 6))
+    x = torch.randn(2, 6, 3, 4, dtype=torch.float64)
+    mean = x.mean(1, keepdim=True)
+    var = x.var(1, keepdim=True, unbiased=False)
+    want = (x - mean) / torch.sqrt(var + 1e-6) * norm.weight[:, None, None] + norm.bias[:, None, None]
+    assert torch.allclose(norm(x), want, rtol=0, atol=1e-12)  # float64: the same formula, rounded differently
+
+
+def test_drop_path_is_timms_stochastic_depth() -> None:
+    drop = DropPath(0.25).double()
+    x = torch.randn(64, 3, 2, 2, dtype=torch.float64)
+    drop.eval()
+    assert drop(x) is x  # identity in eval mode
+    drop.train()
+    torch.manual_seed(3)
+    got = drop(x)
+    torch.manual_seed(3)
+    mask = x.new_empty((64, 1, 1, 1)).bernoulli_(0.75)
+    assert torch.equal(got, x * (mask / 0.75))  # timm: x.div(keep_prob) * mask, one draw per sample
+    kept = (got != 0).flatten(1).all(1)
+    assert 0 < int(kept.sum()) < 64 and torch.equal(got[kept], x[kept] * (1 / 0.75))  # kept ones scaled
+    assert DropPath(0.0).train()(x) is x
+
+
+def test_concat_refuses_maps_that_differ(tmp_path: Path) -> None:
+    text = "block d(g) {\n    c = conv(g, k=3, s=2, p=1)\n    concat()\n}\n"
+    text += "network n() {\n    input 3 x 8 x 8\n    b = d(4)\n}\n"
+    result = resdsl.check(_spec(tmp_path, text))
+    assert [(d.code, d.span.line) for d in result.diagnostics] == [("E309", 3)]
+
+
+@pytest.mark.parametrize(
+    ("statement", "code"),
+    [
+        ("s = sequential(conv(4, k=1), layer_scale(0.5))", "E217"),
+        ("s = sequential(conv(4, k=1), concat())", "E217"),
+        ('n = layernorm(over="rows")', "E213"),
+        ("m = mul()", "E217"),
+    ],
+)
+def test_misused_ops_are_clear_errors(tmp_path: Path, statement: str, code: str) -> None:
+    text = f"network n() {{\n    input 3 x 8 x 8\n    {statement}\n}}\n"
+    result = resdsl.check(_spec(tmp_path, text))
+    assert [d.code for d in result.diagnostics] == [code]
+    assert result.diagnostics[0].span.line == 3
+    with pytest.raises(ResdslError):
+        resdsl.compile(_spec(tmp_path, text))
