@@ -403,18 +403,19 @@ class Emitter:
         rest = None
         if len(blocks) > 1 or (scope.repeat_expr is not None and not is_const(scope.repeat_expr)):
             repeat = self.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
-            later = fold(ast.BinOp("-", repeat, ast.IntLit(1)))
+            count = fold(ast.BinOp("-", repeat, ast.IntLit(1)))  # the blocks after the first
             index, later_in = "_", out
             growth = self.channel_growth(blocks[0], scope.arg_exprs)
             if growth is not None:  # each block adds channels (concatenation): block i + 1 reads more
                 index = fresh("i", names | set(self.net.params))
                 later_in = fold(ast.BinOp("+", out, fold(ast.BinOp("*", ast.Name(index), growth))))
-                out = fold(ast.BinOp("+", out, fold(ast.BinOp("*", later, growth))))  # the last block's
             rest_call, _ = self.block_call(blocks[0], later_in, exprs=scope.arg_exprs)
             if self.classes[blocks[0].block.name].plain_kinds:  # type: ignore[union-attr]
                 for later in blocks[1:]:
                     self.block_call(later, out)  # every instance must fit the class (checked there)
-            rest = (rest_call, py(later), index)
+            if growth is not None:
+                out = fold(ast.BinOp("+", out, fold(ast.BinOp("*", count, growth))))  # the last block's
+            rest = (rest_call, py(count), index)
         parent.init.append(("stage", (attr_name(scope.name, scope.span), first_call, rest)))
         return out
 
