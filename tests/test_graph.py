@@ -167,7 +167,7 @@ def test_any_merge_op_is_drawn_as_a_merge(monkeypatch: pytest.MonkeyPatch) -> No
     from resdsl import ops
     from resdsl.tools.summary import summary_rows_list
 
-    monkeypatch.setitem(ops.OPS, "gate", dataclasses.replace(ops.OPS["residual"], name="gate", merge="*"))
+    monkeypatch.setitem(ops.OPS, "gate", dataclasses.replace(ops.OPS["residual"], name="gate", merge=ops.Merge("*")))
     net = resdsl.compile("resnet20")
     layer = net.layer("layer2.1.downsample")
     layer.op, layer.shortcut = "gate", None
