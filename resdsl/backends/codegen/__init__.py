@@ -185,8 +185,8 @@ def _render(
         if norm_layer is not None:
             cls.zero_init.append(attr_name(norm_layer.module, norm_layer.span))
     # build_model's switch: the spec's own parameter when it has one (renamed as every value is), else
-    # an argument of the network class
-    zero_init_param = "zero_init_residual" not in values
+    # an argument of the network class; an inference module starts from trained weights, so has neither
+    zero_init_param = inference is None and "zero_init_residual" not in values
     zero_init_name = py_name("zero_init_residual") if "zero_init_residual" in values else "zero_init_residual"
     meta = dict(network.meta)
     prep = preprocessing(network)  # what build_model's model carries, per input channel
