@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from resdsl.api import check
+from resdsl.diagnostics.files import keep_endings
 from resdsl.diagnostics.files import replace_file as write_atomic
 from resdsl.diagnostics.fixes import Edit, apply_edits
 from resdsl.diagnostics.fixplan import plan_fixes
@@ -138,6 +139,38 @@ def test_the_shipped_library_is_never_edited() -> None:
     (e301,) = result.errors
     assert e301.span.file.endswith("blocks.arch")
     assert [e.span.file for f in e301.fixes for e in f.edits] == ["<string>", "<string>"]
+
+
+def test_fix_keeps_line_endings_and_a_byte_order_mark(tmp_path: Path) -> None:
+    """A CRLF file stays CRLF, a byte-order mark stays, and in a file that mixes endings every
+    line keeps its own: only the fixed lines' text changes, byte for byte."""
+    bom = "\ufeff".encode()
+    spec = tmp_path / "crlf.arch"
+    spec.write_bytes(bom + FIXABLE.replace("\n", "\r\n").encode())
+    code, _out, err = run_fix(str(spec))
+    assert code == 0 and "3 fixes applied" in err, err
+    assert spec.read_bytes() == bom + FIXED.replace("\n", "\r\n").encode()
+    endings = ["\r\n" if i % 3 else "\n" for i in range(FIXABLE.count("\n"))]
+    mixed = tmp_path / "mixed.arch"
+
+    def ended(text: str) -> bytes:
+        return bom + "".join(line + end for line, end in zip(text.splitlines(), endings, strict=True)).encode()
+
+    mixed.write_bytes(ended(FIXABLE))
+    code, _out, err = run_fix(str(mixed))
+    assert code == 0 and "3 fixes applied" in err, err
+    assert mixed.read_bytes() == ended(FIXED)
+    assert run_fix(str(mixed))[2].endswith("no mechanical fixes to apply\n")
+
+
+def test_keep_endings() -> None:
+    """The new text's content, with the old text's byte-order mark and line endings where lines
+    match; a lone CR is content (a comment may hold one), never a line break to rewrite."""
+    assert keep_endings("a\r\nb\nc", "a\nB\nc\n") == "a\r\nB\nc\r\n"  # a new final newline: the usual one
+    assert keep_endings("\ufeffa\r\nb\r\n", "a\nx\ny\nb\n") == "\ufeffa\r\nx\r\ny\r\nb\r\n"
+    assert keep_endings("a\n", "\ufeffa\r\n") == "a\n"  # the BOM and endings are the old file's
+    assert keep_endings("# x\ry\r\n", "# x\ry\nz\n") == "# x\ry\r\nz\r\n"
+    assert keep_endings("", "a\nb") == "a\nb" and keep_endings("a\r\n", "") == ""
 
 
 def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -263,6 +263,34 @@ def test_a_windows_file_keeps_its_line_endings(tmp_path: Path) -> None:
     assert format_text("network n = m( a = 1 )\n") == "network n = m(a=1)\n"  # LF stays LF
 
 
+def test_a_byte_order_mark_and_each_line_ending_stay(tmp_path: Path) -> None:
+    """fmt changes the layout only: a UTF-8 byte-order mark stays, every line it leaves as it was
+    keeps its bytes (LF or CRLF in a mixed file), a changed line keeps its own ending, and lines
+    it adds take the file's usual one."""
+    bom = "\ufeff".encode()
+    runner = CliRunner()
+    spec = tmp_path / "bom.arch"
+    spec.write_bytes(bom + b"# a comment\r\nnetwork n = m( a = 1 )\r\n")
+    assert runner.invoke(cli, ["fmt", str(spec)]).exit_code == 0
+    assert spec.read_bytes() == bom + b"# a comment\r\nnetwork n = m(a=1)\r\n"
+    assert runner.invoke(cli, ["fmt", "--check", str(spec)]).exit_code == 0
+    mixed = tmp_path / "mixed.arch"
+    mixed.write_bytes(bom + b"# lf\nnetwork n = m( a = 1 )\r\n# crlf\r\n# lf again\nnetwork k = m( )\n")
+    assert runner.invoke(cli, ["fmt", str(mixed)]).exit_code == 0
+    assert mixed.read_bytes() == bom + b"# lf\nnetwork n = m(a=1)\r\n# crlf\r\n# lf again\nnetwork k = m()\n"
+    assert runner.invoke(cli, ["fmt", "--check", str(mixed)]).exit_code == 0  # canonical: no ending is "fixed"
+    grown = tmp_path / "grown.arch"  # one line becomes five, each with the file's CRLF
+    grown.write_bytes(bom + b"block b(c) { conv1 = conv(c, k=1)  bn1 = batchnorm() }\r\n")
+    assert runner.invoke(cli, ["fmt", str(grown)]).exit_code == 0
+    written = grown.read_bytes()
+    assert written.startswith(bom + b"block b(c) {\r\n") and written.count(b"\r\n") == written.count(b"\n") == 4
+    assert written.decode("utf-8-sig").replace("\r\n", "\n") == format_text(
+        "block b(c) { conv1 = conv(c, k=1)  bn1 = batchnorm() }\n"
+    )
+    done = runner.invoke(cli, ["fmt", "-"], input="\ufeffnetwork n = m( a = 1 )\n")
+    assert done.exit_code == 0 and done.output == "\ufeffnetwork n = m(a=1)\n"
+
+
 def test_unparsable_file_gets_its_diagnostic_and_is_left_alone(tmp_path: Path) -> None:
     bad, fine = tmp_path / "bad.arch", tmp_path / "fine.arch"
     bad.write_text("network n( {\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import math
 import os
 import subprocess
@@ -371,3 +372,58 @@ def test_generated_from_trained_reads_the_checkpoints_people_have(tmp_path: Path
         assert rel_error(inference(x), model(x)) < FOLD_TOL
     with pytest.raises(ValueError, match=r"lacks bn1\.running_mean"):
         module.from_trained(inference.state_dict())
+
+
+def test_generated_from_trained_refuses_parameters_that_change_its_layers(tmp_path: Path) -> None:
+    """FOLDS is made for the layers the module was generated with: parameters that change them
+    (a depth, a shortcut kind) are refused by name, before any folding; those that keep them
+    (num_classes) fold as usual. An inference module has no Kaiming initialisation and no
+    zero_init_residual: its weights always come from a trained model."""
+    code = inference_code("resnet20")
+    assert "kaiming" not in code and "zero_init_residual" not in code
+    module = load_generated(code, tmp_path, "resnet20_layers")
+    assert list(inspect.signature(module.resnet20).parameters) == ["n", "num_classes", "shortcut", "weights"]
+    shallow = trained(resdsl.compile("resnet20", n=1))
+    with pytest.raises(ValueError, match=r"^from_trained\(n=1\): these parameters change the network's layers"):
+        module.from_trained(shallow.state_dict(), n=1)
+    projecting = trained(resdsl.compile("resnet20", shortcut="projection"))
+    with pytest.raises(ValueError, match=r"^from_trained\(shortcut='projection'\): these parameters change"):
+        module.from_trained(projecting.state_dict(), shortcut="projection")
+    seven = trained(resdsl.compile("resnet20", num_classes=7))
+    served = module.from_trained(seven.state_dict(), channels_last=False, num_classes=7, n=3)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(served(x), seven(x)) < FOLD_TOL
+
+
+EPS_SPEC = """
+block blk(planes, e = 0.001) {
+    conv1 = conv(planes, k=3, p=1)
+    bn1 = batchnorm(eps=e)
+    residual(identity)
+}
+network epsnet(e = 0.001) {
+    input 3 x 8 x 8
+    conv1 = conv(4, k=3, p=1)
+    bn1 = batchnorm()
+    b = blk(4, e=e)
+    fc = linear(2)
+}
+"""
+
+
+def test_generated_from_trained_refuses_parameters_when_an_eps_depends_on_them(tmp_path: Path) -> None:
+    """An eps computed from a parameter is in FOLDS as the generated value and leaves no trace
+    in the layers: from_trained then takes no parameters, and folds the generated network exactly."""
+    spec = tmp_path / "eps.arch"
+    spec.write_text(EPS_SPEC, encoding="utf-8")
+    net = resdsl.check(spec).networks[0]
+    module = load_generated(generate(net, inference=True), tmp_path, "eps_inference")
+    assert module.FOLDS[1] == ("b.conv1", "b.bn1", "b.conv1", 0.001)
+    model = trained(net)
+    with pytest.raises(ValueError, match=r"^from_trained\(e=0\.1\): the eps of a batchnorm that FOLDS folds"):
+        module.from_trained(model.state_dict(), e=0.1)
+    served = module.from_trained(model.state_dict(), channels_last=False)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_error(served(x), model(x)) < FOLD_TOL

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import resdsl
 from resdsl.tools.cli import cli
-from resdsl.tools.summary import summary_json, summary_rows, summary_rows_list, summary_text
+from resdsl.tools.summary import module_name, op_label, summary_json, summary_rows, summary_rows_list, summary_text
 from tests.conftest import ROOT
 
 SPECS = ["resnet18", "resnet50", "resnet20", "preact_resnet164", "resnext50_32x4d"]
@@ -37,8 +38,40 @@ def test_folded_totals_equal_the_network_totals(nets: dict[str, resdsl.ir.Networ
 
 def test_full_table_lists_layers_in_build_order(nets: dict[str, resdsl.ir.Network]) -> None:
     for net in nets.values():
-        names = [r.name for r in summary_rows_list(net)]
-        assert names == [layer.path for layer in net.layers() if layer.op != "input"]
+        rows = summary_rows_list(net)
+        layers = [layer for layer in net.layers() if layer.op != "input"]
+        assert [(r.op, r.output) for r in rows] == [(op_label(layer), layer.shape) for layer in layers]
+        assert [r.name for r in rows] == [module_name(layer) for layer in layers]
+
+
+# what each kind of row tells apart: shortcuts of every kind, a shared relu, gates, a deep stem,
+# a pre-activation projection branching off after the shared BN-ReLU, groupnorm
+MODULE_SPECS = ["resnet18", "resnet20", "resnet34_a", "preact_resnet164", "seresnet50", "resnet50d", "resnet26t",
+                "resnet50_gn", "plain20"]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", MODULE_SPECS)
+def test_every_row_names_a_module_of_the_built_model(spec: str) -> None:
+    """A row's name is a module of build_model(spec), at every depth; a row without a module is
+    marked so (None, '-' in the table), and the layer it stands for really has none."""
+    net = resdsl.compile(spec)
+    with torch.device("meta"):  # module names only: no memory, no initialisation
+        modules = dict(resdsl.build_model(spec).named_modules())
+    for depth in (None, 0, 1, 2, 3):
+        rows = summary_rows_list(net, depth)
+        shown = [r.name for r in rows if r.kind != "network"]
+        assert {n for n in shown if n is not None} <= set(modules), sorted(set(shown) - set(modules) - {None})
+        table = summary_text(net, depth).splitlines()[3:-2]
+        assert [line.split()[0] for line in table] == [r.name or "-" if r.kind != "network" else r.name for r in rows]
+    rows = summary_rows_list(net)
+    bare = [layer for layer in net.layers() if layer.op != "input" and module_name(layer) is None]
+    assert sum(r.name is None for r in rows) == len(bare)
+    for layer in bare:  # the path the IR gives it names no module: no row may show it
+        assert layer.path not in modules and layer.path not in {r.name for r in rows}
+    relus = [r.name for r in rows if r.op == "relu"]
+    if spec == "resnet18":  # one relu module per block, run twice: both rows name it
+        assert relus.count("layer1.0.relu") == 2 and "layer1.0.relu_1" not in modules
+        assert [r.op for r in rows if r.name is None] == ["residual (identity)"] * 5
 
 
 def test_depth_1_is_one_row_per_stage_with_shapes_and_strides(nets: dict[str, resdsl.ir.Network]) -> None:
@@ -115,11 +148,12 @@ def test_nothing_is_truncated_on_a_narrow_terminal_or_a_pipe() -> None:
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout
     net = resdsl.compile("resnet50")
-    for layer in net.layers():
-        if layer.op == "input":
-            continue
-        (line,) = [ln for ln in done.stdout.splitlines() if ln.split()[0] == layer.path]
-        assert f"{layer.params:,}" in line and f"{layer.macs:,}" in line
+    lines = done.stdout.splitlines()[3:-2]
+    layers = [layer for layer in net.layers() if layer.op != "input"]
+    assert len(lines) == len(layers)
+    for line, layer in zip(lines, layers, strict=True):
+        assert line.split()[0] == (module_name(layer) or "-")
+        assert f" {layer.params:,} " in line and line.endswith(f" {layer.macs:,}")
     assert "residual (projection, stride 2)" in done.stdout
     assert "4,089,184,256" in done.stdout.splitlines()[-1]  # the total MACs, whole
     # the same through click's runner with a 40-column terminal
@@ -133,4 +167,5 @@ def test_text_and_json_agree_row_for_row() -> None:
     rows = summary_rows(net, 2)["layers"]
     assert len(text) == len(rows)
     for line, row in zip(text, rows, strict=True):
-        assert line.startswith(row["name"] + " ") and line.endswith(f"{row['macs']:,}")
+        assert line.startswith((row["name"] or "-") + " ") and line.endswith(f"{row['macs']:,}")
+    assert any(r["name"] is None for r in summary_rows(net)["layers"])  # JSON: null, no module

@@ -3,6 +3,9 @@ and 3): the generated file loads checkpoints and prepares images with the code b
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,42 @@ def test_generated_preprocess_is_build_models(source: torch.nn.Module, built: tu
     images = torch.randint(0, 256, (2, 3, 90, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     assert torch.equal(module.preprocess(images), source.preprocess(images))
     assert module.preprocess(images).shape == (2, 3, 64, 64)
+
+
+# run in a fresh interpreter where neither safetensors nor resdsl can be imported: torch alone
+WITHOUT_SAFETENSORS = """
+import sys
+sys.modules["safetensors"] = sys.modules["resdsl"] = None
+sys.path.insert(0, sys.argv[1])
+import net
+import torch
+model = net.resnet18(weights=sys.argv[2])  # a torch file needs no safetensors
+print("torch file:", int(torch.equal(model.conv1.weight, torch.load(sys.argv[2])["conv1.weight"])))
+try:
+    net.resnet18()  # the default: the .safetensors file it was built with
+except ModuleNotFoundError as exc:
+    print(f"{type(exc).__name__} {exc.name}: {exc}")
+"""
+
+
+def test_without_safetensors_a_generated_module_says_what_to_install(source: torch.nn.Module, built: tuple) -> None:
+    """A module built with --weights x.safetensors imports and reads torch files with torch
+    alone; reading its .safetensors default names the missing package and how to install it."""
+    folder, _ = built
+    torch.save(source.state_dict(), folder / "resnet18.pth")
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SAFETENSORS, str(folder / "models"), str(folder / "resnet18.pth")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=folder,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "torch file: 1"
+    assert lines[1].startswith("ModuleNotFoundError safetensors: reading ") and "resnet18.safetensors" in lines[1]
+    assert "needs the safetensors package" in lines[1] and "pip install safetensors" in lines[1]
 
 
 def test_a_checkpoint_that_does_not_fit_writes_nothing(source: torch.nn.Module, tmp_path: Path) -> None:

@@ -4,13 +4,18 @@ The data goes to a temporary file in the target's folder, is flushed to disk and
 the target (:func:`os.replace`), so a reader sees the old file or the whole new one, never a
 part, and a failure leaves neither a partial file nor the temporary one behind. A file that
 exists keeps its permission bits; a new one gets what ``open()`` would give under the umask
-(``mkstemp`` alone would make it private).
+(``mkstemp`` alone would make it private). A tool that rewrites a spec it read as text
+(``fmt``, ``check --fix``) passes the result through :func:`keep_endings` first, so the file
+keeps its byte-order mark and line endings wherever a line did not change.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from resdsl.diagnostics import ResdslError, error
@@ -52,3 +57,39 @@ def write_atomic(target: str | Path, data: bytes | str) -> None:
     except OSError as exc:
         span = Span(str(target), 0, 0, 0, 0)
         raise ResdslError(error("E502", f"cannot write {target}: {exc.strerror or exc}", span)) from None
+
+
+# a line ending: LF or CRLF (a lone CR is not one: the parser counts lines at LF, and a comment
+# may hold a CR that must stay where it is)
+_LINE_END = re.compile(r"\r?\n")
+
+
+def _lines(text: str) -> list[tuple[str, str]]:
+    """``text`` as (content, line ending) pairs; the last ending is "" without a final newline."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    for match in _LINE_END.finditer(text):
+        out.append((text[pos : match.start()], match.group()))
+        pos = match.end()
+    if pos < len(text):
+        out.append((text[pos:], ""))
+    return out
+
+
+def keep_endings(original: str, new: str) -> str:
+    """``new`` written as ``original`` is on disk: ``original``'s byte-order mark, and each line
+    that ``new`` keeps (content unchanged) with the ending it had there; changed and added lines
+    take the ending of the line they replace, else the file's most common one. ``new`` may use
+    any line endings and may or may not start with a byte-order mark; only its content counts."""
+    bom = original[: len(original) - len(original.lstrip("\ufeff"))]
+    old_lines = _lines(original[len(bom) :])
+    new_lines = _lines(new.lstrip("\ufeff"))
+    endings = Counter(end for _, end in old_lines if end)
+    usual = endings.most_common(1)[0][0] if endings else "\n"
+    matcher = difflib.SequenceMatcher(None, [c for c, _ in old_lines], [c for c, _ in new_lines], autojunk=False)
+    out = [bom]
+    for _tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        for k, (content, end) in enumerate(new_lines[j1:j2]):
+            was = old_lines[i1 + k][1] if i1 + k < i2 else ""
+            out.append(content + ((was or usual) if end else ""))
+    return "".join(out)

@@ -41,8 +41,14 @@ def find_state_dict(checkpoint: object) -> dict[str, Tensor]:
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """The state_dict in a ``.safetensors`` file or a torch checkpoint, read without running code."""
     if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file  # only needed for this format
-
+        try:
+            from safetensors.torch import load_file  # only needed for this format
+        except ImportError:
+            raise ModuleNotFoundError(
+                f"reading {os.fspath(path)} needs the safetensors package, which is not installed: "
+                "pip install safetensors (or save the state_dict with torch.save and pass that file)",
+                name="safetensors",
+            ) from None
         return load_file(os.fspath(path), device="cpu")
     return find_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 

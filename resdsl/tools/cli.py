@@ -87,6 +87,7 @@ def _fix(
 ) -> list[CheckResult]:
     """Apply every safe fix (resdsl.diagnostics.fixes), print each on stderr, and check again; a fix that
     clashed with another is picked up by the next round."""
+    from resdsl.diagnostics.files import keep_endings
     from resdsl.diagnostics.files import replace_file as write_atomic
     from resdsl.diagnostics.fixplan import plan_fixes
 
@@ -97,11 +98,12 @@ def _fix(
         if not plan.texts:
             break
         for file, text in plan.texts.items():
-            try:
-                write_atomic(file, text)
-            except OSError as exc:
+            try:  # the sources were read with universal newlines: write the file's own endings back
+                write_atomic(file, keep_endings(Path(file).read_bytes().decode("utf-8"), text))
+            except (OSError, UnicodeDecodeError) as exc:  # the file changed since it was checked
                 span = Span(file, 0, 0, 0, 0)
-                raise ResdslError(error("E502", f"cannot write {file}: {exc.strerror or exc}", span)) from None
+                why = getattr(exc, "strerror", None) or exc
+                raise ResdslError(error("E502", f"cannot write {file}: {why}", span)) from None
         for d, fixed in sorted(plan.applied, key=lambda pair: str(pair[1].edits[0].span)):
             click.echo(f"fixed {fixed.edits[0].span}: {fixed.title} [{d.code}]", err=True)
         made += len(plan.applied)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from resdsl.diagnostics import Diagnostic, ResdslError, error
-from resdsl.diagnostics.files import replace_file
+from resdsl.diagnostics.files import keep_endings, replace_file
 from resdsl.syntax import ast
 from resdsl.tools.fmt import format_text
 
@@ -49,7 +49,8 @@ def arch_files(paths: Iterable[str]) -> list[str]:
 
 
 def format_file(path: str) -> FileResult:
-    """Read and format one file; never writes (see :func:`write_atomically`)."""
+    """Read and format one file; never writes (see :func:`write_atomically`). The new text keeps
+    the file's byte-order mark, and the line ending of every line the layout leaves as it was."""
     result = FileResult(path)
     try:
         result.old = Path(path).read_bytes().decode("utf-8")
@@ -58,7 +59,7 @@ def format_file(path: str) -> FileResult:
         result.diagnostics.append(error("E004", f"cannot read {path}: {reason}", ast.Span(path, 0, 0, 0, 0)))
         return result
     try:
-        result.new = format_text(result.old, path)
+        result.new = keep_endings(result.old, format_text(result.old, path))
     except ResdslError as exc:
         result.diagnostics.extend(exc.diagnostics)
     return result
@@ -90,7 +91,7 @@ def run(
     if tuple(files) == ("-",) and stdin is not None:
         text = stdin.read()
         try:
-            echo(format_text(text, "<stdin>"), False)
+            echo(keep_endings(text, format_text(text, "<stdin>")), False)
         except ResdslError as exc:
             render(exc.diagnostics, {"<stdin>": text})
             return 1

@@ -4,9 +4,12 @@
 in the network) depth 1, a block in a stage depth 2, and so on. A scope at the chosen depth
 becomes one row with its summed parameters and MACs, its input and output shapes and its
 output stride (relative to the network input); layers above that depth stay rows of their
-own. The table is plain text computed here, not a rich table: it never truncates a name or
-a number whatever the terminal width, stays greppable when piped, and costs little next to
-checking (rendering 50,000 rows with rich took ten times as long as checking the network).
+own. A row is named by the module path of ``build_model``'s model (its ``named_modules()``,
+the prefix of its ``state_dict`` keys); a layer that runs no module of its own (an identity
+shortcut's addition) shows ``-``. The table is plain text computed here, not a rich table:
+it never truncates a name or a number whatever the terminal width, stays greppable when
+piped, and costs little next to checking (rendering 50,000 rows with rich took ten times as
+long as checking the network).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from resdsl.ops import OPS, Shape, fmt_shape
 class Row:
     """One row of the summary: a layer, or a stage or block folded by ``depth``."""
 
-    name: str  # dotted module path
+    name: str | None  # module path in build_model's model (None: the layer runs no module of its own)
     op: str  # op (with its shortcut for merges), or the block type for folded scopes
     kind: str  # layer | stage | block | network
     depth: int  # scope nesting: layers directly in the network are 1
@@ -72,6 +75,20 @@ def is_merge(layer: Layer) -> bool:
     """A multi-input op (residual addition, gating multiply): the op table says ``merge``."""
     op = OPS.get(layer.op)
     return op is not None and op.merge is not None
+
+
+def module_name(layer: Layer) -> str | None:
+    """The path of the module ``build_model`` runs ``layer`` with, as ``named_modules()`` lists
+    it: activations written twice in a block share one module (``layer1.0.relu``), so share the
+    name. None for a layer that runs no module: a merge whose shortcut adds its input as it is
+    (an identity, or a projection where the shape does not change) and a gate's multiply."""
+    op = OPS.get(layer.op)
+    if op is None or (op.torch is None and op.merge is None):
+        return None
+    if op.merge is not None and (layer.shortcut is None or layer.shortcut.kind == "identity"):
+        return None
+    scope = layer.scope.path if layer.scope is not None else ""
+    return f"{scope}.{layer.module}" if scope else layer.module
 
 
 def shortcut_label(layer: Layer) -> str | None:
@@ -152,7 +169,7 @@ def _rows(network: Network, depth: int | None) -> list[Row]:
         if isinstance(item, Layer):
             rows.append(
                 Row(
-                    item.path,
+                    module_name(item),
                     op_label(item),
                     "layer",
                     level,
@@ -207,6 +224,9 @@ def _data(network: Network, depth: int | None) -> dict[str, Any]:
     }
 
 
+NO_MODULE = "-"  # the layer column of a row whose layer runs no module (JSON: null)
+
+
 def summary_text(network: Network, depth: int | None = None) -> str:
     """The table as aligned plain text; columns are as wide as their widest cell."""
     with paused_gc():
@@ -238,7 +258,7 @@ def _text(network: Network, depth: int | None) -> str:
     for row in rows:
         cells.append(
             [
-                row.name,
+                row.name if row.name is not None else NO_MODULE,
                 row.op,
                 *([shape(row.input)] if folded else []),
                 shape(row.output),

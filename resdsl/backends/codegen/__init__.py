@@ -41,6 +41,7 @@ from resdsl.backends.codegen.expr import (
 from resdsl.backends.codegen.files import (
     MARKER,
     content_hash,
+    export_order,
     format_code,
     generated_state,
     regenerate_command,
@@ -183,7 +184,10 @@ def _render(
         norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
         if norm_layer is not None:
             cls.zero_init.append(attr_name(norm_layer.module, norm_layer.span))
-    zero_init_param = "zero_init_residual" not in network.params
+    # build_model's switch: the spec's own parameter when it has one (renamed as every value is), else
+    # an argument of the network class; an inference module starts from trained weights, so has neither
+    zero_init_param = inference is None and "zero_init_residual" not in values
+    zero_init_name = py_name("zero_init_residual") if "zero_init_residual" in values else "zero_init_residual"
     meta = dict(network.meta)
     prep = preprocessing(network)  # what build_model's model carries, per input channel
     constants = {"INPUT_SIZE": py_default(list(prep.input_size))}
@@ -207,12 +211,12 @@ def _render(
     for b in blocks:
         if b.zero_init:
             zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
-    # isort-style, as ruff expects: constants, classes, then functions, each alphabetical
+    # isort-style, as ruff's RUF022 sorts __all__ (see export_order)
     helpers = ["load_weights", "preprocess"]
     names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory, *helpers]
     assert not {*(b.name for b in blocks), cls.name, factory} & RESERVED, names  # the spec's names, renamed
     names += extra["exports"]
-    exports = sorted(names, key=_export_order)
+    exports = export_order(names)
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
     return (
         _environment()
@@ -225,6 +229,7 @@ def _render(
             constants=constants,
             exports=exports,
             zero_init_param=zero_init_param,
+            zero_init_name=zero_init_name,
             zero_init_default="True" if zero_init_default else "False",
             typing=typing,
             zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
@@ -275,10 +280,6 @@ def _flags(inference: InferenceParts | None) -> list[str]:
     if inference is None:
         return []
     return ["--inference"] + ([] if inference.channels_last else ["--no-channels-last"])
-
-
-def _export_order(name: str) -> tuple[int, str]:
-    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
 
 def generate(

@@ -50,6 +50,8 @@ GENERATED_NAMES = frozenset(
         "RENAMED",
         "FEATURE_INFO",
         "from_trained",
+        "state_dict",  # from_trained's own arguments: a spec parameter must reach it through **kwargs
+        "channels_last",
         "grad_checkpointing",
         "checkpoint_reentrant",
         "os",

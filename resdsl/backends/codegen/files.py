@@ -12,8 +12,8 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
-from functools import cache
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache, cmp_to_key
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,59 @@ def format_code(code: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"ruff could not format the generated code:\n{done.stderr.decode('utf-8', 'replace')}")
     return done.stdout.decode("utf-8")
+
+
+def export_order(names: Iterable[str]) -> list[str]:
+    """``names`` sorted as ruff's RUF022 wants ``__all__``, "isort-style": SCREAMING_CASE
+    constants (two characters or more, no lowercase letter), then names that start with a
+    capital (classes, and a one-letter ``A``), then the rest; each group in natural order
+    (``Net2`` before ``Net10``), compared as ruff's natord crate compares."""
+    return sorted(names, key=cmp_to_key(_isort_compare))
+
+
+def _isort_compare(a: str, b: str) -> int:
+    return _category(a) - _category(b) or _natural(a, b)
+
+
+def _category(name: str) -> int:
+    if len(name) > 1 and name.isupper():  # str.isupper: some cased letter, none lowercase
+        return 0
+    return 1 if name[:1].isupper() else 2
+
+
+def _natural(a: str, b: str) -> int:
+    """-1, 0 or 1: natord's order. Runs of digits compare as numbers (right-aligned), unless
+    either run starts with 0, then digit by digit (left-aligned: ``015`` before ``12``); a
+    longer run of the same digits after an equal start is greater; other characters by code point."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i].isdigit() and b[j].isdigit() and a[i].isascii() and b[j].isascii():
+            i_end, j_end = _digits_end(a, i), _digits_end(b, j)
+            left, right = a[i:i_end], b[j:j_end]
+            if left[0] == "0" or right[0] == "0":
+                common = min(len(left), len(right))
+                order = _sign(left[:common], right[:common]) or _sign(len(left), len(right))
+            else:
+                order = _sign(len(left), len(right)) or _sign(left, right)
+            if order:
+                return order
+            i, j = i_end, j_end
+            continue
+        if a[i] != b[j]:
+            return _sign(a[i], b[j])
+        i, j = i + 1, j + 1
+    return _sign(len(a) - i, len(b) - j)
+
+
+def _digits_end(text: str, start: int) -> int:
+    end = start
+    while end < len(text) and text[end].isascii() and text[end].isdigit():
+        end += 1
+    return end
+
+
+def _sign(a: Any, b: Any) -> int:
+    return (a > b) - (a < b)
 
 
 def content_hash(body: str) -> str:

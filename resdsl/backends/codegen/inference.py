@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resdsl.backends.codegen.copied import bias_source, fold_source, packed_source
+from resdsl.backends.codegen.expr import free_names
 from resdsl.ir import Network
 from resdsl.ir.fold import FoldPlan, fold_network
 
@@ -26,15 +27,29 @@ class InferenceParts:
     bias_source: str  # with_bias's definition
     packed_source: str  # PackedConv2d and pack_convolutions
     kept: int  # batchnorms left in (they follow no conv)
+    eps_vary: bool = False  # some folded batchnorm's eps is computed from names: from_trained takes no parameters
 
 
 def fold_for_codegen(network: Network, channels_last: bool = True) -> tuple[Network, InferenceParts]:
     """The folded network to generate from, and what the template writes about the fold."""
     folded, plan = fold_network(network)
-    return folded, parts(plan, channels_last)
+    return folded, parts(plan, channels_last, eps_varies(network, plan))
 
 
-def parts(plan: FoldPlan, channels_last: bool) -> InferenceParts:
+def eps_varies(network: Network, plan: FoldPlan) -> bool:
+    """Whether the eps of a batchnorm the plan folds is written as an expression of names (a
+    parameter, or a value computed from one): FOLDS then holds it for the generated values
+    only, and other values cannot be told from the layers the module builds."""
+    folded = {norm for _, norm, _, _ in plan.folds}
+    for layer in network.layers():
+        scope = layer.scope.path if layer.scope is not None else ""
+        path = f"{scope}.{layer.module}" if scope else layer.module
+        if path in folded and free_names(layer.exprs.get("eps")):
+            return True
+    return False
+
+
+def parts(plan: FoldPlan, channels_last: bool, eps_vary: bool = False) -> InferenceParts:
     return InferenceParts(
         [f"({conv!r}, {norm!r}, {target!r}, {eps!r})" for conv, norm, target, eps in plan.folds],
         [f"({old!r}, {new!r})" for old, new in plan.renames],
@@ -43,6 +58,7 @@ def parts(plan: FoldPlan, channels_last: bool) -> InferenceParts:
         bias_source(),
         packed_source(),
         len(plan.kept),
+        eps_vary,
     )
 
 
