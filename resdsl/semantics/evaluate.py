@@ -96,21 +96,25 @@ class Evaluator:
                 self.int_divisions.add(expr)
             return value
         if isinstance(expr, ast.Cond):
-            test = self.eval(expr.test, env)
-            if not isinstance(test, bool):
-                self.diags.add(
-                    error(
-                        "E212",
-                        f"a condition must be true or false, got {type_name(test)} ({show_value(test)})",
-                        expr.test.span,
-                        help="compare it: 'x if stride == 2 else y'",
-                    )
-                )
-                raise Failed
-            return self.eval(expr.then if test else expr.orelse, env)  # only the chosen branch
+            return self.eval(self.chosen(expr, env), env)  # only the chosen branch
         if isinstance(expr, ast.Call):
             return self._call(expr, env)
         raise AssertionError(expr)
+
+    def chosen(self, expr: ast.Cond, env: dict[str, Any]) -> ast.Expr:
+        """The side of ``then if test else orelse`` that the test picks (the other is never evaluated)."""
+        test = self.eval(expr.test, env)
+        if not isinstance(test, bool):
+            self.diags.add(
+                error(
+                    "E212",
+                    f"a condition must be true or false, got {type_name(test)} ({show_value(test)})",
+                    expr.test.span,
+                    help="compare it: 'x if stride == 2 else y'",
+                )
+            )
+            raise Failed
+        return expr.then if test else expr.orelse
 
     def _lookup(self, name: ast.Name, env: dict[str, Any]) -> Any:
         if name.id in env:
