@@ -365,6 +365,28 @@ def test_a_bare_identity_statement_is_the_identity_layer() -> None:
     assert kept.num_params > 0  # a parameter holding identity is still the shortcut kind
 
 
+def test_misused_forms_say_what_is_wrong(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\n'
+        "block b(c) {\n  conv1 = conv(c, k=3, p=1)\n  residual(concat)\n}\n"
+        "network n() {\n  input 4 x 8 x 8\n  a = sequential(stage(basic(4)))\n  g = gate(stage(basic(4)))\n"
+        "  x = b(4)\n  s = stage(basic(4), shortcut=zeropad)\n}\n",
+        encoding="utf-8",
+    )
+    found = {d.span.line: d for d in resdsl.check(spec).diagnostics}
+    assert (
+        found[8].code == "E205" and found[8].message == "sequential takes ops, blocks or sequential groups, not a stage"
+    )
+    assert "on a line of its own" in (found[8].help or "")
+    assert found[9].message == "gate takes ops, blocks or sequential groups, not a stage"
+    kinds = "identity, zero_pad, projection, projection_all, avgpool_projection, none"
+    assert (found[4].code, found[4].message) == ("E201", "unknown shortcut kind 'concat'")
+    assert found[4].help == f"the kinds: {kinds}" and "conv" not in found[4].help
+    assert found[11].help == f"did you mean 'zero_pad'? (the kinds: {kinds})"
+    assert [f.edits[0].text for f in found[11].fixes] == ["zero_pad"]
+
+
 IDENTITIES = """\
 block twice(c) {
     conv1 = conv(c, k=3, p=1)

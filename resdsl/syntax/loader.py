@@ -214,6 +214,22 @@ def _define(
     owners[name] = file
 
 
+@lru_cache(maxsize=1)
+def library_definitions() -> dict[str, tuple[str, ...]]:
+    """Each name the shipped library (``std/...``) defines, with the import path of every file
+    that defines it: what a forgotten ``import`` would have brought in."""
+    found: dict[str, list[str]] = {}
+    root = library_dir()
+    for path in sorted(root.glob("std/**/*.arch")):
+        try:
+            module = parse_file(path.read_text(encoding="utf-8"), display_path(path))
+        except (OSError, UnicodeDecodeError, ResdslError):
+            continue
+        for definition in module.definitions:
+            found.setdefault(definition.name, []).append(path.relative_to(root).as_posix())
+    return {name: tuple(files) for name, files in found.items()}
+
+
 def definition_params(definition: ast.Definition, globals: dict[str, ast.Definition]) -> list[str]:
     seen = set()
     while isinstance(definition, ast.NetworkAlias):
