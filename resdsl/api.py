@@ -284,9 +284,22 @@ def pick_network(result: CheckResult, spec: Spec, network: str | None = None) ->
     for net in nets:
         if net.name == stem:
             return net
-    names = ", ".join(n.name for n in result.networks) or "none"
+    span = ast.Span(result.file, 0, 0, 0, 0)
+    if not result.networks:
+        help = "a network is written network NAME(...) { input 3 x 224 x 224 ... }; blocks alone build nothing"
+        raise ResdslError(error("E104", f"{result.file} defines no network", span, help=help))
+    names = ", ".join(n.name for n in result.networks)
+    if network is not None:  # (check reports a name the file does not define; this is a compiled IR)
+        raise ResdslError(
+            error("E104", f"{result.file} defines no network '{network}'", span, help=f"networks: {names}")
+        )
     raise ResdslError(
-        error("E104", f"{result.file} defines networks {names}; say which one", ast.Span(result.file, 0, 0, 0, 0))
+        error(
+            "E104",
+            f"{result.file} defines networks {names}; say which one",
+            span,
+            help="pick one with --network NAME (network=NAME in the API)",
+        )
     )
 
 

@@ -174,3 +174,28 @@ def test_a_hundred_distinct_errors_are_all_reported_in_order(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["check", "--json", str(spec)])
     found = [(d["line"], d["column"]) for d in json.loads(result.stdout)]
     assert len(found) == 100 and found == sorted(found)
+
+
+def test_build_of_a_file_without_a_network_says_so(tmp_path: Path) -> None:
+    """Regression: an empty file to `build` said "defines networks none; say which one"."""
+    empty = tmp_path / "empty.arch"
+    empty.write_text("")
+    result = CliRunner().invoke(cli, ["build", str(empty), "-o", str(tmp_path / "out.py")])
+    assert result.exit_code == 1 and f"{empty}: error[E104]: {empty} defines no network" in result.output
+    assert "none" not in result.output and not (tmp_path / "out.py").exists()
+    two = tmp_path / "two.arch"
+    two.write_text("network a() {\n  input 3 x 8 x 8\n}\nnetwork b() {\n  input 3 x 8 x 8\n}\n")
+    both = CliRunner().invoke(cli, ["build", str(two), "-o", str(tmp_path / "out.py")])
+    assert "defines networks a, b; say which one" in both.output and "--network NAME" in both.output
+
+
+def test_a_file_that_is_not_utf8_is_reported_where_it_breaks(tmp_path: Path) -> None:
+    spec = tmp_path / "latin1.arch"
+    spec.write_bytes("network n() {\n  input 3 x 8 x 8\n  # café\n}\n".encode("latin-1"))
+    for command in (["check"], ["fmt", "--check"]):
+        result = CliRunner().invoke(cli, [*command, str(spec)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert (
+            f"{spec}:3:8: error[E004]: cannot read {spec}: byte 0xe9 at line 3, column 8 is not UTF-8" in result.output
+        )
+        assert "   3 |   # caf\ufffd" in result.output and "in Latin-1 it would be 'é'" in result.output

@@ -319,9 +319,9 @@ class SourceCache:
 
     def line(self, file: str, number: int) -> str | None:
         if file not in self._lines:
-            try:
-                self._lines[file] = _lines(Path(file).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
+            try:  # bytes that are not UTF-8 (reported as E004) show as U+FFFD, one character each
+                self._lines[file] = _lines(Path(file).read_text(encoding="utf-8", errors="replace"))
+            except OSError:
                 self._lines[file] = []
         lines = self._lines[file]
         return lines[number - 1] if 0 < number <= len(lines) else None

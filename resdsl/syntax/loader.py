@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from resdsl.diagnostics import Collector, ResdslError, error
+from resdsl.diagnostics.files import read_text
 from resdsl.diagnostics.fixes import Edit, Fix
 from resdsl.ops import OPS
 from resdsl.resources import library_dir
@@ -92,10 +93,9 @@ def _load_file(
     if text is None:
         assert real is not None
         try:
-            text = real.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            collector.add(error("E004", f"cannot read {file}: {reason}", ast.Span(file, 0, 0, 0, 0)))
+            text = read_text(real, file)
+        except ResdslError as exc:
+            collector.extend(exc.diagnostics)
             program.visible[file] = {}
             return {}
     program.sources[file] = text
