@@ -176,6 +176,24 @@ def test_a_hundred_distinct_errors_are_all_reported_in_order(tmp_path: Path) -> 
     assert len(found) == 100 and found == sorted(found)
 
 
+def test_one_bad_set_value_gives_one_error_per_library_line_naming_the_override() -> None:
+    """Regression: `--set norm=groupnorm(7)` printed 17 near-identical errors (about 120 lines), all
+    pointing into the shipped library and none at the override."""
+    result = CliRunner().invoke(cli, ["check", "resnet18", "--set", "norm=groupnorm(7)"])
+    assert result.exit_code == 1
+    headers = [line for line in result.output.splitlines() if "error[E302]" in line]
+    assert len(headers) == 3  # the stem's bn1, and the basic block's bn1 and bn2
+    assert result.output.count("8 times: layer1.0.bn1, layer1.1.bn1, layer2.0.bn1, layer2.1.bn1, ...") == 1
+    assert result.output.count("groups=7 comes from --set norm=groupnorm(7)") == 3
+    assert len(result.output.splitlines()) < 30
+    as_json = CliRunner().invoke(cli, ["check", "resnet18", "--set", "norm=groupnorm(7)", "--json"])
+    assert len(json.loads(as_json.stdout)) == 17  # every instance, for tools
+    untraced = CliRunner().invoke(cli, ["check", "resnet20", "--set", "shortcut=identity"])
+    assert (
+        "checked with --set shortcut=identity" in untraced.output and "2 times: layer2.0, layer3.0" in untraced.output
+    )
+
+
 def test_build_of_a_file_without_a_network_says_so(tmp_path: Path) -> None:
     """Regression: an empty file to `build` said "defines networks none; say which one"."""
     empty = tmp_path / "empty.arch"

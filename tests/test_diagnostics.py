@@ -97,6 +97,23 @@ def test_doc_example_gives_its_code(code: str, text: str, tmp_path: Path) -> Non
     assert code in {d.code for d in result.diagnostics}, [str(d) for d in result.diagnostics]
 
 
+def test_repeats_of_one_error_are_folded_for_the_terminal_per_network() -> None:
+    from resdsl.diagnostics import NETWORK_CONTEXT, Related, group_repeats
+
+    def e302(path: str, network: str) -> object:
+        context = Related(Span("n.arch", 1, 9, 1, 10), f"{NETWORK_CONTEXT} '{network}' (n.arch:1:9)")
+        return error("E302", f"{path}.bn1: groupnorm: 64 channels", Span("lib.arch", 3, 5, 3, 9), related=[context])
+
+    found = [e302("layer1.0", "a"), e302("layer1.1", "a"), e302("layer2.0", "a"), e302("layer1.0", "b")]
+    assert group_repeats(found) == found  # the API keeps every error
+    folded = group_repeats(found, errors=True)
+    assert len(folded) == 2 and folded[1] == found[3]  # never across two networks
+    assert folded[0].notes == ("3 times: layer1.0.bn1, layer1.1.bn1, layer2.0.bn1",)
+    merge = error("E301", "residual addition in layer2.0: shapes differ", Span("lib.arch", 9, 5, 9, 9))
+    again = error("E301", "residual addition in layer3.0: shapes differ", Span("lib.arch", 9, 5, 9, 9))
+    assert group_repeats([merge, again], errors=True)[0].notes == ("2 times: layer2.0, layer3.0",)
+
+
 @pytest.mark.parametrize(
     ("data", "line", "column", "byte"),
     [

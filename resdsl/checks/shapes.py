@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from resdsl.checks.realise import REALISERS
 from resdsl.diagnostics import Collector, error, warning
+from resdsl.diagnostics.overrides import comes_from
+from resdsl.diagnostics.span import is_override
 from resdsl.ir import Layer, Network, Scope, instance_note
 from resdsl.ir.repairs import drop_bias
 from resdsl.ops import OPS, ShapeError
@@ -39,7 +41,7 @@ def infer(network: Network, collector: Collector) -> None:
                 layer.macs = op.macs(layer.in_shapes[0], layer.shape, layer.attrs)
         except ShapeError as exc:
             layer.shape = exc.recovered  # None unless the intended shape is clear
-            message, notes = exc.message, list(exc.notes)
+            message, notes = exc.message, [*exc.notes, *_overridden(layer)]
             if op.merge is None and layer.path:  # merges word their own messages
                 message = f"{layer.path}: {message}"
             found = error(exc.code, message, layer.span, notes, exc.help, exc.fixes, exc.related)
@@ -50,6 +52,17 @@ def infer(network: Network, collector: Collector) -> None:
             else:
                 collector.add(found)
     _lint(network, collector)
+
+
+def _overridden(layer: Layer) -> list[str]:
+    """Notes naming the ``--set`` override each of a layer's arguments was written in (a layer
+    passed as ``--set norm=groupnorm(7)`` keeps the override as the place of its arguments), so
+    an error in a shipped block says which override caused it."""
+    return [
+        comes_from(name, layer.attrs[name], expr.span.file)
+        for name, expr in layer.exprs.items()
+        if is_override(expr.span.file) and name in layer.attrs
+    ]
 
 
 def _instance(layer: Layer) -> Scope | None:
