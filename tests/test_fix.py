@@ -75,6 +75,8 @@ def test_fix_rewrites_the_file_and_says_what_changed(tmp_path: Path) -> None:
     assert f"fixed {spec}:10:39: use shortcut=projection" in err
     assert f"fixed {spec}:5:31: drop bias=true" in err
     assert "3 fixes applied" in err
+    lines = [line for line in err.splitlines() if line.startswith("fixed ")]  # in file order, 5 before 10
+    assert [line.split(":")[1] for line in lines] == ["5", "9", "10"]
     assert "n: 14 weighted layers" in out  # the re-check after the fixes is clean
     assert check(spec).diagnostics == []
 
