@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resdsl.checks.shapes import infer
-from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error, group_repeats, ordered
+from resdsl.diagnostics import NETWORK_CONTEXT, Collector, Diagnostic, ResdslError, error, group_repeats, ordered
+from resdsl.diagnostics.overrides import name_overrides
+from resdsl.diagnostics.span import override_file
 from resdsl.ir import Network
 from resdsl.ir.features import Checkpoint, Feature, plan
 from resdsl.resources import library_dir, shipped_specs
@@ -106,7 +108,7 @@ def parse_override(key: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     collector = Collector()
-    expr = parse_expr(value, f"--set {key}")
+    expr = parse_expr(value, override_file(key))
     try:
         return Elaborator(Program("--set"), collector).eval(expr, {})
     except Failed:
@@ -207,7 +209,7 @@ def check(
             )
     for definition in definitions:
         own = {k: v for k, v in values.items() if k in network_params(program, definition)}
-        home = f"while checking network '{definition.name}' ({definition.name_span})"
+        home = f"{NETWORK_CONTEXT} '{definition.name}' ({definition.name_span})"
         with collector.within("network", definition.span.file, home, definition.name_span):
             net = Elaborator(program, collector, limits).network(definition, own, shape, head)
             if net is not None:
@@ -229,7 +231,7 @@ def check(
         collector.extend(check_unused_blocks(program, {id(b) for n in result.networks for b in n.blocks_used()}))
     silenced = {code.upper() for code in ignore}
     kept = [d for d in _dedupe(collector.items) if d.is_error or d.code not in silenced]
-    result.diagnostics = group_repeats(ordered(kept))
+    result.diagnostics = name_overrides(group_repeats(ordered(kept)), overrides or {})
     return result
 
 
@@ -284,9 +286,22 @@ def pick_network(result: CheckResult, spec: Spec, network: str | None = None) ->
     for net in nets:
         if net.name == stem:
             return net
-    names = ", ".join(n.name for n in result.networks) or "none"
+    span = ast.Span(result.file, 0, 0, 0, 0)
+    if not result.networks:
+        help = "a network is written network NAME(...) { input 3 x 224 x 224 ... }; blocks alone build nothing"
+        raise ResdslError(error("E104", f"{result.file} defines no network", span, help=help))
+    names = ", ".join(n.name for n in result.networks)
+    if network is not None:  # (check reports a name the file does not define; this is a compiled IR)
+        raise ResdslError(
+            error("E104", f"{result.file} defines no network '{network}'", span, help=f"networks: {names}")
+        )
     raise ResdslError(
-        error("E104", f"{result.file} defines networks {names}; say which one", ast.Span(result.file, 0, 0, 0, 0))
+        error(
+            "E104",
+            f"{result.file} defines networks {names}; say which one",
+            span,
+            help="pick one with --network NAME (network=NAME in the API)",
+        )
     )
 
 

@@ -58,10 +58,12 @@ def args(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Arg]:
 def statements() -> st.SearchStrategy[ast.Stmt]:
     e = exprs()
     call = st.builds(ast.Call, names, st.lists(args(e), max_size=3).map(tuple))
+    layer = st.one_of(names.map(ast.Name), call)
     return st.one_of(
         st.builds(ast.Assign, names, e),
         names.map(lambda n: ast.LayerStmt(ast.Name(n))),
         call.map(ast.LayerStmt),
+        st.builds(lambda then, test, orelse: ast.LayerStmt(ast.Cond(test, then, orelse)), layer, e, e),
     )
 
 
@@ -131,6 +133,9 @@ def show_stmt(s: ast.Stmt) -> str:
         return "meta { " + "  ".join(f"{e.name} = {show(e.value)}" for e in s.entries) + " }"
     if isinstance(s, ast.Assign):
         return f"{s.name} = {show(s.value, -1)}"
+    if isinstance(s.value, ast.Cond):  # relu if act else identity: a layer statement, never in brackets
+        c = s.value
+        return f"{show(c.then)} if {show(c.test, 0)} else {show(c.orelse, -1)}"
     return show(s.value)
 
 

@@ -1237,7 +1237,8 @@ def judge(case: Case, root: Path) -> Verdict:
     BOM, tabs, form feeds, trailing spaces) the check must also find no error.
     When ``case.cli`` is set, ``resdsl check`` through ``resdsl.tools.cli.main`` exits 0 or 1, agreeing
     with the API's result, and prints no internal error or traceback (``--json``: valid JSON).
-    Unreadable files (invalid UTF-8) are E004, a file-level code: documented, so accepted.
+    Unreadable files are E004, a file-level code: documented, so accepted; invalid UTF-8 is E004
+    at the first bad byte, which must lie in the file as the excerpt shows it.
     The time limit (and the memory limit) are the pool's, not this function's.
     """
     import resdsl
@@ -1321,8 +1322,9 @@ def _lines_for(file: str, cache: dict[str, list[str] | None], pseudo: dict[str, 
             cache[file] = pseudo[file]
         else:
             try:
-                cache[file] = file_lines(Path(file).read_bytes().decode("utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
+                # bytes that are not UTF-8 as the excerpt shows them: E004 points at the first one
+                cache[file] = file_lines(Path(file).read_bytes().decode("utf-8", errors="replace"))
+            except (OSError, ValueError):
                 cache[file] = None
     return cache[file]
 

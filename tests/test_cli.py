@@ -174,3 +174,46 @@ def test_a_hundred_distinct_errors_are_all_reported_in_order(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["check", "--json", str(spec)])
     found = [(d["line"], d["column"]) for d in json.loads(result.stdout)]
     assert len(found) == 100 and found == sorted(found)
+
+
+def test_one_bad_set_value_gives_one_error_per_library_line_naming_the_override() -> None:
+    """Regression: `--set norm=groupnorm(7)` printed 17 near-identical errors (about 120 lines), all
+    pointing into the shipped library and none at the override."""
+    result = CliRunner().invoke(cli, ["check", "resnet18", "--set", "norm=groupnorm(7)"])
+    assert result.exit_code == 1
+    headers = [line for line in result.output.splitlines() if "error[E302]" in line]
+    assert len(headers) == 3  # the stem's bn1, and the basic block's bn1 and bn2
+    assert result.output.count("8 times: layer1.0.bn1, layer1.1.bn1, layer2.0.bn1, layer2.1.bn1, ...") == 1
+    assert result.output.count("groups=7 comes from --set norm=groupnorm(7)") == 3
+    assert len(result.output.splitlines()) < 30
+    as_json = CliRunner().invoke(cli, ["check", "resnet18", "--set", "norm=groupnorm(7)", "--json"])
+    assert len(json.loads(as_json.stdout)) == 17  # every instance, for tools
+    untraced = CliRunner().invoke(cli, ["check", "resnet20", "--set", "shortcut=identity"])
+    assert (
+        "checked with --set shortcut=identity" in untraced.output and "2 times: layer2.0, layer3.0" in untraced.output
+    )
+
+
+def test_build_of_a_file_without_a_network_says_so(tmp_path: Path) -> None:
+    """Regression: an empty file to `build` said "defines networks none; say which one"."""
+    empty = tmp_path / "empty.arch"
+    empty.write_text("")
+    result = CliRunner().invoke(cli, ["build", str(empty), "-o", str(tmp_path / "out.py")])
+    assert result.exit_code == 1 and f"{empty}: error[E104]: {empty} defines no network" in result.output
+    assert "none" not in result.output and not (tmp_path / "out.py").exists()
+    two = tmp_path / "two.arch"
+    two.write_text("network a() {\n  input 3 x 8 x 8\n}\nnetwork b() {\n  input 3 x 8 x 8\n}\n")
+    both = CliRunner().invoke(cli, ["build", str(two), "-o", str(tmp_path / "out.py")])
+    assert "defines networks a, b; say which one" in both.output and "--network NAME" in both.output
+
+
+def test_a_file_that_is_not_utf8_is_reported_where_it_breaks(tmp_path: Path) -> None:
+    spec = tmp_path / "latin1.arch"
+    spec.write_bytes("network n() {\n  input 3 x 8 x 8\n  # café\n}\n".encode("latin-1"))
+    for command in (["check"], ["fmt", "--check"]):
+        result = CliRunner().invoke(cli, [*command, str(spec)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert (
+            f"{spec}:3:8: error[E004]: cannot read {spec}: byte 0xe9 at line 3, column 8 is not UTF-8" in result.output
+        )
+        assert "   3 |   # caf\ufffd" in result.output and "in Latin-1 it would be 'é'" in result.output

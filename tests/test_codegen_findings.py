@@ -201,3 +201,45 @@ def test_project_from_a_tap_of_another_shape(tmp_path: Path) -> None:
     shortcut = next(layer.shortcut for layer in net.layers() if layer.path == "b1.downsample")
     assert shortcut is not None and shortcut.kind == "projection" and shortcut.in_channels == 8
     same_outputs(model, resdsl.build_model(net), (4, 8, 8))
+
+
+CHOICES = """\
+block unit(c, act = true) {
+    conv1 = conv(c, k=3, p=1)
+    bn1   = batchnorm()
+    relu if act else identity
+    conv2 = conv(c, k=3, p=1)
+    bn2   = batchnorm()
+    residual(identity)
+    gelu if act else silu
+    conv3 = conv(c, k=1)
+    residual(identity)
+}
+
+network choices(act = true) {
+    input 3 x 8 x 8
+    stem   = conv(4, k=3, p=1)
+    relu if act else identity
+    u1     = unit(4)
+    u2     = unit(4, act=false)
+    layer1 = stage(unit(4, act=false), repeat=2)
+    fc     = linear(3)
+}
+"""
+
+
+def test_conditional_layers_and_identity_residuals_build_the_same_in_both_back_ends(tmp_path: Path) -> None:
+    """Anonymous conditional layers (`relu if act else identity`) and nameless residual(identity)s:
+    build_model and the generated module are the same network. Instances of a block that choose
+    different layers get a class each (one class written from the first instance ran relu where
+    the second has identity)."""
+    net = resdsl.compile(CHOICES)
+    generated = load_code(generate(net), tmp_path).choices()
+    built = resdsl.build_model(net)
+    assert [(k, v.shape) for k, v in generated.state_dict().items()] == [
+        (k, v.shape) for k, v in built.state_dict().items()
+    ]
+    assert type(generated.u1).__name__ == "Unit" and type(generated.u2).__name__ == "Unit2"
+    assert type(generated.layer1[1]) is type(generated.u2)
+    assert isinstance(generated.u2.identity, torch.nn.Identity) and isinstance(generated.u2.silu, torch.nn.SiLU)
+    same_outputs(generated, built, (3, 8, 8))

@@ -95,3 +95,53 @@ def test_doc_example_gives_its_code(code: str, text: str, tmp_path: Path) -> Non
     spec.write_text(text)
     result = resdsl.check(spec)
     assert code in {d.code for d in result.diagnostics}, [str(d) for d in result.diagnostics]
+
+
+def test_repeats_of_one_error_are_folded_for_the_terminal_per_network() -> None:
+    from resdsl.diagnostics import NETWORK_CONTEXT, Related, group_repeats
+
+    def e302(path: str, network: str) -> object:
+        context = Related(Span("n.arch", 1, 9, 1, 10), f"{NETWORK_CONTEXT} '{network}' (n.arch:1:9)")
+        return error("E302", f"{path}.bn1: groupnorm: 64 channels", Span("lib.arch", 3, 5, 3, 9), related=[context])
+
+    found = [e302("layer1.0", "a"), e302("layer1.1", "a"), e302("layer2.0", "a"), e302("layer1.0", "b")]
+    assert group_repeats(found) == found  # the API keeps every error
+    folded = group_repeats(found, errors=True)
+    assert len(folded) == 2 and folded[1] == found[3]  # never across two networks
+    assert folded[0].notes == ("3 times: layer1.0.bn1, layer1.1.bn1, layer2.0.bn1",)
+    merge = error("E301", "residual addition in layer2.0: shapes differ", Span("lib.arch", 9, 5, 9, 9))
+    again = error("E301", "residual addition in layer3.0: shapes differ", Span("lib.arch", 9, 5, 9, 9))
+    assert group_repeats([merge, again], errors=True)[0].notes == ("2 times: layer2.0, layer3.0",)
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "column", "byte"),
+    [
+        (b"\xff\xfe bad", 1, 1, 0xFF),
+        (b"network n() {\n  # caf\xe9\n}\n", 2, 8, 0xE9),
+        (b"\xef\xbb\xbfnetwork n() { # \xe2\x82\xac\xff\n}", 1, 18, 0xFF),  # after a BOM and a 3-byte character
+        (b"a\r\nb\rc \x80", 3, 3, 0x80),  # lines end as the parser reads them: CRLF, and a lone CR
+    ],
+)
+def test_text_that_is_not_utf8_is_reported_at_its_first_bad_byte(
+    data: bytes, line: int, column: int, byte: int, tmp_path: Path
+) -> None:
+    """Regression: a file that is not UTF-8 was reported only as "UnicodeDecodeError"."""
+    import resdsl
+
+    spec = tmp_path / "bad.arch"
+    spec.write_bytes(data)
+    (d,) = resdsl.check(spec).diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("E004", line, column)
+    assert d.message.endswith(f"byte 0x{byte:02x} at line {line}, column {column} is not UTF-8")
+    assert "save the file as UTF-8" in (d.help or "")
+    excerpt = format_diagnostic(d).splitlines()
+    assert excerpt[-2].index("^") - excerpt[-2].index("|") - 2 == column - 1  # the caret under the byte
+
+
+def test_a_spec_read_from_disk_has_python_line_endings(tmp_path: Path) -> None:
+    from resdsl.diagnostics.files import read_text
+
+    spec = tmp_path / "crlf.arch"
+    spec.write_bytes(b"a\r\nb\rc\n")
+    assert read_text(spec) == "a\nb\nc\n" and read_text(spec, newlines=False) == "a\r\nb\rc\n"

@@ -327,3 +327,90 @@ def test_an_unchanged_file_is_parsed_once_and_an_edited_one_again(tmp_path: Path
     spec.write_text("network net() {\n    input 3 x 8 x 8\n    conv1 = conv(8, k=3\n}\n", encoding="utf-8")
     for _ in range(2):
         assert [d.code for d in resdsl.check(spec).diagnostics] == ["E001"]
+
+
+CHOICE = """\
+network n(act = true) {
+    input 3 x 8 x 8
+    conv1 = conv(4, k=3, p=1)
+    relu if act else identity
+    gelu if act == false else conv(4, k=1 // 0)
+    fc = linear(2)
+}
+"""
+
+
+def _ops(net: resdsl.Network) -> list[str]:
+    return [layer.op for layer in net.layers() if layer.op != "input"]
+
+
+def test_an_anonymous_conditional_layer_places_the_chosen_side() -> None:
+    """Regression: `relu if act else identity` on its own line gave four errors (unknown name 'if' ...)."""
+    net = resdsl.compile(CHOICE, act=False)  # only the chosen side is evaluated: not conv(4, k=1 // 0)
+    assert _ops(net) == ["conv", "identity", "gelu", "linear"]
+    assert [layer.name for layer in net.layers()][2:4] == ["identity", "gelu"]
+    chosen = resdsl.check(CHOICE, {"act": True})  # now the conv's 1 // 0 is evaluated
+    assert [(d.code, d.span.line) for d in chosen.diagnostics] == [("E209", 5)]
+
+
+def test_a_bare_identity_statement_is_the_identity_layer() -> None:
+    """Regression: a bare `identity` was refused as 'computes a shortcut kind, not a layer'."""
+    spec = "network n() {\n  input 3 x 8 x 8\n  conv1 = conv(4)\n  identity\n  identity()\n  sc = identity\n}\n"
+    net = resdsl.compile(spec)
+    assert _ops(net) == ["conv", "identity", "identity"]
+    kept = resdsl.compile(
+        'import "std/blocks.arch"\nnetwork m(sc = identity) {\n  input 16 x 8 x 8\n'
+        "  layer1 = stage(basic(16, shortcut=sc))\n}\n"
+    )
+    assert kept.num_params > 0  # a parameter holding identity is still the shortcut kind
+
+
+def test_misused_forms_say_what_is_wrong(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\n'
+        "block b(c) {\n  conv1 = conv(c, k=3, p=1)\n  residual(concat)\n}\n"
+        "network n() {\n  input 4 x 8 x 8\n  a = sequential(stage(basic(4)))\n  g = gate(stage(basic(4)))\n"
+        "  x = b(4)\n  s = stage(basic(4), shortcut=zeropad)\n}\n",
+        encoding="utf-8",
+    )
+    found = {d.span.line: d for d in resdsl.check(spec).diagnostics}
+    assert (
+        found[8].code == "E205" and found[8].message == "sequential takes ops, blocks or sequential groups, not a stage"
+    )
+    assert "on a line of its own" in (found[8].help or "")
+    assert found[9].message == "gate takes ops, blocks or sequential groups, not a stage"
+    kinds = "identity, zero_pad, projection, projection_all, avgpool_projection, none"
+    assert (found[4].code, found[4].message) == ("E201", "unknown shortcut kind 'concat'")
+    assert found[4].help == f"the kinds: {kinds}" and "conv" not in found[4].help
+    assert found[11].help == f"did you mean 'zero_pad'? (the kinds: {kinds})"
+    assert [f.edits[0].text for f in found[11].fixes] == ["zero_pad"]
+
+
+IDENTITIES = """\
+block twice(c) {
+    conv1 = conv(c, k=3, p=1)
+    residual(identity)
+    conv2 = conv(c, k=3, p=1)
+    residual(identity)
+    conv3 = conv(c * 2, k=3, s=2, p=1)
+    residual(projection)
+}
+
+network n() {
+    input 4 x 8 x 8
+    b1 = twice(4)
+}
+"""
+
+
+def test_identity_residuals_need_no_name() -> None:
+    """Regression: a second residual(identity) in a block was E206 until it got name=."""
+    net = resdsl.compile(IDENTITIES)
+    residuals = [layer for layer in net.layers() if layer.op == "residual"]
+    assert [r.shortcut.kind for r in residuals if r.shortcut] == ["identity", "identity", "projection"]
+    twice = IDENTITIES.replace("residual(projection)", "residual(projection)\n    residual(projection_all)")
+    (dup,) = [d for d in resdsl.check(twice).diagnostics if d.code == "E206"]  # two modules, one name
+    assert dup.span.line == 8 and dup.notes == ("first defined at <string>:7:5",)
+    by_kind = IDENTITIES.replace("block twice(c)", "block twice(c, sc = identity)").replace("(identity)", "(sc)")
+    assert "E206" in [d.code for d in resdsl.check(by_kind).diagnostics]  # a kind that may make a module

@@ -76,6 +76,8 @@ def test_fix_rewrites_the_file_and_says_what_changed(tmp_path: Path) -> None:
     assert f"fixed {spec}:10:39: use shortcut=projection" in err
     assert f"fixed {spec}:5:31: drop bias=true" in err
     assert "3 fixes applied" in err
+    lines = [line for line in err.splitlines() if line.startswith("fixed ")]  # in file order, 5 before 10
+    assert [line.split(":")[1] for line in lines] == ["5", "9", "10"]
     assert "n: 14 weighted layers" in out  # the re-check after the fixes is clean
     assert check(spec).diagnostics == []
 
@@ -298,3 +300,73 @@ def test_every_fix_in_the_broken_corpus_does_what_it_says(path: Path, tmp_path: 
         fixed_codes = {d.code for d in before.diagnostics if any(f.safe for f in d.fixes)}
         assert not fixed_codes & {x.code for x in check(copy).diagnostics}
         assert code == (1 if check(copy).errors else 0)
+
+
+FORGOT = """\
+# mine.arch: a network without its import
+
+# the network
+network mine() {
+    input 3 x 32 x 32
+    conv1  = conv(16, k=3, p=1)
+    layer1 = stage(basic(16), repeat=2)
+    layer2 = stage(bottleneck(8), stride=2)
+}
+"""
+
+
+def test_a_forgotten_library_import_is_named_and_added(tmp_path: Path) -> None:
+    """Regression: `stage(basic(64))` without the import said only "unknown op or block 'basic'"."""
+    spec = tmp_path / "mine.arch"
+    spec.write_text(FORGOT, encoding="utf-8")
+    found = [d for d in check(spec).diagnostics if d.code == "E202"]
+    assert [d.span.line for d in found] == [7, 8]
+    assert (
+        found[0].help
+        == "'basic' is defined in the shipped library: add import \"std/blocks.arch\" at the top of the file"
+    )
+    assert [(f.title, f.safe) for f in found[0].fixes] == [('add import "std/blocks.arch"', True)]
+    code, out, err = run_fix(str(spec))
+    assert code == 0, err
+    assert err.count("fixed ") == 1 and "1 fix applied" in err  # one import for both names
+    # above the network and its comment, below the file's own header
+    assert spec.read_text(encoding="utf-8") == FORGOT.replace(
+        "# the network", 'import "std/blocks.arch"\n\n# the network'
+    )
+    assert "mine: 8 weighted layers" in out  # conv1, 2 x 2 in layer1, 3 in the bottleneck
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('import "other.arch"\nnetwork n() {\n  input 3 x 8 x 8\n  b = basic(4)\n}', 2),  # after the last import
+        ("network n() {\n  input 3 x 8 x 8\n  b = basic(4)\n}", 1),  # no final newline
+    ],
+)
+def test_the_import_goes_after_the_imports(tmp_path: Path, text: str, where: int) -> None:
+    (tmp_path / "other.arch").write_text("block other(c) {\n  conv1 = conv(c)\n}\n", encoding="utf-8")
+    spec = tmp_path / "net.arch"
+    spec.write_text(text, encoding="utf-8")
+    run_fix(str(spec))
+    lines = spec.read_text(encoding="utf-8").split("\n")
+    assert lines[where - 1] == 'import "std/blocks.arch"'
+    assert check(spec).ok
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # an import that is not found may be the one meant
+        'import "std/blocsk.arch"\nnetwork n() {\n  input 3 x 8 x 8\n  b = basic(4)\n}\n',
+        # the library file would bring a second squeeze_excite
+        "block squeeze_excite(c) {\n  relu\n}\nnetwork n() {\n  input 3 x 8 x 8\n  b = basic(4)\n}\n",
+    ],
+)
+def test_an_uncertain_import_is_only_offered(tmp_path: Path, text: str) -> None:
+    spec = tmp_path / "net.arch"
+    spec.write_text(text, encoding="utf-8")
+    (e202,) = [d for d in check(spec).diagnostics if d.code == "E202"]
+    assert "std/blocks.arch" in (e202.help or "")
+    assert [f.safe for f in e202.fixes] == [False]
+    run_fix(str(spec))
+    assert spec.read_text(encoding="utf-8") == text

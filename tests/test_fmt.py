@@ -93,6 +93,12 @@ def test_shipped_specs_are_in_the_canonical_layout() -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_a_conditional_layer_statement_is_kept() -> None:
+    text = "network n(act = true) {\n    input 3 x 8 x 8\n    relu   if act   else identity\n    fc = linear(2)\n}\n"
+    out = format_text(text)
+    assert "\n    relu if act else identity\n" in out and format_text(out) == out
+
+
 def test_layout_rules() -> None:
     messy = (
         '\n\n# header\nimport   "std/blocks.arch"\n\n\n\nblock b(c,k=3,) {relu  x=c*-(c+1)//2  y=[1,2,]\n'

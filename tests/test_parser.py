@@ -93,6 +93,22 @@ def test_statements_may_share_a_line() -> None:
     assert len(m.definitions[0].body) == 4  # type: ignore[union-attr]
 
 
+def test_a_conditional_layer_on_its_own_line_is_one_layer_statement() -> None:
+    text = (
+        "network n(act = true, deep = 2) {\n  input 3 x 8 x 8\n  relu if act else identity\n"
+        "  conv(8, k=3) if deep > 1 else gelu if act else identity\n  x = 1\n}\n"
+    )
+    body = parse(text).definitions[0].body  # type: ignore[union-attr]
+    assert len(body) == 4
+    first, second = body[1], body[2]
+    assert isinstance(first, ast.LayerStmt) and strip(first.value) == ast.Cond(
+        ast.Name("act"), ast.Name("relu"), ast.Name("identity")
+    )
+    assert (first.span.line, first.span.column, first.span.end_column) == (3, 3, 28)
+    assert isinstance(second, ast.LayerStmt) and isinstance(second.value, ast.Cond)
+    assert isinstance(second.value.then, ast.Call) and isinstance(second.value.orelse, ast.Cond)
+
+
 @pytest.mark.parametrize(
     ("text", "code", "line", "column"),
     [
@@ -175,6 +191,8 @@ def test_the_caret_sits_under_the_mistake_with_tab_indentation() -> None:
         "network n() {\n  input 3 x 8 x 8\n  import = batchnorm()\n}\n",
         "network n(true = 3) {\n  input 3 x 8 x 8\n  relu\n}\n",
         "network n() {\n  input 3 x 8 x 8\n  c = conv(8)\n  false = relu()\n}\n",
+        "network n() {\n  input 3 x 8 x 8\n  relu\n  if = conv(8)\n}\n",
+        "network n() {\n  input 3 x 8 x 8\n  else = 3\n}\n",
     ],
 )
 def test_reserved_words_as_names_say_so(text: str) -> None:
@@ -184,3 +202,15 @@ def test_reserved_words_as_names_say_so(text: str) -> None:
     e005 = [d for d in result.diagnostics if d.code == "E005"]
     assert e005, [str(d) for d in result.diagnostics]
     assert "reserved word" in e005[0].message and "rename it" in (e005[0].help or "")
+
+
+def test_the_language_reference_lists_the_reserved_words() -> None:
+    from resdsl.diagnostics.codes import entries
+    from resdsl.syntax.parser import RESERVED_WORDS
+    from tests.conftest import ROOT
+
+    reference = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    listed = re.search(r"Reserved words: `([a-z ]+)`", reference)
+    assert listed is not None and set(listed.group(1).split()) == RESERVED_WORDS
+    e005 = re.search(r"`([a-z ]+)`", entries()["E005"].summary)
+    assert e005 is not None and set(e005.group(1).split()) == RESERVED_WORDS

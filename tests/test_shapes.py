@@ -163,3 +163,36 @@ def test_shape_rules_agree_with_torch(case: dict[str, Any]) -> None:
     else:
         assert [d.code for d in result.errors] == ["E303"], (layer, case, result.errors)
         assert torch_shape is None or 0 in torch_shape, (layer, case, torch_shape)
+
+
+INVERTED = """\
+block inverted(out, stride = 1, expand = 6, shortcut = projection) {
+    expand1 = conv(out * expand, k=1)
+    bn1     = batchnorm()
+    relu
+    dw      = conv(out * expand, k=3, s=stride, p=1, groups=out * expand)
+    bn2     = batchnorm()
+    relu
+    project = conv(out, k=1)
+    bn3     = batchnorm()
+    residual(shortcut)
+}
+
+network mbv2() {
+    input 3 x 32 x 32
+    stem   = conv(16, k=3, p=1)
+    layer1 = stage(inverted(24), repeat=2, stride=2)
+    layer2 = stage(inverted(32), repeat=2, stride=2)
+}
+"""
+
+
+def test_w402_skips_inverted_residual_stages_and_says_how_to_silence_it() -> None:
+    """Regression: W402 fired on every stage of inverted residuals (MobileNetV2: 16 -> 24 -> 32 while
+    the map halves), where the paper's doubling rule does not apply; its help did not name --ignore."""
+    assert resdsl.check(INVERTED).diagnostics == []
+    plain = INVERTED.replace("expand = 6", "expand = 1")  # no wider inside than out: the rule applies
+    found = [d for d in resdsl.check(plain).diagnostics if d.code == "W402"]
+    assert [d.span.line for d in found] == [16, 17]
+    assert "--ignore W402" in (found[0].help or "")
+    assert resdsl.check(plain, ignore=["W402"]).diagnostics == []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from resdsl.checks.realise import REALISERS
 from resdsl.diagnostics import Collector, error, warning
+from resdsl.diagnostics.overrides import comes_from
+from resdsl.diagnostics.span import is_override
 from resdsl.ir import Layer, Network, Scope, instance_note
 from resdsl.ir.repairs import drop_bias
 from resdsl.ops import OPS, ShapeError
@@ -39,7 +41,7 @@ def infer(network: Network, collector: Collector) -> None:
                 layer.macs = op.macs(layer.in_shapes[0], layer.shape, layer.attrs)
         except ShapeError as exc:
             layer.shape = exc.recovered  # None unless the intended shape is clear
-            message, notes = exc.message, list(exc.notes)
+            message, notes = exc.message, [*exc.notes, *_overridden(layer)]
             if op.merge is None and layer.path:  # merges word their own messages
                 message = f"{layer.path}: {message}"
             found = error(exc.code, message, layer.span, notes, exc.help, exc.fixes, exc.related)
@@ -50,6 +52,17 @@ def infer(network: Network, collector: Collector) -> None:
             else:
                 collector.add(found)
     _lint(network, collector)
+
+
+def _overridden(layer: Layer) -> list[str]:
+    """Notes naming the ``--set`` override each of a layer's arguments was written in (a layer
+    passed as ``--set norm=groupnorm(7)`` keeps the override as the place of its arguments), so
+    an error in a shipped block says which override caused it."""
+    return [
+        comes_from(name, layer.attrs[name], expr.span.file)
+        for name, expr in layer.exprs.items()
+        if is_override(expr.span.file) and name in layer.attrs
+    ]
 
 
 def _instance(layer: Layer) -> Scope | None:
@@ -95,13 +108,27 @@ def _lint(network: Network, collector: Collector) -> None:
         if first.shape is None or last.shape is None or len(first.shape) != 3 or len(last.shape) != 3:
             continue
         (c0, h0, _w0), (c1, h1, _w1) = first.shape, last.shape
-        if h1 * 2 <= h0 and c1 < 2 * c0:
+        if h1 * 2 <= h0 and c1 < 2 * c0 and not _inverted(network, scope):
             collector.add(
                 warning(
                     "W402",
                     f"stage {scope.path} halves the map ({h0} -> {h1}) but does not double the width ({c0} -> {c1})",
                     scope.span,
                     notes=["the paper keeps the cost per layer constant: halve the map, double the filters"],
-                    help="double the stage's width, or silence this by keeping the map size",
+                    help="double the stage's width, or keep the map size; --ignore W402 silences this lint",
                 )
             )
+
+
+def _inverted(network: Network, stage: Scope) -> bool:
+    """Whether a stage is made of inverted residuals (MobileNetV2's expand, depthwise, project): a
+    block whose inner width exceeds its output width. Such networks widen slowly by design, so
+    the paper's doubling rule (W402), made for blocks no wider inside than out, does not apply."""
+    for block in stage.items:
+        if not isinstance(block, Scope) or block.kind != "block" or not block.output:
+            continue
+        out = network.layer(block.output).shape
+        inner = [layer.shape[0] for layer in block.layers() if layer.shape is not None and len(layer.shape) == 3]
+        if out is not None and len(out) == 3 and max(inner, default=0) > out[0]:
+            return True
+    return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,10 @@ class ResdslError(Exception):
         return self.diagnostics[0].code if self.diagnostics else ""
 
 
+# How the note that names the network being checked begins (``Collector.within("network", ...)``).
+NETWORK_CONTEXT = "while checking network"
+
+
 @dataclass(frozen=True)
 class Context:
     """Where checking is, for problems found in another file: ``note`` is added to every
@@ -273,27 +278,37 @@ def ordered(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return sorted(diagnostics, key=sort_key)
 
 
-def group_repeats(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+def group_repeats(diagnostics: Sequence[Diagnostic], errors: bool = False) -> list[Diagnostic]:
     """One warning per (code, place): a library block that trips a lint in 26 instances gives one
-    warning that says how many times and where, not 26 copies. Errors are never folded."""
-    first: dict[tuple[str, Span], int] = {}
+    warning that says how many times and where, not 26 copies. Errors are folded too with
+    ``errors`` (what the terminal shows; the API, ``--json`` and the editor keep every instance,
+    each with its own related places)."""
+    first: dict[tuple[object, ...], int] = {}
     where: dict[int, list[str]] = {}
     out: list[Diagnostic] = []
     for d in diagnostics:
-        key = (d.code, d.span)
-        if d.is_error or not d.span.line or key not in first:
-            if not d.is_error and d.span.line:
+        networks = tuple(r for r in d.related if r.message.startswith(NETWORK_CONTEXT))  # never across two
+        key = (d.severity, d.code, d.span, networks)
+        foldable = bool(d.span.line) and (errors or not d.is_error)
+        if not foldable or key not in first:
+            if foldable:
                 first[key] = len(out)
-                where[len(out)] = [d.message.split(":", 1)[0]]
+                where[len(out)] = [_place(d.message)]
             out.append(d)
             continue
-        where[first[key]].append(d.message.split(":", 1)[0])
+        where[first[key]].append(_place(d.message))
     for index, places in where.items():
         if len(places) > 1:
             d = out[index]
             shown = ", ".join(places[:4]) + (", ..." if len(places) > 4 else "")
             out[index] = dataclasses.replace(d, notes=(*d.notes, f"{len(places)} times: {shown}"))
     return out
+
+
+def _place(message: str) -> str:
+    """Where in the network a message says it is: ``layer3.0.bn2: ...`` or ``... in layer2.0: ...``."""
+    found = re.match(r"([\w.#]+): ", message) or re.search(r"\bin ([\w.#]+)", message)
+    return found.group(1) if found else message.split(":", 1)[0]
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -320,9 +335,9 @@ class SourceCache:
 
     def line(self, file: str, number: int) -> str | None:
         if file not in self._lines:
-            try:
-                self._lines[file] = _lines(Path(file).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
+            try:  # bytes that are not UTF-8 (reported as E004) show as U+FFFD, one character each
+                self._lines[file] = _lines(Path(file).read_text(encoding="utf-8", errors="replace"))
+            except OSError:
                 self._lines[file] = []
         lines = self._lines[file]
         return lines[number - 1] if 0 < number <= len(lines) else None

@@ -1,4 +1,5 @@
-"""Writing files the way every resdsl command does: whole or not at all.
+"""Reading and writing files the way every resdsl command does: text that is not UTF-8 is
+reported where it breaks, and files are written whole or not at all.
 
 The data goes to a temporary file in the target's folder, is flushed to disk and renamed over
 the target (:func:`os.replace`), so a reader sees the old file or the whole new one, never a
@@ -18,7 +19,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from resdsl.diagnostics import ResdslError, error
+from resdsl.diagnostics import Diagnostic, ResdslError, error
 from resdsl.diagnostics.span import Span
 
 
@@ -93,3 +94,43 @@ def keep_endings(original: str, new: str) -> str:
             was = old_lines[i1 + k][1] if i1 + k < i2 else ""
             out.append(content + ((was or usual) if end else ""))
     return "".join(out)
+
+
+def read_text(path: str | Path, shown: str | None = None, newlines: bool = True) -> str:
+    """A spec file's text; E004 naming the file (``shown``: as the user wrote it) when it cannot
+    be read, and for text that is not UTF-8 the line, column and value of the first bad byte.
+    ``newlines``: line endings read as Python's text mode reads them (CRLF and a lone CR become
+    LF); ``resdsl fmt``, which writes the file back, keeps them as they are."""
+    shown = str(path) if shown is None else shown
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ResdslError(error("E004", f"cannot read {shown}: {reason}", Span(shown, 0, 0, 0, 0))) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResdslError(not_utf8(shown, data, exc.start, newlines)) from None
+    return universal_newlines(text) if newlines else text
+
+
+def universal_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def not_utf8(shown: str, data: bytes, start: int, newlines: bool = True) -> Diagnostic:
+    """E004 at the first byte that is not UTF-8 (columns count characters, as the parser does)."""
+    before = data[:start].decode("utf-8").lstrip("\ufeff")
+    if newlines:
+        before = universal_newlines(before)
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    byte = data[start]
+    latin = bytes([byte]).decode("latin-1")
+    guess = f"; in Latin-1 it would be {latin!r}" if latin.isprintable() else ""
+    return error(
+        "E004",
+        f"cannot read {shown}: byte 0x{byte:02x} at line {line}, column {column} is not UTF-8",
+        Span(shown, line, column, line, column + 1),
+        help=f"specs are UTF-8 text: save the file as UTF-8{guess}",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from resdsl.resources import library_dir
 
-__all__ = ["NO_SPAN", "Span", "portable"]
+__all__ = ["NO_SPAN", "Span", "is_override", "override_file", "portable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +39,13 @@ def portable(span: Span) -> str:
     except (ValueError, OSError):
         shown = path.as_posix()
     return f"{shown}:{span.line}"
+
+
+def override_file(key: str) -> str:
+    """What the spans of an override's value (``--set KEY=VALUE``, ``build_model(KEY=...)``) name
+    as their file, so that a diagnostic about the value says which override it came from."""
+    return f"--set {key}"
+
+
+def is_override(file: str) -> bool:
+    return file.startswith("--set ")

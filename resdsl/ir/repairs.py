@@ -134,3 +134,28 @@ def move_stride(
     if deleted is None or added is None:
         return ()
     return (Fix(f"move stride={value} to the stage", (deleted, added), safe=False),)
+
+
+def import_line(sources: dict[str, str], module: ast.Module | None, path: str, safe: bool) -> tuple[Fix, ...]:
+    """E202/E201 for a name the shipped library defines: ``import "PATH"`` added to the file that
+    uses it, after its last import, or else above its first definition and that definition's
+    comment. ``safe`` when the import is certain (one shipped file defines the name and nothing
+    it brings clashes with the file's own names)."""
+    if module is None or in_library(module.path) or module.path not in sources:
+        return ()
+    text = sources[module.path].lstrip("\ufeff")
+    lines = text.split("\n")
+    if module.imports:
+        at, added = module.imports[-1].span.end_line + 1, f'import "{path}"\n'
+    else:
+        first = min((d.span.line for d in module.definitions), default=len(lines) + 1)
+        at = first
+        while at > 1 and lines[at - 2].lstrip().startswith("#"):  # the definition's doc comment
+            at -= 1
+        added = f'import "{path}"\n\n'
+    if at > len(lines):  # past the last line: the text has no final newline
+        at, added = len(lines), ("\n" if lines[-1] else "") + added.rstrip("\n") + "\n"
+        span = ast.Span(module.path, at, len(lines[-1]) + 1, at, len(lines[-1]) + 1)
+    else:
+        span = ast.Span(module.path, at, 1, at, 1)
+    return (Fix(f'add import "{path}"', (Edit(span, added),), safe=safe),)

@@ -16,6 +16,7 @@ from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.ir.repairs import floor_division
 from resdsl.ops import OPS, OpDef, P
 from resdsl.semantics.arith import Refused, arith, compare
+from resdsl.semantics.hints import forgotten_import, kind_error, unknown_kind
 from resdsl.semantics.values import (
     POISON,
     SHORTCUTS,
@@ -96,21 +97,25 @@ class Evaluator:
                 self.int_divisions.add(expr)
             return value
         if isinstance(expr, ast.Cond):
-            test = self.eval(expr.test, env)
-            if not isinstance(test, bool):
-                self.diags.add(
-                    error(
-                        "E212",
-                        f"a condition must be true or false, got {type_name(test)} ({show_value(test)})",
-                        expr.test.span,
-                        help="compare it: 'x if stride == 2 else y'",
-                    )
-                )
-                raise Failed
-            return self.eval(expr.then if test else expr.orelse, env)  # only the chosen branch
+            return self.eval(self.chosen(expr, env), env)  # only the chosen branch
         if isinstance(expr, ast.Call):
             return self._call(expr, env)
         raise AssertionError(expr)
+
+    def chosen(self, expr: ast.Cond, env: dict[str, Any]) -> ast.Expr:
+        """The side of ``then if test else orelse`` that the test picks (the other is never evaluated)."""
+        test = self.eval(expr.test, env)
+        if not isinstance(test, bool):
+            self.diags.add(
+                error(
+                    "E212",
+                    f"a condition must be true or false, got {type_name(test)} ({show_value(test)})",
+                    expr.test.span,
+                    help="compare it: 'x if stride == 2 else y'",
+                )
+            )
+            raise Failed
+        return expr.then if test else expr.orelse
 
     def _lookup(self, name: ast.Name, env: dict[str, Any]) -> Any:
         if name.id in env:
@@ -125,7 +130,10 @@ class Evaluator:
         if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
             return self._call(ast.Call(name.id, (), name.span, name.span), env)
         options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
-        hint, fixes = suggest(name.id, options), typo_fixes(name.id, options, name.span)
+        hint, fixes = forgotten_import(self.program, name.id, name.span) or (
+            suggest(name.id, options),
+            typo_fixes(name.id, options, name.span),
+        )
         self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=hint, fixes=fixes))
         raise Failed
 
@@ -186,7 +194,10 @@ class Evaluator:
             "residual",
             *FORMS,
         ]
-        hint, fixes = suggest(call.func, options), typo_fixes(call.func, options, call.func_span)
+        hint, fixes = forgotten_import(self.program, call.func, call.func_span) or (
+            suggest(call.func, options),
+            typo_fixes(call.func, options, call.func_span),
+        )
         self.diags.add(error("E202", f"unknown op or block '{call.func}'", call.func_span, help=hint, fixes=fixes))
         raise Failed
 
@@ -201,11 +212,17 @@ class Evaluator:
                 continue
             value = self.eval(arg.value, env)
             if not isinstance(value, LayerCall) or value.kind not in ("op", "block", "sequential"):
+                nested = isinstance(value, LayerCall)  # a stage or a gate: a layer, but not one that nests
+                got = f"a {value.kind}" if nested else type_name(value)
                 problems.append(
                     error(
                         "E205",
-                        f"{call.func} takes layers (ops, blocks or sequential groups), got {type_name(value)}",
+                        f"{call.func} takes ops, blocks or sequential groups, not {got}",
                         arg.value.span,
+                        help=f"write the {value.kind} on a line of its own (layer1 = {value.kind}(...)), "
+                        f"before or after the {call.func}(...)"
+                        if nested
+                        else "pass layers such as conv(64, k=3) or relu",
                     )
                 )
                 continue
@@ -311,6 +328,9 @@ class Evaluator:
                     continue
                 args[param.name] = arg.value.id
                 spans[param.name] = arg.value.span
+                continue
+            if unknown_kind(param, arg.value, env, self.globals):
+                problems.append(kind_error(arg.value, env))  # type: ignore[arg-type]
                 continue
             try:
                 value = self.eval(arg.value, env)

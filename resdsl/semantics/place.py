@@ -143,7 +143,7 @@ class Placer(Evaluator):
         expr = stmt.value
         if isinstance(expr, ast.Call) and expr.func == "residual" and "residual" not in env:
             return ("residual", expr)
-        value = self.eval(expr, env)
+        value = self._layer_value(expr, env)
         if not isinstance(value, LayerCall):
             self.diags.add(
                 error(
@@ -155,6 +155,16 @@ class Placer(Evaluator):
             )
             raise Failed
         return value
+
+    def _layer_value(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
+        """What a statement's expression makes. A statement is a layer, so a bare ``identity``
+        there is the identity op (in a value it is the shortcut kind, as in ``residual(identity)``),
+        also as the chosen side of ``relu if act else identity``."""
+        if isinstance(expr, ast.Cond):
+            return self._layer_value(self.chosen(expr, env), env)
+        if isinstance(expr, ast.Name) and expr.id == "identity" and expr.id not in env:
+            return self._call(ast.Call(expr.id, (), expr.span, expr.span), env)
+        return self.eval(expr, env)
 
     def _place(
         self,
@@ -373,17 +383,22 @@ class Placer(Evaluator):
         if problem is not None:
             self.diags.add(bad_layer_name(local, problem, bound.arg_spans.get("name", call.span)))
             raise Failed
-        if local in names:
+        written = exprs.get("shortcut")
+        # residual(identity) as written makes no module in any instance, so it takes no name
+        moduleless = kind == "identity" and isinstance(written, ast.Name) and written.id == "identity"
+        if local in names and not moduleless:
             self.diags.add(
                 error(
                     "E206",
                     f"'{local}' is already defined in this block",
                     call.span,
+                    notes=[f"first defined at {names[local]}"],
                     help='name the shortcut module: residual(..., name="shortcut2")',
                 )
             )
             raise Failed
-        names[local] = call.span
+        if not moduleless:
+            names[local] = call.span
         layer = self._node("residual", local, attrs, exprs, local, _join(scope.path, local), call.span, scope)
         self._connect(cur, layer.id, 0)
         self._connect(branch, layer.id, 1)

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from resdsl.diagnostics import Collector, ResdslError, error
+from resdsl.diagnostics.files import read_text
 from resdsl.diagnostics.fixes import Edit, Fix
 from resdsl.ops import OPS
 from resdsl.resources import library_dir
@@ -92,10 +93,9 @@ def _load_file(
     if text is None:
         assert real is not None
         try:
-            text = real.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            collector.add(error("E004", f"cannot read {file}: {reason}", ast.Span(file, 0, 0, 0, 0)))
+            text = read_text(real, file)
+        except ResdslError as exc:
+            collector.extend(exc.diagnostics)
             program.visible[file] = {}
             return {}
     program.sources[file] = text
@@ -212,6 +212,22 @@ def _define(
         return
     visible[name] = definition
     owners[name] = file
+
+
+@lru_cache(maxsize=1)
+def library_definitions() -> dict[str, tuple[str, ...]]:
+    """Each name the shipped library (``std/...``) defines, with the import path of every file
+    that defines it: what a forgotten ``import`` would have brought in."""
+    found: dict[str, list[str]] = {}
+    root = library_dir()
+    for path in sorted(root.glob("std/**/*.arch")):
+        try:
+            module = parse_file(path.read_text(encoding="utf-8"), display_path(path))
+        except (OSError, UnicodeDecodeError, ResdslError):
+            continue
+        for definition in module.definitions:
+            found.setdefault(definition.name, []).append(path.relative_to(root).as_posix())
+    return {name: tuple(files) for name, files in found.items()}
 
 
 def definition_params(definition: ast.Definition, globals: dict[str, ast.Definition]) -> list[str]:

@@ -108,6 +108,11 @@ class ToAst(Transformer):
     def call_layer(self, meta: object, call: ast.Call) -> ast.LayerStmt:
         return ast.LayerStmt(call, self._s(meta))
 
+    def cond_layer(self, meta: object, then: ast.Expr, test: ast.Expr, orelse: ast.Expr) -> ast.LayerStmt:
+        """``relu if act else identity`` on its own: an anonymous layer chosen by a condition."""
+        span = self._s(meta)
+        return ast.LayerStmt(ast.Cond(test, then, orelse, span), span)
+
     # expressions
     def _bin(op: str):  # type: ignore[misc]
         def build(self: ToAst, meta: object, left: ast.Expr, right: ast.Expr) -> ast.BinOp:
@@ -349,7 +354,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
 # the grammar's expression rules (aliases): only these can nest without bound
 _EXPR_RULES = frozenset(
     {"add", "sub", "mul", "div", "floordiv", "mod", "neg", "index", "list_lit", "call", "pos_arg", "kw_arg"}
-    | {"eq", "ne", "lt", "le", "gt", "ge", "ifelse"}
+    | {"eq", "ne", "lt", "le", "gt", "ge", "ifelse", "cond_layer"}
 )
 
 

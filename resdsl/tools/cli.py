@@ -104,12 +104,17 @@ def _fix(
                 span = Span(file, 0, 0, 0, 0)
                 why = getattr(exc, "strerror", None) or exc
                 raise ResdslError(error("E502", f"cannot write {file}: {why}", span)) from None
-        for d, fixed in sorted(plan.applied, key=lambda pair: str(pair[1].edits[0].span)):
+        for d, fixed in sorted(plan.applied, key=lambda pair: _position(pair[1].edits[0].span)):
             click.echo(f"fixed {fixed.edits[0].span}: {fixed.title} [{d.code}]", err=True)
         made += len(plan.applied)
         results = check_all(specs, options, features)
     click.echo(f"{made} fix{'es' * (made != 1)} applied" if made else "no mechanical fixes to apply", err=True)
     return results
+
+
+def _position(span: Span) -> tuple[str, int, int]:
+    """Fixes are listed by file and position (line 6 before line 11, not as text sorts them)."""
+    return span.file, span.line, span.column
 
 
 @cli.command("summary")

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from resdsl.api import CheckResult, check
-from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, format_diagnostic
+from resdsl.diagnostics import Diagnostic, ResdslError, SourceCache, format_diagnostic, group_repeats
 
 _STYLES = {"error": "bold red", "warning": "bold yellow"}
 
@@ -36,7 +36,7 @@ def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str] | None = N
 
     out = console(stderr=True)
     cache = SourceCache(sources)
-    for d in diagnostics:
+    for d in group_repeats(diagnostics, errors=True):  # one error of a library line, not one per instance
         lines = format_diagnostic(d, cache).split("\n")
         header = Text(lines[0])
         header.stylize(_STYLES.get(d.severity, ""), lines[0].find(f"{d.severity}["))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from resdsl.diagnostics import Diagnostic, ResdslError, error
-from resdsl.diagnostics.files import keep_endings, replace_file
+from resdsl.diagnostics.files import keep_endings, read_text, replace_file
 from resdsl.syntax import ast
 from resdsl.tools.fmt import format_text
 
@@ -53,10 +53,9 @@ def format_file(path: str) -> FileResult:
     the file's byte-order mark, and the line ending of every line the layout leaves as it was."""
     result = FileResult(path)
     try:
-        result.old = Path(path).read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        result.diagnostics.append(error("E004", f"cannot read {path}: {reason}", ast.Span(path, 0, 0, 0, 0)))
+        result.old = read_text(path, newlines=False)  # written back: line endings kept
+    except ResdslError as exc:
+        result.diagnostics.extend(exc.diagnostics)
         return result
     try:
         result.new = keep_endings(result.old, format_text(result.old, path))
@@ -97,7 +96,8 @@ def run(
             return 1
         return 0
     results = [format_file(f) for f in arch_files(files)]
-    render([d for r in results for d in r.diagnostics], {r.path: r.old for r in results})
+    read = {r.path: r.old for r in results if not any(d.code == "E004" for d in r.diagnostics)}
+    render([d for r in results for d in r.diagnostics], read)  # an unreadable file's excerpt: from the disk
     failed = sum(r.new is None for r in results)
     for r in results:
         if show_diff:

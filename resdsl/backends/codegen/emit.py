@@ -11,7 +11,7 @@ internal error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from resdsl.backends.codegen.classes import Call, ClassDef, Ctor, Step
@@ -56,9 +56,10 @@ class Emitter:
         self.tr = Translator(network)
         self.norm2d = norm2d
         self.value_names = value_names  # every spec value name as written in Python: classes avoid them
-        self.classes: dict[str, ClassDef] = {}
-        self.class_names: dict[str, str] = {}
-        self.block_out: dict[int, Any] = {}
+        self.classes: dict[tuple[str, Any], ClassDef] = {}  # by block and variant (see _variant)
+        self.class_names: dict[tuple[str, Any], str] = {}
+        self.block_out: dict[tuple[str, Any], Any] = {}
+        self.variants: dict[int, Any] = {}  # id(scope) -> _variant(scope), worked out once
         self.uses_zero_pad = False
         self.uses_projection = False
         self.variable_kinds = False  # some shortcut kind is a parameter: the helper handles every kind
@@ -405,12 +406,13 @@ class Emitter:
             repeat = self.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
             count = fold(ast.BinOp("-", repeat, ast.IntLit(1)))  # the blocks after the first
             index, later_in = "_", out
-            growth = self.channel_growth(blocks[0], scope.arg_exprs)
+            growth = self.channel_growth(blocks[min(1, len(blocks) - 1)], scope.arg_exprs)
             if growth is not None:  # each block adds channels (concatenation): block i + 1 reads more
                 index = fresh("i", names | set(self.net.params))
                 later_in = fold(ast.BinOp("+", out, fold(ast.BinOp("*", ast.Name(index), growth))))
-            rest_call, _ = self.block_call(blocks[0], later_in, exprs=scope.arg_exprs)
-            if self.classes[blocks[0].block.name].plain_kinds:  # type: ignore[union-attr]
+            # the later blocks' class: the first block's stride or shortcut may choose other layers
+            rest_call, _ = self.block_call(blocks[min(1, len(blocks) - 1)], later_in, exprs=scope.arg_exprs)
+            if self.block_class(blocks[0]).plain_kinds:
                 for later in blocks[1:]:
                     self.block_call(later, out)  # every instance must fit the class (checked there)
             if growth is not None:
@@ -463,21 +465,32 @@ class Emitter:
                     f"codegen: block {block.name!r} has a residual that is 'none' in one instance "
                     f"and {const_value(value)!r} in {scope.path!r}; no single class was chosen for both"
                 )
-        return Call(cls.name, args), self.tr.subst(self.block_out[id(block)], mapping)
+        return Call(cls.name, args), self.tr.subst(self.block_out[self.class_key(scope)], mapping)
+
+    def class_key(self, scope: Scope) -> tuple[str, Any]:
+        """Which class a block instance needs: its block, and the layers it makes (_variant)."""
+        assert scope.block is not None
+        if id(scope) not in self.variants:
+            self.variants[id(scope)] = _variant(scope, self.class_key)
+        return scope.block.name, self.variants[id(scope)]
 
     def block_class(self, scope: Scope) -> ClassDef:
+        """The class of a block instance: one per block, or one per variant where instances make
+        different layers (``relu if act else identity`` with act differing between them)."""
         block = scope.block
         assert block is not None
-        if block.name in self.classes:
-            return self.classes[block.name]
+        key = self.class_key(scope)
+        if key in self.classes:
+            return self.classes[key]
         # The class is written from one instance; take one where the most residuals are present
         # (an instance with shortcut=none has no addition node, others may need it).
         scope = max(
-            (s for s in self.net.root.scopes() if s.kind == "block" and s.block is block),
+            (s for s in self.net.root.scopes() if s.kind == "block" and s.block is block and self.class_key(s) == key),
             key=lambda s: sum(isinstance(i, Layer) and i.op == "residual" for i in s.items),
         )
-        name = self.class_name(camel(block.name), "Block")
-        self.class_names[block.name] = name
+        variant = sum(k[0] == block.name for k in self.class_names) + 1
+        name = self.class_name(camel(block.name) + (str(variant) if variant > 1 else ""), "Block")
+        self.class_names[key] = name
         arg = input_arg(scope)
         params: list[tuple[str, str, str | None]] = [(arg, "int", None)]
         layer_params = {p.name for p in block.params if isinstance(scope.args.get(p.name), LayerCall)}
@@ -489,26 +502,45 @@ class Emitter:
                 default_expr = self.tr.normalize(p.default, frozenset())
                 default = py_default(const_value(default_expr)) if is_const(default_expr) else "None"
             params.append((py_name(p.name), py_type(scope.args.get(p.name)), default))
-        cls = ClassDef(name, doc_text(f"Block ``{block.name}`` from {portable(block.span)}."), params)
+        which = f" (the layers of {scope.path} and the instances like it)" if variant > 1 else ""
+        cls = ClassDef(name, doc_text(f"Block ``{block.name}`` from {portable(block.span)}{which}."), params)
         cls.layer_params = layer_params
         cls.locals.add(arg)
-        self.classes[block.name] = cls  # before the body: nested blocks come first in the file
+        self.classes[key] = cls  # before the body: nested blocks come first in the file
         names = frozenset(scope.args) - cls.layer_params | frozenset(n for n, _ in scope.lets)
         for p in block.params:
             if p.name in cls.layer_params:
                 continue
             if p.default is not None and not is_const(self.tr.normalize(p.default, frozenset())):
                 cls.init.append(("default", (py_name(p.name), py(self.tr.normalize(p.default, names)))))
-        self.block_out[id(block)] = self.scope_body(scope, cls, ast.Name(arg), names, network=False)
+        self.block_out[key] = self.scope_body(scope, cls, ast.Name(arg), names, network=False)
         for layer in scope.layers():
             if layer.op == "residual" and layer.scope is scope:
                 norm = self.net.last_norm(layer)
                 if norm is not None:
                     cls.zero_init.append(attr_name(norm.module, norm.span))
         # a class is emitted after the classes it uses
-        self.classes.pop(block.name)
-        self.classes[block.name] = cls
+        self.classes.pop(key)
+        self.classes[key] = cls
         return cls
+
+
+def _variant(scope: Scope, key: Callable[[Scope], Any]) -> tuple[Any, ...]:
+    """What a block class writes the same for every instance it serves: each layer's op and module
+    and each nested scope's name and class (``key``). Residuals are left out: one that is absent in
+    an instance (kind none) is refused or guarded by the class, and its shortcut decided at run time."""
+    out: list[Any] = []
+    for item in scope.items:
+        if isinstance(item, Layer):
+            if item.op != "residual":
+                out.append((item.op, item.module))
+        elif item.kind == "block":
+            out.append(("block", item.name, key(item)))
+        else:  # a stage (its first block and the rest) or a sequential group
+            inner = [key(s) if s.kind == "block" else _variant(s, key) for s in item.items if isinstance(s, Scope)]
+            layers = [(i.op, i.module) for i in item.items if isinstance(i, Layer)]
+            out.append((str(item.kind), item.name, tuple(inner[:2]), tuple(layers)))
+    return tuple(out)
 
 
 def _ratio(stride: Any, since: Any) -> Any:

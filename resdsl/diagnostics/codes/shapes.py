@@ -102,7 +102,9 @@ ENTRIES = [
         "W402",
         "a stage halves the feature map without doubling its width (the paper keeps the cost per layer constant)",
         "The ResNet paper doubles the number of filters whenever the map is halved, so that each "
-        "layer costs about the same; a stage that strides without widening loses capacity.",
+        "layer costs about the same; a stage that strides without widening loses capacity. Stages of "
+        "inverted residuals (a block wider inside than at its output, as MobileNetV2's expand, "
+        "depthwise, project) widen slowly by design and are not flagged. `--ignore W402` silences it.",
         BLOCKS
         + net(
             "conv1  = conv(16, k=3, p=1)\nlayer1 = stage(basic(16), repeat=1)\n"

@@ -35,7 +35,8 @@ ENTRIES = [
         "a file cannot be read (missing, unreadable, not UTF-8)",
         "A file cannot be read: a spec named on the command line that does not exist (and is not the "
         "name of a shipped network), a folder, a file without read permission, or a file (also an "
-        "imported one) that is not valid UTF-8. An import that finds no file at all is E101.",
+        "imported one) that is not valid UTF-8, reported at the line and column of the first byte "
+        "that is not, with its value. An import that finds no file at all is E101.",
         "network n() {\n    input 3 x 32 x 32\n    fc = linear(10)\n}\n",
         "network n() {\n    input 3 x 32 x 32\n    fc = linear(10)\n}\n",
         argv=("check", "missing.arch"),
@@ -84,9 +85,10 @@ ENTRIES = [
     ),
     Entry(
         "E104",
-        "a network alias names no network, or a spec/file does not say which network to use",
+        "a network alias names no network, or a spec/file does not say which network to use, or defines none",
         "`network a = b(...)` must name a network defined or imported in the file; a close match is "
-        "suggested. On the command line, --network picks one network of a file that defines several.",
+        "suggested. On the command line, --network picks one network of a file that defines several; "
+        "`build`, `summary`, `graph` and `export` need a file that defines at least one network.",
         'import "cifar_resnet.arch"\n\nnetwork r = cifar_resnt(n=3)\n',
         'import "cifar_resnet.arch"\n\nnetwork r = cifar_resnet(n=3)\n',
     ),

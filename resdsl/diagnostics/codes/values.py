@@ -14,9 +14,11 @@ def net(body: str, params: str = "") -> str:
 ENTRIES = [
     Entry(
         "E201",
-        "an unknown name (a parameter, value or `project_from` layer); a close match is suggested",
+        "an unknown name (a parameter, value, shortcut kind or `project_from` layer); a close match is suggested",
         "A name that is neither a parameter of the block or network, a value assigned earlier, a "
-        "shortcut kind, nor (for project_from) a layer of the block.",
+        "shortcut kind, nor (for project_from) a layer of the block. Where a shortcut kind is expected "
+        "(residual(...), shortcut=) the help lists the kinds; a block of the shipped library that the "
+        "file does not import gets the import line to add, as for E202.",
         "block b(planes) {\n    conv1 = conv(plane)\n}\n\n" + net("x = b(16)"),
         "block b(planes) {\n    conv1 = conv(planes)\n}\n\n" + net("x = b(16)"),
     ),
@@ -24,7 +26,11 @@ ENTRIES = [
         "E202",
         "a call to something that is neither an op, a block, `stage` nor `residual`",
         "The called name is not a built-in op (conv, batchnorm, relu, ...), a block defined or "
-        "imported in the file, nor stage/residual/sequential/gate. A close match is suggested.",
+        "imported in the file, nor stage/residual/sequential/gate. A close match is suggested; a block "
+        "of the shipped library (basic, bottleneck, ...) that the file forgot to import gets the file "
+        "that defines it and the import line to add, which `check --fix` inserts when it is certain "
+        "(one shipped file defines the name, the file's own imports all resolve, and nothing the import "
+        "brings clashes with the file's own definitions).",
         net("conv1 = convv(64)"),
         net("conv1 = conv(64)"),
     ),
@@ -48,7 +54,8 @@ ENTRIES = [
         "E205",
         "an argument of the wrong type",
         "A value of the wrong kind: a decimal where a whole number is needed, a layer where a block "
-        "is needed (stage repeats a block), a list where a number is needed.",
+        "is needed (stage repeats a block), a list where a number is needed, a stage inside "
+        "sequential(...) or gate(...) (which hold ops, blocks and sequential groups).",
         net("conv1 = conv(64, k=2.5)"),
         net("conv1 = conv(64, k=3)"),
     ),
@@ -56,7 +63,9 @@ ENTRIES = [
         "E206",
         "two layers (or a layer and a value) with the same name in one block or network",
         "Layer names become module attributes and state_dict keys, so they must be unique within "
-        "their block or network.",
+        "their block or network. A residual's shortcut module is named too (`downsample`, or "
+        '`name="..."`), so a second projecting residual in a block needs a name of its own; '
+        "`residual(identity)`, which makes no module, needs none.",
         net("conv1 = conv(16)\nconv1 = conv(32)"),
         net("conv1 = conv(16)\nconv2 = conv(32)"),
     ),
