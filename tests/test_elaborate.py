@@ -369,7 +369,7 @@ def test_misused_forms_say_what_is_wrong(tmp_path: Path) -> None:
     spec = tmp_path / "bad.arch"
     spec.write_text(
         'import "std/blocks.arch"\n'
-        "block b(c) {\n  conv1 = conv(c, k=3, p=1)\n  residual(concat)\n}\n"
+        "block b(c) {\n  conv1 = conv(c, k=3, p=1)\n  residual(add)\n}\n"
         "network n() {\n  input 4 x 8 x 8\n  a = sequential(stage(basic(4)))\n  g = gate(stage(basic(4)))\n"
         "  x = b(4)\n  s = stage(basic(4), shortcut=zeropad)\n}\n",
         encoding="utf-8",
@@ -381,7 +381,7 @@ def test_misused_forms_say_what_is_wrong(tmp_path: Path) -> None:
     assert "on a line of its own" in (found[8].help or "")
     assert found[9].message == "gate takes ops, blocks or sequential groups, not a stage"
     kinds = "identity, zero_pad, projection, projection_all, avgpool_projection, none"
-    assert (found[4].code, found[4].message) == ("E201", "unknown shortcut kind 'concat'")
+    assert (found[4].code, found[4].message) == ("E201", "unknown shortcut kind 'add'")
     assert found[4].help == f"the kinds: {kinds}" and "conv" not in found[4].help
     assert found[11].help == f"did you mean 'zero_pad'? (the kinds: {kinds})"
     assert [f.edits[0].text for f in found[11].fixes] == ["zero_pad"]

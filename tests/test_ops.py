@@ -230,3 +230,10 @@ def test_misused_ops_are_clear_errors(tmp_path: Path, statement: str, code: str)
     assert result.diagnostics[0].span.line == 3
     with pytest.raises(ResdslError):
         resdsl.compile(_spec(tmp_path, text))
+
+
+def test_concat_is_a_layer_not_a_shortcut_kind(tmp_path: Path) -> None:
+    text = "block b(c) {\n    conv1 = conv(c, k=3, p=1)\n    residual(concat)\n}\n"
+    text += "network n() {\n    input 3 x 8 x 8\n    x = b(3)\n}\n"
+    (d,) = resdsl.check(_spec(tmp_path, text)).diagnostics
+    assert d.code == "E205" and d.span.line == 3 and "zero_pad, projection" in d.message  # the kinds, listed
