@@ -89,17 +89,27 @@ def _build_wheel(out: Path) -> Path:
     return wheel
 
 
+def _make_venv(root: Path, base: Path | str) -> Path:
+    """A venv made by ``base`` that sees this interpreter's packages through a .pth in its own
+    site-packages (wherever they are installed: a venv, a conda env, the system), as if installed
+    there; its pip is the one among them. Returns the venv's python."""
+    subprocess.run([str(base), "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
+    site = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    (own_site,) = root.glob("lib/python*/site-packages")
+    (own_site / "dependencies.pth").write_text("".join(f"{p}\n" for p in site))
+    return root / "bin" / "python"
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """A fresh venv that sees the system's packages (the dependencies, installed already) and holds
-    the wheel, installed with ``--no-deps``. Its pip is the system's, run by the venv's python."""
+    """A fresh venv that sees the dependencies (installed already) and holds the wheel, installed
+    with ``--no-deps`` from no index."""
     top = tmp_path_factory.mktemp("wheel")
     assert not top.resolve().is_relative_to(ROOT), "the venv must live outside the source tree"
     wheel = _build_wheel(top / "dist")
-    root = top / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root)], check=True)
+    _make_venv(top / "venv", sys.executable)
     (top / "work").mkdir()
-    env = Venv(root, wheel, top / "work", _clean_env(root))
+    env = Venv(top / "venv", wheel, top / "work", _clean_env(top / "venv"))
     env.run(env.python, "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir", wheel)
     return env
 
@@ -165,20 +175,17 @@ def test_tests_that_start_python_pass_in_a_venv_whose_base_lacks_the_packages(tm
     """The tests that run ``sys.executable`` with another PATH or cwd, run by a venv's python whose
     base interpreter lacks the dependencies (the README's set-up in a venv). A python linked into a
     bare folder starts as that base and loses them (``ModuleNotFoundError``); the venv sees them
-    only through its own site-packages (a .pth naming the folders this interpreter has them in)."""
+    only through its own site-packages."""
     base = _bare_python()
     if base is None:
         pytest.skip(f"no second python{sys.version_info.major}.{sys.version_info.minor} without the dependencies")
     root = tmp_path / "venv"
-    subprocess.run([str(base), "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
-    site = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
-    (own_site,) = root.glob("lib/python*/site-packages")
-    (own_site / "dependencies.pth").write_text("".join(f"{p}\n" for p in site))
+    python = _make_venv(root, base)
     tests = [
         "tests/test_graph.py::test_missing_dot_is_a_clear_error_and_writes_nothing",
         "tests/test_packaging.py::test_installed_package_runs_elsewhere",
     ]
     env = _clean_env(root) | {"PYTHONPATH": str(ROOT)}
-    cmd = [root / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", tmp_path / "t"]
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", tmp_path / "t"]
     out = _run([*cmd, *tests], ROOT, env)
     assert "2 passed" in out, out
