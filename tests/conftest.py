@@ -29,6 +29,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,70 @@ CIFAR_PARAMS = {
 }
 
 
+# The shipped networks whose tests take seconds each (101 to 1202 layers, or twice the width): their
+# parametrised cases are marked ``slow`` by ``slow_if_heavy``, so plain ``pytest`` leaves them to
+# ``pytest -m slow`` (CI runs both). The quick run still covers every block, stem, shortcut kind and
+# family through the smaller nets (18/34/50 layers, ResNeXt-50, ResNet-20..110, pre-activation 164).
+HEAVY = frozenset(
+    {
+        "resnet101",
+        "resnet152",
+        "resnet101_v1",
+        "resnet152_v1",
+        "resnet101d",
+        "resnet152d",
+        "resnext101_32x8d",
+        "resnext101_64x4d",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+        "resnet1202",
+        "preact_resnet1001",
+    }
+)
+
+
+def slow_if_heavy(values: Iterable[Any]) -> list[Any]:
+    """``values`` for ``pytest.mark.parametrize``, each naming a HEAVY network (the value itself, or a
+    tuple's first item) wrapped in ``pytest.param(..., marks=pytest.mark.slow)``."""
+    out: list[Any] = []
+    for value in values:
+        args = value if isinstance(value, tuple) else (value,)
+        out.append(pytest.param(*args, marks=pytest.mark.slow) if args[0] in HEAVY else value)
+    return out
+
+
 def shipped_spec_files() -> list[Path]:
     return sorted(SPECS.glob("*.arch"))
+
+
+@functools.cache
+def shipped_networks() -> tuple[tuple[str, Path, tuple[int, ...]], ...]:
+    """``(name, file, input shape)`` of every network the shipped specs define, in file order.
+
+    Read from the files' syntax (parsed, imports followed, an alias traced to the network it
+    instantiates), never elaborated: tests parametrise over these at collection, which must stay
+    cheap. The parses are cached by the loader, so the tests' own checks reuse them.
+    """
+    from resdsl.diagnostics import Collector
+    from resdsl.syntax.loader import load
+
+    out = []
+    for path in shipped_spec_files():
+        collector = Collector()
+        program = load(path, collector)
+        assert not collector.items, [str(d) for d in collector.items]
+        out += [(d.name, path, _input_shape(program, d)) for d in program.own_networks()]
+    return tuple(out)
+
+
+def _input_shape(program: Any, definition: Any) -> tuple[int, ...]:
+    """The ``input`` statement's shape of a network definition, through any chain of aliases."""
+    from resdsl.syntax import ast
+
+    while isinstance(definition, ast.NetworkAlias):
+        definition = program.definitions(definition.span.file)[definition.target.func]
+    (shape,) = [s.dims for s in definition.body if isinstance(s, ast.InputStmt)]
+    return tuple(shape)
 
 
 @pytest.fixture(scope="session")

@@ -28,10 +28,11 @@ from tests.conftest import (
     built_run,
     compiled,
     rel_error,
+    slow_if_heavy,
 )
 
 
-@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+@pytest.mark.parametrize("name", slow_if_heavy(TORCHVISION_MODELS))
 def test_matches_torchvision(name: str, manifest: dict[str, Any], reference_outputs_f64: dict[str, Any]) -> None:
     run = built_run(name)  # built, deterministic fill, float64 on the fixture's input; cached for test_codegen
     assert run["listing"] == manifest[name]["state_dict"]  # same keys, shapes, dtypes, in the same order
@@ -44,7 +45,7 @@ def test_matches_torchvision(name: str, manifest: dict[str, Any], reference_outp
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.arch"))
 
 
-@pytest.mark.parametrize("name", sorted(shipped_names()) + EXAMPLES)
+@pytest.mark.parametrize("name", slow_if_heavy(sorted(shipped_names()) + EXAMPLES))
 def test_real_shapes_equal_inferred_shapes(name: str) -> None:
     net = compiled(name)
     model = resdsl.build_model(net).eval()
@@ -137,6 +138,7 @@ def test_trace_export_channels_last() -> None:
         assert rel_error(exported.module()(x), want) < SAME_MACHINE_TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "shape"), [("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 64))])
 def test_torch_compile_fullgraph(name: str, shape: tuple[int, ...]) -> None:
     torch._dynamo.reset()
@@ -184,6 +186,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_keep_parameters_identical(tmp_path: Any) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.run import discover, render
 from tests.conftest import ROOT
 
@@ -23,6 +25,7 @@ def test_every_benchmark_takes_the_convention() -> None:
         assert "convention(" in source and "write_json(args.json" in source, name
 
 
+@pytest.mark.slow
 def test_suite_runs_a_benchmark_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     done = subprocess.run(

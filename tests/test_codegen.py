@@ -30,6 +30,7 @@ from tests.conftest import (
     built_run,
     code_for,
     rel_error,
+    slow_if_heavy,
 )
 
 GOLDEN = TESTS / "golden"
@@ -109,7 +110,7 @@ def test_factory_arguments_change_the_network(generated: dict[str, Path]) -> Non
 # where resdsl cannot be imported; conftest moves them to the end of the session to give it time.
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", slow_if_heavy(sorted(NETWORKS)))
 def test_generated_equals_built(name: str, isolated: IsolatedRun) -> None:
     got, want = isolated.result(name), built_run(NETWORKS[name])  # the same fill and the same input
     assert got["listing"] == want["listing"]  # same keys, shapes and dtypes, in the same order
@@ -117,7 +118,7 @@ def test_generated_equals_built(name: str, isolated: IsolatedRun) -> None:
         assert rel_error(got[mode], want[mode]) < SAME_MACHINE_TOL, mode
 
 
-@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+@pytest.mark.parametrize("name", slow_if_heavy(TORCHVISION_MODELS))
 def test_generated_matches_torchvision_reference(
     name: str, isolated: IsolatedRun, reference_outputs_f64: dict[str, Any]
 ) -> None:

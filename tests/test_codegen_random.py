@@ -185,6 +185,7 @@ def assert_same_network(text: str, folder: Path, result: resdsl.CheckResult | No
 RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "200"))
 
 
+@pytest.mark.slow
 @settings(max_examples=RANDOM_NETS, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(networks())
 def test_generated_equals_built_for_random_networks(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]

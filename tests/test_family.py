@@ -16,7 +16,7 @@ import torch
 
 import resdsl
 from resdsl.api import shipped_names
-from tests.conftest import FIXTURES, FLOAT32_TOL, ROOT, deterministic_fill, rel_error
+from tests.conftest import FIXTURES, FLOAT32_TOL, ROOT, deterministic_fill, rel_error, slow_if_heavy
 
 TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 
@@ -90,7 +90,7 @@ def test_plain_nets_have_no_additions() -> None:
         assert not any(layer.op == "residual" for layer in resdsl.compile(name).layers())
 
 
-@pytest.mark.parametrize("name", sorted(shipped_names()))
+@pytest.mark.parametrize("name", slow_if_heavy(sorted(shipped_names())))
 def test_built_parameter_count_equals_the_checkers(name: str) -> None:
     net = resdsl.compile(name)
     with torch.device("meta"):  # shapes only: deep nets build in milliseconds, nothing allocated

@@ -356,6 +356,7 @@ def test_autograd_grad_needs_the_non_reentrant_checkpoint() -> None:
     assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_checkpointed_model_compiles() -> None:
     """torch.compile traces through both checkpoints; aot_eager (no C compiler needed) runs the
     traced graphs, forward and backward, and gives the plain model's outputs and gradients

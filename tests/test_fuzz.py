@@ -139,10 +139,12 @@ def _fuzz(kind: str, count: int, pool: Pool, reporter: _Reporter) -> None:
         pytest.fail(_report(failures), pytrace=False)
 
 
+@pytest.mark.slow
 def test_generated_programs(pool: Pool, reporter: _Reporter) -> None:
     _fuzz("generated", CASES - CASES // 2, pool, reporter)
 
 
+@pytest.mark.slow
 def test_mutated_shipped_specs(pool: Pool, reporter: _Reporter) -> None:
     _fuzz("mutated", CASES // 2, pool, reporter)
 

@@ -31,8 +31,7 @@ from resdsl.diagnostics import ResdslError
 from resdsl.ir import Network
 from resdsl.ir.fold import fold_network, fold_state_dict
 from resdsl.runtime.packed import PackedConv2d, packing_available
-from resdsl.tools.catalog import catalog
-from tests.conftest import FLOAT32_TOL, rel_error
+from tests.conftest import FLOAT32_TOL, rel_error, shipped_networks, slow_if_heavy
 
 # Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine
 # map): ~1e-15 relative on these nets. 1e-9 leaves six orders of magnitude and still catches any
@@ -40,7 +39,7 @@ from tests.conftest import FLOAT32_TOL, rel_error
 FOLD_TOL = 1e-9
 SMALL = (3, 32, 32)
 
-IMAGENET = [e.name for e in catalog()[0] if e.input == (3, 224, 224)]
+IMAGENET = [name for name, _, shape in shipped_networks() if shape == (3, 224, 224)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -89,7 +88,7 @@ def both(spec: str, **options: Any) -> tuple[torch.nn.Module, torch.nn.Module, t
     return model, inference, x
 
 
-@pytest.mark.parametrize("spec", IMAGENET)
+@pytest.mark.parametrize("spec", slow_if_heavy(IMAGENET))
 def test_inference_matches_eval_training(spec: str) -> None:
     model, inference, x = both(spec, channels_last=False)
     with torch.no_grad():

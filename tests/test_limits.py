@@ -7,7 +7,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pytest
 
@@ -19,19 +19,39 @@ DEFAULT = Limits()
 T = TypeVar("T")
 
 
-def cheap(run: Callable[[], T], seconds: float = 1.0, megabytes: int = 200) -> T:
-    """``run()`` takes under ``seconds`` of CPU and grows Python's memory by under ``megabytes``
-    (timed plainly and measured once under tracemalloc, which slows it down severalfold).
+def cpu_seconds(run: Callable[[], T]) -> tuple[float, T]:
+    """The CPU time of the faster of two runs of ``run()``, and its result.
 
-    A guard against unrolling or hanging, not a speed target: the bound is several times what an
-    idle machine needs, and it is CPU time, which other processes on a busy machine do not inflate
-    the way they inflate wall time."""
-    elapsed = float("inf")
-    for _ in range(2):  # the faster of two runs
+    CPU time, not wall time: other processes on a busy machine do not inflate it the way they
+    inflate wall time (though a slower processor does)."""
+    elapsed, result = float("inf"), None
+    for _ in range(2):
         start = time.process_time()
         result = run()
         elapsed = min(elapsed, time.process_time() - start)
-    assert elapsed < seconds, f"took {elapsed:.2f} s of CPU"
+    return elapsed, cast(T, result)
+
+
+def cheap(
+    run: Callable[[], T], seconds: float = 1.0, megabytes: int = 200, *, linear_from: Callable[[], object] | None = None
+) -> T:
+    """``run()`` takes little CPU and grows Python's memory by under ``megabytes`` (measured once
+    under tracemalloc, which slows it down severalfold).
+
+    A guard against unrolling or hanging, not a speed target. Without ``linear_from`` the bound is
+    ``seconds`` of CPU: 1 s is over a hundred times what each guarded input needs here (a few
+    milliseconds, measured on a busy two-core machine), so a slow processor does not fail it. An
+    input whose work is real but must stay proportional to its size (a parse of 20,000 terms) is
+    held instead against ``linear_from``, the same input ten times smaller, timed alongside: at most
+    ``LINEAR_BOUND`` times its CPU. The ratio does not depend on the processor; linear work gives
+    about 10, quadratic about 100."""
+    elapsed, result = cpu_seconds(run)
+    if linear_from is None:
+        assert elapsed < seconds, f"took {elapsed:.2f} s of CPU"
+    else:
+        small, _ = cpu_seconds(linear_from)
+        ratio = elapsed / max(small, 1e-3)
+        assert ratio < LINEAR_BOUND, f"took {elapsed:.2f} s of CPU, {ratio:.0f} times the tenfold smaller input"
     tracemalloc.start()
     try:
         run()
@@ -40,6 +60,29 @@ def cheap(run: Callable[[], T], seconds: float = 1.0, megabytes: int = 200) -> T
         tracemalloc.stop()
     assert peak < megabytes * 2**20, f"peak {peak / 2**20:.0f} MB"
     return result
+
+
+LINEAR_BOUND = 30  # 3x what linear work takes, a third of what quadratic work would
+
+
+def test_cheap_holds_a_slow_machine_to_the_ratio_not_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against a clock that each run advances by a set amount, as a processor of any speed would: a
+    linear input held against its tenth passes at 2 s of CPU, a quadratic one fails at any speed."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "process_time", lambda: clock[0])
+
+    def work(seconds: float) -> Callable[[], float]:
+        def run() -> float:
+            clock[0] += seconds
+            return seconds
+
+        return run
+
+    assert cheap(work(2.0), linear_from=work(0.2)) == 2.0
+    with pytest.raises(AssertionError, match="100 times the tenfold smaller input"):
+        cheap(work(0.2), linear_from=work(0.002))
+    with pytest.raises(AssertionError, match=r"took 2\.00 s of CPU"):
+        cheap(work(2.0))
 
 
 def codes(result: resdsl.CheckResult) -> list[str]:
@@ -71,13 +114,16 @@ def test_two_to_the_forty_layers_in_forty_lines() -> None:
     assert f"{2**40 + 1:,} layers" in result.diagnostics[0].message
 
 
-def test_just_under_the_layer_limit_still_checks() -> None:
+@pytest.mark.parametrize("limit", [1_000, pytest.param(None, marks=pytest.mark.slow, id="default")])
+def test_just_under_the_layer_limit_still_checks(limit: int | None) -> None:
+    """At a limit of 1,000 layers, and at the default (100,000 layers take seconds to check: slow)."""
+    options = {} if limit is None else {"max_layers": limit}
     # 1 input + 1 conv + 7 nodes per basic block (conv, bn, relu, conv, bn, residual, relu)
-    repeat = (DEFAULT.max_layers - 2) // 7
-    result = resdsl.check(REPEAT.format(n=repeat))
+    repeat = ((limit or DEFAULT.max_layers) - 2) // 7
+    result = resdsl.check(REPEAT.format(n=repeat), **options)
     assert result.ok, [str(d) for d in result.diagnostics]
-    assert len(result.networks[0].order) <= DEFAULT.max_layers
-    assert codes(resdsl.check(REPEAT.format(n=repeat + 1))) == ["E601"]
+    assert len(result.networks[0].order) <= (limit or DEFAULT.max_layers)
+    assert codes(resdsl.check(REPEAT.format(n=repeat + 1), **options)) == ["E601"]
 
 
 def test_the_layer_limit_can_be_raised() -> None:
@@ -85,9 +131,13 @@ def test_the_layer_limit_can_be_raised() -> None:
     assert resdsl.check(REPEAT.format(n=20), max_layers=200).ok
 
 
+def sum_of_ones(terms: int) -> str:
+    return "network n(a = " + "+".join(["1"] * terms) + ") {\n input 3 x 8 x 8\n relu\n}\n"
+
+
 def test_a_twenty_thousand_term_expression_is_refused_not_a_recursion_error() -> None:
-    spec = "network n(a = " + "+".join(["1"] * 20_000) + ") {\n input 3 x 8 x 8\n relu\n}\n"
-    result = cheap(lambda: resdsl.check(spec))
+    spec, tenth = sum_of_ones(20_000), sum_of_ones(2_000)
+    result = cheap(lambda: resdsl.check(spec), linear_from=lambda: resdsl.check(tenth))
     assert codes(result) == ["E602"]
     assert f"more than {MAX_EXPR_DEPTH} levels" in result.diagnostics[0].message
 

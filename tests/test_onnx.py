@@ -22,8 +22,7 @@ from resdsl.api import weight_arrays
 from resdsl.backends.onnx import OPSET, onnx_model
 from resdsl.backends.onnx import weights as onnx_weights
 from resdsl.diagnostics import ResdslError
-from resdsl.tools.catalog import catalog
-from tests.conftest import FLOAT32_TOL, ROOT, deterministic_fill, state_listing
+from tests.conftest import FLOAT32_TOL, ROOT, deterministic_fill, shipped_networks, slow_if_heavy, state_listing
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -40,13 +39,9 @@ class _ZeroWeights(onnx_weights.WeightSource):
         return None
 
 
-def _shipped() -> list[tuple[str, Path]]:
-    entries, failed = catalog()
-    assert not failed
-    return [(e.name, Path(e.path)) for e in entries]
-
-
-@pytest.mark.parametrize(("name", "path"), _shipped(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "path"), slow_if_heavy(n[:2] for n in shipped_networks()), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_every_shipped_network_passes_the_full_checker(name: str, path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr("resdsl.backends.onnx.WeightSource", _ZeroWeights)
     net = resdsl.compile(path, network=name)

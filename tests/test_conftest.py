@@ -1,0 +1,68 @@
+"""The suite itself: the shipped-network listing that tests parametrise over (read without
+elaborating, yet the same as ``resdsl list``'s), the ``slow`` marks, and a collection that stays
+cheap and leaves the slow tests to ``pytest -m slow``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from resdsl.tools.catalog import catalog
+from tests.conftest import HEAVY, ROOT, shipped_networks, slow_if_heavy
+
+
+def test_shipped_networks_are_the_catalogs_names_files_and_inputs() -> None:
+    entries, failed = catalog()
+    assert not failed
+    assert [(n, str(p.resolve()), s) for n, p, s in shipped_networks()] == [(e.name, e.path, e.input) for e in entries]
+    assert HEAVY <= {name for name, _, _ in shipped_networks()}  # no stale name
+
+
+def test_slow_if_heavy_marks_only_the_heavy_networks() -> None:
+    values = slow_if_heavy(["resnet18", "resnet152", ("resnet1202", 3), ("resnet20", 1)])
+    assert values[0] == "resnet18" and values[3] == ("resnet20", 1)
+    for param, args in [(values[1], ("resnet152",)), (values[2], ("resnet1202", 3))]:
+        assert param.values == args and [m.name for m in param.marks] == ["slow"]
+
+
+# Collection in a process where elaborating any network raises: the test modules may list and parse
+# the shipped specs, never check them. It also shows what plain `pytest` leaves out.
+COLLECT = textwrap.dedent(
+    """
+    import sys
+    import pytest
+    from resdsl.semantics.elaborate import Elaborator
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was elaborated during collection")
+
+    Elaborator.__init__ = refuse
+    sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_collection_elaborates_nothing_and_leaves_the_slow_tests_out() -> None:
+    def collect(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", COLLECT, *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    quick, slow = collect(), collect("-m", "slow")
+    summary = quick.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+/\d+ tests collected \(\d+ deselected\) in [\d.]+s", summary), summary
+    for test in (
+        "tests/test_fuzz.py::test_generated_programs",
+        "tests/test_backend_torch.py::test_ddp_two_processes_keep_parameters_identical",
+        "tests/test_inference.py::test_inference_matches_eval_training[resnet152]",
+        "tests/test_limits.py::test_just_under_the_layer_limit_still_checks[default]",
+    ):
+        assert test not in quick and test in slow, test
+    assert "tests/test_inference.py::test_inference_matches_eval_training[resnet50]" in quick
