@@ -273,14 +273,26 @@ def export_cmd(
 
 
 @cli.command("list")
+@click.argument("files", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def list_cmd(as_json: bool) -> None:
-    """List every shipped network: depth (weighted layers), parameters, GMACs, source file."""
-    from resdsl.tools.catalog import catalog, catalog_text, diagnostics
+def list_cmd(files: tuple[str, ...], as_json: bool) -> None:
+    """List networks: depth (weighted layers), parameters, GMACs, input, base and source file.
 
-    entries, failed = catalog()
+    Without FILES, every shipped network; with FILES (.arch files, shipped names, or folders
+    standing for every .arch file under them), the networks those files define.
+    """
+    from resdsl.tools.catalog import catalog, catalog_text, diagnostics, file_catalog
+    from resdsl.tools.fmt_files import arch_files
+
+    empty: list[str] = []
+    if files:
+        entries, failed, empty = file_catalog(arch_files(files))
+    else:
+        entries, failed = catalog()
     if failed:
         render(diagnostics(failed), {k: v for r in failed for k, v in r.sources.items()})
+    for file in empty:
+        click.echo(f"{file}: defines no network (only blocks)", err=True)
     if as_json:
         rows = ",\n".join(f"  {json.dumps(e.as_json())}" for e in entries)
         click.echo(f"[\n{rows}\n]" if entries else "[]")
