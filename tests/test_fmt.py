@@ -372,6 +372,25 @@ def test_a_long_one_line_meta_goes_one_entry_a_line() -> None:
     assert format_text(out) == out
 
 
+@FAST
+@given(
+    which=st.integers(0, len(SHIPPED) - 1),
+    picks=st.lists(st.integers(0, 10**4), max_size=20),
+    seed=st.integers(0, 10**6),
+    limit=st.sampled_from([24, 50, 72, LINE_LIMIT]),
+)
+def test_shipped_specs_with_comments_at_any_limit_format_stably(
+    which: int, picks: list[int], seed: int, limit: int
+) -> None:
+    rng = random.Random(seed)
+    text, _ = with_comments(SHIPPED[which].read_text(), picks, rng)
+    messy = shuffled_layout(text, rng)
+    out = format_text(messy, limit=limit)
+    assert format_text(out, limit=limit) == out, "not idempotent"
+    assert comments(out) == comments(text) and long_lines(out, limit) == []
+    assert _strip_spans(parse(out)) == _strip_spans(parse(text))
+
+
 def check_format(text: str, limit: int, tmp_path: Path, other: dict[str, str] | None = None) -> str:
     """Format ``text``: idempotent, comments kept in order, meaning unchanged, no splittable long line."""
     out = format_text(text, limit=limit)
