@@ -59,8 +59,12 @@ def test_text_output(path: Path) -> None:
 @pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
 def test_json_output(path: Path) -> None:
     result = CliRunner().invoke(cli, ["check", "--json", str(path)])
-    items = json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    items = report["diagnostics"]
     got = sorted((d["code"], _normalise(d["file"], path), d["line"], d["column"]) for d in items)
     assert got == expected(path)
     for d in items:
         assert d["severity"] in ("error", "warning") and d["end_line"] >= d["line"] and isinstance(d["notes"], list)
+        assert isinstance(d["fixes"], list)
+    assert report["errors"] == sum(d["severity"] == "error" for d in items)
+    assert report["networks"] == [] or report["errors"] == 0  # a file with errors reports no figures

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from resdsl.semantics.limits import human_bytes
 from resdsl.tools.cli import cli
 from tests.conftest import ROOT, shipped_spec_files
 
@@ -78,14 +79,94 @@ def test_errors_exit_1_without_traceback(tmp_path: Path) -> None:
     assert done.returncode == 1 and "E216" in done.stderr
 
 
-def test_json_is_a_list_of_diagnostics() -> None:
+CONTRACT_KEYS = ["file", "line", "column", "end_line", "end_column", "severity", "code", "message", "notes", "fixes"]
+NETWORK_KEYS = [
+    "name",
+    "file",
+    "weighted_layers",
+    "parameters",
+    "macs",
+    "input",
+    "output",
+    "activation_bytes",
+    "features",
+]
+
+
+def test_json_carries_the_figures_and_the_diagnostics() -> None:
+    """`check --json` is one object (docs/cli.md): the networks' figures beside the diagnostics,
+    each diagnostic with the contract keys of DESIGN.md plus its fixes."""
+    result = CliRunner().invoke(cli, ["check", "--json", "resnet18"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert list(report) == ["version", "networks", "diagnostics", "errors", "warnings"] and report["version"] == 1
+    (net,) = report["networks"]
+    assert list(net) == NETWORK_KEYS and report["diagnostics"] == [] and report["errors"] == report["warnings"] == 0
+    assert (net["name"], net["weighted_layers"], net["parameters"], net["macs"]) == (
+        "resnet18",
+        18,
+        11_689_512,
+        1_814_073_344,
+    )
+    assert net["input"] == [3, 224, 224] and net["output"] == [1000] and net["features"] == []
+    assert net["file"].endswith("resnet18.arch") and isinstance(net["activation_bytes"], int)
     broken = ROOT / "tests" / "broken" / "many_errors.arch"
     result = CliRunner().invoke(cli, ["check", "--json", str(broken)])
-    assert result.exit_code == 1
-    codes = [d["code"] for d in json.loads(result.stdout)]
-    assert codes == ["E203", "E201"]
-    result = CliRunner().invoke(cli, ["check", "--json", "resnet18"])
-    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["networks"] == [] and (report["errors"], report["warnings"]) == (2, 0)
+    assert [d["code"] for d in report["diagnostics"]] == ["E203", "E201"]
+    first = report["diagnostics"][0]
+    assert list(first) == CONTRACT_KEYS and (first["line"], first["column"], first["severity"]) == (3, 22, "error")
+    assert (
+        first["file"].endswith("tests/broken/many_errors.arch")
+        and first["notes"] == ["help: did you mean 'kernel'?"]
+        and first["fixes"] != []
+    )
+    fix = first["fixes"][0]
+    assert list(fix) == ["title", "safe", "edits"] and fix["safe"] is False
+    assert list(fix["edits"][0]) == ["file", "line", "column", "end_line", "end_column", "text"]
+    assert fix["edits"][0]["text"] == "kernel" and fix["edits"][0]["line"] == 3
+
+
+def test_json_and_text_carry_the_same_figures(tmp_path: Path) -> None:
+    spec = tmp_path / "two.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\nnetwork a() {\n    input 3 x 16 x 16\n    conv1 = conv(8, k=3, p=1, bias=true)\n'
+        "    bn1 = batchnorm()\n    layer1 = stage(basic(8), repeat=2)\n    fc = linear(3)\n}\n"
+        "network b = a()\n"
+    )
+    args = ["check", str(spec), "resnet20", "--features", "layer1"]
+    text = CliRunner().invoke(cli, args)
+    report = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    assert text.exit_code == 0 and [n["name"] for n in report["networks"]] == ["a", "b", "resnet20"]
+    lines = [line for line in text.stdout.splitlines() if not line.startswith("  ")]
+    for line, net in zip(lines, report["networks"], strict=True):
+        shown = f"{net['output'][0]}" if len(net["output"]) == 1 else " x ".join(map(str, net["output"]))
+        assert line.startswith(
+            f"{net['name']}: {net['weighted_layers']} weighted layers, {net['parameters']:,} parameters, "
+        )
+        assert f"{net['macs'] / 1e9:.3f} GMACs, output {shown}, " in line and f"({net['file']})" in line
+        assert f"{human_bytes(net['activation_bytes'])} activations" in line
+    features = [line.strip() for line in text.stdout.splitlines() if line.startswith("  feature ")]
+    described = [
+        f"feature {f['name']}: {' x '.join(map(str, f['shape']))}, stride {f['stride']}"
+        for n in report["networks"]
+        for f in n["features"]
+    ]
+    assert features == described and len(described) == 3
+    (w401,) = report["diagnostics"]  # the conv's bias before a batchnorm, once for the line
+    assert w401["code"] == "W401" and report["warnings"] == 1 and "warning[W401]" in text.output
+    assert w401["fixes"][0]["safe"] is True and w401["fixes"][0]["edits"][0]["text"] == ""
+
+
+def test_json_of_a_file_without_networks_and_of_a_missing_file(tmp_path: Path) -> None:
+    lib = tmp_path / "lib.arch"
+    lib.write_text("block ok(c) {\n    conv1 = conv(c, k=3, p=1)\n}\n")
+    report = json.loads(CliRunner().invoke(cli, ["check", "--json", str(lib)]).stdout)
+    assert report == {"version": 1, "networks": [], "diagnostics": [], "errors": 0, "warnings": 0}
+    missing = CliRunner().invoke(cli, ["check", "--json", str(tmp_path / "nope.arch")])
+    (d,) = json.loads(missing.stdout)["diagnostics"]
+    assert missing.exit_code == 1 and d["code"] == "E004" and d["file"] == str(tmp_path / "nope.arch")
 
 
 def test_summary_table_and_json() -> None:
@@ -159,7 +240,7 @@ def test_a_library_file_gets_every_check_that_needs_no_network(tmp_path: Path) -
     )
     result = CliRunner().invoke(cli, ["check", "--json", str(lib)])
     assert result.exit_code == 1
-    found = [(d["code"], d["line"]) for d in json.loads(result.stdout)]
+    found = [(d["code"], d["line"]) for d in json.loads(result.stdout)["diagnostics"]]
     assert found == [("E202", 3), ("E203", 4), ("E201", 5), ("E505", 6), ("E203", 6), ("E201", 7)]
     clean = tmp_path / "clean.arch"
     clean.write_text("block ok(c) {\n  conv1 = conv(c, k=3, p=1)\n  bn1 = batchnorm()\n  relu\n}\n")
@@ -172,7 +253,7 @@ def test_a_hundred_distinct_errors_are_all_reported_in_order(tmp_path: Path) -> 
     spec = tmp_path / "hundred.arch"
     spec.write_text("network n() {\n  input 3 x 8 x 8\n" + "\n".join(reversed(lines)) + "\n}\n")
     result = CliRunner().invoke(cli, ["check", "--json", str(spec)])
-    found = [(d["line"], d["column"]) for d in json.loads(result.stdout)]
+    found = [(d["line"], d["column"]) for d in json.loads(result.stdout)["diagnostics"]]
     assert len(found) == 100 and found == sorted(found)
 
 

@@ -60,7 +60,7 @@ def test_graph_is_networkx_with_module_paths() -> None:
     assert isinstance(g, nx.DiGraph) and nx.is_directed_acyclic_graph(g)
     layer = net.layer("layer2.0.conv1")
     assert layer.op == "conv" and layer.path == "layer2.0.conv1" and layer.shape == (128, 56, 56)
-    assert layer.span.file.endswith("std/blocks.arch") and layer.span.line == 25
+    assert layer.span.file.endswith("std/blocks.arch") and layer.span.line == 33
     # a residual addition has two inputs: main branch (port 0) and branch input (port 1)
     add = net.layer("layer2.0.downsample")
     ports = {e["port"]: p for p, e in g.pred[add.id].items()}

@@ -1,10 +1,11 @@
-"""`resdsl fmt`: the canonical layout, comments kept, idempotent, meaning unchanged.
+"""`resdsl fmt`: the canonical layout, comments kept, idempotent, meaning unchanged, lines within the limit.
 
 Meaning is compared twice over: the AST with spans blanked, and what `resdsl check` makes of the
 spec (every network's layers with their ops, arguments, shapes, parameters and MACs, and the
 diagnostic codes). The property tests draw programs from the front-end fuzzer's grammar-aware
-generator (tests/fuzz_gen.py) and sprinkle comments over them; others shuffle the layout of the
-shipped specs, which must come back exactly as shipped.
+generator (tests/fuzz_gen.py) and from the AST strategies of tests/arch_text.py, sprinkle comments
+over them and format them at several line limits; others shuffle the layout of the shipped specs,
+which must come back exactly as shipped.
 """
 
 from __future__ import annotations
@@ -25,22 +26,23 @@ import resdsl
 from resdsl.diagnostics import ResdslError
 from resdsl.syntax.parser import parse
 from resdsl.tools.cli import cli
-from resdsl.tools.fmt import _strip_spans, _tree_and_comments, format_text
-from tests.conftest import SPECS
+from resdsl.tools.fmt import LINE_LIMIT, _strip_spans, _tree_and_comments, format_text
+from tests.arch_text import modules, show_module
+from tests.conftest import ROOT, SPECS
 from tests.fuzz_gen import MAIN, generated_case
 
-SHIPPED = sorted(SPECS.glob("*.arch")) + sorted((SPECS / "std").glob("*.arch"))
+SHIPPED = sorted(SPECS.glob("*.arch")) + sorted((SPECS / "std").glob("*.arch")) + sorted(ROOT.glob("examples/*.arch"))
 FAST = settings(max_examples=30, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def tokens(text: str) -> list[Token]:
     """Every token of a spec, in order (comments aside)."""
-    tree, _ = _tree_and_comments(text)
+    tree, _ = _tree_and_comments(text.lstrip("\ufeff"))
     return sorted(tree.scan_values(lambda v: isinstance(v, Token)), key=lambda t: t.start_pos or 0)
 
 
 def comments(text: str) -> list[str]:
-    return [str(c).rstrip() for c in _tree_and_comments(text)[1]]
+    return [str(c).rstrip() for c in _tree_and_comments(text.lstrip("\ufeff"))[1]]
 
 
 def meaning(spec: Path) -> Any:
@@ -85,10 +87,36 @@ def assert_same_meaning(before: str, after: str, tmp_path: Path, other: dict[str
     assert meaning(folder / "a.arch") == first
 
 
+def long_lines(text: str, limit: int) -> list[str]:
+    """Lines whose code (comments aside) is longer than ``limit`` although a bracket on them, with
+    something between it and its partner on the same line, could have been split."""
+    text = text.lstrip("\ufeff")
+    tree, found = _tree_and_comments(text)
+    toks = sorted(tree.scan_values(lambda v: isinstance(v, Token)), key=lambda t: t.start_pos or 0)
+    width = {c.line: (c.column or 1) - 1 for c in found}  # a comment ends its line's code
+    lines = text.split("\n")
+    splittable: set[int] = set()
+    stack: list[Token] = []
+    for tok in toks:
+        if str(tok) in "([":
+            stack.append(tok)
+        elif str(tok) in ")]":
+            opening = stack.pop()
+            if opening.line == tok.line and (tok.start_pos or 0) > (opening.end_pos or 0):
+                splittable.add(tok.line or 0)
+    return [
+        lines[n - 1]
+        for n in sorted(splittable)
+        if len(lines[n - 1][: width.get(n, len(lines[n - 1]))].rstrip()) > limit
+    ]
+
+
 def test_shipped_specs_are_in_the_canonical_layout() -> None:
     for spec in SHIPPED:
         text = spec.read_text()
         assert format_text(text, str(spec)) == text, f"run: resdsl fmt {spec}"
+        too_long = [line for line in text.splitlines() if len(line) > LINE_LIMIT]
+        assert too_long == [], f"{spec}: lines past {LINE_LIMIT} characters"
     result = CliRunner().invoke(cli, ["fmt", "--check", str(SPECS)])
     assert result.exit_code == 0, result.output
 
@@ -101,10 +129,10 @@ def test_a_conditional_layer_statement_is_kept() -> None:
 
 def test_layout_rules() -> None:
     messy = (
-        '\n\n# header\nimport   "std/blocks.arch"\n\n\n\nblock b(c,k=3,) {relu  x=c*-(c+1)//2  y=[1,2,]\n'
+        '\n\n# header\nimport   "std/blocks.arch"\n\n\n\nblock b(c,k=3) {relu  x=c*-(c+1)//2  y=[1,2,]\n'
         "  z = x if c>=1 else -y[0]   # why\n  longer_name=conv(c,   # first\n  k=k)\n\n\n"
         '    q = identity() #q\n}\nnetwork n(width=16)\n{ input 3x8   x8\n  meta {mean=[0.5]  note="x"}\n'
-        "  a=conv(width,k=3,\n p=1)\n  relu\n  # stage\n  s=stage(b(width),repeat=2)\n}\n"
+        "  a=conv(width,k=3,\n p=1)\n  relu\n  # stage\n  s=stage(b(width),repeat=2)\n  t = (s)\n}\n"
         "network m = n(width=8)   # alias\n"
     )
     assert format_text(messy) == (
@@ -113,25 +141,150 @@ def test_layout_rules() -> None:
         "\n"
         "block b(c, k = 3) {\n"
         "    relu\n"
-        "    x           = c * -(c + 1) // 2\n"
-        "    y           = [1, 2]\n"
-        "    z           = x if c >= 1 else -y[0]  # why\n"
-        "    longer_name = conv(c,                 # first\n"
-        "                       k=k)\n"
+        "    x = c * -(c + 1) // 2\n"
+        "    y = [\n"  # the author's trailing comma: one element a line
+        "        1,\n"
+        "        2,\n"
+        "    ]\n"
+        "    z = x if c >= 1 else -y[0]  # why\n"
+        "    longer_name = conv(\n"  # a comment inside a call splits it
+        "        c,  # first\n"
+        "        k=k,\n"
+        "    )\n"
         "\n"
         "    q = identity()  #q\n"
         "}\n"
         "network n(width = 16) {\n"
         "    input 3 x 8 x 8\n"
         '    meta { mean = [0.5]  note = "x" }\n'
-        "    a = conv(width, k=3,\n"
-        "             p=1)\n"
+        "    a = conv(width, k=3, p=1)\n"  # the author's line break is not kept: it fits
         "    relu\n"
         "    # stage\n"
         "    s = stage(b(width), repeat=2)\n"
+        "    t = (s)\n"
         "}\n"
         "network m = n(width=8)  # alias\n"
     )
+
+
+def test_a_hanging_indent_call_stays_within_the_limit() -> None:
+    """Regression: a call written with a hanging indent came out as one 111-character line (the
+    break after '(' was dropped, the one after a comma kept)."""
+    text = (
+        'import "std/blocks.arch"\n\nnetwork n(groups = 1, width_per_group = 64, norm = batchnorm) {\n'
+        "    input 3 x 64 x 64\n"
+        "    layer1 = stage(\n"
+        "        bottleneck(64, groups=groups, width_per_group=width_per_group, norm=norm, stride_1x1=true),\n"
+        "        repeat=2)\n"
+        "    layer2 = stage(\n        bottleneck(128, groups=groups), repeat=2, stride=2\n    )\n"
+        "}\n"
+    )
+    out = format_text(text)
+    assert max(len(line) for line in out.splitlines()) <= LINE_LIMIT
+    assert out.split("\n")[4:] == [
+        "    layer1 = stage(",
+        "        bottleneck(64, groups=groups, width_per_group=width_per_group, norm=norm, stride_1x1=true),",
+        "        repeat=2,",
+        "    )",
+        "    layer2 = stage(bottleneck(128, groups=groups), repeat=2, stride=2)",  # fits: one line
+        "}",
+        "",
+    ]
+    assert format_text(out) == out
+
+
+def test_long_calls_break_like_black() -> None:
+    """Too long: the contents of the last bracket go on their own line one level deeper (a hanging
+    indent); still too long: one element a line with a trailing comma, and so on inside."""
+    head = "network n(a = 1) {\n    input 3 x 8 x 8\n"
+    hanging = (
+        head + "    layer1 = stage(basic(64, shortcut=projection), repeat=depth, stride=2, shortcut=zero_pad)\n}\n"
+    )
+    assert format_text(hanging, limit=81).split("\n")[2:5] == [
+        "    layer1 = stage(",
+        "        basic(64, shortcut=projection), repeat=depth, stride=2, shortcut=zero_pad",
+        "    )",
+    ]
+    assert format_text(hanging, limit=60).split("\n")[2:9] == [
+        "    layer1 = stage(",
+        "        basic(64, shortcut=projection),",
+        "        repeat=depth,",
+        "        stride=2,",
+        "        shortcut=zero_pad,",
+        "    )",
+        "}",
+    ]
+    header = "network resnet_like(depths = [3, 4, 6, 3], num_classes = 1000, norm = batchnorm) {\n}\n"
+    assert format_text(header, limit=63) == (
+        "network resnet_like(\n    depths = [3, 4, 6, 3], num_classes = 1000, norm = batchnorm\n) {}\n"
+    )
+    indexed = head + "    width = some_function_of(depth, groups, width_per_group)[0]\n}\n"  # the call splits, not [0]
+    assert format_text(indexed, limit=50).split("\n")[2:5] == [
+        "    width = some_function_of(",
+        "        depth, groups, width_per_group",
+        "    )[0]",
+    ]
+    nested = head + "    layer1 = stage(bottleneck(64, groups=groups, width_per_group=width), repeat=2)\n}\n"
+    assert format_text(nested, limit=52).split("\n")[2:10] == [
+        "    layer1 = stage(",
+        "        bottleneck(",
+        "            64, groups=groups, width_per_group=width",
+        "        ),",
+        "        repeat=2,",
+        "    )",
+        "}",
+        "",
+    ]
+    for text in (hanging, header, indexed, nested):
+        for limit in (40, 44, 50, 60, 80, 100):
+            out = format_text(text, limit=limit)
+            assert format_text(out, limit=limit) == out and long_lines(out, limit) == []
+
+
+def test_a_trailing_comma_keeps_a_list_one_element_a_line() -> None:
+    text = "network n() {\n    input 3 x 8 x 8\n    a = conv(8, k=1,)\n    b = conv(8, k=1)\n}\n"
+    assert format_text(text) == (
+        "network n() {\n    input 3 x 8 x 8\n    a = conv(\n        8,\n        k=1,\n    )\n    b = conv(8, k=1)\n}\n"
+    )
+
+
+def test_equals_line_up_only_within_a_run_of_one_line_rows() -> None:
+    """A blank line, a comment on a line of its own or a statement over several lines ends a run; a
+    layer without a name (relu) stands in the run without taking part."""
+    text = (
+        "network n() {\n    input 3 x 8 x 8\n    a = conv(8, k=1)\n    relu\n    long_name = batchnorm()\n"
+        "\n    b = relu()\n    bb = relu()\n    # about c\n    c = relu()\n    cc = relu()\n"
+        "    d = stage(basic_block_with_a_long_name(64, shortcut=projection), repeat=2, stride=2)\n"
+        "    e = relu()\n    ee = relu()\n}\n"
+    )
+    assert format_text(text, limit=81).split("\n")[2:21] == [
+        "    a         = conv(8, k=1)",
+        "    relu",
+        "    long_name = batchnorm()",
+        "",
+        "    b  = relu()",
+        "    bb = relu()",
+        "    # about c",
+        "    c  = relu()",
+        "    cc = relu()",
+        "    d = stage(",
+        "        basic_block_with_a_long_name(64, shortcut=projection), repeat=2, stride=2",
+        "    )",
+        "    e  = relu()",
+        "    ee = relu()",
+        "}",
+        "",
+    ]
+
+
+def test_alignment_never_pushes_a_line_past_the_limit() -> None:
+    row = "    x = conv(8, k=3, s=1, p=1, d=1, groups=1)"
+    text = f"network n() {{\n    input 3 x 8 x 8\n{row}\n    a_much_longer_name = relu()\n}}\n"
+    assert row in format_text(text, limit=len(row) + 5).split("\n")  # padding would need 17 columns more
+    assert "    x                  = conv(8," in format_text(text, limit=len(row) + 17)
+    numbers = "network n() {\n    input 3 x 8 x 8\n    a = conv(8, k=3, p=1)\n    b = conv(1024, k=3)\n}\n"
+    assert "    a = conv(8, k=3, p=1)\n" in format_text(numbers, limit=25)
+    assert "    a = conv(8,    k=3, p=1)\n" in format_text(numbers, limit=28)
 
 
 def test_a_spec_with_comments_in_every_position_keeps_them_all(tmp_path: Path) -> None:
@@ -149,19 +302,36 @@ def test_a_spec_with_comments_in_every_position_keeps_them_all(tmp_path: Path) -
 def test_leading_numbers_of_alike_values_line_up() -> None:
     text = (
         "network n() {\n    input 3 x 8 x 8\n    a = stage(b(8, k=1), repeat=1)\n    bb = stage(b(16, k=1))\n"
-        "    c = stage(b(128, k=1),\n              repeat=2)  # c\n    d = conv(8, k=1)\n\n"
+        "    c = stage(b(128, k=1), repeat=2)  # c\n    d = conv(8, k=1)\n\n"
         "    e = stage(b(1, k=1))\n}\n"
     )
     assert format_text(text) == (
         "network n() {\n    input 3 x 8 x 8\n"
         "    a  = stage(b(8,   k=1), repeat=1)\n"
         "    bb = stage(b(16,  k=1))\n"
-        "    c  = stage(b(128, k=1),\n"
-        "               repeat=2)  # c\n"
+        "    c  = stage(b(128, k=1), repeat=2)  # c\n"
         "    d  = conv(8, k=1)\n"
         "\n"
         "    e = stage(b(1, k=1))\n}\n"
     )
+
+
+def test_numbers_line_up_only_in_adjacent_rows() -> None:
+    """Regression: `conv(32,` was padded to line up with `conv(128,` five lines below it; only rows
+    that stand together line up, and a row of another kind between them keeps them apart."""
+    text = (
+        "network n() {\n    input 3 x 8 x 8\n    stem = conv(32, k=3, p=1)\n    bn = batchnorm()\n    relu\n"
+        "    a = conv(64, k=1)\n    b = batchnorm()\n    head = conv(128, k=1)\n    tail = conv(8, k=1)\n}\n"
+    )
+    assert format_text(text).split("\n")[2:9] == [
+        "    stem = conv(32, k=3, p=1)",
+        "    bn   = batchnorm()",
+        "    relu",
+        "    a    = conv(64, k=1)",
+        "    b    = batchnorm()",
+        "    head = conv(128, k=1)",
+        "    tail = conv(8,   k=1)",
+    ]
 
 
 def test_comments_inside_empty_bodies_lists_and_multiline_meta() -> None:
@@ -171,14 +341,81 @@ def test_comments_inside_empty_bodies_lists_and_multiline_meta() -> None:
     )
     out = format_text(text)
     assert comments(out) == comments(text)
-    assert "block f() {}\n" in out and "    meta {\n        a = 1  # one\n\n        long = [1,  # in a list\n" in out
+    assert out == (
+        "block e() {\n    # alone\n}\nblock f() {}\nnetwork n() {\n    input 3 x 8 x 8\n    meta {\n"
+        "        a = 1  # one\n\n        long = [\n            1,  # in a list\n            2,\n        ]\n"
+        "        # before the brace\n    }\n    c = conv(\n        8,  # arg\n    )\n}\n# end\n"
+    )
+    assert format_text(out) == out
+
+
+def test_comments_between_any_two_tokens() -> None:
+    """A comment where no bracket breaks the line ends the line there; what follows goes one level
+    deeper. Comments around commas go with their element; all stay, in order."""
+    text = (
+        "network n() {\n  input 3 x 8 x 8\n  x = a + # mid\n  b\n  y = conv( # open\n 8, k=1 # k\n , # after\n p=1)\n"
+        "  v = conv(1 #c1\n #c2\n , #c3\n 2)\n  u = (1 # p\n )\n}\n"
+    )
+    out = format_text(text)
+    assert out == (
+        "network n() {\n    input 3 x 8 x 8\n    x = a +  # mid\n        b\n    y = conv(  # open\n        8,\n"
+        "        k=1,  # k\n        # after\n        p=1,\n    )\n    v = conv(\n        1,  #c1\n        #c2\n"
+        "        #c3\n        2,\n    )\n    u = (\n        1  # p\n    )\n}\n"
+    )
+    assert format_text(out) == out
+
+
+def test_a_long_one_line_meta_goes_one_entry_a_line() -> None:
+    mean = ", ".join(["0.485"] * 11)
+    text = f'network n() {{\n    input 3 x 8 x 8\n    meta {{ mean = [{mean}]  dataset = "ImageNet" }}\n}}\n'
+    out = format_text(text)
+    assert out.split("\n")[2:6] == [
+        "    meta {",
+        f"        mean    = [{mean}]",
+        '        dataset = "ImageNet"',
+        "    }",
+    ]
     assert format_text(out) == out
 
 
 @FAST
-@given(index=st.integers(0, 10**6), picks=st.lists(st.integers(0, 10**4), max_size=25), seed=st.integers(0, 99))
+@given(
+    which=st.integers(0, len(SHIPPED) - 1),
+    picks=st.lists(st.integers(0, 10**4), max_size=20),
+    seed=st.integers(0, 10**6),
+    limit=st.sampled_from([24, 50, 72, LINE_LIMIT]),
+)
+def test_shipped_specs_with_comments_at_any_limit_format_stably(
+    which: int, picks: list[int], seed: int, limit: int
+) -> None:
+    rng = random.Random(seed)
+    text, _ = with_comments(SHIPPED[which].read_text(), picks, rng)
+    messy = shuffled_layout(text, rng)
+    out = format_text(messy, limit=limit)
+    assert format_text(out, limit=limit) == out, "not idempotent"
+    assert comments(out) == comments(text) and long_lines(out, limit) == []
+    assert _strip_spans(parse(out)) == _strip_spans(parse(text))
+
+
+def check_format(text: str, limit: int, tmp_path: Path, other: dict[str, str] | None = None) -> str:
+    """Format ``text``: idempotent, comments kept in order, meaning unchanged, no splittable long line."""
+    out = format_text(text, limit=limit)
+    assert format_text(out, limit=limit) == out, "not idempotent"
+    assert comments(out) == comments(text)
+    assert long_lines(out, limit) == []
+    assert_same_meaning(text, out, tmp_path, other)
+    return out
+
+
+@FAST
+@given(
+    index=st.integers(0, 10**6),
+    picks=st.lists(st.integers(0, 10**4), max_size=25),
+    seed=st.integers(0, 99),
+    limit=st.sampled_from([30, 60, LINE_LIMIT]),
+)
 def test_random_programs_keep_meaning_and_comments(
-    index: int, picks: list[int], seed: int, tmp_path_factory: pytest.TempPathFactory
+    index: int, picks: list[int], seed: int, limit: int, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     case = generated_case(index)
     try:
@@ -187,11 +424,20 @@ def test_random_programs_keep_meaning_and_comments(
     except (UnicodeDecodeError, ResdslError):
         return  # a program the generator broke on purpose: nothing to format (see test_unparsable_file...)
     text, added = with_comments(text, picks, random.Random(seed))
-    out = format_text(text)
-    assert format_text(out) == out, "not idempotent"
-    assert comments(out) == comments(text) and len(comments(out)) >= added
     other = {k: v.decode("utf-8", "replace") for k, v in case.files.items() if k != MAIN}
-    assert_same_meaning(text, out, tmp_path_factory.mktemp("case"), other)
+    out = check_format(text, limit, tmp_path_factory.mktemp("case"), other)
+    assert len(comments(out)) >= added
+
+
+@FAST
+@given(module=modules(), picks=st.lists(st.integers(0, 10**4), max_size=10), limit=st.sampled_from([20, 40, 80]))
+def test_random_syntax_trees_format_stably(module: Any, picks: list[int], limit: int) -> None:
+    """Programs drawn from the AST strategies (tests/arch_text.py), printed, commented and formatted."""
+    text, _ = with_comments(show_module(module), picks, random.Random(len(picks)))
+    out = format_text(text, limit=limit)
+    assert format_text(out, limit=limit) == out, "not idempotent"
+    assert comments(out) == comments(text) and long_lines(out, limit) == []
+    assert _strip_spans(parse(out)) == _strip_spans(parse(text))
 
 
 def _meta_ranges(text: str) -> list[tuple[int, int]]:
@@ -205,11 +451,10 @@ def _wordy(ch: str) -> bool:
 
 def shuffled_layout(text: str, rng: random.Random) -> str:
     """The same tokens with other spacing: spaces, tabs, none where punctuation allows, line breaks
-    inside brackets (never after a comma, where a break is the author's choice, nor in a one-line meta)."""
+    anywhere (they decide nothing) except inside a one-line meta, which would make it several lines."""
     toks, metas = tokens(text), _meta_ranges(text)
     out, prev = [text[: toks[0].start_pos]], toks[0]
     out.append(str(prev))
-    depth = 1 if str(prev) in "([" else 0
     for tok in toks[1:]:
         gap = text[prev.end_pos : tok.start_pos]
         if "\n" in gap or "#" in gap:
@@ -219,12 +464,10 @@ def shuffled_layout(text: str, rng: random.Random) -> str:
                 str(tok)[0].isalnum() or str(tok)[0] in '_".'
             )
             choices = [" ", "  ", "\t", *([""] * punct)]
-            in_meta = any(a <= (tok.start_pos or 0) < b for a, b in metas)
-            if depth and prev.type != "COMMA" and not in_meta:
+            if not any(a <= (tok.start_pos or 0) < b for a, b in metas):
                 choices.append("\n   ")
             new = rng.choice(choices)
         out += [new, str(tok)]
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(str(tok), 0)
         prev = tok
     out.append(text[prev.end_pos :])
     return "".join(out)
@@ -308,13 +551,23 @@ def test_unparsable_file_gets_its_diagnostic_and_is_left_alone(tmp_path: Path) -
     assert bad.read_text() == "network n( {\n" and fine.read_text() == "network n = m()\n"
 
 
+def without_trailing_commas(toks: list[Token]) -> list[str]:
+    return [str(t) for i, t in enumerate(toks) if not (str(t) == "," and str(toks[i + 1]) in ")]")]
+
+
 def test_output_keeps_every_token() -> None:
-    """The printer only re-spaces: the tokens out are the tokens in, less trailing commas."""
-    text = "block b(c,) {\n  x = conv(c, k=[1, 2,],)\n}\nnetwork n() { input 3x8x 8 }\n"
-    toks = [str(t) for t in tokens(text)]
-    expected = [t for i, t in enumerate(toks) if not (t == "," and toks[i + 1] in ")]")]
+    """The printer only re-spaces: the tokens out are the tokens in, trailing commas aside, and a
+    trailing comma is written only where its list is split one element a line."""
+    text = "block b(c,) {\n  x = conv(c, k=[1, 2,],)\n  y = [3, 4]\n}\nnetwork n() { input 3x8x 8 }\n"
+    expected = without_trailing_commas(tokens(text))
     expected[expected.index("3x8x 8")] = "3 x 8 x 8"
-    assert [str(t) for t in tokens(format_text(text))] == expected
+    for limit in (10, 40, LINE_LIMIT):
+        out = format_text(text, limit=limit)
+        toks = tokens(out)
+        assert without_trailing_commas(toks) == expected
+        for i, t in enumerate(toks[:-1]):
+            if str(t) == "," and str(toks[i + 1]) in ")]":
+                assert toks[i + 1].line == t.line + 1 and out.split("\n")[t.line].lstrip().startswith(str(toks[i + 1]))
     for spec in SHIPPED:
         text = spec.read_text()
         assert [str(t) for t in tokens(format_text(shuffled_layout(text, random.Random(0))))] == [
@@ -352,7 +605,7 @@ def test_a_read_only_file_is_not_replaced(tmp_path: Path, monkeypatch: pytest.Mo
 def test_deep_nesting_formats_or_gets_a_diagnostic(tmp_path: Path) -> None:
     """The deepest expression the parser accepts formats; brackets around brackets past any use are
     refused with E602 (the file is left alone), never a RecursionError."""
-    deepest = "network n() {\n    input 3 x 8 x 8\n    a = conv(" + "-" * 97 + "8)\n}\n"
+    deepest = "network n() {\n    input 3 x 8 x 8\n    a = conv(\n        " + "-" * 97 + "8,\n    )\n}\n"
     assert format_text(deepest) == deepest
     parens = "network n() {\n    input 3 x 8 x 8\n    a = conv(" + "(" * 1000 + "8" + ")" * 1000 + ")\n}\n"
     spec = tmp_path / "deep.arch"

@@ -1,21 +1,24 @@
-"""The shipped networks: every network that ``specs/*.arch`` defines, aliases included, with
-its depth, size and cost (what ``resdsl list`` prints). Nothing is cached: each file is
-checked afresh, which is what keeps the figures true to the files."""
+"""The networks of spec files, aliases included, with their depth, size and cost (what ``resdsl
+list`` prints): by default every network the shipped files (``specs/*.arch``) define, or those of
+the files named. Nothing is cached: each file is checked afresh, which is what keeps the figures
+true to the files."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from resdsl.api import CheckResult, check
 from resdsl.diagnostics import Diagnostic
+from resdsl.diagnostics.fixes import in_library
 from resdsl.resources import data_root, shipped_specs
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One shipped network."""
+    """One network of a file."""
 
     name: str
     base: str  # the network definition it instantiates (itself unless an alias)
@@ -24,7 +27,7 @@ class Entry:
     macs: int
     input: tuple[int, ...]
     output: tuple[int, ...] | None
-    file: str  # the defining file, relative to the shipped data (specs/resnet50.arch)
+    file: str  # the defining file: relative to the shipped data (specs/resnet50.arch), else as named
     path: str  # the same, absolute
 
     def as_json(self) -> dict[str, Any]:
@@ -49,30 +52,56 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def catalog() -> tuple[list[Entry], list[CheckResult]]:
-    """Every shipped network in file order, and the check results that found problems."""
+def _entries(result: CheckResult, shown: str) -> list[Entry]:
+    path = Path(result.file)
+    return [
+        Entry(
+            net.name,
+            net.definition.name if net.definition is not None else net.name,
+            net.weighted_layers,
+            net.num_params,
+            net.macs,
+            tuple(net.input_shape),
+            net.output_shape,
+            shown,
+            str(path.resolve()),
+        )
+        for net in result.networks
+    ]
+
+
+def _collect(specs: Iterable[str | Path]) -> tuple[list[Entry], list[CheckResult]]:
+    """Check each spec: its entries (``file``: a shipped file relative to the shipped data, another
+    as ``check`` names it), and the results with errors."""
     entries: list[Entry] = []
     failed: list[CheckResult] = []
-    for path in shipped_specs():
-        result = check(path)
+    for spec in specs:
+        result = check(spec)
         if not result.ok:
             failed.append(result)
-            continue
-        for net in result.networks:
-            entries.append(
-                Entry(
-                    net.name,
-                    net.definition.name if net.definition is not None else net.name,
-                    net.weighted_layers,
-                    net.num_params,
-                    net.macs,
-                    tuple(net.input_shape),
-                    net.output_shape,
-                    _display(path),
-                    str(path.resolve()),
-                )
-            )
+        else:
+            entries += _entries(result, _display(Path(result.file)) if in_library(result.file) else result.file)
     return entries, failed
+
+
+def catalog() -> tuple[list[Entry], list[CheckResult]]:
+    """Every shipped network in file order, and the check results that found problems."""
+    return _collect(shipped_specs())
+
+
+def file_catalog(specs: Iterable[str]) -> tuple[list[Entry], list[CheckResult], list[str]]:
+    """The networks of the files (or shipped names) given, in order; the check results that found
+    problems (a missing or broken file: its diagnostics); and the files that define no network."""
+    entries: list[Entry] = []
+    failed: list[CheckResult] = []
+    empty: list[str] = []
+    for spec in specs:
+        found, bad = _collect([spec])
+        entries += found
+        failed += bad
+        if not found and not bad:
+            empty.append(spec)
+    return entries, failed, empty
 
 
 def diagnostics(failed: list[CheckResult]) -> list[Diagnostic]:

@@ -17,10 +17,8 @@ import click
 
 from resdsl._version import __version__
 from resdsl.api import CheckResult, pick_network
-from resdsl.diagnostics import ResdslError, error, to_json
+from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Network
-from resdsl.ops import fmt_shape
-from resdsl.semantics.limits import activation_bytes, human_bytes
 from resdsl.syntax.ast import Span
 from resdsl.tools.cli_options import (
     Options,
@@ -47,38 +45,32 @@ def cli() -> None:
 @cli.command("check")
 @click.argument("specs", nargs=-1, required=True)
 @common
-@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the figures and diagnostics as one JSON object (docs/cli.md)."
+)
 @click.option("--fix", is_flag=True, help="Apply the mechanical fixes (rewrites the files; says what changed).")
 @features_option
 def check_cmd(specs: tuple[str, ...], options: Options, as_json: bool, fix: bool, features: str | None) -> None:
     """Find shape errors in specs (files or shipped names) without building anything."""
+    from resdsl.tools.check_report import Figures, report_json
+
     results = check_all(specs, options, name_list(features))
     if fix:
         results = _fix(specs, options, results, name_list(features))
     diagnostics = [d for r in results for d in r.diagnostics]
     if as_json:
-        click.echo(to_json(diagnostics))
-    else:
-        render(diagnostics, {k: v for r in results for k, v in r.sources.items()})
-        for result in results:
-            if result.ok and not result.networks:
-                click.echo(f"{result.file}: no networks to check (blocks are checked where a network uses them)")
-            for net in result.networks:
-                if any(d.is_error for d in result.diagnostics):
-                    continue
-                click.echo(
-                    f"{net.name}: {net.weighted_layers} weighted layers, {net.num_params:,} parameters, "
-                    f"{net.macs / 1e9:.3f} GMACs, output {fmt_shape(net.output_shape)}, "
-                    f"{human_bytes(activation_bytes(net))} activations per sample  ({result.file})"
-                )
-                for feature in result.features.get(net.name, []):
-                    click.echo(f"  feature {feature.describe()}")
-        errors = sum(d.is_error for d in diagnostics)
-        warnings = len(diagnostics) - errors
-        if errors or warnings:
-            console(stderr=True).print(
-                f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-            )
+        click.echo(report_json(results))
+        sys.exit(1 if any(not r.ok for r in results) else 0)
+    render(diagnostics, {k: v for r in results for k, v in r.sources.items()})
+    for result in results:
+        if result.ok and not result.networks:
+            click.echo(f"{result.file}: no networks to check (blocks are checked where a network uses them)")
+        for net in result.networks if result.ok else []:
+            click.echo("\n".join(Figures.of(net, result).text()))
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if errors or warnings:
+        console(stderr=True).print(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
     sys.exit(1 if any(not r.ok for r in results) else 0)
 
 
@@ -288,14 +280,26 @@ def export_cmd(
 
 
 @cli.command("list")
+@click.argument("files", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def list_cmd(as_json: bool) -> None:
-    """List every shipped network: depth (weighted layers), parameters, GMACs, source file."""
-    from resdsl.tools.catalog import catalog, catalog_text, diagnostics
+def list_cmd(files: tuple[str, ...], as_json: bool) -> None:
+    """List networks: depth (weighted layers), parameters, GMACs, input, base and source file.
 
-    entries, failed = catalog()
+    Without FILES, every shipped network; with FILES (.arch files, shipped names, or folders
+    standing for every .arch file under them), the networks those files define.
+    """
+    from resdsl.tools.catalog import catalog, catalog_text, diagnostics, file_catalog
+    from resdsl.tools.fmt_files import arch_files
+
+    empty: list[str] = []
+    if files:
+        entries, failed, empty = file_catalog(arch_files(files))
+    else:
+        entries, failed = catalog()
     if failed:
         render(diagnostics(failed), {k: v for r in failed for k, v in r.sources.items()})
+    for file in empty:
+        click.echo(f"{file}: defines no network (only blocks)", err=True)
     if as_json:
         rows = ",\n".join(f"  {json.dumps(e.as_json())}" for e in entries)
         click.echo(f"[\n{rows}\n]" if entries else "[]")
