@@ -268,7 +268,7 @@ def test_one_bad_set_value_gives_one_error_per_library_line_naming_the_override(
     assert result.output.count("groups=7 comes from --set norm=groupnorm(7)") == 3
     assert len(result.output.splitlines()) < 30
     as_json = CliRunner().invoke(cli, ["check", "resnet18", "--set", "norm=groupnorm(7)", "--json"])
-    assert len(json.loads(as_json.stdout)) == 17  # every instance, for tools
+    assert len(json.loads(as_json.stdout)["diagnostics"]) == 17  # every instance, for tools
     untraced = CliRunner().invoke(cli, ["check", "resnet20", "--set", "shortcut=identity"])
     assert (
         "checked with --set shortcut=identity" in untraced.output and "2 times: layer2.0, layer3.0" in untraced.output
