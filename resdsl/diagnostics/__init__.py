@@ -73,6 +73,7 @@ CODES: dict[str, str] = {
     "E503": "name cannot be used in generated code",
     "E504": "generated code cannot be formatted",
     "E505": "layer name is reserved",
+    "E506": "stage cannot be written in generated code",
     # ONNX export
     "E820": "onnx package not installed",
     "E821": "weights file cannot be read",

@@ -18,7 +18,8 @@ import networkx as nx
 from resdsl.diagnostics import Collector, error, warning
 from resdsl.ir import Layer, Scope, ScopeKind, instance_note
 from resdsl.ir.repairs import move_stride
-from resdsl.ops import OPS, OpDef, Shape, ShapeError
+from resdsl.ops import OPS, OpDef
+from resdsl.semantics.channels import PlacedShapes
 from resdsl.semantics.evaluate import Evaluator, first_block
 from resdsl.semantics.limits import MAX_BLOCK_DEPTH
 from resdsl.semantics.values import (
@@ -58,8 +59,7 @@ class Placer(Evaluator):
         self.net_totals: dict[int, int] = {}
         self.net_unsure: int | None = None
         self.node_limit: int | None = None  # the layer limit, where counting could not check it
-        self._shapes: dict[str, Shape | None] = {}
-        self._shaped = 0  # nodes of self.order whose shapes _shape has computed
+        self.shapes = PlacedShapes(self.graph, self.order)  # what in_channels reads
 
     def _node(
         self,
@@ -305,30 +305,10 @@ class Placer(Evaluator):
         return self.net_totals.get(depth, 0)
 
     def _in_channels(self, source: str, name: ast.Name) -> int:
-        shape = self._shape(source)
+        shape = self.shapes.of(source)
         if shape is None:
             raise Failed  # a layer before it has no shape: its error is reported (here or by the checker)
         return shape[0]
-
-    def _shape(self, node_id: str) -> Shape | None:
-        """A placed node's output shape, by the op table's shape rules, as the checker will find
-        it (which then reports any mistake): computed for the nodes placed since the last call."""
-        while self._shaped < len(self.order):
-            layer: Layer = self.graph.nodes[self.order[self._shaped]]["layer"]
-            self._shaped += 1
-            if layer.op == "input":
-                self._shapes[layer.id] = layer.shape
-                continue
-            preds = sorted(self.graph.pred[layer.id].items(), key=lambda kv: kv[1]["port"])
-            ins = [self._shapes.get(p) for p, _ in preds]
-            shape = None
-            if layer.op in OPS and ins and all(s is not None for s in ins):
-                try:
-                    shape = OPS[layer.op].shape(ins, layer.attrs)  # type: ignore[arg-type]
-                except ShapeError as exc:
-                    shape = exc.recovered
-            self._shapes[layer.id] = shape
-        return self._shapes.get(node_id)
 
     def _check_size(self, span: ast.Span) -> None:
         """E601 while placing, where counting could not size the network (in_channels was read)."""
