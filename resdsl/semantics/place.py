@@ -218,7 +218,7 @@ class Placer(Evaluator):
         block = self._stage_block(value, stage, 0, cur)
         assert isinstance(block.target, ast.BlockDef)
         stage.block, stage.arg_exprs = block.target, dict(block.exprs)  # what blocks after the first get
-        self._check_stage(value, block, name, stage.repeat)
+        self._check_stage(value, block, name, stage)
         scope.items.append(stage)
         out = cur
         for i in range(stage.repeat):
@@ -261,11 +261,16 @@ class Placer(Evaluator):
         with self.diags.within("block", "", note, value.span):
             return self.instance_block(block, values)
 
-    def _check_stage(self, value: LayerCall, block: LayerCall, name: str, repeat: int) -> None:
-        """W404 for a stride given to every block; E203 for a stride or shortcut the block lacks."""
+    def _check_stage(self, value: LayerCall, block: LayerCall, name: str, stage: Scope) -> None:
+        """W404 for a stride given to every block (not one chosen per block by instance values);
+        E203 for a stride or shortcut the block lacks."""
         assert isinstance(block.target, ast.BlockDef)
-        given = block.args.get("stride")
-        if repeat > 1 and isinstance(given, int) and given != 1 and "stride" in block.arg_spans:
+        given, repeat = block.args.get("stride"), stage.repeat
+        written = block.exprs.get("stride")
+        chosen = written is not None and any(
+            isinstance(n, ast.Name) and n.id in stage.instance_names for n in ast.walk(written)
+        )
+        if repeat > 1 and isinstance(given, int) and given != 1 and "stride" in block.arg_spans and not chosen:
             self.diags.add(
                 warning(
                     "W404",
