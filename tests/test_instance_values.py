@@ -84,7 +84,7 @@ network convnext_nested(drop_path_rate = 0.3, depths = [2, 2, 3], dims = [16, 32
 
 # a MobileNetV2 stage: the first block expands by 1, the others by 6
 INVERTED = """
-block inverted(c, in_c, expand = 6, stride = 1, shortcut = identity) {
+block inverted(c, in_c, expand = 6, stride = 1, shortcut = projection) {
     width = in_c * expand
     conv1 = conv(width, k=1)
     bn1   = batchnorm()
@@ -103,7 +103,8 @@ network mb(n = 3) {
     bn   = batchnorm()
     relu6
     s1   = stage(inverted(24, in_channels, expand=1 if index == 0 else 6), repeat=n, stride=2, shortcut=projection)
-    s2   = stage(inverted(32, in_channels), repeat=2, stride=2, shortcut=projection)
+    last = 4
+    s2   = stage(inverted(32, in_channels, expand=6 if index < count - 1 else last), repeat=n, stride=2)
     pool = global_avgpool()
     fc   = linear(10)
 }
@@ -310,6 +311,7 @@ def test_the_first_block_differs_by_an_argument_other_than_stride(tmp_path: Path
     layers = {layer.path: layer for layer in net.layers()}
     assert [layers[f"s1.{i}.conv1"].shape[0] for i in range(3)] == [16, 144, 144]  # 16 x 1, then 24 x 6
     assert layers["s1.0.conv2"].attrs["s"] == 2 and layers["s1.1.conv2"].attrs["s"] == 1
+    assert [layers[f"s2.{i}.conv1"].shape[0] for i in range(3)] == [144, 192, 128]  # the last expands by 4
     module, source = _module(net, tmp_path)
     _same_network(resdsl.build_model(net), module.mb(), (3, 32, 32))
     s1 = _stage_calls(source, "s1")
