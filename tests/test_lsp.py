@@ -222,6 +222,41 @@ async def test_completion_after_stage_offers_blocks(client: LanguageClient, fold
     assert {"repeat=", "stride=", "shortcut="} <= labels
 
 
+DROPS = """\
+block cnx(dim, drop = 0.0) {
+    conv1 = conv(dim, k=3, p=1)
+    drop_path(drop)
+    residual(identity)
+}
+
+network n() {
+    input 8 x 8 x 8
+    s = stage(cnx(8, drop=0.1 * net_index / (net_count - 1)), repeat=3)
+    t = cnx(8, drop=0.1)
+}
+"""
+
+
+async def test_instance_values_in_a_stage_block_hover_and_complete(client: LanguageClient, folder: Path) -> None:
+    uri = open_file(client, folder / "drops.arch", DROPS)
+    assert await published(client, uri) == []
+    found = await client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri), at(DROPS, "net_index", 2))
+    )
+    assert found is not None and isinstance(found.contents, types.MarkupContent)
+    assert "net_index: int" in found.contents.value and "stage blocks of the whole network" in found.contents.value
+
+    async def labels(needle: str) -> set[str]:
+        items = await client.text_document_completion_async(
+            types.CompletionParams(types.TextDocumentIdentifier(uri), at(DROPS, needle, len(needle)))
+        )
+        assert items is not None
+        return {i.label for i in (items.items if isinstance(items, types.CompletionList) else items)}
+
+    assert {"index", "count", "net_index", "net_count", "in_channels"} <= await labels("cnx(8, drop=")
+    assert "net_index" not in await labels("t = cnx(8, drop=")  # a block outside a stage: not bound
+
+
 async def test_imported_file_edits_recheck_the_importer(client: LanguageClient, folder: Path) -> None:
     lib = folder / "mylib.arch"
     lib_text = "block plain(c) {\n    conv1 = conv(c, k=3, p=1)\n    relu\n}\n"

@@ -52,6 +52,7 @@ CODES: dict[str, str] = {
     "E215": "network has no input shape",
     "E216": "unknown override",
     "E217": "misplaced statement",
+    "E218": "net_count not known before placing",
     # shapes
     "E301": "residual shapes differ",
     "E302": "channels not divisible by groups",
@@ -73,6 +74,7 @@ CODES: dict[str, str] = {
     "E503": "name cannot be used in generated code",
     "E504": "generated code cannot be formatted",
     "E505": "layer name is reserved",
+    "E506": "stage cannot be written in generated code",
     # ONNX export
     "E820": "onnx package not installed",
     "E821": "weights file cannot be read",

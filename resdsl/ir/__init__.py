@@ -82,6 +82,13 @@ class Scope:
     plain: list[tuple[int, ast.Expr]] = field(default_factory=list)  # residual(none): len(items) then, its kind
     repeat: int = 1  # stages
     repeat_expr: ast.Expr | None = None
+    # stages whose block argument reads instance values (index, net_index, ...): which ones; every
+    # stage: the stage blocks enclosing it (net_index numbers the blocks of the stages at one
+    # depth), its first block's net_index and the number of stage blocks at its depth
+    instance_names: frozenset[str] = frozenset()
+    depth: int = 0
+    net_start: int = 0
+    net_count: int = 0
     side: bool = False  # a side branch (a gate's): not on the main path, so not in the depth
 
     def layers(self) -> Iterator[Layer]:

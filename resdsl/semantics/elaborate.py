@@ -15,8 +15,9 @@ from typing import Any
 from resdsl.diagnostics import Collector, error
 from resdsl.ir import Network, Scope, ScopeKind
 from resdsl.ir.lower import finish
-from resdsl.semantics.limits import LayerCounter, Limits
-from resdsl.semantics.place import Placer
+from resdsl.semantics.count import LayerCounter
+from resdsl.semantics.limits import Limits
+from resdsl.semantics.place import Placer, TooLarge
 from resdsl.semantics.values import SHORTCUTS, Failed, LayerCall, ShortcutKind
 from resdsl.syntax import ast
 from resdsl.syntax.loader import Program, display_path, load, network_params
@@ -95,23 +96,15 @@ class Elaborator(Placer):
         if len(shape) not in (1, 3) or any(d < 1 for d in shape):
             self.diags.add(error("E213", f"input shape {shape} must be C x H x W with positive sizes", target.span))
             return None
-        count = LayerCounter(self.program).network(body, params, self.globals)
-        if count > self.limits.max_layers:
-            self.diags.add(
-                error(
-                    "E601",
-                    f"network '{name}' would have {count:,} layers after unrolling; the limit is "
-                    f"{self.limits.max_layers:,}",
-                    definition.name_span,
-                    help=f"check the repeat counts; raise the limit with --max-layers {count} "
-                    f"(API: max_layers={count}) if this is meant",
-                )
-            )
+        if not self._count(definition, body, params):
             return None
         inp = self._node("input", "input", {}, {}, "input", "", target.span, None)
         inp.shape = tuple(shape)
         root.input = inp.id
-        root.output = self._body(body, root, dict(params), inp.id)
+        try:
+            root.output = self._body(body, root, dict(params), inp.id)
+        except TooLarge:
+            return None
         finish(self.graph, root)
         return Network(
             name=name,
@@ -129,6 +122,29 @@ class Elaborator(Placer):
             overridden=frozenset(overrides or {}),
             head=head,
         )
+
+    def _count(self, definition: ast.Definition, body: Sequence[ast.Stmt], params: dict[str, Any]) -> bool:
+        """Count the network before placing it: E601 past the layer limit (False), and the
+        stage blocks per depth that ``net_count`` gives."""
+        counted = LayerCounter(self.program, self.limits.max_layers).network(body, params, self.globals)
+        limit = self.limits.max_layers
+        if counted.nodes > limit:
+            size = f"more than {limit:,}" if counted.partial else f"{counted.nodes:,}"
+            self.diags.add(
+                error(
+                    "E601",
+                    f"network '{definition.name}' would have {size} layers after unrolling; the limit is {limit:,}",
+                    definition.name_span,
+                    help="check the repeat counts; raise the limit with --max-layers"
+                    + ("" if counted.partial else f" {counted.nodes} (API: max_layers={counted.nodes})")
+                    + " if this is meant",
+                )
+            )
+            return False
+        self.net_totals, self.net_unsure = counted.stage_blocks, counted.unsure
+        if counted.unsure is not None:  # some block arguments read in_channels: sized while placing
+            self.node_limit = limit
+        return True
 
     def _head(self, target: ast.NetworkDef, outputs: int) -> ast.Assign | None:
         """The statement ``head = linear(outputs)``, or None with E708 reported."""

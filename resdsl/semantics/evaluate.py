@@ -8,7 +8,7 @@ elaboration later places in the graph. Problems become diagnostics and abandon t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +18,8 @@ from resdsl.ops import OPS, OpDef, P
 from resdsl.semantics.arith import Refused, arith, compare
 from resdsl.semantics.hints import forgotten_import, kind_error, unknown_kind
 from resdsl.semantics.values import (
+    INSTANCE_HELP,
+    INSTANCE_NAMES,
     POISON,
     SHORTCUTS,
     STAGE_PARAMS,
@@ -25,6 +27,7 @@ from resdsl.semantics.values import (
     CallKind,
     Failed,
     LayerCall,
+    PerInstance,
     check_type,
     show_value,
     suggest,
@@ -38,6 +41,22 @@ from resdsl.syntax.loader import Program, definition_params
 # built-in forms that make a layer of layers (stage is bound like an op, residual is a statement)
 FORMS = tuple(f for f in BUILTIN_FORMS if f not in ("stage", "residual"))
 
+# One block's instance values while its stage's block argument is evaluated: a number, or a
+# function of the name as written that computes it when read (in_channels needs the shapes so
+# far) and may raise Failed
+InstanceValues = Mapping[str, int | Callable[[ast.Name], int]]
+
+
+def first_block(stage: LayerCall, block: LayerCall) -> LayerCall:
+    """The stage rule: its first block gets the stage's ``stride`` and ``shortcut`` (where
+    given), the others the block as written. Elaboration and the layer counter both use it."""
+    args, exprs = dict(block.args), dict(block.exprs)
+    for key in ("stride", "shortcut"):
+        if stage.args.get(key) is not None:
+            args[key] = stage.args[key]
+            exprs[key] = stage.exprs[key]
+    return LayerCall(CallKind.BLOCK, block.target, args, exprs, block.arg_spans, block.span)
+
 
 class Evaluator:
     """Evaluates expressions in an environment; binds arguments of calls."""
@@ -49,6 +68,7 @@ class Evaluator:
         self.globals: dict[str, ast.Definition] = {}
         self._tables: dict[int, tuple[ast.BlockDef, tuple[P, ...]]] = {}  # the key object is kept alive
         self._indexes: dict[int, tuple[Sequence[P], dict[str, P]]] = {}
+        self.instance: InstanceValues | None = None  # set while a stage's block argument is evaluated
 
     # binding tables, built once per definition: a deep network binds the same op or block
     # thousands of times, and hashing its whole AST on every call would cost more than binding
@@ -129,13 +149,43 @@ class Evaluator:
             return SHORTCUTS[name.id]
         if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
             return self._call(ast.Call(name.id, (), name.span, name.span), env)
+        if self.instance is not None and name.id in self.instance:
+            value = self.instance[name.id]
+            return value(name) if callable(value) else value
         options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
         hint, fixes = forgotten_import(self.program, name.id, name.span) or (
             suggest(name.id, options),
             typo_fixes(name.id, options, name.span),
         )
+        if name.id in INSTANCE_NAMES:
+            hint, fixes = INSTANCE_HELP, ()
         self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=hint, fixes=fixes))
         raise Failed
+
+    def _shadowed(self, name: str, env: dict[str, Any]) -> bool:
+        """Whether ``name`` means something other than an instance value where ``env`` is seen."""
+        return name in env or name in SHORTCUTS or name in OPS or isinstance(self.globals.get(name), ast.BlockDef)
+
+    def instance_reads(self, expr: ast.Expr, env: dict[str, Any]) -> frozenset[str]:
+        """The instance values a stage's block argument reads (names nothing else defines)."""
+        return frozenset(
+            n.id
+            for n in ast.walk(expr)
+            if isinstance(n, ast.Name) and n.id in INSTANCE_NAMES and not self._shadowed(n.id, env)
+        )
+
+    def instance_block(self, deferred: PerInstance, values: InstanceValues) -> LayerCall:
+        """A stage's block argument evaluated for one block, with that block's instance values."""
+        saved = self.globals, self.instance
+        self.globals, self.instance = deferred.globals, values
+        try:
+            value = self.eval(deferred.expr, dict(deferred.env))
+        finally:
+            self.globals, self.instance = saved
+        if not isinstance(value, LayerCall) or value.kind != "block":
+            self.diags.add(_not_a_block(value, deferred.expr.span))
+            raise Failed
+        return value
 
     def _index(self, expr: ast.Index, value: Any, index: Any) -> Any:
         if not isinstance(value, list) or not check_type(index, "int"):
@@ -148,7 +198,9 @@ class Evaluator:
 
     def _call(self, call: ast.Call, env: dict[str, Any]) -> LayerCall:
         if call.func == "stage":
-            return self._bind("stage", STAGE_PARAMS, call, env, kind=CallKind.STAGE)
+            block = next((a for i, a in enumerate(call.args) if a.name == "block" or (i == 0 and a.name is None)), None)
+            reads = self.instance_reads(block.value, env) if block is not None else frozenset()
+            return self._bind("stage", STAGE_PARAMS, call, env, kind=CallKind.STAGE, per_instance=reads)
         if call.func == "residual":
             self.diags.add(
                 error(
@@ -276,7 +328,10 @@ class Evaluator:
         kind: CallKind = CallKind.OP,
         fill_defaults: bool = True,
         partial: bool = False,
+        per_instance: frozenset[str] = frozenset(),
     ) -> LayerCall:
+        """Bind ``call``'s arguments to ``params``; ``per_instance``: the instance values a
+        stage's block argument reads, which keep it unevaluated (a :class:`PerInstance`)."""
         args: dict[str, Any] = {}
         exprs: dict[str, ast.Expr] = {}
         spans: dict[str, ast.Span] = {}
@@ -332,6 +387,10 @@ class Evaluator:
             if unknown_kind(param, arg.value, env, self.globals):
                 problems.append(kind_error(arg.value, env))  # type: ignore[arg-type]
                 continue
+            if per_instance and param.name == "block":  # evaluated block by block when placed
+                args[param.name] = PerInstance(arg.value, dict(env), self.globals, per_instance)
+                exprs[param.name], spans[param.name] = arg.value, arg.span
+                continue
             try:
                 value = self.eval(arg.value, env)
             except Failed:
@@ -382,14 +441,7 @@ class Evaluator:
                 )
                 continue
             if kind == "stage" and param.name == "block" and getattr(value, "kind", None) != "block":
-                problems.append(
-                    error(
-                        "E205",
-                        f"stage repeats a block, got {type_name(value)} ({show_value(value)})",
-                        arg.value.span,
-                        help="define a block (block name(...) { ... }) and pass it: stage(name(64), repeat=2)",
-                    )
-                )
+                problems.append(_not_a_block(value, arg.value.span))
                 continue
             args[param.name] = value
             exprs[param.name] = arg.value
@@ -484,3 +536,12 @@ class Evaluator:
                 )
                 return None
         return env
+
+
+def _not_a_block(value: Any, span: ast.Span) -> Diagnostic:
+    return error(
+        "E205",
+        f"stage repeats a block, got {type_name(value)} ({show_value(value)})",
+        span,
+        help="define a block (block name(...) { ... }) and pass it: stage(name(64), repeat=2)",
+    )

@@ -9,7 +9,8 @@ fails leaves an ``error`` node whose shape is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import networkx as nx
@@ -18,13 +19,16 @@ from resdsl.diagnostics import Collector, error, warning
 from resdsl.ir import Layer, Scope, ScopeKind, instance_note
 from resdsl.ir.repairs import move_stride
 from resdsl.ops import OPS, OpDef
-from resdsl.semantics.evaluate import Evaluator
+from resdsl.semantics.channels import PlacedShapes
+from resdsl.semantics.evaluate import Evaluator, first_block
 from resdsl.semantics.limits import MAX_BLOCK_DEPTH
 from resdsl.semantics.values import (
     POISON,
     CallKind,
     Failed,
     LayerCall,
+    PerInstance,
+    show_value,
     suggest,
     type_name,
     typo_fixes,
@@ -33,7 +37,11 @@ from resdsl.syntax import ast
 from resdsl.syntax.loader import Program
 from resdsl.syntax.names import bad_layer_name, layer_name_problem
 
-__all__ = ["Placer"]
+__all__ = ["Placer", "TooLarge"]
+
+
+class TooLarge(Exception):
+    """Abandons a network whose unrolling passed the layer limit (E601 was reported)."""
 
 
 class Placer(Evaluator):
@@ -44,6 +52,14 @@ class Placer(Evaluator):
         self.graph: nx.DiGraph = nx.DiGraph()
         self.order: list[str] = []
         self.block_stack: list[tuple[str, ast.Span]] = []
+        # instance values: stage blocks enclosing the statement placed now, blocks placed so far
+        # and in all (counted before placing) per depth, the first depth whose total is unsure
+        self.stage_depth = 0
+        self.net_running: dict[int, int] = {}
+        self.net_totals: dict[int, int] = {}
+        self.net_unsure: int | None = None
+        self.node_limit: int | None = None  # the layer limit, where counting could not check it
+        self.shapes = PlacedShapes(self.graph, self.order)  # what in_channels reads
 
     def _node(
         self,
@@ -193,31 +209,92 @@ class Placer(Evaluator):
             return self._sequential(value, name, path, scope, cur), branch
         if value.kind == "gate":
             return self._gate(value, name, path, scope, cur), branch
+        return self._stage(value, name, path, scope, cur), branch
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _stage(self, value: LayerCall, name: str, path: str, scope: Scope, cur: str) -> str:
+        """``stage(block(...), repeat=N)``: N instances named ``path.0`` ... ``path.N-1``, the
+        first with the stage's stride and shortcut; a block argument that reads instance values
+        (:data:`~resdsl.semantics.values.INSTANCE_NAMES`) is evaluated for each block with its own."""
         stage = Scope(ScopeKind.STAGE, name, path, value.span, input=cur)
-        block: LayerCall = value.args["block"]
         stage.repeat = value.args["repeat"]
         stage.repeat_expr = value.exprs.get("repeat")
+        depth = self.stage_depth
+        stage.depth, stage.net_start = depth, self.net_running.get(depth, 0)
+        stage.net_count = self.net_totals.get(depth, 0)
+        if isinstance(value.args["block"], PerInstance):
+            stage.instance_names = value.args["block"].names
+        block = self._stage_block(value, stage, 0, cur)
         assert isinstance(block.target, ast.BlockDef)
         stage.block, stage.arg_exprs = block.target, dict(block.exprs)  # what blocks after the first get
-        block_params = {p.name for p in block.target.params}
-        first_args, first_exprs = dict(block.args), dict(block.exprs)
-        given = block.args.get("stride")
-        if stage.repeat > 1 and isinstance(given, int) and given != 1 and "stride" in block.arg_spans:
+        self._check_stage(value, block, name, stage)
+        scope.items.append(stage)
+        out = cur
+        for i in range(stage.repeat):
+            call = first_block(value, block) if i == 0 else self._stage_block(value, stage, i, out)
+            if call.target is not stage.block:
+                self.diags.add(
+                    error(
+                        "E205",
+                        f"a stage repeats one block: block {i} of {path} is {show_value(call)}, "
+                        f"block 0 is {stage.block.name}",
+                        value.exprs["block"].span,
+                        help="choose arguments by index (expand=1 if index == 0 else 6), not the block itself",
+                    )
+                )
+                raise Failed
+            self.net_running[depth] = self.net_running.get(depth, 0) + 1
+            self.stage_depth += 1
+            try:
+                out = self._block(call, str(i), _join(path, str(i)), stage, out).output
+            finally:
+                self.stage_depth -= 1
+            stage.output = out
+            self._check_size(value.span)
+        return out
+
+    def _stage_block(self, value: LayerCall, stage: Scope, i: int, source: str) -> LayerCall:
+        """The block call for block ``i`` of a stage, its instance values bound; ``source``: the
+        node that feeds it (in_channels are its channels)."""
+        block = value.args["block"]
+        if not isinstance(block, PerInstance):
+            return block
+        values: dict[str, int | Callable[[ast.Name], int]] = {
+            "index": i,
+            "count": stage.repeat,
+            "net_index": self.net_running.get(stage.depth, 0),
+            "net_count": partial(self._net_count, stage.depth),
+            "in_channels": partial(self._in_channels, source),
+        }
+        note = f"evaluated for block {stage.path}.{i} (index {i}, net_index {values['net_index']})"
+        with self.diags.within("block", "", note, value.span):
+            return self.instance_block(block, values)
+
+    def _check_stage(self, value: LayerCall, block: LayerCall, name: str, stage: Scope) -> None:
+        """W404 for a stride given to every block (not one chosen per block by instance values);
+        E203 for a stride or shortcut the block lacks."""
+        assert isinstance(block.target, ast.BlockDef)
+        given, repeat = block.args.get("stride"), stage.repeat
+        written = block.exprs.get("stride")
+        chosen = written is not None and any(
+            isinstance(n, ast.Name) and n.id in stage.instance_names for n in ast.walk(written)
+        )
+        if repeat > 1 and isinstance(given, int) and given != 1 and "stride" in block.arg_spans and not chosen:
             self.diags.add(
                 warning(
                     "W404",
-                    f"stride={given} given to {block.target.name} inside a stage strides all {stage.repeat} blocks",
+                    f"stride={given} given to {block.target.name} inside a stage strides all {repeat} blocks",
                     block.arg_spans["stride"],
                     notes=["a stage's stride= applies to its first block only, as the paper downsamples once"],
-                    help=f"move it to the stage: {name} = stage({block.target.name}(...), repeat={stage.repeat}, "
+                    help=f"move it to the stage: {name} = stage({block.target.name}(...), repeat={repeat}, "
                     f"stride={given})",
                     fixes=move_stride(self.program.sources, value.span, value.arg_spans, block.arg_spans, given),
                 )
             )
+        block_params = {p.name for p in block.target.params}
         for key in ("stride", "shortcut"):
-            if value.args.get(key) is None:
-                continue
-            if key not in block_params:
+            if value.args.get(key) is not None and key not in block_params:
                 self.diags.add(
                     error(
                         "E203",
@@ -227,20 +304,40 @@ class Placer(Evaluator):
                     )
                 )
                 raise Failed
-            first_args[key] = value.args[key]
-            first_exprs[key] = value.exprs[key]
-        scope.items.append(stage)
-        out = cur
-        for i in range(stage.repeat):
-            call = (
-                block
-                if i
-                else LayerCall(CallKind.BLOCK, block.target, first_args, first_exprs, block.arg_spans, block.span)
+
+    def _net_count(self, depth: int, name: ast.Name) -> int:
+        if self.net_unsure is not None and depth >= self.net_unsure:
+            self.diags.add(
+                error(
+                    "E218",
+                    "net_count is not known here: how many blocks the stages at this depth have depends on the "
+                    "in_channels of an enclosing stage's block, which is known only while placing",
+                    name.span,
+                    help="give the stage sizes without in_channels, or pass the total as a parameter",
+                )
             )
-            sub = self._block(call, str(i), _join(path, str(i)), stage, out)
-            out = sub.output
-        stage.output = out
-        return out, branch
+            raise Failed
+        return self.net_totals.get(depth, 0)
+
+    def _in_channels(self, source: str, name: ast.Name) -> int:
+        shape = self.shapes.of(source)
+        if shape is None:
+            raise Failed  # a layer before it has no shape: its error is reported (here or by the checker)
+        return shape[0]
+
+    def _check_size(self, span: ast.Span) -> None:
+        """E601 while placing, where counting could not size the network (in_channels was read)."""
+        if self.node_limit is not None and len(self.order) > self.node_limit:
+            self.diags.add(
+                error(
+                    "E601",
+                    f"this network would have more than {self.node_limit:,} layers after unrolling",
+                    span,
+                    notes=["block arguments that read in_channels are sized while placing"],
+                    help="check the repeat counts; raise the limit with --max-layers if this is meant",
+                )
+            )
+            raise TooLarge
 
     def _sequential(self, value: LayerCall, name: str, path: str, parent: Scope, cur: str) -> str:
         """Layers numbered by position, like an ``nn.Sequential`` (``conv1.0``, ``conv1.3``)."""

@@ -10,39 +10,16 @@ layer names (E206), layer names that Python or ``nn.Module`` own (E505) and misp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from resdsl.diagnostics import Diagnostic, error
 from resdsl.ops import OPS, P
 from resdsl.ops.shortcut import SHORTCUT_KINDS
-from resdsl.semantics.values import STAGE_PARAMS, suggest, typo_fixes
+from resdsl.semantics.values import INSTANCE_HELP, INSTANCE_NAMES, STAGE_PARAMS, suggest, typo_fixes
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
 from resdsl.syntax.loader import Program
 from resdsl.syntax.names import bad_layer_name, layer_name_problem
-
-
-def _calls(expr: ast.Expr) -> Iterator[ast.Expr]:
-    """Every sub-expression, outermost first (depth is bounded by the parser)."""
-    yield expr
-    if isinstance(expr, ast.BinOp):
-        yield from _calls(expr.left)
-        yield from _calls(expr.right)
-    elif isinstance(expr, ast.Neg):
-        yield from _calls(expr.operand)
-    elif isinstance(expr, ast.Index):
-        yield from _calls(expr.value)
-        yield from _calls(expr.index)
-    elif isinstance(expr, ast.ListExpr):
-        for item in expr.items:
-            yield from _calls(item)
-    elif isinstance(expr, ast.Call):
-        for arg in expr.args:
-            yield from _calls(arg.value)
-    elif isinstance(expr, ast.Cond):
-        yield from _calls(expr.test)
-        yield from _calls(expr.then)
-        yield from _calls(expr.orelse)
 
 
 class _BlockChecker:
@@ -95,11 +72,13 @@ class _BlockChecker:
         )
 
     def expr(self, expr: ast.Expr, known: set[str]) -> None:
-        for node in _calls(expr):
+        for node in ast.walk(expr, into_calls=False):  # a call checks its own arguments
             if isinstance(node, ast.Name) and not self._visible(node.id, known):
                 options = [*known, *SHORTCUT_KINDS, *OPS, *self.globals]
                 fixes = typo_fixes(node.id, options, node.span)
                 hint = suggest(node.id, options)
+                if node.id in INSTANCE_NAMES:  # an instance value outside a stage's block arguments
+                    fixes, hint = (), INSTANCE_HELP
                 self.out.append(error("E201", f"unknown name '{node.id}'", node.span, help=hint, fixes=fixes))
             elif isinstance(node, ast.Call):
                 self.call(node, known, None)
@@ -116,7 +95,10 @@ class _BlockChecker:
     ) -> None:
         if params is None:
             params = self._params_of(call, known)
-            if params is None:
+            if params is None:  # no signature to check against: the values only
+                if call.func not in ("sequential", "gate"):  # (those checked theirs)
+                    for arg in call.args:
+                        self.expr(arg.value, known)
                 return
         params = tuple(params)
         names = {n for p in params for n in (p.name, *p.aliases)}
@@ -125,7 +107,7 @@ class _BlockChecker:
             self.out.append(
                 error("E210", f"{call.func} takes at most {len(params)} positional arguments", positional[-1].span)
             )
-        for arg in call.args:
+        for i, arg in enumerate(call.args):
             if arg.name is not None and arg.name not in names:
                 self.out.append(
                     error(
@@ -140,6 +122,9 @@ class _BlockChecker:
                 if not (isinstance(arg.value, ast.Name) and arg.value.id in allow_layer_names):
                     target = arg.value.id if isinstance(arg.value, ast.Name) else "?"
                     self.out.append(error("E201", f"no layer named '{target}' before this residual", arg.value.span))
+                continue
+            if call.func == "stage" and (arg.name == "block" or (i == 0 and arg.name is None)):
+                self.expr(arg.value, known | set(INSTANCE_NAMES))  # the stage binds them for each block
                 continue
             self.expr(arg.value, known)
 

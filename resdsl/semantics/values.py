@@ -32,6 +32,24 @@ STAGE_PARAMS = (
 )
 
 
+# The values a stage binds for each of its blocks, visible in the arguments of the block it
+# repeats (and nowhere else): the block's position in its stage and in the network, the counts
+# of both, and its input channels. They are the outermost scope: a parameter, a binding, a
+# shortcut kind, an op or a block of the same name shadows them.
+INSTANCE_NAMES = ("index", "count", "net_index", "net_count", "in_channels")
+INSTANCE_DOCS = {
+    "index": "the block's position in its stage, from 0",
+    "count": "the number of blocks in the stage (its repeat)",
+    "net_index": "the block's position among the stage blocks of the whole network, from 0",
+    "net_count": "the number of stage blocks in the whole network",
+    "in_channels": "the block's input channels (features for a flat input)",
+}
+INSTANCE_HELP = (
+    "index, count, net_index, net_count and in_channels are bound only in the arguments of the block a "
+    "stage repeats: stage(block(c, drop=0.1 * net_index / (net_count - 1)), repeat=3)"
+)
+
+
 class CallKind(str, Enum):
     """What a :class:`LayerCall` makes; compares equal to its value ("op")."""
 
@@ -55,6 +73,18 @@ class LayerCall:
     exprs: dict[str, ast.Expr]
     arg_spans: dict[str, ast.Span]
     span: ast.Span
+
+
+@dataclass(frozen=True, eq=False)
+class PerInstance:
+    """The block argument of a stage that reads instance values (``stage(b(c, drop=index *
+    0.1), repeat=3)``): kept unevaluated, with the names it could see, and evaluated once per
+    block by whoever places the stage (elaboration) or counts it (the layer counter)."""
+
+    expr: ast.Expr
+    env: dict[str, Any]
+    globals: dict[str, ast.Definition]
+    names: frozenset[str]  # the instance names it reads
 
 
 def type_name(value: Any) -> str:

@@ -7,6 +7,7 @@ The parser's Transformer only builds these nodes; all meaning is given by ``elab
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from resdsl.diagnostics.span import NO_SPAN, Span
@@ -115,6 +116,31 @@ COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | Neg | Cond | Call
 Literal = (IntLit, FloatLit, StrLit, BoolLit)
+
+
+def walk(expr: Expr, into_calls: bool = True) -> Iterator[Expr]:
+    """Every sub-expression, outermost first (depth is bounded by the parser), the arguments of
+    calls too unless ``into_calls`` is false: what name resolution and the search for instance
+    values read."""
+    yield expr
+    if isinstance(expr, BinOp):
+        yield from walk(expr.left, into_calls)
+        yield from walk(expr.right, into_calls)
+    elif isinstance(expr, Neg):
+        yield from walk(expr.operand, into_calls)
+    elif isinstance(expr, Index):
+        yield from walk(expr.value, into_calls)
+        yield from walk(expr.index, into_calls)
+    elif isinstance(expr, ListExpr):
+        for item in expr.items:
+            yield from walk(item, into_calls)
+    elif isinstance(expr, Call) and into_calls:
+        for arg in expr.args:
+            yield from walk(arg.value, into_calls)
+    elif isinstance(expr, Cond):
+        yield from walk(expr.test, into_calls)
+        yield from walk(expr.then, into_calls)
+        yield from walk(expr.orelse, into_calls)
 
 
 # -- statements ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ internal error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from resdsl.backends.codegen.classes import Call, ClassDef, Ctor, Step
@@ -35,6 +35,7 @@ from resdsl.backends.codegen.expr import (
     py_type,
     symbolic_shape,
 )
+from resdsl.backends.codegen.stages import StageWriter
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, fmt_shape
@@ -69,6 +70,7 @@ class Emitter:
         self.tap_flag = False  # some projection reads from a project_from tap of another shape
         self.item_steps: list[tuple[Layer | Scope, int]] = []  # network items: where their steps start
         self.runtime_classes: set[str] = set()  # resdsl.runtime.layers classes the module copies
+        self.stages = StageWriter(self)  # stages, and the net_index counts of the classes being written
 
     # -- names ------------------------------------------------------------------------------
 
@@ -134,6 +136,13 @@ class Emitter:
 
     def scope_body(self, scope: Scope, cls: ClassDef, cin: Any, names: frozenset[str], network: bool) -> Any:
         """Fill ``cls.init`` and ``cls.forward`` from one scope; returns its output channels."""
+        self.stages.begin(scope, cls, names, network)
+        try:
+            return self._scope_body(scope, cls, cin, names, network)
+        finally:
+            self.stages.end(cls, network)
+
+    def _scope_body(self, scope: Scope, cls: ClassDef, cin: Any, names: frozenset[str], network: bool) -> Any:
         main = "x" if network else "out"
         cls.main = main
         cls.attrs |= {i.module if isinstance(i, Layer) else i.name for i in scope.items}
@@ -382,7 +391,7 @@ class Emitter:
     def child_scope(self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str]) -> Any:
         """A block or stage used from ``parent``: its class, the constructor call, its channels."""
         if scope.kind == "block":
-            call, out = self.block_call(scope, cin)
+            call, out = self.block_call(scope, cin, hidden=self.stages.plain_block(scope))
             parent.init.append(("assign", (attr_name(scope.name, scope.span), call)))
             return out
         if scope.kind == "sequential":  # layers numbered by position, as nn.Sequential numbers them
@@ -397,48 +406,44 @@ class Emitter:
             return channels
         if scope.kind != "stage":
             raise AssertionError(f"codegen: a {scope.kind} scope {scope.path!r} inside another scope")
-        blocks = [s for s in scope.items if isinstance(s, Scope)]
-        if len(blocks) != len(scope.items) or not blocks:
-            raise AssertionError(f"codegen: stage {scope.path!r} holds something other than blocks")
-        first_call, out = self.block_call(blocks[0], cin)
-        rest = None
-        if len(blocks) > 1 or (scope.repeat_expr is not None and not is_const(scope.repeat_expr)):
-            repeat = self.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
-            count = fold(ast.BinOp("-", repeat, ast.IntLit(1)))  # the blocks after the first
-            index, later_in = "_", out
-            growth = self.channel_growth(blocks[min(1, len(blocks) - 1)], scope.arg_exprs)
-            if growth is not None:  # each block adds channels (concatenation): block i + 1 reads more
-                index = fresh("i", names | set(self.net.params))
-                later_in = fold(ast.BinOp("+", out, fold(ast.BinOp("*", ast.Name(index), growth))))
-            # the later blocks' class: the first block's stride or shortcut may choose other layers
-            rest_call, _ = self.block_call(blocks[min(1, len(blocks) - 1)], later_in, exprs=scope.arg_exprs)
-            if self.block_class(blocks[0]).plain_kinds:
-                for later in blocks[1:]:
-                    self.block_call(later, out)  # every instance must fit the class (checked there)
-            if growth is not None:
-                out = fold(ast.BinOp("+", out, fold(ast.BinOp("*", count, growth))))  # the last block's
-            rest = (rest_call, py(count), index)
-        parent.init.append(("stage", (attr_name(scope.name, scope.span), first_call, rest)))
-        return out
+        return self.stages.write(scope, parent, cin, names)
 
-    def channel_growth(self, block: Scope, exprs: Mapping[str, ast.Expr]) -> Any:
-        """How many channels a stage's later blocks add to their input, in the caller's terms,
-        when a block's output is its input plus an amount that does not depend on it (a
-        concatenating block: ``c + growth``); None when the output does not depend on the input
-        (the usual residual block)."""
-        arg = "resdsl_in_channels"  # a placeholder for the input: no spec name has this prefix
-        _, out = self.block_call(block, ast.Name(arg), exprs=exprs)
-        if arg not in free_names(out):
-            return None
-        if isinstance(out, ast.BinOp) and out.op == "+":
-            for mine, rest in ((out.left, out.right), (out.right, out.left)):
-                if isinstance(mine, ast.Name) and mine.id == arg and arg not in free_names(rest):
-                    return rest
-        raise AssertionError(f"codegen: the channels of block {block.path!r} grow as {py(out)}, not by a fixed amount")
-
-    def block_call(self, scope: Scope, cin: Any, exprs: Mapping[str, ast.Expr] | None = None) -> tuple[Call, Any]:
+    def block_call(
+        self,
+        scope: Scope,
+        cin: Any,
+        exprs: Mapping[str, ast.Expr] | None = None,
+        values: Mapping[str, Any] | None = None,
+        hidden: Sequence[tuple[str, Any]] = (),
+        simplify: Callable[[Any], Any] | None = None,
+    ) -> tuple[Call, Any]:
         """The constructor call of a block instance (``exprs``: other arguments, as for the
-        later blocks of a stage) and its output channels in the caller's terms."""
+        later blocks of a stage; ``values``: what the instance values they read are, in the
+        caller's terms, and ``simplify`` what to do to the arguments then; ``hidden``: the
+        net_index arguments of its class) and its output channels in the caller's terms."""
+        cls, args, mapping = self.block_mapping(scope, cin, exprs, values, simplify)
+        block = scope.block
+        assert block is not None
+        for kind in cls.plain_kinds:
+            value = self.tr.subst(kind, mapping)
+            if is_const(value) and const_value(value) != "none":
+                raise AssertionError(
+                    f"codegen: block {block.name!r} has a residual that is 'none' in one instance "
+                    f"and {const_value(value)!r} in {scope.path!r}; no single class was chosen for both"
+                )
+        args += [f"{name}={py(value)}" for name, value in hidden]
+        return Call(cls.name, args), self.tr.subst(self.block_out[self.class_key(scope)], mapping)
+
+    def block_mapping(
+        self,
+        scope: Scope,
+        cin: Any,
+        exprs: Mapping[str, ast.Expr] | None = None,
+        values: Mapping[str, Any] | None = None,
+        simplify: Callable[[Any], Any] | None = None,
+    ) -> tuple[ClassDef, list[str], dict[str, Any]]:
+        """A block instance's class, its constructor arguments (source) and what each of the
+        class's names is in the caller's terms."""
         block = scope.block
         assert block is not None
         cls = self.block_class(scope)
@@ -451,6 +456,10 @@ class Emitter:
                 continue
             if p.name in exprs:
                 value = self.tr.normalize(exprs[p.name], caller_names)
+                if values:
+                    value = self.tr.subst(value, values)
+                if simplify is not None:
+                    value = simplify(value)
                 text = py(value)
                 args.append(text if p.default is None else f"{py_name(p.name)}={text}")
                 mapping[p.name] = value
@@ -458,14 +467,7 @@ class Emitter:
                 mapping[p.name] = self.tr.subst(self.tr.normalize(p.default, frozenset()), mapping)
         for name, expr in scope.lets:
             mapping[name] = self.tr.subst(self.tr.normalize(expr, frozenset(scope.args)), mapping)
-        for kind in cls.plain_kinds:
-            value = self.tr.subst(kind, mapping)
-            if is_const(value) and const_value(value) != "none":
-                raise AssertionError(
-                    f"codegen: block {block.name!r} has a residual that is 'none' in one instance "
-                    f"and {const_value(value)!r} in {scope.path!r}; no single class was chosen for both"
-                )
-        return Call(cls.name, args), self.tr.subst(self.block_out[self.class_key(scope)], mapping)
+        return cls, args, mapping
 
     def class_key(self, scope: Scope) -> tuple[str, Any]:
         """Which class a block instance needs: its block, and the layers it makes (_variant)."""
@@ -502,6 +504,10 @@ class Emitter:
                 default_expr = self.tr.normalize(p.default, frozenset())
                 default = py_default(const_value(default_expr)) if is_const(default_expr) else "None"
             params.append((py_name(p.name), py_type(scope.args.get(p.name)), default))
+        hidden = self.stages.hidden_params(block, {n for n, _, _ in params})
+        if hidden:  # its stages read net_index: keyword-only, from whoever builds it
+            params.append(("*", "", None))
+            params += [(n, "int", None) for pair in hidden.values() for n in pair]
         which = f" (the layers of {scope.path} and the instances like it)" if variant > 1 else ""
         cls = ClassDef(name, doc_text(f"Block ``{block.name}`` from {portable(block.span)}{which}."), params)
         cls.layer_params = layer_params

@@ -7,6 +7,11 @@ from resdsl.diagnostics.codes.values import net
 
 SMALL = net("conv1 = conv(8, k=3, p=1)\nrelu")
 BLOCKS = 'import "std/blocks.arch"\n\n'
+# a block whose stage doubles the channels at every block: one loop cannot say it (E506)
+DOUBLING = (
+    "block dbl(c) {\n    conv1 = conv(c, k=3, p=1)\n    bn1 = batchnorm()\n    relu\n}\n\n"
+    "block grp(c, depth) {\n    s = stage(dbl(in_channels * 2), repeat=depth)\n}\n\n"
+)
 
 ENTRIES = [
     Entry(
@@ -64,6 +69,18 @@ ENTRIES = [
         "training, to, ...) or a Python keyword would break it. Rename the layer.",
         net("forward = conv(8)\nlambda  = relu()"),
         net("conv1 = conv(8)\nact   = relu()"),
+    ),
+    Entry(
+        "E506",
+        "a block class holds a stage whose blocks `resdsl build` must write one by one (their arguments follow "
+        "no single loop), and the block's instances give that stage different sizes",
+        "Generated code writes one class per block type. A stage whose blocks differ in ways one loop "
+        "cannot say (channels doubling at each block) is written as its calls one by one, which fixes its "
+        "size in the class; instances of the class with other sizes cannot share it. build_model builds "
+        "such networks; give the instances the same stage size, or write the stage in the network.",
+        DOUBLING + net("stem = conv(4, k=3, p=1)\ng1 = grp(8, 2)\ng2 = grp(8, 3)"),
+        DOUBLING + net("stem = conv(4, k=3, p=1)\ng1 = grp(8, 2)\ng2 = grp(8, 2)"),
+        argv=("build", "example.arch", "-o", "n.py"),
     ),
     Entry(
         "E601",

@@ -11,6 +11,12 @@ def net(body: str, params: str = "") -> str:
     return f"network n({params}) {{\n    input 3 x 32 x 32\n{lines}}}\n"
 
 
+# a block holding a stage whose blocks read net_count (E218)
+_NESTED = (
+    "block inner(c, drop = 0.0) {\n    conv1 = conv(c, k=3, p=1)\n    drop_path(drop)\n    residual(identity)\n}\n\n"
+    "block group(c, depth) {\n    blocks = stage(inner(c, drop=0.1 * net_index / net_count), repeat=depth)\n}\n\n"
+)
+
 ENTRIES = [
     Entry(
         "E201",
@@ -153,5 +159,14 @@ ENTRIES = [
         "input and meta belong to networks, once each; residual(...) is a statement of a block, not a value to assign.",
         "block b(c) {\n    input 3 x 32 x 32\n    conv1 = conv(c)\n}\n\n" + net("x = b(16)"),
         "block b(c) {\n    conv1 = conv(c)\n}\n\n" + net("x = b(16)"),
+    ),
+    Entry(
+        "E218",
+        "`net_count` read in a stage nested in a stage's blocks, whose size depends on the outer blocks' `in_channels`",
+        "net_count is counted before any layer is placed, depth by depth of stage nesting. in_channels "
+        "is known only while placing, so when the outer stage's block arguments size the inner stages "
+        "from it, the inner total cannot be known in advance.",
+        _NESTED + net("stem = conv(16, k=3, p=1)\ngroups = stage(group(16, depth=in_channels // 8), repeat=2)"),
+        _NESTED + net("stem = conv(16, k=3, p=1)\ngroups = stage(group(16, depth=2), repeat=2)"),
     ),
 ]

@@ -11,7 +11,7 @@ from lsprotocol import types
 
 from resdsl.ops import OPS, P
 from resdsl.ops.shortcut import SHORTCUT_KINDS
-from resdsl.semantics.values import STAGE_PARAMS
+from resdsl.semantics.values import INSTANCE_DOCS, STAGE_PARAMS
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
 from resdsl.tools.lsp.convert import Lines
@@ -40,6 +40,7 @@ class Context:
     func: str | None  # the function of the innermost unclosed call
     index: int  # how many arguments come before this one
     typed: str  # the text of this argument so far (or of the statement, outside calls)
+    in_stage: bool = False  # inside the block argument of a stage(...): instance values are bound
 
 
 def _strip_comment(line: str) -> str:
@@ -74,7 +75,12 @@ def context(prefix: str) -> Context | None:
                 continue
             func = re.search(r"([A-Za-z_]\w*)\s*$", text[:i])
             start = i + 1 if commas == 0 else last_sep
-            return Context(func.group(1) if func else None, commas, text[start:])
+            outer = context(text[: func.start()]) if func else None
+            in_stage = outer is not None and (
+                outer.in_stage
+                or (outer.func == "stage" and (outer.index == 0 or outer.typed.lstrip().startswith("block")))
+            )
+            return Context(func.group(1) if func else None, commas, text[start:], in_stage)
         elif ch == "," and not depth:
             if commas == 0:
                 last_sep = i + 1
@@ -97,20 +103,21 @@ def completions(ws: Workspace, analysis: Analysis, position: types.Position) -> 
     module = source.module if source is not None else None
     enclosing = definition_at_line(module, position.line + 1) if module is not None else None
     named = _NAMED.match(ctx.typed)
+    values = _values(enclosing, sources) + (_instance_values() if ctx.in_stage else [])
     if named is not None:  # the value of name=...
         key = named.group(1)
         if key == "shortcut":
             return _kinds()
         if key in LAYER_PARAMS:
             return _layers(definitions, sources)
-        return _values(enclosing, sources)
+        return values
     if not _WORD.match(ctx.typed):
-        return _values(enclosing, sources) if ctx.typed.rstrip().endswith(("=", "+", "-", "*", "/")) else []
+        return values if ctx.typed.rstrip().endswith(("=", "+", "-", "*", "/")) else []
     func = ctx.func
     if func == "[":
-        return _values(enclosing, sources)
+        return values
     if func is None:
-        return [*_layers(definitions, sources), *_forms(), *_values(enclosing, sources)]
+        return [*_layers(definitions, sources), *_forms(), *values]
     if func == "stage":
         return _blocks(definitions, sources) if ctx.index == 0 else _params(STAGE_PARAMS[1:])
     if func == "residual":
@@ -118,7 +125,7 @@ def completions(ws: Workspace, analysis: Analysis, position: types.Position) -> 
     if func in ("sequential", "gate"):
         return _layers(definitions, sources)
     if func in OPS:
-        return [*_params(OPS[func].params), *_values(enclosing, sources)]
+        return [*_params(OPS[func].params), *values]
     target = definitions.get(func)
     if isinstance(target, ast.BlockDef | ast.NetworkDef):
         items = [
@@ -131,8 +138,8 @@ def completions(ws: Workspace, analysis: Analysis, position: types.Position) -> 
             )
             for i, p in enumerate(target.params)
         ]
-        return [*items, *_values(enclosing, sources)]
-    return _values(enclosing, sources)
+        return [*items, *values]
+    return values
 
 
 def _kinds() -> list[types.CompletionItem]:
@@ -203,6 +210,16 @@ def _forms() -> list[types.CompletionItem]:
             sort_text=f"3{name}",
         )
         for name in BUILTIN_FORMS
+    ]
+
+
+def _instance_values() -> list[types.CompletionItem]:
+    """index, count, net_index, net_count, in_channels: what a stage binds for each block."""
+    return [
+        types.CompletionItem(
+            label=name, kind=types.CompletionItemKind.Constant, detail=f"instance value: {doc}", sort_text=f"4{name}"
+        )
+        for name, doc in INSTANCE_DOCS.items()
     ]
 
 

@@ -9,10 +9,10 @@ from lsprotocol import types
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, fmt_shape
 from resdsl.ops.shortcut import SHORTCUT_KINDS
-from resdsl.semantics.values import STAGE_PARAMS, show_value
+from resdsl.semantics.values import INSTANCE_DOCS, STAGE_PARAMS, show_value
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
-from resdsl.tools.lsp.locate import Place, params_of, place_at
+from resdsl.tools.lsp.locate import Place, body_names, params_of, place_at
 from resdsl.tools.lsp.signatures import (
     definition_doc,
     definition_signature,
@@ -84,7 +84,22 @@ def _name_info(place: Place, definitions: dict[str, ast.Definition], sources: di
             return shortcut_doc(node.id)
         if node.id in OPS or node.id in definitions:
             return _callee(node.id, definitions, sources)
+        if node.id in INSTANCE_DOCS and in_stage_block(place) and node.id not in body_names(place.definition):
+            return markdown(
+                f"{node.id}: int", f"instance value: {INSTANCE_DOCS[node.id]}, bound for each block of the stage"
+            )
     return None
+
+
+def in_stage_block(place: Place) -> bool:
+    """Whether the position is in the block argument of a ``stage(...)``, where the instance
+    values (index, count, net_index, net_count, in_channels) are bound."""
+    for outer, inner in zip(place.chain, place.chain[1:], strict=False):
+        if isinstance(outer, ast.Call) and outer.func == "stage" and isinstance(inner, ast.Arg):
+            position = outer.args.index(inner) if inner in outer.args else -1
+            if inner.name == "block" or (inner.name is None and position == 0):
+                return True
+    return False
 
 
 def _param_under(place: Place) -> str | None:

@@ -1,0 +1,283 @@
+"""Stages in generated code: one loop where the blocks differ only by instance values, the
+blocks one by one where they cannot be one loop.
+
+``stage(b(c, drop=rate * net_index / (net_count - 1)), repeat=n)`` becomes
+``nn.Sequential(B(c, drop=rate * 0 / (net_count - 1)), *[B(c, drop=rate * (i + 1) / (net_count - 1))
+for i in range(n - 1)])``: each instance value the block argument reads is replaced, in the
+terms of the class that builds the stage, by what it is for the first block and for later block
+``i + 1`` (:meth:`NetCounts.values`); comparisons that ``i >= 0`` decides are folded, so a
+later block's ``1 if index == 0 else 6`` reads ``6``. A loop is checked against the IR before
+it is written: every later block's arguments, input channels and the counts below it computed
+from the loop must be what elaboration gave that block. Where they are not, or where the
+channels grow by an amount that changes from block to block, or the counts below do not grow
+by a fixed amount, the calls are written one by one; a repeat that depends on a parameter is
+then refused other values (a ValueError saying to regenerate), and in a block class every
+instance must have the same (E506).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import Any
+
+from resdsl.backends.codegen.classes import Call, ClassDef
+from resdsl.backends.codegen.expr import (
+    attr_name,
+    const_value,
+    fold,
+    free_names,
+    fresh,
+    is_const,
+    is_expr,
+    lit,
+    py,
+    py_str,
+)
+from resdsl.backends.codegen.netcount import (
+    PLACEHOLDER,
+    NetCounts,
+    add,
+    ir_blocks_at,
+    mul,
+    stage_blocks,
+    unwritable,
+)
+from resdsl.ir import Scope
+from resdsl.semantics.values import LayerCall
+from resdsl.syntax import ast
+
+
+class StageWriter(NetCounts):
+    """Writes the stages of the classes being written."""
+
+    # -- writing a stage --------------------------------------------------------------------
+
+    def write(self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str]) -> Any:
+        """The init line of a stage the class ``parent`` builds; returns its output channels."""
+        em = self.em
+        blocks = stage_blocks(scope)
+        cin = cin if is_expr(cin) else lit(cin)  # channels may come as numbers from the op table
+        repeat = em.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
+        first_values = self.values(scope, ast.IntLit(0), cin, repeat)
+        first_bases = {q: self._next(scope, q + 1) for q in self._hidden(blocks[0])}
+        first_call, out = em.block_call(
+            blocks[0], cin, values=first_values, hidden=self.hidden_args(blocks[0], 1, first_bases)
+        )
+        out = out if is_expr(out) else lit(out)
+        calls, rest = [first_call], None
+        if len(blocks) > 1 or not is_const(repeat):
+            loop = self._loop(scope, blocks, out, repeat, names, first_values)
+            if loop is not None:
+                rest, out = loop
+            else:
+                calls, out = self._unrolled(scope, blocks, cin, repeat, parent)
+        parent.init.append(("stage", (attr_name(scope.name, scope.span), calls, rest)))
+        self.advance(scope, {r: self.stage_count(scope, r) for r in self.counts[-1].next})
+        return out
+
+    def _hidden(self, block: Scope) -> dict[int, tuple[str, str]]:
+        assert block.block is not None
+        return self.hidden.get(block.block.name, {})
+
+    def _loop(
+        self,
+        scope: Scope,
+        blocks: list[Scope],
+        out: Any,
+        repeat: Any,
+        names: frozenset[str],
+        first_values: dict[str, Any],
+    ) -> tuple[tuple[Call, str, str], Any] | None:
+        """The later blocks as one comprehension over ``i`` (block ``i + 1``) and the stage's
+        output channels, or None where one call cannot say every later block."""
+        em = self.em
+        var = fresh("i", names | set(em.net.params))
+        i = ast.Name(var)
+        # the later blocks' class: the first block's stride or shortcut may choose other layers
+        later = blocks[min(1, len(blocks) - 1)]
+        if any(em.class_key(block) != em.class_key(later) for block in blocks[1:]):
+            return None  # later blocks of different layers: written one by one
+        later_in, last_out = self._later_channels(scope, later, out, var, repeat)
+        if later_in is None:
+            return None
+        values = self.values(scope, add(i, ast.IntLit(1)), later_in, repeat)
+        bases: dict[int, Any] = {}
+        for q in self._hidden(blocks[0]):
+            first = self.instance_blocks(blocks[0], q, None, first_values)
+            each = self.instance_blocks(blocks[0], q, scope.arg_exprs, values)
+            if first is None or each is None or var in free_names(each):
+                return None
+            bases[q] = add(add(self._next(scope, q + 1), first), mul(i, each))
+        hidden = self.hidden_args(blocks[0], 1, bases)
+        decided = partial(_from_zero, var=var)  # i >= 0: what index == 0 decides is decided
+        call, _ = em.block_call(later, later_in, exprs=scope.arg_exprs, values=values, hidden=hidden, simplify=decided)
+        if not self._verify(scope, blocks, later_in, values, bases, var):
+            return None
+        if em.block_class(blocks[0]).plain_kinds:  # every instance must fit the class (checked there)
+            for k, block in enumerate(blocks[1:], 1):
+                em.block_call(block, later_in, values=self.values(scope, ast.IntLit(k), later_in, repeat))
+        count = fold(ast.BinOp("-", repeat, ast.IntLit(1)))
+        return (call, py(count), var if uses_name(call, var) else "_"), last_out
+
+    def _later_channels(self, scope: Scope, block: Scope, out: Any, var: str, repeat: Any) -> tuple[Any, Any]:
+        """The input channels of later block ``i + 1`` and the last block's output, in the
+        caller's terms: a block that adds a fixed number of channels to its input (DenseNet's
+        concatenation) reads ``c + i * growth``; one whose output does not depend on its input
+        reads what block ``i`` made, where the first block's output follows the same rule.
+        (None, None) where neither holds."""
+        i, placeholder = ast.Name(var), ast.Name(PLACEHOLDER)
+        values = self.values(scope, add(i, ast.IntLit(1)), placeholder, repeat)
+        _, made = self.em.block_call(block, placeholder, exprs=scope.arg_exprs, values=values)
+        tr = self.em.tr
+        if PLACEHOLDER not in free_names(made):  # block i + 1 makes ``made``; block 0 must fit i = -1
+            if py(tr.subst(made, {var: ast.IntLit(-1)})) != py(out):
+                return None, None
+            previous = tr.subst(made, {var: fold(ast.BinOp("-", i, ast.IntLit(1)))})
+            last = tr.subst(made, {var: fold(ast.BinOp("-", repeat, ast.IntLit(2)))})
+            return previous, last
+        if isinstance(made, ast.BinOp) and made.op == "+":
+            for mine, growth in ((made.left, made.right), (made.right, made.left)):
+                fixed = PLACEHOLDER not in free_names(growth) and var not in free_names(growth)
+                if isinstance(mine, ast.Name) and mine.id == PLACEHOLDER and fixed:
+                    later = fold(ast.BinOp("-", repeat, ast.IntLit(1)))
+                    return add(out, mul(i, growth)), add(out, mul(later, growth))
+        return None, None
+
+    def _verify(
+        self,
+        scope: Scope,
+        blocks: list[Scope],
+        later_in: Any,
+        values: dict[str, Any],
+        bases: dict[int, Any],
+        var: str,
+    ) -> bool:
+        """Whether the loop gives every later block what elaboration gave it: its arguments, its
+        input channels and the counts below it, each where it folds to a number."""
+        em = self.em
+        mapping = em.block_mapping(blocks[0], later_in, dict(scope.arg_exprs), values, partial(_from_zero, var=var))[2]
+        constants = self.counts[-1].values
+        for k, block in enumerate(blocks[1:], 1):
+            env = {**constants, var: ast.IntLit(k - 1)}
+            checks: list[tuple[Any, Any]] = [
+                (mapping[p], block.args.get(p)) for p in scope.arg_exprs if p in mapping and p in block.args
+            ]
+            shape = em.net.layer(block.input).shape
+            if shape is not None:
+                checks.append((later_in, shape[0]))
+            for q, base in bases.items():
+                inner = next((s for s in block.scopes() if s.kind == "stage" and s.depth == scope.depth + 1 + q), None)
+                if inner is not None:
+                    checks.append((base, inner.net_start))
+            for expr, want in checks:
+                if isinstance(want, LayerCall):
+                    continue
+                got = fold(em.tr.subst(expr, env))
+                if is_const(got) and not _same(const_value(got), want):
+                    return False
+        return True
+
+    def _unrolled(
+        self, scope: Scope, blocks: list[Scope], cin: Any, repeat: Any, parent: ClassDef
+    ) -> tuple[list[Call], Any]:
+        """The blocks of a stage written one by one, each with its own instance values."""
+        em = self.em
+        if not is_const(repeat):
+            self._fix_repeat(scope, repeat, parent)
+        counts = self.counts[-1]
+        running = {q: self._next(scope, q + 1) for q in self._hidden(blocks[0])}
+        calls: list[Call] = []
+        for k, block in enumerate(blocks):
+            values = self.values(scope, ast.IntLit(k), cin, repeat)
+            call, cin = em.block_call(block, cin, values=values, hidden=self.hidden_args(block, 1, dict(running)))
+            cin = cin if is_expr(cin) else lit(cin)
+            calls.append(call)
+            for q in running:
+                part = self.instance_blocks(block, q, None, values)
+                if part is not None:
+                    running[q] = add(running[q], part)
+                elif counts.network:  # the IR's number, and a guard
+                    self.guard = True
+                    done = sum(ir_blocks_at(b, q + 1) for b in blocks[: k + 1])
+                    running[q] = ast.IntLit(counts.numbers[q + 1] + done)
+                else:
+                    raise unwritable(scope, "the blocks below it cannot be counted in its block class's terms")
+        return calls, cin
+
+    def _fix_repeat(self, scope: Scope, repeat: Any, parent: ClassDef) -> None:
+        """Blocks written one by one fix the repeat: refuse other values; in a block class, every
+        instance in this network must have the same."""
+        if not self.counts[-1].network:
+            for other in self.em.net.root.scopes():
+                if other.kind != "block" or other.block is not self.counts[-1].block:
+                    continue
+                twin = next((s for s in other.items if isinstance(s, Scope) and s.name == scope.name), None)
+                if twin is not None and twin.repeat != scope.repeat:
+                    raise unwritable(
+                        scope,
+                        f"its blocks differ in ways one loop cannot say, so they are written one by one, "
+                        f"but {twin.path} has {twin.repeat} of them and this one {scope.repeat}",
+                    )
+        message = py_str(
+            f"this module was generated with {scope.repeat} blocks in stage {scope.name}, written one by one; "
+            "regenerate it for another number"
+        )
+        parent.init.append(("require", (py(repeat), str(scope.repeat), message)))
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def uses_name(call: Call, name: str) -> bool:
+    """Whether a constructor call's source reads ``name``."""
+    return any(name in _WORD.findall(arg) for arg in call.args)
+
+
+def _same(got: Any, want: Any) -> bool:
+    """Whether a folded value is the one elaboration computed (lists compare as lists)."""
+    if isinstance(want, (list, tuple)):
+        return isinstance(got, list) and len(got) == len(want) and all(map(_same, got, want))
+    if isinstance(want, bool) or isinstance(got, bool):
+        return got is want
+    return bool(got == want)
+
+
+_FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _offset(e: Any, var: str) -> int | None:
+    """``c`` where ``e`` is ``var + c`` (or ``var``), else None."""
+    if isinstance(e, ast.Name) and e.id == var:
+        return 0
+    if isinstance(e, ast.BinOp) and e.op == "+":
+        for a, b in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(a, ast.Name) and a.id == var and isinstance(b, ast.IntLit):
+                return b.value
+    return None
+
+
+def _from_zero(e: Any, var: str) -> Any:
+    """``e`` with the comparisons that ``var >= 0`` decides replaced by their answer, and the
+    choices they made folded: a later block's ``1 if index == 0 else 6`` reads ``6``."""
+    if isinstance(e, ast.Cond):
+        return fold(ast.Cond(_from_zero(e.test, var), _from_zero(e.then, var), _from_zero(e.orelse, var)))
+    if isinstance(e, ast.Neg):
+        return fold(ast.Neg(_from_zero(e.operand, var)))
+    if isinstance(e, ast.ListExpr):
+        return ast.ListExpr(tuple(_from_zero(i, var) for i in e.items))
+    if isinstance(e, ast.Index):
+        return fold(ast.Index(_from_zero(e.value, var), _from_zero(e.index, var)))
+    if not isinstance(e, ast.BinOp):
+        return e
+    left, right = _from_zero(e.left, var), _from_zero(e.right, var)
+    op = e.op
+    if op in _FLIPPED and isinstance(left, ast.IntLit) and _offset(right, var) is not None:
+        left, right, op = right, left, _FLIPPED[op]
+    c = _offset(left, var)
+    if op in _FLIPPED and c is not None and isinstance(right, ast.IntLit):
+        d = right.value  # left takes every value from c up
+        decided = {"==": False, "!=": True, "<": False, "<=": False, ">": True, ">=": True}
+        if d < c or (d == c and op in ("<", ">=")):
+            return ast.BoolLit(decided[op])
+    return fold(ast.BinOp(op, left, right))
