@@ -110,7 +110,10 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     _make_venv(top / "venv", sys.executable)
     (top / "work").mkdir()
     env = Venv(top / "venv", wheel, top / "work", _clean_env(top / "venv"))
-    env.run(env.python, "-m", "pip", "install", "--no-deps", "--no-index", "--no-cache-dir", wheel)
+    # --ignore-installed: the interpreter's own resdsl (an editable or a plain install, which the .pth
+    # makes visible) must neither satisfy the requirement nor be uninstalled from the outer env
+    install = ["install", "--no-deps", "--no-index", "--no-cache-dir", "--ignore-installed"]
+    env.run(env.python, "-m", "pip", *install, wheel)
     return env
 
 
