@@ -294,6 +294,27 @@ async def test_outline_and_shortcut_hover(client: LanguageClient, folder: Path) 
     assert found is not None and "adds the block input unchanged" in found.contents.value  # type: ignore[union-attr]
 
 
+async def test_a_bare_identity_layer_hovers_as_the_op(client: LanguageClient, folder: Path) -> None:
+    """``identity`` is a layer where a statement makes one (alone, named, or a side of a
+    conditional layer) and the shortcut kind inside ``residual(...)``; the hover says which."""
+    layers = "    identity\n    skip = relu if false else identity\n    residual(identity)"
+    text = GROW.replace("    residual(identity)", layers)
+    uri = open_file(client, folder / "bare_identity.arch", text)
+    await published(client, uri)
+
+    async def hovered(needle: str) -> str:  # the cursor on the needle's last word
+        found = await client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri), at(text, needle, len(needle) - 3))
+        )
+        assert found is not None
+        return found.contents.value  # type: ignore[union-attr]
+
+    for needle in ("\n    identity", "else identity"):
+        shown = await hovered(needle)
+        assert "Does nothing" in shown and "shortcut kind" not in shown, needle
+    assert "shortcut kind `identity`" in await hovered("(identity")
+
+
 async def test_a_closed_import_changed_on_disk_rechecks_the_importer(client: LanguageClient, folder: Path) -> None:
     lib = folder / "disklib.arch"
     lib.write_text("block one(c) {\n    conv1 = conv(c)\n}\n", encoding="utf-8")

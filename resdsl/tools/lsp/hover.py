@@ -80,7 +80,7 @@ def _name_info(place: Place, definitions: dict[str, ast.Definition], sources: di
         if node.id in params:
             owner = place.definition.name if place.definition else ""
             return markdown(param_text(params[node.id], sources), f"parameter of `{owner}`")
-        if node.id in SHORTCUT_KINDS:
+        if node.id in SHORTCUT_KINDS and not _layer_position(place, node):
             return shortcut_doc(node.id)
         if node.id in OPS or node.id in definitions:
             return _callee(node.id, definitions, sources)
@@ -89,6 +89,26 @@ def _name_info(place: Place, definitions: dict[str, ast.Definition], sources: di
                 f"{node.id}: int", f"instance value: {INSTANCE_DOCS[node.id]}, bound for each block of the stage"
             )
     return None
+
+
+def _layer_position(place: Place, node: ast.Name) -> bool:
+    """Whether ``node`` is a statement's layer (``identity``, ``x = identity``, or a side of a
+    conditional one): there a bare ``identity`` is the op, elsewhere the shortcut kind."""
+    statement = place.statement
+    if not isinstance(statement, (ast.Assign, ast.LayerStmt)):
+        return False
+    value = statement.value
+    while isinstance(value, ast.Cond) and value is not node:
+        value = value.then if _within(node, value.then) else value.orelse
+    return value is node
+
+
+def _within(node: ast.Name, expr: ast.Expr) -> bool:
+    outer, inner = expr.span, node.span
+    return (outer.line, outer.column) <= (inner.line, inner.column) and (inner.end_line, inner.end_column) <= (
+        outer.end_line,
+        outer.end_column,
+    )
 
 
 def in_stage_block(place: Place) -> bool:
