@@ -59,13 +59,40 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+# the instruction sets torch's and onnxruntime's CPU kernels choose between
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu(cpuinfo: str | None = None) -> tuple[str, str]:
+    """The CPU's model name and which of ISA_FLAGS it has, from /proc/cpuinfo (Linux); elsewhere
+    the platform's processor string and "unknown"."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or platform.machine(), "unknown (no /proc/cpuinfo)"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    have = [f for f in ISA_FLAGS if f in flags]
+    return model, ", ".join(have) or "none of " + ", ".join(ISA_FLAGS)
+
+
 def machine() -> dict[str, str]:
-    """What the figures depend on: cores, load, library versions (read without importing torch)."""
+    """What the figures depend on: CPU model and instruction sets, cores, load, library versions
+    (read without importing torch)."""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+    model, isa = cpu()
     return {
+        "CPU": model,
+        "instruction sets (of " + ", ".join(ISA_FLAGS) + ")": isa,
         "CPU cores": str(os.cpu_count()),
         "load average (1, 5, 15 min) at the start": load,
-        "processor": platform.processor() or platform.machine(),
+        "architecture": platform.machine(),
         "python": platform.python_version(),
         "torch": _version("torch"),
         "onnxruntime": _version("onnxruntime"),

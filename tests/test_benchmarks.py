@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import discover, render
+from benchmarks.run import cpu, discover, render
 from tests.conftest import ROOT
 
 
@@ -51,6 +51,15 @@ def test_unknown_benchmark_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "no benchmark named nope" in done.stderr
     assert not (tmp_path / "b.md").exists()
+
+
+def test_the_machine_facts_name_the_cpu_and_its_instruction_sets() -> None:
+    info = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\n"
+    assert cpu(info) == ("AMD EPYC 7B13", "avx2, fma")
+    xeon = "model name : Intel(R) Xeon(R) Platinum 8480+\nflags : avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
+    model, isa = cpu(xeon)
+    assert model.startswith("Intel(R) Xeon(R)") and isa == "avx2, avx512f, avx512_bf16, amx_tile, amx_bf16"
+    assert cpu("model name : Old\nflags : sse2\n")[1].startswith("none of avx2")
 
 
 def test_render() -> None:
