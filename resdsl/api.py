@@ -451,7 +451,7 @@ def export_onnx(
     path: str | Path | None = None,
     *,
     weights: Mapping[str, Any] | str | Path | None = None,
-    batch: int | str = 1,
+    batch: int | str = "dynamic",
     seed: int = 0,
     force: bool = False,
     fold: bool = True,
@@ -465,8 +465,9 @@ def export_onnx(
 
     ``weights``: a ``.safetensors`` file, a torch checkpoint (imports torch), or a mapping of
     ``build_model``'s state_dict keys to arrays; None gives seeded random weights. ``batch``:
-    a batch size or ``"dynamic"``. ``fold``: batchnorms that follow convs are folded into them
-    (as in ``build_model(spec, mode="inference")``); ``fold=False`` keeps BatchNormalization nodes.
+    ``"dynamic"`` (the default: a symbolic first dimension) or a fixed batch size. ``fold``:
+    batchnorms that follow convs are folded into them (as in ``build_model(spec,
+    mode="inference")``); ``fold=False`` keeps BatchNormalization nodes.
     ``head=N``: the network with a fine-tuning head, as ``build_model(spec, head=N)`` built it.
     """
     from resdsl.backends.onnx import export, onnx_model

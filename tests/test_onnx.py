@@ -47,8 +47,8 @@ def test_every_shipped_network_passes_the_full_checker(name: str, path: Path, mo
     net = resdsl.compile(path, network=name)
     model = onnx_model(net)
     onnx.checker.check_model(model, full_check=True)
-    dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
-    assert dims == [1, *net.output_shape]
+    dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", *net.output_shape]
     assert model.opset_import[0].version == OPSET and model.graph.name == name
 
 
@@ -208,6 +208,20 @@ def test_dynamic_and_fixed_batch() -> None:
     with pytest.raises(ResdslError) as info:
         onnx_model(net, batch="many")
     assert info.value.code == "E823"
+
+
+def test_the_batch_is_dynamic_unless_fixed(tmp_path: Path) -> None:
+    """As timm's exporter and serving stacks expect: a symbolic batch by default, in the API and
+    on the command line; ``--batch 8`` fixes it."""
+    dims = onnx_model(resdsl.compile("resnet20")).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 32, 32]
+    for args, first in (((), "batch"), (("--batch", "8"), 8)):
+        out = tmp_path / f"r{len(args)}.onnx"
+        assert _cli("resnet20", "-o", str(out), *args, cwd=tmp_path).returncode == 0
+        graph = onnx.load(str(out)).graph
+        for value in (graph.input[0], graph.output[0]):
+            dim = value.type.tensor_type.shape.dim[0]
+            assert (dim.dim_param or dim.dim_value) == first
 
 
 def test_metadata() -> None:

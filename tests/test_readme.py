@@ -29,6 +29,17 @@ def test_tour_spec_checks_as_written(tmp_path: Path) -> None:
     assert {n.name: n.weighted_layers for n in result.networks} == {"my_net": 20, "my_net_deep": 32}
 
 
+def test_the_serving_example_runs_an_exported_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's onnxruntime session, on a file exported with the default (dynamic) batch."""
+    pytest.importorskip("onnxruntime")
+    (code,) = re.findall(r"```python\n(import numpy as np\nimport onnxruntime as ort\n.*?)```", README, flags=re.S)
+    resdsl.export_onnx("resnet50", tmp_path / "resnet50.onnx")
+    namespace: dict[str, object] = {}
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert getattr(namespace["logits"], "shape", None) == (8, 1000)
+
+
 def test_ci_runs_the_readme_commands() -> None:
     setup = re.search(r"## Set-up.*?```\n(.*?)```", README, flags=re.S)
     assert setup is not None

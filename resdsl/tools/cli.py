@@ -249,7 +249,12 @@ def _make_parent(target: str) -> None:
 @click.option(
     "--weights", default=None, metavar="PATH", help="A .safetensors file (or a torch checkpoint, which needs torch)."
 )
-@click.option("--batch", default="1", show_default=True, help="Batch size, or 'dynamic' for a symbolic one.")
+@click.option(
+    "--batch",
+    default="dynamic",
+    show_default=True,
+    help="The input's first dimension: 'dynamic' (the symbol batch, as serving stacks expect) or a fixed size.",
+)
 @click.option(
     "--seed",
     type=click.IntRange(min=0),

@@ -218,7 +218,7 @@ class _Builder:
 def onnx_model(
     network: Network,
     weights: Mapping[str, Any] | None = None,
-    batch: int | str = 1,
+    batch: int | str = "dynamic",
     seed: int = 0,
     fold: bool = True,
     origin: str = "",
@@ -229,7 +229,7 @@ def onnx_model(
     ``weights``: a state_dict-like mapping of arrays (numpy arrays, or anything ``np.asarray``
     reads), or None for seeded random weights; ``origin`` names the file they came from
     (:func:`resdsl.api.weight_arrays` reads one).
-    ``batch``: a batch size, or ``"dynamic"``.
+    ``batch``: ``"dynamic"`` (the default: a symbolic first dimension named ``batch``) or a size.
     """
     onnx = require_onnx()
     batch_dim = parse_batch(batch)
@@ -339,7 +339,7 @@ def export(
     network: Network,
     path: str | Path,
     weights: Mapping[str, Any] | None = None,
-    batch: int | str = 1,
+    batch: int | str = "dynamic",
     seed: int = 0,
     force: bool = False,
     fold: bool = True,
