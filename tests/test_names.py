@@ -10,7 +10,7 @@ from torch import nn
 
 import resdsl
 from resdsl.backends.torch import ScopeModule
-from resdsl.syntax.names import NN_MODULE_ATTRIBUTES, RESDSL_ATTRIBUTES, layer_name_problem
+from resdsl.syntax.names import NN_MODULE_ATTRIBUTES, RESDSL_ATTRIBUTES, FreshNames, layer_name_problem
 
 
 def test_the_attribute_list_covers_the_installed_torch() -> None:
@@ -50,3 +50,11 @@ def test_names_a_module_cannot_carry_are_refused(name: str) -> None:
 @pytest.mark.parametrize("name", ["conv1", "bn1", "downsample", "layer1", "fc", "match", "_", "x", "out", "identity"])
 def test_ordinary_names_pass(name: str) -> None:
     assert layer_name_problem(name) is None
+
+
+def test_fresh_names_number_past_every_taken_name() -> None:
+    taken = {"relu", "relu_2"}
+    fresh = FreshNames(taken, {"relu_1"})
+    assert [fresh("relu") for _ in range(2)] == ["relu_3", "relu_4"]
+    assert fresh("conv") == "conv"
+    assert FreshNames({"a"}, sep="#")("a") == "a#1"

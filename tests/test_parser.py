@@ -214,3 +214,31 @@ def test_the_language_reference_lists_the_reserved_words() -> None:
     assert listed is not None and set(listed.group(1).split()) == RESERVED_WORDS
     e005 = re.search(r"`([a-z ]+)`", entries()["E005"].summary)
     assert e005 is not None and set(e005.group(1).split()) == RESERVED_WORDS
+
+
+def test_walk_reads_every_sub_expression_in_source_order() -> None:
+    """ast.walk is built on ast.children, the one description of each node's shape."""
+    expr = parse_expr("f(a + -b[c], d if e else [g, 1])")
+    names = [n.id for n in ast.walk(expr) if isinstance(n, ast.Name)]
+    assert names == ["a", "b", "c", "e", "d", "g"]  # a condition's test comes before its sides
+    assert [type(n).__name__ for n in ast.walk(expr, into_calls=False)] == ["Call"]
+
+
+def test_walk_survives_nesting_deeper_than_the_python_stack() -> None:
+    expr: ast.Expr = ast.Name("x")
+    for _ in range(5000):
+        expr = ast.Neg(expr)
+    assert sum(1 for _ in ast.walk(expr)) == 5001
+
+
+def test_an_expression_visitor_dispatches_on_the_node_class() -> None:
+    class Names(ast.ExprVisitor[None]):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def visit_Name(self, expr: ast.Name) -> None:
+            self.seen.append(expr.id)
+
+    visitor = Names()
+    visitor.visit(parse_expr("a * (b - c[d])"))  # generic_visit walks what has no method
+    assert visitor.seen == ["a", "b", "c", "d"]

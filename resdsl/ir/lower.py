@@ -9,6 +9,7 @@ import networkx as nx
 
 from resdsl.ir import Layer, Scope
 from resdsl.ops import OPS
+from resdsl.syntax.names import FreshNames
 
 
 def _may_overwrite_input(g: nx.DiGraph, item: Layer, own: set[str]) -> bool:
@@ -35,6 +36,7 @@ def finish(g: nx.DiGraph, root: Scope) -> None:
         shared: dict[tuple, str] = {}
         taken = {item.name for item in scope.items if isinstance(item, Layer) and not item.anonymous}
         taken |= {item.name for item in scope.items if isinstance(item, Scope)}
+        fresh = FreshNames(taken)
         for item in scope.items:
             if not isinstance(item, Layer):
                 continue
@@ -47,9 +49,6 @@ def finish(g: nx.DiGraph, root: Scope) -> None:
             if key in shared:
                 item.module = shared[key]
                 continue
-            module, n = item.op, 0
-            while module in taken:
-                n += 1
-                module = f"{item.op}_{n}"
+            module = fresh(item.op)
             taken.add(module)
             shared[key] = item.module = module

@@ -1,8 +1,9 @@
 """Counting a network before placing it: its graph nodes (the E601 limit) and its stage blocks
 at each depth of stage nesting (the instance value ``net_count``).
 
-:class:`LayerCounter` evaluates what elaboration evaluates (so ``repeat=n`` and block arguments
-are known) into a scratch collector (elaboration reports the problems), and remembers the size
+:class:`LayerCounter` walks what elaboration walks, by the same rules (:mod:`resdsl.semantics.walk`:
+so ``repeat=n`` and block arguments are known, and the stage rule is the placer's), into a scratch
+collector (elaboration reports the problems), and remembers the size
 of each block per arguments, so a 2**40-layer spec is counted in 40 steps. Statements that fail
 count as one node, as their error node does.
 
@@ -18,15 +19,14 @@ places, and refuses ``net_count`` at those depths (E218).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from resdsl.diagnostics import Collector
-from resdsl.semantics.evaluate import Evaluator, first_block
 from resdsl.semantics.limits import MAX_BLOCK_DEPTH
 from resdsl.semantics.values import Failed, LayerCall, PerInstance
+from resdsl.semantics.walk import Frame, StageWalk, Walker
 from resdsl.syntax import ast
 from resdsl.syntax.loader import Program
 
@@ -56,21 +56,41 @@ def _freeze(value: Any) -> Any:
     return ("object", id(value))
 
 
-class LayerCounter(Evaluator):
+class CountFrame(Frame):
+    """A body being counted: the nodes it holds so far."""
+
+    def __init__(self, body: Sequence[ast.Stmt], network: bool) -> None:
+        super().__init__(body, network)
+        self.total = 0
+
+
+@dataclass
+class CountedStage(StageWalk):
+    """A stage being counted: its nodes so far, and what the block counted now found before it."""
+
+    total: int = 0
+    first: int = 0  # the nodes of block 0 (the stage's stride and shortcut make it differ)
+    before: dict[int, int] | None = None
+    reads: int = 0
+
+
+class LayerCounter(Walker[CountFrame, None, int, CountedStage]):
     """Counts the graph nodes and stage blocks a network body would have, building none."""
+
+    failures = (Failed, RecursionError)
+    instance_failures = (Failed, RecursionError)  # one block of a stage that reads what is unknown here
 
     def __init__(self, program: Program, limit: int | None = None) -> None:
         super().__init__(program, Collector())
         self.limit = limit  # a stage counted block by block stops past it
         # block sizes per (block, arguments): the size and the stage blocks below, per relative depth
         self._sizes: dict[tuple, tuple[int, dict[int, int]]] = {}
-        self._active: list[int] = []
         self.known: dict[int, int] = {}  # net_count per depth, from the passes before
         self._reset()
 
     def _reset(self) -> None:
-        self.depth = 0  # stage blocks enclosing what is counted now
-        self.found: dict[int, int] = {}  # stage blocks counted so far, per depth
+        self.stage_depth = 0
+        self.stage_blocks = {}  # stage blocks counted so far, per depth
         self.missing = False  # a block argument read a net_count this pass does not know
         self.unsure: int | None = None
         self.partial = False
@@ -80,47 +100,39 @@ class LayerCounter(Evaluator):
         self.globals = globals
         while True:
             self._reset()
-            nodes = 1 + self._body(body, dict(env))  # + the input node
+            nodes = 1 + self._count_body(body, dict(env), True)  # + the input node
             depth = next(d for d in range(MAX_BLOCK_DEPTH + 2) if d not in self.known)
             if not self.missing or depth > MAX_BLOCK_DEPTH:
-                return Count(nodes, dict(self.found), self.unsure, self.partial)
-            self.known[depth] = self.found.get(depth, 0)  # exact: every shallower total was known
+                return Count(nodes, dict(self.stage_blocks), self.unsure, self.partial)
+            self.known[depth] = self.stage_blocks.get(depth, 0)  # exact: every shallower total was known
 
-    def _body(self, body: Iterable[ast.Stmt], env: dict[str, Any]) -> int:
-        total = 0
-        for stmt in body:
-            if isinstance(stmt, (ast.InputStmt, ast.MetaStmt)):
-                continue
-            try:
-                if isinstance(stmt, ast.LayerStmt) and isinstance(stmt.value, ast.Call):
-                    if stmt.value.func == "residual" and "residual" not in env:
-                        total += 1
-                        continue
-                value = self.eval(stmt.value, env)
-            except (Failed, RecursionError):
-                total += 1
-                continue
-            if isinstance(value, LayerCall):
-                total += self.size(value)
-            elif isinstance(stmt, ast.Assign):
-                env[stmt.name] = value
-            else:
-                total += 1
-        return total
+    def _count_body(self, body: Sequence[ast.Stmt], env: dict[str, Any], network: bool) -> int:
+        frame = CountFrame(body, network)
+        self.read_body(body, env, frame)
+        return frame.total
+
+    def walk_statement(self, value: LayerCall, name: str, anonymous: bool, frame: CountFrame) -> None:
+        frame.total += self.walk(value, None)
+
+    def walk_residual(self, call: ast.Call, env: dict[str, Any], frame: CountFrame) -> None:
+        bound, _ = self.read_residual(call, env, frame)
+        frame.total += int(bound.args["shortcut"] != "none")  # a plain network's unit adds nothing
+
+    def walk_failed(self, stmt: ast.Stmt, name: str, frame: CountFrame) -> None:
+        frame.total += 1  # its error node
 
     def size(self, call: LayerCall) -> int:
-        if call.kind == "op":
-            return 1
-        if call.kind == "sequential":
-            return sum(self.size(item) for item in call.args["layers"])
-        if call.kind == "gate":
-            return self.size(call.args["branch"]) + 1
-        if call.kind == "stage":
-            return self._stage(call)
-        return self._block(call)
+        """The graph nodes one layer makes."""
+        return self.walk(call, None)
 
-    def _add(self, depth: int, n: int) -> None:
-        self.found[depth] = self.found.get(depth, 0) + n
+    def walk_op(self, call: LayerCall, site: None) -> int:
+        return 1
+
+    def walk_sequential(self, call: LayerCall, site: None) -> int:
+        return sum(self.walk(self.sequential_item(item), None) for item in call.args["layers"])
+
+    def walk_gate(self, call: LayerCall, site: None) -> int:
+        return self.walk(self.gate_branch(call), None) + 1  # + the multiply
 
     def _over(self, total: int) -> bool:
         """Past the limit: a stage counted block by block stops (E601 follows)."""
@@ -131,102 +143,68 @@ class LayerCounter(Evaluator):
 
     # -- stages -------------------------------------------------------------------------
 
-    def _stage(self, call: LayerCall) -> int:
-        block, repeat = call.args["block"], call.args["repeat"]
-        if isinstance(block, PerInstance):
-            return self._stage_by_block(call, block, repeat)
-        self._add(self.depth, repeat)
-        self.depth += 1
-        try:
-            first = self.size(first_block(call, block))
-            if repeat == 1:
-                return first
-            before, reads = dict(self.found), self.context_reads
-            rest = self.size(block)
-            if self.context_reads != reads:  # blocks below read their position: count each
-                total = first + rest
-                for _ in range(repeat - 2):
-                    if self._over(total):
-                        break
-                    total += self.size(block)
-                return total
-            for depth, n in self.found.items():  # the other later blocks hold what this one held
-                self.found[depth] = n + (n - before.get(depth, 0)) * (repeat - 2)
-            return first + (repeat - 1) * rest
-        finally:
-            self.depth -= 1
+    def open_stage(self, call: LayerCall, site: None) -> CountedStage:
+        return CountedStage(call, "", call.args["repeat"], self.stage_depth)
 
-    def _stage_by_block(self, call: LayerCall, block: PerInstance, repeat: int) -> int:
-        depth, total = self.depth, 0
-        for i in range(repeat):
-            values: dict[str, int | Callable[[ast.Name], int]] = {
-                "index": i,
-                "count": repeat,
-                "net_index": partial(self._position, self.found.get(depth, 0)),
-                "net_count": partial(self._net_count, depth),
-                "in_channels": partial(self._channels, depth),
-            }
-            try:
-                instance: LayerCall | None = self.instance_block(block, values)
-            except (Failed, RecursionError):
-                instance = None
-            self._add(depth, 1)
-            self.depth += 1
-            try:
-                total += 1 if instance is None else self.size(first_block(call, instance) if i == 0 else instance)
-            finally:
-                self.depth -= 1
-            if self._over(total):
-                break
-        return total
+    def stage_instance(self, stage: CountedStage, i: int, block: LayerCall | None) -> None:
+        stage.before, stage.reads = dict(self.stage_blocks), self.context_reads
+        stage.total += 1 if block is None else self.walk(block, None)
 
-    def _position(self, value: int, name: ast.Name) -> int:
+    def stage_done(self, stage: CountedStage, i: int) -> bool:
+        """Block 1 of a stage whose blocks read nothing of their position stands for every later
+        one: the rest is multiplied, not counted (a 10**9-block stage is counted in two)."""
+        if i == 1 and not isinstance(stage.call.args["block"], PerInstance) and self.context_reads == stage.reads:
+            rest, before = stage.repeat - 2, stage.before or {}
+            last = stage.total - stage.first
+            for depth, n in self.stage_blocks.items():  # the other later blocks hold what this one held
+                self.stage_blocks[depth] = n + (n - before.get(depth, 0)) * rest
+            self.stage_blocks[stage.depth] += rest  # and are blocks of this stage themselves
+            stage.total += rest * last
+            return True
+        if i == 0:
+            stage.first = stage.total
+        return self._over(stage.total)
+
+    def close_stage(self, stage: CountedStage) -> int:
+        return stage.total
+
+    def read_net_index(self, position: int, name: ast.Name) -> int:
         self.context_reads += 1
-        return value
+        return position
 
-    def _net_count(self, depth: int, name: ast.Name) -> int:
+    def read_net_count(self, depth: int, name: ast.Name) -> int:
         self.context_reads += 1
         if depth in self.known:
             return self.known[depth]
         self.missing = True
         raise Failed
 
-    def _channels(self, depth: int, name: ast.Name) -> int:
+    def read_in_channels(self, stage: CountedStage, name: ast.Name) -> int:
         self.context_reads += 1
+        depth = stage.depth
         self.unsure = depth + 1 if self.unsure is None else min(self.unsure, depth + 1)
         raise Failed
 
     # -- blocks -------------------------------------------------------------------------
 
-    def _block(self, call: LayerCall) -> int:
+    def walk_block(self, call: LayerCall, site: None) -> int:
         block_def = call.target
         assert isinstance(block_def, ast.BlockDef)
         memo = (id(block_def), _freeze(call.args))
         if memo in self._sizes:
             size, below = self._sizes[memo]
             for rel, n in below.items():
-                self._add(self.depth + rel, n)
+                depth = self.stage_depth + rel
+                self.stage_blocks[depth] = self.stage_blocks.get(depth, 0) + n
             return size
-        if id(block_def) in self._active or len(self._active) >= MAX_BLOCK_DEPTH:
-            return 1  # recursion or nesting past the limit: elaboration reports it
-        saved = self.globals
-        before, reads = dict(self.found), self.context_reads
-        self._active.append(id(block_def))
+        before, reads = dict(self.stage_blocks), self.context_reads
         try:
-            self.globals = self.program.definitions(block_def.span.file)
-            env: dict[str, Any] = {}
-            for param in block_def.params:
-                if param.name in call.args:
-                    env[param.name] = call.args[param.name]
-                elif param.default is not None:
-                    env[param.name] = self.eval(param.default, dict(env))
-            size = self._body(block_def.body, env)
+            with self.entering(call) as env:
+                size = self._count_body(block_def.body, env, False)
         except Failed:
-            size = 1
-        finally:
-            self._active.pop()
-            self.globals = saved
+            size = 1  # nesting too deep, recursion, a default that fails: elaboration reports it
         if self.context_reads == reads and not self.partial:  # the same wherever the block is
-            below = {d - self.depth: n - before.get(d, 0) for d, n in self.found.items() if n != before.get(d, 0)}
+            found = self.stage_blocks
+            below = {d - self.stage_depth: n - before.get(d, 0) for d, n in found.items() if n != before.get(d, 0)}
             self._sizes[memo] = (size, below)
         return size

@@ -18,9 +18,9 @@ from resdsl.ir.lower import finish
 from resdsl.semantics.count import LayerCounter
 from resdsl.semantics.limits import Limits
 from resdsl.semantics.place import Placer, TooLarge
-from resdsl.semantics.values import SHORTCUTS, Failed, LayerCall, ShortcutKind
+from resdsl.semantics.values import SHORTCUTS, Failed, LayerCall, ShortcutKind, suggest
 from resdsl.syntax import ast
-from resdsl.syntax.loader import Program, display_path, load, network_params
+from resdsl.syntax.loader import Program, definition_params, display_path, load, network_params
 
 __all__ = [
     "SHORTCUTS",
@@ -69,6 +69,42 @@ class Elaborator(Placer):
         if params is None:
             return None
         root = Scope(ScopeKind.NETWORK, name, "", target.span)
+        read = self._input_and_meta(name, target, params, input_shape)
+        if read is None:
+            return None
+        shape, meta = read
+        if not self._count(definition, body, params):
+            return None
+        inp = self._node("input", "input", {}, {}, "input", "", target.span, None)
+        inp.shape = tuple(shape)
+        root.input = inp.id
+        try:
+            root.output = self._body(body, root, dict(params), inp.id)
+        except TooLarge:
+            return None
+        finish(self.graph, root)
+        return Network(
+            name=name,
+            file=target.span.file,
+            span=definition.span,
+            params=params,
+            input_shape=tuple(shape),
+            meta=meta,
+            graph=self.graph,
+            root=root,
+            order=self.order,
+            int_divisions=self.int_divisions,
+            definition=target,
+            alias=definition if isinstance(definition, ast.NetworkAlias) else None,
+            overridden=frozenset(overrides or {}),
+            head=head,
+        )
+
+    def _input_and_meta(
+        self, name: str, target: ast.NetworkDef, params: dict[str, Any], input_shape: Sequence[int] | None
+    ) -> tuple[tuple[int, ...], dict[str, Any]] | None:
+        """The input shape (``input_shape``, else the declared one: E215 without either, E213 for
+        a bad one) and the evaluated ``meta`` entries of a network."""
         meta: dict[str, Any] = {}
         declared: tuple[int, ...] | None = None
         for stmt in target.body:
@@ -96,32 +132,74 @@ class Elaborator(Placer):
         if len(shape) not in (1, 3) or any(d < 1 for d in shape):
             self.diags.add(error("E213", f"input shape {shape} must be C x H x W with positive sizes", target.span))
             return None
-        if not self._count(definition, body, params):
-            return None
-        inp = self._node("input", "input", {}, {}, "input", "", target.span, None)
-        inp.shape = tuple(shape)
-        root.input = inp.id
-        try:
-            root.output = self._body(body, root, dict(params), inp.id)
-        except TooLarge:
-            return None
-        finish(self.graph, root)
-        return Network(
-            name=name,
-            file=target.span.file,
-            span=definition.span,
-            params=params,
-            input_shape=tuple(shape),
-            meta=meta,
-            graph=self.graph,
-            root=root,
-            order=self.order,
-            int_divisions=self.int_divisions,
-            definition=target,
-            alias=definition if isinstance(definition, ast.NetworkAlias) else None,
-            overridden=frozenset(overrides or {}),
-            head=head,
-        )
+        return shape, meta
+
+    def _resolve_alias(self, definition: ast.Definition) -> tuple[ast.NetworkDef | None, dict[str, Any]]:
+        args: dict[str, Any] = {}
+        seen: list[str] = []
+        while isinstance(definition, ast.NetworkAlias):
+            if definition.name in seen:
+                self.diags.add(
+                    error("E207", f"network aliases refer to each other: {' -> '.join(seen)}", definition.span)
+                )
+                return None, {}
+            seen.append(definition.name)
+            call = definition.target
+            target = self.globals.get(call.func)
+            if not isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
+                hint = suggest(call.func, [n for n, d in self.globals.items() if not isinstance(d, ast.BlockDef)])
+                self.diags.add(error("E104", f"no network named '{call.func}'", call.func_span, help=hint))
+                return None, {}
+            given: dict[str, Any] = {}
+            params = definition_params(target, self.globals)
+            for i, arg in enumerate(call.args):
+                key = arg.name if arg.name is not None else (params[i] if i < len(params) else None)
+                if key is None:
+                    self.diags.add(error("E210", f"too many positional arguments for network '{call.func}'", arg.span))
+                    continue
+                if key not in params:
+                    self.diags.add(
+                        error(
+                            "E203",
+                            f"network '{call.func}' has no parameter '{key}'",
+                            arg.span,
+                            help=suggest(key, params),
+                        )
+                    )
+                    continue
+                try:
+                    given[key] = self.eval(arg.value, {})
+                except Failed:
+                    continue
+            args = {**given, **args}  # the outer alias wins
+            definition = target
+        return definition, args  # type: ignore[return-value]
+
+    def _network_params(
+        self, target: ast.NetworkDef, alias_args: dict[str, Any], overrides: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        env: dict[str, Any] = {}
+        for param in target.params:
+            if param.name in overrides:
+                env[param.name] = overrides[param.name]
+            elif param.name in alias_args:
+                env[param.name] = alias_args[param.name]
+            elif param.default is not None:
+                try:
+                    env[param.name] = self.eval(param.default, dict(env))
+                except Failed:
+                    return None
+            else:
+                self.diags.add(
+                    error(
+                        "E204",
+                        f"network '{target.name}' parameter '{param.name}' has no value",
+                        param.span,
+                        help=f"give it a default or pass --set {param.name}=VALUE",
+                    )
+                )
+                return None
+        return env
 
     def _count(self, definition: ast.Definition, body: Sequence[ast.Stmt], params: dict[str, Any]) -> bool:
         """Count the network before placing it: E601 past the layer limit (False), and the

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.ir.repairs import floor_division
 from resdsl.ops import OPS, OpDef, P
 from resdsl.semantics.arith import Refused, arith, compare
+from resdsl.semantics.bind import fill_missing, not_a_block, param_for, suits
 from resdsl.semantics.hints import forgotten_import, kind_error, unknown_kind
 from resdsl.semantics.values import (
     INSTANCE_HELP,
@@ -23,12 +24,15 @@ from resdsl.semantics.values import (
     POISON,
     SHORTCUTS,
     STAGE_PARAMS,
-    TYPE_WORDS,
     CallKind,
     Failed,
     LayerCall,
+    Meaning,
     PerInstance,
     check_type,
+    instance_reads,
+    meaning,
+    name_options,
     show_value,
     suggest,
     type_name,
@@ -36,7 +40,7 @@ from resdsl.semantics.values import (
 )
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
-from resdsl.syntax.loader import Program, definition_params
+from resdsl.syntax.loader import Program
 
 # built-in forms that make a layer of layers (stage is bound like an op, residual is a statement)
 FORMS = tuple(f for f in BUILTIN_FORMS if f not in ("stage", "residual"))
@@ -58,7 +62,7 @@ def first_block(stage: LayerCall, block: LayerCall) -> LayerCall:
     return LayerCall(CallKind.BLOCK, block.target, args, exprs, block.arg_spans, block.span)
 
 
-class Evaluator:
+class Evaluator(ast.ExprVisitor[Any]):
     """Evaluates expressions in an environment; binds arguments of calls."""
 
     def __init__(self, program: Program, collector: Collector) -> None:
@@ -85,41 +89,55 @@ class Evaluator:
             self._indexes[key] = (params, {n: p for p in params for n in (p.name, *p.aliases)})
         return self._indexes[key][1]
 
-    # expressions
+    # expressions: one method per node class (ast.ExprVisitor dispatches)
     def eval(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
-        if isinstance(expr, (ast.IntLit, ast.FloatLit, ast.StrLit, ast.BoolLit)):
-            return expr.value
-        if isinstance(expr, ast.Name):
-            return self._lookup(expr, env)
-        if isinstance(expr, ast.ListExpr):
-            return [self.eval(item, env) for item in expr.items]
-        if isinstance(expr, ast.Index):
-            return self._index(expr, self.eval(expr.value, env), self.eval(expr.index, env))
-        if isinstance(expr, ast.Neg):
-            value = self.eval(expr.operand, env)
-            if not check_type(value, "float"):
-                self.diags.add(error("E212", f"cannot negate {type_name(value)}", expr.span))
-                raise Failed
-            return -value
-        if isinstance(expr, ast.BinOp):
-            left, right = self.eval(expr.left, env), self.eval(expr.right, env)
-            try:
-                if expr.op in ast.COMPARISONS:
-                    return compare(expr, left, right)
-                value = arith(expr, left, right)
-            except Refused as refused:
-                found = refused.diagnostic
-                if found.code == "E208":  # an inexact whole-number division: '//' is the repair
-                    found = replace(found, fixes=floor_division(self.program.sources, expr))
-                self.diags.add(found)
-                raise Failed from None
-            if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
-                self.int_divisions.add(expr)
-            return value
-        if isinstance(expr, ast.Cond):
-            return self.eval(self.chosen(expr, env), env)  # only the chosen branch
-        if isinstance(expr, ast.Call):
-            return self._call(expr, env)
+        """The value of ``expr`` where ``env`` (parameters and bindings) is seen."""
+        return self.visit(expr, env)
+
+    def visit_IntLit(self, expr: ast.IntLit | ast.FloatLit | ast.StrLit | ast.BoolLit, env: dict[str, Any]) -> Any:
+        return expr.value
+
+    visit_FloatLit = visit_StrLit = visit_BoolLit = visit_IntLit
+
+    def visit_Name(self, expr: ast.Name, env: dict[str, Any]) -> Any:
+        return self._lookup(expr, env)
+
+    def visit_ListExpr(self, expr: ast.ListExpr, env: dict[str, Any]) -> list[Any]:
+        return [self.eval(item, env) for item in expr.items]
+
+    def visit_Index(self, expr: ast.Index, env: dict[str, Any]) -> Any:
+        return self._index(expr, self.eval(expr.value, env), self.eval(expr.index, env))
+
+    def visit_Neg(self, expr: ast.Neg, env: dict[str, Any]) -> Any:
+        value = self.eval(expr.operand, env)
+        if not check_type(value, "float"):
+            self.diags.add(error("E212", f"cannot negate {type_name(value)}", expr.span))
+            raise Failed
+        return -value
+
+    def visit_BinOp(self, expr: ast.BinOp, env: dict[str, Any]) -> Any:
+        left, right = self.eval(expr.left, env), self.eval(expr.right, env)
+        try:
+            if expr.op in ast.COMPARISONS:
+                return compare(expr, left, right)
+            value = arith(expr, left, right)
+        except Refused as refused:
+            found = refused.diagnostic
+            if found.code == "E208":  # an inexact whole-number division: '//' is the repair
+                found = replace(found, fixes=floor_division(self.program.sources, expr))
+            self.diags.add(found)
+            raise Failed from None
+        if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
+            self.int_divisions.add(expr)
+        return value
+
+    def visit_Cond(self, expr: ast.Cond, env: dict[str, Any]) -> Any:
+        return self.eval(self.chosen(expr, env), env)  # only the chosen branch
+
+    def visit_Call(self, expr: ast.Call, env: dict[str, Any]) -> LayerCall:
+        return self._call(expr, env)
+
+    def generic_visit(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
         raise AssertionError(expr)
 
     def chosen(self, expr: ast.Cond, env: dict[str, Any]) -> ast.Expr:
@@ -138,21 +156,23 @@ class Evaluator:
         return expr.then if test else expr.orelse
 
     def _lookup(self, name: ast.Name, env: dict[str, Any]) -> Any:
-        if name.id in env:
+        found = meaning(name.id, env, self.globals, self.instance or ())
+        if found is Meaning.BOUND:
             value = env[name.id]
             if value is POISON:
                 raise Failed
             if isinstance(value, LayerCall):  # a layer held by a name is placed where it is used
                 return replace(value, span=name.span)
             return value
-        if name.id in SHORTCUTS:
+        if found is Meaning.SHORTCUT:
             return SHORTCUTS[name.id]
-        if name.id in OPS or isinstance(self.globals.get(name.id), ast.BlockDef):
+        if found is Meaning.LAYER:
             return self._call(ast.Call(name.id, (), name.span, name.span), env)
-        if self.instance is not None and name.id in self.instance:
+        if found is Meaning.INSTANCE:
+            assert self.instance is not None
             value = self.instance[name.id]
             return value(name) if callable(value) else value
-        options = list(env) + list(SHORTCUTS) + list(OPS) + list(self.globals)
+        options = name_options(env, self.globals)
         hint, fixes = forgotten_import(self.program, name.id, name.span) or (
             suggest(name.id, options),
             typo_fixes(name.id, options, name.span),
@@ -162,17 +182,9 @@ class Evaluator:
         self.diags.add(error("E201", f"unknown name '{name.id}'", name.span, help=hint, fixes=fixes))
         raise Failed
 
-    def _shadowed(self, name: str, env: dict[str, Any]) -> bool:
-        """Whether ``name`` means something other than an instance value where ``env`` is seen."""
-        return name in env or name in SHORTCUTS or name in OPS or isinstance(self.globals.get(name), ast.BlockDef)
-
     def instance_reads(self, expr: ast.Expr, env: dict[str, Any]) -> frozenset[str]:
         """The instance values a stage's block argument reads (names nothing else defines)."""
-        return frozenset(
-            n.id
-            for n in ast.walk(expr)
-            if isinstance(n, ast.Name) and n.id in INSTANCE_NAMES and not self._shadowed(n.id, env)
-        )
+        return instance_reads(expr, env, self.globals)
 
     def instance_block(self, deferred: PerInstance, values: InstanceValues) -> LayerCall:
         """A stage's block argument evaluated for one block, with that block's instance values."""
@@ -183,7 +195,7 @@ class Evaluator:
         finally:
             self.globals, self.instance = saved
         if not isinstance(value, LayerCall) or value.kind != "block":
-            self.diags.add(_not_a_block(value, deferred.expr.span))
+            self.diags.add(not_a_block(value, deferred.expr.span))
             raise Failed
         return value
 
@@ -239,6 +251,10 @@ class Evaluator:
                 )
             )
             raise Failed
+        self._unknown_call(call)
+
+    def _unknown_call(self, call: ast.Call) -> NoReturn:
+        """E202 for a call of a name that is no op, block or form (an import it forgot, a typo)."""
         options = [
             *OPS,
             *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef)),
@@ -332,216 +348,54 @@ class Evaluator:
     ) -> LayerCall:
         """Bind ``call``'s arguments to ``params``; ``per_instance``: the instance values a
         stage's block argument reads, which keep it unevaluated (a :class:`PerInstance`)."""
-        args: dict[str, Any] = {}
-        exprs: dict[str, ast.Expr] = {}
-        spans: dict[str, ast.Span] = {}
+        bound = LayerCall(kind, None, {}, {}, {}, call.span)
         problems: list[Diagnostic] = []
         broken = False
         given: set[str] = set()
         by_name = self._param_index(params)
         for i, arg in enumerate(call.args):
-            if arg.name is None:
-                if i and call.args[i - 1].name is not None:
-                    problems.append(error("E001", "a positional argument cannot follow a named one", arg.span))
-                    continue
-                if i >= len(params):
-                    problems.append(
-                        error(
-                            "E210",
-                            f"{what} takes at most {len(params)} positional argument{'s' * (len(params) != 1)}",
-                            arg.span,
-                            help=f"parameters: {', '.join(p.name for p in params) or 'none'}",
-                        )
-                    )
-                    continue
-                param = params[i]
-            else:
-                found = by_name.get(arg.name)
-                if found is None:
-                    hint = suggest(arg.name, list(by_name))
-                    known = ", ".join(p.name for p in params) or "none"
-                    problems.append(
-                        error(
-                            "E203",
-                            f"{what} has no parameter '{arg.name}'",
-                            arg.span,
-                            help=hint or f"parameters: {known}",
-                            fixes=typo_fixes(arg.name, list(by_name), arg.span),
-                        )
-                    )
-                    continue
-                param = found
+            param = param_for(what, params, by_name, call, i)
+            if isinstance(param, Diagnostic):
+                problems.append(param)
+                continue
             if param.name in given:
                 problems.append(error("E214", f"{what} argument '{param.name}' is given twice", arg.span))
                 continue
             given.add(param.name)
-            if param.type == "name":  # a layer's name, not a value: kept as written
-                if not isinstance(arg.value, ast.Name):
-                    problems.append(
-                        error("E205", f"{what} argument '{param.name}' takes the name of a layer", arg.span)
-                    )
-                    continue
-                args[param.name] = arg.value.id
-                spans[param.name] = arg.value.span
-                continue
-            if unknown_kind(param, arg.value, env, self.globals):
-                problems.append(kind_error(arg.value, env))  # type: ignore[arg-type]
-                continue
-            if per_instance and param.name == "block":  # evaluated block by block when placed
-                args[param.name] = PerInstance(arg.value, dict(env), self.globals, per_instance)
-                exprs[param.name], spans[param.name] = arg.value, arg.span
-                continue
             try:
-                value = self.eval(arg.value, env)
+                problem = self._bind_arg(what, param, arg, env, bound, per_instance)
             except Failed:
-                exprs[param.name] = arg.value
+                bound.exprs[param.name] = arg.value
                 broken = True
                 continue
-            if param.type not in ("any", "name") and not check_type(value, param.type):
-                if param.type == "shortcut" and isinstance(value, str) and value in SHORTCUTS:
-                    value = SHORTCUTS[value]
-                elif param.type == "float" and check_type(value, "int"):
-                    value = float(value)
-                else:
-                    problems.append(
-                        error(
-                            "E205",
-                            f"{what} argument '{param.name}' must be {TYPE_WORDS.get(param.type, param.type)}, "
-                            f"got {type_name(value)} ({show_value(value)})",
-                            arg.value.span,
-                        )
-                    )
-                    continue
-            if param.minimum is not None and check_type(value, "float") and value < param.minimum:
-                problems.append(
-                    error(
-                        "E213",
-                        f"{what} argument '{param.name}' must be at least {param.minimum}, got {value}",
-                        arg.value.span,
-                    )
-                )
-                continue
-            if param.maximum is not None and check_type(value, "float") and value > param.maximum:
-                problems.append(
-                    error(
-                        "E213",
-                        f"{what} argument '{param.name}' must be at most {param.maximum}, got {value}",
-                        arg.value.span,
-                    )
-                )
-                continue
-            if param.choices and value not in param.choices:
-                problems.append(
-                    error(
-                        "E213",
-                        f"{what} argument '{param.name}' must be one of {', '.join(map(repr, param.choices))}, "
-                        f"got {show_value(value)}",
-                        arg.value.span,
-                    )
-                )
-                continue
-            if kind == "stage" and param.name == "block" and getattr(value, "kind", None) != "block":
-                problems.append(_not_a_block(value, arg.value.span))
-                continue
-            args[param.name] = value
-            exprs[param.name] = arg.value
-            spans[param.name] = arg.span
-        for param in params:
-            if param.name in given:
-                continue
-            if param.required and not partial:
-                problems.append(
-                    error(
-                        "E204",
-                        f"{what} needs argument '{param.name}'",
-                        call.span,
-                        help=f"e.g. {what}({', '.join(p.name + '=...' for p in params if p.required)})",
-                    )
-                )
-            elif fill_defaults and param.default_from:
-                if param.default_from in args:  # else the missing argument it copies is reported
-                    args[param.name] = args[param.default_from]
-            elif fill_defaults:
-                args[param.name] = param.default
+            if problem is not None:
+                problems.append(problem)
+        problems += fill_missing(what, params, given, bound.args, call, fill_defaults, partial)
         if problems:
             self.diags.extend(problems)
             raise Failed
         if broken:  # an argument failed to evaluate (already reported)
             raise Failed
-        return LayerCall(kind, None, args, exprs, spans, call.span)
+        return bound
 
-    def _resolve_alias(self, definition: ast.Definition) -> tuple[ast.NetworkDef | None, dict[str, Any]]:
-        args: dict[str, Any] = {}
-        seen: list[str] = []
-        while isinstance(definition, ast.NetworkAlias):
-            if definition.name in seen:
-                self.diags.add(
-                    error("E207", f"network aliases refer to each other: {' -> '.join(seen)}", definition.span)
-                )
-                return None, {}
-            seen.append(definition.name)
-            call = definition.target
-            target = self.globals.get(call.func)
-            if not isinstance(target, (ast.NetworkDef, ast.NetworkAlias)):
-                hint = suggest(call.func, [n for n, d in self.globals.items() if not isinstance(d, ast.BlockDef)])
-                self.diags.add(error("E104", f"no network named '{call.func}'", call.func_span, help=hint))
-                return None, {}
-            given: dict[str, Any] = {}
-            params = definition_params(target, self.globals)
-            for i, arg in enumerate(call.args):
-                key = arg.name if arg.name is not None else (params[i] if i < len(params) else None)
-                if key is None:
-                    self.diags.add(error("E210", f"too many positional arguments for network '{call.func}'", arg.span))
-                    continue
-                if key not in params:
-                    self.diags.add(
-                        error(
-                            "E203",
-                            f"network '{call.func}' has no parameter '{key}'",
-                            arg.span,
-                            help=suggest(key, params),
-                        )
-                    )
-                    continue
-                try:
-                    given[key] = self.eval(arg.value, {})
-                except Failed:
-                    continue
-            args = {**given, **args}  # the outer alias wins
-            definition = target
-        return definition, args  # type: ignore[return-value]
-
-    def _network_params(
-        self, target: ast.NetworkDef, alias_args: dict[str, Any], overrides: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        env: dict[str, Any] = {}
-        for param in target.params:
-            if param.name in overrides:
-                env[param.name] = overrides[param.name]
-            elif param.name in alias_args:
-                env[param.name] = alias_args[param.name]
-            elif param.default is not None:
-                try:
-                    env[param.name] = self.eval(param.default, dict(env))
-                except Failed:
-                    return None
-            else:
-                self.diags.add(
-                    error(
-                        "E204",
-                        f"network '{target.name}' parameter '{param.name}' has no value",
-                        param.span,
-                        help=f"give it a default or pass --set {param.name}=VALUE",
-                    )
-                )
-                return None
-        return env
-
-
-def _not_a_block(value: Any, span: ast.Span) -> Diagnostic:
-    return error(
-        "E205",
-        f"stage repeats a block, got {type_name(value)} ({show_value(value)})",
-        span,
-        help="define a block (block name(...) { ... }) and pass it: stage(name(64), repeat=2)",
-    )
+    def _bind_arg(
+        self, what: str, param: P, arg: ast.Arg, env: dict[str, Any], bound: LayerCall, per_instance: frozenset[str]
+    ) -> Diagnostic | None:
+        """Put one argument's value into ``bound`` (raises Failed where evaluating it failed)."""
+        if param.type == "name":  # a layer's name, not a value: kept as written
+            if not isinstance(arg.value, ast.Name):
+                return error("E205", f"{what} argument '{param.name}' takes the name of a layer", arg.span)
+            bound.args[param.name], bound.arg_spans[param.name] = arg.value.id, arg.value.span
+            return None
+        if unknown_kind(param, arg.value, env, self.globals):
+            return kind_error(arg.value, env)  # type: ignore[arg-type]
+        if per_instance and param.name == "block":  # evaluated block by block when placed
+            value: Any = PerInstance(arg.value, dict(env), self.globals, per_instance)
+        else:
+            value, problem = suits(what, param, self.eval(arg.value, env), arg.value.span)
+            if problem is not None:
+                return problem
+            if bound.kind == "stage" and param.name == "block" and getattr(value, "kind", None) != "block":
+                return not_a_block(value, arg.value.span)
+        bound.args[param.name], bound.exprs[param.name], bound.arg_spans[param.name] = value, arg.value, arg.span
+        return None

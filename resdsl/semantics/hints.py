@@ -13,9 +13,9 @@ from typing import Any
 from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.diagnostics.fixes import Fix
 from resdsl.ir.repairs import import_line
-from resdsl.ops import OPS, P
+from resdsl.ops import P
 from resdsl.resources import library_dir
-from resdsl.semantics.values import SHORTCUTS, suggest, typo_fixes
+from resdsl.semantics.values import SHORTCUTS, meaning, suggest, typo_fixes
 from resdsl.syntax import ast
 from resdsl.syntax.loader import Program, library_definitions, load, resolve_import
 
@@ -56,7 +56,7 @@ def unknown_kind(param: P, value: ast.Expr, env: dict[str, Any], globals: dict[s
         return False
     if not isinstance(value, ast.Name):
         return False
-    return not (value.id in env or value.id in SHORTCUTS or value.id in OPS or value.id in globals)
+    return meaning(value.id, env, globals) is None and value.id not in globals  # a network's name: reported as a name
 
 
 def kind_error(name: ast.Name, env: dict[str, Any]) -> Diagnostic:

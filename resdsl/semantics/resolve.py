@@ -11,15 +11,38 @@ layer names (E206), layer names that Python or ``nn.Module`` own (E505) and misp
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from resdsl.diagnostics import Diagnostic, error
 from resdsl.ops import OPS, P
-from resdsl.ops.shortcut import SHORTCUT_KINDS
-from resdsl.semantics.values import INSTANCE_HELP, INSTANCE_NAMES, STAGE_PARAMS, suggest, typo_fixes
+from resdsl.semantics.values import (
+    INSTANCE_HELP,
+    INSTANCE_NAMES,
+    STAGE_PARAMS,
+    Meaning,
+    meaning,
+    name_options,
+    suggest,
+    typo_fixes,
+)
+from resdsl.semantics.walk import Frame
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
 from resdsl.syntax.loader import Program
 from resdsl.syntax.names import bad_layer_name, layer_name_problem
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """The names visible where an expression stands: the body's bindings (parameters, values
+    bound so far), and the instance values inside a stage's block argument. What each name
+    means is the evaluator's table (:func:`~resdsl.semantics.values.meaning`)."""
+
+    bound: frozenset[str]
+    instance: tuple[str, ...] = ()
+
+    def means(self, name: str, globals: dict[str, ast.Definition]) -> Meaning | None:
+        return meaning(name, self.bound, globals, self.instance)
 
 
 class _BlockChecker:
@@ -29,76 +52,96 @@ class _BlockChecker:
         self.out: list[Diagnostic] = []
 
     def run(self) -> list[Diagnostic]:
-        known = {p.name for p in self.block.params}
+        params = frozenset(p.name for p in self.block.params)
+        seen = _Seen(params)
         for param in self.block.params:
             if param.default is not None:
-                self.expr(param.default, known)
-        layers: dict[str, ast.Span] = {}
-        assigned: dict[str, ast.Span] = {}
+                self.expr(param.default, seen)
+        frame = Frame(self.block.body, network=False)
         for stmt in self.block.body:
             if isinstance(stmt, (ast.InputStmt, ast.MetaStmt)):
                 word = "input" if isinstance(stmt, ast.InputStmt) else "meta"
                 self.out.append(error("E217", f"'{word}' belongs in a network, not in a block", stmt.span))
-                continue
-            if isinstance(stmt, ast.LayerStmt):
+            elif isinstance(stmt, ast.LayerStmt):
                 value = stmt.value
                 if isinstance(value, ast.Call) and value.func == "residual":
-                    self.call(value, known, OPS["residual"].params, allow_layer_names=layers)
+                    self.call(value, seen, OPS["residual"].params, layers=frame.layers)
                 else:
-                    self.expr(value, known)
-                continue
-            self.expr(stmt.value, known)
-            if stmt.name in assigned:
-                self.out.append(
-                    error(
-                        "E206",
-                        f"'{stmt.name}' is already defined in block '{self.block.name}'",
-                        stmt.name_span,
-                        notes=[f"first defined at {assigned[stmt.name]}"],
-                    )
-                )
-            assigned[stmt.name] = stmt.name_span
-            if isinstance(stmt.value, ast.Call) and self._is_layer(stmt.value.func, known):
-                layers[stmt.name] = stmt.name_span
-                problem = layer_name_problem(stmt.name)
-                if problem is not None:
-                    self.out.append(bad_layer_name(stmt.name, problem, stmt.name_span))
-            known.add(stmt.name)
+                    self.expr(value, seen)
+            else:
+                self.expr(stmt.value, seen)
+                seen = self._assign(stmt, seen, frame, params)
         return self.out
 
-    def _is_layer(self, func: str, known: set[str]) -> bool:
-        return func not in known and (
-            func in OPS or func in BUILTIN_FORMS or isinstance(self.globals.get(func), ast.BlockDef)
-        )
+    def _assign(self, stmt: ast.Assign, seen: _Seen, frame: Frame, params: frozenset[str]) -> _Seen:
+        """Bind ``stmt``'s name in the body (E206), as a layer where its value may make one
+        (what ``project_from`` may name; E505 where it surely does), as a value otherwise."""
+        first = frame.bound_before(stmt.name)
+        if first is not None:
+            self.out.append(
+                error(
+                    "E206",
+                    f"'{stmt.name}' is already defined in block '{self.block.name}'",
+                    stmt.name_span,
+                    notes=[f"first defined at {first}"],
+                )
+            )
+        frame.names[stmt.name] = stmt.name_span
+        makes = self._makes_layer(stmt.value, seen, frame, params)
+        if makes is not False:
+            frame.layers[stmt.name] = stmt.name_span
+        if makes is True:
+            problem = layer_name_problem(stmt.name)
+            if problem is not None:
+                self.out.append(bad_layer_name(stmt.name, problem, stmt.name_span))
+        if isinstance(stmt.value, ast.Call):  # a call that evaluates makes a layer, never a value
+            return seen
+        return _Seen(seen.bound | {stmt.name}, seen.instance)
 
-    def expr(self, expr: ast.Expr, known: set[str]) -> None:
+    def _makes_layer(self, expr: ast.Expr, seen: _Seen, frame: Frame, params: frozenset[str]) -> bool | None:
+        """Whether a binding's value makes a layer, as the evaluator decides from the value:
+        True surely (an op, a block, a form, called or named), None perhaps (a parameter may
+        hold a layer, and calling one gives a layer), False not (a number, a list, ...)."""
+        if isinstance(expr, ast.Call):  # a call is looked up as the evaluator's _call does
+            if expr.func in seen.bound:
+                return None
+            op_or_block = expr.func in OPS or isinstance(self.globals.get(expr.func), ast.BlockDef)
+            return expr.func != "residual" and (op_or_block or expr.func in BUILTIN_FORMS)
+        if isinstance(expr, ast.Name):
+            found = seen.means(expr.id, self.globals)
+            if found is Meaning.LAYER:
+                return True
+            return None if found is Meaning.BOUND and (expr.id in params or expr.id in frame.layers) else False
+        if isinstance(expr, ast.Cond):
+            sides = (self._makes_layer(e, seen, frame, params) for e in (expr.then, expr.orelse))
+            return None if any(side is not False for side in sides) else False
+        return False
+
+    def expr(self, expr: ast.Expr, seen: _Seen) -> None:
         for node in ast.walk(expr, into_calls=False):  # a call checks its own arguments
-            if isinstance(node, ast.Name) and not self._visible(node.id, known):
-                options = [*known, *SHORTCUT_KINDS, *OPS, *self.globals]
+            if isinstance(node, ast.Name) and seen.means(node.id, self.globals) is None:
+                options = name_options(seen.bound, self.globals)
                 fixes = typo_fixes(node.id, options, node.span)
                 hint = suggest(node.id, options)
                 if node.id in INSTANCE_NAMES:  # an instance value outside a stage's block arguments
                     fixes, hint = (), INSTANCE_HELP
                 self.out.append(error("E201", f"unknown name '{node.id}'", node.span, help=hint, fixes=fixes))
             elif isinstance(node, ast.Call):
-                self.call(node, known, None)
-
-    def _visible(self, name: str, known: set[str]) -> bool:
-        return name in known or name in SHORTCUT_KINDS or name in OPS or name in self.globals
+                self.call(node, seen, None)
 
     def call(
         self,
         call: ast.Call,
-        known: set[str],
+        seen: _Seen,
         params: Iterable[P] | None,
-        allow_layer_names: dict[str, ast.Span] | None = None,
+        layers: dict[str, ast.Span] | None = None,
     ) -> None:
         if params is None:
-            params = self._params_of(call, known)
+            params = self._params_of(call, seen)
             if params is None:  # no signature to check against: the values only
                 if call.func not in ("sequential", "gate"):  # (those checked theirs)
                     for arg in call.args:
-                        self.expr(arg.value, known)
+                        self.expr(arg.value, seen)
                 return
         params = tuple(params)
         names = {n for p in params for n in (p.name, *p.aliases)}
@@ -118,24 +161,24 @@ class _BlockChecker:
                         fixes=typo_fixes(arg.name, names, arg.span),
                     )
                 )
-            if arg.name == "project_from" and allow_layer_names is not None:
-                if not (isinstance(arg.value, ast.Name) and arg.value.id in allow_layer_names):
+            if arg.name == "project_from" and layers is not None:
+                if not (isinstance(arg.value, ast.Name) and arg.value.id in layers):
                     target = arg.value.id if isinstance(arg.value, ast.Name) else "?"
                     self.out.append(error("E201", f"no layer named '{target}' before this residual", arg.value.span))
                 continue
             if call.func == "stage" and (arg.name == "block" or (i == 0 and arg.name is None)):
-                self.expr(arg.value, known | set(INSTANCE_NAMES))  # the stage binds them for each block
+                self.expr(arg.value, _Seen(seen.bound, INSTANCE_NAMES))  # the stage binds them for each block
                 continue
-            self.expr(arg.value, known)
+            self.expr(arg.value, seen)
 
-    def _params_of(self, call: ast.Call, known: set[str]) -> tuple[P, ...] | None:
-        if call.func in known:
+    def _params_of(self, call: ast.Call, seen: _Seen) -> tuple[P, ...] | None:
+        if call.func in seen.bound:
             return None  # a parameter holding a layer: its signature is known only with a value
         if call.func == "stage":
             return STAGE_PARAMS
         if call.func in ("sequential", "gate"):
             for arg in call.args:
-                self.expr(arg.value, known)
+                self.expr(arg.value, seen)
             return None
         if call.func == "residual":
             self.out.append(error("E217", "residual(...) is a statement of its own, not a value", call.span))

@@ -6,13 +6,13 @@ Shared by evaluation, binding and elaboration; nothing here knows about the grap
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from resdsl.diagnostics.fixes import Edit, Fix
-from resdsl.ops import OpDef, P
+from resdsl.ops import OPS, OpDef, P
 from resdsl.ops.shortcut import SHORTCUT_KINDS
 from resdsl.syntax import ast
 
@@ -48,6 +48,52 @@ INSTANCE_HELP = (
     "index, count, net_index, net_count and in_channels are bound only in the arguments of the block a "
     "stage repeats: stage(block(c, drop=0.1 * net_index / (net_count - 1)), repeat=3)"
 )
+
+
+class Meaning(str, Enum):
+    """What a name read in an expression stands for (see :func:`meaning`)."""
+
+    BOUND = "bound"  # a parameter, or a value or layer bound earlier in the body
+    SHORTCUT = "shortcut"  # a shortcut kind: identity, projection, ...
+    LAYER = "layer"  # an op or a block, used as a layer without arguments
+    INSTANCE = "instance"  # an instance value, inside a stage's block argument
+
+
+def meaning(
+    name: str,
+    bound: Container[str],
+    globals: Mapping[str, ast.Definition],
+    instance: Container[str] = (),
+) -> Meaning | None:
+    """What ``name`` means where ``bound`` (the names the body has bound) and ``globals`` (the
+    file's definitions) are seen, innermost scope first; ``instance``: the instance names
+    visible there (inside a stage's block argument). None: it means nothing. The one table of
+    the language's scopes: the evaluator reads names by it, the static checks of unused blocks
+    (:mod:`resdsl.semantics.resolve`) resolve them by it."""
+    if name in bound:
+        return Meaning.BOUND
+    if name in SHORTCUTS:
+        return Meaning.SHORTCUT
+    if name in OPS or isinstance(globals.get(name), ast.BlockDef):
+        return Meaning.LAYER
+    if name in instance:
+        return Meaning.INSTANCE
+    return None
+
+
+def name_options(bound: Iterable[str], globals: Mapping[str, ast.Definition]) -> list[str]:
+    """The names a misspelt one is compared with (the suggestions of E201)."""
+    return [*bound, *SHORTCUTS, *OPS, *globals]
+
+
+def instance_reads(expr: ast.Expr, bound: Container[str], globals: Mapping[str, ast.Definition]) -> frozenset[str]:
+    """The instance values a stage's block argument reads: instance names that nothing else
+    (a binding, a shortcut kind, an op, a block) defines where it is seen."""
+    return frozenset(
+        n.id
+        for n in ast.walk(expr)
+        if isinstance(n, ast.Name) and n.id in INSTANCE_NAMES and meaning(n.id, bound, globals) is None
+    )
 
 
 class CallKind(str, Enum):
@@ -157,25 +203,45 @@ class _Poison:
 POISON = _Poison()
 
 
+class _Shown(ast.ExprVisitor[str]):
+    """Expressions as the user wrote them, parenthesised where the precedence needs it."""
+
+    def visit_BinOp(self, expr: ast.BinOp, parent: int, right: bool) -> str:
+        prec = ast.PRECEDENCE[expr.op]
+        text = f"{self.visit(expr.left, prec, False)} {expr.op} {self.visit(expr.right, prec, True)}"
+        return f"({text})" if prec < parent or (right and prec == parent) else text
+
+    def visit_Name(self, expr: ast.Name, parent: int, right: bool) -> str:
+        return expr.id
+
+    def visit_IntLit(self, expr: ast.IntLit | ast.FloatLit, parent: int, right: bool) -> str:
+        return repr(expr.value)
+
+    visit_FloatLit = visit_IntLit
+
+    def visit_Neg(self, expr: ast.Neg, parent: int, right: bool) -> str:
+        return f"-{self.visit(expr.operand, 3, False)}"
+
+    def visit_Index(self, expr: ast.Index, parent: int, right: bool) -> str:
+        return f"{self.visit(expr.value, 3, False)}[{self.visit(expr.index, 0, False)}]"
+
+    def visit_Call(self, expr: ast.Call, parent: int, right: bool) -> str:
+        return f"{expr.func}(...)"
+
+    def visit_Cond(self, expr: ast.Cond, parent: int, right: bool) -> str:
+        then, test, orelse = (self.visit(e, 0, False) for e in (expr.then, expr.test, expr.orelse))
+        return f"{then} if {test} else {orelse}"
+
+    def generic_visit(self, expr: ast.Expr, parent: int, right: bool) -> str:
+        return "..."
+
+
+_SHOWN = _Shown()
+
+
 def show(expr: ast.Expr, parent: int = 0, right: bool = False) -> str:
     """An expression as the user wrote it (for messages), parenthesised where needed."""
-    if isinstance(expr, ast.BinOp):
-        prec = ast.PRECEDENCE[expr.op]
-        text = f"{show(expr.left, prec)} {expr.op} {show(expr.right, prec, True)}"
-        return f"({text})" if prec < parent or (right and prec == parent) else text
-    if isinstance(expr, ast.Name):
-        return expr.id
-    if isinstance(expr, (ast.IntLit, ast.FloatLit)):
-        return repr(expr.value)
-    if isinstance(expr, ast.Neg):
-        return f"-{show(expr.operand, 3)}"
-    if isinstance(expr, ast.Index):
-        return f"{show(expr.value, 3)}[{show(expr.index)}]"
-    if isinstance(expr, ast.Call):
-        return f"{expr.func}(...)"
-    if isinstance(expr, ast.Cond):
-        return f"{show(expr.then)} if {show(expr.test)} else {show(expr.orelse)}"
-    return "..."
+    return _SHOWN.visit(expr, parent, right)
 
 
 def show_value(value: Any) -> str:

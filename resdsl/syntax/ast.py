@@ -7,13 +7,16 @@ The parser's Transformer only builds these nodes; all meaning is given by ``elab
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from resdsl.diagnostics.span import NO_SPAN, Span
 
 # the language's built-in forms: names no definition may take
 BUILTIN_FORMS = ("stage", "residual", "sequential", "gate")
+
+T = TypeVar("T")
 
 
 # -- expressions --------------------------------------------------------------------------
@@ -118,29 +121,57 @@ Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | 
 Literal = (IntLit, FloatLit, StrLit, BoolLit)
 
 
-def walk(expr: Expr, into_calls: bool = True) -> Iterator[Expr]:
-    """Every sub-expression, outermost first (depth is bounded by the parser), the arguments of
-    calls too unless ``into_calls`` is false: what name resolution and the search for instance
-    values read."""
-    yield expr
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``expr`` in source order (a call's argument values, a
+    condition's test before its sides): the one place that knows the shape of each node."""
     if isinstance(expr, BinOp):
-        yield from walk(expr.left, into_calls)
-        yield from walk(expr.right, into_calls)
-    elif isinstance(expr, Neg):
-        yield from walk(expr.operand, into_calls)
-    elif isinstance(expr, Index):
-        yield from walk(expr.value, into_calls)
-        yield from walk(expr.index, into_calls)
-    elif isinstance(expr, ListExpr):
-        for item in expr.items:
-            yield from walk(item, into_calls)
-    elif isinstance(expr, Call) and into_calls:
-        for arg in expr.args:
-            yield from walk(arg.value, into_calls)
-    elif isinstance(expr, Cond):
-        yield from walk(expr.test, into_calls)
-        yield from walk(expr.then, into_calls)
-        yield from walk(expr.orelse, into_calls)
+        return (expr.left, expr.right)
+    if isinstance(expr, Neg):
+        return (expr.operand,)
+    if isinstance(expr, Index):
+        return (expr.value, expr.index)
+    if isinstance(expr, ListExpr):
+        return expr.items
+    if isinstance(expr, Call):
+        return tuple(arg.value for arg in expr.args)
+    if isinstance(expr, Cond):
+        return (expr.test, expr.then, expr.orelse)
+    return ()
+
+
+def walk(expr: Expr, into_calls: bool = True) -> Iterator[Expr]:
+    """Every sub-expression, outermost first, the arguments of calls too unless ``into_calls``
+    is false: what name resolution and the search for instance values read. Iterative, so no
+    nesting exhausts the stack."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if into_calls or not isinstance(node, Call):
+            stack.extend(reversed(children(node)))
+
+
+class ExprVisitor(Generic[T]):
+    """Dispatches an expression on its node class, as jinja2's ``NodeVisitor`` does:
+    ``visit(expr)`` calls ``visit_BinOp(expr, *args)`` for a :class:`BinOp`, and
+    :meth:`generic_visit` for a class without its own method (by default: visit the children,
+    give None). The evaluator and the printer of expressions are two of them."""
+
+    def visit(self, expr: Expr, *args: Any) -> T:
+        key = (type(self), type(expr))
+        method = _DISPATCH.get(key)
+        if method is None:
+            found = getattr(type(self), f"visit_{type(expr).__name__}", None)
+            method = _DISPATCH[key] = found if found is not None else type(self).generic_visit
+        return method(self, expr, *args)  # type: ignore[no-any-return]
+
+    def generic_visit(self, expr: Expr, *args: Any) -> T:
+        for child in children(expr):
+            self.visit(child, *args)
+        return None  # type: ignore[return-value]
+
+
+_DISPATCH: dict[tuple[type, type], Callable[..., Any]] = {}
 
 
 # -- statements ---------------------------------------------------------------------------

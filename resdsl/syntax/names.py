@@ -11,6 +11,7 @@ does not depend on them). No torch here: the list of ``nn.Module`` attributes is
 from __future__ import annotations
 
 import keyword
+from collections.abc import Container
 
 from resdsl.diagnostics import Diagnostic, error
 from resdsl.syntax import ast
@@ -129,6 +130,26 @@ def layer_name_problem(name: str) -> str | None:
     if not name.isidentifier():
         return "is not a valid identifier"
     return None
+
+
+class FreshNames:
+    """Names not yet taken in one namespace: ``base``, then ``base_1``, ``base_2`` ... (``sep``
+    joins base and number). Where numbering stopped is remembered per base, so a body of a
+    thousand anonymous ``relu`` layers is named in linear time. The one helper that names what
+    the writer left unnamed (anonymous layers, error nodes, shared modules, graph node ids)."""
+
+    def __init__(self, *taken: Container[str], sep: str = "_") -> None:
+        self.taken, self.sep = taken, sep
+        self._next: dict[str, int] = {}
+
+    def __call__(self, base: str) -> str:
+        n = self._next.get(base, 0)
+        while True:
+            candidate = base if n == 0 else f"{base}{self.sep}{n}"
+            n += 1
+            if not any(candidate in names for names in self.taken):
+                self._next[base] = n
+                return candidate
 
 
 def bad_layer_name(name: str, problem: str, span: ast.Span) -> Diagnostic:
