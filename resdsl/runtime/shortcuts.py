@@ -18,7 +18,7 @@ class FlattenLinear(nn.Linear):
     """A linear layer that flattens a C x H x W input first; its state_dict is nn.Linear's."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return super().forward(input.flatten(1))
+        return F.linear(input.flatten(1), self.weight, self.bias)  # not super(): TorchScript has none
 
 
 # --- copied into generated inference modules from here ---

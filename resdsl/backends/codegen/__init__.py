@@ -11,6 +11,7 @@ turns expressions and names into Python and escapes every string taken from the 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -21,11 +22,11 @@ import jinja2
 
 from resdsl._version import __version__
 from resdsl.backends.codegen import features as codegen_features
-from resdsl.backends.codegen.copied import checkpoint_source, runtime_source, weights_source
-from resdsl.backends.codegen.emit import ClassDef, Emitter
+from resdsl.backends.codegen.blocks import BlockEmitter
+from resdsl.backends.codegen.copied import checkpoint_source, flatten_linear_source, runtime_source, weights_source
+from resdsl.backends.codegen.emit import ClassDef
 from resdsl.backends.codegen.expr import (
     RESERVED,
-    attr_name,
     camel,
     comment_text,
     doc_text,
@@ -50,7 +51,7 @@ from resdsl.backends.codegen.files import (
 )
 from resdsl.backends.codegen.inference import InferenceParts, fold_for_codegen, template_names
 from resdsl.diagnostics.span import portable
-from resdsl.ir import Layer, Network, sources_hash
+from resdsl.ir import Network, sources_hash
 from resdsl.ir.features import Checkpoint, Plan, requested
 from resdsl.ir.preprocessing import preprocessing
 from resdsl.semantics.values import LayerCall
@@ -168,7 +169,7 @@ def _render(
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
-    em = Emitter(network, norm2d, python_names)
+    em = BlockEmitter(network, norm2d, python_names)
     # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
     values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
     net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
@@ -179,10 +180,6 @@ def _render(
     cls.name = em.class_name(camel(network.name), "Net")
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)
-    for item in network.root.items:
-        norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
-        if norm_layer is not None:
-            cls.zero_init.append(attr_name(norm_layer.module, norm_layer.span))
     zero_init_param = "zero_init_residual" not in network.params
     meta = dict(network.meta)
     prep = preprocessing(network)  # what build_model's model carries, per input channel
@@ -203,7 +200,9 @@ def _render(
     params = [p for c in [*blocks, cls] for p in c.params]
     extra = template_names(inference)
     typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
-    zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
+    zero_groups: dict[
+        tuple[tuple[str, str | None], ...], list[str]
+    ] = {}  # blocks that zero the same attributes share a branch
     for b in blocks:
         if b.zero_init:
             zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
@@ -237,6 +236,7 @@ def _render(
             inference=inference,
             uses_bias=em.uses_bias,
             runtime_source=runtime_source(),
+            flatten_linear_source=flatten_linear_source() if em.uses_flatten_linear else "",
             weights_source=weights_source(),
             has_mean="MEAN" in constants,
             has_std="STD" in constants,
@@ -276,8 +276,11 @@ def _flags(inference: InferenceParts | None) -> list[str]:
     return ["--inference"] + ([] if inference.channels_last else ["--no-channels-last"])
 
 
-def _export_order(name: str) -> tuple[int, str]:
-    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
+def _export_order(name: str) -> tuple[int, list[str | int]]:
+    """ruff's order for ``__all__`` (RUF022): SCREAMING_CASE constants, then CamelCase, then the
+    rest, each in natural order (``Basic2`` before ``Basic10``; a single capital is a class)."""
+    group = 0 if len(name) > 1 and name.isupper() else 1 if name[0].isupper() else 2
+    return group, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def generate(

@@ -15,6 +15,7 @@ __all__ = [
     "bias_source",
     "checkpoint_source",
     "copied_names",
+    "flatten_linear_source",
     "fold_source",
     "packed_source",
     "runtime_source",
@@ -65,11 +66,23 @@ def bias_source() -> str:
 
 
 @cache
+def flatten_linear_source() -> str:
+    """``FlattenLinear`` (:mod:`resdsl.runtime.shortcuts`): a linear layer in a sequential group
+    that flattens its input itself, as build_model's does."""
+    text = (PACKAGE / "runtime/shortcuts.py").read_text(encoding="utf-8")
+    node = next(n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == "FlattenLinear")
+    segment = ast.get_source_segment(text, node)
+    assert segment is not None
+    return segment
+
+
+@cache
 def copied_names() -> frozenset[str]:
     """The top-level names (classes, functions, constants) of every copied helper: a spec name
     equal to one must be renamed in generated code, or it would replace the helper."""
     names: set[str] = set()
-    for source in (runtime_source, weights_source, checkpoint_source, fold_source, packed_source, bias_source):
+    helpers = (runtime_source, weights_source, checkpoint_source, fold_source, packed_source, bias_source)
+    for source in (*helpers, flatten_linear_source):
         for node in ast.parse(source()).body:
             if isinstance(node, ast.FunctionDef | ast.ClassDef):
                 names.add(node.name)
