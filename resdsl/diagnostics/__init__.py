@@ -51,6 +51,7 @@ CODES: dict[str, str] = {
     "E215": "network has no input shape",
     "E216": "unknown override",
     "E217": "misplaced statement",
+    "E218": "spec parameter given as a build option",
     # shapes
     "E301": "residual shapes differ",
     "E302": "channels not divisible by groups",

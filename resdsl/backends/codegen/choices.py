@@ -13,7 +13,7 @@ has nothing to be written from: the constructor refuses it with a message.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from resdsl.backends.codegen.classes import Step
@@ -136,9 +136,17 @@ def _forward(tree: Tree, flag: Callable[[ast.Expr], str]) -> list[Step]:
         return list(tree.forward)
     assert tree.then is not None and tree.orelse is not None
     then, orelse = _forward(tree.then, flag), _forward(tree.orelse, flag)
-    if then == orelse:
-        return then
+    same = _same_steps(then, orelse)
+    if same is not None:
+        return same
     return [Step("choice", guard=flag(tree.test), steps=then, alt=orelse)]
+
+
+def _same_steps(a: list[Step], b: list[Step]) -> list[Step] | None:
+    """``a`` when both sides run the same steps; a shape comment that differs is left out."""
+    if len(a) != len(b) or any(replace(x, comment="") != replace(y, comment="") for x, y in zip(a, b, strict=True)):
+        return None
+    return [x if x.comment == y.comment else replace(x, comment="") for x, y in zip(a, b, strict=True)]
 
 
 def point_expr(tree: Tree, get: Callable[[Any], Any], fold: Callable[[Any], Any]) -> Any:

@@ -111,5 +111,6 @@ class Body:
     points: dict[int, Point] = field(default_factory=dict)
     nodes: dict[int, str] = field(default_factory=dict)  # this instance's node after each statement
     node: str = ""  # this instance's node that holds the value so far
+    label: str = "value"  # the layer that made it, to name a saved copy after
     saves: set[int] = field(default_factory=set)  # statements whose value a later residual reads
     registered: set[str] = field(default_factory=set)  # module attributes already constructed

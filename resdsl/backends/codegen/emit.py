@@ -212,8 +212,9 @@ class Emitter(ResidualEmitter):
             last = entry.items[-1]
             body.node = last.output if isinstance(last, Scope) else last.id
         body.nodes[entry.index] = body.node
+        body.label = label or body.label  # a binding or a residual that is none leaves the value as it was
         if entry.index in body.saves and body.current.var == body.main:  # a later residual reads it
-            name = fresh(f"{py_name(label or self.net.layer(body.node).name)}_out", cls.locals)
+            name = fresh(f"{py_name(body.label if body.label.isidentifier() else 'value')}_out", cls.locals)
             cls.locals.add(name)
             cls.forward.append(Step("save", name, source=body.main))
             body.current = replace(body.current, var=name)
@@ -272,6 +273,7 @@ class Emitter(ResidualEmitter):
             local[item.output if isinstance(item, Scope) else item.id] = point
             body.current = point
             last = self.net.layer(item.output).name if isinstance(item, Scope) else item.name
+            last = last if last.isidentifier() else item.name  # a group's last layer is numbered
         return last
 
     def scope_item(self, body: Body, item: Scope, cur: Point, values: Values) -> Point:

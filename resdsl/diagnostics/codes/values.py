@@ -145,4 +145,18 @@ ENTRIES = [
         "block b(c) {\n    input 3 x 32 x 32\n    conv1 = conv(c)\n}\n\n" + net("x = b(16)"),
         "block b(c) {\n    conv1 = conv(c)\n}\n\n" + net("x = b(16)"),
     ),
+    Entry(
+        "E218",
+        "a spec parameter passed to the Python API where one of its own options of that name is meant "
+        '(`build_model("resnet50", norm="groupnorm(32)")`), or given twice',
+        "`build_model`, `compile`, `generate` and `export_onnx` take the spec's parameters in "
+        "`params={...}`, and as keywords where a name is none of their options. A keyword that is an "
+        "option (norm, mode, head, features, ...) always means the option; given a value the option does "
+        "not take while the spec has a parameter of that name, it is refused before anything is built. "
+        'Pass the parameter in params: `build_model("resnet50", params={"norm": "groupnorm(32)"})`.',
+        net("fc = linear(10)", "norm = batchnorm"),
+        net("fc = linear(10)", "norm = batchnorm"),
+        runs=False,
+        why='given by the Python API only (build_model(spec, norm="groupnorm(32)")); tests/test_api.py gives it',
+    ),
 ]
