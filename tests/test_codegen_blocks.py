@@ -216,3 +216,39 @@ def test_the_generated_files_pass_ruff(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout
     fmt = subprocess.run([_ruff(), "format", "--isolated", "--check", *files], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout
+
+
+def test_every_shipped_network_has_one_class_per_block_type() -> None:
+    """A value of one instance written into a block's class (a shape in a comment, a stride)
+    would split its instances into forms: the shipped networks, whose blocks follow their
+    arguments, must each get exactly one class per block type (SE-ResNeXt got four)."""
+    from resdsl.api import shipped_names
+    from resdsl.backends.codegen import render
+
+    for name in sorted(shipped_names()):
+        try:
+            net = resdsl.compile(name)
+        except resdsl.ResdslError:
+            continue  # a library file (std/...) without a network of its name
+        code = render(net)
+        classes = re.findall(r"^class (\w+)\(nn\.Module\):", code, re.M)
+        blocks = {b.name for b in net.blocks_used()}
+        assert len(classes) - 1 - ("ZeroPadShortcut" in classes) == len(blocks), (name, classes)
+
+
+def test_a_binding_right_after_a_residual_that_is_none(tmp_path: Path) -> None:
+    """Both stand at the same place among the layers; the binding was taken for the residual's
+    statement (an internal error, found by the random networks)."""
+    text = """
+network plain_then_let(deep = true) {
+    input 3 x 16 x 16
+    stem = conv(4, k=3, p=1)
+    c1 = conv(4, k=3, p=1)
+    residual(none, name="down1")
+    h2 = identity if deep else conv(4, k=1)
+    width = 3
+    residual(none, name="down2")
+    fc = linear(width)
+}
+"""
+    assert_same_network(text, tmp_path)

@@ -165,9 +165,14 @@ class BlockEmitter(Emitter):
         assert block is not None
         forms: dict[str, ClassDef] = {}
         users: dict[str, list[Scope]] = {}
+        written: dict[str, tuple[ClassDef, str]] = {}  # an instance's arguments and input: its class
         for instance in self.instances(scope):
-            cls = self.write_class(instance)
-            key = cls.key()
+            shape = self.net.layer(instance.input).shape
+            same = repr((sorted(instance.args.items()), shape))
+            if same not in written:  # the class depends on nothing else: write it once per such instance
+                cls = self.write_class(instance)
+                written[same] = cls, cls.key()
+            cls, key = written[same]
             forms.setdefault(key, cls)
             users.setdefault(key, []).append(instance)
             self.class_of[id(instance)] = forms[key]

@@ -178,12 +178,11 @@ class Emitter(ResidualEmitter):
     def residual_at(self, scope: Scope, index: int) -> tuple[Scope, Layer] | None:
         """A residual written at statement ``index``: this instance's, else the first instance's
         that adds there (a residual that is ``none`` here is written guarded, from it)."""
-        for instance in [scope, *self.instances(scope)]:
-            entry = self.entries(instance)[index] if index < len(self.entries(instance)) else None
-            if entry is not None and entry.items and isinstance(entry.items[0], Layer):
-                if entry.items[0].op == "residual":
-                    return instance, entry.items[0]
-        return None
+        entry = self.entries(scope)[index]
+        first = entry.items[0] if entry.items else None
+        if isinstance(first, Layer) and first.op == "residual":
+            return scope, first
+        return self.donors(scope)[index]
 
     def statement(self, body: Body, entry: Entry) -> None:
         """Write what one statement made, then note where its value is."""
@@ -249,10 +248,8 @@ class Emitter(ResidualEmitter):
                 out_ch, _ = self.child_scope(item, cls, cur.channels, names, values)
                 gate = fresh(f"{py_name(item.name)}_gate", cls.locals)
                 cls.locals.add(gate)
-                out_layer = self.net.layer(item.output)
-                cls.forward.append(
-                    Step("call", gate, attr_name(item.name, item.span), cur.var, fmt_shape(out_layer.shape))
-                )
+                comment = self._gate_comment(body, item, out_ch, cur)
+                cls.forward.append(Step("call", gate, attr_name(item.name, item.span), cur.var, comment))
                 local[item.output] = Point(gate, out_ch, cur.stride)
                 continue
             if isinstance(item, Layer) and OPS[item.op].merge is not None and item.shortcut is None:
@@ -275,6 +272,17 @@ class Emitter(ResidualEmitter):
             last = self.net.layer(item.output).name if isinstance(item, Scope) else item.name
             last = last if last.isidentifier() else item.name  # a group's last layer is numbered
         return last
+
+    def _gate_comment(self, body: Body, item: Scope, channels: Any, cur: Point) -> str:
+        """A gate branch's output shape: the instance's in the network class; in a block class,
+        ``C x 1 x 1`` when the branch pools the whole map, else the map it gates (so that every
+        instance's class says the same)."""
+        out_layer = self.net.layer(item.output)
+        if body.network:
+            return fmt_shape(out_layer.shape)
+        if any(layer.op == "global_avgpool" for layer in item.layers()):
+            return f"{py(channels, 3)} x 1 x 1"
+        return symbolic_shape(channels, cur.stride, out_layer)
 
     def scope_item(self, body: Body, item: Scope, cur: Point, values: Values) -> Point:
         """A block, stage or sequential group on the main path."""

@@ -33,6 +33,8 @@ class Instances:
         self._instances: dict[int, list[Scope]] = {}
         self._entries: dict[int, list[Entry]] = {}
         self._values: dict[int, Values] = {}
+        self._donors: dict[int, list[tuple[Scope, Layer] | None]] = {}
+        self._absent: dict[int, set[int]] = {}
 
     def instances(self, scope: Scope) -> list[Scope]:
         """Every instance of the block ``scope`` is one of, in network order (the network: itself)."""
@@ -102,6 +104,27 @@ class Instances:
 
     def same_statement(self, scope: Scope, index: int) -> list[Entry]:
         return [self.entries(instance)[index] for instance in self.instances(scope)]
+
+    def donors(self, scope: Scope) -> list[tuple[Scope, Layer] | None]:
+        """For each statement of the block: the first instance whose residual adds there, and
+        that residual (a residual that is ``none`` in an instance is written from it)."""
+        key = id(scope.block) if scope.block is not None else id(scope)
+        if key not in self._donors:
+            found: list[tuple[Scope, Layer] | None] = [None] * len(self.entries(scope))
+            for instance in self.instances(scope):
+                for entry in self.entries(instance):
+                    first = entry.items[0] if entry.items else None
+                    if found[entry.index] is None and isinstance(first, Layer) and first.op == "residual":
+                        found[entry.index] = (instance, first)
+            self._donors[key] = found
+        return self._donors[key]
+
+    def absent(self, scope: Scope) -> set[int]:
+        """The statements where a residual is ``none`` in some instance of the block."""
+        key = id(scope.block) if scope.block is not None else id(scope)
+        if key not in self._absent:
+            self._absent[key] = {e.index for i in self.instances(scope) for e in self.entries(i) if e.plain is not None}
+        return self._absent[key]
 
     def port(self, layer: Layer, port: int) -> str:
         node = self.net.port(layer.id, port)

@@ -78,7 +78,7 @@ class ResidualEmitter(Instances):
             self.guard(cls, step, kind_expr)
         norm_layer = self.net.last_norm(item)
         if norm_layer is not None:
-            absent = any(e.plain is not None for e in self.same_statement(body.scope, index))
+            absent = index in self.absent(body.scope)
             cls.zero_init.append((attr_name(norm_layer.module, norm_layer.span), step.guard if absent else None))
         if kind == "identity":
             cls.forward.append(step)

@@ -79,52 +79,39 @@ def _is_residual(stmt: ast.Stmt) -> bool:
     return isinstance(stmt, ast.LayerStmt) and isinstance(stmt.value, ast.Call) and stmt.value.func == "residual"
 
 
-def _order(scope: Scope) -> list[tuple[str, object]]:
-    """The scope's items with its value bindings and skipped residuals where they stood."""
+def entries(network: Network, scope: Scope) -> list[Entry]:
+    """One entry per statement of the scope's body, in order, then any item added after it.
+
+    The scope records where its bindings and skipped residuals stood only as a count of items
+    before them; among those at one place, each statement takes the one it wrote."""
     if len(scope.let_at) != len(scope.lets):
         raise AssertionError(
             f"codegen: scope {scope.path!r} records {len(scope.lets)} bindings, {len(scope.let_at)} places"
         )
-    extra: list[tuple[int, int, str, object]] = [
-        (at, 0, "let", let) for at, let in zip(scope.let_at, scope.lets, strict=True)
-    ]
-    extra += [(at, 1, "plain", kind) for at, kind in scope.plain]
-    extra.sort(key=lambda e: (e[0], e[1]))
-    out: list[tuple[str, object]] = []
-    pending = iter(extra)
-    nxt = next(pending, None)
-    for i, item in enumerate([*scope.items, None]):
-        while nxt is not None and nxt[0] <= i:
-            out.append((nxt[2], nxt[3]))
-            nxt = next(pending, None)
-        if item is not None:
-            out.append(("item", item))
-    return out
-
-
-def entries(network: Network, scope: Scope) -> list[Entry]:
-    """One entry per statement of the scope's body, in order, then any item added after it."""
-    order = _order(scope)
+    lets = list(zip(scope.let_at, scope.lets, strict=True))
+    plains = list(scope.plain)
     out: list[Entry] = []
-    i = 0
+    i = 0  # items placed so far
     for index, stmt in enumerate(body_of(network, scope)):
         entry = Entry(index, stmt)
-        kind, payload = order[i] if i < len(order) else ("", None)
-        if kind == "let" and isinstance(stmt, ast.Assign) and payload == (stmt.name, stmt.value):
-            entry.let = (stmt.name, stmt.value)
-            i += 1
-        elif kind == "plain" and _is_residual(stmt) and within(payload.span, stmt.span):  # type: ignore[attr-defined]
-            entry.plain = payload  # type: ignore[assignment]
-            i += 1
+        let = next(
+            (x for x in lets if x[0] == i and isinstance(stmt, ast.Assign) and x[1] == (stmt.name, stmt.value)), None
+        )
+        plain = next((x for x in plains if x[0] == i and _is_residual(stmt) and within(x[1].span, stmt.span)), None)
+        if let is not None:
+            entry.let = let[1]
+            lets.remove(let)
+        elif plain is not None:
+            entry.plain = plain[1]
+            plains.remove(plain)
         else:
-            while i < len(order) and order[i][0] == "item" and within(order[i][1].span, stmt.span):  # type: ignore[attr-defined]
-                entry.items.append(order[i][1])  # type: ignore[arg-type]
+            while i < len(scope.items) and within(scope.items[i].span, stmt.span):
+                entry.items.append(scope.items[i])
                 i += 1
         out.append(entry)
-    for kind, payload in order[i:]:
-        if kind != "item":
-            raise AssertionError(f"codegen: a {kind} of {scope.path or scope.name!r} after its last statement")
-        out.append(Entry(len(out), None, [payload]))  # type: ignore[list-item]
+    if lets or plains:
+        raise AssertionError(f"codegen: a binding or skipped residual of {scope.path or scope.name!r} has no statement")
+    out += [Entry(len(out) + n, None, [item]) for n, item in enumerate(scope.items[i:])]
     return out
 
 
