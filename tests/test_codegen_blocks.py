@@ -252,3 +252,24 @@ network plain_then_let(deep = true) {
 }
 """
     assert_same_network(text, tmp_path)
+
+
+def test_zero_init_residual_zeroes_only_where_the_residual_adds(tmp_path: Path) -> None:
+    """build_model zeroes the last batchnorm of each residual branch that adds; a class shared by
+    an instance whose residual is none must leave that instance's batchnorm alone."""
+    text = """
+import "std/blocks.arch"
+network mixed() {
+    input 3 x 16 x 16
+    stem = conv(8, k=3, p=1)
+    b0 = basic(8, shortcut=none)
+    b1 = basic(8, shortcut=projection_all)
+    fc = linear(3)
+}
+"""
+    module = assert_same_network(text, tmp_path)
+    built = resdsl.build_model(text, zero_init_residual=True)
+    generated = module.mixed(zero_init_residual=True)
+    zeroed = {k for k, v in built.state_dict().items() if k.endswith("weight") and not v.any()}
+    assert zeroed == {"b1.bn2.weight"}
+    assert {k for k, v in generated.state_dict().items() if k.endswith("weight") and not v.any()} == zeroed

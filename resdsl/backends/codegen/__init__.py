@@ -1,11 +1,14 @@
 """The code generator: a checked network as a standalone PyTorch module file.
 
-The file imports only torch (and typing), defines one class per block type used, a
-network class whose stages are built in a loop, and a factory named after the network.
-Everything is laid out by the jinja2 template ``templates/module.py.j2``; the data it
-needs comes from the IR alone: :mod:`codegen_emit` walks the scopes, :mod:`codegen_expr`
-turns expressions and names into Python and escapes every string taken from the spec,
-:mod:`codegen_files` formats with ruff, hashes, and writes files.
+The file imports only torch (and typing), defines one class per block type used (one per
+form where its instances need different code), a network class whose stages are built in a
+loop, and a factory named after the network. Everything is laid out by the jinja2 template
+``templates/module.py.j2``; the data it needs comes from the IR: :mod:`statements` lines each
+block instance up with its block's statements, :mod:`emit` writes a body (with
+:mod:`residuals` and :mod:`choices` for additions and conditions, :mod:`instances` checking
+each value against the instance), :mod:`blocks` writes block classes, stages and groups,
+:mod:`expr` turns expressions and names into Python and escapes every string taken from the
+spec, :mod:`files` formats with ruff, hashes, and writes files.
 """
 
 from __future__ import annotations
