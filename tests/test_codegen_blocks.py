@@ -273,3 +273,33 @@ network mixed() {
     zeroed = {k for k, v in built.state_dict().items() if k.endswith("weight") and not v.any()}
     assert zeroed == {"b1.bn2.weight"}
     assert {k for k, v in generated.state_dict().items() if k.endswith("weight") and not v.any()} == zeroed
+
+
+PER_BLOCK_LAYER = """
+block unit(c, act = relu) {
+    conv1 = conv(c, k=3, p=1)
+    bn1 = batchnorm()
+    act
+    conv2 = conv(c, k=1)
+    residual(identity)
+}
+network r(n = 3) {
+    input 3 x 8 x 8
+    stem = conv(4, k=3, p=1)
+    s = stage(unit(4, act=relu6 if index == 0 else hardswish), repeat=n)
+    last = stage(unit(4, act=hardswish if index < count - 1 else relu6), repeat=3)
+    fc = linear(3)
+}
+"""
+
+
+def test_a_stage_argument_that_picks_a_layer_by_index(tmp_path: Path) -> None:
+    """Found by the random networks: a layer chosen by an instance value in a stage's block
+    argument was taken for a choice of the network class, whose condition has no value there
+    (an internal error). Each block's layer is its class's: the first block differs, then a
+    loop; the last block differs, then the blocks one by one."""
+    assert_same_network(PER_BLOCK_LAYER, tmp_path)
+    code = generate(resdsl.compile(PER_BLOCK_LAYER))
+    assert "Unit(4, 4),\n            *[Unit2(4, 4) for _ in range(n - 1)]," in code
+    last = "self.last = nn.Sequential(\n" + "".join(f"            {c}(4, 4),\n" for c in ("Unit2", "Unit2", "Unit"))
+    assert last in code

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from resdsl.backends.codegen.expr import free_names
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS
 from resdsl.ops.shortcut import SHORTCUT_KINDS
+from resdsl.semantics.values import INSTANCE_NAMES
 from resdsl.syntax import ast
 
 __all__ = [
@@ -158,19 +160,21 @@ def conditions(stmt: ast.Assign | ast.LayerStmt | None) -> list[Condition]:
         return []
     out: list[Condition] = []
 
-    def walk(e: ast.Expr, parent: int | None, side: bool | None) -> None:
+    def walk(e: ast.Expr, parent: int | None, side: bool | None, per_block: bool) -> None:
         if isinstance(e, ast.Cond) and not layerish(e, frozenset()):
             return  # a value (``s=1 if index == 0 else 2``): the class's, or an instance value's
+        if isinstance(e, ast.Cond) and per_block and free_names(e.test) & set(INSTANCE_NAMES):
+            return  # a stage's block argument chosen per block (act=relu6 if index == 0 else ...): its classes'
         if isinstance(e, ast.Cond):
             out.append(Condition(e, parent, side))
             index = len(out) - 1
-            walk(e.then, index, True)
-            walk(e.orelse, index, False)
+            walk(e.then, index, True, per_block)
+            walk(e.orelse, index, False, per_block)
         elif isinstance(e, ast.Call) and (e.func not in OPS or e.func in ast.BUILTIN_FORMS):
             for arg in e.args:
-                walk(arg.value, parent, side)
+                walk(arg.value, parent, side, per_block or e.func == "stage")
 
-    walk(stmt.value, None, None)
+    walk(stmt.value, None, None, False)
     return out
 
 
