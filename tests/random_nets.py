@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 KINDS = ["identity", "projection", "projection_all", "zero_pad", "avgpool_projection", "none"]
-ACTS = ["relu", "gelu", "silu", "sigmoid", "leaky_relu(0.2)", "leaky_relu(negative_slope=0.1)"]
+ACTS = [
+    "relu", "gelu", "silu", "sigmoid", "leaky_relu(0.2)", "leaky_relu(negative_slope=0.1)",
+    "relu6", "hardswish", "hardsigmoid()",
+]  # fmt: skip
 NORMS = ["batchnorm", "groupnorm(2)", "batchnorm(eps=1e-3)"]
 OPS = [
     "relu",
@@ -34,6 +37,19 @@ OPS = [
     "maxpool(k=3, s=1, p=1)",
     "maxpool(kernel_size=3, stride=1, padding=1, ceil_mode=true)",
 ]  # fmt: skip  (a bare `identity` names the shortcut kind: a statement must say identity())
+
+# the ops of residual training and the newer activations and norms, in the network body
+NEW_OPS = [
+    "relu6",
+    "hardswish()",
+    "hardsigmoid",
+    "layernorm()",  # over the channels of the map (LayerNorm2d)
+    'layernorm(over="last", eps=1e-6)',  # over the map's last dimension (its width)
+    "layernorm(affine=false)",
+    "drop_path(0.1)",
+    "drop_path(p=rate / 2)",
+    "layer_scale(0.5)",
+]
 
 # What the programs hold, by section of docs/language.md (the test's docstring and the report cite it).
 COVERAGE = {
@@ -61,9 +77,18 @@ COVERAGE = {
     "Nesting": "a block whose stride is applied by a block inside it, blocks inside stages, a stage inside "
     "a block, a stage of such blocks, blocks inside a sequential group inside a block",
     "Ops": "conv (positional, named and aliased arguments, groups, dilation, bias, in_channels=), "
-    "batchnorm (eps, momentum, affine), groupnorm, relu, silu, gelu, sigmoid, leaky_relu, maxpool (ceil), "
-    "avgpool (count_include_pad), global_avgpool, flatten, linear (bias, in_features=, a spatial input), "
-    "dropout, identity; mul through gate(...)",
+    "batchnorm (eps, momentum, affine), groupnorm, layernorm (over the channels of a C x H x W map, over "
+    "its last dimension, over features after a flatten; eps, affine), relu, relu6, hardswish, hardsigmoid, "
+    "silu, gelu, sigmoid, leaky_relu, maxpool (ceil), avgpool (count_include_pad), global_avgpool, flatten, "
+    "linear (bias, in_features=, a spatial input), dropout, drop_path (a number, a parameter, an instance "
+    "value; in a block's residual branch and in the network body), layer_scale (in a block's branch and "
+    "in the network body), identity; mul through gate(...); concat() and bare concat (a block ending in a "
+    "concatenation, a concatenation followed by a residual that projects what it made)",
+    "Instance values": "stage block arguments reading index (a first block that differs: mode, a layer "
+    "chosen by it; widths c + index * growth), count (the last block differs), net_index and net_count (a "
+    "drop-path rate rising over the network, also in a stage inside a block, which the block class is "
+    "told), in_channels (a block as wide as its input, DenseNet's width = in_channels // 2 + 2, widths "
+    "growing by a fixed amount); stages of concatenating blocks, whose channels grow block by block",
 }
 
 CELL_SEP = "\n    "
@@ -157,9 +182,17 @@ def unit_block(draw: st.DrawFn, name: str) -> Unit:
                     "maxpool(kernel_size=3, stride=1, padding=1)",
                     "bn2 = batchnorm(affine=false)",
                     "relu",
+                    "relu6",
+                    "hardswish",
+                    "ln{} = layernorm()",
+                    'layernorm(over="last")',  # the map's width: instances at other sizes need a class each
+                    "drop_path(drop)",  # the residual branch, dropped per sample in training
+                    "dp{} = drop_path(0.1)",
+                    "gamma = layer_scale(1e-6)",
+                    "ls{} = layer_scale(init=0.5)",
                 ]
             ),
-            max_size=2,
+            max_size=3,
             unique=True,
         )
     )
@@ -172,7 +205,7 @@ def unit_block(draw: st.DrawFn, name: str) -> Unit:
     body = _layout(draw, lines)
     header = (
         f"block {name}(c, stride = 1, shortcut = projection, flag = true, act = relu, norm = batchnorm, "
-        f'mode = "a", w = c * 2 / 2) {{'
+        f'mode = "a", w = c * 2 / 2, drop = 0.0) {{'
     )
     return Unit(name, f"{header}{CELL_SEP}{body}\n}}\n", cond_stride, True)
 
@@ -203,12 +236,40 @@ block outer(c, stride = 1, kind = projection, flag = true, ok = projection) {{
 OUTER_MIDDLE = [
     "b = unit(c)",
     "st = stage(unit(c), repeat=2, stride=1)",  # a stage inside a block
+    "st = stage(unit(c, drop=0.1 * net_index / net_count), repeat=2)",  # the block class is told net_index
     "sq = sequential(unit(c), conv(c, k=1))",  # a block in a group in a block
     "b = cell(c, act=gelu)",
 ]
 WRAP = """
 block wrap(c, inner_flag = true) {
     body = unit(c) if inner_flag else sequential(conv(c, k=3, p=1), batchnorm(), relu)
+}
+"""
+# DenseNet: a layer that concatenates its input and what it made; one that concatenates, then
+# projects the sum back with a residual (which adds back from the concatenation)
+DENSE = """
+block dense(growth, width = 4) {
+    bn1 = batchnorm()
+    relu1 = relu()
+    conv1 = conv(width, k=1)
+    conv2 = conv(growth, k=3, p=1)
+    concat()
+}
+"""
+MIXED = """
+block mixed(c) {
+    conv1 = conv(c, k=1)
+    concat
+    conv2 = conv(c, k=1)
+    bn1 = batchnorm()
+    residual(projection)
+}
+"""
+WIDEN = """
+block widen(c) {
+    conv1 = conv(c, k=3, p=1)
+    bn1   = batchnorm()
+    relu6
 }
 """
 TWICE = """
@@ -277,7 +338,11 @@ def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
                 "top",
                 "cond",
                 "op",
+                "new_op",
                 "twice",
+                "dense",
+                "grow",
+                "instance",
             ]
         )
     )
@@ -349,7 +414,73 @@ def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
     if choice == "twice":
         net.shape = Shape(width, size)
         return [f"b{i} = twice({width}, kind={_kind(draw, width != c, width >= c)})"]
-    return [draw(st.sampled_from(OPS))]
+    if choice in ("dense", "grow"):
+        return [_dense(draw, net, i, width, choice == "grow")]
+    if choice == "new_op":
+        return draw(st.lists(st.sampled_from(NEW_OPS), min_size=1, max_size=2, unique=True))
+    if choice == "instance":
+        return [_instance_stage(draw, net, i, width)]
+    return draw(st.lists(st.sampled_from(OPS), min_size=1, max_size=2, unique=True))
+
+
+def _dense(draw: st.DrawFn, net: Net, i: int, width: int, grow: bool) -> str:
+    """Concatenating blocks: alone, a stage whose channels grow by ``growth`` at each block
+    (its width from in_channels), a concat followed by a residual; or (``grow``) a stage of
+    growing widths, from index or from in_channels."""
+    c = net.shape.channels
+    forms = ["widen_index", "widen_in"] if grow else ["one", "stage", "mixed"]
+    form = draw(st.sampled_from(forms))
+    growth = draw(st.sampled_from([2, 4]))
+    if form == "one":
+        net.shape = Shape(c + growth, net.shape.size)
+        return f"b{i} = dense({growth})"
+    if form == "mixed":
+        net.shape = Shape(width, net.shape.size)
+        return f"b{i} = mixed({width})"
+    repeat = draw(st.sampled_from([2, 3]))
+    if form == "stage":
+        net.shape = Shape(c + repeat * growth, net.shape.size)
+        bottleneck = draw(st.sampled_from(["in_channels // 2 + 2", "in_channels", "4"]))
+        return f"b{i} = stage(dense({growth}, width={bottleneck}), repeat={repeat})"
+    if form == "widen_index":  # c + index * growth: the loop writes block i + 1's width
+        net.shape = Shape(width + (repeat - 1) * growth, net.shape.size)
+        return f"b{i} = stage(widen({width} + index * {growth}), repeat={repeat})"
+    net.shape = Shape(c + repeat * growth, net.shape.size)
+    return f"b{i} = stage(widen(in_channels + {growth}), repeat={repeat})"
+
+
+def _instance_stage(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
+    """A stage whose block arguments read instance values: a drop-path rate rising over the
+    network (net_index, net_count), a first or last block that differs (index, count), a width
+    that is the block's input (in_channels)."""
+    stride = _stride(draw, net)
+    c = net.shape.channels
+    args = [f"{width}"]
+    if draw(st.booleans()):
+        args = ["in_channels"]
+        width = c
+    kind = _kind(draw, width != c or stride != 1, width >= c)
+    extra = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "drop=rate * net_index / net_count",
+                    "drop=0.3 * net_index / (net_count + 1)",
+                    'mode="a" if index == 0 else "b"',
+                    'mode="b" if index < count - 1 else "a"',
+                    "act=relu6 if index == 0 else hardswish",
+                    "norm=layernorm if index > 0 else batchnorm",
+                ]
+            ),
+            min_size=1,
+            max_size=2,
+            unique_by=lambda a: a.split("=")[0],
+        )
+    )
+    repeat = draw(st.sampled_from(["2", "3", "n"]))
+    net.shape = Shape(width, net.shape.size // stride)
+    block = f"unit({', '.join([*args, f'shortcut={kind}', *extra])})"
+    return f"b{i} = stage({block}, repeat={repeat}, stride={stride}, shortcut={kind})"
 
 
 def _std(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
@@ -379,6 +510,8 @@ HEADS = [
     "avgpool = global_avgpool()\n    drop = dropout(rate)\n    fc = linear(3)",
     "head = sequential(global_avgpool(), linear(3))",  # a linear in a group flattens itself
     "head = sequential(flatten(), linear(out_features=3))",
+    'avgpool = global_avgpool()\n    flat = flatten()\n    ln = layernorm(over="last")\n    fc = linear(3)',  # features
+    "avgpool = global_avgpool()\n    flat = flatten()\n    layernorm(eps=1e-6)\n    fc = linear(3)",
 ]
 METAS = ["", 'meta { title = "random"  zero_init_residual = true }', "meta { mean = [0.5, 0.5, 0.5] }"]
 
@@ -401,7 +534,7 @@ def programs(draw: st.DrawFn) -> tuple[str, str]:
     meta = draw(st.sampled_from(METAS))
     body = "\n    ".join(net.lines)
     middle = draw(st.sampled_from(OUTER_MIDDLE))
-    blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE]
+    blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE, DENSE, MIXED, WIDEN]
     order = draw(st.permutations(range(len(blocks))))  # blocks may be used before they are defined
     params = 'width = 8, deep = true, n = 2, rate = 0.2, ws = [4, 8], mode = "a", nrm = batchnorm'
     text = (

@@ -155,7 +155,7 @@ def test_the_programs_hold_what_the_coverage_says() -> None:
     (otherwise the invariant above would hold of next to nothing)."""
     seen: list[tuple[str, str]] = []
 
-    @settings(max_examples=300, **SETTINGS)  # type: ignore[arg-type]
+    @settings(max_examples=800, **SETTINGS)  # type: ignore[arg-type]
     @given(programs())
     def collect(program: tuple[str, str]) -> None:
         seen.append(program)
@@ -173,10 +173,21 @@ def test_the_programs_hold_what_the_coverage_says() -> None:
         "head = sequential(global_avgpool(), linear(3))", "norm=nrm", "# a comment", "stride_1x1=true",
         "conv(w, 3, stride, 1)", "conv(out_channels=w", 'mode == "a"', "shortcut=zero_pad",
         "shortcut=avgpool_projection", "shortcut=projection_all", "shortcut=none", "shortcut=identity",
+        # the ops main added, and the instance values of stage block arguments
+        "    relu6", "hardswish", "hardsigmoid", "act=relu6", "layernorm()", 'layernorm(over="last"',
+        "layernorm(affine=false)", "norm=layernorm if index > 0 else batchnorm", "drop_path(drop)",
+        "drop_path(0.1)", "drop_path(p=rate / 2)", "gamma = layer_scale(1e-6)", "layer_scale(init=0.5)",
+        "    layer_scale(0.5)", "= dense(", "concat()", "    concat\n", "= mixed(", "width=in_channels // 2 + 2",
+        "), repeat=3)", " + index * ", "widen(in_channels + ", 'mode="a" if index == 0 else "b"',
+        'mode="b" if index < count - 1 else "a"', "drop=rate * net_index / net_count",
+        "drop=0.3 * net_index / (net_count + 1)", "unit(in_channels, ",
+        "st = stage(unit(c, drop=0.1 * net_index / net_count), repeat=2)",
+        'flat = flatten()\n    ln = layernorm(over="last")', "flat = flatten()\n    layernorm(eps=1e-6)",
     ]  # fmt: skip
     missing = [c for c in constructs if c not in text]
     assert not missing, missing
-    assert set(COVERAGE) >= {"Files", "Parameters and values", "Statements", "Residual additions", "Layers of layers"}
+    sections = {"Files", "Parameters and values", "Statements", "Residual additions", "Layers of layers"}
+    assert set(COVERAGE) >= sections | {"Nesting", "Ops", "Instance values"}
     clean = sum(resdsl.check(t).ok for t, _ in seen[:60])
     assert clean >= 50, f"only {clean} of 60 programs check cleanly"
 
