@@ -113,6 +113,7 @@ CODES: dict[str, str] = {
     "E801": "weights cannot be folded",
     "E802": "unknown build mode",
     "E803": "training option in an inference build",
+    "E804": "compiled inference build without a C++ compiler",
 }
 
 
