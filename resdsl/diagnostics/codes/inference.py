@@ -55,4 +55,15 @@ ENTRIES = [
         runs=False,
         why=API_ONLY,
     ),
+    Entry(
+        "E805",
+        '`build_model(spec, compile=True)` without `mode="inference"`',
+        "compile=True compiles the folded inference build, whose weights are frozen into the compiled graph. "
+        'Build with mode="inference" to serve; to train compiled, call torch.compile(model) on the training '
+        "build yourself.",
+        SMALL,
+        SMALL,
+        runs=False,
+        why=API_ONLY,
+    ),
 ]
