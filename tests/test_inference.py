@@ -463,3 +463,19 @@ def test_compile_is_an_inference_build_option() -> None:
     with pytest.raises(ResdslError) as info:
         resdsl.build_model("resnet20", compile=True)
     assert info.value.code == "E805" and "mode='inference'" in str(info.value.diagnostics[0].help)
+
+
+@pytest.mark.slow
+def test_a_generated_inference_module_compiles_as_build_model_does(tmp_path: Path) -> None:
+    """from_trained(..., compile=True): the same model as without, its forward compiled in place;
+    in float64 the uncompiled module's outputs."""
+    module = load_generated(inference_code("resnet20"), tmp_path, "resnet20_compiled")
+    torch.manual_seed(0)
+    state = resdsl.build_model("resnet20").state_dict()
+    plain = module.from_trained(state, channels_last=False).double()
+    compiled = module.from_trained(state, compile=True)
+    assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.inference_mode():
+        want, got = plain(x), compiled.double()(x)
+    assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
