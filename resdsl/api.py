@@ -283,6 +283,9 @@ def compile(
     return pick_network(result, spec, network)
 
 
+_compile = compile  # build_model's own compile= option shadows the name there
+
+
 def pick_network(result: CheckResult, spec: Spec, network: str | None = None) -> Network:
     nets = result.networks
     if network is not None:
@@ -321,6 +324,7 @@ def build_model(
     norm: str | None = None,
     mode: str = "training",
     channels_last: bool = True,
+    compile: bool = False,
     features: Sequence[str] | None = None,
     checkpoint: Checkpoint = None,
     max_layers: int | None = None,
@@ -361,7 +365,9 @@ def build_model(
     batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off.
     ``weights`` (a checkpoint, or the training model's state_dict) is loaded into the training
     model, checked as above, then folded (see :mod:`resdsl.ir.fold`); ``freeze``, ``features``
-    and ``checkpoint`` apply to training builds only (E803).
+    and ``checkpoint`` apply to training builds only (E803). ``compile=True`` (inference builds
+    only) compiles the folded module's forward in place with inductor under freezing, on its
+    first call for that call's shape; it needs a C++ compiler (E804).
 
     ``features=["layer1", ...]`` returns those top-level outputs as a dict (the classifier
     dropped, ``model.feature_info`` as timm's); ``checkpoint=True`` (or a list of stages)
@@ -373,7 +379,7 @@ def build_model(
     values = _spec_parameters(params, overrides)
     options: dict[str, Any] = {"norm": norm, "mode": mode, "zero_init_residual": zero_init_residual}
     options |= {"head": head, "in_channels": in_channels, "features": features, "checkpoint": checkpoint}
-    options |= {"channels_last": channels_last, "freeze_bn": freeze_bn}
+    options |= {"channels_last": channels_last, "freeze_bn": freeze_bn, "compile": compile}
     _refuse_clashes(spec, network, "build_model", _build_options(options))
     if mode not in ("training", "inference"):
         raise ResdslError(
@@ -387,10 +393,10 @@ def build_model(
     if in_channels is not None:  # the declared (or given) input with another channel count
         declared = (
             parse_shape(input_shape)
-            or compile(spec, network, params=values, max_layers=max_layers, max_params=max_params).input_shape
+            or _compile(spec, network, params=values, max_layers=max_layers, max_params=max_params).input_shape
         )
         input_shape = (in_channels, *declared[1:])
-    net = compile(
+    net = _compile(
         spec,
         network,
         input_shape,
@@ -415,7 +421,16 @@ def build_model(
                     help="fine-tune with mode='training', save_weights, then build the inference model from that file",
                 )
             )
-        return build_inference(net, weights, channels_last, zero_init_residual, strip_prefix)
+        return build_inference(net, weights, channels_last, zero_init_residual, strip_prefix, compile)
+    if compile:
+        raise ResdslError(
+            error(
+                "E805",
+                "compile: an inference build option; a training build is compiled by the caller",
+                ast.Span("<mode>", 0, 0, 0, 0),
+                help="build with mode='inference', or call torch.compile(model) on the training model",
+            )
+        )
     model = build(net, zero_init_residual=zero_init_residual, norm=norm, features=features, checkpoint=checkpoint)
     return prepare(
         model,
@@ -601,6 +616,7 @@ def _build_options(given: Mapping[str, Any]) -> dict[str, Option]:
         "checkpoint": (given["checkpoint"], _checkpoint_option),
         "channels_last": (given["channels_last"], _bool),
         "freeze_bn": (given["freeze_bn"], _bool),
+        "compile": (given["compile"], _bool),
     }
 
 

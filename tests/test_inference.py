@@ -426,3 +426,56 @@ def test_generated_from_trained_refuses_parameters_when_an_eps_depends_on_them(t
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         assert rel_error(served(x), model(x)) < FOLD_TOL
+
+
+# -- The compiled inference build (issue #21 item 2) ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_compiled_inference_build_equals_the_uncompiled_one_in_float64() -> None:
+    """compile=True: the same module class and state_dict, the forward compiled in place by
+    inductor under freezing; in float64 it gives the uncompiled build's outputs."""
+    torch.manual_seed(0)
+    trained = resdsl.build_model("resnet20").eval()
+    plain = resdsl.build_model("resnet20", mode="inference", weights=trained.state_dict(), channels_last=False)
+    compiled = resdsl.build_model("resnet20", mode="inference", weights=trained.state_dict(), compile=True)
+    assert type(compiled) is type(plain) and list(compiled.state_dict()) == list(plain.state_dict())
+    assert not any(type(m).__name__ == "PackedConv2d" for m in compiled.modules())  # inductor packs instead
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.inference_mode():
+        want = plain.double()(x)
+        got = compiled.double()(x)
+    assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
+    assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
+
+
+def test_compile_needs_a_cxx_compiler_and_says_so_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no c++, g++ or clang++ here
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", mode="inference", compile=True)
+    assert info.value.code == "E804" and "c++, g++, clang++" in str(info.value)
+
+
+def test_compile_is_an_inference_build_option() -> None:
+    with pytest.raises(ResdslError) as info:
+        resdsl.build_model("resnet20", compile=True)
+    assert info.value.code == "E805" and "mode='inference'" in str(info.value.diagnostics[0].help)
+
+
+@pytest.mark.slow
+def test_a_generated_inference_module_compiles_as_build_model_does(tmp_path: Path) -> None:
+    """from_trained(..., compile=True): the same model as without, its forward compiled in place;
+    in float64 the uncompiled module's outputs."""
+    module = load_generated(inference_code("resnet20"), tmp_path, "resnet20_compiled")
+    torch.manual_seed(0)
+    state = resdsl.build_model("resnet20").state_dict()
+    plain = module.from_trained(state, channels_last=False).double()
+    compiled = module.from_trained(state, compile=True)
+    assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.inference_mode():
+        want, got = plain(x), compiled.double()(x)
+    assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))

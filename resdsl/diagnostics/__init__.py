@@ -114,6 +114,8 @@ CODES: dict[str, str] = {
     "E801": "weights cannot be folded",
     "E802": "unknown build mode",
     "E803": "training option in an inference build",
+    "E804": "compiled inference build without a C++ compiler",
+    "E805": "inference option in a training build",
 }
 
 

@@ -5,10 +5,15 @@ weights into it), folds its state_dict with the plan of :func:`resdsl.ir.fold.fo
 loads the result into the module the PyTorch back end builds from the folded IR. The module is in
 eval mode with gradients off and, by default, in ``channels_last`` memory format (the layout
 oneDNN's CPU convolutions run fastest in) with float32 conv weights packed for oneDNN once.
+With ``compile=True`` the folded module's forward is compiled by inductor with ``freezing``
+(weights become constants of the compiled graph, which inductor prepacks itself, so the oneDNN
+packing is left out), on its first call for that call's input shape.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +21,7 @@ import torch
 from torch import nn
 
 from resdsl.backends.torch import build
+from resdsl.diagnostics import ResdslError, Span, error
 from resdsl.ir import Network
 from resdsl.ir.fold import FoldPlan, fold_network, fold_state_dict, refuse_folded
 from resdsl.runtime.packed import pack_convolutions
@@ -30,13 +36,17 @@ def build_inference(
     channels_last: bool = True,
     zero_init_residual: bool | None = None,
     strip_prefix: str | None = None,
+    compile: bool = False,
 ) -> nn.Module:
     """The inference ``nn.Module`` of ``network``. ``weights`` (a checkpoint file, or a state_dict
     of its training model) are loaded strictly into the training model, in their own dtype,
     checked and reported as for training (``model.resdsl_load_report``), then folded: a server
     must not keep a classifier at random initialisation, as fine-tuning may. Without weights,
     the training model's own initialisation is folded. Weights that are folded already (an
-    inference model's state_dict) are refused with E801 rather than reported key by key."""
+    inference model's state_dict) are refused with E801 rather than reported key by key.
+    ``compile``: see :func:`inference_model`; a missing C++ compiler is E804, before anything is built."""
+    if compile:
+        require_compiler()
     folded, plan = fold_network(network)
     trained = build(network, zero_init_residual=zero_init_residual)
     report = None
@@ -48,7 +58,7 @@ def build_inference(
     with torch.device("meta"):  # no memory and no initialisation: every tensor comes from the weights
         model = build(folded)
     state = fold_state_dict(trained.state_dict(), plan)
-    served = inference_model(model, state, plan, channels_last, network.input_shape)
+    served = inference_model(model, state, plan, channels_last, network.input_shape, compile)
     if report is not None:
         served.resdsl_load_report = report  # type: ignore[assignment]
     return served
@@ -60,17 +70,38 @@ def inference_model(
     plan: FoldPlan,
     channels_last: bool = True,
     input_shape: tuple[int, ...] | None = None,
+    compile: bool = False,
 ) -> nn.Module:
     """Load a folded ``state`` into ``model`` (which may live on the meta device: its tensors
     are replaced by ``state``'s) and make it ready to serve. ``channels_last`` with float32
     weights on the CPU also packs the convs' weights for oneDNN once (:mod:`packed`), for
-    inputs of ``input_shape``."""
+    inputs of ``input_shape``. ``compile``: the forward is compiled in place by inductor with
+    freezing (``nn.Module.compile``: the module, its class and its state_dict keys stay as they
+    are), instead of the packing."""
     model.load_state_dict(state, assign=True)
     model.eval()
     model.requires_grad_(False)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
-        if input_shape is not None:
+        if input_shape is not None and not compile:
             pack_convolutions(model, input_shape)
     model.resdsl_fold_plan = plan  # type: ignore[assignment]
+    if compile:
+        model.compile(options={"freezing": True})
     return model
+
+
+def require_compiler() -> None:
+    """Inductor writes C++ for the CPU and builds it with the system's compiler (``$CXX``, else
+    ``c++``, ``g++`` or ``clang++``): without one, say so now rather than in the first call's
+    traceback."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
+    if not any(shutil.which(n) for n in names):
+        raise ResdslError(
+            error(
+                "E804",
+                f"compile=True needs a C++ compiler, and none of {', '.join(names)} is on PATH",
+                Span("<compile>", 0, 0, 0, 0),
+                help="install one (apt-get install g++), set CXX, or build without compile=True",
+            )
+        )

@@ -52,6 +52,7 @@ GENERATED_NAMES = frozenset(
         "from_trained",
         "state_dict",  # from_trained's own arguments: a spec parameter must reach it through **kwargs
         "channels_last",
+        "compile",  # from_trained's own argument too
         "grad_checkpointing",
         "checkpoint_reentrant",
         "os",

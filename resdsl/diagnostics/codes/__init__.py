@@ -63,7 +63,7 @@ SECTIONS = (
     Section(
         "E8",
         "Inference and export (E8xx)",
-        intro='Inference builds (`build_model(spec, mode="inference")`) report E801-E803; `resdsl export` (and '
+        intro='Inference builds (`build_model(spec, mode="inference")`) report E801-E805; `resdsl export` (and '
         "`resdsl.export_onnx`) E820-E826, and a file is never half written.",
     ),
     Section("E9", "Editor support (E9xx)"),

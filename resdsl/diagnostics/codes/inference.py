@@ -43,4 +43,27 @@ ENTRIES = [
         runs=False,
         why=API_ONLY,
     ),
+    Entry(
+        "E804",
+        '`build_model(spec, mode="inference", compile=True)` found no C++ compiler (`$CXX`, `c++`, `g++` or '
+        "`clang++`) on PATH",
+        "A compiled inference build is compiled by torch's inductor, which writes C++ for the CPU and builds it "
+        "with the system's compiler; install one (apt-get install g++), point CXX at one, or build without "
+        "compile=True (the uncompiled inference build needs none).",
+        SMALL,
+        SMALL,
+        runs=False,
+        why=API_ONLY,
+    ),
+    Entry(
+        "E805",
+        '`build_model(spec, compile=True)` without `mode="inference"`',
+        "compile=True compiles the folded inference build, whose weights are frozen into the compiled graph. "
+        'Build with mode="inference" to serve; to train compiled, call torch.compile(model) on the training '
+        "build yourself.",
+        SMALL,
+        SMALL,
+        runs=False,
+        why=API_ONLY,
+    ),
 ]
