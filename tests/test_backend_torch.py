@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -18,7 +19,10 @@ from torch import nn
 
 import resdsl
 from resdsl.api import shipped_names
-from resdsl.ops import OPS
+from resdsl.backends.torch import shortcut_module
+from resdsl.ops import OPS, ShapeError
+from resdsl.ops.shortcut import SHORTCUT_KINDS, realise_shortcut
+from resdsl.runtime.shortcuts import make_shortcut, with_bias
 from tests.conftest import (
     FLOAT32_TOL,
     REFERENCE_TOL,
@@ -266,3 +270,138 @@ def test_blocks_with_one_body_keep_their_own_names() -> None:
     )
     model = resdsl.build_model(text)
     assert (type(model).__name__, type(model.a).__name__, type(model.b).__name__) == ("TwoNames", "Left", "RightHand")
+
+
+# -- make_shortcut (what generated files run where a kind is a run-time parameter) against the
+# realised description build_model builds from (Shortcut.steps through the op table)
+
+
+@dataclass(frozen=True)
+class _Case:
+    """A residual's shapes: block input, main branch, the block's stride, and a project_from tap."""
+
+    block_input: tuple[int, int, int]
+    main: tuple[int, int, int]
+    stride: int
+    tap: tuple[int, int, int] | None = None
+    tap_stride: int = 1
+
+
+SHORTCUT_CASES = {
+    "same shape": _Case((16, 7, 7), (16, 7, 7), 1),
+    # odd maps: ResNet-D's ceil-mode pooling has a last window that is cut short
+    "stride 2": _Case((16, 7, 7), (16, 4, 4), 2),
+    "channel change": _Case((16, 7, 7), (32, 7, 7), 1),
+    "project_from tap": _Case((16, 7, 7), (32, 4, 4), 2, tap=(24, 7, 7), tap_stride=2),
+    "tap at the main shape": _Case((16, 7, 7), (32, 4, 4), 2, tap=(32, 4, 4), tap_stride=1),
+}
+# (the checker's norm argument, make_shortcut's, an inference build's folded bias)
+SHORTCUT_NORMS: dict[str, tuple[Any, Any, bool]] = {
+    "batchnorm": (True, True, False),
+    "no norm": (False, False, False),
+    "groupnorm": (("groupnorm", {"groups": 4}), lambda c: nn.GroupNorm(4, c), False),
+    "batchnorm eps": (("batchnorm", {"eps": 1e-3}), lambda c: nn.BatchNorm2d(c, eps=1e-3), False),
+    "folded (bias)": (True, False, True),  # generated inference files: norm=False, then with_bias
+}
+
+
+def _described(kind: str, case: _Case, norm: Any, bias: bool) -> nn.Module | None:
+    """The module build_model makes: the realised shortcut (as checks.realise picks its source)
+    built from its steps."""
+    changes = case.block_input != case.main
+    tapped = case.tap is not None and kind != "identity" and (changes or kind == "projection_all")
+    source, stride = (case.tap, case.tap_stride) if tapped else (case.block_input, case.stride)
+    assert source is not None
+    shortcut = realise_shortcut(kind, case.main, source, norm, stride, changes=changes)
+    if bias:  # as resdsl.ir.fold leaves a projection whose batchnorm it folded
+        shortcut = replace(shortcut, norm=False, norm_op="batchnorm", norm_args=(), bias=True)
+    return shortcut_module(shortcut)
+
+
+def _runtime(kind: str, case: _Case, norm: Any, bias: bool) -> nn.Module | None:
+    """What a generated file's make_shortcut makes for the same residual."""
+    tap = (case.tap[0], case.tap_stride) if case.tap is not None else (None, None)
+    module = make_shortcut(kind, case.block_input[0], case.main[0], case.stride, norm, *tap)
+    return with_bias(module) if bias else module
+
+
+def _settings(module: nn.Module) -> tuple[type, dict[str, Any]]:
+    """A module's class and its plain attributes (stride, eps, ceil_mode, count_include_pad...)."""
+    return type(module), {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+
+
+def _filled(module: nn.Module) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in module.state_dict().items():
+        if not value.is_floating_point():
+            state[key] = value
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(value.shape, generator=gen, dtype=value.dtype) + 0.5
+        else:
+            state[key] = torch.randn(value.shape, generator=gen, dtype=value.dtype)
+    return state
+
+
+@pytest.mark.parametrize("norm", SHORTCUT_NORMS, ids=str)
+@pytest.mark.parametrize("case", SHORTCUT_CASES, ids=str)
+@pytest.mark.parametrize("kind", SHORTCUT_KINDS)
+def test_make_shortcut_builds_what_the_description_says(kind: str, case: str, norm: str) -> None:
+    """The same module classes, repr, state_dict keys and shapes, and equal float64 outputs
+    (eval and train) with the same weights; where one refuses the shapes, so does the other."""
+    shapes = SHORTCUT_CASES[case]
+    checker_norm, runtime_norm, bias = SHORTCUT_NORMS[norm]
+    try:
+        made = _runtime(kind, shapes, runtime_norm, bias)
+    except ValueError:
+        with pytest.raises(ShapeError):
+            _described(kind, shapes, checker_norm, bias)
+        return
+    built = _described(kind, shapes, checker_norm, bias)
+    if made is None or built is None:
+        assert made is None and built is None
+        return
+    assert [_settings(m) for m in made.modules()] == [_settings(m) for m in built.modules()]
+    assert repr(made) == repr(built)
+    assert [(k, v.shape) for k, v in made.state_dict().items()] == [(k, v.shape) for k, v in built.state_dict().items()]
+    made.double(), built.double()
+    state = _filled(made)
+    made.load_state_dict(state)
+    built.load_state_dict(state)
+    source = shapes.tap if shapes.tap is not None and kind not in ("identity", "none") else shapes.block_input
+    x = torch.randn(2, *source, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for train in (False, True):
+        made.train(train), built.train(train)
+        want = made(x)
+        assert tuple(want.shape[1:]) == shapes.main
+        assert rel_error(built(x), want) < SAME_MACHINE_TOL
+
+
+SHORTCUT_NORM_SPEC = """
+block b(c, stride = 1, norm = batchnorm(), shortcut = projection) {
+    conv1 = conv(c, k=3, s=stride, p=1)
+    bn1   = batchnorm()
+    residual(shortcut, norm=norm)
+}
+network n(norm = batchnorm(), shortcut = projection) {
+    input 3 x 9 x 9
+    stem = conv(8, k=3, p=1)
+    b1   = b(16, stride=2, norm=norm, shortcut=shortcut)
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "norm", ["batchnorm(eps=1e-3)", "groupnorm(4)", "layernorm()", 'layernorm(over="last")', "false"]
+)
+@pytest.mark.parametrize("shortcut", ["projection", "avgpool_projection"])
+def test_the_checkers_shortcut_parameters_are_the_built_models(tmp_path: Any, norm: str, shortcut: str) -> None:
+    """The checker counts a shortcut from the steps build_model builds; a layernorm over the
+    last dimension used to be built over 1 value (its norm made for a 1 x 1 map), not the map's
+    width the checker counted."""
+    spec = tmp_path / "n.arch"
+    spec.write_text(SHORTCUT_NORM_SPEC)
+    net = resdsl.compile(spec, norm=norm, shortcut=shortcut)
+    model = resdsl.build_model(net)
+    assert net.num_params == sum(p.numel() for p in model.parameters())
+    assert model(torch.randn(2, 3, 9, 9)).shape == (2, *net.output_shape)

@@ -379,3 +379,28 @@ def test_a_missing_onnx_package_is_a_diagnostic(tmp_path: Path) -> None:
     )
     assert result.returncode == 1 and "error[E820]" in result.stderr and "resdsl[onnx]" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+SHORTCUT_NORMS = """
+block b(c, stride = 1, norm = batchnorm(), shortcut = projection) {
+    conv1 = conv(c, k=3, s=stride, p=1)
+    bn1   = batchnorm()
+    residual(shortcut, norm=norm)
+}
+network n(norm = batchnorm(), shortcut = projection) {
+    input 3 x 9 x 9
+    stem = conv(8, k=3, p=1)
+    b1   = b(16, stride=2, norm=norm, shortcut=shortcut)
+    b2   = b(24, norm=norm, shortcut=shortcut)
+}
+"""
+
+
+@pytest.mark.parametrize("norm", ["groupnorm(4)", "layernorm()", 'layernorm(over="last")', "false"])
+@pytest.mark.parametrize("shortcut", ["projection", "avgpool_projection"])
+def test_shortcut_steps_match_with_every_norm(tmp_path: Path, norm: str, shortcut: str) -> None:
+    """Each step of a shortcut is its op's own ONNX form, on the step's own input shape (a
+    layernorm over the last dimension normalises the map's width, as build_model's does)."""
+    spec = tmp_path / "n.arch"
+    spec.write_text(SHORTCUT_NORMS)
+    assert _compare(str(spec), norm=norm, shortcut=shortcut) < FLOAT32_TOL  # float32 under test: onnxruntime

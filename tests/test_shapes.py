@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import resdsl
-from resdsl.ops.shortcut import realise_shortcut
+from resdsl.ops import ShapeError
+from resdsl.ops.shortcut import Shortcut, realise_shortcut
 from tests.conftest import CIFAR, CIFAR_PARAMS, TORCHVISION_MODELS, shipped_spec_files
 
 
@@ -85,6 +87,49 @@ def test_realise_shortcut_rules() -> None:
     assert (sc.kind, sc.stride, sc.params) == ("avgpool_projection", 2, 256 * 512 + 2 * 512)
     assert realise_shortcut("zero_pad", (32, 16, 16), (16, 32, 32)).params == 0
     assert realise_shortcut("projection", (64, 8, 8), (64, 8, 8)).kind == "identity"
+
+
+def _layout(shortcut: Shortcut) -> list[tuple[str, int | None, tuple[int, ...], tuple[int, ...]]]:
+    return [(step.op, step.index, step.in_shape, step.out_shape) for step in shortcut.steps()]
+
+
+def test_a_shortcut_is_described_by_its_steps() -> None:
+    """Each step's op, its place in the shortcut's nn.Sequential and its shapes: the state_dict
+    keys downsample.0.weight, downsample.1.running_mean; ResNet-D's conv at .1 after its pool."""
+    b = realise_shortcut("projection", (128, 28, 28), (64, 56, 56))
+    assert _layout(b) == [("conv", 0, (64, 56, 56), (128, 28, 28)), ("batchnorm", 1, (128, 28, 28), (128, 28, 28))]
+    conv = {"out": 128, "k": 1, "s": 2, "p": 0, "d": 1, "groups": 1, "bias": False, "in_channels": None}
+    assert b.steps()[0].args == conv  # every parameter bound, as the op's hooks read them
+    d = realise_shortcut("avgpool_projection", (512, 4, 4), (256, 7, 7))
+    assert [(op, i) for op, i, _, _ in _layout(d)] == [("avgpool", 0), ("conv", 1), ("batchnorm", 2)]
+    assert d.steps()[0].args == {"k": 2, "s": 2, "p": 0, "ceil": True, "count_include_pad": False}
+    assert _layout(d)[1][2] == (256, 4, 4)  # the conv sees the pooled map
+    kept = realise_shortcut("avgpool_projection", (128, 8, 8), (64, 8, 8))  # stride 1: identity in the slot
+    assert [(op, i) for op, i, _, _ in _layout(kept)] == [("identity", 0), ("conv", 1), ("batchnorm", 2)]
+    folded = replace(b, norm=False, bias=True)  # an inference build: the norm folded into a biased conv
+    assert _layout(folded) == [("conv", 0, (64, 56, 56), (128, 28, 28))] and folded.steps()[0].args["bias"]
+    assert folded.params == 64 * 128 + 128
+    gn = realise_shortcut("projection", (128, 28, 28), (64, 56, 56), norm=("groupnorm", {"groups": 32}))
+    assert gn.steps()[1].op == "groupnorm" and gn.steps()[1].args == {"groups": 32, "eps": 1e-5, "affine": True}
+    assert realise_shortcut("identity", (64, 8, 8), (64, 8, 8)).steps() == ()
+    assert realise_shortcut("projection", (64, 8, 8), (64, 8, 8)).steps() == ()  # option B keeps the shape: none
+
+
+def test_a_shortcut_that_maps_a_vector_is_refused(tmp_path: Path) -> None:
+    """A projection or zero_pad over features (after flatten) was an internal error (IndexError
+    counting its MACs); its steps' shape rules now refuse it with E307 at the residual."""
+    spec = tmp_path / "v.arch"
+    spec.write_text(
+        "block mlp(n, shortcut = projection) {\n    fc = linear(n)\n    residual(shortcut)\n}\n"
+        "network v(shortcut = projection) {\n    input 3 x 8 x 8\n    flatten\n"
+        "    b = mlp(256, shortcut=shortcut)\n}\n"
+    )
+    for kind in ("projection", "zero_pad", "avgpool_projection"):
+        (d,) = resdsl.check(spec, {"shortcut": kind}).diagnostics
+        assert (d.code, d.span.line) == ("E307", 3) and "C x H x W" in d.message, kind
+    with pytest.raises(ShapeError) as refused:
+        realise_shortcut("projection", (16,), (192,))
+    assert refused.value.code == "E307"
 
 
 def test_lints(tmp_path: Path) -> None:

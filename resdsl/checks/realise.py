@@ -64,7 +64,7 @@ def realise_residual(network: Network, layer: Layer, inputs: list[Layer]) -> Non
     layer.shortcut = shortcut
     layer.shape = main.shape
     layer.params = shortcut.params
-    layer.macs = shortcut.macs(main.shape)
+    layer.macs = shortcut.macs
 
 
 def _origin(layer: Layer) -> str:

@@ -160,10 +160,10 @@ def _fold_shortcut(residual: Layer, path: str) -> list[Fold]:
     residual.attrs["norm"] = False
     residual.exprs["norm"] = ast.BoolLit(False)
     residual.params = folded.params
-    if not s.projects:
+    steps = {step.op: step.index for step in s.steps()}  # where the shortcut's description puts them
+    if "conv" not in steps:
         return []
-    conv = f"{path}.{1 if s.kind == 'avgpool_projection' else 0}"
-    norm = f"{path}.{2 if s.kind == 'avgpool_projection' else 1}"
+    conv, norm = f"{path}.{steps['conv']}", f"{path}.{steps['batchnorm']}"
     return [(conv, norm, conv, eps)]
 
 

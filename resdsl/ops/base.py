@@ -149,8 +149,9 @@ class OpDef:
     # shortcut makes of port 1/2), e.g. Merge("+") for a residual addition
     merge: Merge | None = None
     # the language calls the op by name; False: only a form makes it (gate(...) makes mul,
-    # residual(...) is a form of its own)
+    # residual(zero_pad) makes pad_channels, residual(...) is a form of its own)
     called: bool = True
+    made_by: str = ""  # an op not called: the form that makes it, for the language reference
     # a merge's output channels from its operands' (main, other, add): concatenation adds them
     # up with ``add`` (numbers for the checker, expressions in generated code); None keeps the
     # main input's (addition, multiplication)

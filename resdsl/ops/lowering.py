@@ -4,10 +4,11 @@ An op's ``onnx`` hook takes the emitter of :mod:`resdsl.backends.onnx` (``e.x`` 
 ``e.inputs`` every operand, ``e.shape`` the per-sample input shape, ``e.node(op_type, inputs,
 **attributes)`` adding a node and returning its output, ``e.param(name, shape, init,
 stored=True)`` an initializer named by the layer's state_dict key, ``name=""`` for the layer's
-own key, and ``e.ints(values)`` an int64 constant) and the layer's bound arguments, and returns
-the name of its output tensor. Initial values are described, not made (``("normal", std)``,
-``("uniform", bound)``, ``("const", value)``), with the distributions ``build_model`` uses, so
-nothing here imports numpy, torch or onnx, and the checker's import of the op table stays light.
+own key, and ``e.ints(values, name)`` an int64 constant named ``<layer>.<name>``) and the
+layer's bound arguments, and returns the name of its output tensor. Initial values are
+described, not made (``("normal", std)``, ``("uniform", bound)``, ``("const", value)``), with
+the distributions ``build_model`` uses, so nothing here imports numpy, torch or onnx, and the
+checker's import of the op table stays light.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def passthrough(e: Any, a: Mapping[str, Any]) -> str:
 
 def merge(op_type: str) -> Emit:
     """A two-operand merge (residual addition, gate multiply): main input and the other one.
-    A residual's shortcut nodes are the back end's (they come from the realised shortcut)."""
+    A residual's other operand is what its shortcut's steps made of it (each step an op of its
+    own, emitted by its own form: see resdsl.ops.shortcut)."""
     return lambda e, a: e.node(op_type, e.inputs)
 
 

@@ -66,6 +66,7 @@ MUL = OpDef(
     None,
     merge=Merge("*"),
     called=False,
+    made_by="gate(...)",
     onnx=merge("Mul"),
 )
 # A statement of its own in a block, like residual(...): the block input (or what the last

@@ -3,12 +3,19 @@
 The paper's options are first class: identity, zero_pad (A), projection (B), projection_all
 (C), avgpool_projection (ResNet-D) and none (a plain network). :func:`realise_shortcut` decides
 what a kind does to the shortcut's input so it can be added to the main branch; the checker
-calls it through the residual's op-table entry (:mod:`resdsl.checks.realise`). No torch here.
+calls it through the residual's op-table entry (:mod:`resdsl.checks.realise`).
+
+What a realised :class:`Shortcut` is made of is said once, by :meth:`Shortcut.steps`: ops of
+the table with their bound arguments, each at its place in the shortcut's module. The checker
+counts its parameters and MACs from them, ``build_model`` builds its modules from them and the
+ONNX back end emits their nodes, each through the op's own definition, so no back end decides
+anything by kind. No torch here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from resdsl.ops import OPS, Shape, ShapeError, fmt_shape
@@ -28,6 +35,26 @@ SHORTCUT_HELP = "use shortcut=projection (option B) or zero_pad (option A) where
 
 
 @dataclass(frozen=True)
+class ShortcutStep:
+    """One module of a realised shortcut: an op of the table with its bound arguments (every
+    parameter, defaults filled in), its per-sample input and output shapes, and its index in
+    the shortcut's ``nn.Sequential`` (``downsample.0``, ``downsample.1``), or None where the
+    step is the shortcut's module itself (option A's one ``pad_channels``)."""
+
+    op: str
+    args: Mapping[str, Any]
+    in_shape: Shape
+    out_shape: Shape
+    index: int | None
+
+    def params(self) -> int:
+        return OPS[self.op].param_count(self.in_shape, self.out_shape, self.args)
+
+    def macs(self) -> int:
+        return OPS[self.op].macs(self.in_shape, self.out_shape, self.args)
+
+
+@dataclass(frozen=True)
 class Shortcut:
     """How a residual's shortcut is realised once both shapes are known."""
 
@@ -40,14 +67,17 @@ class Shortcut:
     norm_args: tuple[tuple[str, Any], ...] = ()
     bias: bool = False  # projections: the 1x1 conv has a bias (inference builds fold the norm into it)
     add_into: bool = False  # zero_pad, inference builds: add into the first channels, no padded copy
+    in_size: Shape = field(default=())  # the shortcut input's map (H, W): its shape is (in_channels, *in_size)
 
     @property
-    def params(self) -> int:  # 1x1 conv without bias + the norm's parameters
-        if not self.projects:
-            return 0
-        norm = OPS[self.norm_op].param_count((self.out_channels,), (self.out_channels,), self.norm_attrs)
-        bias = self.out_channels if self.bias else 0
-        return self.in_channels * self.out_channels + (norm if self.norm else 0) + bias
+    def params(self) -> int:
+        """The parameters of its steps (a projection's 1x1 conv, its bias and its norm's)."""
+        return sum(step.params() for step in self.steps())
+
+    @property
+    def macs(self) -> int:
+        """The multiply-accumulates of its steps (a projection's 1x1 conv)."""
+        return sum(step.macs() for step in self.steps())
 
     @property
     def projects(self) -> bool:
@@ -56,11 +86,56 @@ class Shortcut:
     @property
     def norm_attrs(self) -> dict[str, Any]:
         """The norm layer's arguments, defaults filled in."""
-        op = OPS[self.norm_op]
-        return {p.name: p.default for p in op.params if not p.required} | dict(self.norm_args)
+        return _bound(self.norm_op, dict(self.norm_args))
 
-    def macs(self, out: Shape) -> int:
-        return out[0] * out[1] * out[2] * self.in_channels if self.projects else 0
+    def steps(self) -> tuple[ShortcutStep, ...]:
+        """What the shortcut is made of, in order; empty: its input is added as it is.
+
+        zero_pad is one ``pad_channels`` (the shortcut's module itself); a projection is an
+        ``nn.Sequential`` of a 1x1 ``conv`` (with a bias in an inference build, whose norm is
+        folded into it) and its norm; ResNet-D's avgpool_projection pools first (``avgpool``
+        at index 0, an ``identity`` there where the stride is 1, so the conv stays at index 1).
+        Each step's output shape comes from its op's shape rule, which may raise ShapeError
+        (a projection of a vector input: E307).
+        """
+        calls: list[tuple[str, dict[str, Any], int | None]]
+        if self.kind == "zero_pad":
+            calls = [("pad_channels", {"s": self.stride, "extra": self.out_channels - self.in_channels}, None)]
+        elif self.projects:
+            calls = list(self._projection())
+        else:  # identity, none: nothing maps the input
+            return ()
+        shape: Shape = (self.in_channels, *self.in_size)
+        steps = []
+        for op, given, index in calls:
+            args = _bound(op, given)
+            out = OPS[op].shape([shape], args)
+            steps.append(ShortcutStep(op, args, shape, out, index))
+            shape = out
+        return tuple(steps)
+
+    def _projection(self) -> list[tuple[str, dict[str, Any], int]]:
+        calls: list[tuple[str, dict[str, Any], int]] = []
+        stride = self.stride
+        if self.kind == "avgpool_projection":  # pool first, so that the 1x1 conv sees every position
+            pool = {"k": stride, "s": stride, "p": 0, "ceil": True, "count_include_pad": False}
+            calls.append(("avgpool", pool, 0) if stride > 1 else ("identity", {}, 0))
+            stride = 1
+        conv = {"out": self.out_channels, "k": 1, "s": stride, "bias": self.bias}
+        calls.append(("conv", conv, len(calls)))
+        if self.norm:
+            calls.append((self.norm_op, dict(self.norm_args), len(calls)))
+        return calls
+
+
+def _bound(op: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` for ``op``, with the defaults of the parameters not given filled in (one
+    that defaults to another parameter, as a pool's stride to its window, takes its value)."""
+    args = dict(given)
+    for p in OPS[op].params:
+        if p.name not in args and not p.required:
+            args[p.name] = p.default if p.default_from is None else args.get(p.default_from)
+    return args
 
 
 def infer_stride(src: Shape, dst: Shape) -> int | None:
@@ -88,7 +163,8 @@ def realise_shortcut(
     if kind == "identity" or (same and kind in ("zero_pad", "projection", "avgpool_projection")):
         if main != src:
             raise ShapeError("E301", "residual addition: shapes differ", mismatch, help=SHORTCUT_HELP)
-        return _with_norm(Shortcut("identity", 1, src[0], main[0]), norm)  # the norm a class may still need
+        # the norm a class may still need
+        return _with_norm(Shortcut("identity", 1, src[0], main[0], in_size=src[1:]), norm)
     # the main branch's own stride when it explains the shapes; else the smallest stride that does
     if not (stride and len(src) == 3 and -(-src[1] // stride) == main[1] and -(-src[2] // stride) == main[2]):
         stride = infer_stride(src, main)
@@ -107,7 +183,20 @@ def realise_shortcut(
             help="use shortcut=projection to change channels downwards",
         )
     realised = "projection" if kind == "projection_all" else kind
-    return _with_norm(Shortcut(realised, stride, src[0], main[0]), norm)
+    return _checked(_with_norm(Shortcut(realised, stride, src[0], main[0], in_size=src[1:]), norm))
+
+
+def _checked(shortcut: Shortcut) -> Shortcut:
+    """``shortcut``, once its steps' own shape rules accept their inputs: a 1x1 conv or zero
+    channels need a map (E307 on a vector), a groupnorm its channels in whole groups (E302)."""
+    try:
+        shortcut.steps()
+    except ShapeError as exc:
+        help = exc.help
+        if exc.code == "E307":
+            help = "a shortcut that maps its input needs a C x H x W map: put the residual before flatten"
+        raise ShapeError(exc.code, f"the {shortcut.kind} shortcut's {exc.message}", exc.notes, help) from None
+    return shortcut
 
 
 def _with_norm(shortcut: Shortcut, norm: Any) -> Shortcut:

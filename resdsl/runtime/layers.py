@@ -2,7 +2,11 @@
 
 ``build_model`` instantiates these classes; the code generator copies the source of each class
 a network uses into its generated module, so both run the same code. Each class is
-self-contained (it needs only the imports below), and nothing here may import resdsl.
+self-contained (it needs only the imports below), and nothing here imports the rest of resdsl.
+
+``ZeroPadShortcut`` (the module of the ``pad_channels`` op, option A's shortcut) is defined in
+:mod:`resdsl.runtime.shortcuts`, in the part generated files copy with ``make_shortcut``, and
+only named here, where ``Ctor(runtime=True)`` classes are looked up: one definition.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DropPath", "FlattenLinear", "LayerNorm2d"]
+from resdsl.runtime.shortcuts import ZeroPadShortcut
+
+__all__ = ["DropPath", "FlattenLinear", "LayerNorm2d", "ZeroPadShortcut"]
 
 
 class FlattenLinear(nn.Linear):

@@ -1,8 +1,14 @@
-"""The run-time pieces both back ends share: shortcut modules, written once.
+"""Shortcut modules at run time: option A's ``ZeroPadShortcut``, and the helpers generated
+files carry.
 
-``build_model`` imports these; the code generator copies the part between the markers below
-into every generated module that has a shortcut (so a generated file still imports only torch
-and typing). Edit here and both back ends change together. Nothing here may import resdsl.
+The code generator copies the part after the markers below into every generated module that
+has a shortcut (so a generated file still imports only torch and typing). ``build_model`` does
+not call ``make_shortcut``: it builds a shortcut from the steps of its realised description
+(:meth:`resdsl.ops.shortcut.Shortcut.steps`) through the op table; ``ZeroPadShortcut`` is the
+``pad_channels`` op's module there (named in :mod:`resdsl.runtime.layers`). ``make_shortcut``
+is what a generated file runs where a block's shortcut kind is a run-time parameter;
+tests/test_backend_torch.py holds that it builds what the description says, for every kind,
+shape change, tap and norm. Nothing here may import resdsl.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def _param(p: P) -> str:
 
 def _row(op: OpDef) -> str:
     params = "; ".join(_param(p) for p in op.params) or "none"
-    if not op.called and op.name != "residual":
-        params += " (made by `gate(...)`)"
+    if not op.called and op.made_by:
+        params += f" (made by `{op.made_by}`)"
     return f"| `{op.name}` | {params} | {op.doc} |"
 
 

@@ -5,11 +5,11 @@ Layers are visited in build order. Each becomes the nodes its op definition's ``
 (:mod:`resdsl.ops`, built from :mod:`resdsl.ops.lowering`) emits through an :class:`Emitter`:
 node names follow the spec's module paths (``layer1.0.conv1``; a hook's second node gets ``layer1.0.conv1/Flatten``) and
 initializers are named by ``build_model``'s state_dict keys (``layer1.0.bn1.running_var``), so a
-trained state_dict maps onto the graph one to one. A residual's shortcut is realised here from
-the checker's :class:`~resdsl.ops.shortcut.Shortcut`, as ``runtime.make_shortcut`` builds it for
-torch: identity adds the input as it is; zero_pad (option A) is a strided ``Slice`` and a
-channel ``Pad``; a projection is the conv's and the norm's own hooks under ``downsample.0`` and
-``downsample.1`` (``.1``/``.2`` after ResNet-D's average pool at ``.0``).
+trained state_dict maps onto the graph one to one. A residual's shortcut is the steps of the
+checker's :class:`~resdsl.ops.shortcut.Shortcut` (what ``build_model`` builds too), each
+emitted by its op's own hook under its module path: nothing for an identity; option A's
+``pad_channels`` (a strided ``Slice`` and a channel ``Pad``); a projection's conv and norm
+under ``downsample.0`` and ``downsample.1`` (``.1``/``.2`` after ResNet-D's average pool at ``.0``).
 
 The graph is an inference graph: batchnorm is ``BatchNormalization`` with the running
 statistics (onnxruntime folds it into the conv; a network folded by ``resdsl.ir.fold`` beforehand
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 OPSET = 21
 IR_VERSION = 10  # the IR version that goes with opset 21: readable by onnxruntime >= 1.18
 PROTOBUF_LIMIT = 2**31 - 2**20  # one protobuf message; a margin for the graph besides the weights
-INT64_MAX = 2**63 - 1
 INPUT, OUTPUT = "input", "output"
 
 __all__ = ["OPSET", "Emitter", "export", "onnx_model", "parse_batch", "read_safetensors"]
@@ -105,9 +104,10 @@ class Emitter:
         value = self._builder.weights.get(key, shape, init, stored)
         return self._builder.add_initializer(key if stored else f"{key}.fixed", value)
 
-    def ints(self, values: list[int]) -> str:
-        """An int64 constant (the target shape of a Reshape, the positions of a Slice)."""
-        return self._builder.constant(f"{self._name}.const", values)
+    def ints(self, values: list[int], name: str = "const") -> str:
+        """An int64 constant (the target shape of a Reshape, the positions of a Slice), named
+        ``<layer>.<name>``."""
+        return self._builder.constant(f"{self._name}.{name}", values)
 
 
 def _module_path(layer: Layer) -> str:
@@ -172,41 +172,23 @@ class _Builder:
                 )
             )
         inputs = [values[node] for node in self.net.inputs(layer.id)]
-        if op.composite and layer.shortcut is not None:  # the main branch and the mapped shortcut
-            inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]
         try:
+            if op.composite and layer.shortcut is not None:  # the main branch and the mapped shortcut
+                inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]
             return op.onnx(Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0]), layer.attrs)
         except ValueError as exc:  # a case of the op that ONNX cannot express
             raise ResdslError(error("E826", f"{layer.path}: {exc}", layer.span)) from None
 
     def shortcut(self, layer: Layer, source: str) -> str:
-        """What a residual's shortcut makes of ``source`` (see runtime.make_shortcut)."""
+        """What a residual's shortcut makes of ``source``: its steps, each by its op's own hook,
+        named by its module path (``layer1.0.downsample.0``; option A's one step is the
+        shortcut's module itself, ``layer2.0.downsample``)."""
         s = layer.shortcut
         assert s is not None
-        if s.kind == "identity":
-            return source
-        name, prefix = layer.path, _module_path(layer)
-        src = self.net.layer(self.net.shortcut_source(layer)).shape
-        assert src is not None
-        if s.kind == "zero_pad":
-            x = source
-            if s.stride > 1:
-                ends = self.constant(f"{name}.ends", [INT64_MAX, INT64_MAX])
-                positions = [self.constant(f"{name}.starts", [0, 0]), ends, self.constant(f"{name}.axes", [2, 3])]
-                x = self.add_node("Slice", [x, *positions, self.constant(f"{name}.steps", [s.stride] * 2)], name, {})
-            pads = self.constant(f"{name}.pads", [0, 0, 0, 0, 0, s.out_channels - s.in_channels, 0, 0])
-            return self.add_node("Pad", [x, pads], name, {})
-        x, index, stride, shape = source, 0, s.stride, (s.in_channels, *src[1:])
-        if s.kind == "avgpool_projection":  # ResNet-D: pool first, the 1x1 conv at index 1
-            if stride > 1:
-                pool = {"k": stride, "s": stride, "p": 0, "ceil": True, "count_include_pad": False}
-                x = self.sub(OPS["avgpool"].onnx, pool, f"{name}.0", "", x, shape)
-            index, stride = 1, 1
-        conv = {"out": s.out_channels, "k": 1, "s": stride, "p": 0, "d": 1, "groups": 1, "bias": s.bias}
-        x = self.sub(OPS["conv"].onnx, conv, f"{name}.{index}", f"{prefix}.{index}", x, shape)
-        if s.norm:
-            norm = OPS[s.norm_op].onnx
-            x = self.sub(norm, s.norm_attrs, f"{name}.{index + 1}", f"{prefix}.{index + 1}", x, (s.out_channels,))
+        name, prefix, x = layer.path, _module_path(layer), source
+        for step in s.steps():
+            at = "" if step.index is None else f".{step.index}"
+            x = self.sub(OPS[step.op].onnx, step.args, name + at, prefix + at, x, step.in_shape)
         return x
 
     def sub(self, hook: Any, attrs: Mapping[str, Any], name: str, prefix: str, x: str, shape: Shape) -> str:

@@ -2,9 +2,9 @@
 
 Modules nest as the spec does: named layers are attributes, stages are ``nn.Sequential`` of
 blocks, a projection shortcut is one child (``downsample`` unless the spec names it), so
-``state_dict`` keys follow the spec. Each layer is the module the op table names, and the
-shortcut modules come from :mod:`resdsl.runtime.shortcuts`, the same code the generator
-copies into generated files.
+``state_dict`` keys follow the spec. Each layer is the module the op table names, and so is
+each step of a residual's shortcut (:meth:`resdsl.ops.shortcut.Shortcut.steps`: a projection's
+conv and norm, option A's ``pad_channels``), with the same runtime classes generated files copy.
 
 A scope's ``forward`` is Python source written from the IR once per distinct body (a
 flat sequence of calls and merges, like a hand-written ``forward``) and compiled with
@@ -26,10 +26,10 @@ from torch import Tensor, nn
 from resdsl.ir import Layer, Network, Scope, sources_hash
 from resdsl.ir.features import Checkpoint, Plan, group_runs, requested, top_level
 from resdsl.ops import OPS, Ctor, Merge
-from resdsl.ops.shortcut import infer_stride
+from resdsl.ops.shortcut import Shortcut
 from resdsl.runtime import layers as runtime_layers
 from resdsl.runtime.checkpointing import checkpoint_seq
-from resdsl.runtime.shortcuts import ZeroPadShortcut, make_shortcut, with_bias
+from resdsl.runtime.shortcuts import ZeroPadShortcut
 from resdsl.runtime.weights import preprocess_images
 
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
@@ -101,24 +101,20 @@ def _scope_class(source: str, name: str) -> type[ScopeModule]:
     return cls
 
 
-def shortcut_module(network: Network, layer: Layer) -> nn.Module | None:
-    """A residual's shortcut module, made by the same make_shortcut generated files carry."""
-    s = layer.shortcut
-    assert s is not None
-    main, branch = network.layer(network.inputs(layer.id)[0]), network.layer(network.inputs(layer.id)[1])
-    assert main.shape is not None and branch.shape is not None
-    kind = str(layer.attrs["shortcut"])
-    norm: Any = s.norm
-    if s.norm and s.norm_args:  # a norm of the spec's choosing, made from its op-table entry
-        ctor = OPS[s.norm_op].torch
-        assert ctor is not None
-        norm = lambda c: _make(ctor(s.norm_attrs, c, (c, 1, 1)))  # noqa: E731
-    if network.shortcut_source(layer) == branch.id:
-        module = make_shortcut(kind, branch.shape[0], main.shape[0], s.stride, norm)
-    else:
-        stride = infer_stride(branch.shape, main.shape) or 1  # the block's own, to decide; the tap's to map
-        module = make_shortcut(kind, branch.shape[0], main.shape[0], stride, norm, s.in_channels, s.stride)
-    return with_bias(module) if s.bias else module  # an inference build's folded projection
+def shortcut_module(shortcut: Shortcut) -> nn.Module | None:
+    """A residual's shortcut module, built from its realised description's steps through the
+    op table as any layer is (None: the input is added as it is). A projection is an
+    ``nn.Sequential`` of its steps (``downsample.0``, ``downsample.1``); option A's one step is
+    the module itself (``ZeroPadShortcut``)."""
+    steps = shortcut.steps()
+    modules = []
+    for step in steps:
+        ctor = OPS[step.op].torch
+        assert ctor is not None, f"op {step.op} builds no module"
+        modules.append(_make(ctor(step.args, step.in_shape[0], step.in_shape)))
+    if len(steps) == 1 and steps[0].index is None:
+        return modules[0]
+    return nn.Sequential(*modules) if modules else None
 
 
 def layer_module(layer: Layer) -> nn.Module | None:
@@ -271,7 +267,7 @@ class _Builder:
             # zero channels are never made (3x cheaper than padding, measured)
             sub = f"[:, :, ::{s.stride}, ::{s.stride}]" if s.stride > 1 else ""
             return [f"x[:, :{s.in_channels}] += {other}{sub}"]
-        module = shortcut_module(self.net, layer) if layer.shortcut is not None else None
+        module = shortcut_module(s) if s is not None else None
         if module is not None:
             children[layer.module] = module
             other = f"self.{layer.module}({other})"
