@@ -8,7 +8,7 @@ functions that need it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,20 +251,27 @@ def compile(
     network: str | None = None,
     input_shape: str | Sequence[int] | None = None,
     *,
+    params: Mapping[str, Any] | None = None,
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
     head: int | None = None,
     **overrides: Any,
 ) -> Network:
-    """The checked IR of one network; raises :class:`ResdslError` with every error found."""
+    """The checked IR of one network; raises :class:`ResdslError` with every error found.
+
+    ``params={"num_classes": 10}`` sets the spec's parameters (as ``--set`` does); a parameter
+    whose name is none of this function's keywords may be given as a keyword too
+    (``compile("resnet50", num_classes=10)``)."""
+    values = _spec_parameters(params, overrides)
+    _refuse_clashes(spec, network, "compile", {"head": (head, _whole_or_none)})
     if isinstance(spec, Network):
-        if overrides or input_shape or head is not None:
-            raise TypeError("a compiled network cannot take overrides or a head; compile it from its spec again")
+        if values or input_shape or head is not None:
+            raise TypeError("a compiled network cannot take parameters or a head; compile it from its spec again")
         return spec
     result = check(
         spec,
-        overrides,
+        values,
         input_shape,
         network,
         max_layers=max_layers,
@@ -326,9 +333,17 @@ def build_model(
     freeze: Sequence[str] = (),
     freeze_until: str | None = None,
     freeze_bn: bool = False,
+    params: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> torch.nn.Module:
     """An ``nn.Module`` for the spec, with modules named as the spec names its layers.
+
+    The spec's parameters go in ``params={"num_classes": 10, "norm": "groupnorm(32)"}``; one
+    whose name is none of build_model's options may be given as a keyword too
+    (``build_model("resnet50", num_classes=10)``). A keyword option always means the option:
+    ``norm=`` is the batchnorm class below, not a spec's ``norm`` parameter, and an option given
+    a value that only the spec's parameter of that name takes is refused (E219) before anything
+    is built.
 
     ``zero_init_residual`` zeroes the last batchnorm gamma of every residual branch;
     ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
@@ -355,6 +370,11 @@ def build_model(
     from resdsl.backends.torch import build
     from resdsl.weights.finetune import prepare
 
+    values = _spec_parameters(params, overrides)
+    options: dict[str, Any] = {"norm": norm, "mode": mode, "zero_init_residual": zero_init_residual}
+    options |= {"head": head, "in_channels": in_channels, "features": features, "checkpoint": checkpoint}
+    options |= {"channels_last": channels_last, "freeze_bn": freeze_bn}
+    _refuse_clashes(spec, network, "build_model", _build_options(options))
     if mode not in ("training", "inference"):
         raise ResdslError(
             error(
@@ -367,18 +387,18 @@ def build_model(
     if in_channels is not None:  # the declared (or given) input with another channel count
         declared = (
             parse_shape(input_shape)
-            or compile(spec, network, max_layers=max_layers, max_params=max_params, **overrides).input_shape
+            or compile(spec, network, params=values, max_layers=max_layers, max_params=max_params).input_shape
         )
         input_shape = (in_channels, *declared[1:])
     net = compile(
         spec,
         network,
         input_shape,
+        params=values,
         max_layers=max_layers,
         max_params=max_params,
         max_activation_gb=max_activation_gb,
         head=head,
-        **overrides,
     )
     if mode == "inference":
         from resdsl.weights.inference import build_inference
@@ -426,24 +446,29 @@ def generate(
     max_layers: int | None = None,
     max_params: int | None = None,
     max_activation_gb: float | None = None,
+    params: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> str:
     """The source of a standalone PyTorch module for the spec (``features``, ``checkpoint``,
-    ``head``: as for :func:`build_model`)."""
+    ``head``, ``params``: as for :func:`build_model`)."""
     from resdsl.backends.codegen import generate as _generate
 
+    values = _spec_parameters(params, overrides)
+    options: dict[str, Option] = {"features": (features, _names_or_none), "head": (head, _whole_or_none)}
+    options["checkpoint"] = (checkpoint, _checkpoint_option)
+    _refuse_clashes(spec, network, "generate", options)
     spec_arg = None if isinstance(spec, Network) else str(spec)
     net = compile(
         spec,
         network,
         input_shape,
+        params=values,
         max_layers=max_layers,
         max_params=max_params,
         max_activation_gb=max_activation_gb,
         head=head,
-        **overrides,
     )
-    return _generate(net, overrides=overrides, spec_arg=spec_arg, features=features, checkpoint=checkpoint)
+    return _generate(net, overrides=values, spec_arg=spec_arg, features=features, checkpoint=checkpoint)
 
 
 def export_onnx(
@@ -458,6 +483,7 @@ def export_onnx(
     network: str | None = None,
     input_shape: str | Sequence[int] | None = None,
     head: int | None = None,
+    params: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> onnx.ModelProto:
     """The spec as an ONNX model, built from the IR without torch; written to ``path``
@@ -469,15 +495,113 @@ def export_onnx(
     batchnorms that follow convs are folded into them (as in ``build_model(spec,
     mode="inference")``); ``fold=False`` keeps BatchNormalization nodes.
     ``head=N``: the network with a fine-tuning head, as ``build_model(spec, head=N)`` built it.
+    ``params``: the spec's parameters, as for :func:`build_model`.
     """
     from resdsl.backends.onnx import export, onnx_model
 
-    net = compile(spec, network, input_shape, head=head, **overrides)
+    values = _spec_parameters(params, overrides)
+    _refuse_clashes(spec, network, "export_onnx", {"head": (head, _whole_or_none), "fold": (fold, _bool)})
+    net = compile(spec, network, input_shape, params=values, head=head)
     origin = str(weights) if isinstance(weights, (str, Path)) else ""
     arrays = weight_arrays(weights) if isinstance(weights, (str, Path)) else weights
     if path is None:
         return onnx_model(net, arrays, batch, seed, fold, origin)
     return export(net, path, arrays, batch, seed, force, fold, origin)
+
+
+def _spec_parameters(params: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's parameters: ``params=`` and the keywords that are no option of the function;
+    one given both ways is refused (E219)."""
+    twice = sorted(set(params or {}) & set(keywords))
+    if twice:
+        raise ResdslError(
+            error(
+                "E219",
+                f"the spec parameter{'s' * (len(twice) > 1)} {', '.join(map(repr, twice))} given twice: "
+                "in params= and as a keyword",
+                ast.Span("<params>", 0, 0, 0, 0),
+                help="give each parameter once, in params={...}",
+            )
+        )
+    return {**(params or {}), **keywords}
+
+
+Option = tuple[Any, Callable[[Any], bool]]  # a keyword's value and whether the option takes it
+
+
+def _refuse_clashes(spec: Spec, network: str | None, function: str, options: Mapping[str, Option]) -> None:
+    """E219 for an option given a value it does not take while the spec has a parameter of that
+    name: the caller meant the parameter (``build_model("resnet50", norm="groupnorm(32)")``)."""
+    wrong = {name: value for name, (value, takes) in options.items() if not takes(value)}
+    if not wrong:
+        return
+    names = set(spec.params) if isinstance(spec, Network) else _parameter_names(spec, network)
+    for name, value in wrong.items():
+        if name in names:
+            raise ResdslError(
+                error(
+                    "E219",
+                    f"{function}({name}=...) is {function}'s own option, and the spec also has a parameter "
+                    f"'{name}'; {value!r} is not a value of the option",
+                    ast.Span(f"<{name}>", 0, 0, 0, 0),
+                    help=f"to set the spec's parameter, pass params={{{name!r}: {value!r}}}; "
+                    + OPTION_DOCS.get(name, ""),
+                )
+            )
+
+
+def _parameter_names(spec: str | Path, network: str | None) -> set[str]:
+    """The parameters of the networks a spec defines (of ``network`` when given), read without
+    elaborating anything; an empty set when the spec cannot be read (compiling says why)."""
+    try:
+        path, text, name = resolve_spec(spec)
+    except ResdslError:
+        return set()
+    program = load(path, Collector(), text=text)
+    wanted = network or name
+    return {p for d in program.own_networks() if wanted is None or d.name == wanted for p in network_params(program, d)}
+
+
+def _whole_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _names_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, Sequence) and not isinstance(value, str))
+
+
+def _checkpoint_option(value: Any) -> bool:
+    return value is None or isinstance(value, bool) or _names_or_none(value)
+
+
+OPTION_DOCS = {
+    "norm": "norm= is the batchnorm class: 'batchnorm' or 'syncbatchnorm'",
+    "mode": "mode= is 'training' or 'inference'",
+    "zero_init_residual": "zero_init_residual= is true or false",
+    "head": "head= is a number of outputs for a new linear layer",
+    "in_channels": "in_channels= is a number of input channels",
+    "features": "features= lists the layers whose outputs to return",
+    "checkpoint": "checkpoint= is true or a list of stages",
+}
+
+
+def _build_options(given: Mapping[str, Any]) -> dict[str, Option]:
+    """build_model's options that a spec parameter could be mistaken for, with their values."""
+    return {
+        "norm": (given["norm"], lambda v: v in (None, "batchnorm", "syncbatchnorm")),
+        "mode": (given["mode"], lambda v: v in ("training", "inference")),
+        "zero_init_residual": (given["zero_init_residual"], lambda v: v is None or isinstance(v, bool)),
+        "head": (given["head"], _whole_or_none),
+        "in_channels": (given["in_channels"], _whole_or_none),
+        "features": (given["features"], _names_or_none),
+        "checkpoint": (given["checkpoint"], _checkpoint_option),
+        "channels_last": (given["channels_last"], _bool),
+        "freeze_bn": (given["freeze_bn"], _bool),
+    }
 
 
 def weight_arrays(path: str | Path) -> dict[str, Any]:

@@ -231,3 +231,38 @@ def test_zero_init_residual_can_come_from_the_spec() -> None:
     )
     assert torch.all(resdsl.build_model(text).b.bn2.weight == 0)
     assert torch.all(resdsl.build_model(text, zero_init_residual=False).b.bn2.weight == 1)
+
+
+def test_modules_are_named_after_their_block_and_network() -> None:
+    """print(model) and torch's own messages name the block or network (they said
+    Scope_c60b638e6013): the network's class, each block's, and the frame of a failing forward."""
+    import pickle
+    import traceback
+
+    model = resdsl.build_model("resnet18")
+    shown = repr(model)
+    assert shown.startswith("Resnet18(\n") and "(0): Basic(\n" in shown and "Scope_" not in shown
+    with pytest.raises(RuntimeError, match="Error\\(s\\) in loading state_dict for Resnet18"):
+        model.load_state_dict({})
+    with pytest.raises(AttributeError, match="'Basic' object has no attribute 'conv9'"):
+        model.layer1[0].conv9  # noqa: B018
+    try:
+        model.layer1[0](torch.randn(1, 3, 8, 8))  # a wrong input shape: 3 channels where it takes 64
+    except RuntimeError:
+        frames = traceback.format_exc()
+    else:
+        raise AssertionError("the block ran on 3 channels")
+    assert "<resdsl Basic " in frames and "expected input[1, 3, 8, 8] to have 64 channels" in frames
+    assert type(resdsl.build_model("resnet50").layer1[0]).__name__ == "Bottleneck"
+    copied = pickle.loads(pickle.dumps(model))
+    assert type(copied).__name__ == "Resnet18" and type(copied.layer1[0]).__name__ == "Basic"
+    assert torch.jit.script(model) is not None  # classes that share a name still script
+
+
+def test_blocks_with_one_body_keep_their_own_names() -> None:
+    text = (
+        "block left(c) {\n  conv1 = conv(c, k=3, p=1)\n}\nblock right_hand(c) {\n  conv1 = conv(c, k=3, p=1)\n}\n"
+        "network two_names() {\n  input 3 x 8 x 8\n  a = left(4)\n  b = right_hand(4)\n}\n"
+    )
+    model = resdsl.build_model(text)
+    assert (type(model).__name__, type(model.a).__name__, type(model.b).__name__) == ("TwoNames", "Left", "RightHand")

@@ -231,15 +231,16 @@ network choices(act = true) {
 def test_conditional_layers_and_identity_residuals_build_the_same_in_both_back_ends(tmp_path: Path) -> None:
     """Anonymous conditional layers (`relu if act else identity`) and nameless residual(identity)s:
     build_model and the generated module are the same network. Instances of a block that choose
-    different layers get a class each (one class written from the first instance ran relu where
-    the second has identity)."""
+    different layers are built by one class that chooses them in its constructor, from its
+    argument (one class written from the first instance ran relu where the second has identity)."""
     net = resdsl.compile(CHOICES)
     generated = load_code(generate(net), tmp_path).choices()
     built = resdsl.build_model(net)
     assert [(k, v.shape) for k, v in generated.state_dict().items()] == [
         (k, v.shape) for k, v in built.state_dict().items()
     ]
-    assert type(generated.u1).__name__ == "Unit" and type(generated.u2).__name__ == "Unit2"
+    assert type(generated.u1).__name__ == "Unit" and type(generated.u2) is type(generated.u1)
     assert type(generated.layer1[1]) is type(generated.u2)
     assert isinstance(generated.u2.identity, torch.nn.Identity) and isinstance(generated.u2.silu, torch.nn.SiLU)
+    assert isinstance(generated.u1.relu, torch.nn.ReLU) and not hasattr(generated.u1, "identity")
     same_outputs(generated, built, (3, 8, 8))

@@ -1,5 +1,11 @@
 """Differential test: for random valid networks, the generated module and the in-memory
-model are the same network (same state_dict, same outputs for the same weights)."""
+model are the same network (same state_dict keys and shapes, same float64 outputs and gradients
+for the same weights, in eval and train mode), and both script.
+
+The programs come from :mod:`tests.random_nets` (its ``COVERAGE`` lists what they hold, section
+by section of docs/language.md). ``RESDSL_RANDOM_NETS`` sets how many ``pytest -q`` runs;
+``pytest -m slow tests/test_codegen_random.py`` runs ``RESDSL_RANDOM_NETS_SLOW`` more.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,16 @@ import importlib.util
 import itertools
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
 import resdsl
 from resdsl.backends.codegen import generate
+from resdsl.ir import Network
+from tests.random_nets import COVERAGE, programs
 
 _counter = itertools.count()
 
@@ -51,82 +59,6 @@ block tapped(c, stride = 1, kind = projection) {
     residual(kind, project_from=relu1, norm=false)
 }
 """
-KINDS = ["identity", "projection", "projection_all", "zero_pad", "avgpool_projection", "none"]
-ACTIVATIONS = ["relu", "gelu", "silu", "leaky_relu(0.2)", "sigmoid"]
-OPS = [
-    "relu", "gelu()", "silu", "sigmoid", "leaky_relu(slope=0.1)", "batchnorm()", "batchnorm(eps=1e-3, momentum=0.2)",
-    "dropout(0.1)", "identity()", "conv(8, k=1)", "conv(8, k=3, p=2, d=2)", "conv(8, k=3, p=1, groups=2, bias=true)",
-    "avgpool(k=3, s=1, p=1)", "avgpool(k=2, ceil=true, count_include_pad=false)", "maxpool(k=2, s=1)",
-]  # fmt: skip
-
-
-@st.composite
-def networks(draw: st.DrawFn) -> str:
-    """A random network from every op, every shortcut kind, project_from, activations right
-    before a residual, network-level residuals and meta options."""
-    act = draw(st.sampled_from(ACTIVATIONS))
-    extra = draw(st.sampled_from(["", ", norm=false", ', name="shortcut"']))
-    lines = []
-    channels = draw(st.sampled_from([4, 8]))
-    lines.append(f"stem = conv({channels}, k=3, p=1)")
-    for i in range(draw(st.integers(1, 4))):
-        choice = draw(
-            st.sampled_from(
-                ["basic", "bottleneck", "custom", "stage", "pool", "op", "preact", "twice", "top", "tapped", "act"]
-            )
-        )
-        stride = draw(st.sampled_from([1, 2]))
-        width = draw(st.sampled_from([4, 8, 16]))
-        kind = draw(st.sampled_from(KINDS))
-        if choice == "basic":
-            lines.append(f"b{i} = basic({width}, stride={stride}, shortcut={kind})")
-        elif choice == "bottleneck":
-            lines.append(f"b{i} = bottleneck({width}, stride={stride}, groups=2, width_per_group=32, shortcut={kind})")
-        elif choice == "custom":
-            lines.append(f"b{i} = custom({width}, stride={stride}, kind={kind}, g=2)")
-        elif choice == "stage":
-            repeat = draw(st.integers(1, 3))
-            lines.append(f"b{i} = stage(custom({width}, kind={kind}), repeat={repeat}, stride={stride})")
-        elif choice == "preact":
-            block = draw(st.sampled_from(["preact_basic", "preact_bottleneck"]))
-            lines.append(f"b{i} = {block}({width}, stride={stride}, shortcut={kind})")
-        elif choice == "tapped":
-            lines.append(f"b{i} = tapped({width}, stride={stride}, kind={kind})")
-        elif choice == "twice":
-            lines.append(f"b{i} = twice({width}, kind={kind})")
-        elif choice == "top":  # a residual in the network body itself
-            lines.append(f"c{i} = conv({width}, k=3, s={stride}, p=1)")
-            if draw(st.booleans()):
-                lines.append(draw(st.sampled_from(["relu", "leaky_relu", "sigmoid"])))  # right before the residual
-            lines.append(f"residual({kind})")
-        elif choice == "act":  # an activation right before a residual, in the network body
-            lines.append(f"c{i} = conv({width}, k=1)")
-            lines.append(draw(st.sampled_from(["relu", "leaky_relu", "sigmoid"])))
-            lines.append(f"residual({kind})")
-        elif choice == "pool":
-            lines.append(f"p{i} = maxpool(k=3, s={stride}, p=1)")
-        else:
-            lines.append(draw(st.sampled_from(OPS)))
-    head = draw(
-        st.sampled_from(
-            [
-                "avgpool = global_avgpool()\n    fc = linear(3)",
-                "fc = linear(3)",
-                "flat = flatten()\n    fc = linear(3, bias=false)",
-                "avgpool = global_avgpool()\n    drop = dropout(0.2)\n    fc = linear(3)",
-            ]
-        )
-    )
-    meta = draw(
-        st.sampled_from(["", 'meta { title = "random"  zero_init_residual = true }', "meta { mean = [0.5, 0.5, 0.5] }"])
-    )
-    body = "\n    ".join([*lines, head])
-    return (
-        'import "std/blocks.arch"\n'
-        + CUSTOM.format(act=act, extra=extra)
-        + TAPPED
-        + f"network random_net(width = 8) {{\n    input 3 x 12 x 12\n    {meta}\n    {body}\n}}\n"
-    )
 
 
 def _fill(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -149,17 +81,20 @@ def _run(model: torch.nn.Module, x: torch.Tensor, train: bool) -> tuple[torch.Te
     return out.detach(), [x.grad, *(p.grad for p in model.parameters())]
 
 
-def assert_same_network(text: str, folder: Path, result: resdsl.CheckResult | None = None) -> None:
+def assert_same_network(
+    text: str, folder: Path, result: resdsl.CheckResult | None = None, network: str | None = None
+) -> ModuleType:
+    """Generate the network, build it, and compare the two; returns the generated module."""
     result = result or resdsl.check(text)
     assert result.ok, result.diagnostics
-    net = result.networks[0]
+    net: Network = next(n for n in result.networks if network is None or n.name == network)
     path = folder / f"random_net_{next(_counter)}.py"
     path.write_text(generate(net))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    generated = module.random_net().double()
+    generated = getattr(module, net.name)().double()
     built = resdsl.build_model(net).double()
     assert [(k, v.shape) for k, v in generated.state_dict().items()] == [
         (k, v.shape) for k, v in built.state_dict().items()
@@ -168,7 +103,7 @@ def assert_same_network(text: str, folder: Path, result: resdsl.CheckResult | No
     state = _fill(built)
     built.load_state_dict(state)
     generated.load_state_dict(state)
-    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    x = torch.randn(2, *net.input_shape, dtype=torch.float64)
     for train in (False, True):
         want, want_grads = _run(built, x, train)
         got, got_grads = _run(generated, x, train)
@@ -180,18 +115,70 @@ def assert_same_network(text: str, folder: Path, result: resdsl.CheckResult | No
                 assert torch.allclose(a, b, rtol=1e-8, atol=1e-10), text
     torch.jit.script(generated)
     torch.jit.script(built)  # both back ends script
+    return module
 
 
-RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "200"))
+def check_program(program: tuple[str, str], folder: Path) -> None:
+    """The invariant: a program that checks cleanly builds the same network both ways."""
+    text, network = program
+    result = resdsl.check(text)
+    assume(result.ok)
+    assert_same_network(text, folder, result, network)
+
+
+RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "120"))
+SLOW_NETS = int(os.environ.get("RESDSL_RANDOM_NETS_SLOW", "2000"))
+SETTINGS = {"deadline": None, "derandomize": True, "database": None, "suppress_health_check": list(HealthCheck)}
+
+
+@settings(max_examples=RANDOM_NETS, **SETTINGS)  # type: ignore[arg-type]
+@given(programs())
+def test_generated_equals_built_for_random_networks(tmp_path_factory, program: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+    check_program(program, tmp_path_factory.mktemp("random"))
 
 
 @pytest.mark.slow
-@settings(max_examples=RANDOM_NETS, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(networks())
-def test_generated_equals_built_for_random_networks(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]
-    result = resdsl.check(text)
-    assume(result.ok)
-    assert_same_network(text, tmp_path_factory.mktemp("random"), result)
+def test_generated_equals_built_for_many_random_networks(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same invariant on many more programs; run it with ``-m slow``."""
+    folder = tmp_path_factory.mktemp("random_slow")
+
+    @settings(max_examples=SLOW_NETS, **{**SETTINGS, "derandomize": False})  # type: ignore[arg-type]
+    @given(programs())
+    def run(program: tuple[str, str]) -> None:
+        check_program(program, folder)
+
+    run()
+
+
+def test_the_programs_hold_what_the_coverage_says() -> None:
+    """The generator makes what COVERAGE claims, and almost every program checks cleanly
+    (otherwise the invariant above would hold of next to nothing)."""
+    seen: list[tuple[str, str]] = []
+
+    @settings(max_examples=300, **SETTINGS)  # type: ignore[arg-type]
+    @given(programs())
+    def collect(program: tuple[str, str]) -> None:
+        seen.append(program)
+
+    collect()
+    text = "\n".join(t for t, _ in seen)
+    constructs = [
+        "mid = identity if flag else conv(c, k=1)", "mid = relu if flag else gelu",
+        "mid = conv(c, k=1) if flag else identity()", "(gelu if c > 4 else silu) if flag else relu",
+        "sequential(conv(c, k=1), batchnorm()) if flag else identity()", "conv(c, k=3, s=2, p=1)",
+        "body = unit(c) if inner_flag else sequential(", "if deep else conv(", "a = unit(c, stride=stride",
+        "st = stage(unit(c), repeat=2", "sq = sequential(unit(c)", "= sequential(unit(", "project_from=pre",
+        "residual(shortcut, norm=false", "residual(shortcut, norm=norm", 'name="second"', "gate(sigmoid)",
+        "gate(squeeze_excite(", "network random_alias = random_net(", "repeat=n", "in_features=",
+        "head = sequential(global_avgpool(), linear(3))", "norm=nrm", "# a comment", "stride_1x1=true",
+        "conv(w, 3, stride, 1)", "conv(out_channels=w", 'mode == "a"', "shortcut=zero_pad",
+        "shortcut=avgpool_projection", "shortcut=projection_all", "shortcut=none", "shortcut=identity",
+    ]  # fmt: skip
+    missing = [c for c in constructs if c not in text]
+    assert not missing, missing
+    assert set(COVERAGE) >= {"Files", "Parameters and values", "Statements", "Residual additions", "Layers of layers"}
+    clean = sum(resdsl.check(t).ok for t, _ in seen[:60])
+    assert clean >= 50, f"only {clean} of 60 programs check cleanly"
 
 
 # Networks this test once found to differ; kept so they never regress.

@@ -53,6 +53,7 @@ CODES: dict[str, str] = {
     "E216": "unknown override",
     "E217": "misplaced statement",
     "E218": "net_count not known before placing",
+    "E219": "spec parameter given as a build option",
     # shapes
     "E301": "residual shapes differ",
     "E302": "channels not divisible by groups",

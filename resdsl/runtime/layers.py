@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DropPath", "LayerNorm2d"]
+__all__ = ["DropPath", "FlattenLinear", "LayerNorm2d"]
+
+
+class FlattenLinear(nn.Linear):
+    """A linear layer that flattens a C x H x W input first (in a sequential group, where no
+    forward step can); its state_dict is nn.Linear's."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.linear(input.flatten(1), self.weight, self.bias)  # not super(): TorchScript has none
 
 
 class LayerNorm2d(nn.LayerNorm):

@@ -14,13 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class FlattenLinear(nn.Linear):
-    """A linear layer that flattens a C x H x W input first; its state_dict is nn.Linear's."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return super().forward(input.flatten(1))
-
-
 # --- copied into generated inference modules from here ---
 def with_bias(shortcut: nn.Module | None) -> nn.Module | None:
     """Give a projection shortcut's 1x1 conv a bias: inference builds fold its batchnorm into

@@ -1,11 +1,15 @@
 """The code generator: a checked network as a standalone PyTorch module file.
 
-The file imports only torch (and typing), defines one class per block type used, a
-network class whose stages are built in a loop, and a factory named after the network.
-Everything is laid out by the jinja2 template ``templates/module.py.j2``; the data it
-needs comes from the IR alone: :mod:`codegen_emit` walks the scopes, :mod:`codegen_expr`
-turns expressions and names into Python and escapes every string taken from the spec,
-:mod:`codegen_files` formats with ruff, hashes, and writes files.
+The file imports only torch (and typing), defines one class per block type used (one per
+form where its instances need different code), a network class whose stages are built in a
+loop, and a factory named after the network. Everything is laid out by the jinja2 template
+``templates/module.py.j2``; the data it needs comes from the IR: :mod:`statements` lines each
+block instance up with its block's statements, :mod:`emit` writes a body (with :mod:`layers`
+for op layers, :mod:`residuals` and :mod:`choices` for additions and conditions,
+:mod:`instances` checking each value against the instance), :mod:`blocks` writes block classes
+and groups, :mod:`stages` stages (instance values per block, :mod:`netcount` the net_index
+counts), :mod:`expr` turns expressions and names into Python and escapes every string taken
+from the spec, :mod:`files` formats with ruff, hashes, and writes files.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ import jinja2
 
 from resdsl._version import __version__
 from resdsl.backends.codegen import features as codegen_features
+from resdsl.backends.codegen.blocks import BlockEmitter
 from resdsl.backends.codegen.copied import checkpoint_source, layer_sources, runtime_source, weights_source
-from resdsl.backends.codegen.emit import ClassDef, Emitter
+from resdsl.backends.codegen.emit import ClassDef
 from resdsl.backends.codegen.expr import (
     RESERVED,
-    attr_name,
     camel,
     comment_text,
     doc_text,
@@ -51,7 +55,7 @@ from resdsl.backends.codegen.files import (
 )
 from resdsl.backends.codegen.inference import InferenceParts, fold_for_codegen, template_names
 from resdsl.diagnostics.span import portable
-from resdsl.ir import Layer, Network, sources_hash
+from resdsl.ir import Network, sources_hash
 from resdsl.ir.features import Checkpoint, Plan, requested
 from resdsl.ir.preprocessing import preprocessing
 from resdsl.semantics.values import LayerCall
@@ -169,7 +173,7 @@ def _render(
 ) -> str:
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
-    em = Emitter(network, norm2d, python_names)
+    em = BlockEmitter(network, norm2d, python_names)
     # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
     values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
     net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
@@ -180,10 +184,6 @@ def _render(
     cls.name = em.class_name(camel(network.name), "Net")
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)
-    for item in network.root.items:
-        norm_layer = network.last_norm(item) if isinstance(item, Layer) and item.op == "residual" else None
-        if norm_layer is not None:
-            cls.zero_init.append(attr_name(norm_layer.module, norm_layer.span))
     # build_model's switch: the spec's own parameter when it has one (renamed as every value is), else
     # an argument of the network class; an inference module starts from trained weights, so has neither
     zero_init_param = inference is None and "zero_init_residual" not in values
@@ -207,7 +207,9 @@ def _render(
     params = [p for c in [*blocks, cls] for p in c.params]
     extra = template_names(inference)
     typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
-    zero_groups: dict[tuple[str, ...], list[str]] = {}  # blocks that zero the same attributes share a branch
+    zero_groups: dict[
+        tuple[tuple[str, str | None], ...], list[str]
+    ] = {}  # blocks that zero the same attributes share a branch
     for b in blocks:
         if b.zero_init:
             zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)

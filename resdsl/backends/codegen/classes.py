@@ -1,10 +1,15 @@
 """The template's model: the classes, constructor calls and forward steps that the emitter
-(:mod:`codegen_emit`) fills from the IR and templates/module.py.j2 writes out."""
+(:mod:`emit`) fills from the IR and templates/module.py.j2 writes out; and the emitter's
+state while it writes one body (:class:`Point`, :class:`Body`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from resdsl.backends.codegen.expr import py
+from resdsl.ir import Scope
+from resdsl.syntax import ast
 
 
 @dataclass
@@ -26,7 +31,7 @@ class Call:
 class Step:
     """One line (or small group) of a forward pass."""
 
-    kind: str  # call | flatten | save | residual
+    kind: str  # call | flatten | save | residual | merge | choice | checkpoint | features | feature
     target: str = ""
     module: str = ""
     source: str = ""
@@ -36,7 +41,8 @@ class Step:
     inplace: bool = False
     guard: str | None = None  # residual: attribute that says whether to add at all
     checkpointed: str | None = None  # call: the modules to run under checkpointing instead
-    steps: list[Step] = field(default_factory=list)  # checkpoint: the steps of both branches
+    steps: list[Step] = field(default_factory=list)  # checkpoint: the steps of both branches; choice: if
+    alt: list[Step] = field(default_factory=list)  # choice: the steps when ``guard`` is false
 
 
 @dataclass
@@ -48,9 +54,63 @@ class ClassDef:
     forward: list[Step] = field(default_factory=list)
     main: str = "out"
     returns: str = "Tensor"  # forward's return type
-    zero_init: list[str] = field(default_factory=list)  # batchnorm attributes zeroed by zero_init_residual
+    # batchnorm attributes zeroed by zero_init_residual, each with the attribute that says whether
+    # its residual adds (None: it always does)
+    zero_init: list[tuple[str, str | None]] = field(default_factory=list)
     kinds: list[tuple[Step, Any]] = field(default_factory=list)  # each guarded residual step and its kind
     plain_kinds: list[Any] = field(default_factory=list)  # kinds of residuals written as 'none' (refused otherwise)
     locals: set[str] = field(default_factory=set)  # variable names taken in forward
     layer_params: set[str] = field(default_factory=set)  # parameters holding layers, built in
     attrs: set[str] = field(default_factory=set)  # module attribute names
+    flags: set[str] = field(default_factory=set)  # attributes that hold a condition's test
+    out_channels: Any = None  # a block class: its output channels and stride, in its own terms
+    out_stride: Any = None
+
+    def key(self) -> str:
+        """Everything the template writes for this class but its name and docstring: two
+        instances whose classes have one key can share one class."""
+        return repr(
+            (
+                self.params,
+                self.init,
+                self.forward,
+                self.main,
+                self.returns,
+                self.zero_init,
+                [(step, py(kind)) for step, kind in self.kinds],
+                [py(kind) for kind in self.plain_kinds],
+                sorted(self.layer_params),
+                py(self.out_channels) if self.out_channels is not None else None,
+                py(self.out_stride) if self.out_stride is not None else None,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a value of the forward pass is: its variable, channels and spatial stride so far."""
+
+    var: str
+    channels: Any
+    stride: Any
+
+
+@dataclass
+class Body:
+    """The state of writing one scope's body: the instance, the class, and what each statement
+    left behind (statement index -1 is the body's input)."""
+
+    scope: Scope
+    cls: ClassDef
+    names: frozenset[str]
+    network: bool
+    main: str
+    arg: str  # the constructor argument holding the input channels ("" in the network class)
+    stmts: tuple[ast.Assign | ast.LayerStmt, ...]
+    current: Point
+    points: dict[int, Point] = field(default_factory=dict)
+    nodes: dict[int, str] = field(default_factory=dict)  # this instance's node after each statement
+    node: str = ""  # this instance's node that holds the value so far
+    label: str = "value"  # the layer that made it, to name a saved copy after
+    saves: set[int] = field(default_factory=set)  # statements whose value a later residual reads
+    registered: set[str] = field(default_factory=set)  # module attributes already constructed

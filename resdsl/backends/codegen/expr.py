@@ -351,6 +351,10 @@ def fold(e: Any) -> Any:
         return e.then if e.test.value else e.orelse
     if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
         return e.then
+    if isinstance(e, ast.Cond) and isinstance(e.orelse, ast.Cond) and py(e.orelse.test) == py(e.test):
+        return fold(ast.Cond(e.test, e.then, e.orelse.orelse))  # a if t else (b if t else c): a if t else c
+    if isinstance(e, ast.Cond) and isinstance(e.then, ast.Cond) and py(e.then.test) == py(e.test):
+        return fold(ast.Cond(e.test, e.then.then, e.orelse))
     if isinstance(e, ast.BinOp) and isinstance(e.left, ast.Cond) and isinstance(e.right, ast.Cond):
         a, b = e.left, e.right
         if py(a.test) == py(b.test):  # (a if t else b) * (c if t else d) = (a*c if t else b*d)

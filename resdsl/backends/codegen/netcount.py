@@ -42,9 +42,9 @@ class Emitter(Protocol):
     net: Network
     tr: Translator
     value_names: frozenset[str]
-    classes: dict[tuple[str, Any], ClassDef]
+    classes: dict[tuple[str, int], ClassDef]
 
-    def class_key(self, scope: Scope) -> tuple[str, Any]: ...
+    def bound_value(self, expr: ast.Expr, names: frozenset[str], values: dict[str, Any]) -> ast.Expr | None: ...
 
     def block_class(self, scope: Scope) -> ClassDef: ...
 
@@ -52,18 +52,22 @@ class Emitter(Protocol):
         self,
         scope: Scope,
         cin: Any,
+        names: frozenset[str],
+        values: dict[str, Any] | None = None,
         exprs: Mapping[str, ast.Expr] | None = None,
-        values: Mapping[str, Any] | None = None,
+        inst: Mapping[str, Any] | None = None,
         hidden: Sequence[tuple[str, Any]] = (),
         simplify: Callable[[Any], Any] | None = None,
-    ) -> tuple[Call, Any]: ...
+    ) -> tuple[Call, Any, Any]: ...
 
     def block_mapping(
         self,
         scope: Scope,
         cin: Any,
+        names: frozenset[str],
+        values: dict[str, Any] | None = None,
         exprs: Mapping[str, ast.Expr] | None = None,
-        values: Mapping[str, Any] | None = None,
+        inst: Mapping[str, Any] | None = None,
         simplify: Callable[[Any], Any] | None = None,
     ) -> tuple[ClassDef, list[str], dict[str, Any]]: ...
 
@@ -205,7 +209,10 @@ class NetCounts:
             except TypeError:
                 continue
         for name, expr in scope.lets:
-            value = self.em.tr.subst(self.em.tr.normalize(expr, frozenset(out)), out)
+            bound = self.em.bound_value(expr, frozenset(out), out)  # the side this instance took
+            if bound is None:
+                continue
+            value = self.em.tr.subst(bound, out)
             if is_const(value):
                 out[name] = value
         return out
@@ -253,7 +260,8 @@ class NetCounts:
         inner = self._blocks[key]
         if inner is None:
             return None
-        mapping = self.em.block_mapping(scope, ast.Name(PLACEHOLDER), exprs, values)[2]
+        # counts are whole numbers: no shortcut kind in them, so no names that shadow one
+        mapping = self.em.block_mapping(scope, ast.Name(PLACEHOLDER), frozenset(), None, exprs, values)[2]
         out = self.em.tr.subst(inner, mapping)
         return None if PLACEHOLDER in free_names(out) else out
 

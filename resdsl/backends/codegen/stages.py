@@ -34,6 +34,7 @@ from resdsl.backends.codegen.expr import (
     py,
     py_str,
 )
+from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.netcount import (
     PLACEHOLDER,
     NetCounts,
@@ -43,7 +44,7 @@ from resdsl.backends.codegen.netcount import (
     stage_blocks,
     unwritable,
 )
-from resdsl.ir import Scope
+from resdsl.ir import Network, Scope
 from resdsl.semantics.values import LayerCall
 from resdsl.syntax import ast
 
@@ -53,28 +54,32 @@ class StageWriter(NetCounts):
 
     # -- writing a stage --------------------------------------------------------------------
 
-    def write(self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str]) -> Any:
-        """The init line of a stage the class ``parent`` builds; returns its output channels."""
+    def write(
+        self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str], check: Values | None
+    ) -> tuple[Any, Any]:
+        """The init line of a stage the class ``parent`` builds; returns its output channels and
+        its stride. ``check``: the values of the instance ``parent`` is written from."""
         em = self.em
         blocks = stage_blocks(scope)
         cin = cin if is_expr(cin) else lit(cin)  # channels may come as numbers from the op table
         repeat = em.tr.normalize(scope.repeat_expr, names) if scope.repeat_expr is not None else lit(scope.repeat)
         first_values = self.values(scope, ast.IntLit(0), cin, repeat)
         first_bases = {q: self._next(scope, q + 1) for q in self._hidden(blocks[0])}
-        first_call, out = em.block_call(
-            blocks[0], cin, values=first_values, hidden=self.hidden_args(blocks[0], 1, first_bases)
-        )
+        hidden = self.hidden_args(blocks[0], 1, first_bases)
+        first_call, out, stride = em.block_call(blocks[0], cin, names, check, inst=first_values, hidden=hidden)
         out = out if is_expr(out) else lit(out)
         calls, rest = [first_call], None
         if len(blocks) > 1 or not is_const(repeat):
-            loop = self._loop(scope, blocks, out, repeat, names, first_values)
+            loop = self._loop(scope, blocks, out, repeat, names, first_values, check)
             if loop is not None:
-                rest, out = loop
+                rest, out, later_stride = loop
+                if not (isinstance(later_stride, ast.IntLit) and later_stride.value == 1):
+                    stride = lit(_ir_stride(em.net, scope))  # later blocks stride too: this instance's
             else:
-                calls, out = self._unrolled(scope, blocks, cin, repeat, parent)
+                calls, out, stride = self._unrolled(scope, blocks, cin, repeat, parent, names, check)
         parent.init.append(("stage", (attr_name(scope.name, scope.span), calls, rest)))
         self.advance(scope, {r: self.stage_count(scope, r) for r in self.counts[-1].next})
-        return out
+        return out, stride
 
     def _hidden(self, block: Scope) -> dict[int, tuple[str, str]]:
         assert block.block is not None
@@ -88,17 +93,19 @@ class StageWriter(NetCounts):
         repeat: Any,
         names: frozenset[str],
         first_values: dict[str, Any],
-    ) -> tuple[tuple[Call, str, str], Any] | None:
-        """The later blocks as one comprehension over ``i`` (block ``i + 1``) and the stage's
-        output channels, or None where one call cannot say every later block."""
+        check: Values | None,
+    ) -> tuple[tuple[Call, str, str], Any, Any] | None:
+        """The later blocks as one comprehension over ``i`` (block ``i + 1``), the stage's
+        output channels and the later blocks' stride, or None where one call cannot say every
+        later block (they need other classes, or other arguments than the loop gives)."""
         em = self.em
         var = fresh("i", names | set(em.net.params))
         i = ast.Name(var)
         # the later blocks' class: the first block's stride or shortcut may choose other layers
         later = blocks[min(1, len(blocks) - 1)]
-        if any(em.class_key(block) != em.class_key(later) for block in blocks[1:]):
-            return None  # later blocks of different layers: written one by one
-        later_in, last_out = self._later_channels(scope, later, out, var, repeat)
+        if any(em.block_class(block) is not em.block_class(later) for block in blocks[1:]):
+            return None  # later blocks of different classes: written one by one
+        later_in, last_out = self._later_channels(scope, later, out, var, repeat, names)
         if later_in is None:
             return None
         values = self.values(scope, add(i, ast.IntLit(1)), later_in, repeat)
@@ -111,16 +118,17 @@ class StageWriter(NetCounts):
             bases[q] = add(add(self._next(scope, q + 1), first), mul(i, each))
         hidden = self.hidden_args(blocks[0], 1, bases)
         decided = partial(_from_zero, var=var)  # i >= 0: what index == 0 decides is decided
-        call, _ = em.block_call(later, later_in, exprs=scope.arg_exprs, values=values, hidden=hidden, simplify=decided)
-        if not self._verify(scope, blocks, later_in, values, bases, var):
+        call, _, stride = em.block_call(
+            later, later_in, names, check, scope.arg_exprs, values, hidden=hidden, simplify=decided
+        )
+        if not self._verify(scope, blocks, later_in, values, bases, var, names):
             return None
-        if em.block_class(blocks[0]).plain_kinds:  # every instance must fit the class (checked there)
-            for k, block in enumerate(blocks[1:], 1):
-                em.block_call(block, later_in, values=self.values(scope, ast.IntLit(k), later_in, repeat))
         count = fold(ast.BinOp("-", repeat, ast.IntLit(1)))
-        return (call, py(count), var if uses_name(call, var) else "_"), last_out
+        return (call, py(count), var if uses_name(call, var) else "_"), last_out, stride
 
-    def _later_channels(self, scope: Scope, block: Scope, out: Any, var: str, repeat: Any) -> tuple[Any, Any]:
+    def _later_channels(
+        self, scope: Scope, block: Scope, out: Any, var: str, repeat: Any, names: frozenset[str]
+    ) -> tuple[Any, Any]:
         """The input channels of later block ``i + 1`` and the last block's output, in the
         caller's terms: a block that adds a fixed number of channels to its input (DenseNet's
         concatenation) reads ``c + i * growth``; one whose output does not depend on its input
@@ -128,7 +136,7 @@ class StageWriter(NetCounts):
         (None, None) where neither holds."""
         i, placeholder = ast.Name(var), ast.Name(PLACEHOLDER)
         values = self.values(scope, add(i, ast.IntLit(1)), placeholder, repeat)
-        _, made = self.em.block_call(block, placeholder, exprs=scope.arg_exprs, values=values)
+        _, made, _ = self.em.block_call(block, placeholder, names, exprs=scope.arg_exprs, inst=values)
         tr = self.em.tr
         if PLACEHOLDER not in free_names(made):  # block i + 1 makes ``made``; block 0 must fit i = -1
             if py(tr.subst(made, {var: ast.IntLit(-1)})) != py(out):
@@ -152,11 +160,13 @@ class StageWriter(NetCounts):
         values: dict[str, Any],
         bases: dict[int, Any],
         var: str,
+        names: frozenset[str],
     ) -> bool:
         """Whether the loop gives every later block what elaboration gave it: its arguments, its
         input channels and the counts below it, each where it folds to a number."""
         em = self.em
-        mapping = em.block_mapping(blocks[0], later_in, dict(scope.arg_exprs), values, partial(_from_zero, var=var))[2]
+        decided = partial(_from_zero, var=var)
+        mapping = em.block_mapping(blocks[0], later_in, names, None, scope.arg_exprs, values, decided)[2]
         constants = self.counts[-1].values
         for k, block in enumerate(blocks[1:], 1):
             env = {**constants, var: ast.IntLit(k - 1)}
@@ -179,19 +189,30 @@ class StageWriter(NetCounts):
         return True
 
     def _unrolled(
-        self, scope: Scope, blocks: list[Scope], cin: Any, repeat: Any, parent: ClassDef
-    ) -> tuple[list[Call], Any]:
-        """The blocks of a stage written one by one, each with its own instance values."""
+        self,
+        scope: Scope,
+        blocks: list[Scope],
+        cin: Any,
+        repeat: Any,
+        parent: ClassDef,
+        names: frozenset[str],
+        check: Values | None,
+    ) -> tuple[list[Call], Any, Any]:
+        """The blocks of a stage written one by one, each with its own instance values; their
+        calls, the stage's output channels and its stride."""
         em = self.em
         if not is_const(repeat):
             self._fix_repeat(scope, repeat, parent)
         counts = self.counts[-1]
         running = {q: self._next(scope, q + 1) for q in self._hidden(blocks[0])}
         calls: list[Call] = []
+        stride: Any = ast.IntLit(1)
         for k, block in enumerate(blocks):
             values = self.values(scope, ast.IntLit(k), cin, repeat)
-            call, cin = em.block_call(block, cin, values=values, hidden=self.hidden_args(block, 1, dict(running)))
+            hidden = self.hidden_args(block, 1, dict(running))
+            call, cin, own = em.block_call(block, cin, names, check, inst=values, hidden=hidden)
             cin = cin if is_expr(cin) else lit(cin)
+            stride = fold(ast.BinOp("*", stride, own))
             calls.append(call)
             for q in running:
                 part = self.instance_blocks(block, q, None, values)
@@ -203,7 +224,7 @@ class StageWriter(NetCounts):
                     running[q] = ast.IntLit(counts.numbers[q + 1] + done)
                 else:
                     raise unwritable(scope, "the blocks below it cannot be counted in its block class's terms")
-        return calls, cin
+        return calls, cin, stride
 
     def _fix_repeat(self, scope: Scope, repeat: Any, parent: ClassDef) -> None:
         """Blocks written one by one fix the repeat: refuse other values; in a block class, every
@@ -224,6 +245,14 @@ class StageWriter(NetCounts):
             "regenerate it for another number"
         )
         parent.init.append(("require", (py(repeat), str(scope.repeat), message)))
+
+
+def _ir_stride(network: Network, scope: Scope) -> int:
+    """The spatial stride of a scope in the IR: its input map over its output map."""
+    before, after = network.layer(scope.input).shape, network.layer(scope.output).shape
+    if before is None or after is None or len(before) != 3 or len(after) != 3:
+        return 1
+    return max(before[1] // after[1], 1)
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

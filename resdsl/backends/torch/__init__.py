@@ -29,7 +29,7 @@ from resdsl.ops import OPS, Ctor, Merge
 from resdsl.ops.shortcut import infer_stride
 from resdsl.runtime import layers as runtime_layers
 from resdsl.runtime.checkpointing import checkpoint_seq
-from resdsl.runtime.shortcuts import FlattenLinear, ZeroPadShortcut, make_shortcut, with_bias
+from resdsl.runtime.shortcuts import ZeroPadShortcut, make_shortcut, with_bias
 from resdsl.runtime.weights import preprocess_images
 
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
@@ -38,7 +38,10 @@ __all__ = ["ScopeModule", "ZeroPadShortcut", "build", "init_weights", "layer_mod
 
 
 class ScopeModule(nn.Module):
-    """A block or network body. Subclasses made by :func:`_scope_class` carry its ``forward``."""
+    """A block or network body. Subclasses made by :func:`_scope_class` carry its ``forward``
+    and are named after the block or network (``Bottleneck``, ``Resnet50``), so ``print(model)``
+    and torch's own messages (``Error(s) in loading state_dict for Resnet50``, tracebacks)
+    say which one."""
 
     def __init__(self, kind: str = "") -> None:
         super().__init__()
@@ -55,32 +58,46 @@ class ScopeModule(nn.Module):
         return preprocess_images(images, getattr(self, "mean", None), getattr(self, "std", None), size)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # the class is made at run time; pickling rebuilds it from its forward's source
-        source = type(self).resdsl_source  # type: ignore[attr-defined]
-        return (_restore, (source, self.kind), self.__dict__)
+        # the class is made at run time; pickling rebuilds it from its name and forward's source
+        cls = type(self)
+        return (_restore, (cls.resdsl_source, self.kind, cls.__name__), self.__dict__)  # type: ignore[attr-defined]
 
 
-def _restore(source: str, kind: str) -> ScopeModule:
-    cls = _scope_class(source)
+def _restore(source: str, kind: str, name: str | None = None) -> ScopeModule:
+    cls = _scope_class(source, name or class_name(kind.partition("=")[2]))
     return cls.__new__(cls)  # pickle then restores the instance's __dict__
 
 
-_CLASSES: dict[str, type[ScopeModule]] = {}
+_CLASSES: dict[tuple[str, str], type[ScopeModule]] = {}
 
 
-def _scope_class(source: str) -> type[ScopeModule]:
-    """A ScopeModule subclass whose ``forward`` is ``source``: one class per distinct body."""
-    cls = _CLASSES.get(source)
+def class_name(name: str) -> str:
+    """The class of a block or network called ``name``, in CamelCase as torchvision names its
+    blocks: ``bottleneck`` -> ``Bottleneck``, ``preact_basic`` -> ``PreactBasic``,
+    ``resnext50_32x4d`` -> ``Resnext50_32x4d`` (an underscore kept before a digit)."""
+    out = ""
+    for part in name.split("_"):
+        if part:
+            out += ("_" if out and part[0].isdigit() else "") + part[0].upper() + part[1:]
+    return out or "Network"
+
+
+def _scope_class(source: str, name: str) -> type[ScopeModule]:
+    """A ScopeModule subclass called ``name`` whose ``forward`` is ``source``: one class per
+    block or network and distinct body."""
+    cls = _CLASSES.get((name, source))
     if cls is not None:
         return cls
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    filename = f"<resdsl-scope-{digest}>"
+    filename = f"<resdsl {name} {digest}>"  # tracebacks name the block whose forward failed
     # TorchScript reads a method's source through linecache: keep it there for the process
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace: dict[str, Any] = {"torch": torch, "Tensor": Tensor, "checkpoint_seq": checkpoint_seq}
     exec(compile(source, filename, "exec"), namespace)
-    cls = type(f"Scope_{digest}", (ScopeModule,), {"forward": namespace["forward"], "resdsl_source": source})
-    _CLASSES[source] = cls
+    forward = namespace["forward"]
+    forward.__qualname__ = f"{name}.forward"
+    cls = type(name, (ScopeModule,), {"forward": forward, "resdsl_source": source, "__qualname__": name})
+    _CLASSES[(name, source)] = cls
     return cls
 
 
@@ -191,7 +208,8 @@ class _Builder:
             i = end
         header = f"def forward(self, x: Tensor) -> {'dict[str, Tensor]' if capture else 'Tensor'}:\n"
         source = header + "".join(f"    {line}\n" for line in lines) + f"    return {returns}\n"
-        module = _scope_class(source)(
+        named = scope.block.name if scope.block is not None else scope.name
+        module = _scope_class(source, class_name(named))(
             f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
         )
         for name, child in children.items():
@@ -217,7 +235,7 @@ class _Builder:
         module = layer_module(layer)
         assert module is not None, f"op {layer.op} builds no module"
         if isinstance(module, nn.Linear) and len(layer.in_shapes[0]) > 1:  # same keys, flattens first
-            flat = FlattenLinear(module.in_features, module.out_features, bias=module.bias is not None)
+            flat = runtime_layers.FlattenLinear(module.in_features, module.out_features, bias=module.bias is not None)
             return flat
         return module
 

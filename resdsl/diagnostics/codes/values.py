@@ -17,6 +17,11 @@ _NESTED = (
     "block group(c, depth) {\n    blocks = stage(inner(c, drop=0.1 * net_index / net_count), repeat=depth)\n}\n\n"
 )
 
+# a network with a layer-valued parameter named like build_model's own norm option (E219)
+_NORMED = net(
+    "conv1 = conv(8, k=3, p=1)\nbn1 = norm()\nrelu\npool = global_avgpool()\nfc = linear(10)", "norm = batchnorm"
+)
+
 ENTRIES = [
     Entry(
         "E201",
@@ -168,5 +173,20 @@ ENTRIES = [
         "from it, the inner total cannot be known in advance.",
         _NESTED + net("stem = conv(16, k=3, p=1)\ngroups = stage(group(16, depth=in_channels // 8), repeat=2)"),
         _NESTED + net("stem = conv(16, k=3, p=1)\ngroups = stage(group(16, depth=2), repeat=2)"),
+    ),
+    Entry(
+        "E219",
+        "a spec parameter passed to the Python API where one of its own options of that name is meant "
+        '(`build_model(spec, norm="groupnorm(32)")`), or given twice',
+        "`build_model`, `compile`, `generate` and `export_onnx` take the spec's parameters in "
+        "`params={...}`, and as keywords where a name is none of their options. A keyword that is an "
+        "option (norm, mode, head, features, ...) always means the option; given a value the option does "
+        "not take while the spec has a parameter of that name, it is refused before anything is built. "
+        'Pass the parameter in params: `build_model("example.arch", params={"norm": "groupnorm(4)"})`.',
+        _NORMED,
+        _NORMED,
+        runs=False,
+        why='given by the Python API only: build_model("example.arch", norm="groupnorm(4)") gives it and '
+        'params={"norm": "groupnorm(4)"} is the fix; tests/test_api.py runs both on this example',
     ),
 ]

@@ -1,0 +1,98 @@
+"""One op layer in generated code: its constructor call, its attributes and its stride.
+
+An op's module comes from the op table (:attr:`resdsl.ops.OpDef.torch`), with the layer's
+arguments in the terms of the class being written; each symbolic value is checked against the
+instance the class is written from (:meth:`Instances.checked`), so a value the class cannot say
+for that instance is written as the instance's own. A module class is ``nn.Conv2d`` or, for the
+layers torch.nn lacks, a class of :mod:`resdsl.runtime.layers` that the generated file copies
+(:attr:`LayerEmitter.runtime_classes`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resdsl.backends.codegen.classes import Ctor
+from resdsl.backends.codegen.expr import attr_name, const_value, fold, free_names, is_const, is_expr, lit, py
+from resdsl.backends.codegen.instances import Instances, Values
+from resdsl.ir import Layer, Network
+from resdsl.ops import OPS
+from resdsl.syntax import ast
+
+__all__ = ["LayerEmitter"]
+
+
+class LayerEmitter(Instances):
+    """Writes op layers; ``norm2d`` is the 2-D norm class the network uses."""
+
+    def __init__(self, network: Network, norm2d: str = "BatchNorm2d") -> None:
+        super().__init__(network)
+        self.norm2d = norm2d
+        self.norm_classes: set[str] = set()  # batchnorm classes the module names
+        self.runtime_classes: set[str] = set()  # resdsl.runtime.layers classes the module copies
+
+    def qualified(self, cls: str, runtime: bool) -> str:
+        """How generated code names a module class: ``nn.Conv2d``, or a copied runtime class."""
+        if runtime:
+            self.runtime_classes.add(cls)
+            return cls
+        return f"nn.{cls}"
+
+    def attrs(self, layer: Layer, names: frozenset[str], values: Values | None = None) -> dict[str, Any]:
+        """Attribute values of one op layer, in the terms of its scope."""
+        op = OPS[layer.op]
+        out: dict[str, Any] = {}
+        for p in op.params:
+            if p.name in layer.exprs:
+                out[p.name] = self.tr.normalize(layer.exprs[p.name], names)
+            elif p.default_from and p.default_from in layer.exprs:
+                out[p.name] = self.tr.normalize(layer.exprs[p.default_from], names)
+            else:
+                out[p.name] = layer.attrs.get(p.name)
+        for key, value in out.items():  # an argument written where this class cannot see: its value
+            if is_expr(value) and not free_names(value) <= names:
+                out[key] = layer.attrs.get(key)
+            elif is_expr(value):
+                out[key] = self.checked(value, layer.attrs.get(key), values)
+        return {k: (const_value(v) if is_expr(v) and is_const(v) else v) for k, v in out.items()}
+
+    def ctor(
+        self, layer: Layer, cin: Any, names: frozenset[str], attribute: bool = True, values: Values | None = None
+    ) -> tuple[Ctor, Any]:
+        """The constructor of an op layer (``Ctor.cls`` as the generated file names it) and
+        its output channels or features, in the class's terms."""
+        op = OPS[layer.op]
+        assert op.torch is not None
+        attrs = self.attrs(layer, names, values)
+        attrs["inplace"] = layer.inplace
+        shape = layer.in_shapes[0]
+        cin = self.checked(cin, shape[0], values)
+        if op.flatten_input and len(shape) > 1 and shape[1] * shape[2] != 1:
+            cin = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))
+        c = op.torch(attrs, cin, shape)
+        cls = self.norm2d if c.cls == "BatchNorm2d" else c.cls
+        defaults = op.torch_defaults.get(cls, {})
+        if cls.startswith("BatchNorm") or cls == "SyncBatchNorm":
+            self.norm_classes.add(cls)
+        args = [py(a) for a in c.args]
+        for key, value in c.kwargs.items():
+            if key in defaults and not is_expr(value) and value == defaults[key]:
+                continue
+            args.append(f"{key}={py(value)}")
+        out = op.channels(attrs, cin)
+        if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
+            out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
+        out = self.checked(out, layer.shape[0] if layer.shape else None, values)
+        attr = attr_name(layer.module, layer.span) if attribute else ""
+        return Ctor(attr, self.qualified(cls, c.runtime), args), out
+
+    def op_stride(self, layer: Layer, names: frozenset[str], values: Values | None) -> Any:
+        """The spatial stride of one op layer, in the terms of its scope."""
+        stride = OPS[layer.op].stride(self.attrs(layer, names, values))
+        return stride if is_expr(stride) else lit(stride)
+
+    def merge_channels(self, layer: Layer, main: Any, other: Any, values: Values | None) -> Any:
+        """A merge's output channels, by its op's rule (concatenation adds them up)."""
+        rule = OPS[layer.op].merge_channels
+        out = main if rule is None else rule(main, other, lambda a, b: fold(ast.BinOp("+", a, b)))
+        return self.checked(out, layer.shape[0] if layer.shape else None, values)

@@ -1,0 +1,156 @@
+"""Residual additions in generated code.
+
+A residual's shortcut module comes from ``make_shortcut`` (the helper the generated file
+carries, the one build_model runs), called with the kind, the channels and the stride of the
+block input against the main branch, all in the class's terms and checked against the
+instance. Where the kind is a parameter the addition is guarded by an attribute, so one class
+runs every kind, ``none`` included; a residual that is ``none`` in every instance refuses any
+other kind. The branch and the ``project_from`` tap are the values after the statements that
+elaboration adds back (:func:`statements.branch_statement`), so every instance reads the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resdsl.backends.codegen.classes import Body, ClassDef, Step
+from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, py, py_str
+from resdsl.backends.codegen.instances import Values
+from resdsl.backends.codegen.layers import LayerEmitter
+from resdsl.backends.codegen.statements import branch_statement, tap_statement
+from resdsl.ir import Layer, Network
+from resdsl.ops import OPS
+from resdsl.ops.shortcut import infer_stride
+from resdsl.syntax import ast
+
+__all__ = ["ResidualEmitter", "ratio"]
+
+
+class ResidualEmitter(LayerEmitter):
+    """Writes residual additions; ``norm2d`` is the 2-D norm class the network uses."""
+
+    def __init__(self, network: Network, norm2d: str = "BatchNorm2d") -> None:
+        super().__init__(network, norm2d)
+        self.uses_zero_pad = False
+        self.uses_projection = False
+        self.variable_kinds = False  # some shortcut kind is a parameter: the helper handles every kind
+        self.shortcut_norm_flag = False  # some projection has no batchnorm
+        self.uses_bias = False  # some projection's conv has a bias (its batchnorm folded in)
+        self.tap_flag = False  # some projection reads from a project_from tap of another shape
+
+    def plain_residual(self, kind_expr: ast.Expr, cls: ClassDef, names: frozenset[str]) -> None:
+        """``residual(none)`` in every instance: a constructor that refuses any other kind."""
+        kind = self.tr.normalize(kind_expr, names)
+        if is_const(kind):
+            if const_value(kind) != "none":
+                raise AssertionError(f"codegen: a skipped residual of kind {const_value(kind)!r}")
+            return
+        message = py_str("this module was generated with this residual absent (kind 'none'); regenerate it for another")
+        cls.init.append(("refuse", (py(kind), message)))
+        cls.plain_kinds.append(kind)
+
+    def residual(self, body: Body, index: int, item: Layer, values: Values, own: bool) -> None:
+        """The addition at statement ``index``, written from ``item`` (this instance's when
+        ``own``, else another instance's, for an instance where it is ``none``)."""
+        if item.shortcut is None:
+            raise AssertionError(f"codegen: residual {item.path} was not realised by the checker")
+        cls, names, main = body.cls, body.names, body.main
+        kind_expr = self.tr.normalize(item.exprs["shortcut"], names)
+        fixed = is_const(kind_expr)
+        kind = const_value(kind_expr) if fixed else None
+        at = branch_statement(body.stmts, index)
+        taps = item.attrs.get("project_from")
+        tap_at = tap_statement(body.stmts, index, taps) if taps is not None else None
+        if own and (
+            self.net.port(item.id, 1) != body.nodes[at]
+            or (tap_at is not None and self.net.port(item.id, 2) != body.nodes[tap_at])
+        ):
+            raise AssertionError(f"codegen: residual {item.path} does not add what its statements say")
+        branch, tap = body.points[at], body.points[tap_at] if tap_at is not None else None
+        expected = self._expected(item)
+        out_ch = self.checked(body.current.channels, expected["out"], values)
+        in_ch = self.checked(branch.channels, expected["in"], values)
+        stride = self.checked(ratio(body.current.stride, branch.stride), expected["stride"], values)
+        attr = attr_name(item.module, item.span)
+        step = Step("residual", main, source=branch.var, inplace=item.inplace)
+        if not fixed:
+            self.variable_kinds = True
+            self.guard(cls, step, kind_expr)
+        norm_layer = self.net.last_norm(item)
+        if norm_layer is not None:
+            absent = index in self.absent(body.scope)
+            cls.zero_init.append((attr_name(norm_layer.module, norm_layer.span), step.guard if absent else None))
+        if kind == "identity":
+            cls.forward.append(step)
+            return
+        if kind is not None:
+            self.uses_zero_pad |= kind == "zero_pad"
+            self.uses_projection |= kind in ("projection", "projection_all", "avgpool_projection")
+        args = [py(kind_expr), py(in_ch), py(out_ch), py(stride)]
+        norm = self.shortcut_norm(item, names)
+        if norm is not None:
+            self.shortcut_norm_flag = True
+            args.append(f"norm={norm}")
+        step.module = branch.var
+        if tap is not None:  # the module reads from the tap: its channels and stride from there
+            tap_ch = self.checked(tap.channels, expected["tap_in"], values)
+            tap_stride = self.checked(ratio(body.current.stride, tap.stride), expected["tap_stride"], values)
+            if (py(tap_ch), py(tap_stride)) != (py(in_ch), py(stride)):
+                self.tap_flag = True
+                args += [f"tap_channels={py(tap_ch)}", f"tap_stride={py(tap_stride)}"]
+            step.module = tap.var
+        if item.shortcut.bias:
+            self.uses_bias = True
+        cls.init.append(("shortcut", (attr, args, item.shortcut.bias)))
+        step.shortcut = attr
+        step.optional = kind != "projection_all"
+        cls.forward.append(step)
+
+    def _expected(self, item: Layer) -> dict[str, Any]:
+        """What build_model passes to make_shortcut for this residual (see the torch back end)."""
+        s = item.shortcut
+        assert s is not None
+        main, branch = self.net.layer(self.port(item, 0)), self.net.layer(self.port(item, 1))
+        assert main.shape is not None and branch.shape is not None
+        out: dict[str, Any] = {"in": branch.shape[0], "out": main.shape[0], "tap_in": None, "tap_stride": None}
+        if self.net.shortcut_source(item) == branch.id:
+            out["stride"] = s.stride
+        else:
+            out["stride"] = infer_stride(branch.shape, main.shape) or 1
+            out["tap_in"], out["tap_stride"] = s.in_channels, s.stride
+        return out
+
+    def shortcut_norm(self, item: Layer, names: frozenset[str]) -> str | None:
+        """The projection's norm argument: None for the default batchnorm, ``False`` for none,
+        or a function of the channel count for a norm the spec chose (groupnorm(32))."""
+        shortcut = item.shortcut
+        assert shortcut is not None
+        written = item.exprs.get("norm")
+        if written is not None and not isinstance(written, (ast.BoolLit, ast.Name)):
+            raise AssertionError(f"codegen: residual {item.path} has a norm it cannot write")
+        if isinstance(written, ast.Name) and written.id in names and not isinstance(item.attrs.get("norm"), tuple):
+            return py(self.tr.normalize(written, names))  # a boolean parameter of the class
+        if not shortcut.norm:
+            return "False"
+        ctor = OPS[shortcut.norm_op].torch
+        assert ctor is not None
+        c = ctor(shortcut.norm_attrs, ast.Name("c"), (0, 1, 1))  # only the rank matters to a norm
+        defaults = OPS[shortcut.norm_op].torch_defaults.get(c.cls, {})
+        if c.cls == "BatchNorm2d" and all(defaults.get(k) == v for k, v in c.kwargs.items()):
+            return None if self.norm2d == "BatchNorm2d" else f"nn.{self.norm2d}"  # SyncBatchNorm
+        args = [py(a) for a in c.args] + [
+            f"{k}={py(v)}" for k, v in c.kwargs.items() if not (k in defaults and v == defaults[k])
+        ]
+        return f"lambda c: {self.qualified(c.cls, c.runtime)}({', '.join(args)})"
+
+    def guard(self, cls: ClassDef, step: Step, kind: Any) -> None:
+        """Make a residual's addition depend on its kind not being ``none`` at run time."""
+        step.guard = fresh("add_shortcut", cls.attrs | {s.guard or "" for s, _ in cls.kinds}, "_")
+        cls.kinds.append((step, kind))
+
+
+def ratio(stride: Any, since: Any) -> Any:
+    """The stride between two points of a body: ``stride // since``, folded."""
+    if isinstance(since, ast.IntLit) and since.value == 1:
+        return stride
+    return fold(ast.BinOp("//", stride, since))

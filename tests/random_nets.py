@@ -1,0 +1,415 @@
+"""Test helper: random valid ``.arch`` programs for the differential test of the two back ends
+(tests/test_codegen_random.py: the generated module and ``build_model`` are the same network).
+
+Each program defines blocks whose bodies are drawn too, then a network that uses them. The
+generator tracks the channels and map size after every layer it writes, so it picks shortcut
+kinds, widths and strides that check cleanly; the few programs that do not are dropped by the
+test. :data:`COVERAGE` lists, section by section of docs/language.md, what the programs hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+KINDS = ["identity", "projection", "projection_all", "zero_pad", "avgpool_projection", "none"]
+ACTS = ["relu", "gelu", "silu", "sigmoid", "leaky_relu(0.2)", "leaky_relu(negative_slope=0.1)"]
+NORMS = ["batchnorm", "groupnorm(2)", "batchnorm(eps=1e-3)"]
+OPS = [
+    "relu",
+    "gelu()",
+    "silu",
+    "sigmoid",
+    "leaky_relu(slope=0.1)",
+    "batchnorm()",
+    "batchnorm(eps=1e-3, momentum=0.2)",
+    "batchnorm(affine=false)",
+    "groupnorm(2, eps=1e-4)",
+    "dropout(0.1)",
+    "dropout(p=rate / 2)",
+    "identity()",
+    "avgpool(k=3, s=1, p=1)",
+    "avgpool(3, 1, 1, count_include_pad=false)",
+    "maxpool(k=3, s=1, p=1)",
+    "maxpool(kernel_size=3, stride=1, padding=1, ceil_mode=true)",
+]  # fmt: skip  (a bare `identity` names the shortcut kind: a statement must say identity())
+
+# What the programs hold, by section of docs/language.md (the test's docstring and the report cite it).
+COVERAGE = {
+    "Files": "import of std/blocks.arch; blocks and a network in one file, blocks used before their "
+    "definition; # comments on lines of their own and after statements; two statements on one line; "
+    "a network alias (network random_alias = random_net(...)), which is the network tested",
+    "Parameters and values": "block and network parameters with defaults, a default computed from an "
+    "earlier parameter (w = c * 2 / 2); whole numbers, decimals (1e-3, rate / 2), strings (mode), booleans, "
+    "lists and indexing (ws[0], [1, 3][1]), shortcut kinds as values; + - * / // % and unary minus, "
+    "'/' exact on whole numbers and ordinary on decimals",
+    "Statements": "input, meta (title, mean, zero_init_residual), named op and block layers, anonymous "
+    "layers with and without parentheses (shared stateless modules), stage(...) with repeat (a number or a "
+    "parameter), stride and shortcut, value bindings, residual(...) with every argument",
+    "Residual additions": "every kind (identity, zero_pad, projection, projection_all, avgpool_projection, "
+    "none) where the shapes agree and where they change; two residuals in one block (the second adding "
+    "back from the first, present or none); project_from; norm=false, norm=a normalization layer; name=; "
+    "residuals in the network body",
+    "Layers of layers": "sequential groups of ops, blocks and sequential groups (also as a block's whole "
+    "body, and with a linear layer that flattens); gates of a block, of a sequential group and of a single "
+    "op; layer-valued parameters (act = relu, norm = batchnorm) used bare, called, and called with "
+    "arguments, passed down from the network; conditions that choose values (strides, kernels) and that "
+    "choose layers: a bare op or a call on either side, a block or a group on one side, nested conditions, "
+    "a binding on one side (identity names the shortcut kind) and a layer on the other, a side that strides, "
+    "inside sequential(...), in the network body; tests with == != < <= > >= on numbers, strings, booleans",
+    "Nesting": "a block whose stride is applied by a block inside it, blocks inside stages, a stage inside "
+    "a block, a stage of such blocks, blocks inside a sequential group inside a block",
+    "Ops": "conv (positional, named and aliased arguments, groups, dilation, bias, in_channels=), "
+    "batchnorm (eps, momentum, affine), groupnorm, relu, silu, gelu, sigmoid, leaky_relu, maxpool (ceil), "
+    "avgpool (count_include_pad), global_avgpool, flatten, linear (bias, in_features=, a spatial input), "
+    "dropout, identity; mul through gate(...)",
+}
+
+CELL_SEP = "\n    "
+
+
+@dataclass
+class Shape:
+    """What the generator knows of the tensor so far: channels and map size."""
+
+    channels: int
+    size: int
+
+
+@dataclass
+class Unit:
+    """A drawn block ``unit``/``cell``: its definition and how it changes the shape."""
+
+    name: str
+    text: str
+    cond_stride: bool  # strides once more when flag is false
+    needs_even: bool  # uses groupnorm(2) or a reduction of 2 somewhere
+
+
+def _kind(draw: st.DrawFn, changes: bool, grows: bool) -> str:
+    """A shortcut kind that fits: identity only where the shape is kept, zero_pad only where
+    channels do not shrink."""
+    kinds = [k for k in KINDS if (k != "identity" or not changes) and (k != "zero_pad" or grows)]
+    return draw(st.sampled_from(kinds))
+
+
+def _cond_layer(draw: st.DrawFn) -> tuple[str, bool]:
+    """A statement whose condition chooses a layer; whether it strides when flag is false."""
+    options = [
+        ("mid = identity if flag else conv(c, k=1)", False),  # a binding (the kind) or a layer
+        ("mid = relu if flag else gelu", False),  # bare ops on both sides
+        ("mid = conv(c, k=1) if flag else identity()", False),  # calls on both sides
+        ("mid = (gelu if c > 4 else silu) if flag else relu", False),  # nested
+        ("mid = sequential(conv(c, k=1), batchnorm()) if flag else identity()", False),  # a group on one side
+        ("mid = identity() if flag else conv(c, k=3, s=2, p=1)", True),  # a side that strides
+        ('mid = act if mode == "a" else relu()', False),  # a layer-valued parameter, a string test
+        ("mid = sequential(conv(c, k=1), relu if flag else silu)", False),  # inside a group
+        ("mid = conv(c, k=3, p=1, d=1) if c >= 8 else conv(c, kernel_size=3, padding=2, dilation=2)", False),
+    ]
+    return draw(st.sampled_from(options))
+
+
+@st.composite
+def unit_block(draw: st.DrawFn, name: str) -> Unit:
+    """A block with a random body: convs (strided, conditionally strided), norms and
+    activations taken from parameters, conditional layers, groups, gates and residuals."""
+    lines: list[str] = []
+    pre = draw(st.booleans())  # pre-activation: the projection branches off after the shared norm-act
+    tap = pre and draw(st.booleans())
+    if pre:  # (a block no network uses is checked on its own, and that check refuses project_from=pre
+        # when pre = act(): a known bug of the static check, so a tapped block says relu())
+        lines += ["pre_bn = norm()", "pre = relu()" if tap else draw(st.sampled_from(["pre = act()", "pre = relu()"]))]
+    if draw(st.booleans()):
+        lines.append(draw(st.sampled_from(["half = w // 2 * 2", "k3 = [1, 3][1]", "neg = -(-c)", "m = (c + 4) % 100"])))
+    first = draw(
+        st.sampled_from(
+            [
+                "conv1 = conv(w, k=3, s=stride, p=1)",
+                "conv1 = conv(w, 3, stride, 1)",  # positional
+                "conv1 = conv(out_channels=w, kernel_size=3, stride=stride, padding=1)",  # aliases
+                'conv1 = conv(w, k=1, s=stride if mode == "a" else 1)',  # v1 vs v1.5: the stride moves
+            ]
+        )
+    )
+    lines.append(first)
+    lines.append(draw(st.sampled_from(["bn1 = norm()", "bn1 = norm(eps=1e-3)", "bn1 = batchnorm(momentum=0.2)"])))
+    lines.append(draw(st.sampled_from(["act", "act()", "relu"])))
+    if first.endswith("else 1)"):
+        lines.append('conv2 = conv(c, k=3, s=1 if mode == "a" else stride, p=1, in_channels=w)')
+    else:
+        lines.append(
+            draw(st.sampled_from(["conv2 = conv(c, k=1, in_channels=w)", "conv2 = conv(c, k=3, p=1, groups=2)"]))
+        )
+    cond_stride = False
+    if draw(st.booleans()):
+        statement, cond_stride = _cond_layer(draw)
+        lines.append(statement)
+    extras = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "s = sequential(conv(c, k=1, bias=true), batchnorm(), relu if flag else silu)",
+                    "g{} = gate(sequential(global_avgpool(), conv(c, k=1, bias=true), sigmoid))",
+                    "g{} = gate(sigmoid)",
+                    "g{} = gate(squeeze_excite(c, reduction=2))",
+                    "avgpool(k=3, s=1, p=1)",
+                    "maxpool(kernel_size=3, stride=1, padding=1)",
+                    "bn2 = batchnorm(affine=false)",
+                    "relu",
+                ]
+            ),
+            max_size=2,
+            unique=True,
+        )
+    )
+    lines += [line.format(i) for i, line in enumerate(extras)]
+    extra = draw(st.sampled_from(["", ", norm=false", ", norm=norm", ', name="shortcut"']))
+    lines.append(f"residual(shortcut{extra}{', project_from=pre' if tap else ''})")
+    if draw(st.booleans()):  # a second residual: it adds back what the first left, present or none
+        lines += ["relu1 = relu()", "conv3 = conv(c, k=1)", 'residual(identity, name="second")']
+    lines.append("relu")
+    body = _layout(draw, lines)
+    header = (
+        f"block {name}(c, stride = 1, shortcut = projection, flag = true, act = relu, norm = batchnorm, "
+        f'mode = "a", w = c * 2 / 2) {{'
+    )
+    return Unit(name, f"{header}{CELL_SEP}{body}\n}}\n", cond_stride, True)
+
+
+def _layout(draw: st.DrawFn, lines: list[str]) -> str:
+    """Statements one a line, some two on a line, with comments here and there."""
+    out: list[str] = []
+    for line in lines:
+        if out and draw(st.integers(0, 9)) == 0 and "#" not in out[-1]:
+            out[-1] += "  " + line  # whitespace alone separates statements
+        else:
+            out.append(line)
+        if draw(st.integers(0, 9)) == 0:
+            out[-1] += "  # a comment"
+    if draw(st.booleans()):
+        out.insert(0, "# a block drawn at random")
+    return CELL_SEP.join(out)
+
+
+OUTER = """
+# the stride is applied by a block inside this one
+block outer(c, stride = 1, kind = projection, flag = true, ok = projection) {{
+    a = unit(c, stride=stride, shortcut=kind, flag=flag)
+    {middle}
+    residual(ok)
+}}
+"""
+OUTER_MIDDLE = [
+    "b = unit(c)",
+    "st = stage(unit(c), repeat=2, stride=1)",  # a stage inside a block
+    "sq = sequential(unit(c), conv(c, k=1))",  # a block in a group in a block
+    "b = cell(c, act=gelu)",
+]
+WRAP = """
+block wrap(c, inner_flag = true) {
+    body = unit(c) if inner_flag else sequential(conv(c, k=3, p=1), batchnorm(), relu)
+}
+"""
+TWICE = """
+block twice(c, kind = projection) {
+    conv1 = conv(c, k=3, p=1)
+    bn1   = batchnorm()
+    residual(kind)
+    relu1 = relu()
+    conv2 = conv(c, k=1)
+    residual(identity, name="second")
+    relu
+}
+"""
+
+
+@dataclass
+class Net:
+    """The network body being drawn and the shape after its last layer."""
+
+    lines: list[str]
+    shape: Shape
+    unit: Unit
+    cell: Unit
+    branch: Shape  # what a residual in the network body adds back: the input, then the last sum
+
+
+def _stride(draw: st.DrawFn, net: Net, budget: int = 2) -> int:
+    return draw(st.sampled_from([1, 2])) if net.shape.size >= 2 * budget else 1
+
+
+def _unit_call(draw: st.DrawFn, net: Net, block: Unit, width: int, stride: int, name: str) -> str:
+    flag = draw(st.booleans())
+    extra = 2 if block.cond_stride and not flag else 1
+    if net.shape.size < 2 * stride * extra:
+        flag, extra = True, 1
+    changes = width != net.shape.channels or stride * extra != 1
+    kind = _kind(draw, changes, width >= net.shape.channels)
+    args = [str(width) if draw(st.booleans()) else ("ws[0]" if width == 4 else "width")]
+    args.append(f"stride={stride}")
+    args.append(f"shortcut={kind}")
+    args.append(f"flag={'true' if flag else 'false'}")
+    if draw(st.booleans()):
+        args.append(f"act={draw(st.sampled_from(ACTS))}")
+    if draw(st.booleans()):
+        args.append(f"norm={draw(st.sampled_from([*NORMS, 'nrm']))}")
+    if draw(st.booleans()):
+        args.append("mode=" + draw(st.sampled_from(['"a"', '"b"'])))
+    net.shape = Shape(width, net.shape.size // (stride * extra))
+    return f"{name} = {block.name}({', '.join(args)})"
+
+
+def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
+    """One or a few statements of the network body."""
+    choice = draw(
+        st.sampled_from(
+            [
+                "unit",
+                "cell",
+                "outer",
+                "wrap",
+                "stage",
+                "stage_outer",
+                "seq",
+                "std",
+                "gate",
+                "top",
+                "cond",
+                "op",
+                "twice",
+            ]
+        )
+    )
+    width = draw(st.sampled_from([4, 8]))
+    c, size = net.shape.channels, net.shape.size
+    if choice in ("unit", "cell"):
+        return [_unit_call(draw, net, net.unit if choice == "unit" else net.cell, width, _stride(draw, net), f"b{i}")]
+    if choice == "outer":
+        stride = _stride(draw, net)
+        flag = draw(st.booleans()) if size >= 4 * stride else True
+        extra = 2 if net.unit.cond_stride and not flag else 1
+        inner = _kind(draw, width != c or stride * extra != 1, width >= c)
+        outer = _kind(draw, width != c or stride * extra != 1, width >= c)
+        net.shape = Shape(width, size // (stride * extra))
+        return [f"b{i} = outer({width}, stride={stride}, kind={inner}, flag={str(flag).lower()}, ok={outer})"]
+    if choice == "wrap":
+        net.shape = Shape(width, size)
+        return [f"b{i} = wrap({width}, inner_flag={str(draw(st.booleans())).lower()})"]
+    if choice in ("stage", "stage_outer"):
+        stride = _stride(draw, net)
+        kind = _kind(draw, width != c or stride != 1, width >= c)
+        repeat = draw(st.sampled_from(["1", "2", "3", "n"]))
+        shortcut = f", shortcut={kind}" if choice == "stage" else ""
+        block = f"unit({width}, shortcut={kind})" if choice == "stage" else f"outer({width}, ok={kind}, kind={kind})"
+        net.shape = Shape(width, size // stride)
+        return [f"b{i} = stage({block}, repeat={repeat}, stride={stride}{shortcut})"]
+    if choice == "seq":
+        stride = _stride(draw, net)
+        net.shape = Shape(width, size // stride)
+        inner = f"unit({width}, stride={stride}, shortcut=projection)"
+        return [f"b{i} = sequential(unit({width}), conv({width}, k=1), sequential(batchnorm(), relu), {inner})"]
+    if choice == "std":
+        return [_std(draw, net, i, width)]
+    if choice == "gate":
+        branch = draw(
+            st.sampled_from(
+                [
+                    f"squeeze_excite({c}, reduction=2)",
+                    f"sequential(global_avgpool(), conv({c}, k=1, bias=true), sigmoid)",
+                    "sigmoid",
+                    f"sequential(conv({c}, k=3, p=1), sigmoid)",
+                ]
+            )
+        )
+        return [f"g{i} = gate({branch})"]
+    if choice == "top":  # a residual in the network body: it adds back the input or the last one's sum
+        stride = _stride(draw, net)
+        lines = [f"c{i} = conv({width}, k=3, s={stride}, p=1)"]
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["relu", "leaky_relu", "sigmoid"])))  # right before the residual
+        b = net.branch
+        kind = _kind(draw, width != b.channels or size // stride != b.size, width >= b.channels)
+        lines.append(f'residual({kind}, name="down{i}")')
+        net.shape = net.branch = Shape(width, size // stride)
+        return lines
+    if choice == "cond":  # conditions in the network body, on its parameters
+        return [
+            draw(
+                st.sampled_from(
+                    [
+                        f"h{i} = identity() if deep else conv({c}, k=1)",
+                        f"h{i} = identity if deep else conv({c}, k=1)",  # a binding or a layer
+                        f"h{i} = relu if deep else gelu",
+                        f'h{i} = conv({c}, k=1) if mode != "a" else batchnorm()',
+                    ]
+                )
+            )
+        ]
+    if choice == "twice":
+        net.shape = Shape(width, size)
+        return [f"b{i} = twice({width}, kind={_kind(draw, width != c, width >= c)})"]
+    return [draw(st.sampled_from(OPS))]
+
+
+def _std(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
+    """A shipped block (std/blocks.arch)."""
+    c, size = net.shape.channels, net.shape.size
+    stride = _stride(draw, net)
+    block = draw(st.sampled_from(["basic", "bottleneck", "bottleneck_v1", "preact_basic", "preact_bottleneck", "se"]))
+    out = width * 4 if block in ("bottleneck", "bottleneck_v1", "preact_bottleneck", "se") else width
+    kind = _kind(draw, out != c or stride != 1, out >= c)
+    net.shape = Shape(out, size // stride)
+    if block == "basic":
+        norm = draw(st.sampled_from(["", ", norm=groupnorm(2)", ", norm=nrm"]))
+        return f"b{i} = basic({width}, stride={stride}, shortcut={kind}{norm})"
+    if block in ("bottleneck", "bottleneck_v1"):
+        v1 = ", stride_1x1=true" if block == "bottleneck_v1" else ""
+        return f"b{i} = bottleneck({width}, stride={stride}, groups=2, width_per_group=32, shortcut={kind}{v1})"
+    if block == "se":
+        return f"b{i} = se_bottleneck({width}, stride={stride}, reduction=4, shortcut={kind})"
+    return f"b{i} = {block}({width}, stride={stride}, shortcut={kind})"
+
+
+HEADS = [
+    "avgpool = global_avgpool()\n    fc = linear(3)",
+    "avgpool = global_avgpool()\n    fc = linear(3, in_features={c})",
+    "fc = linear(3)",  # a spatial input, flattened
+    "flat = flatten()\n    fc = linear(3, bias=false)",
+    "avgpool = global_avgpool()\n    drop = dropout(rate)\n    fc = linear(3)",
+    "head = sequential(global_avgpool(), linear(3))",  # a linear in a group flattens itself
+    "head = sequential(flatten(), linear(out_features=3))",
+]
+METAS = ["", 'meta { title = "random"  zero_init_residual = true }', "meta { mean = [0.5, 0.5, 0.5] }"]
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> tuple[str, str]:
+    """A random program and the name of the network to test in it."""
+    unit = draw(unit_block("unit"))
+    cell = draw(unit_block("cell"))
+    width = draw(st.sampled_from([4, 8]))
+    stem = draw(
+        st.sampled_from(
+            [f"stem = conv({width}, k=3, p=1)", f"stem = sequential(conv({width}, 3, 1, 1), batchnorm(), relu)"]
+        )
+    )
+    net = Net([stem], Shape(width, 16), unit, cell, Shape(3, 16))
+    for i in range(draw(st.integers(1, 4))):
+        net.lines += _item(draw, net, i)
+    net.lines.append(draw(st.sampled_from(HEADS)).format(c=net.shape.channels))
+    meta = draw(st.sampled_from(METAS))
+    body = "\n    ".join(net.lines)
+    middle = draw(st.sampled_from(OUTER_MIDDLE))
+    blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE]
+    order = draw(st.permutations(range(len(blocks))))  # blocks may be used before they are defined
+    params = 'width = 8, deep = true, n = 2, rate = 0.2, ws = [4, 8], mode = "a", nrm = batchnorm'
+    text = (
+        'import "std/blocks.arch"\n'
+        + "".join(blocks[j] for j in order)
+        + f"network random_net({params}) {{\n    input 3 x 16 x 16\n    {meta}\n    {body}\n}}\n"
+    )
+    if draw(st.booleans()):
+        args = draw(st.sampled_from(["deep=false", "n=1", "deep=false, n=3", 'mode="b"']))
+        return text + f"network random_alias = random_net({args})\n", "random_alias"
+    return text, "random_net"
