@@ -1,8 +1,10 @@
 """The run-time pieces both back ends share: shortcut modules, written once.
 
-``build_model`` imports these; the code generator copies the part between the markers below
-into every generated module that has a shortcut (so a generated file still imports only torch
-and typing). Edit here and both back ends change together. Nothing here may import resdsl.
+``build_model`` imports these; the code generator copies the parts after the markers below
+into the generated modules that use them (so a generated file still imports only torch and
+typing): ``ZeroPadShortcut`` where a network pads, ``make_shortcut`` (with ``ZeroPadShortcut``)
+only where a shortcut kind is chosen at run time, ``with_bias`` for inference modules that
+make a projection with ``make_shortcut``. Edit here and both back ends change together. Nothing here may import resdsl.
 """
 
 from __future__ import annotations
@@ -25,10 +27,7 @@ def with_bias(shortcut: nn.Module | None) -> nn.Module | None:
     return shortcut
 
 
-# --- copied into generated modules from here ---
-SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
-
-
+# --- copied into generated modules that zero-pad, from here ---
 class ZeroPadShortcut(nn.Module):
     """Option A shortcut: subsample by striding and append zero channels; no parameters."""
 
@@ -44,6 +43,10 @@ class ZeroPadShortcut(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, extra_channels={self.extra_channels}"
+
+
+# --- copied into generated modules that choose a shortcut at run time, from here ---
+SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
 
 
 def make_shortcut(
