@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from resdsl.backends.codegen.classes import Body, ClassDef, Step
-from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, py, py_str
+from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, is_expr, lit, py, py_str
 from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.layers import LayerEmitter
 from resdsl.backends.codegen.statements import branch_statement, tap_statement
@@ -121,6 +121,8 @@ class ResidualEmitter(LayerEmitter):
         None where it never exists), as ``make_shortcut`` decides them; ``source``: the channels
         and stride the module reads (a project_from tap's). None where only the general helper
         can say it: the projection's norm is a parameter of the class."""
+        in_ch, out_ch, stride = (v if is_expr(v) else lit(v) for v in (in_ch, out_ch, stride))
+        source = tuple(v if is_expr(v) else lit(v) for v in source)
         changes = [fold(ast.BinOp("!=", stride, ast.IntLit(1))), fold(ast.BinOp("!=", in_ch, out_ch))]
         if kind == "projection_all" or any(isinstance(c, ast.BoolLit) and c.value for c in changes):
             condition: str | None = None
