@@ -245,10 +245,10 @@ def test_modules_are_named_after_their_block_and_network() -> None:
 
     model = resdsl.build_model("resnet18")
     shown = repr(model)
-    assert shown.startswith("Resnet18(\n") and "(0): Basic(\n" in shown and "Scope_" not in shown
-    with pytest.raises(RuntimeError, match="Error\\(s\\) in loading state_dict for Resnet18"):
+    assert shown.startswith("ResNet(\n") and "(0): BasicBlock(\n" in shown and "Scope_" not in shown
+    with pytest.raises(RuntimeError, match="Error\\(s\\) in loading state_dict for ResNet"):
         model.load_state_dict({})
-    with pytest.raises(AttributeError, match="'Basic' object has no attribute 'conv9'"):
+    with pytest.raises(AttributeError, match="'BasicBlock' object has no attribute 'conv9'"):
         model.layer1[0].conv9  # noqa: B018
     try:
         model.layer1[0](torch.randn(1, 3, 8, 8))  # a wrong input shape: 3 channels where it takes 64
@@ -256,10 +256,10 @@ def test_modules_are_named_after_their_block_and_network() -> None:
         frames = traceback.format_exc()
     else:
         raise AssertionError("the block ran on 3 channels")
-    assert "<resdsl Basic " in frames and "expected input[1, 3, 8, 8] to have 64 channels" in frames
+    assert "<resdsl BasicBlock " in frames and "expected input[1, 3, 8, 8] to have 64 channels" in frames
     assert type(resdsl.build_model("resnet50").layer1[0]).__name__ == "Bottleneck"
     copied = pickle.loads(pickle.dumps(model))
-    assert type(copied).__name__ == "Resnet18" and type(copied.layer1[0]).__name__ == "Basic"
+    assert type(copied).__name__ == "ResNet" and type(copied.layer1[0]).__name__ == "BasicBlock"
     assert torch.jit.script(model) is not None  # classes that share a name still script
 
 

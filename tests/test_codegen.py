@@ -79,13 +79,62 @@ def test_reads_like_torchvision() -> None:
     # torch, os and collections.abc; safetensors only inside read_checkpoint, for .safetensors files
     assert "\nimport torch\n" in code and code.count("import") <= 6
     assert "\n            from safetensors.torch import load_file" in code  # in a try: without it, a clear error
-    assert '"Bottleneck",\n    "Resnet50",\n    "load_weights",\n    "preprocess",\n    "resnet50",\n]' in code
+    assert '"Bottleneck",\n    "ResNet",\n    "load_weights",\n    "preprocess",\n    "resnet50",\n]' in code
     assert "MEAN = (0.485, 0.456, 0.406)" in code and "INPUT_SIZE = (3, 224, 224)" in code
     assert "class Bottleneck(nn.Module):" in code and "def resnet50(" in code
     assert "width = planes * width_per_group // 64 * groups" in code
     assert "width_per_group=width_per_group,\n                    stride_1x1=stride_1x1,\n" in code
-    assert "for _ in range(depths[0] - 1)" in code
     assert "x = self.layer4(x)  # 2048 x 7 x 7" in code
+
+
+def test_stages_are_built_by_one_function_as_torchvision_does() -> None:
+    """Issue #17 item 7: the four stages are one make_layer called per stage (they were 80
+    unrolled lines), the classes are torchvision's, and the projection is the block's own
+    ``downsample``, built where the shape changes, with no kind string and no helper."""
+    code = code_for("resnet50")
+    init = code[code.index("class ResNet(nn.Module):") : code.index("def forward", code.index("class ResNet("))]
+    assert init.count("Bottleneck(") == 2  # the first block and the later ones, once
+    assert "for _ in range(blocks - 1)" in init
+    for n, args in enumerate(["64, 64, 1, 256", "256, 128, 2, 512", "512, 256, 2, 1024", "1024, 512, 2, 2048"]):
+        assert f"self.layer{n + 1} = make_layer({args}, depths[{n}])" in init
+    assert "class ResNet(nn.Module):" in code and "class Bottleneck(nn.Module):" in code
+    assert "Resnet50" not in code
+    for helper in ("make_shortcut", "add_shortcut", "ZeroPadShortcut", "SHORTCUT_KINDS", "shortcut: str", "Callable"):
+        assert helper not in code, helper
+    assert "if stride != 1 or in_channels != planes * expansion:\n            self.downsample = nn.Sequential(" in code
+    assert len(code.splitlines()) < 400  # 483 lines before
+
+
+def test_a_net_that_pads_carries_only_the_padding_helper(tmp_path: Path) -> None:
+    """Option A fixed by the spec: ZeroPadShortcut where the shape changes, no projection and no
+    make_shortcut; the same network as build_model's."""
+    spec = tmp_path / "pads.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\nnetwork pads(n = 2) {\n  input 3 x 16 x 16\n  conv1 = conv(16, k=3, p=1)\n'
+        "  layer1 = stage(basic(16, shortcut=zero_pad), repeat=n)\n"
+        "  layer2 = stage(basic(32, shortcut=zero_pad), repeat=n, stride=2)\n"
+        "  avgpool = global_avgpool()\n  fc = linear(10)\n}\n"
+    )
+    code = generate(resdsl.compile(spec))
+    assert "class ZeroPadShortcut(nn.Module):" in code
+    assert "self.downsample = ZeroPadShortcut(stride, planes - in_channels)" in code
+    for helper in ("make_shortcut", "SHORTCUT_KINDS", "nn.Sequential(nn.Conv2d", "downsample = nn.Sequential"):
+        assert helper not in code, helper
+    (tmp_path / "pads_gen.py").write_text(code)
+    module = load_module(tmp_path / "pads_gen.py")
+    model, built = module.pads().double(), resdsl.build_model(spec).double()
+    model.load_state_dict(built.state_dict())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    assert torch.equal(model.eval()(x), built.eval()(x))
+    torch.jit.script(model)
+
+
+def test_a_kind_the_network_takes_keeps_the_general_helper() -> None:
+    """cifar_resnet exposes the kind as a parameter (resnet20 = cifar_resnet(n=3)): the
+    generated module takes it too, so its blocks choose with make_shortcut at construction."""
+    code = code_for("resnet20")
+    assert 'shortcut: str = "zero_pad"' in code and "def make_shortcut(" in code
+    assert "class BasicBlock(nn.Module):" in code and "class CifarResNet(nn.Module):" in code
 
 
 def test_stages_are_loops_not_unrolled() -> None:

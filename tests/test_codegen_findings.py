@@ -67,8 +67,16 @@ def test_meta_zero_init_and_syncbatchnorm(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def resnet50(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return load_code(generate(resdsl.compile("resnet50"), spec_arg="resnet50"), tmp_path_factory.mktemp("r50"))
+def chooser(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """A network whose shortcut kind is its parameter: its Bottleneck takes the kind and
+    chooses with make_shortcut (resnet50's kind is fixed, so its Bottleneck takes none)."""
+    folder = tmp_path_factory.mktemp("chooser")
+    spec = folder / "chooser.arch"
+    spec.write_text(
+        'import "std/blocks.arch"\nnetwork chooser(sc = projection) {\n  input 64 x 8 x 8\n'
+        "  b = bottleneck(64, shortcut=sc)\n}\n"
+    )
+    return load_code(generate(resdsl.compile(spec)), folder)
 
 
 def one_block(tmp_path: Path, call: str, channels: int) -> torch.nn.Module:
@@ -89,10 +97,10 @@ def one_block(tmp_path: Path, call: str, channels: int) -> torch.nn.Module:
         ((64, 128), "bottleneck(128, stride=2, shortcut=avgpool_projection)"),
     ],
 )
-def test_generated_block_runs_every_shortcut_kind(resnet50: ModuleType, tmp_path: Path, args: Any, call: str) -> None:
+def test_generated_block_runs_every_shortcut_kind(chooser: ModuleType, tmp_path: Path, args: Any, call: str) -> None:
     kind = call.rpartition("shortcut=")[2].rstrip(")")
     stride = 2 if "stride=2" in call else 1
-    block = resnet50.Bottleneck(*args, stride=stride, shortcut=kind)
+    block = chooser.Bottleneck(*args, stride=stride, shortcut=kind)
     built = one_block(tmp_path, call, args[0])
     assert [(k, v.shape) for k, v in block.state_dict().items()] == [
         (k, v.shape) for k, v in built.state_dict().items()
@@ -101,13 +109,44 @@ def test_generated_block_runs_every_shortcut_kind(resnet50: ModuleType, tmp_path
     torch.jit.script(block)
 
 
-def test_generated_block_refuses_what_it_cannot_run(resnet50: ModuleType) -> None:
+@pytest.mark.parametrize(
+    ("channels", "call"),
+    [
+        (256, "bottleneck(128, stride=2, shortcut=zero_pad)"),
+        (256, "bottleneck(64, shortcut=zero_pad)"),
+        (256, "bottleneck(64, shortcut=identity)"),
+        (64, "bottleneck(64, shortcut=projection_all)"),
+        (64, "bottleneck(128, stride=2, shortcut=avgpool_projection)"),
+        (64, "bottleneck(64, shortcut=avgpool_projection)"),
+        (64, "bottleneck(64, stride=2, shortcut=projection)"),
+        (256, "bottleneck(64, shortcut=projection)"),
+        (64, "bottleneck(64, shortcut=none)"),
+    ],
+)
+def test_a_kind_fixed_by_the_spec_is_written_as_torchvision_writes_it(tmp_path: Path, channels: int, call: str) -> None:
+    """Each kind written without make_shortcut (no kind string, no add_shortcut test): the same
+    modules, keys and outputs as build_model's, and scriptable."""
+    spec = tmp_path / "one.arch"
+    spec.write_text(f'import "std/blocks.arch"\nnetwork one() {{\n  input {channels} x 8 x 8\n  b = {call}\n}}\n')
+    code = generate(resdsl.compile(spec))
+    for helper in ("make_shortcut", "add_shortcut", "SHORTCUT_KINDS", "shortcut: str"):
+        assert helper not in code, helper
+    assert ("class ZeroPadShortcut(" in code) == ("zero_pad" in call and channels == 256)
+    model, built = load_code(code, tmp_path).one(), resdsl.build_model(spec)
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in built.state_dict().items()
+    ]
+    same_outputs(model, built, (channels, 8, 8))
+    torch.jit.script(model)
+
+
+def test_generated_block_refuses_what_it_cannot_run(chooser: ModuleType) -> None:
     with pytest.raises(ValueError, match="identity shortcut"):
-        resnet50.Bottleneck(64, 64, shortcut="identity")  # 64 -> 256 channels
+        chooser.Bottleneck(64, 64, shortcut="identity")  # 64 -> 256 channels
     with pytest.raises(ValueError, match="zero_pad"):
-        resnet50.Bottleneck(1024, 64, shortcut="zero_pad")  # 1024 -> 256 channels
+        chooser.Bottleneck(1024, 64, shortcut="zero_pad")  # 1024 -> 256 channels
     with pytest.raises(ValueError, match="unknown shortcut kind"):
-        resnet50.Bottleneck(64, 64, shortcut="projecton")
+        chooser.Bottleneck(64, 64, shortcut="projecton")
 
 
 def test_block_written_from_plain_instances_refuses_other_kinds(tmp_path: Path) -> None:

@@ -1,14 +1,16 @@
 """Shortcut modules at run time: option A's ``ZeroPadShortcut``, and the helpers generated
 files carry.
 
-The code generator copies the part after the markers below into every generated module that
-has a shortcut (so a generated file still imports only torch and typing). ``build_model`` does
-not call ``make_shortcut``: it builds a shortcut from the steps of its realised description
-(:meth:`resdsl.ops.shortcut.Shortcut.steps`) through the op table; ``ZeroPadShortcut`` is the
-``pad_channels`` op's module there (named in :mod:`resdsl.runtime.layers`). ``make_shortcut``
-is what a generated file runs where a block's shortcut kind is a run-time parameter;
-tests/test_backend_torch.py holds that it builds what the description says, for every kind,
-shape change, tap and norm. Nothing here may import resdsl.
+``build_model`` does not call ``make_shortcut``: it builds a shortcut from the steps of its
+realised description (:meth:`resdsl.ops.shortcut.Shortcut.steps`) through the op table;
+``ZeroPadShortcut`` is the ``pad_channels`` op's module there (named in
+:mod:`resdsl.runtime.layers`). The code generator copies the parts after the markers below into
+the generated modules that use them (so a generated file still imports only torch and typing):
+``ZeroPadShortcut`` where a network pads, ``make_shortcut`` (with ``ZeroPadShortcut``) only where
+a shortcut kind is chosen at run time, ``with_bias`` for inference modules that make a
+projection with ``make_shortcut``. tests/test_backend_torch.py holds that ``make_shortcut``
+builds what the description says, for every kind, shape change, tap and norm. Nothing here may
+import resdsl.
 """
 
 from __future__ import annotations
@@ -31,10 +33,7 @@ def with_bias(shortcut: nn.Module | None) -> nn.Module | None:
     return shortcut
 
 
-# --- copied into generated modules from here ---
-SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
-
-
+# --- copied into generated modules that zero-pad, from here ---
 class ZeroPadShortcut(nn.Module):
     """Option A shortcut: subsample by striding and append zero channels; no parameters."""
 
@@ -50,6 +49,10 @@ class ZeroPadShortcut(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, extra_channels={self.extra_channels}"
+
+
+# --- copied into generated modules that choose a shortcut at run time, from here ---
+SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
 
 
 def make_shortcut(

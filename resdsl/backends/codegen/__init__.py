@@ -26,11 +26,16 @@ import jinja2
 from resdsl._version import __version__
 from resdsl.backends.codegen import features as codegen_features
 from resdsl.backends.codegen.blocks import BlockEmitter
-from resdsl.backends.codegen.copied import checkpoint_source, layer_sources, runtime_source, weights_source
+from resdsl.backends.codegen.copied import (
+    checkpoint_source,
+    layer_sources,
+    runtime_source,
+    weights_source,
+    zero_pad_source,
+)
 from resdsl.backends.codegen.emit import ClassDef
 from resdsl.backends.codegen.expr import (
     RESERVED,
-    camel,
     comment_text,
     doc_text,
     fresh,
@@ -54,8 +59,10 @@ from resdsl.backends.codegen.files import (
     write_generated,
 )
 from resdsl.backends.codegen.inference import InferenceParts, fold_for_codegen, template_names
+from resdsl.backends.codegen.stagegroups import group_stages
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Network, sources_hash
+from resdsl.ir.classnames import network_class_name
 from resdsl.ir.features import Checkpoint, Plan, requested
 from resdsl.ir.preprocessing import preprocessing
 from resdsl.semantics.values import LayerCall
@@ -181,7 +188,7 @@ def _render(
     defined_at = portable(network.definition.span) if network.definition else network.name
     cls = ClassDef("", doc_text(f"{title} as written in {defined_at}"), net_params)
     em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
-    cls.name = em.class_name(camel(network.name), "Net")
+    cls.name = em.class_name(network_class_name(network), "Net")
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)
     # build_model's switch: the spec's own parameter when it has one (renamed as every value is), else
@@ -201,9 +208,14 @@ def _render(
         constants["FEATURE_INFO"] = codegen_features.feature_info_source(plan)
     meta_items = [(py_str(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
     blocks = list(em.classes.values())
+    for c in [*blocks, cls]:  # stages that differ only by numbers: one function builds them
+        group_stages(c, {b.name: b for b in blocks})
     taken = {c.name for c in blocks} | {cls.name}
     factory = fresh(py_name(network.name), taken)
-    shortcut_helper = em.uses_zero_pad or em.uses_projection or em.variable_kinds
+    # make_shortcut (which needs ZeroPadShortcut) where a kind is chosen at run time; ZeroPadShortcut
+    # alone where a fixed shortcut pads; neither where no shortcut needs them
+    shortcut_helper = em.uses_make_shortcut
+    zero_pad_helper = em.uses_zero_pad and not shortcut_helper
     params = [p for c in [*blocks, cls] for p in c.params]
     extra = template_names(inference)
     typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
@@ -237,6 +249,8 @@ def _render(
             zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
             meta_items=meta_items,
             shortcut_helper=shortcut_helper,
+            zero_pad_helper=zero_pad_helper,
+            zero_pad_source=zero_pad_source(),
             abc_imports=sorted(
                 {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
                 | ({"Iterable"} if plan is not None and plan.checkpoint else set())

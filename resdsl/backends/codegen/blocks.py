@@ -4,7 +4,7 @@ A block type becomes a class, written from each of its instances in turn (:class
 checks every symbolic value against the instance it writes). Instances whose classes come out
 the same share that class, which is the rule for a block whose shape follows its arguments
 (every shipped block); one whose instances need different code gets one class per form,
-``Basic``, ``Basic2``, ... (a layer-valued argument that differs, a condition that picks other
+``BasicBlock``, ``BasicBlock2``, ... (a layer-valued argument that differs, a condition that picks other
 layers, a global pool at two map sizes). A stage is :mod:`stages`'s: an ``nn.Sequential`` of its
 first block and a loop over the later ones where one call says them all (instance values
 included), else the blocks one by one. A sequential group is an ``nn.Sequential`` of its
@@ -23,7 +23,6 @@ from resdsl.backends.codegen.classes import Call, ClassDef
 from resdsl.backends.codegen.emit import Emitter, Values
 from resdsl.backends.codegen.expr import (
     attr_name,
-    camel,
     const_value,
     doc_text,
     fold,
@@ -37,8 +36,10 @@ from resdsl.backends.codegen.expr import (
 from resdsl.backends.codegen.stages import StageWriter
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
+from resdsl.ir.classnames import block_class_name
 from resdsl.ops import OPS
-from resdsl.semantics.values import LayerCall
+from resdsl.semantics.elaborate import SHORTCUTS
+from resdsl.semantics.values import LayerCall, ShortcutKind
 from resdsl.syntax import ast
 
 __all__ = ["BlockEmitter", "input_arg"]
@@ -144,6 +145,9 @@ class BlockEmitter(Emitter):
         for p in block.params:
             if p.name in cls.layer_params:
                 continue
+            if p.name in cls.fixed:
+                mapping[p.name] = cls.fixed[p.name]
+                continue
             if p.name in exprs:
                 value = self.tr.normalize(exprs[p.name], names)
                 if inst:
@@ -186,7 +190,7 @@ class BlockEmitter(Emitter):
             self.class_of[id(instance)] = forms[key]
         first = ""
         for n, (key, cls) in enumerate(forms.items()):
-            cls.name = self.class_name(camel(block.name) + (str(n + 1) if n else ""), "Block")
+            cls.name = self.class_name(block_class_name(block.name) + (str(n + 1) if n else ""), "Block")
             self.class_names[(block.name, n)] = cls.name
             doc = f"Block ``{block.name}`` from {portable(block.span)}"
             if n:
@@ -203,8 +207,9 @@ class BlockEmitter(Emitter):
         arg = input_arg(scope)
         params: list[tuple[str, str, str | None]] = [(arg, "int", None)]
         layer_params = {p.name for p in block.params if isinstance(scope.args.get(p.name), LayerCall)}
+        fixed = self.fixed_kinds(scope)
         for p in block.params:
-            if p.name in layer_params:  # a layer (norm = batchnorm): built into the class
+            if p.name in layer_params or p.name in fixed:  # a layer (norm = batchnorm), a kind: built in
                 continue
             default = None
             if p.default is not None:
@@ -217,15 +222,50 @@ class BlockEmitter(Emitter):
             params += [(n, "int", None) for pair in hidden.values() for n in pair]
         cls = ClassDef("", "", params)
         cls.layer_params = layer_params
+        cls.fixed = fixed
         cls.locals.add(arg)
-        names = frozenset(scope.args) - cls.layer_params | frozenset(n for n, _ in scope.lets)
-        for p in block.params:
-            if p.name in cls.layer_params:
-                continue
-            if p.default is not None and not is_const(self.tr.normalize(p.default, frozenset())):
-                cls.init.append(("default", (py_name(p.name), py(self.tr.normalize(p.default, names)))))
-        cls.out_channels, cls.out_stride = self.scope_body(scope, cls, ast.Name(arg), names, network=False, arg=arg)
+        names = frozenset(scope.args) - cls.layer_params - set(fixed) | frozenset(n for n, _ in scope.lets)
+        self.tr.fixed.append(fixed)
+        try:
+            for p in block.params:
+                if p.name in cls.layer_params or p.name in fixed:
+                    continue
+                if p.default is not None and not is_const(self.tr.normalize(p.default, frozenset())):
+                    cls.init.append(("default", (py_name(p.name), py(self.tr.normalize(p.default, names)))))
+            cls.out_channels, cls.out_stride = self.scope_body(scope, cls, ast.Name(arg), names, network=False, arg=arg)
+        finally:
+            self.tr.fixed.pop()
         return cls
+
+    def fixed_kinds(self, scope: Scope) -> dict[str, ast.Expr]:
+        """The block's parameters that hold one shortcut kind in every instance of the network,
+        each given by no caller or as the kind itself (``shortcut=zero_pad``), never through a
+        parameter: the kind each is. The class writes that kind (torchvision's ``downsample``)
+        instead of taking a string and choosing at construction; a kind that reaches the block
+        from a parameter of the network stays a parameter, and the class handles every kind."""
+        block = scope.block
+        assert block is not None
+        instances = self.instances(scope)
+        spec_names = {n for s in self.net.root.scopes() for n in [*s.args, *(m for m, _ in s.lets)]}
+        spec_names |= set(self.net.params) | {n for s in instances for n, _ in s.lets}
+        fixed: dict[str, ast.Expr] = {}
+        for p in block.params:
+            kind = instances[0].args.get(p.name)
+            if not isinstance(kind, ShortcutKind) or p.name in SHORTCUTS:
+                continue
+            if any(instance.args.get(p.name) != kind for instance in instances):
+                continue
+            if all(_kind_word(instance.arg_exprs.get(p.name), spec_names) for instance in instances):
+                fixed[p.name] = ast.StrLit(str(kind))
+        return fixed
+
+
+def _kind_word(expr: ast.Expr | None, spec_names: set[str]) -> bool:
+    """Whether a block argument as written is absent or a shortcut kind itself, not a name of
+    the spec's that holds one."""
+    if expr is None or isinstance(expr, ast.StrLit):
+        return True
+    return isinstance(expr, ast.Name) and expr.id in SHORTCUTS and expr.id not in spec_names
 
 
 def input_arg(scope: Scope) -> str:

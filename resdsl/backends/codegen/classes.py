@@ -61,6 +61,7 @@ class ClassDef:
     plain_kinds: list[Any] = field(default_factory=list)  # kinds of residuals written as 'none' (refused otherwise)
     locals: set[str] = field(default_factory=set)  # variable names taken in forward
     layer_params: set[str] = field(default_factory=set)  # parameters holding layers, built in
+    fixed: dict[str, ast.Expr] = field(default_factory=dict)  # parameters holding one kind throughout, built in
     attrs: set[str] = field(default_factory=set)  # module attribute names
     flags: set[str] = field(default_factory=set)  # attributes that hold a condition's test
     out_channels: Any = None  # a block class: its output channels and stride, in its own terms

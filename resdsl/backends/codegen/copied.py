@@ -15,6 +15,7 @@ from pathlib import Path
 __all__ = [
     "bias_source",
     "checkpoint_source",
+    "choosing_source",
     "copied_names",
     "fold_source",
     "layer_classes",
@@ -22,10 +23,13 @@ __all__ = [
     "packed_source",
     "runtime_source",
     "weights_source",
+    "zero_pad_source",
 ]
 
 TRAINING = "# --- copied into generated modules from here ---\n"
 INFERENCE = "# --- copied into generated inference modules from here ---\n"
+ZERO_PAD = "# --- copied into generated modules that zero-pad, from here ---\n"
+CHOOSING = "# --- copied into generated modules that choose a shortcut at run time, from here ---\n"
 CHECKPOINT = "# --- copied into generated modules that checkpoint, from here ---\n"
 # the runtime (resdsl/runtime/) and the IR's fold, read as text: nothing is imported
 PACKAGE = Path(__file__).resolve().parents[2]
@@ -38,8 +42,20 @@ def _copied(file: str, start: str, end: str | None = None) -> str:
 
 
 def runtime_source() -> str:
-    """The shortcut helpers (:mod:`resdsl.runtime.shortcuts`)."""
-    return _copied("runtime/shortcuts.py", TRAINING)
+    """The shortcut helpers (:mod:`resdsl.runtime.shortcuts`): ``ZeroPadShortcut`` and
+    ``make_shortcut``, for a module that chooses a shortcut kind at run time."""
+    return zero_pad_source() + "\n\n\n" + choosing_source()
+
+
+def zero_pad_source() -> str:
+    """``ZeroPadShortcut`` alone (:mod:`resdsl.runtime.shortcuts`), for a network that pads."""
+    return _copied("runtime/shortcuts.py", ZERO_PAD, CHOOSING)
+
+
+def choosing_source() -> str:
+    """``SHORTCUT_KINDS`` and ``make_shortcut`` (:mod:`resdsl.runtime.shortcuts`); they need
+    ``ZeroPadShortcut`` too."""
+    return _copied("runtime/shortcuts.py", CHOOSING)
 
 
 def weights_source() -> str:
@@ -64,7 +80,7 @@ def packed_source() -> str:
 
 def bias_source() -> str:
     """``with_bias`` (the part of :mod:`resdsl.runtime.shortcuts` only inference modules need)."""
-    return _copied("runtime/shortcuts.py", INFERENCE, TRAINING)
+    return _copied("runtime/shortcuts.py", INFERENCE, ZERO_PAD)
 
 
 @cache

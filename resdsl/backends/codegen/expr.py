@@ -152,18 +152,6 @@ def attr_name(name: str, span: ast.Span) -> str:
     )
 
 
-def camel(name: str) -> str:
-    """``resnext50_32x4d`` -> ``Resnext50_32x4d``, ``preact_basic`` -> ``PreactBasic``."""
-    out = ""
-    for part in name.split("_"):
-        if not part:
-            continue
-        if out and part[0].isdigit():
-            out += "_"
-        out += part[0].upper() + part[1:]
-    return out or "Network"
-
-
 def fresh(base: str, taken: Iterable[str], suffix: str = "_") -> str:
     """``base``, or ``base`` with ``suffix`` repeated until it is not in ``taken``."""
     taken = set(taken)
@@ -289,13 +277,19 @@ class Translator:
 
     def __init__(self, network: Network) -> None:
         self.int_divisions = network.int_divisions
+        # per class being written (innermost last): parameters fixed for the whole network, by
+        # name, and the constant each stands for (a shortcut kind every instance shares)
+        self.fixed: list[dict[str, ast.Expr]] = [{}]
 
     def normalize(self, e: ast.Expr, names: frozenset[str] = frozenset()) -> ast.Expr:
         """Spec semantics -> Python semantics: exact '/' on whole numbers becomes '//',
-        shortcut kinds (not shadowed by a parameter) become strings."""
+        shortcut kinds (not shadowed by a parameter) become strings, and so do the parameters
+        of the class being written that hold one kind in every instance (:attr:`fixed`)."""
         if isinstance(e, ast.BinOp):
             op = "//" if e.op == "/" and e in self.int_divisions else e.op
             return ast.BinOp(op, self.normalize(e.left, names), self.normalize(e.right, names))
+        if isinstance(e, ast.Name) and e.id not in names and e.id in self.fixed[-1]:
+            return self.fixed[-1][e.id]
         if isinstance(e, ast.Name) and e.id not in names and e.id in SHORTCUTS:
             return ast.StrLit(e.id)
         if isinstance(e, ast.Neg):

@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from resdsl.backends.codegen.classes import Body, ClassDef, Step
-from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, py, py_str
+from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, is_expr, lit, py, py_str
 from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.layers import LayerEmitter
 from resdsl.backends.codegen.statements import branch_statement, tap_statement
 from resdsl.ir import Layer, Network
 from resdsl.ops import OPS
-from resdsl.ops.shortcut import infer_stride
+from resdsl.ops.shortcut import Shortcut, infer_stride
 from resdsl.syntax import ast
 
 __all__ = ["ResidualEmitter", "ratio"]
@@ -31,12 +31,11 @@ class ResidualEmitter(LayerEmitter):
 
     def __init__(self, network: Network, norm2d: str = "BatchNorm2d") -> None:
         super().__init__(network, norm2d)
-        self.uses_zero_pad = False
-        self.uses_projection = False
+        self.uses_zero_pad = False  # ZeroPadShortcut is written
+        self.uses_projection = False  # a projection is written (its norm class is used)
         self.variable_kinds = False  # some shortcut kind is a parameter: the helper handles every kind
-        self.shortcut_norm_flag = False  # some projection has no batchnorm
-        self.uses_bias = False  # some projection's conv has a bias (its batchnorm folded in)
-        self.tap_flag = False  # some projection reads from a project_from tap of another shape
+        self.uses_make_shortcut = False  # some shortcut is made by the general helper
+        self.uses_bias = False  # the helper makes a projection whose conv has a bias (its batchnorm folded in)
 
     def plain_residual(self, kind_expr: ast.Expr, cls: ClassDef, names: frozenset[str]) -> None:
         """``residual(none)`` in every instance: a constructor that refuses any other kind."""
@@ -83,28 +82,86 @@ class ResidualEmitter(LayerEmitter):
         if kind == "identity":
             cls.forward.append(step)
             return
-        if kind is not None:
-            self.uses_zero_pad |= kind == "zero_pad"
-            self.uses_projection |= kind in ("projection", "projection_all", "avgpool_projection")
-        args = [py(kind_expr), py(in_ch), py(out_ch), py(stride)]
-        norm = self.shortcut_norm(item, names)
-        if norm is not None:
-            self.shortcut_norm_flag = True
-            args.append(f"norm={norm}")
-        step.module = branch.var
+        tap_ch = tap_stride = None
         if tap is not None:  # the module reads from the tap: its channels and stride from there
             tap_ch = self.checked(tap.channels, expected["tap_in"], values)
             tap_stride = self.checked(ratio(body.current.stride, tap.stride), expected["tap_stride"], values)
-            if (py(tap_ch), py(tap_stride)) != (py(in_ch), py(stride)):
-                self.tap_flag = True
-                args += [f"tap_channels={py(tap_ch)}", f"tap_stride={py(tap_stride)}"]
             step.module = tap.var
+        else:
+            step.module = branch.var
+        source = (in_ch, stride) if tap_ch is None else (tap_ch, tap_stride)
+        written = None if kind is None else self.fixed_shortcut(item, names, kind, in_ch, out_ch, stride, source)
+        if written is not None:  # torchvision's form: the module itself, built where the shape changes
+            condition, module = written
+            if module is not None:
+                cls.init.append(("downsample", (attr, condition, module)))
+                step.shortcut = attr
+                step.optional = condition is not None
+            cls.forward.append(step)
+            return
+        self.uses_make_shortcut = True
+        args = [py(kind_expr), py(in_ch), py(out_ch), py(stride)]
+        norm = self.shortcut_norm(item, names)
+        if norm is not None:
+            args.append(f"norm={norm}")
+        if tap_ch is not None and (py(tap_ch), py(tap_stride)) != (py(in_ch), py(stride)):
+            args += [f"tap_channels={py(tap_ch)}", f"tap_stride={py(tap_stride)}"]
         if item.shortcut.bias:
             self.uses_bias = True
         cls.init.append(("shortcut", (attr, args, item.shortcut.bias)))
         step.shortcut = attr
         step.optional = kind != "projection_all"
         cls.forward.append(step)
+
+    def fixed_shortcut(
+        self, item: Layer, names: frozenset[str], kind: str, in_ch: Any, out_ch: Any, stride: Any, source: Any
+    ) -> tuple[str | None, str | None] | None:
+        """A shortcut of a kind fixed in the class, written as torchvision writes it: (the
+        condition under which the module exists, None where it always does; the module's source,
+        None where it never exists), as ``make_shortcut`` decides them; ``source``: the channels
+        and stride the module reads (a project_from tap's). None where only the general helper
+        can say it: the projection's norm is a parameter of the class."""
+        in_ch, out_ch, stride = (v if is_expr(v) else lit(v) for v in (in_ch, out_ch, stride))
+        source = tuple(v if is_expr(v) else lit(v) for v in source)
+        changes = [fold(ast.BinOp("!=", stride, ast.IntLit(1))), fold(ast.BinOp("!=", in_ch, out_ch))]
+        if kind == "projection_all" or any(isinstance(c, ast.BoolLit) and c.value for c in changes):
+            condition: str | None = None
+        else:
+            tests = [c for c in changes if not isinstance(c, ast.BoolLit)]
+            if not tests:
+                return None, None  # the shape never changes: added as it is
+            condition = " or ".join(py(c, -1) for c in tests)
+        channels, step = source
+        if kind == "zero_pad":
+            self.uses_zero_pad = True
+            return condition, f"ZeroPadShortcut({py(step)}, {py(fold(ast.BinOp('-', out_ch, channels)))})"
+        if self._norm_parameter(item, names) is not None:
+            return None  # a parameter of the class turns the norm on and off: the helper does
+        norm = self.fixed_norm(item, out_ch)
+        layers = []
+        if kind == "avgpool_projection":  # ResNet-D: pool first, so that the 1x1 conv sees every input position
+            pool = f"nn.AvgPool2d({py(step)}, {py(step)}, ceil_mode=True, count_include_pad=False)"
+            bigger = fold(ast.BinOp(">", step, ast.IntLit(1)))
+            if isinstance(bigger, ast.BoolLit):
+                layers.append(pool if bigger.value else "nn.Identity()")
+            else:
+                layers.append(f"({pool} if {py(bigger, -1)} else nn.Identity())")
+            step = ast.IntLit(1)
+        strided = "" if isinstance(step, ast.IntLit) and step.value == 1 else f", stride={py(step)}"
+        bias = "True" if item.shortcut is not None and item.shortcut.bias else "False"
+        layers.append(f"nn.Conv2d({py(channels)}, {py(out_ch)}, kernel_size=1{strided}, bias={bias})")
+        if norm is not None:
+            layers.append(norm)
+        self.uses_projection = True
+        return condition, f"nn.Sequential({', '.join(layers)})"
+
+    def fixed_norm(self, item: Layer, channels: Any) -> str | None:
+        """The norm module after a fixed projection's conv (source), None for none."""
+        shortcut = item.shortcut
+        assert shortcut is not None
+        if not shortcut.norm:
+            return None
+        return self._norm_source(shortcut, py(channels))[0]
 
     def _expected(self, item: Layer) -> dict[str, Any]:
         """What build_model passes to make_shortcut for this residual (see the torch back end)."""
@@ -121,27 +178,42 @@ class ResidualEmitter(LayerEmitter):
         return out
 
     def shortcut_norm(self, item: Layer, names: frozenset[str]) -> str | None:
-        """The projection's norm argument: None for the default batchnorm, ``False`` for none,
+        """make_shortcut's norm argument: None for the default batchnorm, ``False`` for none,
         or a function of the channel count for a norm the spec chose (groupnorm(32))."""
         shortcut = item.shortcut
         assert shortcut is not None
+        parameter = self._norm_parameter(item, names)
+        if parameter is not None:
+            return parameter
+        if not shortcut.norm:
+            return "False"
+        source, default = self._norm_source(shortcut, "c")
+        if default:
+            return None if self.norm2d == "BatchNorm2d" else f"nn.{self.norm2d}"  # SyncBatchNorm
+        return f"lambda c: {source}"
+
+    def _norm_parameter(self, item: Layer, names: frozenset[str]) -> str | None:
+        """The class's boolean parameter that turns the projection's norm on and off, if one does."""
         written = item.exprs.get("norm")
         if written is not None and not isinstance(written, (ast.BoolLit, ast.Name)):
             raise AssertionError(f"codegen: residual {item.path} has a norm it cannot write")
         if isinstance(written, ast.Name) and written.id in names and not isinstance(item.attrs.get("norm"), tuple):
-            return py(self.tr.normalize(written, names))  # a boolean parameter of the class
-        if not shortcut.norm:
-            return "False"
+            return py(self.tr.normalize(written, names))
+        return None
+
+    def _norm_source(self, shortcut: Shortcut, channels: str) -> tuple[str, bool]:
+        """The projection's norm module for ``channels`` (source), and whether it is the default
+        batchnorm (the network's 2-D norm class)."""
         ctor = OPS[shortcut.norm_op].torch
         assert ctor is not None
         c = ctor(shortcut.norm_attrs, ast.Name("c"), (0, 1, 1))  # only the rank matters to a norm
         defaults = OPS[shortcut.norm_op].torch_defaults.get(c.cls, {})
         if c.cls == "BatchNorm2d" and all(defaults.get(k) == v for k, v in c.kwargs.items()):
-            return None if self.norm2d == "BatchNorm2d" else f"nn.{self.norm2d}"  # SyncBatchNorm
-        args = [py(a) for a in c.args] + [
+            return f"nn.{self.norm2d}({channels})", True
+        args = [channels if py(a) == "c" else py(a) for a in c.args] + [
             f"{k}={py(v)}" for k, v in c.kwargs.items() if not (k in defaults and v == defaults[k])
         ]
-        return f"lambda c: {self.qualified(c.cls, c.runtime)}({', '.join(args)})"
+        return f"{self.qualified(c.cls, c.runtime)}({', '.join(args)})", False
 
     def guard(self, cls: ClassDef, step: Step, kind: Any) -> None:
         """Make a residual's addition depend on its kind not being ``none`` at run time."""

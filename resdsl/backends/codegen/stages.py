@@ -77,7 +77,7 @@ class StageWriter(NetCounts):
                     stride = lit(_ir_stride(em.net, scope))  # later blocks stride too: this instance's
             else:
                 calls, out, stride = self._unrolled(scope, blocks, cin, repeat, parent, names, check)
-        parent.init.append(("stage", (attr_name(scope.name, scope.span), calls, rest)))
+        parent.init.append(("stage", (attr_name(scope.name, scope.span), calls, rest, py(repeat))))
         self.advance(scope, {r: self.stage_count(scope, r) for r in self.counts[-1].next})
         return out, stride
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from resdsl.ir import Layer, Network, Scope, sources_hash
+from resdsl.ir.classnames import block_class_name, camel, network_class_name
 from resdsl.ir.features import Checkpoint, Plan, group_runs, requested, top_level
 from resdsl.ops import OPS, Ctor, Merge
 from resdsl.ops.shortcut import Shortcut
@@ -64,22 +65,18 @@ class ScopeModule(nn.Module):
 
 
 def _restore(source: str, kind: str, name: str | None = None) -> ScopeModule:
-    cls = _scope_class(source, name or class_name(kind.partition("=")[2]))
+    cls = _scope_class(source, name or class_name(kind))
     return cls.__new__(cls)  # pickle then restores the instance's __dict__
 
 
 _CLASSES: dict[tuple[str, str], type[ScopeModule]] = {}
 
 
-def class_name(name: str) -> str:
-    """The class of a block or network called ``name``, in CamelCase as torchvision names its
-    blocks: ``bottleneck`` -> ``Bottleneck``, ``preact_basic`` -> ``PreactBasic``,
-    ``resnext50_32x4d`` -> ``Resnext50_32x4d`` (an underscore kept before a digit)."""
-    out = ""
-    for part in name.split("_"):
-        if part:
-            out += ("_" if out and part[0].isdigit() else "") + part[0].upper() + part[1:]
-    return out or "Network"
+def class_name(kind: str) -> str:
+    """The class of a module made for ``block=NAME`` or ``network=NAME`` (see
+    :mod:`resdsl.ir.classnames`), for pickles that did not record it."""
+    what, _, name = kind.partition("=")
+    return block_class_name(name) if what == "block" else camel(name)
 
 
 def _scope_class(source: str, name: str) -> type[ScopeModule]:
@@ -204,8 +201,8 @@ class _Builder:
             i = end
         header = f"def forward(self, x: Tensor) -> {'dict[str, Tensor]' if capture else 'Tensor'}:\n"
         source = header + "".join(f"    {line}\n" for line in lines) + f"    return {returns}\n"
-        named = scope.block.name if scope.block is not None else scope.name
-        module = _scope_class(source, class_name(named))(
+        named = block_class_name(scope.block.name) if scope.block is not None else network_class_name(self.net)
+        module = _scope_class(source, named)(
             f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
         )
         for name, child in children.items():
