@@ -7,7 +7,7 @@ not call ``make_shortcut``: it builds a shortcut from the steps of its realised 
 (:meth:`resdsl.ops.shortcut.Shortcut.steps`) through the op table; ``ZeroPadShortcut`` is the
 ``pad_channels`` op's module there (named in :mod:`resdsl.runtime.layers`). ``make_shortcut``
 is what a generated file runs where a block's shortcut kind is a run-time parameter;
-tests/test_backend_torch.py holds that it builds what the description says, for every kind,
+tests/backends/torch/test_backend_torch.py holds that it builds what the description says, for every kind,
 shape change, tap and norm. Nothing here may import resdsl.
 """
 
