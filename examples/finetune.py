@@ -10,7 +10,7 @@ cores:
 - ``model.preprocess`` resizes/crops them to the spec's input size and normalises them with the
   spec's mean and std, as the weights expect.
 
-Run it with ``python examples/finetune.py``; ``tests/test_example_finetune.py`` runs it too.
+Run it with ``python examples/finetune.py``; ``tests/weights/test_example_finetune.py`` runs it too.
 """
 
 from __future__ import annotations

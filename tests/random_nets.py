@@ -1,5 +1,5 @@
 """Test helper: random valid ``.arch`` programs for the differential test of the two back ends
-(tests/test_codegen_random.py: the generated module and ``build_model`` are the same network).
+(tests/backends/codegen/test_codegen_random.py: the generated module and ``build_model`` are the same network).
 
 Each program defines blocks whose bodies are drawn too, then a network that uses them. The
 generator tracks the channels and map size after every layer it writes, so it picks shortcut

@@ -59,10 +59,10 @@ def test_collection_elaborates_nothing_and_leaves_the_slow_tests_out() -> None:
     summary = quick.strip().splitlines()[-1]
     assert re.fullmatch(r"\d+/\d+ tests collected \(\d+ deselected\) in [\d.]+s", summary), summary
     for test in (
-        "tests/test_fuzz.py::test_generated_programs",
-        "tests/test_backend_torch.py::test_ddp_two_processes_keep_parameters_identical",
-        "tests/test_inference.py::test_inference_matches_eval_training[resnet152]",
-        "tests/test_limits.py::test_just_under_the_layer_limit_still_checks[default]",
+        "tests/syntax/test_fuzz.py::test_generated_programs",
+        "tests/backends/torch/test_backend_torch.py::test_ddp_two_processes_keep_parameters_identical",
+        "tests/weights/test_inference.py::test_inference_matches_eval_training[resnet152]",
+        "tests/semantics/test_limits.py::test_just_under_the_layer_limit_still_checks[default]",
     ):
         assert test not in quick and test in slow, test
-    assert "tests/test_inference.py::test_inference_matches_eval_training[resnet50]" in quick
+    assert "tests/weights/test_inference.py::test_inference_matches_eval_training[resnet50]" in quick

@@ -44,3 +44,26 @@ def test_every_composite_op_has_a_realiser() -> None:
     from resdsl.ops import OPS
 
     assert {name for name, op in OPS.items() if op.composite} == set(REALISERS)
+
+
+# tests of the whole project rather than of one package: they stay at the top of tests/
+PROJECT_TESTS = {"test_benchmarks", "test_conftest", "test_family", "test_layers", "test_packaging", "test_readme"}
+
+
+def test_the_tests_mirror_the_packages() -> None:
+    """tests/<package path>/test_*.py for resdsl/<package path>/ (tests/backends/codegen/ for
+    resdsl/backends/codegen/), so a package's tests are found where the package is."""
+    tests = ROOT / "tests"
+    misplaced = []
+    for path in sorted(tests.rglob("test_*.py")):
+        folder = path.parent.relative_to(tests)
+        if folder.parts and folder.parts[0] in ("fixtures", "golden", "broken", "fuzz_regressions"):
+            continue
+        if folder == Path("."):
+            if path.stem not in PROJECT_TESTS:
+                misplaced.append(f"{path.name}: a package's tests go in its folder")
+        elif not (ROOT / "resdsl" / folder / "__init__.py").is_file():
+            misplaced.append(f"{path.relative_to(tests)}: resdsl/{folder.as_posix()}/ is no package")
+        elif not (path.parent / "__init__.py").is_file():
+            misplaced.append(f"{path.relative_to(tests)}: its folder needs an __init__.py")
+    assert misplaced == []

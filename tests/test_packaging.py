@@ -185,7 +185,7 @@ def test_tests_that_start_python_pass_in_a_venv_whose_base_lacks_the_packages(tm
     root = tmp_path / "venv"
     python = _make_venv(root, base)
     tests = [
-        "tests/test_graph.py::test_missing_dot_is_a_clear_error_and_writes_nothing",
+        "tests/tools/test_graph.py::test_missing_dot_is_a_clear_error_and_writes_nothing",
         "tests/test_packaging.py::test_installed_package_runs_elsewhere",
     ]
     env = _clean_env(root) | {"PYTHONPATH": str(ROOT)}

@@ -19,7 +19,7 @@ from pathlib import Path
 from resdsl.diagnostics.fixes import Fix
 from resdsl.diagnostics.span import NO_SPAN, Span
 
-# Stable diagnostic codes. docs/errors.md documents each one; tests/test_diagnostics.py checks
+# Stable diagnostic codes. docs/errors.md documents each one; tests/diagnostics/test_diagnostics.py checks
 # that the two lists agree, so a code cannot be added or renamed silently.
 CODES: dict[str, str] = {
     # syntax

@@ -8,9 +8,9 @@ realised description (:meth:`resdsl.ops.shortcut.Shortcut.steps`) through the op
 the generated modules that use them (so a generated file still imports only torch and typing):
 ``ZeroPadShortcut`` where a network pads, ``make_shortcut`` (with ``ZeroPadShortcut``) only where
 a shortcut kind is chosen at run time, ``with_bias`` for inference modules that make a
-projection with ``make_shortcut``. tests/test_backend_torch.py holds that ``make_shortcut``
-builds what the description says, for every kind, shape change, tap and norm. Nothing here may
-import resdsl.
+projection with ``make_shortcut``. tests/backends/torch/test_backend_torch.py holds that
+``make_shortcut`` builds what the description says, for every kind, shape change, tap and
+norm. Nothing here may import resdsl.
 """
 
 from __future__ import annotations

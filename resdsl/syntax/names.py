@@ -5,7 +5,7 @@ A layer's name becomes an attribute of an ``nn.Module`` (``self.conv1``) and a k
 is refused by the checker (E505), every such name in one run. Names that only the generated
 code's own variables and helpers use are renamed by the code generator instead (the state_dict
 does not depend on them). No torch here: the list of ``nn.Module`` attributes is kept below and
-``tests/test_names.py`` checks it against the installed torch.
+``tests/syntax/test_names.py`` checks it against the installed torch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from resdsl.diagnostics import Diagnostic, error
 from resdsl.syntax import ast
 from resdsl.syntax.parser import RESERVED_WORDS, reserved_word
 
-# dir(torch.nn.Module()) without dunder names, torch 2.13 (tests/test_names.py keeps it current)
+# dir(torch.nn.Module()) without dunder names, torch 2.13 (tests/syntax/test_names.py keeps it current)
 NN_MODULE_ATTRIBUTES = frozenset(
     {
         "T_destination",

@@ -1,7 +1,7 @@
 """The language reference's op table, generated from the op definitions.
 
 ``python -m resdsl.tools.optable`` rewrites the table in docs/language.md (between its
-``<!-- op table -->`` markers); tests/test_optable.py checks that the file holds what this
+``<!-- op table -->`` markers); tests/tools/test_optable.py checks that the file holds what this
 module renders, so a new op cannot go undocumented.
 """
 

@@ -4,7 +4,7 @@ Each code has an :class:`~resdsl.diagnostics.codes.entry.Entry`: a one-line summ
 a spec that gives the code and the same spec fixed. The entries live in one module per range
 (:mod:`.syntax`, :mod:`.values`, :mod:`.shapes`, :mod:`.limits`, :mod:`.weights`, :mod:`.export`);
 docs/errors.md is generated from
-them (``python -m resdsl.diagnostics.codes > docs/errors.md``) and tests/test_explain.py fails when it
+them (``python -m resdsl.diagnostics.codes > docs/errors.md``) and tests/diagnostics/test_explain.py fails when it
 is stale, when a code of :data:`resdsl.diagnostics.CODES` has no entry, or when an example does not
 give exactly its code (or its fix still gives an error).
 
@@ -139,7 +139,7 @@ def render_docs() -> str:
         "",
         "## Every code: an example and its fix",
         "",
-        "tests/test_explain.py runs each example below and expects exactly its code, and runs each fix and",
+        "tests/diagnostics/test_explain.py runs each example below and expects exactly its code, and runs each fix and",
         "expects no error. An example is checked as `example.arch` with `resdsl check example.arch` unless",
         "it says otherwise (the shipped library, `std/blocks.arch` and the rest, is importable as usual).",
     ]

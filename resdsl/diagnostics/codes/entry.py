@@ -11,7 +11,7 @@ class Entry:
 
     ``example`` is a spec that gives exactly this code, ``fix`` the same spec corrected (it gives
     no error). Both are written to ``example.arch`` next to ``files`` and checked with ``argv`` /
-    ``fix_argv`` (``resdsl check example.arch`` unless said otherwise); tests/test_explain.py runs
+    ``fix_argv`` (``resdsl check example.arch`` unless said otherwise); tests/diagnostics/test_explain.py runs
     every one. ``runs=False`` only for a code no command can be made to give on purpose, with
     ``why`` saying so.
     """

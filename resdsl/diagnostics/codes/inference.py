@@ -5,7 +5,7 @@ from __future__ import annotations
 from resdsl.diagnostics.codes.entry import Entry
 from resdsl.diagnostics.codes.export import SMALL
 
-API_ONLY = "given by build_model(..., mode=...), which no command takes; tests/test_inference.py gives it"
+API_ONLY = "given by build_model(..., mode=...), which no command takes; tests/weights/test_inference.py gives it"
 
 ENTRIES = [
     Entry(

@@ -187,6 +187,6 @@ ENTRIES = [
         _NORMED,
         runs=False,
         why='given by the Python API only: build_model("example.arch", norm="groupnorm(4)") gives it and '
-        'params={"norm": "groupnorm(4)"} is the fix; tests/test_api.py runs both on this example',
+        'params={"norm": "groupnorm(4)"} is the fix; tests/api/test_api.py runs both on this example',
     ),
 ]

@@ -31,7 +31,7 @@ def torch_checkpoint(obj: object) -> bytes:
 
 BUILD = ("build", "example.arch", "-o", "out.py")
 RIGHT = (*BUILD, "--weights", "right.safetensors")
-API_ONLY = "given by build_model's fine-tuning options, which no command takes; tests/test_finetune.py gives it"
+API_ONLY = "given by build_model's fine-tuning options, which no command takes; tests/weights/test_finetune.py gives it"
 MEAN = net("conv1 = conv(8, k=3, p=1)\nrelu").replace("32\n", "32\n    meta { mean = [0.5, 0.5, 0.5] }\n", 1)
 
 ENTRIES = [

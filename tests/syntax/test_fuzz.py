@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TESTS
 from tests.fuzz_gen import DEFAULT_SEED, Case, Pool, Verdict, cases, save_case
 
 CASES = int(os.environ.get("RESDSL_FUZZ_CASES", "3000"))
@@ -38,7 +39,7 @@ SEED = int(os.environ.get("RESDSL_FUZZ_SEED", str(DEFAULT_SEED)))
 WORKERS = int(os.environ.get("RESDSL_FUZZ_WORKERS", str(min(2, os.cpu_count() or 1))))
 TIMEOUT = float(os.environ.get("RESDSL_FUZZ_TIMEOUT", "5"))
 MAX_FAILURES = int(os.environ.get("RESDSL_FUZZ_MAX_FAILURES", "25"))
-REGRESSIONS = sorted((Path(__file__).parent / "fuzz_regressions").glob("*.arch"))
+REGRESSIONS = sorted((TESTS / "fuzz_regressions").glob("*.arch"))
 
 
 @dataclass

@@ -27,7 +27,7 @@ from resdsl.diagnostics import ResdslError
 from resdsl.ir.features import group_runs
 from resdsl.runtime.checkpointing import KeepBuffers, segments
 from resdsl.tools.cli import cli
-from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, deterministic_fill, rel_error
+from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, TESTS, deterministic_fill, rel_error
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]
 R18 = {"input_shape": "3x96x96"}  # the reference input's size; the checker's shapes and strides follow it
@@ -167,7 +167,7 @@ def test_generated_features_match_and_script(resnet18_full: nn.Module, tmp_path:
 
 
 def test_generated_code_without_options_is_unchanged() -> None:
-    golden = (Path(__file__).parent / "golden" / "resnet18.py").read_text()
+    golden = (TESTS / "golden" / "resnet18.py").read_text()
     assert "grad_checkpointing" not in golden and "FEATURE_INFO" not in golden
     assert resdsl.generate("resnet18", features=None, checkpoint=None).splitlines()[5:] == golden.splitlines()[5:]
 

@@ -31,7 +31,7 @@ from resdsl.diagnostics import ResdslError
 from resdsl.ir import Network
 from resdsl.ir.fold import fold_network, fold_state_dict
 from resdsl.runtime.packed import PackedConv2d, packing_available
-from tests.conftest import FLOAT32_TOL, rel_error, shipped_networks, slow_if_heavy
+from tests.conftest import FLOAT32_TOL, ROOT, TESTS, rel_error, shipped_networks, slow_if_heavy
 
 # Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine
 # map): ~1e-15 relative on these nets. 1e-9 leaves six orders of magnitude and still catches any
@@ -235,7 +235,7 @@ def test_inference_without_weights_is_the_folded_initialisation() -> None:
 
 # -- the generated inference module -------------------------------------------------------
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = TESTS / "golden"
 UPDATE = os.environ.get("RESDSL_UPDATE_GOLDEN") == "1"
 
 
@@ -288,7 +288,7 @@ def test_cli_build_inference(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).parent.parent,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     code = target.read_text()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import resdsl
 from resdsl.tools.cli import cli
 from resdsl.weights import save_weights
-from tests.test_codegen import load_module as load
+from tests.backends.codegen.test_codegen import load_module as load
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from resdsl.backends.codegen import _ruff, generate
 from resdsl.backends.codegen.expr import RESERVED
 from resdsl.backends.codegen.files import export_order
 from resdsl.syntax.parser import RESERVED_WORDS
-from tests.test_codegen_hostile import assert_same_network, load
+from tests.backends.codegen.test_codegen_hostile import assert_same_network, load
 
 # {n}: the name under test, a parameter of the network and of the block, read by a binding, a
 # channel count, a block argument and a stage's repeat count

@@ -17,7 +17,7 @@ from resdsl.semantics.evaluate import first_block
 from resdsl.semantics.values import SHORTCUTS, LayerCall
 from resdsl.syntax.loader import Program
 from tests.conftest import shipped_spec_files
-from tests.test_instance_values import DENSE, DOUBLING, FLAT, INVERTED, NESTED
+from tests.semantics.test_instance_values import DENSE, DOUBLING, FLAT, INVERTED, NESTED
 
 # a network using every way of making layers: sequential groups, gates, stages nested in the
 # blocks of stages, instance values in nested stages, first blocks that differ, concat

@@ -16,6 +16,7 @@ from resdsl.diagnostics.fixes import Edit, apply_edits
 from resdsl.diagnostics.fixplan import plan_fixes
 from resdsl.syntax.ast import Span
 from resdsl.tools.cli import cli
+from tests.conftest import TESTS
 
 # three fixable problems: two E301 (a stage's shortcut= and a block argument) and a W401
 FIXABLE = """\
@@ -275,7 +276,7 @@ def test_an_alias_argument_is_fixed_where_it_is_written(tmp_path: Path) -> None:
     assert code == 1 and spec.read_text(encoding="utf-8") == text and "no mechanical fixes to apply" in err
 
 
-BROKEN = sorted((Path(__file__).parent / "broken").glob("*.arch"))
+BROKEN = sorted((TESTS / "broken").glob("*.arch"))
 
 
 @pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)

@@ -17,7 +17,7 @@ import pytest
 
 import resdsl
 from resdsl.backends.codegen import generate
-from tests.test_codegen_random import assert_same_network
+from tests.backends.codegen.test_codegen_random import assert_same_network
 
 NESTED = """
 block inner(c, stride = 1) {

@@ -4,7 +4,7 @@ for the same weights, in eval and train mode), and both script.
 
 The programs come from :mod:`tests.random_nets` (its ``COVERAGE`` lists what they hold, section
 by section of docs/language.md). ``RESDSL_RANDOM_NETS`` sets how many ``pytest -q`` runs;
-``pytest -m slow tests/test_codegen_random.py`` runs ``RESDSL_RANDOM_NETS_SLOW`` more.
+``pytest -m slow tests/backends/codegen/test_codegen_random.py`` runs ``RESDSL_RANDOM_NETS_SLOW`` more.
 """
 
 from __future__ import annotations
