@@ -91,51 +91,13 @@ def check(
     overlay = {Path(k).resolve(): v for k, v in (sources or {}).items()}
     program = load(path, collector, text=text, overlay=overlay)
     result = CheckResult(program.root, sources=program.sources, program=program)
-    try:
-        values = {k: parse_override(k, v) for k, v in (overrides or {}).items()}
-    except ResdslError as exc:
-        collector.extend(exc.diagnostics)
-        values = {}
-    definitions = program.own_networks()
-    if network is not None:
-        chosen = [d for d in definitions if d.name == network]
-        if not chosen and program.modules.get(program.root) is not None:
-            names = [d.name for d in definitions]
-            close = difflib.get_close_matches(network, names, n=1)
-            collector.add(
-                error(
-                    "E104",
-                    f"{program.root} defines no network '{network}'",
-                    ast.Span(program.root, 0, 0, 0, 0),
-                    help=f"did you mean '{close[0]}'?" if close else f"networks here: {', '.join(names) or 'none'}",
-                )
-            )
-        definitions = chosen
-    known = {p for d in definitions for p in network_params(program, d)}
-    for key in values:
-        if key not in known:
-            collector.add(
-                error(
-                    "E216",
-                    f"no network here has a parameter '{key}'",
-                    ast.Span(program.root, 0, 0, 0, 0),
-                    help=f"parameters: {', '.join(sorted(known)) or 'none'}",
-                )
-            )
+    values = _override_values(overrides, collector)
+    definitions = _chosen_networks(program, network, collector)
+    _refuse_unknown_parameters(program, definitions, values, collector)
     for definition in definitions:
-        own = {k: v for k, v in values.items() if k in network_params(program, definition)}
-        home = f"{NETWORK_CONTEXT} '{definition.name}' ({definition.name_span})"
-        with collector.within("network", definition.span.file, home, definition.name_span):
-            net = Elaborator(program, collector, limits).network(definition, own, shape, head)
-            if net is not None:
-                net.sources = program.sources  # before inference: fixes read the text they edit
-                infer(net, collector)
-                if not collector.has_errors:
-                    collector.extend(check_budget(net, limits))
+        net = _check_network(program, definition, values, shape, head, limits, collector)
         if net is None:
             continue
-        net.sources = dict(program.sources)
-        net.source_file = program.root
         result.networks.append(net)
         if features is not None and not collector.has_errors:
             try:
@@ -148,6 +110,84 @@ def check(
     kept = [d for d in _dedupe(collector.items) if d.is_error or d.code not in silenced]
     result.diagnostics = name_overrides(group_repeats(ordered(kept)), overrides or {})
     return result
+
+
+NetworkDefinition = ast.NetworkDef | ast.NetworkAlias
+
+
+def _override_values(overrides: Mapping[str, Any] | None, collector: Collector) -> dict[str, Any]:
+    """The overrides' values (``--set`` strings parsed as the language's values); a bad one is a
+    diagnostic, and then none applies."""
+    try:
+        return {k: parse_override(k, v) for k, v in (overrides or {}).items()}
+    except ResdslError as exc:
+        collector.extend(exc.diagnostics)
+        return {}
+
+
+def _chosen_networks(program: Program, network: str | None, collector: Collector) -> list[NetworkDefinition]:
+    """The networks the spec's own file defines, or the one named (E104 when it defines none of
+    that name, with the closest name)."""
+    definitions = program.own_networks()
+    if network is None:
+        return list(definitions)
+    chosen = [d for d in definitions if d.name == network]
+    if not chosen and program.modules.get(program.root) is not None:
+        names = [d.name for d in definitions]
+        close = difflib.get_close_matches(network, names, n=1)
+        collector.add(
+            error(
+                "E104",
+                f"{program.root} defines no network '{network}'",
+                ast.Span(program.root, 0, 0, 0, 0),
+                help=f"did you mean '{close[0]}'?" if close else f"networks here: {', '.join(names) or 'none'}",
+            )
+        )
+    return chosen
+
+
+def _refuse_unknown_parameters(
+    program: Program, definitions: list[NetworkDefinition], values: Mapping[str, Any], collector: Collector
+) -> None:
+    """E216 for an override that no chosen network takes."""
+    known = {p for d in definitions for p in network_params(program, d)}
+    for key in values:
+        if key not in known:
+            collector.add(
+                error(
+                    "E216",
+                    f"no network here has a parameter '{key}'",
+                    ast.Span(program.root, 0, 0, 0, 0),
+                    help=f"parameters: {', '.join(sorted(known)) or 'none'}",
+                )
+            )
+
+
+def _check_network(
+    program: Program,
+    definition: NetworkDefinition,
+    values: Mapping[str, Any],
+    shape: tuple[int, ...] | None,
+    head: int | None,
+    limits: Limits,
+    collector: Collector,
+) -> Network | None:
+    """One network elaborated with the overrides it takes, shape-checked, and held to the size
+    limits; None where elaboration failed (the collector says why)."""
+    own = {k: v for k, v in values.items() if k in network_params(program, definition)}
+    home = f"{NETWORK_CONTEXT} '{definition.name}' ({definition.name_span})"
+    with collector.within("network", definition.span.file, home, definition.name_span):
+        net = Elaborator(program, collector, limits).network(definition, own, shape, head)
+        if net is not None:
+            net.sources = program.sources  # before inference: fixes read the text they edit
+            infer(net, collector)
+            if not collector.has_errors:
+                collector.extend(check_budget(net, limits))
+    if net is None:
+        return None
+    net.sources = dict(program.sources)
+    net.source_file = program.root
+    return net
 
 
 def _dedupe(items: list[Diagnostic]) -> list[Diagnostic]:

@@ -178,23 +178,79 @@ def _render(
     inference: InferenceParts | None = None,
     plan: Plan | None = None,
 ) -> str:
+    """The module's source: the network's classes written by the emitter, then laid out by the
+    template with the constants, helpers and exports they need."""
     zero_init_default, norm = _options(network)
     norm2d = "SyncBatchNorm" if norm == "syncbatchnorm" else "BatchNorm2d"
     em = BlockEmitter(network, norm2d, python_names)
+    cls, values = _network_class(network, em, plan)
+    blocks = list(em.classes.values())
+    for c in [*blocks, cls]:  # stages that differ only by numbers: one function builds them
+        group_stages(c, {b.name: b for b in blocks})
+    factory = fresh(py_name(network.name), {c.name for c in blocks} | {cls.name})
+    constants, meta_items = _constants(network, weights, output, plan)
+    extra = template_names(inference)
+    command = regenerate_command(
+        network,
+        spec_arg,
+        overrides,
+        output,
+        network_arg,
+        input_shape,
+        weights,
+        _flags(inference),
+        codegen_features.extra_args(plan),
+    )
+    return (
+        _environment()
+        .get_template("module.py.j2")
+        .render(
+            network=network,
+            net=cls,
+            blocks=blocks,
+            factory=factory,
+            constants=constants,
+            exports=_exports(constants, meta_items, blocks, cls.name, factory, extra["exports"]),
+            meta_items=meta_items,
+            inference=inference,
+            norm2d=norm2d,
+            spec=spec_arg or network.source_file,
+            spec_hash=sources_hash(network),
+            command=command,
+            version=__version__,
+            title=network.meta.get("title", network.name),
+            defined_at=_defined_at(network),
+            weights_default="WEIGHTS" if weights is not None else "None",
+            **_zero_init(values, blocks, inference, zero_init_default),
+            **_imports_and_helpers(em, [*blocks, cls], plan, extra, norm2d, constants),
+        )
+    )
+
+
+def _defined_at(network: Network) -> str:
+    return portable(network.definition.span) if network.definition else network.name
+
+
+def _network_class(network: Network, em: BlockEmitter, plan: Plan | None) -> tuple[ClassDef, dict[str, Any]]:
+    """The network's class (its body written by the emitter, which collects the block classes
+    it uses) and the network parameters that are values, which become its arguments."""
     # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
     values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
     net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
     title = network.meta.get("title", network.name)
-    defined_at = portable(network.definition.span) if network.definition else network.name
-    cls = ClassDef("", doc_text(f"{title} as written in {defined_at}"), net_params)
+    cls = ClassDef("", doc_text(f"{title} as written in {_defined_at(network)}"), net_params)
     em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
     cls.name = em.class_name(network_class_name(network), "Net")
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)
-    # build_model's switch: the spec's own parameter when it has one (renamed as every value is), else
-    # an argument of the network class; an inference module starts from trained weights, so has neither
-    zero_init_param = inference is None and "zero_init_residual" not in values
-    zero_init_name = py_name("zero_init_residual") if "zero_init_residual" in values else "zero_init_residual"
+    return cls, values
+
+
+def _constants(
+    network: Network, weights: str | None, output: str | None, plan: Plan | None
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The module's constants (INPUT_SIZE, MEAN, STD, WEIGHTS, FEATURE_INFO) and the rest of the
+    spec's meta entries, as META's items."""
     meta = dict(network.meta)
     prep = preprocessing(network)  # what build_model's model carries, per input channel
     constants = {"INPUT_SIZE": py_default(list(prep.input_size))}
@@ -206,84 +262,74 @@ def _render(
         constants["WEIGHTS"] = weights_expr(weights, output)
     if plan is not None and plan.features:
         constants["FEATURE_INFO"] = codegen_features.feature_info_source(plan)
-    meta_items = [(py_str(k), py_default(v)) for k, v in meta.items()]  # the rest, as META
-    blocks = list(em.classes.values())
-    for c in [*blocks, cls]:  # stages that differ only by numbers: one function builds them
-        group_stages(c, {b.name: b for b in blocks})
-    taken = {c.name for c in blocks} | {cls.name}
-    factory = fresh(py_name(network.name), taken)
-    # make_shortcut (which needs ZeroPadShortcut) where a kind is chosen at run time; ZeroPadShortcut
-    # alone where a fixed shortcut pads; neither where no shortcut needs them
-    shortcut_helper = em.uses_make_shortcut
-    zero_pad_helper = em.uses_zero_pad and not shortcut_helper
-    params = [p for c in [*blocks, cls] for p in c.params]
-    extra = template_names(inference)
-    typing = ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else []
-    zero_groups: dict[
-        tuple[tuple[str, str | None], ...], list[str]
-    ] = {}  # blocks that zero the same attributes share a branch
+    return constants, [(py_str(k), py_default(v)) for k, v in meta.items()]
+
+
+def _exports(
+    constants: Mapping[str, str],
+    meta_items: list[tuple[str, str]],
+    blocks: list[ClassDef],
+    net: str,
+    factory: str,
+    extra: list[str],
+) -> list[str]:
+    """``__all__``, isort-style, as ruff's RUF022 sorts it (see export_order)."""
+    helpers = ["load_weights", "preprocess"]
+    own = [*(b.name for b in blocks), net, factory]
+    assert not set(own) & RESERVED, own  # the spec's names, renamed
+    return export_order([*constants, *(["META"] if meta_items else []), *own, *helpers, *extra])
+
+
+def _zero_init(
+    values: Mapping[str, Any], blocks: list[ClassDef], inference: InferenceParts | None, default: bool
+) -> dict[str, Any]:
+    """build_model's zero_init_residual switch: the spec's own parameter when it has one (renamed
+    as every value is), else an argument of the network class; an inference module starts from
+    trained weights, so has neither. Blocks that zero the same attributes share a branch."""
+    groups: dict[tuple[tuple[str, str | None], ...], list[str]] = {}
     for b in blocks:
         if b.zero_init:
-            zero_groups.setdefault(tuple(b.zero_init), []).append(b.name)
-    # isort-style, as ruff's RUF022 sorts __all__ (see export_order)
-    helpers = ["load_weights", "preprocess"]
-    names = [*constants, *(["META"] if meta_items else []), *(b.name for b in blocks), cls.name, factory, *helpers]
-    assert not {*(b.name for b in blocks), cls.name, factory} & RESERVED, names  # the spec's names, renamed
-    names += extra["exports"]
-    exports = export_order(names)
+            groups.setdefault(tuple(b.zero_init), []).append(b.name)
+    own = "zero_init_residual" in values
+    return {
+        "zero_init_param": inference is None and not own,
+        "zero_init_name": py_name("zero_init_residual") if own else "zero_init_residual",
+        "zero_init_default": "True" if default else "False",
+        "zero_groups": [(classes, attrs) for attrs, classes in groups.items()],
+    }
+
+
+def _imports_and_helpers(
+    em: BlockEmitter,
+    classes: list[ClassDef],
+    plan: Plan | None,
+    extra: Mapping[str, Any],
+    norm2d: str,
+    constants: Mapping[str, str],
+) -> dict[str, Any]:
+    """What the module imports and copies in: only what its classes use. make_shortcut (which
+    needs ZeroPadShortcut) where a kind is chosen at run time; ZeroPadShortcut alone where a
+    fixed shortcut pads; neither where no shortcut needs them."""
+    shortcut_helper = em.uses_make_shortcut
+    checkpoints = plan is not None and plan.checkpoint
+    params = [p for c in classes for p in c.params]
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
-    return (
-        _environment()
-        .get_template("module.py.j2")
-        .render(
-            network=network,
-            net=cls,
-            blocks=blocks,
-            factory=factory,
-            constants=constants,
-            exports=exports,
-            zero_init_param=zero_init_param,
-            zero_init_name=zero_init_name,
-            zero_init_default="True" if zero_init_default else "False",
-            typing=typing,
-            zero_groups=[(classes, attrs) for attrs, classes in zero_groups.items()],
-            meta_items=meta_items,
-            shortcut_helper=shortcut_helper,
-            zero_pad_helper=zero_pad_helper,
-            zero_pad_source=zero_pad_source(),
-            abc_imports=sorted(
-                {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
-                | ({"Iterable"} if plan is not None and plan.checkpoint else set())
-            ),
-            inference=inference,
-            uses_bias=em.uses_bias,
-            runtime_source=runtime_source(),
-            layer_sources=layer_sources(em.runtime_classes),
-            weights_source=weights_source(),
-            has_mean="MEAN" in constants,
-            has_std="STD" in constants,
-            weights_default="WEIGHTS" if weights is not None else "None",
-            norm2d=norm2d,
-            norm_classes=norm_classes or ["BatchNorm2d"],
-            spec=spec_arg or network.source_file,
-            spec_hash=sources_hash(network),
-            command=regenerate_command(
-                network,
-                spec_arg,
-                overrides,
-                output,
-                network_arg,
-                input_shape,
-                weights,
-                _flags(inference),
-                codegen_features.extra_args(plan),
-            ),
-            checkpoint_source=checkpoint_source() if plan is not None and plan.checkpoint else "",
-            version=__version__,
-            title=title,
-            defined_at=defined_at,
-        )
-    )
+    abc = {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
+    return {
+        "typing": ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else [],
+        "shortcut_helper": shortcut_helper,
+        "zero_pad_helper": em.uses_zero_pad and not shortcut_helper,
+        "zero_pad_source": zero_pad_source(),
+        "abc_imports": sorted(abc | ({"Iterable"} if checkpoints else set())),
+        "uses_bias": em.uses_bias,
+        "runtime_source": runtime_source(),
+        "layer_sources": layer_sources(em.runtime_classes),
+        "weights_source": weights_source(),
+        "has_mean": "MEAN" in constants,
+        "has_std": "STD" in constants,
+        "norm_classes": norm_classes or ["BatchNorm2d"],
+        "checkpoint_source": checkpoint_source() if checkpoints else "",
+    }
 
 
 def _cin(network: Network) -> Any:
