@@ -58,36 +58,16 @@ def build_model(
 ) -> torch.nn.Module:
     """An ``nn.Module`` for the spec, with modules named as the spec names its layers.
 
-    The spec's parameters go in ``params={"num_classes": 10, "norm": "groupnorm(32)"}``; one
-    whose name is none of build_model's options may be given as a keyword too
-    (``build_model("resnet50", num_classes=10)``). A keyword option always means the option:
-    ``norm=`` is the batchnorm class below, not a spec's ``norm`` parameter, and an option given
-    a value that only the spec's parameter of that name takes is refused (E219) before anything
-    is built.
-
-    ``zero_init_residual`` zeroes the last batchnorm gamma of every residual branch;
-    ``norm="syncbatchnorm"`` builds ``nn.SyncBatchNorm`` layers for multi-GPU training.
-    Both can also be set in the spec (as a parameter or a ``meta`` entry). A network past
-    the size limits is refused before any tensor is allocated; ``max_*`` raise them.
-
-    Fine-tuning (docs/finetune.md): ``weights`` loads a checkpoint (``strip_prefix`` drops a
-    prefix such as ``"backbone."``); ``in_channels`` builds the network for another number of
-    input channels; ``head=N`` adds an N-way linear layer ``head`` on top (a layer of the
-    checked network, so generated code, inference builds and ONNX export take it too);
-    ``freeze``/``freeze_until`` stop training modules, ``freeze_bn`` keeps their batchnorm
-    statistics fixed.
-
-    ``mode="inference"``: every conv followed by a batchnorm becomes one conv with the
-    batchnorm folded in, in eval mode, gradients off, ``channels_last`` unless turned off.
-    ``weights`` (a checkpoint, or the training model's state_dict) is loaded into the training
-    model, checked as above, then folded (see :mod:`resdsl.ir.fold`); ``freeze``, ``features``
-    and ``checkpoint`` apply to training builds only (E803). ``compile=True`` (inference builds
-    only) compiles the folded module's forward in place with inductor under freezing, on its
-    first call for that call's shape; it needs a C++ compiler (E804).
-
-    ``features=["layer1", ...]`` returns those top-level outputs as a dict (the classifier
-    dropped, ``model.feature_info`` as timm's); ``checkpoint=True`` (or a list of stages)
-    recomputes those stages in backward (see docs/features.md).
+    Spec parameters go in ``params={...}``, or as keywords no option of this function has; an
+    option given a value only the spec's parameter of that name takes is E219, before anything
+    is built. ``zero_init_residual`` zeroes each residual branch's last norm scale, ``norm=
+    "syncbatchnorm"`` builds ``nn.SyncBatchNorm``; ``max_*`` raise the size limits. Fine-tuning
+    (docs/finetune.md): ``weights`` (``strip_prefix``), ``in_channels``, ``head=N`` (a layer of
+    the checked network), ``freeze``/``freeze_until``/``freeze_bn``. ``features`` and
+    ``checkpoint``: docs/features.md. ``mode="inference"`` (docs/cli.md, "Inference builds"):
+    batchnorms folded into the convs, eval mode, ``channels_last`` unless turned off,
+    ``compile=True`` for inductor under freezing (E804 without a C++ compiler); training
+    options there are E803, ``compile`` in a training build E805.
     """
     values = spec_parameters(params, overrides)
     options: dict[str, Any] = {"norm": norm, "mode": mode, "zero_init_residual": zero_init_residual}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from resdsl.diagnostics import Diagnostic, ResdslError, error
@@ -188,53 +188,82 @@ def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Ch
     """Check a feature/checkpoint request against ``network``; raises :class:`ResdslError`
     with every problem found (codes E740-E759)."""
     items = top_level(network)
-    known = list(items)
     problems: list[Diagnostic] = []
-    chosen: list[str] = []
-    if features is not None:
-        if isinstance(features, str):
-            features = [features]
-        if not features:
-            problems.append(
-                error(
-                    "E743", "no feature outputs were named", _where(network), help=f"name some of: {', '.join(known)}"
-                )
-            )
-        if network.head is not None:
-            problems.append(
-                error(
-                    "E708",
-                    "head adds a linear layer on the network's output, but features (--features) are feature maps",
-                    ast.Span("<head>", 0, 0, 0, 0),
-                    help="put a head on the feature maps in your own module, or leave out --head (head=)",
-                )
-            )
-        for name in features:
-            if name not in items:
-                problems.append(_unknown(network, name, "to return as a feature", "E740", known))
-            elif name in chosen:
-                problems.append(error("E742", f"feature '{name}' is named twice", items[name].span))
-            else:
-                node = _output(items[name])
-                shape = network.layer(node).shape
-                if shape is None or len(shape) != 3:
-                    problems.append(
-                        error(
-                            "E741",
-                            f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map, so it cannot be a feature",
-                            items[name].span,
-                            help="features are spatial maps: name a stage or a layer before the pooling",
-                        )
-                    )
-                chosen.append(name)
-    order = {name: i for i, name in enumerate(known)}
-    last = max((order[name] for name in chosen), default=len(known))
+    chosen = _chosen_features(network, items, features, problems)
+    order = {name: i for i, name in enumerate(items)}
+    last = max((order[name] for name in chosen), default=len(items))
     built = {name: item for name, item in items.items() if order[name] <= last}  # True: the stages kept
     wanted = _checkpoint_names(network, checkpoint, built if checkpoint is True else items)
+    seen = _checkpointed(network, items, wanted, problems)
+    if problems:
+        raise ResdslError(problems)
+    chosen.sort(key=order.__getitem__)
+    cut_net = cut(network, chosen[-1]) if chosen else network
+    if chosen:
+        _refuse_dropped(items, [name for name in wanted if order[name] > order[chosen[-1]]], chosen[-1])
+    kept = set(cut_net.order)
+    out = []
+    for name in chosen:
+        node = _output(items[name])
+        shape = network.layer(node).shape
+        assert shape is not None
+        copy = _overwritten(network, node, kept)
+        out.append(Feature(name, node, shape, _stride(network, node, shape), items[name].span, copy))
+    return Plan(cut_net, tuple(out), tuple(sorted(seen, key=order.__getitem__)))
+
+
+def _chosen_features(
+    network: Network, items: Mapping[str, Layer | Scope], features: Sequence[str] | None, problems: list[Diagnostic]
+) -> list[str]:
+    """The feature outputs asked for, each a top-level C x H x W map named once (E740-E743,
+    and E708 beside a head); the problems go to ``problems``."""
+    chosen: list[str] = []
+    if features is None:
+        return chosen
+    known = list(items)
+    if isinstance(features, str):
+        features = [features]
+    if not features:
+        problems.append(
+            error("E743", "no feature outputs were named", _where(network), help=f"name some of: {', '.join(known)}")
+        )
+    if network.head is not None:
+        problems.append(
+            error(
+                "E708",
+                "head adds a linear layer on the network's output, but features (--features) are feature maps",
+                ast.Span("<head>", 0, 0, 0, 0),
+                help="put a head on the feature maps in your own module, or leave out --head (head=)",
+            )
+        )
+    for name in features:
+        if name not in items:
+            problems.append(_unknown(network, name, "to return as a feature", "E740", known))
+        elif name in chosen:
+            problems.append(error("E742", f"feature '{name}' is named twice", items[name].span))
+        else:
+            shape = network.layer(_output(items[name])).shape
+            if shape is None or len(shape) != 3:
+                problems.append(
+                    error(
+                        "E741",
+                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map, so it cannot be a feature",
+                        items[name].span,
+                        help="features are spatial maps: name a stage or a layer before the pooling",
+                    )
+                )
+            chosen.append(name)
+    return chosen
+
+
+def _checkpointed(
+    network: Network, items: Mapping[str, Layer | Scope], wanted: Sequence[str], problems: list[Diagnostic]
+) -> set[str]:
+    """The stages to checkpoint, each a top-level stage or block named once (E742, E744, E745)."""
     seen: set[str] = set()
     for name in wanted:
         if name not in items:
-            problems.append(_unknown(network, name, "to checkpoint", "E745", known))
+            problems.append(_unknown(network, name, "to checkpoint", "E745", list(items)))
         elif name in seen:
             problems.append(error("E742", f"'{name}' is named twice to checkpoint", items[name].span))
         elif not isinstance(items[name], Scope):
@@ -248,31 +277,20 @@ def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Ch
                 )
             )
         seen.add(name)
-    if problems:
-        raise ResdslError(problems)
-    chosen.sort(key=order.__getitem__)
-    cut_net = cut(network, chosen[-1]) if chosen else network
-    if chosen:
-        dropped = [name for name in wanted if order[name] > order[chosen[-1]]]
-        if dropped:
-            raise ResdslError(
-                error(
-                    "E747",
-                    f"cannot checkpoint {', '.join(dropped)}: the feature outputs end at '{chosen[-1]}', "
-                    "so it is not built",
-                    items[dropped[0]].span,
-                    help="drop it from the checkpoint list, or ask for a later feature",
-                )
+    return seen
+
+
+def _refuse_dropped(items: Mapping[str, Layer | Scope], dropped: Sequence[str], last: str) -> None:
+    """E747: a stage to checkpoint after the last feature output, which the cut network lacks."""
+    if dropped:
+        raise ResdslError(
+            error(
+                "E747",
+                f"cannot checkpoint {', '.join(dropped)}: the feature outputs end at '{last}', so it is not built",
+                items[dropped[0]].span,
+                help="drop it from the checkpoint list, or ask for a later feature",
             )
-    kept = set(cut_net.order)
-    out = []
-    for name in chosen:
-        node = _output(items[name])
-        shape = network.layer(node).shape
-        assert shape is not None
-        copy = _overwritten(network, node, kept)
-        out.append(Feature(name, node, shape, _stride(network, node, shape), items[name].span, copy))
-    return Plan(cut_net, tuple(out), tuple(sorted(seen, key=order.__getitem__)))
+        )
 
 
 def group_runs(kinds: Sequence[str]) -> list[tuple[int, int]]:
