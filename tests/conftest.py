@@ -86,6 +86,8 @@ HEAVY = frozenset(
         "wide_resnet101_2",
         "resnet1202",
         "preact_resnet1001",
+        "resnetrs101",
+        "resnetrs152",
     }
 )
 

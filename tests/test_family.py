@@ -19,11 +19,36 @@ from resdsl.api import shipped_names
 from tests.conftest import FIXTURES, FLOAT32_TOL, ROOT, deterministic_fill, rel_error, slow_if_heavy
 
 TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
+# timm 1.0's modern residual families (ConvNeXt, RegNet, MobileNet, EfficientNet, DenseNet,
+# Res2Net, ResNeSt, ResNet-RS) at 96 x 96: see tests/fixtures/timm_modern/README.md
+MODERN = json.loads((FIXTURES / "timm_modern" / "manifest.json").read_text())["models"]
+# the fixture's networks no shipped spec writes yet (issue #18); shrinks as the families land
+NOT_YET_WRITTEN = {
+    "convnext_atto",
+    "convnext_tiny",
+    "regnetx_002",
+    "regnety_004",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "efficientnet_b0",
+    "densenet121",
+    "res2net50_26w_4s",
+    "resnest14d",
+}
+REFERENCES = {"timm": TIMM, "timm_modern": MODERN}
+EXACT = [("timm", name) for name in sorted(TIMM)] + [
+    ("timm_modern", name) for name in sorted(set(MODERN) - NOT_YET_WRITTEN)
+]
 
 
 @pytest.fixture(scope="module")
-def timm_outputs() -> dict[str, Any]:
-    return torch.load(FIXTURES / "timm" / "reference_outputs_f64.pt")
+def reference_outputs() -> dict[str, Any]:
+    return {where: torch.load(FIXTURES / where / "reference_outputs_f64.pt") for where in REFERENCES}
+
+
+def test_the_modern_networks_not_written_yet_are_exactly_the_ones_not_shipped() -> None:
+    assert NOT_YET_WRITTEN <= set(MODERN)
+    assert {name for name in MODERN if name not in shipped_names()} == NOT_YET_WRITTEN
 
 
 @pytest.mark.parametrize(("name", "gmacs"), [("resnet50_v1", 3.858), ("resnet101_v1", 7.570), ("resnet152_v1", 11.282)])
@@ -35,17 +60,18 @@ def test_v1_layout_gives_the_papers_table_1_figures(name: str, gmacs: float) -> 
     assert strided.attrs["s"] == 2
 
 
-@pytest.mark.parametrize("name", sorted(TIMM))
-def test_timm_models_are_exact(name: str, timm_outputs: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("where", "name"), EXACT)
+def test_timm_models_are_exact(where: str, name: str, reference_outputs: dict[str, Any]) -> None:
+    reference = REFERENCES[where][name]
     model = resdsl.build_model(name)
     listing = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
-    assert listing == TIMM[name]["state_dict"]  # keys, shapes, dtypes and order
-    assert sum(p.numel() for p in model.parameters()) == TIMM[name]["num_params"]
-    assert resdsl.compile(name).num_params == TIMM[name]["num_params"]
-    model.load_state_dict(deterministic_fill(TIMM[name]["state_dict"]), strict=True)
+    assert listing == reference["state_dict"]  # keys, shapes, dtypes and order
+    assert sum(p.numel() for p in model.parameters()) == reference["num_params"]
+    assert resdsl.compile(name).num_params == reference["num_params"]
+    model.load_state_dict(deterministic_fill(reference["state_dict"]), strict=True)
     model = model.double()
-    x = timm_outputs["input"]
-    want = timm_outputs["outputs"][name]
+    x = reference_outputs[where]["input"]
+    want = reference_outputs[where]["outputs"][name]
     with torch.no_grad():
         assert rel_error(model.eval()(x), want["output_eval"]) < 1e-9
         assert rel_error(model.train()(x), want["output_train"]) < 1e-9
@@ -67,6 +93,8 @@ COUNTS = {
     "resnet152d": 60_212_040,
     "resnet50t": 25_573_728,
     "seresnext50_32x4d": 27_559_896,
+    "resnetrs101": 63_618_696,  # timm's published 63.6M
+    "resnetrs152": 86_621_576,  # timm's published 86.6M
 }
 
 

@@ -55,6 +55,7 @@ FIGURES: dict[str, Figure] = {
     "resnet26t": Figure(_TIMM, 16_011_872),
     "seresnet50": Figure(_TIMM, 28_088_024),
     "resnet50_gn": Figure(_TIMM, 25_557_032),
+    "resnetrs50": Figure(_TIMM, 35_691_912),
 }
 
 
