@@ -88,6 +88,9 @@ HEAVY = frozenset(
         "preact_resnet1001",
         "resnetrs101",
         "resnetrs152",
+        "convnext_small",
+        "convnext_base",
+        "convnext_large",
     }
 )
 

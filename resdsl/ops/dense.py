@@ -1,4 +1,5 @@
-"""``linear`` and the ops that reshape or pass values on: ``flatten``, ``dropout``, ``identity``."""
+"""``linear``, ``pointwise_linear`` and the ops that reshape or pass values on: ``flatten``,
+``dropout``, ``identity``."""
 
 from __future__ import annotations
 
@@ -52,6 +53,45 @@ LINEAR = OpDef(
     onnx=_linear_onnx,
     torch_defaults={"Linear": {"bias": True}},
 )
+
+
+def _pointwise_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    if len(ins[0]) != 3:
+        raise ShapeError(
+            "E307",
+            f"pointwise_linear maps the channels of a C x H x W map, got {fmt_shape(ins[0])}",
+            help="use linear(...) on features (after flatten or a global pool)",
+        )
+    return (a["out"], *ins[0][1:])
+
+
+def _pointwise_onnx(e: Any, a: Mapping[str, Any]) -> str:
+    cin = e.shape[0]
+    bound = 1 / math.sqrt(cin)  # nn.Linear's default init
+    weight = e.param("weight", (a["out"], cin), ("uniform", bound))
+    bias = e.param("bias", (a["out"],), ("uniform", bound)) if a["bias"] else None
+    nhwc = e.node("Transpose", [e.x], perm=[0, 2, 3, 1])
+    y = e.node("MatMul", [nhwc, e.node("Transpose", [weight], perm=[1, 0])])
+    if bias is not None:
+        y = e.node("Add", [y, bias])
+    return e.node("Transpose", [y], perm=[0, 3, 1, 2])
+
+
+POINTWISE_LINEAR = OpDef(
+    "pointwise_linear",
+    "A linear layer at every position of a C x H x W map, over the channels (timm's "
+    "channels-last MLPs, ConvNeXt): weights [out, in], the function of a 1x1 conv.",
+    (P("out", "int", aliases=("out_features",), minimum=1), P("bias", "bool", True)),
+    _pointwise_shape,
+    lambda a, cin, shape: Ctor("PointwiseLinear", (cin, a["out"]), {"bias": a["bias"]}, runtime=True),
+    param_count=lambda i, o, a: i[0] * o[0] + (o[0] if a["bias"] else 0),
+    macs=lambda i, o, a: i[0] * math.prod(o),
+    channels=lambda a, cin: a["out"],
+    weighted=True,
+    stateful=True,
+    onnx=_pointwise_onnx,
+    torch_defaults={"PointwiseLinear": {"bias": True}},
+)
 FLATTEN = OpDef(
     "flatten",
     "C x H x W -> C*H*W.",
@@ -81,4 +121,4 @@ IDENTITY = OpDef(
     onnx=passthrough,
 )
 
-OPS = (LINEAR, FLATTEN, DROPOUT, IDENTITY)
+OPS = (LINEAR, POINTWISE_LINEAR, FLATTEN, DROPOUT, IDENTITY)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from resdsl.runtime.shortcuts import ZeroPadShortcut
 
-__all__ = ["DropPath", "FlattenLinear", "LayerNorm2d", "ZeroPadShortcut"]
+__all__ = ["DropPath", "FlattenLinear", "LayerNorm2d", "PointwiseLinear", "ZeroPadShortcut"]
 
 
 class FlattenLinear(nn.Linear):
@@ -26,6 +26,15 @@ class FlattenLinear(nn.Linear):
 
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input.flatten(1), self.weight, self.bias)  # not super(): TorchScript has none
+
+
+class PointwiseLinear(nn.Linear):
+    """A linear layer at every position of an N x C x H x W map, over the channels (timm's
+    channels-last MLPs): the map is permuted channels-last, mapped and permuted back; weights
+    are nn.Linear's ([out, in])."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
 
 
 class LayerNorm2d(nn.LayerNorm):

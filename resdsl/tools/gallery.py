@@ -56,6 +56,8 @@ FIGURES: dict[str, Figure] = {
     "seresnet50": Figure(_TIMM, 28_088_024),
     "resnet50_gn": Figure(_TIMM, 25_557_032),
     "resnetrs50": Figure(_TIMM, 35_691_912),
+    "convnext_atto": Figure(_TIMM, 3_695_520),
+    "convnext_tiny": Figure(_TIMM, 28_589_128),
 }
 
 

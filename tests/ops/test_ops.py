@@ -25,7 +25,7 @@ from resdsl.runtime.layers import DropPath, LayerNorm2d, ZeroPadShortcut
 from resdsl.runtime.shortcuts import ZeroPadShortcut as RuntimeZeroPad
 from tests.conftest import FLOAT32_TOL
 
-NEW_OPS = ("layernorm", "drop_path", "layer_scale", "concat", "relu6", "hardswish", "hardsigmoid")
+NEW_OPS = ("layernorm", "drop_path", "layer_scale", "concat", "relu6", "hardswish", "hardsigmoid", "pointwise_linear")
 
 SPEC = """
 block cnx(dim, drop = 0.0) {
@@ -314,3 +314,43 @@ def test_pad_channels_is_made_by_residual_not_called(tmp_path: Path) -> None:
     text = "network n() {\n    input 3 x 8 x 8\n    p = pad_channels(2, 3)\n}\n"
     (d,) = resdsl.check(_spec(tmp_path, text)).diagnostics
     assert d.code == "E217" and d.span.line == 3
+
+
+POINTWISE = """
+network pw() {
+    input 6 x 5 x 4
+    fc1 = pointwise_linear(10)
+    gelu
+    fc2 = pointwise_linear(6, bias=false)
+}
+"""
+
+
+def test_pointwise_linear_maps_channels_at_every_position(tmp_path: Path) -> None:
+    """ConvNeXt's MLP as timm writes it for tiny and up: nn.Linear weights [out, in] applied
+    channels-last, the function of a 1x1 conv with those weights."""
+    spec = _spec(tmp_path, POINTWISE)
+    net = resdsl.compile(spec)
+    layers = {layer.path: layer for layer in net.layers()}
+    assert layers["fc1"].shape == (10, 5, 4) and layers["fc1"].params == 6 * 10 + 10
+    assert layers["fc2"].params == 10 * 6 and layers["fc1"].macs == 6 * 10 * 5 * 4
+    model = resdsl.build_model(net).double()
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == [
+        ("fc1.weight", (10, 6)),
+        ("fc1.bias", (10,)),
+        ("fc2.weight", (6, 10)),
+    ]
+    x = torch.randn(2, 6, 5, 4, dtype=torch.float64)
+    w1, b1, w2 = model.fc1.weight, model.fc1.bias, model.fc2.weight
+    want = F.conv2d(F.gelu(F.conv2d(x, w1[:, :, None, None], b1)), w2[:, :, None, None])
+    with torch.no_grad():
+        assert torch.allclose(model(x), want, rtol=0, atol=1e-12)  # float64: the same sums, another order
+        made = _generated(net, tmp_path).pw().double()
+        made.load_state_dict(model.state_dict())
+        assert torch.equal(made(x), model(x))
+
+
+def test_pointwise_linear_needs_a_map(tmp_path: Path) -> None:
+    text = "network n() {\n    input 3 x 8 x 8\n    flatten\n    fc = pointwise_linear(4)\n}\n"
+    (d,) = resdsl.check(_spec(tmp_path, text)).diagnostics
+    assert (d.code, d.span.line) == ("E307", 4) and "C x H x W" in d.message

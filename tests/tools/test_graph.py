@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import resdsl
+from resdsl.ir import Scope
 from resdsl.tools.cli import cli
 from resdsl.tools.graph import GraphError, output_format, render, to_digraph, write_atomic
 from resdsl.tools.summary import is_merge
@@ -30,7 +31,13 @@ def test_every_shipped_spec_writes_a_dot_file(path: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert text.startswith("digraph ") and text.rstrip().endswith("}")
-    assert "subgraph cluster_layer1 {" in text and '"[layer1.0]"' in text
+    nested = [  # a top-level group and its first group (layer1 and layer1.0, stages and stages.0)
+        (outer, next(inner for inner in outer.items if isinstance(inner, Scope)))
+        for outer in resdsl.compile(path).root.items
+        if isinstance(outer, Scope) and any(isinstance(inner, Scope) for inner in outer.items)
+    ]
+    first, inner = nested[0]
+    assert f"subgraph cluster_{first.path} {{" in text and f'"[{inner.path}]"' in text
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
 
 

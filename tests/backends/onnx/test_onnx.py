@@ -82,7 +82,15 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
 
 @pytest.mark.parametrize(
     ("spec", "shape"),
-    [("resnet18", "3x64x64"), ("resnet50", "3x64x64"), ("resnet110", None), ("preact_resnet164", None)],
+    [
+        ("resnet18", "3x64x64"),
+        ("resnet50", "3x64x64"),
+        ("resnet110", None),
+        ("preact_resnet164", None),
+        ("convnext_atto", "3x64x64"),  # layer norms over channels, layer scale, 1x1-conv MLPs
+        ("convnext_tiny", "3x64x64"),  # the MLP as per-position linears (pointwise_linear)
+        ("resnetrs50", "3x64x64"),
+    ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:
     # every weight and op of the ImageNet nets shows at 64 x 64 (the 7 x 7 stem and maxpool included)

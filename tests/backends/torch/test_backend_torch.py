@@ -55,8 +55,9 @@ def test_real_shapes_equal_inferred_shapes(name: str) -> None:
     model = resdsl.build_model(net).eval()
     expected: dict[str, set[tuple[int, ...]]] = {}
     for layer in net.layers():
-        if layer.op == "input" or OPS[layer.op].merge is not None:  # merges run no module of their own
-            continue
+        op = OPS.get(layer.op)
+        if op is None or op.merge is not None or op.own_param is not None:  # the input node, too
+            continue  # merges and parameters of their block (layer_scale's gamma) run no module of their own
         scope = layer.scope.path if layer.scope is not None else ""
         path = f"{scope}.{layer.module}" if scope else layer.module
         expected.setdefault(path, set()).add(layer.shape)  # type: ignore[arg-type]
