@@ -91,6 +91,9 @@ HEAVY = frozenset(
         "convnext_small",
         "convnext_base",
         "convnext_large",
+        "densenet161",
+        "densenet169",
+        "densenet201",
     }
 )
 

@@ -29,7 +29,6 @@ NOT_YET_WRITTEN = {
     "mobilenetv2_100",
     "mobilenetv3_large_100",
     "efficientnet_b0",
-    "densenet121",
     "res2net50_26w_4s",
     "resnest14d",
 }
@@ -99,6 +98,9 @@ COUNTS = {
     "convnext_small": 50_223_688,  # 50.22M
     "convnext_base": 88_591_464,  # 88.59M
     "convnext_large": 197_767_336,  # 197.77M
+    "densenet161": 28_681_000,  # torchvision's and timm's published 28.68M
+    "densenet169": 14_149_480,  # 14.15M
+    "densenet201": 20_013_928,  # 20.01M
 }
 
 

@@ -82,6 +82,8 @@ class Scope:
     plain: list[tuple[int, ast.Expr]] = field(default_factory=list)  # residual(none): len(items) then, its kind
     repeat: int = 1  # stages
     repeat_expr: ast.Expr | None = None
+    prefix: str = ""  # stages: block i is named prefix + str(start + i)
+    start: int = 0
     # stages whose block argument reads instance values (index, net_index, ...): which ones; every
     # stage: the stage blocks enclosing it (net_index numbers the blocks of the stages at one
     # depth), its first block's net_index and the number of stage blocks at its depth
@@ -90,6 +92,10 @@ class Scope:
     net_start: int = 0
     net_count: int = 0
     side: bool = False  # a side branch (a gate's): not on the main path, so not in the depth
+
+    def child_name(self, i: int) -> str:
+        """The module name of block ``i`` of a stage ("0", or "b1" for prefix "b" from 1)."""
+        return f"{self.prefix}{self.start + i}"
 
     def layers(self) -> Iterator[Layer]:
         """Every layer below this scope, in statement order."""

@@ -20,7 +20,15 @@ from typing import Any
 
 from resdsl.ops import OPS, Shape, ShapeError, fmt_shape
 
-SHORTCUT_KINDS = ("identity", "zero_pad", "projection", "projection_all", "avgpool_projection", "none")
+SHORTCUT_KINDS = (
+    "identity",
+    "zero_pad",
+    "projection",
+    "projection_all",
+    "avgpool_projection",
+    "identity_if_same",
+    "none",
+)
 PROJECTING = ("projection", "projection_all", "avgpool_projection")
 # What each kind does, in a sentence (editor hovers and completions show it).
 SHORTCUT_DOCS = {
@@ -29,6 +37,8 @@ SHORTCUT_DOCS = {
     "projection": "option B: a 1x1 conv (+ norm) only where the shape changes, identity elsewhere",
     "projection_all": "option C: a 1x1 conv (+ norm) on every shortcut, even where the shape is kept",
     "avgpool_projection": "ResNet-D: average pooling for the stride, then a 1x1 conv (+ norm), where the shape changes",
+    "identity_if_same": "adds the block input unchanged where the shapes agree, and nothing where they do not "
+    "(timm's has_skip: MobileNet's and EfficientNet's inverted residuals)",
     "none": "no addition: the block is a plain stack of layers (the paper's plain networks)",
 }
 SHORTCUT_HELP = "use shortcut=projection (option B) or zero_pad (option A) where channels or stride change"
@@ -58,7 +68,7 @@ class ShortcutStep:
 class Shortcut:
     """How a residual's shortcut is realised once both shapes are known."""
 
-    kind: str  # identity | zero_pad | projection | avgpool_projection
+    kind: str  # identity | zero_pad | projection | avgpool_projection | none (identity_if_same, shapes differ)
     stride: int
     in_channels: int
     out_channels: int
@@ -78,6 +88,12 @@ class Shortcut:
     def macs(self) -> int:
         """The multiply-accumulates of its steps (a projection's 1x1 conv)."""
         return sum(step.macs() for step in self.steps())
+
+    @property
+    def adds(self) -> bool:
+        """Whether the residual adds anything: ``identity_if_same`` realised where the shapes
+        differ is no addition, the main branch passing on alone."""
+        return self.kind != "none"
 
     @property
     def projects(self) -> bool:
@@ -157,6 +173,10 @@ def realise_shortcut(
     main branch's shape: the projection is then a 1x1 conv that keeps the shape.
     """
     same = main == src if changes is None else not changes
+    if kind == "identity_if_same":  # timm's has_skip: an addition only where nothing would map the input
+        if same and main == src:
+            return Shortcut("identity", 1, src[0], main[0], in_size=src[1:])
+        return Shortcut("none", infer_stride(src, main) or 1, src[0], main[0], in_size=src[1:])
     mismatch = [f"main branch  {fmt_shape(main)}", f"shortcut     {fmt_shape(src)}   ({kind})"]
     if len(main) != len(src):
         raise ShapeError("E301", "residual addition: shapes differ", mismatch, help="both branches must keep C x H x W")

@@ -11,6 +11,10 @@ a shortcut kind is chosen at run time, ``with_bias`` for inference modules that 
 projection with ``make_shortcut``. tests/backends/torch/test_backend_torch.py holds that
 ``make_shortcut`` builds what the description says, for every kind, shape change, tap and
 norm. Nothing here may import resdsl.
+
+The kinds a generated class may choose at run time leave out identity_if_same, which the
+checker decides block by block (generated code tests ``has_skip``; codegen refuses it as a
+parameter whose value varies, E507).
 """
 
 from __future__ import annotations

@@ -279,13 +279,15 @@ class Evaluator(ast.ExprVisitor[Any]):
                 problems.append(error("E203", f"{call.func} takes layers, not '{arg.name}='", arg.span))
                 continue
             value = self.eval(arg.value, env)
-            if not isinstance(value, LayerCall) or value.kind not in ("op", "block", "sequential"):
+            kinds = ("op", "block", "sequential", *(["stage"] if call.func == "sequential" else []))
+            if not isinstance(value, LayerCall) or value.kind not in kinds:
                 nested = isinstance(value, LayerCall)  # a stage or a gate: a layer, but not one that nests
                 got = f"a {value.kind}" if nested else type_name(value)
                 problems.append(
                     error(
                         "E205",
-                        f"{call.func} takes ops, blocks or sequential groups, not {got}",
+                        f"{call.func} takes ops, blocks{' or ' if call.func == 'gate' else ', '}sequential groups"
+                        f"{' or stages' if call.func == 'sequential' else ''}, not {got}",
                         arg.value.span,
                         help=f"write the {value.kind} on a line of its own (layer1 = {value.kind}(...)), "
                         f"before or after the {call.func}(...)"

@@ -199,6 +199,7 @@ class Placer(Walker[PlaceFrame, Site, Placed, PlacedStage]):
         path = _join(site.scope.path, site.name)
         scope = Scope(ScopeKind.STAGE, site.name, path, call.span, input=site.cur)
         scope.repeat, scope.repeat_expr = call.args["repeat"], call.exprs.get("repeat")
+        scope.prefix, scope.start = self.block_names(call)
         depth = self.stage_depth
         scope.depth, scope.net_start = depth, self.stage_blocks.get(depth, 0)
         scope.net_count = self.net_totals.get(depth, 0)
@@ -236,7 +237,8 @@ class Placer(Walker[PlaceFrame, Site, Placed, PlacedStage]):
         assert block is not None and stage.site is not None  # the placer walks on past no block
         if i == 0:
             stage.site.scope.items.append(stage.scope)
-        stage.source = self._block(block, str(i), _join(stage.path, str(i)), stage.scope, stage.source).output
+        name = stage.scope.child_name(i)
+        stage.source = self._block(block, name, _join(stage.path, name), stage.scope, stage.source).output
         stage.scope.output = stage.source
 
     def stage_done(self, stage: PlacedStage, i: int) -> bool:

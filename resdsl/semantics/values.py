@@ -29,6 +29,10 @@ STAGE_PARAMS = (
     P("repeat", "int", 1, minimum=1),
     P("stride", "int", None, minimum=1),
     P("shortcut", "shortcut", None),
+    # the blocks' module names: prefix + number, numbered from start ("b1" ... in timm's RegNet,
+    # "denselayer1" ... in DenseNet); by default 0, 1, ... as nn.Sequential numbers them
+    P("prefix", "str", ""),
+    P("start", "int", 0, minimum=0),
 )
 
 

@@ -383,6 +383,22 @@ class Walker(Evaluator, Generic[F, S, R, W]):
         assert tuple(values) == INSTANCE_NAMES
         return values
 
+    def block_names(self, call: LayerCall) -> tuple[str, int]:
+        """A stage's ``prefix=`` and ``start=``: its blocks are named prefix + number (E213 for a
+        prefix that cannot start a module name)."""
+        prefix, start = call.args.get("prefix", ""), call.args.get("start", 0)
+        if prefix and layer_name_problem(f"{prefix}{start}") is not None:
+            self.diags.add(
+                error(
+                    "E213",
+                    f"stage prefix {prefix!r} does not make module names ({prefix}{start}, {prefix}{start + 1}, ...)",
+                    call.arg_spans.get("prefix", call.span),
+                    help='a prefix is a name\'s start: letters, digits and underscores, such as "b" or "denselayer"',
+                )
+            )
+            raise Failed
+        return prefix, start
+
     def _stage_sets(self, call: LayerCall, block: LayerCall) -> None:
         """E203 for a stride or shortcut the stage sets that its block has no parameter for."""
         assert isinstance(block.target, ast.BlockDef)

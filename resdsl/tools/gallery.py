@@ -58,6 +58,7 @@ FIGURES: dict[str, Figure] = {
     "resnetrs50": Figure(_TIMM, 35_691_912),
     "convnext_atto": Figure(_TIMM, 3_695_520),
     "convnext_tiny": Figure(_TIMM, 28_589_128),
+    "densenet121": Figure(_TIMM, 7_978_856),
 }
 
 

@@ -85,7 +85,7 @@ def module_name(layer: Layer) -> str | None:
     op = OPS.get(layer.op)
     if op is None or (op.torch is None and op.merge is None):
         return None
-    if op.merge is not None and (layer.shortcut is None or layer.shortcut.kind == "identity"):
+    if op.merge is not None and (layer.shortcut is None or layer.shortcut.kind in ("identity", "none")):
         return None
     scope = layer.scope.path if layer.scope is not None else ""
     return f"{scope}.{layer.module}" if scope else layer.module

@@ -370,17 +370,15 @@ def test_misused_forms_say_what_is_wrong(tmp_path: Path) -> None:
     spec.write_text(
         'import "std/blocks.arch"\n'
         "block b(c) {\n  conv1 = conv(c, k=3, p=1)\n  residual(add)\n}\n"
-        "network n() {\n  input 4 x 8 x 8\n  a = sequential(stage(basic(4)))\n  g = gate(stage(basic(4)))\n"
+        "network n() {\n  input 4 x 8 x 8\n  a = sequential(4)\n  g = gate(stage(basic(4)))\n"
         "  x = b(4)\n  s = stage(basic(4), shortcut=zeropad)\n}\n",
         encoding="utf-8",
     )
     found = {d.span.line: d for d in resdsl.check(spec).diagnostics}
-    assert (
-        found[8].code == "E205" and found[8].message == "sequential takes ops, blocks or sequential groups, not a stage"
-    )
-    assert "on a line of its own" in (found[8].help or "")
+    assert found[8].code == "E205" and "sequential takes ops, blocks, sequential groups or stages" in found[8].message
     assert found[9].message == "gate takes ops, blocks or sequential groups, not a stage"
-    kinds = "identity, zero_pad, projection, projection_all, avgpool_projection, none"
+    assert "on a line of its own" in (found[9].help or "")
+    kinds = "identity, zero_pad, projection, projection_all, avgpool_projection, identity_if_same, none"
     assert (found[4].code, found[4].message) == ("E201", "unknown shortcut kind 'add'")
     assert found[4].help == f"the kinds: {kinds}" and "conv" not in found[4].help
     assert found[11].help == f"did you mean 'zero_pad'? (the kinds: {kinds})"
@@ -414,3 +412,38 @@ def test_identity_residuals_need_no_name() -> None:
     assert dup.span.line == 8 and dup.notes == ("first defined at <string>:7:5",)
     by_kind = IDENTITIES.replace("block twice(c)", "block twice(c, sc = identity)").replace("(identity)", "(sc)")
     assert "E206" in [d.code for d in resdsl.check(by_kind).diagnostics]  # a kind that may make a module
+
+
+NAMED_STAGES = """
+import "std/blocks.arch"
+network named() {
+    input 3 x 32 x 32
+    conv1 = conv(16, k=3, p=1)
+    s1 = stage(basic(16), repeat=2, prefix="b", start=1)
+    s2 = stage(basic(32), repeat=3, stride=2, prefix="block")
+    pool = global_avgpool()
+    fc = linear(10)
+}
+"""
+
+
+def test_a_stage_names_its_blocks_by_prefix_and_start(tmp_path: Path) -> None:
+    """timm's RegNet keys read s1.b1.conv1, DenseNet's denseblock1.denselayer1: a stage's
+    prefix= and start= name its blocks; the default stays nn.Sequential's 0, 1, ..."""
+    spec = tmp_path / "named.arch"
+    spec.write_text(NAMED_STAGES)
+    net = resdsl.compile(str(spec))
+    blocks = [s.path for s in net.root.scopes() if s.kind == "block"]
+    assert blocks == ["s1.b1", "s1.b2", "s2.block0", "s2.block1", "s2.block2"]
+    keys = list(resdsl.build_model(net).state_dict())
+    assert "s1.b1.conv1.weight" in keys and "s2.block0.downsample.0.weight" in keys
+    assert not any(k.startswith(("s1.0", "s2.0")) for k in keys)
+
+
+@pytest.mark.parametrize("prefix", ['"1b"', '"b.c"', '"b c"'])
+def test_a_stage_prefix_that_makes_no_module_name_is_refused(tmp_path: Path, prefix: str) -> None:
+    spec = tmp_path / "bad.arch"
+    spec.write_text(NAMED_STAGES.replace('prefix="block"', f"prefix={prefix}"))
+    (d,) = resdsl.check(str(spec)).diagnostics
+    assert d.code == "E213" and d.span.line == 7 and "module names" in d.message
+    assert spec.read_text().splitlines()[6][d.span.column - 1 :].startswith(f"prefix={prefix}")

@@ -322,6 +322,7 @@ def _imports_and_helpers(
         "zero_pad_source": zero_pad_source(),
         "abc_imports": sorted(abc | ({"Iterable"} if checkpoints else set())),
         "uses_bias": em.uses_bias,
+        "ordered_dict": em.uses_ordered_dict,
         "runtime_source": runtime_source(),
         "layer_sources": layer_sources(em.runtime_classes),
         "weights_source": weights_source(),

@@ -71,7 +71,7 @@ class BlockEmitter(Emitter):
             parent.init.append(("assign", (attr, call)))
             return out, stride
         if scope.kind == "sequential":  # layers numbered by position, as nn.Sequential numbers them
-            modules, out, stride = self.sequential(scope, cin, names, values)
+            modules, out, stride = self.sequential(scope, parent, cin, names, values)
             parent.init.append(("sequential", (attr, modules)))
             return out, stride
         if scope.kind != "stage":
@@ -79,9 +79,11 @@ class BlockEmitter(Emitter):
         return self.stages.write(scope, parent, cin, names, values)
 
     def sequential(
-        self, scope: Scope, cin: Any, names: frozenset[str], values: Values | None
+        self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str], values: Values | None
     ) -> tuple[list[str], Any, Any]:
-        """A group's modules as source, numbered by position; its output channels and stride."""
+        """A group's modules as source, numbered by position; its output channels and stride.
+        A stage among them (MobileNet's ``blocks.1``) is built into a local of ``parent``'s
+        constructor first, and the group holds the local."""
         modules: list[str] = []
         channels, stride = cin, ast.IntLit(1)
         for item in scope.items:
@@ -90,8 +92,13 @@ class BlockEmitter(Emitter):
                 call, channels, own = self.block_call(item, channels, names, values, hidden=hidden)
                 modules.append(f"{call.name}({', '.join(call.args)})")
             elif isinstance(item, Scope) and item.kind == "sequential":
-                inner, channels, own = self.sequential(item, channels, names, values)
+                inner, channels, own = self.sequential(item, parent, channels, names, values)
                 modules.append(f"nn.Sequential({', '.join(inner)})")
+            elif isinstance(item, Scope) and item.kind == "stage":
+                local = fresh(f"{py_name(scope.name)}_{item.name}", parent.locals | names | set(self.value_names))
+                parent.locals.add(local)
+                channels, own = self.stages.write(item, parent, channels, names, values, local=local)
+                modules.append(local)
             elif isinstance(item, Layer) and item.op in OPS and OPS[item.op].torch is not None:
                 ctor, channels = self.ctor(item, channels, names, attribute=False, values=values)
                 own = self.op_stride(item, names, values)

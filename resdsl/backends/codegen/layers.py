@@ -30,6 +30,7 @@ class LayerEmitter(Instances):
         self.norm2d = norm2d
         self.norm_classes: set[str] = set()  # batchnorm classes the module names
         self.runtime_classes: set[str] = set()  # resdsl.runtime.layers classes the module copies
+        self.uses_ordered_dict = False  # a stage names its blocks (prefix=, start=)
 
     def qualified(self, cls: str, runtime: bool) -> str:
         """How generated code names a module class: ``nn.Conv2d``, or a copied runtime class."""

@@ -43,6 +43,7 @@ class Emitter(Protocol):
     tr: Translator
     value_names: frozenset[str]
     classes: dict[tuple[str, int], ClassDef]
+    uses_ordered_dict: bool
 
     def bound_value(self, expr: ast.Expr, names: frozenset[str], values: dict[str, Any]) -> ast.Expr | None: ...
 

@@ -18,6 +18,7 @@ from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is
 from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.layers import LayerEmitter
 from resdsl.backends.codegen.statements import branch_statement, tap_statement
+from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Layer, Network
 from resdsl.ops import OPS
 from resdsl.ops.shortcut import Shortcut, infer_stride
@@ -72,7 +73,20 @@ class ResidualEmitter(LayerEmitter):
         stride = self.checked(ratio(body.current.stride, branch.stride), expected["stride"], values)
         attr = attr_name(item.module, item.span)
         step = Step("residual", main, source=branch.var, inplace=item.inplace)
+        if kind == "identity_if_same":
+            self._if_same(cls, step, item, in_ch, out_ch, stride)
+            return
         if not fixed:
+            if item.attrs.get("shortcut") == "identity_if_same":
+                raise ResdslError(
+                    error(
+                        "E507",
+                        f"residual {item.path}: identity_if_same comes through a parameter, so its class "
+                        "would choose the kind at run time; whether it adds is decided block by block",
+                        item.span,
+                        help="write residual(identity_if_same) in the block, or build the network with build_model",
+                    )
+                )
             self.variable_kinds = True
             self.guard(cls, step, kind_expr)
         norm_layer = self.net.last_norm(item)
@@ -111,6 +125,24 @@ class ResidualEmitter(LayerEmitter):
         cls.init.append(("shortcut", (attr, args, item.shortcut.bias)))
         step.shortcut = attr
         step.optional = kind != "projection_all"
+        cls.forward.append(step)
+
+    def _if_same(self, cls: ClassDef, step: Step, item: Layer, in_ch: Any, out_ch: Any, stride: Any) -> None:
+        """``identity_if_same`` (timm's ``has_skip``): the addition where the block keeps its
+        input's shape, guarded by ``self.has_skip`` where the class cannot tell for every
+        instance; its last norm is zero-initialised only where it adds."""
+        in_ch, out_ch, stride = (v if is_expr(v) else lit(v) for v in (in_ch, out_ch, stride))
+        same = [fold(ast.BinOp("==", in_ch, out_ch)), fold(ast.BinOp("==", stride, ast.IntLit(1)))]
+        if any(isinstance(c, ast.BoolLit) and not c.value for c in same):
+            return  # the shape always changes: nothing is added in any instance
+        tests = [c for c in same if not isinstance(c, ast.BoolLit)]
+        if tests:
+            step.guard = fresh("has_skip", cls.attrs | {s.guard or "" for s, _ in cls.kinds}, "_")
+            cls.attrs.add(step.guard)
+            cls.init.append(("attr", (step.guard, " and ".join(py(c, -1) for c in tests))))
+        norm_layer = self.net.last_norm(item)
+        if norm_layer is not None:
+            cls.zero_init.append((attr_name(norm_layer.module, norm_layer.span), step.guard))
         cls.forward.append(step)
 
     def fixed_shortcut(

@@ -49,6 +49,7 @@ class StageGroup:
     count: str
     var: str
     stages: list[tuple[str, list[str]]]
+    names: tuple[list[str], str] | None = None  # the blocks' names where the stages name them
 
 
 def group_stages(cls: ClassDef, classes: dict[str, ClassDef]) -> None:
@@ -69,14 +70,15 @@ def group_stages(cls: ClassDef, classes: dict[str, ClassDef]) -> None:
 
 def _loop(entry: tuple[str, Any]) -> bool:
     """A stage of a first block and a loop over the later ones."""
-    _, calls, rest, _ = entry[1]
+    _, calls, rest, _, _ = entry[1]
     return len(calls) == 1 and rest is not None
 
 
 def _joins(first: tuple[str, Any], entry: tuple[str, Any]) -> bool:
     """Whether a stage builds the blocks of the run's first stage, in the same loop."""
-    (_, calls, rest, _), (_, other, other_rest, _) = first[1], entry[1]
-    return bool(calls[0].name == other[0].name and rest[0].name == other_rest[0].name and rest[2] == other_rest[2])
+    (_, calls, rest, _, names), (_, other, other_rest, _, other_names) = first[1], entry[1]
+    same_calls = calls[0].name == other[0].name and rest[0].name == other_rest[0].name
+    return bool(same_calls and rest[2] == other_rest[2] and names == other_names)
 
 
 def _flush(run: list[tuple[str, Any]], cls: ClassDef, classes: dict[str, ClassDef]) -> list[tuple[str, Any]]:
@@ -157,4 +159,4 @@ def _group(stages: list[Any], cls: ClassDef, classes: dict[str, ClassDef]) -> St
         count = f"{column(repeats, 'blocks', 'int')} - 1"
     function = fresh("make_layer", taken | {n for n, _ in columns.values()})
     lines = [(s[0], [values[n] for values in columns]) for n, s in enumerate(stages)]
-    return StageGroup(function, list(columns.values()), written[0], written[1], count, var, lines)
+    return StageGroup(function, list(columns.values()), written[0], written[1], count, var, lines, stages[0][4])

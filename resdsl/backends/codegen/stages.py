@@ -55,10 +55,17 @@ class StageWriter(NetCounts):
     # -- writing a stage --------------------------------------------------------------------
 
     def write(
-        self, scope: Scope, parent: ClassDef, cin: Any, names: frozenset[str], check: Values | None
+        self,
+        scope: Scope,
+        parent: ClassDef,
+        cin: Any,
+        names: frozenset[str],
+        check: Values | None,
+        local: str | None = None,
     ) -> tuple[Any, Any]:
         """The init line of a stage the class ``parent`` builds; returns its output channels and
-        its stride. ``check``: the values of the instance ``parent`` is written from."""
+        its stride. ``check``: the values of the instance ``parent`` is written from; ``local``:
+        the variable that holds the stage (one in a sequential group), not an attribute."""
         em = self.em
         blocks = stage_blocks(scope)
         cin = cin if is_expr(cin) else lit(cin)  # channels may come as numbers from the op table
@@ -77,9 +84,22 @@ class StageWriter(NetCounts):
                     stride = lit(_ir_stride(em.net, scope))  # later blocks stride too: this instance's
             else:
                 calls, out, stride = self._unrolled(scope, blocks, cin, repeat, parent, names, check)
-        parent.init.append(("stage", (attr_name(scope.name, scope.span), calls, rest, py(repeat))))
+        named = self._names(scope, len(calls), rest[2] if rest is not None else None)
+        target = local if local is not None else f"self.{attr_name(scope.name, scope.span)}"
+        parent.init.append(("stage", (target, calls, rest, py(repeat), named)))
         self.advance(scope, {r: self.stage_count(scope, r) for r in self.counts[-1].next})
         return out, stride
+
+    def _names(self, scope: Scope, written: int, var: str | None) -> tuple[list[str], str] | None:
+        """A stage with ``prefix=``/``start=``: its blocks' names as Python source (the blocks
+        written one by one, then the loop's f-string over block ``var + 1``); None where the
+        blocks are numbered from 0 as nn.Sequential numbers them."""
+        if not scope.prefix and not scope.start:
+            return None
+        self.em.uses_ordered_dict = True
+        first = [py_str(scope.child_name(k)) for k in range(written)]
+        later = f'f"{scope.prefix}{{{var} + {scope.start + written}}}"' if var is not None else ""
+        return first, later
 
     def _hidden(self, block: Scope) -> dict[int, tuple[str, str]]:
         assert block.block is not None
@@ -124,7 +144,8 @@ class StageWriter(NetCounts):
         if not self._verify(scope, blocks, later_in, values, bases, var, names):
             return None
         count = fold(ast.BinOp("-", repeat, ast.IntLit(1)))
-        return (call, py(count), var if uses_name(call, var) else "_"), last_out, stride
+        named = bool(scope.prefix or scope.start)  # the loop's variable numbers the blocks' names
+        return (call, py(count), var if named or uses_name(call, var) else "_"), last_out, stride
 
     def _later_channels(
         self, scope: Scope, block: Scope, out: Any, var: str, repeat: Any, names: frozenset[str]

@@ -172,6 +172,8 @@ class _Builder:
                 )
             )
         inputs = [values[node] for node in self.net.inputs(layer.id)]
+        if op.composite and layer.shortcut is not None and not layer.shortcut.adds:
+            return inputs[0]  # identity_if_same where the shapes differ: the main branch alone
         try:
             if op.composite and layer.shortcut is not None:  # the main branch and the mapped shortcut
                 inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]

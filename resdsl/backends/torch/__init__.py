@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import linecache
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,8 +147,8 @@ class _Builder:
     def scope(self, scope: Scope, plan: Plan | None = None) -> nn.Module:
         """The module of one scope; ``plan`` (the network body only) adds feature outputs and
         checkpointed items."""
-        if scope.kind == "stage":
-            return nn.Sequential(*(self.scope(s) for s in scope.items if isinstance(s, Scope)))
+        if scope.kind == "stage":  # blocks by name: 0, 1, ... or the stage's prefix (b1, b2, ...)
+            return nn.Sequential(OrderedDict((s.name, self.scope(s)) for s in scope.items if isinstance(s, Scope)))
         if scope.kind == "sequential":  # numbered children, run in order
             return nn.Sequential(*(self.scope(i) if isinstance(i, Scope) else self._module(i) for i in scope.items))
         children: dict[str, nn.Module | nn.Parameter] = {}  # a parameter: an op held as one
@@ -257,8 +258,10 @@ class _Builder:
         self, layer: Layer, merge: Merge, inputs: list[str], var: dict[str, str], children: dict[str, Any]
     ) -> list[str]:
         """A merge's line: the main input and the other operand (a residual's mapped shortcut)."""
-        other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
         s = layer.shortcut
+        if s is not None and not s.adds:  # identity_if_same where the shapes differ: no addition
+            return [] if inputs[0] == "x" else [f"x = {inputs[0]}"]
+        other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
         if s is not None and s.add_into and layer.inplace and inputs[0] == "x" and merge.operator == "+":
             # option A at inference: the subsampled shortcut added into the first channels; the
             # zero channels are never made (3x cheaper than padding, measured)
@@ -283,7 +286,7 @@ def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = 
             nn.init.constant_(m.bias, 0)
     if zero_init_residual:
         for layer in network.layers():
-            norm = network.last_norm(layer) if layer.shortcut is not None else None
+            norm = network.last_norm(layer) if layer.shortcut is not None and layer.shortcut.adds else None
             if norm is not None:
                 nn.init.constant_(model.get_submodule(module_path(norm)).weight, 0)  # type: ignore[arg-type]
 

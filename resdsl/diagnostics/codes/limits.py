@@ -13,6 +13,12 @@ DOUBLING = (
     "block grp(c, depth) {\n    s = stage(dbl(in_channels * 2), repeat=depth)\n}\n\n"
 )
 
+# a block whose residual kind is a parameter (E507 where it is identity_if_same)
+IF_SAME = (
+    "block unit(c, kind = {default}) {{\n    conv1 = conv(c, k=3, p=1)\n    bn1 = batchnorm()\n"
+    "    residual({kind})\n}}\n\n"
+)
+
 ENTRIES = [
     Entry(
         "E501",
@@ -80,6 +86,19 @@ ENTRIES = [
         "such networks; give the instances the same stage size, or write the stage in the network.",
         DOUBLING + net("stem = conv(4, k=3, p=1)\ng1 = grp(8, 2)\ng2 = grp(8, 3)"),
         DOUBLING + net("stem = conv(4, k=3, p=1)\ng1 = grp(8, 2)\ng2 = grp(8, 2)"),
+        argv=("build", "example.arch", "-o", "n.py"),
+    ),
+    Entry(
+        "E507",
+        "`resdsl build`: a block passes `identity_if_same` to `residual(...)` through a parameter, so its "
+        "class would choose the kind at run time",
+        "Whether identity_if_same adds is decided block by block from the shapes; generated code writes it "
+        "as a `has_skip` test, which needs the kind written in the block. build_model builds such networks; "
+        "write residual(identity_if_same) in the block, or give the parameter another kind.",
+        IF_SAME.format(default="identity_if_same", kind="kind")
+        + net("stem = conv(8, k=3, p=1)\nb1 = unit(8)\nb2 = unit(16, kind=projection)"),
+        IF_SAME.format(default="identity_if_same", kind="identity_if_same")
+        + net("stem = conv(8, k=3, p=1)\nb1 = unit(8)\nb2 = unit(16)"),
         argv=("build", "example.arch", "-o", "n.py"),
     ),
     Entry(

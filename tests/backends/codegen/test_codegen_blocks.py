@@ -307,3 +307,29 @@ def test_a_stage_argument_that_picks_a_layer_by_index(tmp_path: Path) -> None:
     assert "Unit(4, 4),\n            *[Unit2(4, 4) for _ in range(n - 1)]," in code
     last = "self.last = nn.Sequential(\n" + "".join(f"            {c}(4, 4),\n" for c in ("Unit2", "Unit2", "Unit"))
     assert last in code
+
+
+def test_stages_that_name_their_blocks(tmp_path: Path) -> None:
+    """prefix=/start= (s1.b1, denseblock1.denselayer1): the generated stage is an
+    nn.Sequential of an OrderedDict whose loop numbers the names, and make_layer still builds
+    the stages that share a prefix."""
+    text = """
+import "std/blocks.arch"
+network named(depths = [2, 3]) {
+    input 3 x 32 x 32
+    conv1 = conv(16, k=3, p=1)
+    s1 = stage(basic(16), repeat=depths[0], prefix="b", start=1)
+    s2 = stage(basic(32), repeat=depths[1], stride=2, prefix="b", start=1)
+    s3 = stage(basic(64), repeat=2, stride=2)
+    pool = global_avgpool()
+    fc = linear(10)
+}
+"""
+    module = assert_same_network(text, tmp_path)
+    code = Path(module.__file__ or "").read_text()
+    assert "from collections import OrderedDict" in code and 'f"b{i + 2}"' in code
+    assert "def make_layer" in code
+    keys = list(module.named().state_dict())
+    assert "s1.b1.conv1.weight" in keys and "s2.b3.conv2.weight" in keys and "s3.1.conv1.weight" in keys
+    plain = generate(resdsl.compile("resnet18"))
+    assert "OrderedDict" not in plain  # copied in only where a stage names its blocks
