@@ -7,8 +7,9 @@ top-level layers of the network (``layer1`` ... ``layer4``, or a named layer suc
 and anything else after it is dropped, so the state_dict is the full model's minus those
 keys) and describes every feature: its channels, spatial size and stride ("reduction" in
 timm's ``feature_info``). It also resolves which top-level layers run under gradient
-checkpointing. Both back ends build from the :class:`Plan`; nothing here imports torch, so
-``resdsl check --features`` stays light.
+checkpointing. Both back ends build from the :class:`Plan` (their forward through
+:func:`resdsl.ir.forward.planned`); nothing here imports torch, so ``resdsl check
+--features`` stays light.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from resdsl.syntax import ast
 
 Checkpoint = bool | Sequence[str] | None
 
-__all__ = ["Checkpoint", "Feature", "Plan", "group_runs", "plan", "requested", "top_level"]
+__all__ = ["Checkpoint", "Feature", "Plan", "plan", "requested", "top_level"]
 
 
 @dataclass(frozen=True)
@@ -291,19 +292,3 @@ def _refuse_dropped(items: Mapping[str, Layer | Scope], dropped: Sequence[str], 
                 help="drop it from the checkpoint list, or ask for a later feature",
             )
         )
-
-
-def group_runs(kinds: Sequence[str]) -> list[tuple[int, int]]:
-    """``(start, end)`` of each run of forward steps to write under one checkpointing branch:
-    runs from a ``"checkpoint"`` step to the last one before an ``"other"`` step, with only
-    ``"passive"`` steps (saving a value, taking a feature) between."""
-    runs: list[tuple[int, int]] = []
-    start = last = -1
-    for i, kind in enumerate([*kinds, "other"]):
-        if kind == "checkpoint":
-            start = i if start < 0 else start
-            last = i
-        elif kind == "other" and start >= 0:
-            runs.append((start, last + 1))
-            start = last = -1
-    return runs

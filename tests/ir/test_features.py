@@ -24,7 +24,6 @@ from torch import nn
 
 import resdsl
 from resdsl.diagnostics import ResdslError
-from resdsl.ir.features import group_runs
 from resdsl.runtime.checkpointing import KeepBuffers, segments
 from resdsl.tools.cli import cli
 from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, TESTS, deterministic_fill, rel_error
@@ -410,11 +409,6 @@ def test_generated_checkpoint_identical_gradients(tmp_path: Path) -> None:
     model_off = generated.resnet20(grad_checkpointing=False).double()
     assert saved_bytes(model_off, x) == saved_bytes(plain, x)
     assert_same_step(plain, generated.resnet20(checkpoint_reentrant=False).double(), x)
-
-
-def test_group_runs() -> None:
-    kinds = ["other", "checkpoint", "passive", "checkpoint", "passive", "other", "checkpoint"]
-    assert group_runs(kinds) == [(1, 4), (6, 7)]
 
 
 def test_a_full_checkpoint_loads_into_the_feature_model_leaving_out_the_head(tmp_path: Path) -> None:

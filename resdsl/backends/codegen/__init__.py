@@ -6,7 +6,8 @@ loop, and a factory named after the network. Everything is laid out by the jinja
 ``templates/module.py.j2``; the data it needs comes from the IR: :mod:`statements` lines each
 block instance up with its block's statements, :mod:`emit` writes a body (with :mod:`layers`
 for op layers, :mod:`residuals` and :mod:`choices` for additions and conditions,
-:mod:`instances` checking each value against the instance), :mod:`blocks` writes block classes
+:mod:`instances` checking each value against the instance; each forward is steps of
+:mod:`resdsl.ir.forward`, whose renderer writes build_model's too), :mod:`blocks` writes block classes
 and groups, :mod:`stages` stages (instance values per block, :mod:`netcount` the net_index
 counts), :mod:`expr` turns expressions and names into Python and escapes every string taken
 from the spec, :mod:`files` formats with ruff, hashes, and writes files.

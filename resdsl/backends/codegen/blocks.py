@@ -37,6 +37,7 @@ from resdsl.backends.codegen.stages import StageWriter
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir.classnames import block_class_name
+from resdsl.ir.forward import flattens
 from resdsl.ops import OPS
 from resdsl.semantics.elaborate import SHORTCUTS
 from resdsl.semantics.values import LayerCall, ShortcutKind
@@ -102,7 +103,7 @@ class BlockEmitter(Emitter):
             elif isinstance(item, Layer) and item.op in OPS and OPS[item.op].torch is not None:
                 ctor, channels = self.ctor(item, channels, names, attribute=False, values=values)
                 own = self.op_stride(item, names, values)
-                if OPS[item.op].flatten_input and len(item.in_shapes[0]) > 1:  # as build_model's FlattenLinear
+                if flattens(item):  # as build_model's FlattenLinear
                     modules.append(f"{self.qualified('FlattenLinear', True)}({', '.join(ctor.args)})")
                 else:
                     modules.append(f"{ctor.cls}({', '.join(ctor.args)})")

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from resdsl.backends.codegen.classes import Step
 from resdsl.backends.codegen.expr import py
+from resdsl.ir.forward import Call, Choice, Present, Step
 from resdsl.syntax import ast
 
 __all__ = ["Branch", "Leaf", "Tree", "decide", "forward_steps", "init_lines", "point_expr"]
@@ -127,7 +127,7 @@ def forward_steps(tree: Tree, flag: Callable[[ast.Expr], str], present: str | No
     (TorchScript then compiles only the calls an instance has)."""
     leaves = _leaves(tree)
     if present is not None and any(leaf.binds for leaf in leaves) and not all(leaf.binds for leaf in leaves):
-        return [Step("present", guard=present, steps=_forward(_taken(tree, True), flag), alt=bound)]
+        return [Present(present, tuple(_forward(_taken(tree, True), flag)), tuple(bound))]
     return _forward(_taken(tree), flag)
 
 
@@ -139,14 +139,19 @@ def _forward(tree: Tree, flag: Callable[[ast.Expr], str]) -> list[Step]:
     same = _same_steps(then, orelse)
     if same is not None:
         return same
-    return [Step("choice", guard=flag(tree.test), steps=then, alt=orelse)]
+    return [Choice(flag(tree.test), tuple(then), tuple(orelse))]
 
 
 def _same_steps(a: list[Step], b: list[Step]) -> list[Step] | None:
     """``a`` when both sides run the same steps; a shape comment that differs is left out."""
-    if len(a) != len(b) or any(replace(x, comment="") != replace(y, comment="") for x, y in zip(a, b, strict=True)):
+    if len(a) != len(b) or any(_uncommented(x) != _uncommented(y) for x, y in zip(a, b, strict=True)):
         return None
-    return [x if x.comment == y.comment else replace(x, comment="") for x, y in zip(a, b, strict=True)]
+    return [x if x == y else _uncommented(x) for x, y in zip(a, b, strict=True)]
+
+
+def _uncommented(step: Step) -> Step:
+    """A call without its shape comment (the only steps that have one)."""
+    return replace(step, comment="") if isinstance(step, Call) else step
 
 
 def point_expr(tree: Tree, get: Callable[[Any], Any], fold: Callable[[Any], Any]) -> Any:

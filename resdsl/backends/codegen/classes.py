@@ -1,5 +1,6 @@
-"""The template's model: the classes, constructor calls and forward steps that the emitter
-(:mod:`emit`) fills from the IR and templates/module.py.j2 writes out; and the emitter's
+"""The template's model: the classes and constructor calls that the emitter (:mod:`emit`)
+fills from the IR and templates/module.py.j2 writes out, each class's forward as steps of
+:mod:`resdsl.ir.forward` (which writes them, as it does build_model's); and the emitter's
 state while it writes one body (:class:`Point`, :class:`Body`)."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from typing import Any
 
 from resdsl.backends.codegen.expr import py
 from resdsl.ir import Scope
+from resdsl.ir import forward as ir_forward
+from resdsl.ir.forward import Residual, Step
 from resdsl.syntax import ast
 
 
@@ -28,24 +31,6 @@ class Call:
 
 
 @dataclass
-class Step:
-    """One line (or small group) of a forward pass."""
-
-    kind: str  # call | flatten | save | residual | merge | choice | checkpoint | features | feature
-    target: str = ""
-    module: str = ""
-    source: str = ""
-    comment: str = ""
-    shortcut: str | None = None  # residual: attribute holding the shortcut module
-    optional: bool = False  # residual: the shortcut module may be None
-    inplace: bool = False
-    guard: str | None = None  # residual: attribute that says whether to add at all
-    checkpointed: str | None = None  # call: the modules to run under checkpointing instead
-    steps: list[Step] = field(default_factory=list)  # checkpoint: the steps of both branches; choice: if
-    alt: list[Step] = field(default_factory=list)  # choice: the steps when ``guard`` is false
-
-
-@dataclass
 class ClassDef:
     name: str
     doc: str  # already escaped for a docstring
@@ -57,7 +42,7 @@ class ClassDef:
     # batchnorm attributes zeroed by zero_init_residual, each with the attribute that says whether
     # its residual adds (None: it always does)
     zero_init: list[tuple[str, str | None]] = field(default_factory=list)
-    kinds: list[tuple[Step, Any]] = field(default_factory=list)  # each guarded residual step and its kind
+    kinds: list[tuple[Residual, Any]] = field(default_factory=list)  # each guarded residual step and its kind
     plain_kinds: list[Any] = field(default_factory=list)  # kinds of residuals written as 'none' (refused otherwise)
     locals: set[str] = field(default_factory=set)  # variable names taken in forward
     layer_params: set[str] = field(default_factory=set)  # parameters holding layers, built in
@@ -66,6 +51,10 @@ class ClassDef:
     flags: set[str] = field(default_factory=set)  # attributes that hold a condition's test
     out_channels: Any = None  # a block class: its output channels and stride, in its own terms
     out_stride: Any = None
+
+    def forward_source(self) -> str:
+        """``def forward`` as :func:`resdsl.ir.forward.render` writes it, without the last newline."""
+        return ir_forward.render(ir_forward.Forward(tuple(self.forward), self.returns, self.main)).rstrip("\n")
 
     def key(self) -> str:
         """Everything the template writes for this class but its name and docstring: two

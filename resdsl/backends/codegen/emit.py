@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from resdsl.backends.codegen.choices import Leaf, Tree, decide, forward_steps, init_lines, point_expr
-from resdsl.backends.codegen.classes import Body, Call, ClassDef, Ctor, Point, Step
+from resdsl.backends.codegen.classes import Body, Call, ClassDef, Ctor, Point
 from resdsl.backends.codegen.expr import (
     RESERVED,
     attr_name,
@@ -50,12 +50,14 @@ from resdsl.backends.codegen.statements import (
 )
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
+from resdsl.ir import forward as ir_forward
+from resdsl.ir.forward import Save, Step
 from resdsl.ops import OPS, fmt_shape
 from resdsl.syntax import ast
 
 _LOCALS = ("x", "out", "identity", "network_input", "self")
 
-__all__ = ["Body", "Call", "ClassDef", "Ctor", "Emitter", "Point", "Step", "portable"]
+__all__ = ["Body", "Call", "ClassDef", "Ctor", "Emitter", "Point", "portable"]
 
 
 class Emitter(ResidualEmitter, ABC):
@@ -107,7 +109,7 @@ class Emitter(ResidualEmitter, ABC):
         body.nodes[-1] = body.node = scope.input
         body.saves = self._saves(scope, body.stmts)
         if network and -1 in body.saves:  # "x" is about to be reassigned: keep the input
-            cls.forward.append(Step("save", "network_input", source="x"))
+            cls.forward.append(Save("network_input", "x"))
             body.current = body.points[-1] = replace(start, var="network_input")
         for entry in self.entries(scope):
             self.statement(body, entry)
@@ -171,7 +173,7 @@ class Emitter(ResidualEmitter, ABC):
         if entry.index in body.saves and body.current.var == body.main:  # a later residual reads it
             name = fresh(f"{py_name(body.label if body.label.isidentifier() else 'value')}_out", cls.locals)
             cls.locals.add(name)
-            cls.forward.append(Step("save", name, source=body.main))
+            cls.forward.append(Save(name, body.main))
             body.current = replace(body.current, var=name)
         body.points[entry.index] = body.current
 
@@ -205,7 +207,7 @@ class Emitter(ResidualEmitter, ABC):
                 gate = fresh(f"{py_name(item.name)}_gate", cls.locals)
                 cls.locals.add(gate)
                 comment = self._gate_comment(body, item, out_ch, cur)
-                cls.forward.append(Step("call", gate, attr_name(item.name, item.span), cur.var, comment))
+                cls.forward.append(ir_forward.Call(gate, attr_name(item.name, item.span), cur.var, comment))
                 local[item.output] = Point(gate, out_ch, cur.stride)
                 continue
             if isinstance(item, Layer) and OPS[item.op].merge is not None and item.shortcut is None:
@@ -241,7 +243,7 @@ class Emitter(ResidualEmitter, ABC):
             raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")
         merge = OPS[item.op].merge
         assert merge is not None
-        body.cls.forward.append(Step("merge", body.main, source=merge.expr(cur.var, other.var)))
+        body.cls.forward.append(ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False))
         return Point(body.main, self.merge_channels(item, cur.channels, other.channels, values), cur.stride)
 
     def own_param(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
@@ -255,8 +257,7 @@ class Emitter(ResidualEmitter, ABC):
             cin = self.checked(cur.channels, item.in_shapes[0][0], values)
             size = ", ".join(py(d) for d in form.shape(attrs, cin))
             body.cls.init.append(("param", (attr, f"({size},)", py(form.fill(attrs)))))
-        applied = form.apply(cur.var, f"self.{attr}", item.in_shapes[0])
-        body.cls.forward.append(Step("merge", body.main, source=applied))
+        body.cls.forward.append(ir_forward.own_param_step(item, body.main, cur.var, attr))
         return Point(body.main, cur.channels, cur.stride)
 
     def _gate_comment(self, body: Body, item: Scope, channels: Any, cur: Point) -> str:
@@ -277,7 +278,7 @@ class Emitter(ResidualEmitter, ABC):
         out_ch = self.checked(out_ch, out_layer.shape[0] if out_layer.shape else None, values)
         stride = fold(ast.BinOp("*", cur.stride, own_stride))
         comment = fmt_shape(out_layer.shape) if body.network else symbolic_shape(out_ch, stride, out_layer)
-        body.cls.forward.append(Step("call", body.main, attr_name(item.name, item.span), cur.var, comment))
+        body.cls.forward.append(ir_forward.Call(body.main, attr_name(item.name, item.span), cur.var, comment))
         return Point(body.main, out_ch, stride)
 
     def op_item(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
@@ -286,13 +287,10 @@ class Emitter(ResidualEmitter, ABC):
         if item.module not in body.registered:
             body.registered.add(item.module)
             cls.init.append(("module", ctor))
-        source = cur.var
-        if OPS[item.op].flatten_input and len(item.in_shapes[0]) > 1:
-            cls.forward.append(Step("flatten", body.main, source=source))
-            source = body.main
         stride = fold(ast.BinOp("*", cur.stride, self.op_stride(item, body.names, values)))
         comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item)
-        cls.forward.append(Step("call", body.main, attr_name(item.module, item.span), source, comment))
+        attr = attr_name(item.module, item.span)
+        cls.forward += ir_forward.layer_steps(body.main, attr, cur.var, ir_forward.flattens(item), comment)
         return Point(body.main, out_ch, stride)
 
     # -- conditions -------------------------------------------------------------------------
@@ -337,7 +335,7 @@ class Emitter(ResidualEmitter, ABC):
         cls.init += init_lines(tree, message)
         label = py_name(entry.name or "layer")
         present = attr_name(entry.name, entry.stmt.span) if entry.name and entry.stmt else None
-        bound = [Step("save", body.main, source=start.var)] if makes_layers and start.var != body.main else []
+        bound: list[Step] = [Save(body.main, start.var)] if makes_layers and start.var != body.main else []
         cls.forward += forward_steps(tree, lambda test: self._flag(cls, label, test), present, bound)
         if not makes_layers and written:
             body.current = start

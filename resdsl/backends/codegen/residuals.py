@@ -11,15 +11,17 @@ elaboration adds back (:func:`statements.branch_statement`), so every instance r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from resdsl.backends.codegen.classes import Body, ClassDef, Step
+from resdsl.backends.codegen.classes import Body, ClassDef, Point
 from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, is_expr, lit, py, py_str
 from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.layers import LayerEmitter
 from resdsl.backends.codegen.statements import branch_statement, tap_statement
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Layer, Network
+from resdsl.ir.forward import Residual
 from resdsl.ops import OPS
 from resdsl.ops.shortcut import Shortcut, infer_stride
 from resdsl.syntax import ast
@@ -71,10 +73,11 @@ class ResidualEmitter(LayerEmitter):
         out_ch = self.checked(body.current.channels, expected["out"], values)
         in_ch = self.checked(branch.channels, expected["in"], values)
         stride = self.checked(ratio(body.current.stride, branch.stride), expected["stride"], values)
-        attr = attr_name(item.module, item.span)
-        step = Step("residual", main, source=branch.var, inplace=item.inplace)
+        merge = OPS[item.op].merge
+        assert merge is not None and merge.operator is not None, item.op  # the op table's "+"
+        step = Residual(main, branch.var, inplace=item.inplace, operator=merge.operator)
         if kind == "identity_if_same":
-            self._if_same(cls, step, item, in_ch, out_ch, stride)
+            self._if_same(cls, step, item, (in_ch, out_ch, stride))
             return
         if not fixed:
             if item.attrs.get("shortcut") == "identity_if_same":
@@ -88,31 +91,66 @@ class ResidualEmitter(LayerEmitter):
                     )
                 )
             self.variable_kinds = True
-            self.guard(cls, step, kind_expr)
+            step = replace(step, guard=self.guard_name(cls))
         norm_layer = self.net.last_norm(item)
         if norm_layer is not None:
             absent = index in self.absent(body.scope)
             cls.zero_init.append((attr_name(norm_layer.module, norm_layer.span), step.guard if absent else None))
-        if kind == "identity":
-            cls.forward.append(step)
-            return
+        if kind != "identity":
+            step = self._shortcut(body, item, (kind, kind_expr), step, (in_ch, out_ch, stride), tap, values)
+        if not fixed:
+            cls.kinds.append((step, kind_expr))
+        cls.forward.append(step)
+
+    def _if_same(self, cls: ClassDef, step: Residual, item: Layer, shape: tuple[Any, Any, Any]) -> None:
+        """``identity_if_same`` (timm's ``has_skip``): the addition where the block keeps its
+        input's shape, guarded by ``self.has_skip`` where the class cannot tell for every
+        instance; its last norm is zero-initialised only where it adds."""
+        in_ch, out_ch, stride = (v if is_expr(v) else lit(v) for v in shape)
+        same = [fold(ast.BinOp("==", in_ch, out_ch)), fold(ast.BinOp("==", stride, ast.IntLit(1)))]
+        if any(isinstance(c, ast.BoolLit) and not c.value for c in same):
+            return  # the shape always changes: nothing is added in any instance
+        tests = [c for c in same if not isinstance(c, ast.BoolLit)]
+        if tests:
+            guard = fresh("has_skip", cls.attrs | {s.guard or "" for s, _ in cls.kinds}, "_")
+            cls.attrs.add(guard)
+            cls.init.append(("attr", (guard, " and ".join(py(c, -1) for c in tests))))
+            step = replace(step, guard=guard)
+        norm_layer = self.net.last_norm(item)
+        if norm_layer is not None:
+            cls.zero_init.append((attr_name(norm_layer.module, norm_layer.span), step.guard))
+        cls.forward.append(step)
+
+    def _shortcut(
+        self,
+        body: Body,
+        item: Layer,
+        kinds: tuple[str | None, Any],
+        step: Residual,
+        shape: tuple[Any, Any, Any],
+        tap: Point | None,
+        values: Values,
+    ) -> Residual:
+        """The shortcut module of a residual that may not be an identity (``kinds``: its kind
+        where the class fixes it, and as written): its constructor line, and the step that
+        calls it, on the ``project_from`` tap's value where there is one."""
+        cls, names, (kind, kind_expr) = body.cls, body.names, kinds
+        in_ch, out_ch, stride = shape
+        attr = attr_name(item.module, item.span)
+        expected = self._expected(item)
         tap_ch = tap_stride = None
         if tap is not None:  # the module reads from the tap: its channels and stride from there
             tap_ch = self.checked(tap.channels, expected["tap_in"], values)
             tap_stride = self.checked(ratio(body.current.stride, tap.stride), expected["tap_stride"], values)
-            step.module = tap.var
-        else:
-            step.module = branch.var
+        step = replace(step, tap=tap.var if tap is not None else step.source)
         source = (in_ch, stride) if tap_ch is None else (tap_ch, tap_stride)
         written = None if kind is None else self.fixed_shortcut(item, names, kind, in_ch, out_ch, stride, source)
         if written is not None:  # torchvision's form: the module itself, built where the shape changes
             condition, module = written
-            if module is not None:
-                cls.init.append(("downsample", (attr, condition, module)))
-                step.shortcut = attr
-                step.optional = condition is not None
-            cls.forward.append(step)
-            return
+            if module is None:
+                return step
+            cls.init.append(("downsample", (attr, condition, module)))
+            return replace(step, shortcut=attr, optional=condition is not None)
         self.uses_make_shortcut = True
         args = [py(kind_expr), py(in_ch), py(out_ch), py(stride)]
         norm = self.shortcut_norm(item, names)
@@ -120,30 +158,10 @@ class ResidualEmitter(LayerEmitter):
             args.append(f"norm={norm}")
         if tap_ch is not None and (py(tap_ch), py(tap_stride)) != (py(in_ch), py(stride)):
             args += [f"tap_channels={py(tap_ch)}", f"tap_stride={py(tap_stride)}"]
-        if item.shortcut.bias:
+        if item.shortcut is not None and item.shortcut.bias:
             self.uses_bias = True
-        cls.init.append(("shortcut", (attr, args, item.shortcut.bias)))
-        step.shortcut = attr
-        step.optional = kind != "projection_all"
-        cls.forward.append(step)
-
-    def _if_same(self, cls: ClassDef, step: Step, item: Layer, in_ch: Any, out_ch: Any, stride: Any) -> None:
-        """``identity_if_same`` (timm's ``has_skip``): the addition where the block keeps its
-        input's shape, guarded by ``self.has_skip`` where the class cannot tell for every
-        instance; its last norm is zero-initialised only where it adds."""
-        in_ch, out_ch, stride = (v if is_expr(v) else lit(v) for v in (in_ch, out_ch, stride))
-        same = [fold(ast.BinOp("==", in_ch, out_ch)), fold(ast.BinOp("==", stride, ast.IntLit(1)))]
-        if any(isinstance(c, ast.BoolLit) and not c.value for c in same):
-            return  # the shape always changes: nothing is added in any instance
-        tests = [c for c in same if not isinstance(c, ast.BoolLit)]
-        if tests:
-            step.guard = fresh("has_skip", cls.attrs | {s.guard or "" for s, _ in cls.kinds}, "_")
-            cls.attrs.add(step.guard)
-            cls.init.append(("attr", (step.guard, " and ".join(py(c, -1) for c in tests))))
-        norm_layer = self.net.last_norm(item)
-        if norm_layer is not None:
-            cls.zero_init.append((attr_name(norm_layer.module, norm_layer.span), step.guard))
-        cls.forward.append(step)
+        cls.init.append(("shortcut", (attr, args, bool(item.shortcut and item.shortcut.bias))))
+        return replace(step, shortcut=attr, optional=kind != "projection_all")
 
     def fixed_shortcut(
         self, item: Layer, names: frozenset[str], kind: str, in_ch: Any, out_ch: Any, stride: Any, source: Any
@@ -247,10 +265,10 @@ class ResidualEmitter(LayerEmitter):
         ]
         return f"{self.qualified(c.cls, c.runtime)}({', '.join(args)})", False
 
-    def guard(self, cls: ClassDef, step: Step, kind: Any) -> None:
-        """Make a residual's addition depend on its kind not being ``none`` at run time."""
-        step.guard = fresh("add_shortcut", cls.attrs | {s.guard or "" for s, _ in cls.kinds}, "_")
-        cls.kinds.append((step, kind))
+    def guard_name(self, cls: ClassDef) -> str:
+        """The attribute that makes a residual's addition depend on its kind not being
+        ``none`` at run time (its step goes in ``cls.kinds``, with the kind)."""
+        return fresh("add_shortcut", cls.attrs | {s.guard or "" for s, _ in cls.kinds}, "_")
 
 
 def ratio(stride: Any, since: Any) -> Any:

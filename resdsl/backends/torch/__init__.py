@@ -7,8 +7,9 @@ each step of a residual's shortcut (:meth:`resdsl.ops.shortcut.Shortcut.steps`: 
 conv and norm, option A's ``pad_channels``), with the same runtime classes generated files copy.
 
 A scope's ``forward`` is Python source written from the IR once per distinct body (a
-flat sequence of calls and merges, like a hand-written ``forward``) and compiled with
-``exec``. There is no per-call interpretation, and the result can be scripted with
+flat sequence of calls and merges, like a hand-written ``forward``: the steps of
+:func:`resdsl.ir.forward.scope_forward`, written by the renderer generated files use too) and
+compiled with ``exec``. There is no per-call interpretation, and the result can be scripted with
 ``torch.jit.script``, compiled with ``torch.compile(fullgraph=True)`` and exported.
 """
 
@@ -25,9 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from resdsl.ir import Layer, Network, Scope, sources_hash
+from resdsl.ir import forward as ir_forward
 from resdsl.ir.classnames import block_class_name, camel, network_class_name
-from resdsl.ir.features import Checkpoint, Plan, group_runs, requested, top_level
-from resdsl.ops import OPS, Ctor, Merge
+from resdsl.ir.features import Checkpoint, Plan, requested, top_level
+from resdsl.ops import OPS, Ctor
 from resdsl.ops.shortcut import Shortcut
 from resdsl.runtime import layers as runtime_layers
 from resdsl.runtime.checkpointing import checkpoint_seq
@@ -146,134 +148,55 @@ class _Builder:
 
     def scope(self, scope: Scope, plan: Plan | None = None) -> nn.Module:
         """The module of one scope; ``plan`` (the network body only) adds feature outputs and
-        checkpointed items."""
+        checkpointed items. Its ``forward`` is :func:`resdsl.ir.forward.scope_forward`'s steps
+        as :func:`resdsl.ir.forward.render` writes them."""
         if scope.kind == "stage":  # blocks by name: 0, 1, ... or the stage's prefix (b1, b2, ...)
             return nn.Sequential(OrderedDict((s.name, self.scope(s)) for s in scope.items if isinstance(s, Scope)))
         if scope.kind == "sequential":  # numbered children, run in order
             return nn.Sequential(*(self.scope(i) if isinstance(i, Scope) else self._module(i) for i in scope.items))
-        children: dict[str, nn.Module | nn.Parameter] = {}  # a parameter: an op held as one
-        steps: list[tuple[str, list[str], str]] = []  # (kind for group_runs, lines, checkpointed last line)
-        keep = self._kept(scope)  # outputs read after x moved on: kept in s0, s1, ...
-        saved: dict[str, str] = {}
-        capture = plan.capture if plan is not None else {}
-        checkpointed = set(plan.checkpoint) if plan is not None else set()
-        holds = scope.input  # the node whose output x holds
-        for item in [None, *scope.items]:
-            var = {**saved, holds: "x"}
-            if isinstance(item, Scope):
-                children[item.name] = self.scope(item)
-                modules = f"self.{item.name}" if item.kind == "stage" else f"[self.{item.name}]"
-                kind = "checkpoint" if item.name in checkpointed else "other"
-                source = var[item.input]
-                steps.append((kind, [f"x = self.{item.name}({source})"], _checkpointed(modules, source)))
-            elif item is not None:
-                lines = self._step(item, var, children)
-                if item.name in checkpointed and not item.anonymous:
-                    steps.append(("other", lines[:-1], ""))
-                    steps.append(("checkpoint", lines[-1:], _checkpointed(f"[self.{item.module}]", "x")))
-                else:
-                    steps.append(("other", lines, ""))
-            holds = scope.input if item is None else item.output if isinstance(item, Scope) else item.id
-            if holds in capture:
-                feature = capture[holds]
-                value = "x.clone()" if feature.copy else "x"
-                steps.append(("passive", [f"features[{feature.name!r}] = {value}"], ""))
-            if holds in keep:
-                saved[holds] = f"s{len(saved)}"
-                steps.append(("passive", [f"{saved[holds]} = x"], ""))
-        returns = "x"
-        lines = []
-        if capture:
-            returns = "features"
-            lines.append("features: dict[str, Tensor] = {}")
-        runs = {start: end for start, end in group_runs([kind for kind, _, _ in steps])}
-        i = 0
-        while i < len(steps):
-            end = runs.get(i, i + 1)
-            if end > i + 1 or steps[i][0] == "checkpoint":  # one branch checkpoints, the other not
-                group = steps[i:end]
-                lines.append("if self.grad_checkpointing and not torch.jit.is_scripting():")
-                for kind, body, alt in group:
-                    lines += [f"    {line}" for line in ([*body[:-1], alt] if kind == "checkpoint" else body)]
-                lines.append("else:")
-                lines += [f"    {line}" for _, body, _ in group for line in body]
-            else:
-                lines += steps[i][1]
-            i = end
-        header = f"def forward(self, x: Tensor) -> {'dict[str, Tensor]' if capture else 'Tensor'}:\n"
-        source = header + "".join(f"    {line}\n" for line in lines) + f"    return {returns}\n"
+        forward = ir_forward.scope_forward(self.net, scope, plan)
+        source = ir_forward.render(forward)
         named = block_class_name(scope.block.name) if scope.block is not None else network_class_name(self.net)
         module = _scope_class(source, named)(
             f"block={scope.block.name}" if scope.block is not None else f"network={scope.name}"
         )
-        for name, child in children.items():
+        for name, child in self._children(scope, ir_forward.shortcuts(forward.steps)).items():
             if isinstance(child, nn.Parameter):  # an op held as a parameter (its key is its name)
                 module.register_parameter(name, child)
             else:
                 module.add_module(name, child)
         return module
 
-    def _kept(self, scope: Scope) -> set[str]:
-        """Nodes whose output is read when ``x`` no longer holds it (a merge's second operand,
-        a gate's input after its branch ran)."""
-        keep: set[str] = set()
-        current = scope.input
+    def _children(self, scope: Scope, shortcuts: set[str]) -> dict[str, nn.Module | nn.Parameter]:
+        """The modules (and parameters: ops held as one) the steps of ``scope`` call, by
+        attribute, in statement order (the state_dict's key order); ``shortcuts``: the
+        residuals' shortcut modules they call."""
+        children: dict[str, nn.Module | nn.Parameter] = {}
         for item in scope.items:
-            reads = [item.input] if isinstance(item, Scope) else self.net.inputs(item.id)
-            keep.update(node for node in reads if node != current)
-            current = item.output if isinstance(item, Scope) else item.id
-        return keep
+            if isinstance(item, Scope):
+                children[item.name] = self.scope(item)
+                continue
+            op = OPS[item.op]
+            if op.merge is not None:  # a residual's shortcut module, where its addition calls one
+                if item.module in shortcuts and item.shortcut is not None:
+                    module = shortcut_module(item.shortcut)
+                    assert module is not None, item.id
+                    children[item.module] = module
+            elif op.own_param is not None:  # a tensor of this module, applied in the forward
+                children[item.module] = own_param(item)
+            elif item.module not in children:  # anonymous stateless layers may share one
+                module = layer_module(item)
+                assert module is not None, f"op {item.op} builds no module"
+                children[item.module] = module
+        return children
 
     @staticmethod
     def _module(layer: Layer) -> nn.Module:
         module = layer_module(layer)
         assert module is not None, f"op {layer.op} builds no module"
-        if isinstance(module, nn.Linear) and len(layer.in_shapes[0]) > 1:  # same keys, flattens first
-            flat = runtime_layers.FlattenLinear(module.in_features, module.out_features, bias=module.bias is not None)
-            return flat
+        if isinstance(module, nn.Linear) and ir_forward.flattens(layer):  # same keys, flattens first
+            return runtime_layers.FlattenLinear(module.in_features, module.out_features, bias=module.bias is not None)
         return module
-
-    def _step(self, layer: Layer, var: dict[str, str], children: dict[str, nn.Module | nn.Parameter]) -> list[str]:
-        op = OPS[layer.op]
-        inputs = [var[p] for p in self.net.inputs(layer.id)]
-        if op.merge is not None:  # a multi-input op: the main input combined with another operand
-            return self._merge(layer, op.merge, inputs, var, children)
-        lines = []
-        if inputs[0] != "x":
-            lines.append(f"x = {inputs[0]}")
-        if op.own_param is not None:  # a tensor of this module, applied in the forward
-            children[layer.module] = own_param(layer)
-            lines.append(f"x = {op.own_param.apply('x', f'self.{layer.module}', layer.in_shapes[0])}")
-            return lines
-        if op.flatten_input and len(layer.in_shapes[0]) > 1:
-            lines.append("x = torch.flatten(x, 1)")
-        if layer.module not in children:
-            module = layer_module(layer)
-            assert module is not None, f"op {layer.op} builds no module"
-            children[layer.module] = module
-        lines.append(f"x = self.{layer.module}(x)")
-        return lines
-
-    def _merge(
-        self, layer: Layer, merge: Merge, inputs: list[str], var: dict[str, str], children: dict[str, Any]
-    ) -> list[str]:
-        """A merge's line: the main input and the other operand (a residual's mapped shortcut)."""
-        s = layer.shortcut
-        if s is not None and not s.adds:  # identity_if_same where the shapes differ: no addition
-            return [] if inputs[0] == "x" else [f"x = {inputs[0]}"]
-        other = var[self.net.shortcut_source(layer)] if layer.shortcut is not None else inputs[1]
-        if s is not None and s.add_into and layer.inplace and inputs[0] == "x" and merge.operator == "+":
-            # option A at inference: the subsampled shortcut added into the first channels; the
-            # zero channels are never made (3x cheaper than padding, measured)
-            sub = f"[:, :, ::{s.stride}, ::{s.stride}]" if s.stride > 1 else ""
-            return [f"x[:, :{s.in_channels}] += {other}{sub}"]
-        module = shortcut_module(s) if s is not None else None
-        if module is not None:
-            children[layer.module] = module
-            other = f"self.{layer.module}({other})"
-        if layer.inplace and inputs[0] == "x" and merge.in_place:
-            return [f"x {merge.operator}= {other}"]
-        return [f"x = {merge.expr(inputs[0], other)}"]
 
 
 def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = False) -> None:
@@ -295,11 +218,6 @@ def module_path(layer: Layer) -> str:
     """The path of the module that runs ``layer`` (shared anonymous modules have one path)."""
     scope_path = layer.scope.path if layer.scope is not None else ""
     return f"{scope_path}.{layer.module}" if scope_path else layer.module
-
-
-def _checkpointed(modules: str, source: str) -> str:
-    """The forward line that runs ``modules`` (source text) under checkpointing."""
-    return f"x = checkpoint_seq({modules}, {source}, self.checkpoint_reentrant)"
 
 
 def build(

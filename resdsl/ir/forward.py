@@ -1,0 +1,438 @@
+"""One description of a forward pass, which both back ends write out.
+
+A ``forward`` is a flat sequence of :data:`Step` s (frozen dataclasses: a module call, a
+merge, a saved value, a feature capture, a run of checkpointed calls, a class-level choice
+...) with what it returns (:class:`Forward`). :func:`render` is the one writer of its Python
+source: the torch back end compiles what it writes with ``exec``, the code generator puts it
+in the generated file's classes. The rules both back ends follow are here once:
+
+- how a layer, a merge, an op held as a parameter and a residual addition are written
+  (:func:`layer_steps`, :func:`merge_step`, :func:`own_param_step`, :class:`Residual`):
+  flatten before a linear that reads a map, ``+=`` where the addition may run in place;
+- where feature outputs are captured (a copy where the next layer overwrites the value) and
+  how checkpointed calls are grouped under ``if self.grad_checkpointing and not
+  torch.jit.is_scripting():`` (:func:`planned`, from a :class:`~resdsl.ir.features.Plan`);
+- the steps of one scope of the IR as ``build_model`` runs it (:func:`scope_forward`): the
+  value in ``x``, every value read after ``x`` moved on kept in ``s0``, ``s1``, ...
+
+The code generator writes its steps in the terms of a class shared by many instances
+(:mod:`resdsl.backends.codegen.emit`), with :class:`Choice` and :class:`Present` for what
+differs between them; it renders them here too. Nothing here imports torch or jinja2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from resdsl.ir import Layer, Network, Scope
+from resdsl.ir.features import Plan
+from resdsl.ops import OPS, Merge
+
+__all__ = [
+    "Assign",
+    "Call",
+    "Capture",
+    "CheckpointGroup",
+    "Choice",
+    "Flatten",
+    "Forward",
+    "NewFeatures",
+    "Present",
+    "Residual",
+    "Save",
+    "Segment",
+    "Step",
+    "Update",
+    "flattens",
+    "group_runs",
+    "kept",
+    "layer_steps",
+    "merge_step",
+    "own_param_step",
+    "planned",
+    "render",
+    "scope_forward",
+    "shortcuts",
+    "step_lines",
+]
+
+CHECKPOINTING = "if self.grad_checkpointing and not torch.jit.is_scripting():"
+
+
+@dataclass(frozen=True)
+class Call:
+    """``target = self.module(source)  # comment``; ``checkpointed``: the modules (source
+    text) that run under checkpointing instead, inside a :class:`CheckpointGroup`."""
+
+    target: str
+    module: str
+    source: str
+    comment: str = ""
+    checkpointed: str | None = None
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """``target = torch.flatten(source, 1)``: a linear layer reads a map."""
+
+    target: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Save:
+    """``target = source``: a value kept for a later read while the pass moves on."""
+
+    target: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``target = value``: a merge or an op held as a parameter, ``value`` an expression."""
+
+    target: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Update:
+    """``target operator= value``: a merge in place (``x += s0``, option A's add-into)."""
+
+    target: str
+    operator: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A residual addition: ``identity`` is ``source`` or the ``shortcut`` module applied to
+    ``tap`` (``optional``: only where that attribute is not None), then added to ``target``,
+    in place where ``inplace``; ``guard``: an attribute that says whether to add at all."""
+
+    target: str
+    source: str
+    tap: str = ""
+    shortcut: str | None = None
+    optional: bool = False
+    inplace: bool = False
+    guard: str | None = None
+    operator: str = "+"
+
+
+@dataclass(frozen=True)
+class NewFeatures:
+    """``target: dict[str, Tensor] = {}``: the dict of feature outputs."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Capture:
+    """``target["key"] = value``: one feature output."""
+
+    target: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class CheckpointGroup:
+    """Steps written twice: with their checkpointed calls under checkpointing while
+    ``self.grad_checkpointing`` is on and the module is not being scripted, else plainly."""
+
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """``if self.flag:`` then ``else:`` orelse: instances of one class that run different steps."""
+
+    flag: str
+    then: tuple[Step, ...]
+    orelse: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Present:
+    """``if self.attr is not None:`` then (``else:`` orelse, if any): a layer some instances lack."""
+
+    attr: str
+    then: tuple[Step, ...]
+    orelse: tuple[Step, ...] = ()
+
+
+Step = Call | Flatten | Save | Assign | Update | Residual | NewFeatures | Capture | CheckpointGroup | Choice | Present
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A whole ``forward``: its steps, its return type and the variable it returns."""
+
+    steps: tuple[Step, ...]
+    returns: str = "Tensor"
+    result: str = "x"
+
+
+# -- the renderer --------------------------------------------------------------------------
+
+
+def render(forward: Forward) -> str:
+    """The source of ``def forward(self, x)`` (top level, four spaces a level, no blank lines)."""
+    lines = [
+        f"def forward(self, x: Tensor) -> {forward.returns}:",
+        *_block(forward.steps),
+        f"    return {forward.result}",
+    ]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _block(steps: Iterable[Step]) -> list[str]:
+    return [f"    {line}" for step in steps for line in step_lines(step)]
+
+
+def step_lines(step: Step) -> list[str]:
+    """The lines of one step, unindented."""
+    if isinstance(step, Call):
+        return [f"{step.target} = self.{step.module}({step.source})" + (f"  # {step.comment}" if step.comment else "")]
+    if isinstance(step, Flatten):
+        return [f"{step.target} = torch.flatten({step.source}, 1)"]
+    if isinstance(step, Save):
+        return [f"{step.target} = {step.source}"]
+    if isinstance(step, Assign):
+        return [f"{step.target} = {step.value}"]
+    if isinstance(step, Update):
+        return [f"{step.target} {step.operator}= {step.value}"]
+    if isinstance(step, Residual):
+        return _residual(step)
+    if isinstance(step, NewFeatures):
+        return [f"{step.target}: dict[str, Tensor] = {{}}"]
+    if isinstance(step, Capture):
+        return [f"{step.target}[{json.dumps(step.key, ensure_ascii=False)}] = {step.value}"]
+    if isinstance(step, CheckpointGroup):
+        return [CHECKPOINTING, *_block(_checkpointed(s) for s in step.steps), "else:", *_block(step.steps)]
+    if isinstance(step, Choice):
+        return [f"if self.{step.flag}:", *_block(step.then), "else:", *_block(step.orelse)]
+    orelse = ["else:", *_block(step.orelse)] if step.orelse else []
+    return [f"if self.{step.attr} is not None:", *_block(step.then), *orelse]
+
+
+def _checkpointed(step: Step) -> Step:
+    """A step as the checkpointing branch runs it: a checkpointed call through checkpoint_seq."""
+    if isinstance(step, Call) and step.checkpointed is not None:
+        return Assign(step.target, f"checkpoint_seq({step.checkpointed}, {step.source}, self.checkpoint_reentrant)")
+    return step
+
+
+def _residual(step: Residual) -> list[str]:
+    if step.shortcut and step.optional:
+        lines = [
+            f"identity = {step.source}",
+            f"if self.{step.shortcut} is not None:",
+            f"    identity = self.{step.shortcut}({step.tap})",
+        ]
+    elif step.shortcut:
+        lines = [f"identity = self.{step.shortcut}({step.tap})"]
+    else:
+        lines = [f"identity = {step.source}"]
+    if step.inplace:
+        lines.append(f"{step.target} {step.operator}= identity")
+    else:
+        lines.append(f"{step.target} = {step.target} {step.operator} identity")
+    if step.guard:
+        return [f"if self.{step.guard}:", *(f"    {line}" for line in lines)]
+    return lines
+
+
+def shortcuts(steps: Iterable[Step]) -> set[str]:
+    """The shortcut modules the residual additions of ``steps`` call, by attribute."""
+    found: set[str] = set()
+    for step in steps:
+        if isinstance(step, Residual) and step.shortcut is not None:
+            found.add(step.shortcut)
+        elif isinstance(step, CheckpointGroup):
+            found |= shortcuts(step.steps)
+        elif isinstance(step, (Choice, Present)):
+            found |= shortcuts(step.then) | shortcuts(step.orelse)
+    return found
+
+
+# -- how layers and merges are written -----------------------------------------------------
+
+
+def flattens(layer: Layer) -> bool:
+    """Whether ``layer`` flattens its input first: a linear layer that reads a map."""
+    return bool(OPS[layer.op].flatten_input and len(layer.in_shapes[0]) > 1)
+
+
+def layer_steps(target: str, module: str, source: str, flatten: bool, comment: str = "") -> list[Step]:
+    """An op layer's module called on ``source``, flattened first where ``flatten``."""
+    if flatten:
+        return [Flatten(target, source), Call(target, module, target, comment)]
+    return [Call(target, module, source, comment)]
+
+
+def merge_step(merge: Merge, target: str, main: str, other: str, inplace: bool) -> Step:
+    """A merge of ``main`` with ``other`` (no shortcut module): in place (``x *= s0``) where
+    ``inplace`` and the merge's operator may, else the op table's expression."""
+    if inplace and merge.in_place and merge.operator is not None:
+        return Update(target, merge.operator, other)
+    return Assign(target, merge.expr(main, other))
+
+
+def own_param_step(layer: Layer, target: str, source: str, param: str) -> Step:
+    """An op held as a parameter of its scope's module (layer_scale's gamma), applied to ``source``."""
+    form = OPS[layer.op].own_param
+    assert form is not None and layer.in_shapes, layer.id
+    return Assign(target, form.apply(source, f"self.{param}", layer.in_shapes[0]))
+
+
+# -- feature outputs and checkpointing -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The steps one top-level item of a network body wrote; ``name``: what a plan calls it
+    (None: anonymous), ``attr``: its module attribute, ``output``: the IR node it leaves."""
+
+    name: str | None
+    attr: str
+    output: str
+    stage: bool
+    steps: tuple[Step, ...]
+
+    @classmethod
+    def of(cls, item: Layer | Scope, steps: Sequence[Step], attr: str | None = None) -> Segment:
+        if isinstance(item, Scope):
+            return cls(item.name, attr or item.name, item.output, item.kind == "stage", tuple(steps))
+        return cls(None if item.anonymous else item.name, attr or item.module, item.id, False, tuple(steps))
+
+
+def _kind(step: Step) -> str:
+    """A step's part in grouping: ``checkpoint``, ``passive`` (keeps or captures a value) or ``other``."""
+    if isinstance(step, Call) and step.checkpointed is not None:
+        return "checkpoint"
+    return "passive" if isinstance(step, (Save, Capture, NewFeatures)) else "other"
+
+
+def group_runs(kinds: Sequence[str]) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of forward steps to write under one checkpointing branch:
+    runs from a ``"checkpoint"`` step to the last one before an ``"other"`` step, with only
+    ``"passive"`` steps (saving a value, taking a feature) between."""
+    runs: list[tuple[int, int]] = []
+    start = last = -1
+    for i, kind in enumerate([*kinds, "other"]):
+        if kind == "checkpoint":
+            start = i if start < 0 else start
+            last = i
+        elif kind == "other" and start >= 0:
+            runs.append((start, last + 1))
+            start = last = -1
+    return runs
+
+
+def planned(
+    head: Sequence[Step], segments: Sequence[Segment], plan: Plan | None, main: str, features: str = "features"
+) -> Forward:
+    """A network body's forward: ``head`` (steps before the first item) and each item's
+    steps, with ``plan``'s feature outputs captured into the dict ``features`` after the item
+    that makes them and its checkpointed calls grouped (see :func:`group_runs`)."""
+    if plan is None:
+        return Forward((*head, *(step for segment in segments for step in segment.steps)), "Tensor", main)
+    capture = plan.capture
+    checkpointed = set(plan.checkpoint)
+    steps: list[Step] = [NewFeatures(features)] if capture else []
+    steps += head
+    marked: set[str] = set()
+    for segment in segments:
+        for step in segment.steps:
+            if segment.name in checkpointed and isinstance(step, Call) and step.module == segment.attr:
+                modules = f"self.{segment.attr}" if segment.stage else f"[self.{segment.attr}]"
+                step = replace(step, checkpointed=modules)
+                marked.add(segment.name)
+            steps.append(step)
+        feature = capture.get(segment.output)
+        if feature is not None:
+            steps.append(Capture(features, feature.name, f"{main}.clone()" if feature.copy else main))
+    if checkpointed - marked:
+        raise AssertionError(f"checkpointed layers {sorted(checkpointed - marked)} have no call")
+    runs = dict(group_runs([_kind(step) for step in steps]))
+    out: list[Step] = []
+    i = 0
+    while i < len(steps):
+        end = runs.get(i, i + 1)
+        out.append(CheckpointGroup(tuple(steps[i:end])) if i in runs else steps[i])
+        i = end
+    if capture:
+        return Forward(tuple(out), "dict[str, Tensor]", features)
+    return Forward(tuple(out), "Tensor", main)
+
+
+# -- a scope of the IR, as build_model runs it ---------------------------------------------
+
+
+def kept(network: Network, scope: Scope) -> set[str]:
+    """Nodes whose output is read when ``x`` no longer holds it (a merge's second operand,
+    a gate's input after its branch ran, a ``project_from`` tap)."""
+    keep: set[str] = set()
+    current = scope.input
+    for item in scope.items:
+        reads = [item.input] if isinstance(item, Scope) else network.inputs(item.id)
+        keep.update(node for node in reads if node != current)
+        current = item.output if isinstance(item, Scope) else item.id
+    return keep
+
+
+def scope_forward(network: Network, scope: Scope, plan: Plan | None = None) -> Forward:
+    """The forward of a block or network scope: the value so far in ``x``, each value read
+    after ``x`` moved on saved in ``s0``, ``s1``, ... right after it is made; ``plan`` (the
+    network body only) adds feature outputs and checkpointing."""
+    keep = kept(network, scope)
+    saved: dict[str, str] = {}
+
+    def save(node: str) -> list[Step]:
+        if node not in keep:
+            return []
+        saved[node] = f"s{len(saved)}"
+        return [Save(saved[node], "x")]
+
+    head = save(scope.input)
+    holds = scope.input  # the node whose output x holds
+    segments = []
+    for item in scope.items:
+        var = {**saved, holds: "x"}
+        steps = [Call("x", item.name, var[item.input])] if isinstance(item, Scope) else _layer(network, item, var)
+        holds = item.output if isinstance(item, Scope) else item.id
+        segments.append(Segment.of(item, [*steps, *save(holds)]))
+    return planned(head, segments, plan, "x")
+
+
+def _layer(network: Network, layer: Layer, var: dict[str, str]) -> list[Step]:
+    op = OPS[layer.op]
+    inputs = [var[p] for p in network.inputs(layer.id)]
+    if op.merge is not None and layer.shortcut is not None:
+        return _residual_steps(layer, op.merge, inputs[0], var[network.shortcut_source(layer)])
+    if op.merge is not None:  # the main input combined with another operand (a gate's, a concatenation's)
+        return [merge_step(op.merge, "x", inputs[0], inputs[1], layer.inplace and inputs[0] == "x")]
+    if op.own_param is not None:
+        return [own_param_step(layer, "x", inputs[0], layer.module)]
+    return layer_steps("x", layer.module, inputs[0], flattens(layer))
+
+
+def _residual_steps(layer: Layer, merge: Merge, main: str, other: str) -> list[Step]:
+    """A residual addition of its mapped shortcut; option A at inference adds the subsampled
+    shortcut into the first channels, never making the zero channels (3x cheaper than padding)."""
+    s = layer.shortcut
+    assert s is not None and merge.operator is not None, layer.id
+    if not s.adds:  # identity_if_same where the shapes differ: the main branch passes on alone
+        return [] if main == "x" else [Assign("x", main)]
+    if s.add_into and layer.inplace and main == "x" and merge.operator == "+":
+        sub = f"[:, :, ::{s.stride}, ::{s.stride}]" if s.stride > 1 else ""
+        return [Update(f"x[:, :{s.in_channels}]", "+", f"{other}{sub}")]
+    # a main operand kept in a variable: x holds that very tensor, which must not be added into
+    first: list[Step] = [] if main == "x" else [Assign("x", main)]
+    inplace = layer.inplace and main == "x" and merge.in_place
+    shortcut = layer.module if s.steps() else None  # steps: the shortcut module's (see the torch back end)
+    return [*first, Residual("x", other, other, shortcut, inplace=inplace, operator=merge.operator)]
