@@ -19,9 +19,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from resdsl.backends.codegen import functions
 from resdsl.backends.codegen.copied import copied_names
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Layer, Network
+from resdsl.semantics.arith import Refused, arith
 from resdsl.semantics.elaborate import SHORTCUTS
 from resdsl.syntax import ast
 
@@ -219,6 +221,21 @@ _EXPR_TYPES = (
     ast.Index,
     ast.BinOp,
     ast.Neg,
+    ast.Not,
+    ast.FuncCall,
+    ast.ListComp,
+)
+_COMPUTED = (
+    ast.Name,
+    ast.BinOp,
+    ast.Neg,
+    ast.Not,
+    ast.Index,
+    ast.Call,
+    ast.FuncCall,
+    ast.ListComp,
+    ast.ListExpr,
+    ast.Cond,
 )
 
 
@@ -231,7 +248,7 @@ def is_const(e: Any) -> bool:
         return True
     if isinstance(e, ast.ListExpr):
         return all(is_const(i) for i in e.items)
-    return not isinstance(e, (ast.Name, ast.BinOp, ast.Neg, ast.Index, ast.Call, ast.ListExpr, ast.Cond))
+    return not isinstance(e, _COMPUTED)
 
 
 def free_names(e: Any) -> set[str]:
@@ -248,6 +265,16 @@ def free_names(e: Any) -> set[str]:
         return set().union(*(free_names(i) for i in e.items)) if e.items else set()
     if isinstance(e, ast.Cond):
         return free_names(e.test) | free_names(e.then) | free_names(e.orelse)
+    if isinstance(e, (ast.Not, ast.FuncCall)):
+        return set().union(*(free_names(c) for c in ast.children(e)))
+    if isinstance(e, ast.ListComp):  # a loop's variable is bound in the loops after it and the item
+        found: set[str] = set()
+        bound: set[str] = set()
+        for loop in e.loops:
+            found |= free_names(loop.iterable) - bound
+            bound.add(loop.name)
+            found |= free_names(loop.cond) - bound
+        return found | (free_names(e.item) - bound)
     return set()
 
 
@@ -302,27 +329,63 @@ class Translator:
             return ast.Cond(
                 self.normalize(e.test, names), self.normalize(e.then, names), self.normalize(e.orelse, names)
             )
+        if isinstance(e, ast.Not):
+            return ast.Not(self.normalize(e.operand, names))
+        if isinstance(e, ast.FuncCall):
+            return ast.FuncCall(e.func, tuple(ast.Arg(a.name, self.normalize(a.value, names)) for a in e.args))
+        if isinstance(e, ast.ListComp):
+            return self._normalize_comp(e, names)
         if isinstance(e, ast.Call):
             raise AssertionError(f"codegen: a call {e.func}(...) where a value was expected, at {e.span}")
         return e
 
+    def _normalize_comp(self, e: ast.ListComp, names: frozenset[str]) -> ast.ListComp:
+        """A comprehension normalized: its loop variables shadow the names normalize rewrites."""
+        loops = []
+        for loop in e.loops:
+            iterable = self.normalize(loop.iterable, names)
+            names = names | {loop.name}
+            cond = None if loop.cond is None else self.normalize(loop.cond, names)
+            loops.append(ast.Loop(loop.name, iterable, cond))
+        return ast.ListComp(self.normalize(e.item, names), tuple(loops))
+
     def subst(self, e: Any, mapping: Mapping[str, Any]) -> Any:
         """Replace names by expressions, folding constants as it goes."""
-        if isinstance(e, ast.Name):
-            return mapping.get(e.id, e)
-        if isinstance(e, ast.BinOp):
-            return fold(ast.BinOp(e.op, self.subst(e.left, mapping), self.subst(e.right, mapping)))
-        if isinstance(e, ast.Neg):
-            return fold(ast.Neg(self.subst(e.operand, mapping)))
-        if isinstance(e, ast.ListExpr):
-            return ast.ListExpr(tuple(self.subst(i, mapping) for i in e.items))
-        if isinstance(e, ast.Index):
-            return fold(ast.Index(self.subst(e.value, mapping), self.subst(e.index, mapping)))
-        if isinstance(e, ast.Cond):
-            return fold(
-                ast.Cond(self.subst(e.test, mapping), self.subst(e.then, mapping), self.subst(e.orelse, mapping))
-            )
-        return e
+        return subst(e, mapping)
+
+
+def subst(e: Any, mapping: Mapping[str, Any]) -> Any:
+    """Replace names by expressions, folding constants as it goes."""
+    if isinstance(e, ast.Name):
+        return mapping.get(e.id, e)
+    if isinstance(e, ast.BinOp):
+        return fold(ast.BinOp(e.op, subst(e.left, mapping), subst(e.right, mapping)))
+    if isinstance(e, ast.Neg):
+        return fold(ast.Neg(subst(e.operand, mapping)))
+    if isinstance(e, ast.ListExpr):
+        return ast.ListExpr(tuple(subst(i, mapping) for i in e.items))
+    if isinstance(e, ast.Index):
+        return fold(ast.Index(subst(e.value, mapping), subst(e.index, mapping)))
+    if isinstance(e, ast.Cond):
+        return fold(ast.Cond(subst(e.test, mapping), subst(e.then, mapping), subst(e.orelse, mapping)))
+    if isinstance(e, ast.Not):
+        return fold(ast.Not(subst(e.operand, mapping)))
+    if isinstance(e, ast.FuncCall):
+        return fold(ast.FuncCall(e.func, tuple(ast.Arg(a.name, subst(a.value, mapping)) for a in e.args)))
+    if isinstance(e, ast.ListComp):
+        return fold(_subst_comp(e, mapping))
+    return e
+
+
+def _subst_comp(e: ast.ListComp, mapping: Mapping[str, Any]) -> ast.ListComp:
+    """A comprehension with names replaced, except its loop variables where they are bound."""
+    loops = []
+    for loop in e.loops:
+        iterable = subst(loop.iterable, mapping)
+        mapping = {k: v for k, v in mapping.items() if k != loop.name}
+        cond = None if loop.cond is None else subst(loop.cond, mapping)
+        loops.append(ast.Loop(loop.name, iterable, cond))
+    return ast.ListComp(subst(e.item, mapping), tuple(loops))
 
 
 _FOLD = {
@@ -338,10 +401,59 @@ _FOLD = {
     "<=": lambda a, b: a <= b,
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
+    "**": lambda a, b: a**b,
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
 }
 
 
+def _fold_new(e: Any) -> Any:
+    """Folding of the nodes of numbers and lists: ``not``, builtin calls and comprehensions
+    whose operands are constants become their value (computed as the language computes it)."""
+    if isinstance(e, ast.Not) and isinstance(e.operand, ast.BoolLit):
+        return ast.BoolLit(not e.operand.value)
+    if isinstance(e, ast.FuncCall) and all(is_const(a.value) for a in e.args):
+        if all(a.name is None for a in e.args) or e.func not in ("min", "max", "range"):
+            done, value = functions.folded(e, [const_value(a.value) for a in e.args])
+            if done:
+                return lit(value)
+    if isinstance(e, ast.ListComp):
+        return _fold_comp(e)
+    return e
+
+
+def _fold_comp(e: ast.ListComp) -> Any:
+    """The list a comprehension makes, where every loop runs over constants and every item and
+    condition folds to one (the loop variable replaced by each value in turn); else ``e``."""
+    rows: list[dict[str, ast.Expr]] = [{}]
+    sub = subst
+    for loop in e.loops:
+        grown = []
+        for row in rows:
+            iterable = sub(loop.iterable, row)
+            if not (isinstance(iterable, ast.ListExpr) and is_const(iterable)):
+                return e
+            for item in iterable.items:
+                bound = {**row, loop.name: item}
+                test = True if loop.cond is None else sub(loop.cond, bound)
+                if isinstance(test, ast.BoolLit):
+                    test = test.value
+                if not isinstance(test, bool):
+                    return e
+                if test:
+                    grown.append(bound)
+        rows = grown
+    items = [sub(e.item, row) for row in rows]
+    return ast.ListExpr(tuple(items)) if all(is_const(i) for i in items) else e
+
+
 def fold(e: Any) -> Any:
+    if isinstance(e, (ast.Not, ast.FuncCall, ast.ListComp)):
+        return _fold_new(e)
+    if isinstance(e, ast.BinOp) and e.op in ast.BOOLEAN_OPS:
+        if isinstance(e.left, ast.BoolLit) and isinstance(e.right, ast.BoolLit):
+            return lit(_FOLD[e.op](e.left.value, e.right.value))
+        return e
     if isinstance(e, ast.Cond) and isinstance(e.test, ast.BoolLit):
         return e.then if e.test.value else e.orelse
     if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
@@ -363,6 +475,11 @@ def fold(e: Any) -> Any:
     if isinstance(e, ast.BinOp):
         left, right = e.left, e.right
         if isinstance(left, (ast.IntLit, ast.FloatLit)) and isinstance(right, (ast.IntLit, ast.FloatLit)):
+            if e.op == "**":  # as the language computes it: no huge, complex or infinite result
+                try:
+                    return lit(arith(e, left.value, right.value))
+                except Refused:
+                    return e
             try:
                 return lit(_FOLD[e.op](left.value, right.value))
             except (ZeroDivisionError, OverflowError):
@@ -402,8 +519,10 @@ def py(e: Any, parent: int = 0, right: bool = False) -> str:
         return "[" + ", ".join(py(i) for i in e.items) + "]"
     if isinstance(e, ast.Index):
         return f"{py(e.value, 3)}[{py(e.index)}]"
-    if isinstance(e, ast.Neg):
-        return f"-{py(e.operand, 3)}"
+    if isinstance(e, ast.Neg):  # parenthesised as the base of a power: (-a) ** 2
+        return f"(-{py(e.operand, 3)})" if parent > 3 else f"-{py(e.operand, 3)}"
+    if isinstance(e, (ast.Not, ast.FuncCall, ast.ListComp)) or (isinstance(e, ast.BinOp) and e.op in _OWN_LAYOUT):
+        return _py_new(e, parent, right)
     if isinstance(e, ast.BinOp):
         prec = ast.PRECEDENCE[e.op]
         if prec == 0:  # comparisons do not chain in the language: both sides are sums
@@ -415,6 +534,39 @@ def py(e: Any, parent: int = 0, right: bool = False) -> str:
         text = f"{py(e.then, 1)} if {py(e.test, 1)} else {py(e.orelse, 1)}"
         return f"({text})" if parent > -1 else text
     raise TypeError(e)
+
+
+_OWN_LAYOUT = frozenset({"and", "or", "**"})
+
+
+def _py_new(e: Any, parent: int, right: bool) -> str:
+    """Python for ``and``/``or``/``not``, ``**``, builtin calls and comprehensions. A boolean
+    operation is parenthesised unless it stands alone (``parent`` -1), like a comparison; its
+    operands are, unless they bind tighter (a comparison, a ``not``, a name, a call)."""
+    if isinstance(e, ast.BinOp) and e.op == "**":  # right-associative; binds tighter than unary minus
+        text = f"{py(e.left, 4, True)} ** {py(e.right, 3)}"
+        return f"({text})" if parent > 4 or (parent == 4 and right) else text
+    if isinstance(e, ast.BinOp):
+        text = f"{_bool_operand(e.left)} {e.op} {_bool_operand(e.right)}"
+        return f"({text})" if parent > -1 else text
+    if isinstance(e, ast.Not):
+        text = f"not {_bool_operand(e.operand)}"
+        return f"({text})" if parent > -1 else text
+    if isinstance(e, ast.FuncCall):
+        args = ", ".join(py(a.value, -1) if a.name is None else f"{a.name}={py(a.value, -1)}" for a in e.args)
+        call = f"{functions.callee(e.func)}({args})"
+        return f"list({call})" if e.func == "range" else call
+    loops = " ".join(
+        f"for {py_name(loop.name)} in {py(loop.iterable, 1)}" + ("" if loop.cond is None else f" if {py(loop.cond, 1)}")
+        for loop in e.loops
+    )
+    return f"[{py(e.item, -1)} {loops}]"
+
+
+def _bool_operand(e: Any) -> str:
+    """An operand of ``and``/``or``/``not``: bare where it binds tighter than they do."""
+    bare = isinstance(e, ast.Not) or (isinstance(e, ast.BinOp) and e.op not in ast.BOOLEAN_OPS)
+    return py(e, -1) if bare and not isinstance(e, ast.Cond) else py(e, 0)
 
 
 def py_default(value: Any) -> str:
