@@ -546,8 +546,9 @@ def _py_new(e: Any, parent: int, right: bool) -> str:
     if isinstance(e, ast.BinOp) and e.op == "**":  # right-associative; binds tighter than unary minus
         text = f"{py(e.left, 4, True)} ** {py(e.right, 3)}"
         return f"({text})" if parent > 4 or (parent == 4 and right) else text
-    if isinstance(e, ast.BinOp):
-        text = f"{_bool_operand(e.left)} {e.op} {_bool_operand(e.right)}"
+    if isinstance(e, ast.BinOp):  # left-associative: a left operand of the same operator stays bare
+        same = isinstance(e.left, ast.BinOp) and e.left.op == e.op
+        text = f"{py(e.left, -1) if same else _bool_operand(e.left)} {e.op} {_bool_operand(e.right)}"
         return f"({text})" if parent > -1 else text
     if isinstance(e, ast.Not):
         text = f"not {_bool_operand(e.operand)}"

@@ -33,6 +33,25 @@ network every() {
 }
 """
 
+# builtins of instance values in a stage's block argument, and a shortcut chosen by a boolean
+INSTANCES = """
+block mb(c, e = 1.0, stride = 1, expand = 6, same = false) {
+    conv1 = conv(make_divisible(c * e), k=1, s=stride)
+    bn1 = batchnorm
+    relu
+    conv2 = conv(c, k=3, p=1)
+    residual(identity if same and stride == 1 and not expand == 1 else projection)
+}
+network n() {
+    input 3 x 16 x 16
+    stem = conv(16, k=3, p=1)
+    layer1 = stage(mb(max(24, in_channels), e=2 ** index, same=index > 0 or false), repeat=3)
+    layer2 = stage(mb(32, e=max(1, index), expand=1), repeat=ceil(log(9, 3)), stride=2)
+    layer3 = stage(mb(32, expand=1), repeat=2)
+    fc = linear(4)
+}
+"""
+
 FOLDED = """
 network folded(w = 0.75) {
     input 3 x 16 x 16
@@ -62,6 +81,13 @@ def test_every_builtin_in_a_block_builds_the_same_module(tmp_path: Path) -> None
     for python in ("make_divisible(", "math.ceil(", "math.floor(", "math.sqrt(", "math.log(", "list(range(", "round("):
         assert python in body, python
     assert " and not " in body and " or " in body and "**" in body
+
+
+def test_builtins_of_instance_values_and_boolean_choices(tmp_path: Path) -> None:
+    assert_same_network(INSTANCES, tmp_path)
+    code = generate(resdsl.compile(INSTANCES))
+    assert "same and stride == 1 and not expand == 1" in code  # no parentheses it does not need
+    assert "for i in range(math.ceil(math.log(9, 3)) - 1)" in code
 
 
 def test_constant_calls_fold(tmp_path: Path) -> None:
