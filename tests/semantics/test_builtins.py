@@ -244,6 +244,14 @@ def test_a_block_cannot_take_a_function_name() -> None:
     assert [d.code for d in result.diagnostics] == ["E103"] and "built-in function" in result.diagnostics[0].message
 
 
+def test_a_network_may_take_a_function_name_and_be_aliased() -> None:
+    """A network is never called in an expression, so it may be named len; an alias to it stays a
+    network call (the parser makes a call of a function's name a FuncCall everywhere else)."""
+    spec = "network len(c = 8) {\n    input 3 x 8 x 8\n    conv1 = conv(c)\n}\nnetwork big = len(c=16)\n"
+    assert resdsl.check(spec).ok
+    assert resdsl.build_model(spec, network="big").conv1.out_channels == 16
+
+
 def test_a_parameter_named_like_a_function_stays_a_value() -> None:
     model = resdsl.build_model("network n(min = 3) {\n    input 3 x 8 x 8\n    conv1 = conv(min(min, 8))\n}\n")
     assert model.conv1.out_channels == 3
