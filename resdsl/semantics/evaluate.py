@@ -72,6 +72,7 @@ class Evaluator(Computing):
         self.program = program
         self.diags = collector
         self.int_divisions: set[ast.BinOp] = set()
+        self.true_divisions: set[ast.BinOp] = set()  # "/" that gave a decimal somewhere
         self.globals: dict[str, ast.Definition] = {}
         self._tables: dict[int, tuple[ast.BlockDef, tuple[P, ...]]] = {}  # the key object is kept alive
         self._indexes: dict[int, tuple[Sequence[P], dict[str, P]]] = {}
@@ -128,9 +129,19 @@ class Evaluator(Computing):
                 found = replace(found, fixes=floor_division(self.program.sources, expr))
             self.diags.add(found)
             raise Failed from None
-        if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
-            self.int_divisions.add(expr)
+        if expr.op == "/":
+            self._division(expr, value)
         return value
+
+    def _division(self, expr: ast.BinOp, value: Any) -> None:
+        """Record where ``/`` divided whole numbers exactly (generated code writes ``//`` there),
+        unless the same ``/`` also gave a decimal (an item of ``[x / 2 for x in [4, 3.0]]``, or
+        another instance of a block): Python's ``/`` is the one spelling right for both."""
+        if not isinstance(value, int):
+            self.true_divisions.add(expr)
+            self.int_divisions.discard(expr)
+        elif expr not in self.true_divisions:
+            self.int_divisions.add(expr)
 
     def visit_Cond(self, expr: ast.Cond, env: dict[str, Any]) -> Any:
         return self.eval(self.chosen(expr, env), env)  # only the chosen branch

@@ -90,6 +90,28 @@ def test_builtins_of_instance_values_and_boolean_choices(tmp_path: Path) -> None
     assert "for i in range(math.ceil(math.log(9, 3)) - 1)" in code
 
 
+# one '/' that divides whole numbers exactly for one item and a decimal for the other
+MIXED = """
+block b(c, ws = [4, 3.0]) {
+    hs = [int(x / 2 * c) for x in ws]
+    conv1 = conv(hs[1], k=1)
+}
+network mixed() {
+    input 3 x 8 x 8
+    a = b(8)
+    fc = linear(3)
+}
+"""
+
+
+def test_a_division_exact_for_one_item_only_stays_a_true_division(tmp_path: Path) -> None:
+    """Regression: the '/' was written '//' because the first item divided exactly, so the
+    generated comprehension computed 3.0 // 2 = 1.0 where the language computes 1.5."""
+    assert_same_network(MIXED, tmp_path)
+    code = generate(resdsl.compile(MIXED))
+    assert "hs = [int(x_ / 2 * c) for x_ in ws]" in code and "nn.Conv2d(in_channels, hs[1]," in code
+
+
 def test_constant_calls_fold(tmp_path: Path) -> None:
     """A network's own values are constants: the layers get them folded (the binding is still
     written, calling the copied helper); a module that calls no builtin carries no helper."""
