@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 from resdsl.syntax import ast
 
 KEYWORDS = {"import", "block", "network", "input", "meta", "true", "false", "x", "if", "else"}
-names = st.from_regex(r"[a-z_][a-z0-9_]{0,7}", fullmatch=True).filter(lambda n: n not in KEYWORDS)
+KEYWORDS |= {"and", "or", "not", "for", "in"}
+# a call of a builtin function's name parses as a FuncCall: other names only for ast.Call
+names = st.from_regex(r"[a-z_][a-z0-9_]{0,7}", fullmatch=True).filter(
+    lambda n: n not in KEYWORDS and n not in ast.BUILTIN_FUNCTIONS
+)
 
 
 def strip(node: Any) -> Any:
@@ -41,14 +45,24 @@ def exprs() -> st.SearchStrategy[ast.Expr]:
     def extend(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
         return st.one_of(
             st.builds(ast.BinOp, st.sampled_from(["+", "-", "*", "/", "//", "%", "==", "<", ">="]), inner, inner),
+            st.builds(ast.BinOp, st.sampled_from(["**", "and", "or"]), inner, inner),
             st.builds(ast.Cond, inner, inner, inner),
             st.builds(ast.Neg, inner),
+            st.builds(ast.Not, inner),
+            st.builds(
+                ast.FuncCall, st.sampled_from(ast.BUILTIN_FUNCTIONS), st.lists(args(inner), max_size=3).map(tuple)
+            ),
+            st.builds(ast.ListComp, inner, st.lists(loops(inner), min_size=1, max_size=2).map(tuple)),
             st.lists(inner, max_size=3).map(lambda items: ast.ListExpr(tuple(items))),
             st.builds(ast.Index, names.map(ast.Name), inner),
             st.builds(ast.Call, names, st.lists(args(inner), max_size=3).map(tuple)),
         )
 
     return st.recursive(leaves, extend, max_leaves=8)
+
+
+def loops(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Loop]:
+    return st.builds(ast.Loop, names, inner, st.one_of(st.none(), inner))
 
 
 def args(inner: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Arg]:
@@ -87,10 +101,31 @@ def modules() -> st.SearchStrategy[ast.Module]:
     return st.builds(lambda i, d: ast.Module("<test>", tuple(i), tuple(d)), imports, defs)
 
 
-_PREC = {"==": 0, "!=": 0, "<": 0, "<=": 0, ">": 0, ">=": 0, "+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+# Binding levels of the grammar, loosest first: a node of level L is written bare where the
+# position allows level L or looser (``ctx <= L``), in parentheses otherwise.
+COND, OR, AND, NOT, CMP, SUM, PROD, UNARY, POW, ATOM = range(10)
+_LEVEL = {"or": OR, "and": AND, "+": SUM, "-": SUM, "*": PROD, "/": PROD, "//": PROD, "%": PROD}
+_LEVEL |= {op: CMP for op in ("==", "!=", "<", "<=", ">", ">=")}
 
 
-def show(e: ast.Expr, parent: int = 0, right: bool = False) -> str:
+def _level(e: ast.Expr) -> int:
+    if isinstance(e, ast.Cond):
+        return COND
+    if isinstance(e, ast.Not):
+        return NOT
+    if isinstance(e, ast.Neg):
+        return UNARY
+    if isinstance(e, ast.BinOp):
+        return POW if e.op == "**" else _LEVEL[e.op]
+    return ATOM
+
+
+def show(e: ast.Expr, ctx: int = COND) -> str:
+    text = _text(e)
+    return f"({text})" if _level(e) < ctx else text
+
+
+def _text(e: ast.Expr) -> str:
     if isinstance(e, ast.IntLit):
         return str(e.value)
     if isinstance(e, ast.FloatLit):
@@ -103,23 +138,31 @@ def show(e: ast.Expr, parent: int = 0, right: bool = False) -> str:
         return e.id
     if isinstance(e, ast.ListExpr):
         return "[" + ", ".join(show(i) for i in e.items) + "]"
+    if isinstance(e, ast.ListComp):
+        return f"[{show(e.item)} {' '.join(_show_loop(loop) for loop in e.loops)}]"
     if isinstance(e, ast.Index):
-        return f"{show(e.value, 4)}[{show(e.index)}]"
+        return f"{show(e.value, ATOM)}[{show(e.index)}]"
     if isinstance(e, ast.Neg):
-        return f"-{show(e.operand, 3)}"
-    if isinstance(e, ast.Call):
+        return f"-{show(e.operand, UNARY)}"
+    if isinstance(e, ast.Not):
+        return f"not {show(e.operand, NOT)}"
+    if isinstance(e, (ast.Call, ast.FuncCall)):
         return f"{e.func}({', '.join(show_arg(a) for a in e.args)})"
-    if isinstance(e, ast.BinOp):
-        p = _PREC[e.op]
-        if p == 0:  # comparisons do not chain: both sides are sums
-            text = f"{show(e.left, 1)} {e.op} {show(e.right, 1, True)}"
-            return f"({text})" if parent > -1 else text
-        text = f"{show(e.left, p)} {e.op} {show(e.right, p, True)}"
-        return f"({text})" if p < parent or (right and p == parent) or parent >= 3 else text
+    if isinstance(e, ast.BinOp) and e.op == "**":  # atom ** unary: right-associative
+        return f"{show(e.left, ATOM)} ** {show(e.right, UNARY)}"
+    if isinstance(e, ast.BinOp) and _LEVEL[e.op] == CMP:  # comparisons do not chain: both sides are sums
+        return f"{show(e.left, SUM)} {e.op} {show(e.right, SUM)}"
+    if isinstance(e, ast.BinOp):  # left-associative
+        level = _LEVEL[e.op]
+        return f"{show(e.left, level)} {e.op} {show(e.right, level + 1)}"
     if isinstance(e, ast.Cond):
-        text = f"{show(e.then, 0)} if {show(e.test, 0)} else {show(e.orelse, -1)}"
-        return f"({text})" if parent > -1 else text
+        return f"{show(e.then, OR)} if {show(e.test, OR)} else {show(e.orelse)}"
     raise TypeError(e)
+
+
+def _show_loop(loop: ast.Loop) -> str:
+    cond = "" if loop.cond is None else f" if {show(loop.cond, OR)}"
+    return f"for {loop.name} in {show(loop.iterable, OR)}{cond}"
 
 
 def show_arg(a: ast.Arg) -> str:
@@ -132,10 +175,10 @@ def show_stmt(s: ast.Stmt) -> str:
     if isinstance(s, ast.MetaStmt):
         return "meta { " + "  ".join(f"{e.name} = {show(e.value)}" for e in s.entries) + " }"
     if isinstance(s, ast.Assign):
-        return f"{s.name} = {show(s.value, -1)}"
+        return f"{s.name} = {show(s.value)}"
     if isinstance(s.value, ast.Cond):  # relu if act else identity: a layer statement, never in brackets
         c = s.value
-        return f"{show(c.then)} if {show(c.test, 0)} else {show(c.orelse, -1)}"
+        return f"{show(c.then, ATOM)} if {show(c.test, OR)} else {show(c.orelse)}"
     return show(s.value)
 
 

@@ -54,6 +54,9 @@ CODES: dict[str, str] = {
     "E217": "misplaced statement",
     "E218": "net_count not known before placing",
     "E219": "spec parameter given as a build option",
+    "E220": "value outside a function's domain",
+    "E221": "comprehension over something that is not a list",
+    "E222": "loop variable shadows a name",
     # shapes
     "E301": "residual shapes differ",
     "E302": "channels not divisible by groups",

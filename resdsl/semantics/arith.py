@@ -37,8 +37,11 @@ def compare(expr: ast.BinOp, left: Any, right: Any) -> bool:
     raise Refused(error("E212", f"cannot compare {type_name(left)} {op} {type_name(right)}", expr.span))
 
 
+MAX_POWER_BITS = 1024  # a whole-number power past 2 ** 1024 (a float's range) is refused, not computed
+
+
 def arith(expr: ast.BinOp, left: Any, right: Any) -> Any:
-    """``left <op> right`` for ``+ - * / // %``, refusing results that overflow a float."""
+    """``left <op> right`` for ``+ - * / // % **``, refusing results that overflow a float."""
     try:
         value = _values(expr, left, right)
     except OverflowError:  # a huge whole number meeting a decimal one
@@ -70,6 +73,8 @@ def _values(expr: ast.BinOp, left: Any, right: Any) -> Any:
         return left // right
     if op == "%":
         return left % right
+    if op == "**":
+        return _power(expr, left, right)
     if isinstance(left, int) and isinstance(right, int):
         if left % right:
             raise Refused(
@@ -82,3 +87,26 @@ def _values(expr: ast.BinOp, left: Any, right: Any) -> Any:
             )
         return left // right
     return left / right
+
+
+def _power(expr: ast.BinOp, left: Any, right: Any) -> Any:
+    """``left ** right`` as Python computes it, where it is a real number of a float's size:
+    0 to a negative power is a division by zero (E209), a negative number to a fractional power
+    no real number (E220), a whole-number power past :data:`MAX_POWER_BITS` too large (E605)."""
+    if left == 0 and right < 0:
+        raise Refused(error("E209", f"division by zero in '{show(expr)}' (0 to a negative power)", expr.span))
+    if left < 0 and isinstance(right, float) and not right.is_integer():
+        raise Refused(
+            error(
+                "E220",
+                f"'{show(expr)}': a negative number to a fractional power is no real number",
+                expr.span,
+                help="raise its absolute value: abs(x) ** p",
+            )
+        )
+    if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+        if right * math.log2(abs(left)) > MAX_POWER_BITS:
+            raise Refused(
+                error("E605", f"'{show(expr)}' is too large to compute", expr.span, help="use smaller numbers")
+            )
+    return left**right

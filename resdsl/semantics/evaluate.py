@@ -17,6 +17,8 @@ from resdsl.ir.repairs import floor_division
 from resdsl.ops import OPS, OpDef, P
 from resdsl.semantics.arith import Refused, arith, compare
 from resdsl.semantics.bind import fill_missing, not_a_block, param_for, suits
+from resdsl.semantics.builtins import BUILTINS
+from resdsl.semantics.computing import Computing
 from resdsl.semantics.hints import forgotten_import, kind_error, unknown_kind
 from resdsl.semantics.values import (
     INSTANCE_HELP,
@@ -62,13 +64,15 @@ def first_block(stage: LayerCall, block: LayerCall) -> LayerCall:
     return LayerCall(CallKind.BLOCK, block.target, args, exprs, block.arg_spans, block.span)
 
 
-class Evaluator(ast.ExprVisitor[Any]):
-    """Evaluates expressions in an environment; binds arguments of calls."""
+class Evaluator(Computing):
+    """Evaluates expressions in an environment; binds arguments of calls (the booleans, builtin
+    functions and comprehensions are :class:`~resdsl.semantics.computing.Computing`'s)."""
 
     def __init__(self, program: Program, collector: Collector) -> None:
         self.program = program
         self.diags = collector
         self.int_divisions: set[ast.BinOp] = set()
+        self.true_divisions: set[ast.BinOp] = set()  # "/" that gave a decimal somewhere
         self.globals: dict[str, ast.Definition] = {}
         self._tables: dict[int, tuple[ast.BlockDef, tuple[P, ...]]] = {}  # the key object is kept alive
         self._indexes: dict[int, tuple[Sequence[P], dict[str, P]]] = {}
@@ -90,10 +94,6 @@ class Evaluator(ast.ExprVisitor[Any]):
         return self._indexes[key][1]
 
     # expressions: one method per node class (ast.ExprVisitor dispatches)
-    def eval(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
-        """The value of ``expr`` where ``env`` (parameters and bindings) is seen."""
-        return self.visit(expr, env)
-
     def visit_IntLit(self, expr: ast.IntLit | ast.FloatLit | ast.StrLit | ast.BoolLit, env: dict[str, Any]) -> Any:
         return expr.value
 
@@ -116,6 +116,8 @@ class Evaluator(ast.ExprVisitor[Any]):
         return -value
 
     def visit_BinOp(self, expr: ast.BinOp, env: dict[str, Any]) -> Any:
+        if expr.op in ast.BOOLEAN_OPS:
+            return self._boolean(expr, env)
         left, right = self.eval(expr.left, env), self.eval(expr.right, env)
         try:
             if expr.op in ast.COMPARISONS:
@@ -127,9 +129,19 @@ class Evaluator(ast.ExprVisitor[Any]):
                 found = replace(found, fixes=floor_division(self.program.sources, expr))
             self.diags.add(found)
             raise Failed from None
-        if expr.op == "/" and isinstance(value, int):  # an exact division of whole numbers
-            self.int_divisions.add(expr)
+        if expr.op == "/":
+            self._division(expr, value)
         return value
+
+    def _division(self, expr: ast.BinOp, value: Any) -> None:
+        """Record where ``/`` divided whole numbers exactly (generated code writes ``//`` there),
+        unless the same ``/`` also gave a decimal (an item of ``[x / 2 for x in [4, 3.0]]``, or
+        another instance of a block): Python's ``/`` is the one spelling right for both."""
+        if not isinstance(value, int):
+            self.true_divisions.add(expr)
+            self.int_divisions.discard(expr)
+        elif expr not in self.true_divisions:
+            self.int_divisions.add(expr)
 
     def visit_Cond(self, expr: ast.Cond, env: dict[str, Any]) -> Any:
         return self.eval(self.chosen(expr, env), env)  # only the chosen branch
@@ -258,6 +270,7 @@ class Evaluator(ast.ExprVisitor[Any]):
         options = [
             *OPS,
             *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef)),
+            *BUILTINS,
             "stage",
             "residual",
             *FORMS,

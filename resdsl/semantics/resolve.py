@@ -118,8 +118,10 @@ class _BlockChecker:
         return False
 
     def expr(self, expr: ast.Expr, seen: _Seen) -> None:
-        for node in ast.walk(expr, into_calls=False):  # a call checks its own arguments
-            if isinstance(node, ast.Name) and seen.means(node.id, self.globals) is None:
+        for node in _outside_comprehensions(expr):  # a call checks its own arguments
+            if isinstance(node, ast.ListComp):  # its loop variables are seen inside it
+                self._comprehension(node, seen)
+            elif isinstance(node, ast.Name) and seen.means(node.id, self.globals) is None:
                 options = name_options(seen.bound, self.globals)
                 fixes = typo_fixes(node.id, options, node.span)
                 hint = suggest(node.id, options)
@@ -128,6 +130,14 @@ class _BlockChecker:
                 self.out.append(error("E201", f"unknown name '{node.id}'", node.span, help=hint, fixes=fixes))
             elif isinstance(node, ast.Call):
                 self.call(node, seen, None)
+
+    def _comprehension(self, comp: ast.ListComp, seen: _Seen) -> None:
+        for loop in comp.loops:
+            self.expr(loop.iterable, seen)
+            seen = _Seen(seen.bound | {loop.name}, seen.instance)
+            if loop.cond is not None:
+                self.expr(loop.cond, seen)
+        self.expr(comp.item, seen)
 
     def call(
         self,
@@ -189,7 +199,8 @@ class _BlockChecker:
         if isinstance(target, ast.BlockDef):
             return tuple(P(p.name, "any") for p in target.params)
         what = "a network and cannot be used as a layer" if target is not None else "not an op or block"
-        options = [*OPS, *BUILTIN_FORMS, *(n for n, d in self.globals.items() if isinstance(d, ast.BlockDef))]
+        blocks = (n for n, d in self.globals.items() if isinstance(d, ast.BlockDef))
+        options = [*OPS, *BUILTIN_FORMS, *blocks, *ast.BUILTIN_FUNCTIONS]
         self.out.append(
             error(
                 "E202",
@@ -200,6 +211,17 @@ class _BlockChecker:
             )
         )
         return None
+
+
+def _outside_comprehensions(expr: ast.Expr) -> list[ast.Expr]:
+    """The nodes of ``expr`` (calls' arguments aside), a comprehension's but not the nodes inside it."""
+    out, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if not isinstance(node, (ast.Call, ast.ListComp)):
+            stack.extend(reversed(ast.children(node)))
+    return out
 
 
 def check_unused_blocks(program: Program, used: set[int]) -> list[Diagnostic]:

@@ -212,8 +212,22 @@ class _Shown(ast.ExprVisitor[str]):
 
     def visit_BinOp(self, expr: ast.BinOp, parent: int, right: bool) -> str:
         prec = ast.PRECEDENCE[expr.op]
-        text = f"{self.visit(expr.left, prec, False)} {expr.op} {self.visit(expr.right, prec, True)}"
+        power = expr.op == "**"  # right-associative, and takes a unary minus on its right
+        left_text = self.visit(expr.left, prec, power)
+        right_text = self.visit(expr.right, 3 if power else prec, not power)
+        text = f"{left_text} {expr.op} {right_text}"
         return f"({text})" if prec < parent or (right and prec == parent) else text
+
+    def visit_Not(self, expr: ast.Not, parent: int, right: bool) -> str:
+        text = f"not {self.visit(expr.operand, ast.NOT_PRECEDENCE, False)}"
+        return f"({text})" if ast.NOT_PRECEDENCE < parent else text
+
+    def visit_FuncCall(self, expr: ast.FuncCall, parent: int, right: bool) -> str:
+        args = (
+            self.visit(a.value, _ALONE, False) if a.name is None else f"{a.name}={self.visit(a.value, _ALONE, False)}"
+            for a in expr.args
+        )
+        return f"{expr.func}({', '.join(args)})"
 
     def visit_Name(self, expr: ast.Name, parent: int, right: bool) -> str:
         return expr.id
@@ -224,26 +238,29 @@ class _Shown(ast.ExprVisitor[str]):
     visit_FloatLit = visit_IntLit
 
     def visit_Neg(self, expr: ast.Neg, parent: int, right: bool) -> str:
-        return f"-{self.visit(expr.operand, 3, False)}"
+        text = f"-{self.visit(expr.operand, 3, False)}"
+        return f"({text})" if parent > 3 else text
 
     def visit_Index(self, expr: ast.Index, parent: int, right: bool) -> str:
-        return f"{self.visit(expr.value, 3, False)}[{self.visit(expr.index, 0, False)}]"
+        return f"{self.visit(expr.value, 3, False)}[{self.visit(expr.index, _ALONE, False)}]"
 
     def visit_Call(self, expr: ast.Call, parent: int, right: bool) -> str:
         return f"{expr.func}(...)"
 
     def visit_Cond(self, expr: ast.Cond, parent: int, right: bool) -> str:
-        then, test, orelse = (self.visit(e, 0, False) for e in (expr.then, expr.test, expr.orelse))
-        return f"{then} if {test} else {orelse}"
+        then, test, orelse = (self.visit(e, -3, False) for e in (expr.then, expr.test, expr.orelse))
+        text = f"{then} if {test} else {orelse}"
+        return f"({text})" if parent > _ALONE else text
 
     def generic_visit(self, expr: ast.Expr, parent: int, right: bool) -> str:
         return "..."
 
 
 _SHOWN = _Shown()
+_ALONE = -9  # the parent of an expression that stands alone: nothing around it binds
 
 
-def show(expr: ast.Expr, parent: int = 0, right: bool = False) -> str:
+def show(expr: ast.Expr, parent: int = _ALONE, right: bool = False) -> str:
     """An expression as the user wrote it (for messages), parenthesised where needed."""
     return _SHOWN.visit(expr, parent, right)
 

@@ -15,6 +15,12 @@ from resdsl.diagnostics.span import NO_SPAN, Span
 
 # the language's built-in forms: names no definition may take
 BUILTIN_FORMS = ("stage", "residual", "sequential", "gate")
+# the language's functions of numbers and lists (resdsl/semantics/builtins.py defines each one;
+# a call of one of these names parses as a FuncCall, and no definition may take one)
+BUILTIN_FUNCTIONS = (
+    "round", "ceil", "floor", "int", "float", "min", "max", "abs", "log", "sqrt", "len", "sum", "range",
+    "make_divisible",
+)  # fmt: skip
 
 T = TypeVar("T")
 
@@ -69,7 +75,8 @@ class Index:
 
 @dataclass(frozen=True, slots=True)
 class BinOp:
-    """Binary arithmetic (``+ - * / // %``) or a comparison (``== != < <= > >=``)."""
+    """Binary arithmetic (``+ - * / // % **``), a comparison (``== != < <= > >=``) or a boolean
+    ``and``/``or`` (which evaluates its right side only where the left does not decide)."""
 
     op: str
     left: Expr
@@ -79,6 +86,14 @@ class BinOp:
 
 @dataclass(frozen=True, slots=True)
 class Neg:
+    operand: Expr
+    span: Span = NO_SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """``not test``: the negation of a boolean."""
+
     operand: Expr
     span: Span = NO_SPAN
 
@@ -112,12 +127,67 @@ class Call:
     func_span: Span = NO_SPAN
 
 
+@dataclass(frozen=True, slots=True)
+class FuncCall:
+    """``make_divisible(c * 0.75)``: a call of one of :data:`BUILTIN_FUNCTIONS`, a number or a
+    list computed before anything is placed (never a layer)."""
+
+    func: str
+    args: tuple[Arg, ...]
+    span: Span = NO_SPAN
+    func_span: Span = NO_SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """``for name in iterable`` (``if cond``) in a comprehension: ``name`` is bound to each item
+    of the list in turn, and seen only inside the comprehension."""
+
+    name: str
+    iterable: Expr
+    cond: Expr | None
+    span: Span = NO_SPAN
+    name_span: Span = NO_SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class ListComp:
+    """``[item for name in iterable if cond]``: a list computed item by item; later loops
+    nest inside earlier ones, as in Python."""
+
+    item: Expr
+    loops: tuple[Loop, ...]
+    span: Span = NO_SPAN
+
+
 # Binding strength of the binary operators (higher binds tighter); printers use it to
 # parenthesise only where needed.
-PRECEDENCE = {"==": 0, "!=": 0, "<": 0, "<=": 0, ">": 0, ">=": 0, "+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+# Unary minus binds at 3 and ``not`` at NOT_PRECEDENCE, between ``and`` and the comparisons, as in Python.
+PRECEDENCE = {
+    "or": -3, "and": -2,
+    "==": 0, "!=": 0, "<": 0, "<=": 0, ">": 0, ">=": 0,
+    "+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2, "**": 4,
+}  # fmt: skip
+NOT_PRECEDENCE = -1
 COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+BOOLEAN_OPS = frozenset({"and", "or"})
 
-Expr = IntLit | FloatLit | StrLit | BoolLit | Name | ListExpr | Index | BinOp | Neg | Cond | Call
+Expr = (
+    IntLit
+    | FloatLit
+    | StrLit
+    | BoolLit
+    | Name
+    | ListExpr
+    | Index
+    | BinOp
+    | Neg
+    | Not
+    | Cond
+    | Call
+    | FuncCall
+    | ListComp
+)
 Literal = (IntLit, FloatLit, StrLit, BoolLit)
 
 
@@ -126,8 +196,12 @@ def children(expr: Expr) -> tuple[Expr, ...]:
     condition's test before its sides): the one place that knows the shape of each node."""
     if isinstance(expr, BinOp):
         return (expr.left, expr.right)
-    if isinstance(expr, Neg):
+    if isinstance(expr, (Neg, Not)):
         return (expr.operand,)
+    if isinstance(expr, FuncCall):
+        return tuple(arg.value for arg in expr.args)
+    if isinstance(expr, ListComp):  # in source order: the item is written first
+        return (expr.item, *(e for loop in expr.loops for e in (loop.iterable, loop.cond) if e is not None))
     if isinstance(expr, Index):
         return (expr.value, expr.index)
     if isinstance(expr, ListExpr):

@@ -207,8 +207,10 @@ def _define(
             )
         )
         return
-    if name in OPS or name in ast.BUILTIN_FORMS:
-        collector.add(error("E103", f"'{name}' is a built-in op and cannot be redefined", definition.name_span))
+    function = name in ast.BUILTIN_FUNCTIONS and isinstance(definition, ast.BlockDef)  # its calls are the function's
+    if name in OPS or name in ast.BUILTIN_FORMS or function:
+        what = "function" if function else "op"
+        collector.add(error("E103", f"'{name}' is a built-in {what} and cannot be redefined", definition.name_span))
         return
     visible[name] = definition
     owners[name] = file

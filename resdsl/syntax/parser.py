@@ -75,8 +75,10 @@ class ToAst(Transformer):
     def network_def(self, meta: object, name: Token, params: object, body: tuple) -> ast.NetworkDef:
         return ast.NetworkDef(str(name), params or (), body, self._s(meta), self._s(name))  # type: ignore[arg-type]
 
-    def network_alias(self, meta: object, name: Token, target: ast.Call) -> ast.NetworkAlias:
-        return ast.NetworkAlias(str(name), target, self._s(meta), self._s(name))
+    def network_alias(self, meta: object, name: Token, target: ast.Call | ast.FuncCall) -> ast.NetworkAlias:
+        """``network b = a(...)``: ``a`` names a network, even one named like a builtin function."""
+        call = ast.Call(target.func, target.args, target.span, target.func_span)
+        return ast.NetworkAlias(str(name), call, self._s(meta), self._s(name))
 
     def param_list(self, meta: object, *params: ast.Param | None) -> tuple[ast.Param, ...]:
         return tuple(p for p in params if p is not None)
@@ -132,6 +134,12 @@ class ToAst(Transformer):
     div = _bin("/")
     floordiv = _bin("//")
     mod = _bin("%")
+    pow = _bin("**")
+    or_ = _bin("or")
+    and_ = _bin("and")
+
+    def not_(self, meta: object, operand: ast.Expr) -> ast.Not:
+        return ast.Not(operand, self._s(meta))
 
     def ifelse(self, meta: object, then: ast.Expr, test: ast.Expr, orelse: ast.Expr) -> ast.Cond:
         return ast.Cond(test, then, orelse, self._s(meta))
@@ -163,8 +171,18 @@ class ToAst(Transformer):
     def list_lit(self, meta: object, *items: ast.Expr | None) -> ast.ListExpr:
         return ast.ListExpr(tuple(i for i in items if i is not None), self._s(meta))
 
-    def call(self, meta: object, func: Token, *args: ast.Arg | None) -> ast.Call:
-        return ast.Call(str(func), tuple(a for a in args if a is not None), self._s(meta), self._s(func))
+    def list_comp(self, meta: object, item: ast.Expr, *loops: ast.Loop) -> ast.ListComp:
+        return ast.ListComp(item, loops, self._s(meta))
+
+    def comp_for(self, meta: object, name: Token, iterable: ast.Expr, cond: ast.Expr | None) -> ast.Loop:
+        if str(name) in RESERVED_WORDS:
+            raise reserved_word(str(name), self._s(name), "a loop variable")
+        return ast.Loop(str(name), iterable, cond, self._s(meta), self._s(name))
+
+    def call(self, meta: object, func: Token, *args: ast.Arg | None) -> ast.Call | ast.FuncCall:
+        """A call of a name: a builtin function (a value) or an op, block or form (a layer)."""
+        kind = ast.FuncCall if str(func) in ast.BUILTIN_FUNCTIONS else ast.Call
+        return kind(str(func), tuple(a for a in args if a is not None), self._s(meta), self._s(func))
 
     def pos_arg(self, meta: object, value: ast.Expr) -> ast.Arg:
         return ast.Arg(None, value, self._s(meta))
@@ -304,7 +322,9 @@ def _syntax_error(file: str, text: str, exc: UnexpectedInput) -> ResdslError:
 MAX_SYNTAX_ERRORS = 1000
 # Words the grammar reserves. With Lark's contextual lexer some of them still lex as names where
 # the keyword cannot appear, but a name that is sometimes a keyword is a trap: all are refused.
-RESERVED_WORDS = frozenset({"import", "block", "network", "input", "meta", "true", "false", "if", "else"})
+RESERVED_WORDS = frozenset(
+    {"import", "block", "network", "input", "meta", "true", "false", "if", "else", "and", "or", "not", "for", "in"}
+)
 MAX_EXPR_DEPTH = 100  # nesting of expressions: real specs stay below 10
 
 
@@ -355,6 +375,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
 _EXPR_RULES = frozenset(
     {"add", "sub", "mul", "div", "floordiv", "mod", "neg", "index", "list_lit", "call", "pos_arg", "kw_arg"}
     | {"eq", "ne", "lt", "le", "gt", "ge", "ifelse", "cond_layer"}
+    | {"pow", "or_", "and_", "not_", "list_comp", "comp_for"}
 )
 
 

@@ -181,6 +181,11 @@ class _Builder:
     def b_list_lit(self, children: list[Any]) -> list[Item]:
         return [self.group(children)]
 
+    def b_list_comp(self, children: list[Any]) -> list[Item]:
+        """``[item for x in xs if c]``: one element, broken only at its brackets."""
+        open_, *inner, close = children
+        return [self.group([open_, Tree("comprehension", inner), close], commas=False)]
+
     def b_atom(self, children: list[Any]) -> list[Item]:  # a parenthesised expression, kept as written
         return [self.group(children, commas=False)]
 

@@ -3,8 +3,8 @@
 Registered through the ``pygments.lexers`` entry point (see pyproject.toml): once resdsl is
 installed, ``pygmentize -l arch spec.arch``, Sphinx/MkDocs code blocks marked ``arch`` and
 ``pygments.lexers.get_lexer_by_name("arch")`` find it. Its word lists are read from the
-language itself (the op table, the shortcut kinds, the reserved words, the built-in forms), so a
-new op is highlighted without an edit here; none of those imports torch.
+language itself (the op table, the shortcut kinds, the reserved words, the built-in forms and
+functions), so a new op is highlighted without an edit here; none of those imports torch.
 
 Every character a valid spec can contain gets a token; only characters the language does not use
 at all (the ones ``resdsl check`` reports as E002) become ``Error`` tokens.
@@ -19,7 +19,7 @@ from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punc
 
 from resdsl.ops import OPS as OP_TABLE
 from resdsl.ops.shortcut import SHORTCUT_KINDS
-from resdsl.syntax.ast import BUILTIN_FORMS
+from resdsl.syntax.ast import BUILTIN_FORMS, BUILTIN_FUNCTIONS
 from resdsl.syntax.parser import RESERVED_WORDS
 
 CONSTANTS = ("true", "false")
@@ -27,6 +27,7 @@ KEYWORDS = tuple(sorted(RESERVED_WORDS - set(CONSTANTS)))
 # the op table (resdsl.ops.OPS: the ops themselves, never a copied list), and the built-in forms
 OPS = tuple(OP_TABLE)
 FORMS = tuple(f for f in BUILTIN_FORMS if f not in OPS)
+FUNCTIONS = BUILTIN_FUNCTIONS  # round, make_divisible, ...: highlighted where called
 SHORTCUTS = SHORTCUT_KINDS
 
 _NAME = r"[A-Za-z_]\w*"
@@ -52,11 +53,12 @@ class ArchLexer(RegexLexer):
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (rf"({_NAME})([ \t]*)(=)(?!=)", bygroups(Name.Variable, Whitespace, Operator)),  # layer, value, keyword
             (words(OPS + FORMS, suffix=r"\b"), Name.Builtin),
+            (words(FUNCTIONS, suffix=r"\b(?=[ \t]*\()"), Name.Builtin),
             (words(SHORTCUTS, suffix=r"\b"), Name.Constant),
             (_NAME, Name),
             (r"\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?", Number.Float),
             (r"\d+", Number.Integer),
-            (r"//|==|!=|<=|>=|[-+*/%<>=]", Operator),
+            (r"\*\*|//|==|!=|<=|>=|[-+*/%<>=]", Operator),
             (r"[(){}\[\],]", Punctuation),
         ],
         "string": [

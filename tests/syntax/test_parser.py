@@ -82,6 +82,53 @@ def test_precedence_and_associativity() -> None:
     assert e.op == "*" and isinstance(e.left, ast.Neg)  # type: ignore[union-attr]
 
 
+def test_power_and_boolean_precedence_follow_python() -> None:
+    e = parse_expr("-2 ** 2")  # the power binds first: -(2 ** 2)
+    assert isinstance(e, ast.Neg) and e.operand.op == "**"  # type: ignore[attr-defined]
+    e = parse_expr("2 ** 3 ** 2")  # right-associative
+    assert e.op == "**" and isinstance(e.left, ast.IntLit) and e.right.op == "**"  # type: ignore[union-attr]
+    e = parse_expr("2 ** -1")  # a unary minus on the right
+    assert e.op == "**" and isinstance(e.right, ast.Neg)  # type: ignore[union-attr]
+    e = parse_expr("2 * 3 ** 2")
+    assert e.op == "*" and e.right.op == "**"  # type: ignore[union-attr]
+    e = parse_expr("a or b and not c == d")  # or < and < not < comparisons
+    assert e.op == "or" and e.right.op == "and"  # type: ignore[union-attr]
+    assert isinstance(e.right.right, ast.Not) and e.right.right.operand.op == "=="  # type: ignore[union-attr]
+    e = parse_expr("x if s == 1 and c == 64 else y")  # a boolean test, no parentheses needed
+    assert isinstance(e, ast.Cond) and e.test.op == "and"  # type: ignore[union-attr]
+    e = parse_expr("a and b and c")  # left-associative
+    assert e.op == "and" and e.left.op == "and"  # type: ignore[union-attr]
+
+
+def test_builtin_calls_and_comprehensions_parse_with_spans() -> None:
+    e = parse_expr("make_divisible(c * 0.75, divisor=8)")
+    assert isinstance(e, ast.FuncCall) and e.func == "make_divisible" and [a.name for a in e.args] == [None, "divisor"]
+    assert (e.func_span.column, e.func_span.end_column, e.span.end_column) == (1, 15, 36)
+    assert isinstance(parse_expr("conv(8)"), ast.Call)  # an op stays a layer call
+    e = parse_expr("[c * 2 for c in widths if c > 8]")
+    assert isinstance(e, ast.ListComp) and len(e.loops) == 1
+    (loop,) = e.loops
+    assert loop.name == "c" and isinstance(loop.iterable, ast.Name) and loop.cond.op == ">"  # type: ignore[union-attr]
+    assert (loop.name_span.column, loop.iterable.span.column, loop.cond.span.column) == (12, 17, 27)  # type: ignore[union-attr]
+    assert (e.span.column, e.span.end_column) == (1, 33)
+    e = parse_expr("[a * b for a in xs for b in range(a)]")
+    assert isinstance(e, ast.ListComp) and [loop.name for loop in e.loops] == ["a", "b"]
+    assert all(loop.cond is None for loop in e.loops)
+    e = parse_expr("[a if t else b for x in xs]")  # the item may be a conditional
+    assert isinstance(e, ast.ListComp) and isinstance(e.item, ast.Cond)
+    assert ast.children(e) == (e.item, e.loops[0].iterable)  # what walk and name resolution read
+
+
+@pytest.mark.parametrize("text", ["v = [x for true in xs]", "v = [x for in in xs]", "and = 3", "v = [x for for in xs]"])
+def test_the_new_keywords_are_reserved(text: str) -> None:
+    import resdsl
+
+    result = resdsl.check(f"network n(xs = [1]) {{\n    input 3 x 8 x 8\n    {text}\n}}\n")
+    codes = [d.code for d in result.diagnostics]
+    assert codes and set(codes) <= {"E001", "E005"}, codes
+    assert result.diagnostics[0].span.line == 3
+
+
 def test_shapes_with_and_without_spaces() -> None:
     for text in ("3x224x224", "3 x 224 x 224", "3  x 224x224"):
         m = parse(f"network n() {{ input {text} }}")

@@ -612,3 +612,24 @@ def test_deep_nesting_formats_or_gets_a_diagnostic(tmp_path: Path) -> None:
     spec.write_text(parens)
     result = CliRunner().invoke(cli, ["fmt", str(spec)])
     assert result.exit_code == 1 and "error[E602]" in result.output and spec.read_text() == parens
+
+
+def test_numbers_and_lists_are_spaced_and_comprehensions_kept_on_one_line() -> None:
+    messy = (
+        "network n(w=0.75) {\n    input 3 x 32 x 32\n"
+        "    ws = [ make_divisible( x*w ,divisor = 8) for x in [32,64] if x>16 and not x==64]\n"
+        "    grid = [a*b for a in range(3) for b in range( 1,3 )]\n"
+        "    p = -2**2 + 2 ** -1\n    ok = w>0.5 or not w<1\n    fc = linear(int(max(ws)/2))\n}\n"
+    )
+    want = (
+        "network n(w = 0.75) {\n    input 3 x 32 x 32\n"
+        "    ws   = [make_divisible(x * w, divisor=8) for x in [32, 64] if x > 16 and not x == 64]\n"
+        "    grid = [a * b for a in range(3) for b in range(1, 3)]\n"
+        "    p    = -2 ** 2 + 2 ** -1\n    ok   = w > 0.5 or not w < 1\n    fc   = linear(int(max(ws) / 2))\n}\n"
+    )
+    assert format_text(messy) == want
+    assert format_text(want) == want
+    # too long for a line: broken at its brackets, and it still means the same (format_text checks)
+    long = want.replace("[32, 64]", "[" + ", ".join(str(8 * i) for i in range(1, 25)) + "]")
+    out = format_text(long)
+    assert all(len(line) <= LINE_LIMIT for line in out.splitlines()) and format_text(out) == out

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pygments import lex
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
-from pygments.token import Error, Keyword, Name, Number, _TokenType
+from pygments.token import Error, Keyword, Name, Number, Operator, _TokenType
 
 from resdsl.diagnostics import ResdslError
 from resdsl.syntax.parser import parse
@@ -69,6 +69,10 @@ def test_tokens_of_a_spec() -> None:
     )
     assert (Name.Variable, "c") in kinds and (_tok("Comment.Single"), "# hi") in kinds
     assert errors("a = conv(8) @ 'x'\n") == [(1, 13), (1, 15), (1, 17)]
+    numbers = [(k, v) for k, v in lex("w = [make_divisible(c ** 2) for c in ws if not c]\n", ArchLexer()) if v.strip()]
+    assert (Name.Builtin, "make_divisible") in numbers and (Operator, "**") in numbers
+    assert (Keyword, "for") in numbers and (Keyword, "in") in numbers and (Keyword, "not") in numbers
+    assert (Name, "len") in [(k, v) for k, v in lex("len = 3\nx = len\n", ArchLexer())]  # a value named len
 
 
 def _tok(name: str) -> _TokenType:

@@ -26,9 +26,11 @@ import jinja2
 
 from resdsl._version import __version__
 from resdsl.backends.codegen import features as codegen_features
+from resdsl.backends.codegen import functions
 from resdsl.backends.codegen.blocks import BlockEmitter
 from resdsl.backends.codegen.copied import (
     checkpoint_source,
+    divisible_source,
     layer_sources,
     runtime_source,
     weights_source,
@@ -152,7 +154,7 @@ def render(
     if plan is not None:
         network = plan.network
     table = value_names(_spec_value_names(network))
-    with renaming(table):
+    with renaming(table), functions.recording():
         return _render(
             network,
             overrides,
@@ -331,6 +333,8 @@ def _imports_and_helpers(
         "has_std": "STD" in constants,
         "norm_classes": norm_classes or ["BatchNorm2d"],
         "checkpoint_source": checkpoint_source() if checkpoints else "",
+        "uses_math": functions.needs_math(functions.used()),
+        "divisible_source": divisible_source() if "make_divisible" in functions.used() else "",
     }
 
 

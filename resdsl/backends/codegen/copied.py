@@ -17,6 +17,7 @@ __all__ = [
     "checkpoint_source",
     "choosing_source",
     "copied_names",
+    "divisible_source",
     "fold_source",
     "layer_classes",
     "layer_sources",
@@ -31,6 +32,7 @@ INFERENCE = "# --- copied into generated inference modules from here ---\n"
 ZERO_PAD = "# --- copied into generated modules that zero-pad, from here ---\n"
 CHOOSING = "# --- copied into generated modules that choose a shortcut at run time, from here ---\n"
 CHECKPOINT = "# --- copied into generated modules that checkpoint, from here ---\n"
+DIVISIBLE = "# --- copied into generated modules that call make_divisible, from here ---\n"
 # the runtime (resdsl/runtime/) and the IR's fold, read as text: nothing is imported
 PACKAGE = Path(__file__).resolve().parents[2]
 
@@ -66,6 +68,11 @@ def weights_source() -> str:
 def checkpoint_source() -> str:
     """Gradient checkpointing (:mod:`resdsl.runtime.checkpointing`)."""
     return _copied("runtime/checkpointing.py", CHECKPOINT)
+
+
+def divisible_source() -> str:
+    """``make_divisible`` (:mod:`resdsl.semantics.divisible`), for a module that calls it."""
+    return _copied("semantics/divisible.py", DIVISIBLE)
 
 
 def fold_source() -> str:
@@ -107,7 +114,16 @@ def copied_names() -> frozenset[str]:
     equal to one must be renamed in generated code, or it would replace the helper."""
     names: set[str] = set()
     sources = [
-        f() for f in (runtime_source, weights_source, checkpoint_source, fold_source, packed_source, bias_source)
+        f()
+        for f in (
+            runtime_source,
+            weights_source,
+            checkpoint_source,
+            fold_source,
+            packed_source,
+            bias_source,
+            divisible_source,
+        )
     ]
     for source in [*sources, *layer_classes().values()]:
         for node in ast.parse(source).body:

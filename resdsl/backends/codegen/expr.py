@@ -1,210 +1,36 @@
-"""Expressions and names for the code generator.
+"""Expressions for the code generator.
 
 Spec expressions become Python source here: ``/`` on whole numbers becomes ``//``, names
 are substituted and constants folded, so a generated class computes channel counts from
-its own parameters. Every string that reaches generated code passes through one of three
-escapes: :func:`py_str` (a Python string literal), :func:`doc_text` (inside a docstring)
-and :func:`comment_text` (inside a ``#`` comment: no line breaks or control characters).
-Spec names that could shadow something the generated module uses are renamed by
-:func:`py_name`; module attributes keep the spec's name (``state_dict`` keys depend on it).
+its own parameters; builtin calls fold or become the Python their table names
+(:mod:`resdsl.backends.codegen.functions`). The names and escapes every string passes through
+(:func:`py_name`, :func:`py_str`, :func:`doc_text`, :func:`comment_text`) live in
+:mod:`resdsl.backends.codegen.pynames` and are re-exported from here.
 """
 
 from __future__ import annotations
 
-import builtins
-import keyword
-import math
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from typing import Any
 
-from resdsl.backends.codegen.copied import copied_names
-from resdsl.diagnostics import ResdslError, error
+from resdsl.backends.codegen import functions
+from resdsl.backends.codegen.pynames import (  # noqa: F401 (re-exported: the code generator imports them from here)
+    GENERATED_NAMES,
+    RESERVED,
+    attr_name,
+    comment_text,
+    doc_text,
+    fresh,
+    py_float,
+    py_name,
+    py_str,
+    renaming,
+    value_names,
+)
 from resdsl.ir import Layer, Network
+from resdsl.semantics.arith import Refused, arith
 from resdsl.semantics.elaborate import SHORTCUTS
 from resdsl.syntax import ast
-
-# Every name the generated module defines, imports or uses as a local variable. A spec value
-# name (parameter, binding) equal to one of these, to a keyword or to a builtin gets a
-# trailing underscore; a block class or factory name equal to one is renamed too.
-GENERATED_NAMES = frozenset(
-    {
-        # imports
-        "torch",
-        "nn",
-        "F",
-        "Tensor",
-        "Any",
-        "contextlib",
-        "math",
-        "checkpoint",
-        "Iterable",
-        "Callable",
-        # module-level names of the template (the copied helpers' are added below)
-        "INPUT_SIZE",
-        "MEAN",
-        "STD",
-        "META",
-        "FOLDS",
-        "RENAMED",
-        "FEATURE_INFO",
-        "from_trained",
-        "state_dict",  # from_trained's own arguments: a spec parameter must reach it through **kwargs
-        "channels_last",
-        "compile",  # from_trained's own argument too
-        "grad_checkpointing",
-        "checkpoint_reentrant",
-        "os",
-        "Mapping",
-        "Sequence",
-        "WEIGHTS",
-        "preprocess",
-        "weights",
-        "model",
-        # locals and arguments of generated functions
-        "self",
-        "x",
-        "out",
-        "identity",
-        "network_input",
-        "m",
-        "layers",
-        "kind",
-        "changes",
-        "zero_init_residual",
-        "_",
-    }
-)
-
-
-GENERATED_NAMES |= copied_names()
-RESERVED = frozenset(n for n in dir(builtins) if not n.startswith("__")) | GENERATED_NAMES
-
-
-_RENAMES: ContextVar[Mapping[str, str] | None] = ContextVar("resdsl_codegen_renames", default=None)
-
-
-def _unsafe(name: str) -> bool:
-    base = name.rstrip("_")
-    mangled = name.startswith("__") and not name.endswith("__")  # private names are mangled in a class
-    return not base or keyword.iskeyword(base) or base in RESERVED or mangled
-
-
-def py_name(name: str) -> str:
-    """A spec value name as a Python identifier that shadows nothing the generated code uses:
-    the network's own table (see :func:`value_names`), else ``name`` plus ``_`` where unsafe."""
-    table = _RENAMES.get()
-    if table is not None and name in table:
-        return table[name]
-    if not _unsafe(name):
-        return name
-    return "v" + name if name.startswith("__") or not name.strip("_") else name + "_"
-
-
-def _clashes(name: str) -> bool:
-    mangled = name.startswith("__") and not name.endswith("__")
-    return keyword.iskeyword(name) or name in RESERVED or mangled or not name.strip("_")
-
-
-def value_names(names: Iterable[str]) -> dict[str, str]:
-    """One Python name for every spec value name of a network (parameters, bindings), each
-    distinct from the others, from keywords, builtins and every name the generated code uses."""
-    names = sorted(set(names))
-    table: dict[str, str] = {}
-    taken = set(names)
-    for name in names:
-        if not _clashes(name):
-            table[name] = name
-            continue
-        candidate = ("v" + name) if name.startswith("__") or not name.strip("_") else name + "_"
-        while candidate in taken or keyword.iskeyword(candidate) or candidate in RESERVED:
-            candidate += "_"
-        taken.add(candidate)
-        table[name] = candidate
-    return table
-
-
-@contextmanager
-def renaming(table: Mapping[str, str]) -> Iterator[None]:
-    token = _RENAMES.set(table)
-    try:
-        yield
-    finally:
-        _RENAMES.reset(token)
-
-
-def attr_name(name: str, span: ast.Span) -> str:
-    """A module attribute: exactly the spec's name (state_dict keys depend on it)."""
-    if keyword.iskeyword(name) or not name.isidentifier():
-        why = "is a Python keyword"
-    elif name.startswith("__") and not name.endswith("__"):
-        why = "starts with '__' (Python would mangle it inside a class)"
-    else:
-        return name
-    raise ResdslError(
-        error(
-            "E503",
-            f"the layer name '{name}' {why} and cannot be an attribute in generated code",
-            span,
-            help="rename the layer (build_model can still use it)",
-        )
-    )
-
-
-def fresh(base: str, taken: Iterable[str], suffix: str = "_") -> str:
-    """``base``, or ``base`` with ``suffix`` repeated until it is not in ``taken``."""
-    taken = set(taken)
-    while base in taken or keyword.iskeyword(base) or base in RESERVED:
-        base += suffix
-    return base
-
-
-# -- escapes ------------------------------------------------------------------------------
-
-
-def _escape_char(ch: str) -> str:
-    return repr(ch)[1:-1]  # \n, \x1b, \u2028, \ud83d ...
-
-
-def py_str(text: str) -> str:
-    """A double-quoted Python string literal for any text (ruff keeps double quotes)."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch.isprintable() and not _is_surrogate(ch):
-            out.append(ch)
-        else:
-            out.append(_escape_char(ch))
-    return '"' + "".join(out) + '"'
-
-
-def doc_text(text: Any) -> str:
-    """Text that can stand inside a triple-quoted docstring: the body of a string literal.
-    A lone surrogate is shown as its escape (Python cannot encode one in a docstring)."""
-    text = "".join(f"\\u{ord(ch):04x}" if _is_surrogate(ch) else ch for ch in str(text))
-    return py_str(text)[1:-1]
-
-
-def comment_text(text: Any) -> str:
-    """Text for a ``#`` comment: line breaks and other control characters escaped."""
-    return "".join(ch if ch.isprintable() and not _is_surrogate(ch) else _escape_char(ch) for ch in str(text))
-
-
-def _is_surrogate(ch: str) -> bool:
-    return 0xD800 <= ord(ch) <= 0xDFFF
-
-
-def py_float(value: float) -> str:
-    if math.isnan(value):
-        return 'float("nan")'
-    if math.isinf(value):
-        return 'float("inf")' if value > 0 else '-float("inf")'
-    return repr(value)
-
 
 # -- expression trees ---------------------------------------------------------------------
 
@@ -219,6 +45,21 @@ _EXPR_TYPES = (
     ast.Index,
     ast.BinOp,
     ast.Neg,
+    ast.Not,
+    ast.FuncCall,
+    ast.ListComp,
+)
+_COMPUTED = (
+    ast.Name,
+    ast.BinOp,
+    ast.Neg,
+    ast.Not,
+    ast.Index,
+    ast.Call,
+    ast.FuncCall,
+    ast.ListComp,
+    ast.ListExpr,
+    ast.Cond,
 )
 
 
@@ -231,7 +72,7 @@ def is_const(e: Any) -> bool:
         return True
     if isinstance(e, ast.ListExpr):
         return all(is_const(i) for i in e.items)
-    return not isinstance(e, (ast.Name, ast.BinOp, ast.Neg, ast.Index, ast.Call, ast.ListExpr, ast.Cond))
+    return not isinstance(e, _COMPUTED)
 
 
 def free_names(e: Any) -> set[str]:
@@ -248,6 +89,16 @@ def free_names(e: Any) -> set[str]:
         return set().union(*(free_names(i) for i in e.items)) if e.items else set()
     if isinstance(e, ast.Cond):
         return free_names(e.test) | free_names(e.then) | free_names(e.orelse)
+    if isinstance(e, (ast.Not, ast.FuncCall)):
+        return set().union(*(free_names(c) for c in ast.children(e)))
+    if isinstance(e, ast.ListComp):  # a loop's variable is bound in the loops after it and the item
+        found: set[str] = set()
+        bound: set[str] = set()
+        for loop in e.loops:
+            found |= free_names(loop.iterable) - bound
+            bound.add(loop.name)
+            found |= free_names(loop.cond) - bound
+        return found | (free_names(e.item) - bound)
     return set()
 
 
@@ -302,27 +153,63 @@ class Translator:
             return ast.Cond(
                 self.normalize(e.test, names), self.normalize(e.then, names), self.normalize(e.orelse, names)
             )
+        if isinstance(e, ast.Not):
+            return ast.Not(self.normalize(e.operand, names))
+        if isinstance(e, ast.FuncCall):
+            return ast.FuncCall(e.func, tuple(ast.Arg(a.name, self.normalize(a.value, names)) for a in e.args))
+        if isinstance(e, ast.ListComp):
+            return self._normalize_comp(e, names)
         if isinstance(e, ast.Call):
             raise AssertionError(f"codegen: a call {e.func}(...) where a value was expected, at {e.span}")
         return e
 
+    def _normalize_comp(self, e: ast.ListComp, names: frozenset[str]) -> ast.ListComp:
+        """A comprehension normalized: its loop variables shadow the names normalize rewrites."""
+        loops = []
+        for loop in e.loops:
+            iterable = self.normalize(loop.iterable, names)
+            names = names | {loop.name}
+            cond = None if loop.cond is None else self.normalize(loop.cond, names)
+            loops.append(ast.Loop(loop.name, iterable, cond))
+        return ast.ListComp(self.normalize(e.item, names), tuple(loops))
+
     def subst(self, e: Any, mapping: Mapping[str, Any]) -> Any:
         """Replace names by expressions, folding constants as it goes."""
-        if isinstance(e, ast.Name):
-            return mapping.get(e.id, e)
-        if isinstance(e, ast.BinOp):
-            return fold(ast.BinOp(e.op, self.subst(e.left, mapping), self.subst(e.right, mapping)))
-        if isinstance(e, ast.Neg):
-            return fold(ast.Neg(self.subst(e.operand, mapping)))
-        if isinstance(e, ast.ListExpr):
-            return ast.ListExpr(tuple(self.subst(i, mapping) for i in e.items))
-        if isinstance(e, ast.Index):
-            return fold(ast.Index(self.subst(e.value, mapping), self.subst(e.index, mapping)))
-        if isinstance(e, ast.Cond):
-            return fold(
-                ast.Cond(self.subst(e.test, mapping), self.subst(e.then, mapping), self.subst(e.orelse, mapping))
-            )
-        return e
+        return subst(e, mapping)
+
+
+def subst(e: Any, mapping: Mapping[str, Any]) -> Any:
+    """Replace names by expressions, folding constants as it goes."""
+    if isinstance(e, ast.Name):
+        return mapping.get(e.id, e)
+    if isinstance(e, ast.BinOp):
+        return fold(ast.BinOp(e.op, subst(e.left, mapping), subst(e.right, mapping)))
+    if isinstance(e, ast.Neg):
+        return fold(ast.Neg(subst(e.operand, mapping)))
+    if isinstance(e, ast.ListExpr):
+        return ast.ListExpr(tuple(subst(i, mapping) for i in e.items))
+    if isinstance(e, ast.Index):
+        return fold(ast.Index(subst(e.value, mapping), subst(e.index, mapping)))
+    if isinstance(e, ast.Cond):
+        return fold(ast.Cond(subst(e.test, mapping), subst(e.then, mapping), subst(e.orelse, mapping)))
+    if isinstance(e, ast.Not):
+        return fold(ast.Not(subst(e.operand, mapping)))
+    if isinstance(e, ast.FuncCall):
+        return fold(ast.FuncCall(e.func, tuple(ast.Arg(a.name, subst(a.value, mapping)) for a in e.args)))
+    if isinstance(e, ast.ListComp):
+        return fold(_subst_comp(e, mapping))
+    return e
+
+
+def _subst_comp(e: ast.ListComp, mapping: Mapping[str, Any]) -> ast.ListComp:
+    """A comprehension with names replaced, except its loop variables where they are bound."""
+    loops = []
+    for loop in e.loops:
+        iterable = subst(loop.iterable, mapping)
+        mapping = {k: v for k, v in mapping.items() if k != loop.name}
+        cond = None if loop.cond is None else subst(loop.cond, mapping)
+        loops.append(ast.Loop(loop.name, iterable, cond))
+    return ast.ListComp(subst(e.item, mapping), tuple(loops))
 
 
 _FOLD = {
@@ -338,10 +225,58 @@ _FOLD = {
     "<=": lambda a, b: a <= b,
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
+    "**": lambda a, b: a**b,
+    "and": lambda a, b: a and b,
+    "or": lambda a, b: a or b,
 }
 
 
+def _fold_new(e: Any) -> Any:
+    """Folding of the nodes of numbers and lists: ``not``, builtin calls and comprehensions
+    whose operands are constants become their value (computed as the language computes it)."""
+    if isinstance(e, ast.Not) and isinstance(e.operand, ast.BoolLit):
+        return ast.BoolLit(not e.operand.value)
+    if isinstance(e, ast.FuncCall) and all(is_const(a.value) for a in e.args):
+        done, value = functions.folded(e, [const_value(a.value) for a in e.args])
+        if done:
+            return lit(value)
+    if isinstance(e, ast.ListComp):
+        return _fold_comp(e)
+    return e
+
+
+def _fold_comp(e: ast.ListComp) -> Any:
+    """The list a comprehension makes, where every loop runs over constants and every item and
+    condition folds to one (the loop variable replaced by each value in turn); else ``e``."""
+    rows: list[dict[str, ast.Expr]] = [{}]
+    sub = subst
+    for loop in e.loops:
+        grown = []
+        for row in rows:
+            iterable = sub(loop.iterable, row)
+            if not (isinstance(iterable, ast.ListExpr) and is_const(iterable)):
+                return e
+            for item in iterable.items:
+                bound = {**row, loop.name: item}
+                test = True if loop.cond is None else sub(loop.cond, bound)
+                if isinstance(test, ast.BoolLit):
+                    test = test.value
+                if not isinstance(test, bool):
+                    return e
+                if test:
+                    grown.append(bound)
+        rows = grown
+    items = [sub(e.item, row) for row in rows]
+    return ast.ListExpr(tuple(items)) if all(is_const(i) for i in items) else e
+
+
 def fold(e: Any) -> Any:
+    if isinstance(e, (ast.Not, ast.FuncCall, ast.ListComp)):
+        return _fold_new(e)
+    if isinstance(e, ast.BinOp) and e.op in ast.BOOLEAN_OPS:
+        if isinstance(e.left, ast.BoolLit) and isinstance(e.right, ast.BoolLit):
+            return lit(_FOLD[e.op](e.left.value, e.right.value))
+        return e
     if isinstance(e, ast.Cond) and isinstance(e.test, ast.BoolLit):
         return e.then if e.test.value else e.orelse
     if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
@@ -363,6 +298,11 @@ def fold(e: Any) -> Any:
     if isinstance(e, ast.BinOp):
         left, right = e.left, e.right
         if isinstance(left, (ast.IntLit, ast.FloatLit)) and isinstance(right, (ast.IntLit, ast.FloatLit)):
+            if e.op == "**":  # as the language computes it: no huge, complex or infinite result
+                try:
+                    return lit(arith(e, left.value, right.value))
+                except Refused:
+                    return e
             try:
                 return lit(_FOLD[e.op](left.value, right.value))
             except (ZeroDivisionError, OverflowError):
@@ -402,8 +342,10 @@ def py(e: Any, parent: int = 0, right: bool = False) -> str:
         return "[" + ", ".join(py(i) for i in e.items) + "]"
     if isinstance(e, ast.Index):
         return f"{py(e.value, 3)}[{py(e.index)}]"
-    if isinstance(e, ast.Neg):
-        return f"-{py(e.operand, 3)}"
+    if isinstance(e, ast.Neg):  # parenthesised as the base of a power: (-a) ** 2
+        return f"(-{py(e.operand, 3)})" if parent > 3 else f"-{py(e.operand, 3)}"
+    if isinstance(e, (ast.Not, ast.FuncCall, ast.ListComp)) or (isinstance(e, ast.BinOp) and e.op in _OWN_LAYOUT):
+        return _py_new(e, parent, right)
     if isinstance(e, ast.BinOp):
         prec = ast.PRECEDENCE[e.op]
         if prec == 0:  # comparisons do not chain in the language: both sides are sums
@@ -415,6 +357,40 @@ def py(e: Any, parent: int = 0, right: bool = False) -> str:
         text = f"{py(e.then, 1)} if {py(e.test, 1)} else {py(e.orelse, 1)}"
         return f"({text})" if parent > -1 else text
     raise TypeError(e)
+
+
+_OWN_LAYOUT = frozenset({"and", "or", "**"})
+
+
+def _py_new(e: Any, parent: int, right: bool) -> str:
+    """Python for ``and``/``or``/``not``, ``**``, builtin calls and comprehensions. A boolean
+    operation is parenthesised unless it stands alone (``parent`` -1), like a comparison; its
+    operands are, unless they bind tighter (a comparison, a ``not``, a name, a call)."""
+    if isinstance(e, ast.BinOp) and e.op == "**":  # right-associative; binds tighter than unary minus
+        text = f"{py(e.left, 4, True)} ** {py(e.right, 3)}"
+        return f"({text})" if parent > 4 or (parent == 4 and right) else text
+    if isinstance(e, ast.BinOp):  # left-associative: a left operand of the same operator stays bare
+        same = isinstance(e.left, ast.BinOp) and e.left.op == e.op
+        text = f"{py(e.left, -1) if same else _bool_operand(e.left)} {e.op} {_bool_operand(e.right)}"
+        return f"({text})" if parent > -1 else text
+    if isinstance(e, ast.Not):
+        text = f"not {_bool_operand(e.operand)}"
+        return f"({text})" if parent > -1 else text
+    if isinstance(e, ast.FuncCall):
+        args = ", ".join(py(a.value, -1) if a.name is None else f"{a.name}={py(a.value, -1)}" for a in e.args)
+        call = f"{functions.callee(e.func)}({args})"
+        return f"list({call})" if e.func == "range" else call
+    loops = " ".join(
+        f"for {py_name(loop.name)} in {py(loop.iterable, 1)}" + ("" if loop.cond is None else f" if {py(loop.cond, 1)}")
+        for loop in e.loops
+    )
+    return f"[{py(e.item, -1)} {loops}]"
+
+
+def _bool_operand(e: Any) -> str:
+    """An operand of ``and``/``or``/``not``: bare where it binds tighter than they do."""
+    bare = isinstance(e, ast.Not) or (isinstance(e, ast.BinOp) and e.op not in ast.BOOLEAN_OPS)
+    return py(e, -1) if bare and not isinstance(e, ast.Cond) else py(e, 0)
 
 
 def py_default(value: Any) -> str:

@@ -205,21 +205,10 @@ def read_after(stmts: Sequence[ast.Stmt], index: int, name: str) -> bool:
     """Whether a statement after ``index`` reads the value ``name``."""
 
     def reads(e: ast.Expr) -> bool:
-        if isinstance(e, ast.Name):
-            return e.id == name
-        if isinstance(e, ast.Call):
-            return e.func == name or any(reads(a.value) for a in e.args)
-        if isinstance(e, ast.BinOp):
-            return reads(e.left) or reads(e.right)
-        if isinstance(e, ast.Neg):
-            return reads(e.operand)
-        if isinstance(e, ast.Index):
-            return reads(e.value) or reads(e.index)
-        if isinstance(e, ast.ListExpr):
-            return any(reads(i) for i in e.items)
-        if isinstance(e, ast.Cond):
-            return reads(e.test) or reads(e.then) or reads(e.orelse)
-        return False
+        return any(
+            (isinstance(n, ast.Name) and n.id == name) or (isinstance(n, ast.Call) and n.func == name)
+            for n in ast.walk(e)
+        )
 
     return any(reads(s.value) for s in stmts[index + 1 :] if isinstance(s, (ast.Assign, ast.LayerStmt)))
 

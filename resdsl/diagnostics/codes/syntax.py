@@ -44,7 +44,8 @@ ENTRIES = [
     ),
     Entry(
         "E005",
-        "a reserved word of the language (`import block network input meta true false if else`) used as a name",
+        "a reserved word of the language (`import block network input meta true false if else and or not for in`) "
+        "used as a name",
         "Words the grammar reserves cannot name a layer, a value, a parameter or a definition, even "
         "where the parser could tell them apart: a name that is sometimes a keyword is a trap.",
         "network n() {\n    input 3 x 32 x 32\n    input = conv(8)\n}\n",

@@ -189,4 +189,32 @@ ENTRIES = [
         why='given by the Python API only: build_model("example.arch", norm="groupnorm(4)") gives it and '
         'params={"norm": "groupnorm(4)"} is the fix; tests/api/test_api.py runs both on this example',
     ),
+    Entry(
+        "E220",
+        "a value outside a function's domain: `log` of a number <= 0 (or to a base <= 0 or 1), `sqrt` "
+        "of a negative number, a negative number to a fractional power",
+        "The builtin functions compute real numbers. A logarithm needs a positive argument and a "
+        "positive base other than 1, a square root an argument >= 0, and `a ** p` with a negative `a` "
+        "a whole-number `p`. The message names the function and the value it was given.",
+        net("depth = round(log(w))\nconv1 = conv(16 * depth, k=3, p=1)", "w = 0"),
+        net("depth = round(log(w))\nconv1 = conv(16 * depth, k=3, p=1)", "w = 8"),
+    ),
+    Entry(
+        "E221",
+        "a list comprehension over something that is not a list",
+        "`[expr for x in xs]` loops over the items of a list. For n numbers loop over `range(n)`; a "
+        "number, a string or a layer has no items.",
+        net("widths = [16 * i for i in 3]\nconv1 = conv(widths[0], k=3, p=1)"),
+        net("widths = [16 * i for i in range(1, 4)]\nconv1 = conv(widths[0], k=3, p=1)"),
+    ),
+    Entry(
+        "E222",
+        "a comprehension's loop variable named like something already seen",
+        "The loop variable of `[... for x in xs]` is seen only inside the comprehension, and there "
+        "it must mean one thing. Named like a parameter, a value bound before, an outer loop's "
+        "variable, an op, a block, a shortcut kind or a stage's instance value, it would hide that "
+        "name inside the comprehension and not outside; give it a name of its own.",
+        net("widths = [c * 2 for c in [8, 16]]\nconv1 = conv(widths[0] + c, k=3, p=1)", "c = 8"),
+        net("widths = [w * 2 for w in [8, 16]]\nconv1 = conv(widths[0] + c, k=3, p=1)", "c = 8"),
+    ),
 ]

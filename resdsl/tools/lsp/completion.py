@@ -5,12 +5,14 @@ cursor (which may not parse while typing); the names come from the latest text t
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lsprotocol import types
 
 from resdsl.ops import OPS, P
 from resdsl.ops.shortcut import SHORTCUT_KINDS
+from resdsl.semantics.builtins import BUILTINS, BuiltinParam
 from resdsl.semantics.values import INSTANCE_DOCS, STAGE_PARAMS
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
@@ -20,6 +22,8 @@ from resdsl.tools.lsp.signatures import (
     FORM_DOCS,
     definition_doc,
     definition_signature,
+    function_doc,
+    function_signature,
     op_doc,
     op_param,
     op_signature,
@@ -103,7 +107,7 @@ def completions(ws: Workspace, analysis: Analysis, position: types.Position) -> 
     module = source.module if source is not None else None
     enclosing = definition_at_line(module, position.line + 1) if module is not None else None
     named = _NAMED.match(ctx.typed)
-    values = _values(enclosing, sources) + (_instance_values() if ctx.in_stage else [])
+    values = [*_values(enclosing, sources), *(_instance_values() if ctx.in_stage else []), *_functions()]
     if named is not None:  # the value of name=...
         key = named.group(1)
         if key == "shortcut":
@@ -126,6 +130,9 @@ def completions(ws: Workspace, analysis: Analysis, position: types.Position) -> 
         return _layers(definitions, sources)
     if func in OPS:
         return [*_params(OPS[func].params), *values]
+    if func in BUILTINS:  # the named parameters a builtin takes (range, min and max take none)
+        keywords = () if BUILTINS[func].positional else BUILTINS[func].params[ctx.index :]
+        return [*_function_params(keywords), *values]
     target = definitions.get(func)
     if isinstance(target, ast.BlockDef | ast.NetworkDef):
         items = [
@@ -210,6 +217,33 @@ def _forms() -> list[types.CompletionItem]:
             sort_text=f"3{name}",
         )
         for name in BUILTIN_FORMS
+    ]
+
+
+def _functions() -> list[types.CompletionItem]:
+    """The builtin functions of numbers and lists, with their signatures and doc lines."""
+    return [
+        types.CompletionItem(
+            label=name,
+            kind=types.CompletionItemKind.Function,
+            detail=function_signature(name).replace("\n", " / "),
+            documentation=_doc(function_doc(name)),
+            sort_text=f"5{name}",
+        )
+        for name in BUILTINS
+    ]
+
+
+def _function_params(params: Sequence[BuiltinParam]) -> list[types.CompletionItem]:
+    return [
+        types.CompletionItem(
+            label=f"{p.name}=",
+            kind=types.CompletionItemKind.Property,
+            detail=str(p),
+            insert_text=f"{p.name}=",
+            sort_text=f"0{i:03d}",
+        )
+        for i, p in enumerate(params)
     ]
 
 

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from resdsl.diagnostics.fixes import span_text
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ops import OPS, fmt_shape
 from resdsl.ops.shortcut import SHORTCUT_KINDS
 from resdsl.semantics.values import INSTANCE_DOCS, STAGE_PARAMS, show_value
 from resdsl.syntax import ast
 from resdsl.syntax.ast import BUILTIN_FORMS
+from resdsl.tools.lsp.computed import value_rows
+from resdsl.tools.lsp.convert import contains
 from resdsl.tools.lsp.locate import Place, body_names, params_of, place_at
 from resdsl.tools.lsp.signatures import (
     definition_doc,
     definition_signature,
+    function_doc,
+    function_signature,
     markdown,
     op_doc,
     op_param,
@@ -39,6 +44,15 @@ def hover(ws: Workspace, analysis: Analysis, position: types.Position) -> types.
     definitions = source.result.program.definitions(source.file) if source.result.program else {}
     parts: list[str] = []
     name = _name_info(place, definitions, sources)
+    function = _function_under(place)
+    if function is not None and source.result.program is not None:  # what the call computes here
+        parts.append(markdown(function_signature(function.func), function_doc(function.func)))
+        # inside a comprehension the call reads its loop variables: the whole comprehension's value
+        shown: ast.Expr = next((n for n in place.chain if isinstance(n, ast.ListComp)), function)
+        label = span_text(sources.get(shown.span.file), shown.span) or f"{function.func}(...)"
+        values = value_rows(ws, analysis.uri, source.file, place, shown, source.result.program, label)
+        if values:
+            parts.append(values)
     if name is not None:
         parts.append(name)
         param = _param_under(place)
@@ -88,6 +102,14 @@ def _name_info(place: Place, definitions: dict[str, ast.Definition], sources: di
             return markdown(
                 f"{node.id}: int", f"instance value: {INSTANCE_DOCS[node.id]}, bound for each block of the stage"
             )
+    return None
+
+
+def _function_under(place: Place) -> ast.FuncCall | None:
+    """The builtin call whose function name is under the cursor."""
+    node = place.innermost
+    if isinstance(node, ast.FuncCall) and contains(node.func_span, place.line, place.column):
+        return node
     return None
 
 

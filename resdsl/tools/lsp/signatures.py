@@ -8,6 +8,7 @@ from typing import Any
 from resdsl.diagnostics.fixes import span_text
 from resdsl.ops import OPS, REQUIRED, P
 from resdsl.ops.shortcut import SHORTCUT_DOCS
+from resdsl.semantics.builtins import BUILTINS
 from resdsl.semantics.values import STAGE_PARAMS
 from resdsl.syntax import ast
 from resdsl.tools.lsp.locate import doc_comment
@@ -62,6 +63,17 @@ def op_doc(name: str) -> str:
         return ""
     aliases = [f"`{p.name}`: also {', '.join(p.aliases)}" for p in op.params if p.aliases]
     return op.doc + ("\n\n" + "; ".join(aliases) if aliases else "")
+
+
+def function_signature(name: str) -> str:
+    """A builtin function's forms, one a line: ``range(n)`` and ``range(start, stop, step=1)``."""
+    return "\n".join(BUILTINS[name].signatures())
+
+
+def function_doc(name: str) -> str:
+    """A builtin function's doc line, and how generated code writes it."""
+    f = BUILTINS[name]
+    return f"{f.doc}.\n\nBuiltin function; generated code calls `{f.python}`."
 
 
 def param_text(param: ast.Param, sources: dict[str, str]) -> str:
