@@ -26,7 +26,6 @@ MODERN = json.loads((FIXTURES / "timm_modern" / "manifest.json").read_text())["m
 NOT_YET_WRITTEN = {
     "regnetx_002",
     "regnety_004",
-    "mobilenetv2_100",
     "mobilenetv3_large_100",
     "efficientnet_b0",
     "res2net50_26w_4s",
@@ -101,6 +100,12 @@ COUNTS = {
     "densenet161": 28_681_000,  # torchvision's and timm's published 28.68M
     "densenet169": 14_149_480,  # 14.15M
     "densenet201": 20_013_928,  # 20.01M
+    "mobilenetv2_035": 1_677_128,  # timm's published 1.68M
+    "mobilenetv2_050": 1_968_680,  # 1.97M
+    "mobilenetv2_075": 2_636_424,  # 2.64M
+    "mobilenetv2_110d": 4_516_520,  # 4.52M
+    "mobilenetv2_120d": 5_831_144,  # 5.83M
+    "mobilenetv2_140": 6_108_776,  # 6.11M
 }
 
 

@@ -59,6 +59,7 @@ FIGURES: dict[str, Figure] = {
     "convnext_atto": Figure(_TIMM, 3_695_520),
     "convnext_tiny": Figure(_TIMM, 28_589_128),
     "densenet121": Figure(_TIMM, 7_978_856),
+    "mobilenetv2_100": Figure(_TIMM, 3_504_872),
 }
 
 
