@@ -27,7 +27,6 @@ NOT_YET_WRITTEN = {
     "regnetx_002",
     "regnety_004",
     "mobilenetv3_large_100",
-    "efficientnet_b0",
     "res2net50_26w_4s",
     "resnest14d",
 }
@@ -106,6 +105,10 @@ COUNTS = {
     "mobilenetv2_110d": 4_516_520,  # 4.52M
     "mobilenetv2_120d": 5_831_144,  # 5.83M
     "mobilenetv2_140": 6_108_776,  # 6.11M
+    "efficientnet_b1": 7_794_184,  # timm's published 7.79M
+    "efficientnet_b2": 9_109_994,  # 9.11M
+    "efficientnet_b3": 12_233_232,  # 12.23M
+    "efficientnet_b4": 19_341_616,  # 19.34M
 }
 
 

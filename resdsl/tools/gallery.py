@@ -60,6 +60,7 @@ FIGURES: dict[str, Figure] = {
     "convnext_tiny": Figure(_TIMM, 28_589_128),
     "densenet121": Figure(_TIMM, 7_978_856),
     "mobilenetv2_100": Figure(_TIMM, 3_504_872),
+    "efficientnet_b0": Figure(_TIMM, 5_288_548),
 }
 
 

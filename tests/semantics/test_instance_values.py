@@ -506,7 +506,11 @@ def test_shipped_specs_count_as_before(path: Path) -> None:
         assert counted.stage_blocks == _stage_blocks(net)
 
 
-READERS = {"convnext": {"index", "net_index", "net_count"}, "mobilenetv2": {"in_channels"}}
+READERS = {
+    "convnext": {"index", "net_index", "net_count"},
+    "mobilenetv2": {"in_channels"},
+    "efficientnet": {"in_channels"},
+}
 
 
 def _family(path: Path) -> str:
