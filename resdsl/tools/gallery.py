@@ -61,6 +61,7 @@ FIGURES: dict[str, Figure] = {
     "densenet121": Figure(_TIMM, 7_978_856),
     "mobilenetv2_100": Figure(_TIMM, 3_504_872),
     "efficientnet_b0": Figure(_TIMM, 5_288_548),
+    "mobilenetv3_large_100": Figure(_TIMM, 5_483_032),
 }
 
 

@@ -236,7 +236,9 @@ def test_w402_skips_inverted_residual_stages_and_says_how_to_silence_it() -> Non
     """Regression: W402 fired on every stage of inverted residuals (MobileNetV2: 16 -> 24 -> 32 while
     the map halves), where the paper's doubling rule does not apply; its help did not name --ignore."""
     assert resdsl.check(INVERTED).diagnostics == []
-    plain = INVERTED.replace("expand = 6", "expand = 1")  # no wider inside than out: the rule applies
+    separable = INVERTED.replace("expand = 6", "expand = 1")  # depthwise-separable (MobileNetV3's first blocks)
+    assert resdsl.check(separable).diagnostics == []
+    plain = separable.replace("groups=out * expand", "groups=1")  # no wider inside, no depthwise conv: it applies
     found = [d for d in resdsl.check(plain).diagnostics if d.code == "W402"]
     assert [d.span.line for d in found] == [16, 17]
     assert "--ignore W402" in (found[0].help or "")

@@ -510,6 +510,7 @@ READERS = {
     "convnext": {"index", "net_index", "net_count"},
     "mobilenetv2": {"in_channels"},
     "efficientnet": {"in_channels"},
+    "mobilenetv3": {"in_channels", "index"},
 }
 
 
