@@ -9,12 +9,13 @@ stride is the main branch's own where it explains the shapes (``Network.path_str
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from resdsl.diagnostics import Related
 from resdsl.ir import Layer, Network
 from resdsl.ir.repairs import REPAIRS, kind_fixes
 from resdsl.ops import ShapeError, fmt_shape
-from resdsl.ops.shortcut import SHORTCUT_HELP, realise_shortcut
+from resdsl.ops.shortcut import SHORTCUT_HELP, Shortcut, realise_shortcut
 
 
 def realise_residual(network: Network, layer: Layer, inputs: list[Layer]) -> None:
@@ -61,10 +62,31 @@ def realise_residual(network: Network, layer: Layer, inputs: list[Layer]) -> Non
         raise ShapeError(
             exc.code, f"residual addition in {where}: {exc.message}", exc.notes, exc.help, main.shape
         ) from None
+    shortcut = _named(shortcut, layer.attrs.get("step_names"), where)
     layer.shortcut = shortcut
     layer.shape = main.shape
     layer.params = shortcut.params
     layer.macs = shortcut.macs
+
+
+def _named(shortcut: Shortcut, names: list[str] | None, where: str) -> Shortcut:
+    """``shortcut`` with its steps named by ``step_names=`` (E213 where the count differs from
+    the steps the realised shortcut has, or a name cannot name a module)."""
+    if not names:
+        return shortcut
+    steps = shortcut.steps()
+    if steps and len(names) != len(steps):
+        parts = ", ".join(step.op for step in steps)
+        raise ShapeError(
+            "E213",
+            f"residual in {where}: step_names gives {len(names)} names, its {shortcut.kind} shortcut has "
+            f"{len(steps)} parts ({parts})",
+            help=f"name each part: step_names=[{', '.join(repr(step.op) for step in steps)}]".replace("'", '"'),
+        )
+    bad = [name for name in names if not name.isidentifier() or len(set(names)) != len(names)]
+    if bad:
+        raise ShapeError("E213", f"residual in {where}: step_names must be distinct names, got {names}")
+    return replace(shortcut, step_names=tuple(names))
 
 
 def _origin(layer: Layer) -> str:

@@ -121,10 +121,11 @@ def _lint(network: Network, collector: Collector) -> None:
 
 
 def _inverted(network: Network, stage: Scope) -> bool:
-    """Whether a stage is made of mobile blocks: inverted residuals (MobileNetV2's expand,
-    depthwise, project: a block whose inner width exceeds its output width) or depthwise-separable
-    blocks (a depthwise conv, one group per channel). Such networks widen slowly by design, so
-    the paper's doubling rule (W402), made for blocks no wider inside than out, does not apply."""
+    """Whether a stage is made of blocks designed to widen slowly: inverted residuals
+    (MobileNetV2's expand, depthwise, project: a block whose inner width exceeds its output
+    width), depthwise-separable blocks, or grouped convolutions (RegNet's design space, whose
+    widths follow a quantised linear rule). The paper's doubling rule (W402), made for ResNet's
+    plain blocks, does not apply to them."""
     for block in stage.items:
         if not isinstance(block, Scope) or block.kind != "block" or not block.output:
             continue
@@ -132,11 +133,6 @@ def _inverted(network: Network, stage: Scope) -> bool:
         inner = [layer.shape[0] for layer in block.layers() if layer.shape is not None and len(layer.shape) == 3]
         if out is not None and len(out) == 3 and max(inner, default=0) > out[0]:
             return True
-        if any(_depthwise(layer) for layer in block.layers()):
+        if any(layer.op == "conv" and layer.attrs.get("groups", 1) > 1 for layer in block.layers()):
             return True
     return False
-
-
-def _depthwise(layer: Layer) -> bool:
-    groups = layer.attrs.get("groups", 1) if layer.op == "conv" else 1
-    return groups > 1 and bool(layer.in_shapes) and groups == layer.in_shapes[0][0]

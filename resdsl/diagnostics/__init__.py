@@ -80,6 +80,7 @@ CODES: dict[str, str] = {
     "E505": "layer name is reserved",
     "E506": "stage cannot be written in generated code",
     "E507": "shortcut kind decided per block cannot be a parameter in generated code",
+    "E508": "named shortcut parts with a run-time shortcut kind in generated code",
     # ONNX export
     "E820": "onnx package not installed",
     "E821": "weights file cannot be read",

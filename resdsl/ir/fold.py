@@ -155,12 +155,13 @@ def _fold_shortcut(residual: Layer, path: str) -> list[Fold]:
     s = residual.shortcut
     assert s is not None
     eps = float(s.norm_attrs.get("eps", 1e-5))
-    folded = replace(s, norm=False, norm_op="batchnorm", norm_args=(), bias=True)
+    names = s.step_names[:-1] if s.norm and s.step_names else s.step_names  # the norm's name goes with it
+    folded = replace(s, norm=False, norm_op="batchnorm", norm_args=(), bias=True, step_names=names)
     residual.shortcut = folded
     residual.attrs["norm"] = False
     residual.exprs["norm"] = ast.BoolLit(False)
     residual.params = folded.params
-    steps = {step.op: step.index for step in s.steps()}  # where the shortcut's description puts them
+    steps = {step.op: step.key for step in s.steps()}  # where the shortcut's description puts them
     if "conv" not in steps:
         return []
     conv, norm = f"{path}.{steps['conv']}", f"{path}.{steps['batchnorm']}"

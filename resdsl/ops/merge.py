@@ -50,6 +50,8 @@ RESIDUAL = OpDef(
         P("name", "str", "downsample"),
         # a projection's 1x1 conv is followed by batchnorm (true), nothing (false) or this layer
         P("norm", "any", True),
+        # the shortcut module's parts by name (timm's RegNet: downsample.conv, downsample.bn), not 0, 1
+        P("step_names", "names", None),
     ),
     lambda ins, a: ins[0],
     None,

@@ -56,6 +56,12 @@ class ShortcutStep:
     in_shape: Shape
     out_shape: Shape
     index: int | None
+    name: str | None = None  # its module name where the residual names the steps (step_names=)
+
+    @property
+    def key(self) -> str | None:
+        """Its module name in the shortcut's module: ``name``, else its index (None: the module itself)."""
+        return self.name if self.name is not None else None if self.index is None else str(self.index)
 
     def params(self) -> int:
         return OPS[self.op].param_count(self.in_shape, self.out_shape, self.args)
@@ -77,6 +83,7 @@ class Shortcut:
     norm_args: tuple[tuple[str, Any], ...] = ()
     bias: bool = False  # projections: the 1x1 conv has a bias (inference builds fold the norm into it)
     add_into: bool = False  # zero_pad, inference builds: add into the first channels, no padded copy
+    step_names: tuple[str, ...] = ()  # the steps' module names (step_names=), else they are numbered
     in_size: Shape = field(default=())  # the shortcut input's map (H, W): its shape is (in_channels, *in_size)
 
     @property
@@ -123,10 +130,11 @@ class Shortcut:
             return ()
         shape: Shape = (self.in_channels, *self.in_size)
         steps = []
-        for op, given, index in calls:
+        names = self.step_names if len(self.step_names) == len(calls) else ()
+        for k, (op, given, index) in enumerate(calls):
             args = _bound(op, given)
             out = OPS[op].shape([shape], args)
-            steps.append(ShortcutStep(op, args, shape, out, index))
+            steps.append(ShortcutStep(op, args, shape, out, index, names[k] if names else None))
             shape = out
         return tuple(steps)
 

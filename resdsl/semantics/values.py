@@ -168,6 +168,8 @@ def check_type(value: Any, kind: str) -> bool:
         return isinstance(value, ShortcutKind)
     if kind == "layer":
         return isinstance(value, LayerCall)
+    if kind == "names":
+        return isinstance(value, list) and all(isinstance(v, str) and not isinstance(v, ShortcutKind) for v in value)
     return True
 
 
@@ -178,6 +180,7 @@ TYPE_WORDS = {
     "str": "a string",
     "shortcut": f"a shortcut kind ({', '.join(SHORTCUT_KINDS)})",
     "layer": "a block, e.g. basic(64)",
+    "names": 'a list of module names, e.g. ["conv", "bn"]',
 }
 
 

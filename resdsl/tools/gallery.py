@@ -62,6 +62,8 @@ FIGURES: dict[str, Figure] = {
     "mobilenetv2_100": Figure(_TIMM, 3_504_872),
     "efficientnet_b0": Figure(_TIMM, 5_288_548),
     "mobilenetv3_large_100": Figure(_TIMM, 5_483_032),
+    "regnetx_002": Figure(_TIMM, 2_684_792),
+    "regnety_004": Figure(_TIMM, 4_344_144),
 }
 
 

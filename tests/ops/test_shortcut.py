@@ -156,3 +156,61 @@ def test_a_kind_parameter_that_varies_cannot_carry_it_into_generated_code(tmp_pa
     assert caught.value.code == "E507" and caught.value.span.line == 12
     with pytest.raises(ValueError, match="unknown shortcut kind 'identity_if_same'"):
         make_shortcut("identity_if_same", 8, 8, 1)
+
+
+NAMED = """
+block unit(c, stride = 1, kind = projection) {
+    conv1 = conv(c, k=3, s=stride, p=1)
+    bn1 = batchnorm()
+    residual(kind, step_names=["conv", "bn"])
+    relu
+}
+
+network named() {
+    input 3 x 16 x 16
+    stem = conv(8, k=3, p=1)
+    b1 = unit(16, stride=2)
+    b2 = unit(16)
+}
+"""
+
+
+def test_step_names_name_the_shortcuts_parts(tmp_path: Path) -> None:
+    """timm's RegNet keys its projection downsample.conv and downsample.bn (a ConvNormAct), not
+    downsample.0 and .1: build_model, generated code, ONNX and the inference fold follow the names."""
+    net = resdsl.compile(NAMED)
+    keys = list(resdsl.build_model(net).state_dict())
+    assert "b1.downsample.conv.weight" in keys and "b1.downsample.bn.running_var" in keys
+    assert not any(k.startswith("b2.downsample") for k in keys)  # the shape is kept: no module
+    module = assert_same_network(NAMED, tmp_path)
+    code = " ".join(Path(module.__file__ or "").read_text().split())  # ruff format's layout aside
+    assert 'OrderedDict( [ ( "conv", nn.Conv2d(' in code and '("bn", nn.BatchNorm2d(c))' in code
+    onnx_names = {init.name for init in resdsl.export_onnx(NAMED).graph.initializer}
+    assert "b1.downsample.conv.weight" in onnx_names
+    inference = resdsl.build_model(net, mode="inference")
+    assert "b1.downsample.conv.bias" in inference.state_dict()  # its batchnorm folded into the conv
+
+
+@pytest.mark.parametrize(
+    ("kind", "names", "words"),
+    [
+        ("projection", '["conv"]', "gives 1 names, its projection shortcut has 2 parts (conv, batchnorm)"),
+        ("avgpool_projection", '["conv", "bn"]', "has 3 parts (avgpool, conv, batchnorm)"),
+        ("projection", '["conv", "conv"]', "distinct names"),
+    ],
+)
+def test_step_names_must_name_every_part_once(kind: str, names: str, words: str) -> None:
+    text = NAMED.replace('residual(kind, step_names=["conv", "bn"])', f"residual({kind}, step_names={names})")
+    (d,) = resdsl.check(text).diagnostics
+    assert d.code == "E213" and words in d.message
+
+
+def test_step_names_with_a_kind_chosen_at_run_time_is_e508() -> None:
+    from resdsl.diagnostics import ResdslError
+
+    text = NAMED.replace("b2 = unit(16)", "b2 = unit(16, kind=projection_all)")
+    net = resdsl.compile(text)
+    resdsl.build_model(net)
+    with pytest.raises(ResdslError) as caught:
+        generate(net)
+    assert caught.value.code == "E508"

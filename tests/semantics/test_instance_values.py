@@ -511,6 +511,8 @@ READERS = {
     "mobilenetv2": {"in_channels"},
     "efficientnet": {"in_channels"},
     "mobilenetv3": {"in_channels", "index"},
+    "regnetx": {"in_channels"},
+    "regnety": {"in_channels"},
 }
 
 

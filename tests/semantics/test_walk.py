@@ -91,7 +91,14 @@ def _agree(network: Network, program: Program) -> None:
 
 @pytest.mark.parametrize("spec", shipped_spec_files(), ids=lambda p: p.stem)
 def test_the_counter_counts_what_the_placer_places_in_every_shipped_spec(spec: Path) -> None:
+    """Exactly, except where blocks read their input channels (MobileNet, EfficientNet, RegNet
+    pass in_channels to their blocks): those are sized while placing, and the counter says so."""
     for network, program in _networks(spec):
+        reads = {name for s in network.root.scopes() for name in s.instance_names}
+        if "in_channels" in reads:
+            counted = _count(network, program)
+            assert counted.unsure == 1 and counted.nodes < len(network.order)
+            continue
         _agree(network, program)
 
 

@@ -90,6 +90,15 @@ class ResidualEmitter(LayerEmitter):
                         help="write residual(identity_if_same) in the block, or build the network with build_model",
                     )
                 )
+            if item.attrs.get("step_names"):
+                raise ResdslError(
+                    error(
+                        "E508",
+                        f"residual {item.path}: step_names with a shortcut kind chosen at run time",
+                        item.span,
+                        help="give the residual one kind in every instance of the block, or build with build_model",
+                    )
+                )
             self.variable_kinds = True
             step = replace(step, guard=self.guard_name(cls))
         norm_layer = self.net.last_norm(item)
@@ -203,6 +212,11 @@ class ResidualEmitter(LayerEmitter):
         if norm is not None:
             layers.append(norm)
         self.uses_projection = True
+        parts = item.shortcut.step_names if item.shortcut is not None else ()
+        if parts and len(parts) == len(layers):  # step_names=: the parts by name (timm's RegNet)
+            self.uses_ordered_dict = True
+            pairs = ", ".join(f"({py_str(part)}, {layer})" for part, layer in zip(parts, layers, strict=True))
+            return condition, f"nn.Sequential(OrderedDict([{pairs}]))"
         return condition, f"nn.Sequential({', '.join(layers)})"
 
     def fixed_norm(self, item: Layer, channels: Any) -> str | None:

@@ -189,7 +189,7 @@ class _Builder:
         assert s is not None
         name, prefix, x = layer.path, _module_path(layer), source
         for step in s.steps():
-            at = "" if step.index is None else f".{step.index}"
+            at = "" if step.key is None else f".{step.key}"
             x = self.sub(OPS[step.op].onnx, step.args, name + at, prefix + at, x, step.in_shape)
         return x
 

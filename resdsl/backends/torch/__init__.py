@@ -114,7 +114,9 @@ def shortcut_module(shortcut: Shortcut) -> nn.Module | None:
         modules.append(_make(ctor(step.args, step.in_shape[0], step.in_shape)))
     if len(steps) == 1 and steps[0].index is None:
         return modules[0]
-    return nn.Sequential(*modules) if modules else None
+    if not modules:
+        return None
+    return nn.Sequential(OrderedDict((str(step.key), module) for step, module in zip(steps, modules, strict=True)))
 
 
 def layer_module(layer: Layer) -> nn.Module | None:

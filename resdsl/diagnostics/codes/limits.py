@@ -19,6 +19,12 @@ IF_SAME = (
     "    residual({kind})\n}}\n\n"
 )
 
+# a block whose projection's parts are named (E508 where its kind is chosen per instance)
+NAMED = (
+    "block unit(c, kind = projection) {{\n    conv1 = conv(c, k=3, p=1)\n    bn1 = batchnorm()\n"
+    '    residual({kind}, step_names=["conv", "bn"])\n}}\n\n'
+)
+
 ENTRIES = [
     Entry(
         "E501",
@@ -99,6 +105,16 @@ ENTRIES = [
         + net("stem = conv(8, k=3, p=1)\nb1 = unit(8)\nb2 = unit(16, kind=projection)"),
         IF_SAME.format(default="identity_if_same", kind="identity_if_same")
         + net("stem = conv(8, k=3, p=1)\nb1 = unit(8)\nb2 = unit(16)"),
+        argv=("build", "example.arch", "-o", "n.py"),
+    ),
+    Entry(
+        "E508",
+        "`resdsl build`: a residual names its shortcut's parts (`step_names=`) while its kind differs "
+        "between the instances of its block, so the class would choose the kind at run time",
+        "The generated module's run-time helper numbers a shortcut's parts; named parts are written where "
+        "the class knows the kind. build_model builds such networks; give every instance the same kind.",
+        NAMED.format(kind="kind") + net("stem = conv(8, k=3, p=1)\nb1 = unit(16)\nb2 = unit(32, kind=projection_all)"),
+        NAMED.format(kind="projection") + net("stem = conv(8, k=3, p=1)\nb1 = unit(16)\nb2 = unit(32)"),
         argv=("build", "example.arch", "-o", "n.py"),
     ),
     Entry(
