@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from resdsl.diagnostics.span import NO_SPAN, Span
 
@@ -157,13 +157,16 @@ class ExprVisitor(Generic[T]):
     :meth:`generic_visit` for a class without its own method (by default: visit the children,
     give None). The evaluator and the printer of expressions are two of them."""
 
+    # per visitor class, its method for each node class (found on first use): a deep network
+    # evaluates tens of thousands of expressions, and a lookup by name for each would show
+    dispatch: ClassVar[VisitMethods]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.dispatch = VisitMethods(cls)
+
     def visit(self, expr: Expr, *args: Any) -> T:
-        key = (type(self), type(expr))
-        method = _DISPATCH.get(key)
-        if method is None:
-            found = getattr(type(self), f"visit_{type(expr).__name__}", None)
-            method = _DISPATCH[key] = found if found is not None else type(self).generic_visit
-        return method(self, expr, *args)  # type: ignore[no-any-return]
+        return self.dispatch[type(expr)](self, expr, *args)  # type: ignore[no-any-return]
 
     def generic_visit(self, expr: Expr, *args: Any) -> T:
         for child in children(expr):
@@ -171,7 +174,21 @@ class ExprVisitor(Generic[T]):
         return None  # type: ignore[return-value]
 
 
-_DISPATCH: dict[tuple[type, type], Callable[..., Any]] = {}
+class VisitMethods(dict[type, Callable[..., Any]]):
+    """One visitor class's method for each expression class: ``visit_<Class>``, else
+    ``generic_visit``, looked up the first time that class is visited."""
+
+    def __init__(self, visitor: type[ExprVisitor[Any]]) -> None:
+        super().__init__()
+        self.visitor = visitor
+
+    def __missing__(self, node: type) -> Callable[..., Any]:
+        found = getattr(self.visitor, f"visit_{node.__name__}", None)
+        method = self[node] = found if found is not None else self.visitor.generic_visit
+        return method
+
+
+ExprVisitor.dispatch = VisitMethods(ExprVisitor)
 
 
 # -- statements ---------------------------------------------------------------------------
