@@ -24,36 +24,48 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class IntLit:
+    """A whole number: ``64``."""
+
     value: int
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class FloatLit:
+    """A decimal number: ``0.5``, ``1e-5``."""
+
     value: float
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class StrLit:
+    """A string: ``"CIFAR-10"``."""
+
     value: str
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class BoolLit:
+    """``true`` or ``false``."""
+
     value: bool
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class Name:
+    """A name read in an expression: a parameter, a binding, an op, a block or a shortcut kind."""
+
     id: str
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class ListExpr:
+    """``[1, 2, 3]``: a list of expressions."""
+
     items: tuple[Expr, ...]
     span: Span = NO_SPAN
 
@@ -79,6 +91,8 @@ class BinOp:
 
 @dataclass(frozen=True, slots=True)
 class Neg:
+    """``-x``: a negated expression."""
+
     operand: Expr
     span: Span = NO_SPAN
 
@@ -204,6 +218,8 @@ class InputStmt:
 
 @dataclass(frozen=True, slots=True)
 class MetaEntry:
+    """One ``name = value`` of a ``meta { ... }`` statement."""
+
     name: str
     value: Expr
     span: Span = NO_SPAN
@@ -243,6 +259,8 @@ Stmt = InputStmt | MetaStmt | Assign | LayerStmt
 
 @dataclass(frozen=True, slots=True)
 class Param:
+    """A parameter of a block or a network, with its default expression if it has one."""
+
     name: str
     default: Expr | None
     span: Span = NO_SPAN
@@ -250,6 +268,8 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class BlockDef:
+    """``block name(params) { body }``: a layer of layers that networks and stages repeat."""
+
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
@@ -259,6 +279,8 @@ class BlockDef:
 
 @dataclass(frozen=True, slots=True)
 class NetworkDef:
+    """``network name(params) { body }``: what a spec builds."""
+
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
@@ -278,6 +300,8 @@ class NetworkAlias:
 
 @dataclass(frozen=True, slots=True)
 class Import:
+    """``import "path.arch"``: another file whose definitions this one sees."""
+
     path: str
     span: Span = NO_SPAN
 
