@@ -20,14 +20,14 @@ from resdsl.ops import OPS, ShapeError
 
 def infer(network: Network, collector: Collector) -> None:
     """Annotate ``network`` in place with shapes and costs; append diagnostics to ``collector``."""
-    graph = network.graph
+    layers: dict[str, Layer] = dict(network.graph.nodes(data="layer"))  # one pass, not a view per read
     for node_id in network.order:
-        layer: Layer = graph.nodes[node_id]["layer"]
+        layer = layers[node_id]
         if layer.op == "input":
             continue
-        inputs = [graph.nodes[p]["layer"] for p in network.inputs(node_id)]
+        inputs = [layers[p] for p in network.inputs(node_id)]
         shapes = [i.shape for i in inputs]
-        if layer.op == "error" or any(s is None for s in shapes):
+        if layer.op == "error" or None in shapes:
             layer.shape = None
             continue
         layer.in_shapes = tuple(shapes)  # type: ignore[arg-type]

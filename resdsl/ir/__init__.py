@@ -150,12 +150,16 @@ class Network:
         return list(seen.values())
 
     def layers(self) -> Iterator[Layer]:
+        """Every layer in build order."""
+        layers = dict(self.graph.nodes(data="layer"))  # one pass: a node view's lookup per layer costs more
         for node_id in self.order:
-            yield self.graph.nodes[node_id]["layer"]
+            yield layers[node_id]
 
     def inputs(self, node_id: str) -> list[str]:
         """Predecessors ordered by port."""
         preds = self.graph.pred[node_id]
+        if len(preds) < 2:  # most layers: no order to find
+            return list(preds)
         return [p for p, _ in sorted(preds.items(), key=lambda kv: kv[1]["port"])]
 
     def port(self, node_id: str, port: int) -> str | None:

@@ -17,6 +17,8 @@ from resdsl.ir import Network
 
 @dataclass(frozen=True)
 class Preprocessing:
+    """A network's input size and per-channel normalisation (from ``input`` and ``meta``)."""
+
     input_size: tuple[int, ...]
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None

@@ -9,6 +9,7 @@ reports every wrong argument at once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from resdsl.diagnostics import Diagnostic, error
@@ -16,7 +17,7 @@ from resdsl.ops import P
 from resdsl.semantics.values import SHORTCUTS, TYPE_WORDS, check_type, show_value, suggest, type_name, typo_fixes
 from resdsl.syntax import ast
 
-__all__ = ["fill_missing", "not_a_block", "param_for", "suits"]
+__all__ = ["Plan", "fill_missing", "not_a_block", "param_for", "plan_args", "suits"]
 
 
 def param_for(what: str, params: Sequence[P], by_name: Mapping[str, P], call: ast.Call, i: int) -> P | Diagnostic:
@@ -45,6 +46,27 @@ def param_for(what: str, params: Sequence[P], by_name: Mapping[str, P], call: as
             fixes=typo_fixes(arg.name, list(by_name), arg.span),
         )
     return found
+
+
+# which parameter each argument fills (or why it fills none), and the parameters filled
+Plan = tuple[tuple[tuple[P | Diagnostic, ast.Arg], ...], frozenset[str]]
+
+
+def plan_args(what: str, params: Sequence[P], by_name: Mapping[str, P], call: ast.Call) -> Plan:
+    """Which parameter each argument of ``call`` fills, or the diagnostic of one that fills
+    none (:func:`param_for`; E214 for a parameter given twice), and the names of the
+    parameters filled: the part of binding that no value changes, so an evaluator can keep it
+    per call site instead of working it out for every block instance."""
+    plan: list[tuple[P | Diagnostic, ast.Arg]] = []
+    given: set[str] = set()
+    for i, arg in enumerate(call.args):
+        param = param_for(what, params, by_name, call, i)
+        if isinstance(param, P) and param.name in given:
+            param = error("E214", f"{what} argument '{param.name}' is given twice", arg.span)
+        elif isinstance(param, P):
+            given.add(param.name)
+        plan.append((param, arg))
+    return tuple(plan), frozenset(given)
 
 
 def suits(what: str, param: P, value: Any, span: ast.Span) -> tuple[Any, Diagnostic | None]:
@@ -78,7 +100,7 @@ def suits(what: str, param: P, value: Any, span: ast.Span) -> tuple[Any, Diagnos
 def fill_missing(
     what: str,
     params: Sequence[P],
-    given: set[str],
+    given: AbstractSet[str],
     args: dict[str, Any],
     call: ast.Call,
     fill_defaults: bool,

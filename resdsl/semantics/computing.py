@@ -27,7 +27,7 @@ class Computing(ast.ExprVisitor[Any]):
 
     def eval(self, expr: ast.Expr, env: dict[str, Any]) -> Any:
         """The value of ``expr`` where ``env`` (parameters and bindings) is seen."""
-        return self.visit(expr, env)
+        return self.dispatch[type(expr)](self, expr, env)  # self.visit(expr, env), a call fewer
 
     def _boolean(self, expr: ast.BinOp, env: dict[str, Any]) -> bool:
         """``a and b``, ``a or b`` on booleans; the right side is evaluated only where the left

@@ -16,7 +16,7 @@ from resdsl.diagnostics import Collector, Diagnostic, error
 from resdsl.ir.repairs import floor_division
 from resdsl.ops import OPS, OpDef, P
 from resdsl.semantics.arith import Refused, arith, compare
-from resdsl.semantics.bind import fill_missing, not_a_block, param_for, suits
+from resdsl.semantics.bind import Plan, fill_missing, not_a_block, plan_args, suits
 from resdsl.semantics.builtins import BUILTINS
 from resdsl.semantics.computing import Computing
 from resdsl.semantics.hints import forgotten_import, kind_error, unknown_kind
@@ -47,6 +47,10 @@ from resdsl.syntax.loader import Program
 # built-in forms that make a layer of layers (stage is bound like an op, residual is a statement)
 FORMS = tuple(f for f in BUILTIN_FORMS if f not in ("stage", "residual"))
 
+# what a call without arguments plans, and the literals whose value binding cannot change
+_NO_ARGS: Plan = ((), frozenset())
+LITERALS = (ast.IntLit, ast.FloatLit, ast.StrLit, ast.BoolLit)
+
 # One block's instance values while its stage's block argument is evaluated: a number, or a
 # function of the name as written that computes it when read (in_channels needs the shapes so
 # far) and may raise Failed
@@ -76,6 +80,7 @@ class Evaluator(Computing):
         self.globals: dict[str, ast.Definition] = {}
         self._tables: dict[int, tuple[ast.BlockDef, tuple[P, ...]]] = {}  # the key object is kept alive
         self._indexes: dict[int, tuple[Sequence[P], dict[str, P]]] = {}
+        self._plans: dict[tuple[int, int], tuple[ast.Call, Sequence[P], Plan, dict[str, Any]]] = {}
         self.instance: InstanceValues | None = None  # set while a stage's block argument is evaluated
 
     # binding tables, built once per definition: a deep network binds the same op or block
@@ -92,6 +97,21 @@ class Evaluator(Computing):
         if key not in self._indexes:
             self._indexes[key] = (params, {n: p for p in params for n in (p.name, *p.aliases)})
         return self._indexes[key][1]
+
+    def _plan(self, what: str, params: Sequence[P], call: ast.Call) -> tuple[Plan, dict[str, Any]]:
+        """:func:`plan_args` of a call site, kept once it has no mistake (one with a mistake is
+        planned anew each time, so each report gets diagnostics of its own), and the values its
+        literal arguments were bound to (``k=3`` is 3 in every block instance)."""
+        if not call.args:
+            return _NO_ARGS, {}
+        key = (id(call), id(params))
+        if key in self._plans:
+            return self._plans[key][2:]
+        plan = plan_args(what, params, self._param_index(params), call)
+        known: dict[str, Any] = {}
+        if not any(isinstance(param, Diagnostic) for param, _ in plan[0]):
+            self._plans[key] = (call, params, plan, known)  # the key objects are kept alive
+        return plan, known
 
     # expressions: one method per node class (ast.ExprVisitor dispatches)
     def visit_IntLit(self, expr: ast.IntLit | ast.FloatLit | ast.StrLit | ast.BoolLit, env: dict[str, Any]) -> Any:
@@ -174,7 +194,7 @@ class Evaluator(Computing):
             if value is POISON:
                 raise Failed
             if isinstance(value, LayerCall):  # a layer held by a name is placed where it is used
-                return replace(value, span=name.span)
+                return value.at(name.span)
             return value
         if found is Meaning.SHORTCUT:
             return SHORTCUTS[name.id]
@@ -330,7 +350,7 @@ class Evaluator(Computing):
         """A layer held by a parameter, called: ``norm()`` is that layer, ``norm(eps=1e-3)``
         that layer with some arguments replaced (a network chooses, its blocks refine)."""
         if not call.args:
-            return replace(base, span=call.span)  # placed here: diagnostics point at this call
+            return base.at(call.span)  # placed here: diagnostics point at this call
         if base.kind == "op":
             assert isinstance(base.target, OpDef)
             params: Sequence[P] = base.target.params
@@ -366,17 +386,18 @@ class Evaluator(Computing):
         bound = LayerCall(kind, None, {}, {}, {}, call.span)
         problems: list[Diagnostic] = []
         broken = False
-        given: set[str] = set()
-        by_name = self._param_index(params)
-        for i, arg in enumerate(call.args):
-            param = param_for(what, params, by_name, call, i)
+        (plan, given), known = self._plan(what, params, call)
+        for param, arg in plan:
             if isinstance(param, Diagnostic):
                 problems.append(param)
                 continue
-            if param.name in given:
-                problems.append(error("E214", f"{what} argument '{param.name}' is given twice", arg.span))
+            if param.name in known:  # a literal, bound here before
+                bound.args[param.name], bound.exprs[param.name], bound.arg_spans[param.name] = (
+                    known[param.name],
+                    arg.value,
+                    arg.span,
+                )
                 continue
-            given.add(param.name)
             try:
                 problem = self._bind_arg(what, param, arg, env, bound, per_instance)
             except Failed:
@@ -385,6 +406,8 @@ class Evaluator(Computing):
                 continue
             if problem is not None:
                 problems.append(problem)
+            elif type(arg.value) in LITERALS and kind != CallKind.STAGE:  # (a stage checks its block)
+                known[param.name] = bound.args[param.name]
         problems += fill_missing(what, params, given, bound.args, call, fill_defaults, partial)
         if problems:
             self.diags.extend(problems)

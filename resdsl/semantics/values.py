@@ -124,6 +124,12 @@ class LayerCall:
     arg_spans: dict[str, ast.Span]
     span: ast.Span
 
+    def at(self, span: ast.Span) -> LayerCall:
+        """This layer placed where ``span`` is (diagnostics point there): ``replace(self,
+        span=span)`` without its walk over the fields, as a name holding a layer is read once
+        per block instance."""
+        return LayerCall(self.kind, self.target, self.args, self.exprs, self.arg_spans, span)
+
 
 @dataclass(frozen=True, eq=False)
 class PerInstance:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from resdsl.diagnostics import Collector, error
 from resdsl.ops import OPS, OpDef
@@ -79,6 +79,7 @@ W = TypeVar("W", bound=StageWalk)
 class Walker(Evaluator, Generic[F, S, R, W]):
     """Reads bodies and enters layers by the language's rules; subclasses say what each does."""
 
+    _walks: ClassVar[dict[CallKind, Callable[..., Any]]]  # per class: see __init_subclass__
     # what abandons a statement (its error node, or one counted node)
     failures: tuple[type[BaseException], ...] = (Failed,)
     # what abandons only one block of a stage, the others walked on (the counter's: an unknown value)
@@ -245,8 +246,13 @@ class Walker(Evaluator, Generic[F, S, R, W]):
 
     def walk(self, call: LayerCall, site: S) -> R:
         """Dispatch a layer on its kind: ``walk_op``, ``walk_block``, ``walk_stage``, ..."""
-        method = getattr(self, f"walk_{call.kind.value}")
-        return method(call, site)  # type: ignore[no-any-return]
+        return self._walks[call.kind](self, call, site)  # type: ignore[no-any-return]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each visitor's ``walk_<kind>`` methods, looked up once per class rather than by
+        name for every layer of the network."""
+        super().__init_subclass__(**kwargs)
+        cls._walks = _walk_methods(cls)
 
     def walk_op(self, call: LayerCall, site: S) -> R:
         raise NotImplementedError
@@ -456,6 +462,14 @@ class Walker(Evaluator, Generic[F, S, R, W]):
 
     def read_in_channels(self, stage: W, name: ast.Name) -> int:
         raise NotImplementedError
+
+
+def _walk_methods(cls: type) -> dict[CallKind, Callable[..., Any]]:
+    """A visitor class's ``walk_<kind>`` method for each kind of layer."""
+    return {kind: getattr(cls, f"walk_{kind.value}") for kind in CallKind}
+
+
+Walker._walks = _walk_methods(Walker)
 
 
 def _tail(span: ast.Span, text: str) -> ast.Span:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from resdsl.diagnostics.span import NO_SPAN, Span
 
@@ -30,36 +30,48 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class IntLit:
+    """A whole number: ``64``."""
+
     value: int
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class FloatLit:
+    """A decimal number: ``0.5``, ``1e-5``."""
+
     value: float
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class StrLit:
+    """A string: ``"CIFAR-10"``."""
+
     value: str
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class BoolLit:
+    """``true`` or ``false``."""
+
     value: bool
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class Name:
+    """A name read in an expression: a parameter, a binding, an op, a block or a shortcut kind."""
+
     id: str
     span: Span = NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
 class ListExpr:
+    """``[1, 2, 3]``: a list of expressions."""
+
     items: tuple[Expr, ...]
     span: Span = NO_SPAN
 
@@ -86,6 +98,8 @@ class BinOp:
 
 @dataclass(frozen=True, slots=True)
 class Neg:
+    """``-x``: a negated expression."""
+
     operand: Expr
     span: Span = NO_SPAN
 
@@ -231,13 +245,16 @@ class ExprVisitor(Generic[T]):
     :meth:`generic_visit` for a class without its own method (by default: visit the children,
     give None). The evaluator and the printer of expressions are two of them."""
 
+    # per visitor class, its method for each node class (found on first use): a deep network
+    # evaluates tens of thousands of expressions, and a lookup by name for each would show
+    dispatch: ClassVar[VisitMethods]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.dispatch = VisitMethods(cls)
+
     def visit(self, expr: Expr, *args: Any) -> T:
-        key = (type(self), type(expr))
-        method = _DISPATCH.get(key)
-        if method is None:
-            found = getattr(type(self), f"visit_{type(expr).__name__}", None)
-            method = _DISPATCH[key] = found if found is not None else type(self).generic_visit
-        return method(self, expr, *args)  # type: ignore[no-any-return]
+        return self.dispatch[type(expr)](self, expr, *args)  # type: ignore[no-any-return]
 
     def generic_visit(self, expr: Expr, *args: Any) -> T:
         for child in children(expr):
@@ -245,7 +262,21 @@ class ExprVisitor(Generic[T]):
         return None  # type: ignore[return-value]
 
 
-_DISPATCH: dict[tuple[type, type], Callable[..., Any]] = {}
+class VisitMethods(dict[type, Callable[..., Any]]):
+    """One visitor class's method for each expression class: ``visit_<Class>``, else
+    ``generic_visit``, looked up the first time that class is visited."""
+
+    def __init__(self, visitor: type[ExprVisitor[Any]]) -> None:
+        super().__init__()
+        self.visitor = visitor
+
+    def __missing__(self, node: type) -> Callable[..., Any]:
+        found = getattr(self.visitor, f"visit_{node.__name__}", None)
+        method = self[node] = found if found is not None else self.visitor.generic_visit
+        return method
+
+
+ExprVisitor.dispatch = VisitMethods(ExprVisitor)
 
 
 # -- statements ---------------------------------------------------------------------------
@@ -261,6 +292,8 @@ class InputStmt:
 
 @dataclass(frozen=True, slots=True)
 class MetaEntry:
+    """One ``name = value`` of a ``meta { ... }`` statement."""
+
     name: str
     value: Expr
     span: Span = NO_SPAN
@@ -300,6 +333,8 @@ Stmt = InputStmt | MetaStmt | Assign | LayerStmt
 
 @dataclass(frozen=True, slots=True)
 class Param:
+    """A parameter of a block or a network, with its default expression if it has one."""
+
     name: str
     default: Expr | None
     span: Span = NO_SPAN
@@ -307,6 +342,8 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class BlockDef:
+    """``block name(params) { body }``: a layer of layers that networks and stages repeat."""
+
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
@@ -316,6 +353,8 @@ class BlockDef:
 
 @dataclass(frozen=True, slots=True)
 class NetworkDef:
+    """``network name(params) { body }``: what a spec builds."""
+
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
@@ -335,6 +374,8 @@ class NetworkAlias:
 
 @dataclass(frozen=True, slots=True)
 class Import:
+    """``import "path.arch"``: another file whose definitions this one sees."""
+
     path: str
     span: Span = NO_SPAN
 

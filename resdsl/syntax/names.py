@@ -147,7 +147,10 @@ class FreshNames:
         while True:
             candidate = base if n == 0 else f"{base}{self.sep}{n}"
             n += 1
-            if not any(candidate in names for names in self.taken):
+            for names in self.taken:  # a loop, not any(...): a placer calls this for every node
+                if candidate in names:
+                    break
+            else:
                 self._next[base] = n
                 return candidate
 

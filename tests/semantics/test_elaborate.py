@@ -10,7 +10,7 @@ import pytest
 import resdsl
 from resdsl.api import parse_override
 from resdsl.diagnostics import Collector, ResdslError
-from resdsl.semantics.elaborate import Elaborator, Failed, Program
+from resdsl.semantics.elaborate import Elaborator, Failed, Program, ShortcutKind
 from resdsl.syntax.parser import parse_expr
 
 
@@ -447,3 +447,42 @@ def test_a_stage_prefix_that_makes_no_module_name_is_refused(tmp_path: Path, pre
     (d,) = resdsl.check(str(spec)).diagnostics
     assert d.code == "E213" and d.span.line == 7 and "module names" in d.message
     assert spec.read_text().splitlines()[6][d.span.column - 1 :].startswith(f"prefix={prefix}")
+
+
+BOUND_TWICE = """
+block unit(c) {
+    conv1 = conv(c, k=3, p=1)
+    bn1   = batchnorm(momentum=MOMENTUM)
+    residual("zero_pad")
+}
+network net() {
+    input 3 x 8 x 8
+    a = unit(4)
+    b = unit(8)
+}
+"""
+
+
+def elaborate_text(text: str) -> tuple[object, Collector]:
+    collector = Collector()
+    program = resdsl.semantics.elaborate.load(Path("t.arch"), collector, text=text)
+    (definition,) = program.own_networks()
+    return Elaborator(program, collector).network(definition), collector
+
+
+def test_a_call_site_bound_in_every_instance_takes_each_instances_values() -> None:
+    # the evaluator keeps a call site's plan and its literals' values: only those may repeat
+    net, collector = elaborate_text(BOUND_TWICE.replace("MOMENTUM", "0.2"))
+    assert not collector.items and net is not None
+    attrs = {layer.path: layer.attrs for layer in net.layers()}  # type: ignore[attr-defined]
+    assert [attrs[f"{b}.conv1"]["out"] for b in "ab"] == [4, 8]
+    assert [(attrs[f"{b}.conv1"]["k"], attrs[f"{b}.conv1"]["p"]) for b in "ab"] == [(3, 1), (3, 1)]
+    assert [attrs[f"{b}.bn1"]["momentum"] for b in "ab"] == [0.2, 0.2]
+    kinds = [attrs[f"{b}.downsample"]["shortcut"] for b in "ab"]
+    assert kinds == ["zero_pad", "zero_pad"] and all(isinstance(k, ShortcutKind) for k in kinds)  # the word made a kind
+
+
+def test_a_literal_that_does_not_suit_is_reported_in_every_instance() -> None:
+    # a literal is kept only once it bound cleanly, so each instance reports the mistake
+    _net, collector = elaborate_text(BOUND_TWICE.replace("MOMENTUM", "2"))
+    assert [d.code for d in collector.items] == ["E213", "E213"]

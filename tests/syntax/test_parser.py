@@ -289,3 +289,27 @@ def test_an_expression_visitor_dispatches_on_the_node_class() -> None:
     visitor = Names()
     visitor.visit(parse_expr("a * (b - c[d])"))  # generic_visit walks what has no method
     assert visitor.seen == ["a", "b", "c", "d"]
+
+
+def test_each_expression_visitor_class_dispatches_to_its_own_methods() -> None:
+    # the methods are looked up once per (visitor class, node class): a subclass's own
+    # method wins however the classes were used before
+    class Base(ast.ExprVisitor[str]):
+        def visit_Name(self, expr: ast.Name) -> str:
+            return "base"
+
+        def generic_visit(self, expr: ast.Expr) -> str:
+            return "other"
+
+    class Child(Base):
+        def visit_Name(self, expr: ast.Name) -> str:
+            return "child"
+
+    class Grandchild(Child):
+        def generic_visit(self, expr: ast.Expr) -> str:
+            return "grandchild"
+
+    name, number = ast.Name("x"), ast.IntLit(1)
+    assert (Base().visit(name), Base().visit(number)) == ("base", "other")
+    assert (Child().visit(name), Child().visit(number)) == ("child", "other")
+    assert (Grandchild().visit(name), Grandchild().visit(number)) == ("child", "grandchild")

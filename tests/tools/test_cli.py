@@ -45,6 +45,17 @@ def test_check_does_not_import_torch() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_main_leaves_what_the_imports_made_out_of_garbage_collection() -> None:
+    # a command's collections then walk only what it made (a few percent of a check)
+    code = (
+        "import gc\nfrom resdsl.tools.cli import main\nassert gc.get_freeze_count() == 0\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "assert gc.get_freeze_count() > 0, 'nothing frozen'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 def test_set_and_input() -> None:
     result = CliRunner().invoke(cli, ["check", "resnet110", "--set", "num_classes=100", "--input", "3x64x64"])
     assert result.exit_code == 0 and "output 100" in result.output

@@ -37,6 +37,8 @@ class Leaf:
 
 @dataclass
 class Branch:
+    """A condition in a generated class and the layers on each side of it."""
+
     test: ast.Expr  # in the class's terms
     then: Tree | None  # None: no instance takes this side
     orelse: Tree | None

@@ -17,6 +17,8 @@ from resdsl.syntax import ast
 
 @dataclass
 class Ctor:
+    """A module the class's ``__init__`` builds: ``self.attr = cls(args)``."""
+
     attr: str
     cls: str
     args: list[str]
@@ -32,6 +34,8 @@ class Call:
 
 @dataclass
 class ClassDef:
+    """A generated class (a block, or the network): its parameters, ``__init__`` and ``forward``."""
+
     name: str
     doc: str  # already escaped for a docstring
     params: list[tuple[str, str, str | None]]  # (name, type, default source or None)

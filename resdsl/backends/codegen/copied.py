@@ -112,7 +112,7 @@ def layer_sources(names: Iterable[str]) -> list[str]:
 def copied_names() -> frozenset[str]:
     """The top-level names (classes, functions, constants) of every copied helper: a spec name
     equal to one must be renamed in generated code, or it would replace the helper."""
-    names: set[str] = set()
+    names: set[str] = set(layer_classes())  # each a class's own source: its one name, no need to parse it again
     sources = [
         f()
         for f in (
@@ -125,7 +125,7 @@ def copied_names() -> frozenset[str]:
             divisible_source,
         )
     ]
-    for source in [*sources, *layer_classes().values()]:
+    for source in sources:
         for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef | ast.ClassDef):
                 names.add(node.name)

@@ -4,6 +4,7 @@ RUF022 sorts it, whatever the network and block names, checked with ruff itself.
 
 from __future__ import annotations
 
+import ast as pyast
 import inspect
 import random
 import subprocess
@@ -14,6 +15,7 @@ import torch
 
 import resdsl
 from resdsl.backends.codegen import _ruff, generate
+from resdsl.backends.codegen.copied import copied_names, layer_classes
 from resdsl.backends.codegen.expr import RESERVED
 from resdsl.backends.codegen.files import export_order
 from resdsl.syntax.parser import RESERVED_WORDS
@@ -177,3 +179,13 @@ def test_export_order_is_ruffs(tmp_path: Path) -> None:
     assert export_order(["A", "INPUT_SIZE", "a10", "a2", "B1", "b01", "b1"]) == [
         "B1", "INPUT_SIZE", "A", "a2", "a10", "b01", "b1"
     ]  # fmt: skip
+
+
+def test_every_copied_helpers_top_level_name_is_reserved() -> None:
+    # the layer classes are named by their table, not parsed again: each is one class's source
+    for name, source in layer_classes().items():
+        (node,) = pyast.parse(source).body
+        assert isinstance(node, pyast.ClassDef) and node.name == name
+    helpers = {"FlattenLinear", "LayerNorm2d", "DropPath", "ZeroPadShortcut", "make_shortcut", "with_bias"}
+    assert helpers <= copied_names()
+    assert copied_names() <= RESERVED
