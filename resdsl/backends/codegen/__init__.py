@@ -242,7 +242,10 @@ def _network_class(network: Network, em: BlockEmitter, plan: Plan | None) -> tup
     net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
     title = network.meta.get("title", network.name)
     cls = ClassDef("", doc_text(f"{title} as written in {_defined_at(network)}"), net_params)
-    em.scope_body(network.root, cls, _cin(network), frozenset(values), network=True)
+    # the network's value bindings (stem = 32 if fix_stem_head else ...) are locals of its
+    # constructor, written before the layers that read them: those layers say them by name
+    names = frozenset(values) | {n for n, _ in network.root.lets}
+    em.scope_body(network.root, cls, _cin(network), names, network=True)
     cls.name = em.class_name(network_class_name(network), "Net")
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)

@@ -122,13 +122,15 @@ class BlockEmitter(Emitter):
         inst: Mapping[str, Any] | None = None,
         hidden: Sequence[tuple[str, Any]] = (),
         simplify: Callable[[Any], Any] | None = None,
+        expected: Mapping[str, Any] | None = None,
     ) -> tuple[Call, Any, Any]:
         """The constructor call of a block instance, its output channels and its stride in the
         caller's terms. ``exprs``: other arguments, as for the later blocks of a stage; ``inst``:
         what the instance values they read (index, net_index, ...) are, in the caller's terms,
         and ``simplify`` what to do to the arguments then; ``hidden``: the net_index arguments
-        of its class; ``values``: the caller instance's, to check each argument against."""
-        cls, args, mapping = self.block_mapping(scope, cin, names, values, exprs, inst, simplify)
+        of its class; ``values``: the caller instance's, to check each argument against;
+        ``expected``: what each argument is there (default: ``scope``'s own arguments)."""
+        cls, args, mapping = self.block_mapping(scope, cin, names, values, exprs, inst, simplify, expected)
         args += [f"{name}={py(value)}" for name, value in hidden]
         return Call(cls.name, args), self.tr.subst(cls.out_channels, mapping), self.tr.subst(cls.out_stride, mapping)
 
@@ -141,13 +143,15 @@ class BlockEmitter(Emitter):
         exprs: Mapping[str, ast.Expr] | None = None,
         inst: Mapping[str, Any] | None = None,
         simplify: Callable[[Any], Any] | None = None,
+        expected: Mapping[str, Any] | None = None,
     ) -> tuple[ClassDef, list[str], dict[str, Any]]:
         """A block instance's class, its constructor arguments (source) and what each of the
-        class's names is in the caller's terms."""
+        class's names is in the caller's terms; ``expected``: as for :meth:`block_call`."""
         block = scope.block
         assert block is not None
         cls = self.block_class(scope)
         exprs = dict(scope.arg_exprs if exprs is None else exprs)
+        expected = scope.args if expected is None else expected
         args = [py(cin)]
         mapping: dict[str, Any] = {cls.params[0][0]: cin}
         for p in block.params:
@@ -162,7 +166,7 @@ class BlockEmitter(Emitter):
                     value = self.tr.subst(value, inst)
                 if simplify is not None:
                     value = simplify(value)
-                value = self.checked(value, scope.args.get(p.name), values)
+                value = self.checked(value, expected.get(p.name), values)
                 text = py(value)
                 args.append(text if p.default is None else f"{py_name(p.name)}={text}")
                 mapping[p.name] = value

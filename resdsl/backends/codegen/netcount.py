@@ -59,6 +59,7 @@ class Emitter(Protocol):
         inst: Mapping[str, Any] | None = None,
         hidden: Sequence[tuple[str, Any]] = (),
         simplify: Callable[[Any], Any] | None = None,
+        expected: Mapping[str, Any] | None = None,
     ) -> tuple[Call, Any, Any]: ...
 
     def block_mapping(
@@ -70,6 +71,7 @@ class Emitter(Protocol):
         exprs: Mapping[str, ast.Expr] | None = None,
         inst: Mapping[str, Any] | None = None,
         simplify: Callable[[Any], Any] | None = None,
+        expected: Mapping[str, Any] | None = None,
     ) -> tuple[ClassDef, list[str], dict[str, Any]]: ...
 
 

@@ -8,11 +8,16 @@ terms of the class that builds the stage, by what it is for the first block and 
 ``i + 1`` (:meth:`NetCounts.values`); comparisons that ``i >= 0`` decides are folded, so a
 later block's ``1 if index == 0 else 6`` reads ``6``. A loop is checked against the IR before
 it is written: every later block's arguments, input channels and the counts below it computed
-from the loop must be what elaboration gave that block. Where they are not, or where the
-channels grow by an amount that changes from block to block, or the counts below do not grow
-by a fixed amount, the calls are written one by one; a repeat that depends on a parameter is
-then refused other values (a ValueError saying to regenerate), and in a block class every
-instance must have the same (E506).
+from the loop must be what elaboration gave that block, and a block past the last must read
+what the last one makes. Where that check fails, or the channels grow by an amount that changes
+from block to block, or the counts below do not grow by a fixed amount, the calls are written
+one by one; a repeat that depends on a parameter is then refused other values (a ValueError
+saying to regenerate), and in a block class every instance must have the same (E506).
+
+A stage of one block whose repeat is a parameter's still gets the loop, though the IR holds no
+later block to check it by: block ``i + 1`` reads what block ``i`` makes (in the class's terms),
+and only the arguments the later blocks share with the first (no instance value, no stage
+``stride=``) are checked against the first block.
 """
 
 from __future__ import annotations
@@ -138,8 +143,9 @@ class StageWriter(NetCounts):
             bases[q] = add(add(self._next(scope, q + 1), first), mul(i, each))
         hidden = self.hidden_args(blocks[0], 1, bases)
         decided = partial(_from_zero, var=var)  # i >= 0: what index == 0 decides is decided
+        expected = None if len(blocks) > 1 else _shared_args(scope, blocks[0])
         call, _, stride = em.block_call(
-            later, later_in, names, check, scope.arg_exprs, values, hidden=hidden, simplify=decided
+            later, later_in, names, check, scope.arg_exprs, values, hidden=hidden, simplify=decided, expected=expected
         )
         if not self._verify(scope, blocks, later_in, values, bases, var, names):
             return None
@@ -184,11 +190,18 @@ class StageWriter(NetCounts):
         names: frozenset[str],
     ) -> bool:
         """Whether the loop gives every later block what elaboration gave it: its arguments, its
-        input channels and the counts below it, each where it folds to a number."""
+        input channels and the counts below it, each where it folds to a number; and whether a
+        block past the IR's last (a larger repeat: a stage of one block has only that) would read
+        what the last one makes."""
         em = self.em
         decided = partial(_from_zero, var=var)
         mapping = em.block_mapping(blocks[0], later_in, names, None, scope.arg_exprs, values, decided)[2]
         constants = self.counts[-1].values
+        made = em.net.layer(blocks[-1].output).shape
+        if made is not None:
+            got = fold(em.tr.subst(later_in, {**constants, var: ast.IntLit(len(blocks) - 1)}))
+            if is_const(got) and not _same(const_value(got), made[0]):
+                return False
         for k, block in enumerate(blocks[1:], 1):
             env = {**constants, var: ast.IntLit(k - 1)}
             checks: list[tuple[Any, Any]] = [
@@ -266,6 +279,18 @@ class StageWriter(NetCounts):
             "regenerate it for another number"
         )
         parent.init.append(("require", (py(repeat), str(scope.repeat), message)))
+
+
+def _shared_args(stage: Scope, first: Scope) -> dict[str, Any]:
+    """The arguments a stage's later blocks get that its first block got too: those the stage
+    writes for every block (not its stride= or shortcut= for the first) and that read no
+    instance value (in_channels, index, ...). Where the IR holds no later block, only these say
+    what a later block's argument is; the others are computed from the first block."""
+    return {
+        name: first.args[name]
+        for name, expr in stage.arg_exprs.items()
+        if name in first.args and first.arg_exprs.get(name) == expr and not free_names(expr) & stage.instance_names
+    }
 
 
 def _ir_stride(network: Network, scope: Scope) -> int:

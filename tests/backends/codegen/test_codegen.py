@@ -153,6 +153,16 @@ def test_factory_arguments_change_the_network(generated: dict[str, Path]) -> Non
     assert not any(b.add_shortcut for b in plain.modules() if hasattr(b, "add_shortcut"))
     wide = load_module(generated["resnext50_32x4d"]).resnext50_32x4d(num_classes=7)
     assert wide.fc.out_features == 7 and wide.layer1[0].conv2.groups == 32
+    # value bindings of the network body (stem, features) and a stage of one block that grows
+    # (blocks.0, blocks.6): the same state_dict as build_model's for the same arguments
+    # (test_codegen_arguments compares the outputs too)
+    listing = lambda m: [(k, v.shape) for k, v in m.state_dict().items()]  # noqa: E731
+    mobilenet = load_module(generated["mobilenetv2_110d"])
+    for params in ({"fix_stem_head": False}, {"multiplier": 0.5, "depth_multiplier": 1.4, "num_classes": 10}):
+        built = resdsl.build_model("mobilenetv2_110d", params=params)
+        assert listing(mobilenet.mobilenetv2_110d(**params)) == listing(built), params
+    exotic = load_module(generated["exotic"]).exotic(width=4)  # wide = width * 2: the stem and the pair
+    assert listing(exotic) == listing(resdsl.build_model(NETWORKS["exotic"], params={"width": 4}))
 
 
 # The next two read what conftest's background process (ISOLATED) found for each generated module, run
@@ -300,3 +310,23 @@ def test_network_level_residual_is_zero_initialised(tmp_path: Path) -> None:
     model = load_module(path).top(zero_init_residual=True)
     assert not model.bn.weight.any()
     assert not resdsl.build_model(spec, zero_init_residual=True).bn.weight.any()
+
+
+def test_a_guarded_zero_init_is_one_test(tmp_path: Path) -> None:
+    """A norm zeroed only where its residual adds (identity_if_same) is one ``if ... and``, as
+    ruff's SIM102 asks, in the network class as in block classes (mobilenet's has_skip)."""
+    spec = tmp_path / "top.arch"
+    spec.write_text(
+        "network top(c = 4) {\n  input 4 x 8 x 8\n  c1 = conv(c, k=3, p=1)\n  bn = batchnorm()\n"
+        "  residual(identity_if_same)\n}\n"
+    )
+    path = tmp_path / "top.py"
+    path.write_text(generate(resdsl.compile(spec)))
+    check = subprocess.run([_ruff(), "check", "--isolated", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert "if zero_init_residual and self.has_skip:" in path.read_text()
+    module = load_module(path)
+    for c, zeroed in ((4, True), (8, False)):  # c = 8: no addition, so the norm keeps its scale
+        model = module.top(c=c, zero_init_residual=True)
+        built = resdsl.build_model(spec, params={"c": c}, zero_init_residual=True)
+        assert (not model.bn.weight.any()) == (not built.bn.weight.any()) == zeroed

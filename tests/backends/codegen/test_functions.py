@@ -113,12 +113,16 @@ def test_a_division_exact_for_one_item_only_stays_a_true_division(tmp_path: Path
 
 
 def test_constant_calls_fold(tmp_path: Path) -> None:
-    """A network's own values are constants: the layers get them folded (the binding is still
-    written, calling the copied helper); a module that calls no builtin carries no helper."""
-    assert_same_network(FOLDED, tmp_path)
+    """A network's bindings are read by name, so the factory's ``w`` changes the layers (the
+    binding calls the copied helper); constant calls fold; a module that calls no builtin carries
+    no helper."""
+    module = assert_same_network(FOLDED, tmp_path)
     code = generate(resdsl.compile(FOLDED))
-    assert "nn.Conv2d(3, 24, " in code and "nn.Conv2d(24, 48, " in code
+    assert "nn.Conv2d(3, widths[0], " in code and "math.ceil(math.log(widths[1], 2)) * 8," in code
     assert "widths = [make_divisible(c * w) for c in [32, 64]]" in code and "\ndef make_divisible(" in code
+    narrow, built = module.folded(w=0.25), resdsl.build_model(FOLDED, params={"w": 0.25})
+    shapes = lambda m: [(k, v.shape) for k, v in m.state_dict().items()]  # noqa: E731
+    assert shapes(narrow) == shapes(built) and narrow.stem.out_channels == 8  # make_divisible(32 * 0.25)
     (tmp_path / "plain").mkdir()
     assert_same_network(PLAIN, tmp_path / "plain")
     plain = generate(resdsl.compile(PLAIN))  # a layer's argument is written as the spec wrote it
