@@ -49,18 +49,18 @@ class LayerNorm2d(nn.LayerNorm):
 
 class DropPath(nn.Module):
     """Stochastic depth (timm's DropPath): in training each sample's branch is zeroed with
-    probability ``p`` and the kept ones scaled by ``1 / (1 - p)`` (``scale_by_keep``); in eval
-    mode, and with ``p == 0``, the input passes unchanged."""
+    probability ``drop_prob`` and the kept ones scaled by ``1 / (1 - drop_prob)``
+    (``scale_by_keep``); in eval mode, and with ``drop_prob == 0``, the input passes unchanged."""
 
-    def __init__(self, p: float = 0.0, scale_by_keep: bool = True) -> None:
+    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True) -> None:
         super().__init__()
-        self.p = p
+        self.drop_prob = drop_prob  # timm's attribute name, so code that reads or schedules it works
         self.scale_by_keep = scale_by_keep
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.p == 0.0 or not self.training:
+        if self.drop_prob == 0.0 or not self.training:
             return x
-        keep = 1.0 - self.p
+        keep = 1.0 - self.drop_prob
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample, broadcast over the rest
         mask = x.new_empty(shape).bernoulli_(keep)
         if keep > 0.0 and self.scale_by_keep:
@@ -68,7 +68,7 @@ class DropPath(nn.Module):
         return x * mask
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"drop_prob={self.drop_prob}"
 
 
 _ = torch  # the copied classes may use torch.*; keep the import for them

@@ -354,3 +354,14 @@ def test_pointwise_linear_needs_a_map(tmp_path: Path) -> None:
     text = "network n() {\n    input 3 x 8 x 8\n    flatten\n    fc = pointwise_linear(4)\n}\n"
     (d,) = resdsl.check(_spec(tmp_path, text)).diagnostics
     assert (d.code, d.span.line) == ("E307", 4) and "C x H x W" in d.message
+
+
+def test_drop_path_rate_builds_timms_schedule_at_timms_paths() -> None:
+    """convnext_tiny's drop_path_rate=0.1: block i of the 18 carries 0.1 * i / 17 as drop_prob,
+    timm's attribute, at timm's module path (stages.2.blocks.5.drop_path)."""
+    model = resdsl.build_model("convnext_tiny", params={"drop_path_rate": 0.1})
+    paths = [p for p, m in model.named_modules() if isinstance(m, DropPath)]
+    assert len(paths) == 18 and "stages.2.blocks.5.drop_path" in paths
+    rates = [model.get_submodule(p).drop_prob for p in paths]
+    assert rates == pytest.approx([0.1 * i / 17 for i in range(18)], rel=0, abs=1e-15)
+    assert "drop_prob=0.1" in repr(model.get_submodule(paths[-1]))
