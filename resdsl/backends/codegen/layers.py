@@ -75,11 +75,11 @@ class LayerEmitter(Instances):
         defaults = op.torch_defaults.get(cls, {})
         if cls.startswith("BatchNorm") or cls == "SyncBatchNorm":
             self.norm_classes.add(cls)
-        args = [py(a) for a in c.args]
+        args = [py(a, -1) for a in c.args]  # an argument stands alone: a condition needs no parentheses
         for key, value in c.kwargs.items():
             if key in defaults and not is_expr(value) and value == defaults[key]:
                 continue
-            args.append(f"{key}={py(value)}")
+            args.append(f"{key}={py(value, -1)}")
         out = op.channels(attrs, cin)
         if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
             out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
