@@ -172,9 +172,9 @@ class BlockEmitter(Emitter):
                 mapping[p.name] = value
             elif p.default is not None:
                 mapping[p.name] = self.tr.subst(self.tr.normalize(p.default, frozenset()), mapping)
-        own = self.values(scope, cls.params[0][0])
-        for name, expr in scope.lets:
-            mapping[name] = self.tr.subst(self.binding(expr, frozenset(scope.args), own), mapping)
+        own = self.snapshots(scope, cls.params[0][0])  # each binding's test reads the values before it
+        for (name, expr), before in zip(scope.lets, own, strict=False):
+            mapping[name] = self.tr.subst(self.binding(expr, frozenset(scope.args), before), mapping)
         return cls, args, mapping
 
     def block_class(self, scope: Scope) -> ClassDef:

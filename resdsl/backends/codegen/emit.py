@@ -186,7 +186,7 @@ class Emitter(ResidualEmitter, ABC):
         return bool(self._variant(body, entry.index, body.scope, conds))
 
     def _variant(self, body: Body, index: int, instance: Scope, conds: list[Condition]) -> Any:
-        values = self.values(instance, body.arg)
+        values = self.values_before(instance, body.arg, index)  # what the statement's test reads
         return variant(conds, lambda test: self.value(self.tr.normalize(test, body.names), values))
 
     def items(self, body: Body, entry: Entry, instance: Scope, items: list[Layer | Scope], record: bool = False) -> str:

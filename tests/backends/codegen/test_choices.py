@@ -1,5 +1,6 @@
 """Statements whose condition chooses between layers, as generated code: several of them in one
-block (their anonymous activations share one module per op, constructed under a condition).
+block (their anonymous activations share one module per op, constructed under a condition), and
+a condition that reads a parameter its own statement rebinds.
 
 Each spec goes through the differential test's ``assert_same_network`` (the generated module
 equals build_model in float64, outputs and gradients, and both script); the source is read too.
@@ -86,3 +87,51 @@ network n() {
     assert_same_network(text, tmp_path)
     assert "class B2" not in generate(resdsl.compile(text))
 
+
+SHADOW = """
+block sq(c) {
+    pool = global_avgpool()
+    fc = conv(c, k=1, bias=true)
+    sigmoid
+}
+block b(c, se = false) {
+    conv1 = conv(c, k=3, p=1)
+    se = gate(sq(c)) if se else identity
+}
+network n() {
+    input 3 x 16 x 16
+    x1 = b(8, se=true)
+    x2 = b(8)
+}
+"""
+
+
+def test_a_condition_reads_the_values_before_its_statement(tmp_path: Path) -> None:
+    """``se = ... if se else identity`` rebinds the parameter its test reads: the false instance
+    binds the shortcut kind ``identity`` to ``se``, and the test is still the parameter's value
+    (it was read after the binding, and had none: an internal error). One class, choosing."""
+    assert_same_network(SHADOW, tmp_path)
+    code = generate(resdsl.compile(SHADOW))
+    block = _class(code, "B")
+    assert "class B2" not in code
+    assert "        if se:\n            self.se = Sq(c, c)\n        else:\n            self.se = None\n" in block
+    assert "self.x1 = B(3, 8, se=True)" in code and "self.x2 = B(8, 8)" in code
+
+
+def test_a_later_condition_reads_the_rebound_value(tmp_path: Path) -> None:
+    """A statement after the binding sees the value bound: ``deep`` is rebound to a number
+    before the condition that reads it."""
+    text = """
+block b(c, deep = false) {
+    conv1 = conv(c, k=1)
+    deep = 2 if deep else 0
+    act = relu if deep > 1 else gelu
+}
+network n() {
+    input 3 x 8 x 8
+    x1 = b(8, deep=true)
+    x2 = b(8)
+}
+"""
+    assert_same_network(text, tmp_path)
+    assert "class B2" not in generate(resdsl.compile(text))
