@@ -322,7 +322,10 @@ def _imports_and_helpers(
     norm_classes = sorted(em.norm_classes | ({norm2d} if em.uses_projection or em.variable_kinds else set()))
     abc = {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
     return {
-        "typing": ["Any"] if any("Any" in t for _, t, _ in params) or extra["typing"] else [],
+        "typing": sorted(
+            ({"Any"} if any("Any" in t for _, t, _ in params) or extra["typing"] else set())
+            | ({"Final"} if any(c.flags for c in classes) else set())
+        ),
         "shortcut_helper": shortcut_helper,
         "zero_pad_helper": em.uses_zero_pad and not shortcut_helper,
         "zero_pad_source": zero_pad_source(),

@@ -172,9 +172,9 @@ class BlockEmitter(Emitter):
                 mapping[p.name] = value
             elif p.default is not None:
                 mapping[p.name] = self.tr.subst(self.tr.normalize(p.default, frozenset()), mapping)
-        own = self.values(scope, cls.params[0][0])
-        for name, expr in scope.lets:
-            mapping[name] = self.tr.subst(self.binding(expr, frozenset(scope.args), own), mapping)
+        own = self.snapshots(scope, cls.params[0][0])  # each binding's test reads the values before it
+        for (name, expr), before in zip(scope.lets, own, strict=False):
+            mapping[name] = self.tr.subst(self.binding(expr, frozenset(scope.args), before), mapping)
         return cls, args, mapping
 
     def block_class(self, scope: Scope) -> ClassDef:
@@ -227,7 +227,7 @@ class BlockEmitter(Emitter):
             if p.default is not None:
                 default_expr = self.tr.normalize(p.default, frozenset())
                 default = py_default(const_value(default_expr)) if is_const(default_expr) else "None"
-            params.append((py_name(p.name), py_type(scope.args.get(p.name)), default))
+            params.append((py_name(p.name), self.param_type(scope, p.name), default))
         hidden = self.stages.hidden_params(block, {n for n, _, _ in params})
         if hidden:  # its stages read net_index: keyword-only, from whoever builds it
             params.append(("*", "", None))
@@ -248,6 +248,17 @@ class BlockEmitter(Emitter):
         finally:
             self.tr.fixed.pop()
         return cls
+
+    def param_type(self, scope: Scope, name: str) -> str:
+        """A parameter's annotation: its type in this instance, ``float`` where the block's
+        instances hold ints in some and floats in others (an expansion of 6 and of 2.5: one
+        class takes both, as Python's numeric tower does), so that they can share one class."""
+        own = py_type(scope.args.get(name))
+        types = {py_type(instance.args.get(name)) for instance in self.instances(scope)}
+        for numeric in _NUMERIC:
+            if own in numeric and types <= set(numeric):
+                return numeric[-1] if len(types) > 1 else own
+        return own
 
     def fixed_kinds(self, scope: Scope) -> dict[str, ast.Expr]:
         """The block's parameters that hold one shortcut kind in every instance of the network,
@@ -270,6 +281,10 @@ class BlockEmitter(Emitter):
             if all(_kind_word(instance.arg_exprs.get(p.name), spec_names) for instance in instances):
                 fixed[p.name] = ast.StrLit(str(kind))
         return fixed
+
+
+# the annotations an int parameter and a float one (or tuples of them) share: the last of each
+_NUMERIC = (("int", "float"), ("tuple[int, ...]", "tuple[float, ...]"))
 
 
 def _kind_word(expr: ast.Expr | None, spec_names: set[str]) -> bool:

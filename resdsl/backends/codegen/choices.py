@@ -85,7 +85,8 @@ def decide(
 
 def init_lines(tree: Tree | None, refusal: str) -> list[tuple[str, Any]]:
     """Constructor lines: ``if test:`` ... ``else:`` ..., ``raise ValueError(refusal)`` for a
-    side no instance takes (``refusal`` is a Python string literal)."""
+    side no instance takes (``refusal`` is a Python string literal); a side with nothing to
+    construct is left out (``if not test:`` when it is the first)."""
     if tree is None:
         return [("raise", refusal)]
     if isinstance(tree, Leaf):
@@ -93,6 +94,8 @@ def init_lines(tree: Tree | None, refusal: str) -> list[tuple[str, Any]]:
     then, orelse = init_lines(tree.then, refusal), init_lines(tree.orelse, refusal)
     if then == orelse:
         return then
+    if not then:  # the 'then' side's layers exist already (an earlier statement made them there)
+        return [("choice", (py(ast.Not(tree.test), -1), orelse, []))]
     return [("choice", (py(tree.test, -1), then, orelse))]
 
 

@@ -74,6 +74,7 @@ class ClassDef:
                 [(step, py(kind)) for step, kind in self.kinds],
                 [py(kind) for kind in self.plain_kinds],
                 sorted(self.layer_params),
+                sorted(self.flags),
                 py(self.out_channels) if self.out_channels is not None else None,
                 py(self.out_stride) if self.out_stride is not None else None,
             )
@@ -87,6 +88,9 @@ class Point:
     var: str
     channels: Any
     stride: Any
+
+
+Guard = frozenset[tuple[str, bool]]  # condition sides, as (test written in Python, side taken)
 
 
 @dataclass
@@ -107,4 +111,37 @@ class Body:
     node: str = ""  # this instance's node that holds the value so far
     label: str = "value"  # the layer that made it, to name a saved copy after
     saves: set[int] = field(default_factory=set)  # statements whose value a later residual reads
-    registered: set[str] = field(default_factory=set)  # module attributes already constructed
+    # module attributes already constructed, each with the condition sides it was constructed
+    # under, one set per construction (a layer in a side of a condition exists only where that
+    # side is taken)
+    registered: dict[str, set[Guard]] = field(default_factory=dict)
+    guard: Guard = frozenset()  # the condition sides the statement being written stands in
+
+    def constructed(self, module: str) -> bool:
+        """Whether ``module`` already exists wherever the current statement runs: some
+        construction of it stood under no condition side that the current one does not."""
+        return any(g <= self.guard for g in self.registered.get(module, ()))
+
+    def register(self, module: str) -> None:
+        """Note that ``module`` is constructed here (under the current guard)."""
+        self.registered[module] = _minimal(self.registered.get(module, set()) | {self.guard})
+
+
+def merged(sides: list[tuple[Guard, dict[str, set[Guard]]]], outer: Guard) -> dict[str, set[Guard]]:
+    """What is constructed after a choice, from what each side an instance takes constructed
+    (its guard, and the guards of every module then): a module keeps every guard it has in
+    some side, and one that exists whichever side is taken exists wherever the choice runs
+    (``outer``: the sides no instance takes refuse to build)."""
+    out: dict[str, set[Guard]] = {}
+    for _, registered in sides:
+        for module, guards in registered.items():
+            out.setdefault(module, set()).update(guards)
+    for module, guards in out.items():
+        if all(any(g <= guard for g in registered.get(module, ())) for guard, registered in sides):
+            guards.add(outer)
+    return {module: _minimal(guards) for module, guards in out.items()}
+
+
+def _minimal(guards: set[Guard]) -> set[Guard]:
+    """The guards that no other guard in ``guards`` implies (a weaker one covers them)."""
+    return {g for g in guards if not any(h < g for h in guards)}

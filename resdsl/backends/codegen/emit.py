@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from resdsl.backends.codegen.choices import Leaf, Tree, decide, forward_steps, init_lines, point_expr
-from resdsl.backends.codegen.classes import Body, Call, ClassDef, Ctor, Point
+from resdsl.backends.codegen.classes import Body, Call, ClassDef, Ctor, Guard, Point, merged
 from resdsl.backends.codegen.expr import (
     RESERVED,
     attr_name,
@@ -38,6 +38,7 @@ from resdsl.backends.codegen.residuals import ResidualEmitter
 from resdsl.backends.codegen.statements import (
     Condition,
     Entry,
+    Variant,
     body_of,
     branch_statement,
     chosen,
@@ -185,7 +186,7 @@ class Emitter(ResidualEmitter, ABC):
         return bool(self._variant(body, entry.index, body.scope, conds))
 
     def _variant(self, body: Body, index: int, instance: Scope, conds: list[Condition]) -> Any:
-        values = self.values(instance, body.arg)
+        values = self.values_before(instance, body.arg, index)  # what the statement's test reads
         return variant(conds, lambda test: self.value(self.tr.normalize(test, body.names), values))
 
     def items(self, body: Body, entry: Entry, instance: Scope, items: list[Layer | Scope], record: bool = False) -> str:
@@ -251,8 +252,8 @@ class Emitter(ResidualEmitter, ABC):
         form = OPS[item.op].own_param
         assert form is not None
         attr = attr_name(item.module, item.span)
-        if item.module not in body.registered:
-            body.registered.add(item.module)
+        if not body.constructed(item.module):
+            body.register(item.module)
             attrs = self.attrs(item, body.names, values)
             cin = self.checked(cur.channels, item.in_shapes[0][0], values)
             size = ", ".join(py(d) for d in form.shape(attrs, cin))
@@ -284,8 +285,8 @@ class Emitter(ResidualEmitter, ABC):
     def op_item(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
         cls = body.cls
         ctor, out_ch = self.ctor(item, cur.channels, body.names, values=values)
-        if item.module not in body.registered:
-            body.registered.add(item.module)
+        if not body.constructed(item.module):
+            body.register(item.module)
             cls.init.append(("module", ctor))
         stride = fold(ast.BinOp("*", cur.stride, self.op_stride(item, body.names, values)))
         comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item)
@@ -307,10 +308,12 @@ class Emitter(ResidualEmitter, ABC):
         leaves[self._variant(body, entry.index, body.scope, conds)] = (body.scope, entry)  # this one's, from itself
         makes_layers = any(other.items for _, other in leaves.values())
         written: dict[Any, Leaf] = {}
-        start, registered = body.current, set(body.registered)
+        start, registered, outer = body.current, body.registered, body.guard
+        sides: list[tuple[Guard, dict[str, set[Guard]]]] = []
         for key, (instance, other) in leaves.items():
             n_init, n_forward = len(cls.init), len(cls.forward)
-            body.registered = set(registered)  # each side constructs its own modules
+            body.registered = {m: set(g) for m, g in registered.items()}  # each side constructs its own modules,
+            body.guard = outer | self._guard(body, key, conds)  # which exist only where it is taken
             if other.let is not None:  # this side binds a value: no layer, and forward skips it
                 name, expr = other.let
                 if not makes_layers or read_after(body.stmts, entry.index, name):
@@ -323,7 +326,8 @@ class Emitter(ResidualEmitter, ABC):
             written[key] = Leaf(cls.init[n_init:], cls.forward[n_forward:], body.current, other.let is not None)
             del cls.init[n_init:], cls.forward[n_forward:]
             body.current = start
-        body.registered = registered | {i.module for i in entry.items if isinstance(i, Layer)}
+            sides.append((body.guard, body.registered))
+        body.registered, body.guard = merged(sides, outer), outer
         tree: Tree = decide(
             list(written), [c.cond for c in conds], lambda e: fold(self.tr.normalize(e, body.names)), written
         )
@@ -348,6 +352,16 @@ class Emitter(ResidualEmitter, ABC):
             point_expr(tree, lambda p: p.channels, fold),
             point_expr(tree, lambda p: p.stride, fold),
         )
+
+    def _guard(self, body: Body, key: Variant, conds: list[Condition]) -> Guard:
+        """The condition sides an instance that takes ``key`` stands in, in the class's terms
+        (a test that is a constant there guards nothing)."""
+        guard: set[tuple[str, bool]] = set()
+        for index, side in key:
+            test = fold(self.tr.normalize(conds[index].cond.test, body.names))
+            if not isinstance(test, ast.BoolLit):
+                guard.add((py(test, -1), side))
+        return frozenset(guard)
 
     def _flag(self, cls: ClassDef, label: str, test: ast.Expr) -> str:
         """An attribute that holds a condition's test, for forward to choose by."""

@@ -32,7 +32,7 @@ class Instances:
         self.tr = Translator(network)
         self._instances: dict[int, list[Scope]] = {}
         self._entries: dict[int, list[Entry]] = {}
-        self._values: dict[int, Values] = {}
+        self._values: dict[int, list[Values]] = {}
         self._donors: dict[int, list[tuple[Scope, Layer] | None]] = {}
         self._absent: dict[int, set[int]] = {}
 
@@ -51,7 +51,20 @@ class Instances:
         return self._entries[id(scope)]
 
     def values(self, scope: Scope, arg: str) -> Values:
-        """The instance's value of every name its class reads (``arg``: the input channels)."""
+        """The instance's value of every name its class reads (``arg``: the input channels),
+        after all its bindings."""
+        return self.snapshots(scope, arg)[-1]
+
+    def values_before(self, scope: Scope, arg: str, index: int) -> Values:
+        """The instance's values as statement ``index`` sees them: bound by the statements
+        before it (a condition there reads a parameter its own statement may rebind:
+        ``se = gate(sq(c)) if se else identity``)."""
+        bound = sum(1 for entry in self.entries(scope) if entry.let is not None and entry.index < index)
+        return self.snapshots(scope, arg)[bound]
+
+    def snapshots(self, scope: Scope, arg: str) -> list[Values]:
+        """The instance's values before its first binding, then after each (in order): the
+        ``k``-th binding reads the ``k``-th."""
         if id(scope) in self._values:
             return self._values[id(scope)]
         values: Values = {}
@@ -67,10 +80,13 @@ class Instances:
             if shape:
                 values[arg] = lit(shape[0])
         names = frozenset(known) | {n for n, _ in scope.lets}
+        snapshots = [dict(values)]
         for name, expr in scope.lets:
             values[name] = self.tr.subst(self.binding(expr, names, values), values)
-        self._values[id(scope)] = values
-        return values
+            snapshots.append(dict(values))
+        snapshots[-1] = values
+        self._values[id(scope)] = snapshots
+        return snapshots
 
     def binding(self, expr: ast.Expr, names: frozenset[str], values: Values) -> ast.Expr:
         """A value binding in Python terms; where a condition could pick a layer instead
