@@ -191,7 +191,7 @@ def _module(net: Network, tmp_path: Path) -> tuple[ModuleType, str]:
 
 def _rates(model: torch.nn.Module) -> list[float]:
     """Every drop-path probability, in module order (the generated file has its own DropPath)."""
-    return [m.p for m in model.modules() if type(m).__name__ == "DropPath"]
+    return [m.drop_prob for m in model.modules() if type(m).__name__ == "DropPath"]
 
 
 def _timm_rates(rate: float, depths: list[int]) -> list[float]:
@@ -250,7 +250,7 @@ def _stage_calls(source: str, attr: str) -> str:
 @pytest.mark.parametrize("text", [FLAT, NESTED], ids=["flat", "stage-of-stages"])
 def test_drop_path_rises_over_the_network_as_timms(tmp_path: Path, text: str) -> None:
     model = resdsl.build_model(_spec(tmp_path, text))
-    rates = [m.p for m in model.modules() if isinstance(m, DropPath)]
+    rates = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
     assert rates == pytest.approx(_timm_rates(0.3, [2, 2, 3]), rel=0, abs=1e-15)
     assert rates[0] == 0.0 and rates[-1] == 0.3
 
