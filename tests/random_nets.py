@@ -84,6 +84,13 @@ COVERAGE = {
     "value; in a block's residual branch and in the network body), layer_scale (in a block's branch and "
     "in the network body), identity; mul through gate(...); concat() and bare concat (a block ending in a "
     "concatenation, a concatenation followed by a residual that projects what it made)",
+    "Numbers and lists": "builtins in widths (make_divisible, round, ceil, floor, min, max, abs, sqrt, "
+    "log, int, len, sum), powers, and/or/not in conditions, list comprehensions (in the network's "
+    "values and indexed in a block argument)",
+    "Modern blocks": "stages named by prefix= and start= (s1.b1), stages inside sequential(...) (blocks.i.j), "
+    "residual(identity_if_same) in stages whose first block changes the shape (no skip there) and in "
+    "single blocks, residual(projection, step_names=[...]) (downsample.conv, downsample.bn), "
+    "pointwise_linear in a channels MLP with a bias and without",
     "Instance values": "stage block arguments reading index (a first block that differs: mode, a layer "
     "chosen by it; widths c + index * growth), count (the last block differs), net_index and net_count (a "
     "drop-path rate rising over the network, also in a stage inside a block, which the block class is "
@@ -272,6 +279,40 @@ block widen(c) {
     relu6
 }
 """
+# MobileNet's inverted residual: a skip only where the shapes agree; ConvNeXt's channels MLP
+INVERTED = """
+block inverted(c, cin, stride = 1, expand = 2, hs = false) {
+    mid     = make_divisible(cin * expand, 4)
+    conv_pw = conv(mid, k=1)
+    bn1     = batchnorm()
+    hardswish if hs and not (stride > 1) else relu6
+    conv_dw = conv(mid, k=3, s=stride, p=1, groups=mid)
+    bn2     = batchnorm()
+    relu6
+    conv_pwl = conv(c, k=1)
+    bn3     = batchnorm()
+    residual(identity_if_same)
+}
+"""
+MLP = """
+block channel_mlp(c, ratio = 2, bias = true) {
+    conv_dw = conv(c, k=3, p=1, groups=c, bias=true)
+    norm    = layernorm(eps=0.000001)
+    fc1     = pointwise_linear(c * ratio, bias=bias)
+    gelu
+    fc2     = pointwise_linear(c)
+    residual(identity)
+}
+"""
+# RegNet's names for the projection's conv and norm
+STEPPED = """
+block stepped(c, stride = 1) {
+    a = conv(c, k=3, s=stride, p=1)
+    a_bn = batchnorm()
+    relu
+    residual(projection, step_names=["conv", "bn"])
+}
+"""
 TWICE = """
 block twice(c, kind = projection) {
     conv1 = conv(c, k=3, p=1)
@@ -283,6 +324,16 @@ block twice(c, kind = projection) {
     relu
 }
 """
+
+
+# widths computed with the builtins and comprehensions (network values: width = 8, ws = [4, 8],
+# wl = [make_divisible(v * 1.5, 4) for v in ws] = [8, 12]); each is worth the key it is under
+WIDTH_EXPRS = {
+    4: ["max(4, ceil(width / 2.5))", "round(4.4)", "sum([2, 2])", "len(ws) * 2", "min(ws) ** 1", "abs(-4)",
+        "int(sqrt(16))", "[v // 2 for v in ws][1]"],
+    8: ["make_divisible(width * 0.9)", "floor(log(256) / log(2))", "wl[0]", "2 ** 3",
+        "max(ws) if n > 1 or not deep else 8", "int(float(width))", "[v * 2 for v in ws if v < 8][0]"],
+}  # fmt: skip
 
 
 @dataclass
@@ -300,6 +351,11 @@ def _stride(draw: st.DrawFn, net: Net, budget: int = 2) -> int:
     return draw(st.sampled_from([1, 2])) if net.shape.size >= 2 * budget else 1
 
 
+def _width(draw: st.DrawFn, width: int) -> str:
+    """``width`` written as a number, a parameter or a computation worth it."""
+    return draw(st.sampled_from([str(width), "ws[0]" if width == 4 else "width", *WIDTH_EXPRS[width]]))
+
+
 def _unit_call(draw: st.DrawFn, net: Net, block: Unit, width: int, stride: int, name: str) -> str:
     flag = draw(st.booleans())
     extra = 2 if block.cond_stride and not flag else 1
@@ -307,7 +363,7 @@ def _unit_call(draw: st.DrawFn, net: Net, block: Unit, width: int, stride: int, 
         flag, extra = True, 1
     changes = width != net.shape.channels or stride * extra != 1
     kind = _kind(draw, changes, width >= net.shape.channels)
-    args = [str(width) if draw(st.booleans()) else ("ws[0]" if width == 4 else "width")]
+    args = [_width(draw, width)]
     args.append(f"stride={stride}")
     args.append(f"shortcut={kind}")
     args.append(f"flag={'true' if flag else 'false'}")
@@ -343,6 +399,7 @@ def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
                 "dense",
                 "grow",
                 "instance",
+                "modern",
             ]
         )
     )
@@ -417,9 +474,11 @@ def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
     if choice in ("dense", "grow"):
         return [_dense(draw, net, i, width, choice == "grow")]
     if choice == "new_op":
-        return draw(st.lists(st.sampled_from(NEW_OPS), min_size=1, max_size=2, unique=True))
+        return draw(st.lists(st.sampled_from(NEW_OPS), min_size=1, max_size=3, unique=True))
     if choice == "instance":
         return [_instance_stage(draw, net, i, width)]
+    if choice == "modern":
+        return [_modern(draw, net, i, width)]
     return draw(st.lists(st.sampled_from(OPS), min_size=1, max_size=2, unique=True))
 
 
@@ -455,7 +514,7 @@ def _instance_stage(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
     that is the block's input (in_channels)."""
     stride = _stride(draw, net)
     c = net.shape.channels
-    args = [f"{width}"]
+    args = [_width(draw, width)]
     if draw(st.booleans()):
         args = ["in_channels"]
         width = c
@@ -481,6 +540,37 @@ def _instance_stage(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
     net.shape = Shape(width, net.shape.size // stride)
     block = f"unit({', '.join([*args, f'shortcut={kind}', *extra])})"
     return f"b{i} = stage({block}, repeat={repeat}, stride={stride}, shortcut={kind})"
+
+
+def _modern(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
+    """The constructs of the modern families: named and numbered stages, stages in a
+    sequential group, skips only where the shapes agree, named projection steps, per-position
+    linear layers."""
+    c, size = net.shape.channels, net.shape.size
+    form = draw(st.sampled_from(["named", "nested", "inverted", "inverted_one", "mlp", "stepped"]))
+    stride = _stride(draw, net)
+    if form == "mlp":
+        ratio, bias = draw(st.sampled_from([1, 2])), draw(st.sampled_from(["true", "false"]))
+        return f"b{i} = channel_mlp({c}, ratio={ratio}, bias={bias})"
+    net.shape = Shape(width, size // stride)
+    if form == "stepped":
+        return f"b{i} = stepped({width}, stride={stride})"
+    if form == "inverted_one":  # a skip where the block keeps the shape, none where it changes it
+        return f"b{i} = inverted({width}, cin={c}, stride={stride}, hs={draw(st.sampled_from(['true', 'false']))})"
+    repeat = draw(st.sampled_from(["2", "3", "n"]))
+    w = _width(draw, width)
+    if form == "inverted":  # the first block changes the shape: no skip there, skips after
+        expand = draw(st.sampled_from(["index + 1", "2", "1.5"]))
+        return f"b{i} = stage(inverted({w}, cin=in_channels, expand={expand}), repeat={repeat}, stride={stride})"
+    kind = _kind(draw, width != c or stride != 1, width >= c)
+    named = f'prefix="{draw(st.sampled_from(["b", "block"]))}", start={draw(st.sampled_from([0, 1]))}'
+    if form == "named":
+        return f"b{i} = stage(unit({w}, shortcut={kind}), repeat={repeat}, stride={stride}, shortcut={kind}, {named})"
+    second = draw(st.sampled_from(["", f", {named}"]))
+    return (
+        f"b{i} = sequential(stage(unit({width}, shortcut={kind}), repeat=1, stride={stride}, shortcut={kind}), "
+        f"stage(unit({width}), repeat={repeat}{second}))"
+    )
 
 
 def _std(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
@@ -534,9 +624,11 @@ def programs(draw: st.DrawFn) -> tuple[str, str]:
     meta = draw(st.sampled_from(METAS))
     body = "\n    ".join(net.lines)
     middle = draw(st.sampled_from(OUTER_MIDDLE))
-    blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE, DENSE, MIXED, WIDEN]
+    blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE, DENSE, MIXED, WIDEN, INVERTED, MLP]
+    blocks.append(STEPPED)
     order = draw(st.permutations(range(len(blocks))))  # blocks may be used before they are defined
     params = 'width = 8, deep = true, n = 2, rate = 0.2, ws = [4, 8], mode = "a", nrm = batchnorm'
+    body = "wl = [make_divisible(v * 1.5, 4) for v in ws]\n    " + body
     text = (
         'import "std/blocks.arch"\n'
         + "".join(blocks[j] for j in order)

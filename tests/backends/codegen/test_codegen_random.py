@@ -188,6 +188,11 @@ def test_the_programs_hold_what_the_coverage_says() -> None:
         "drop=0.3 * net_index / (net_count + 1)", "unit(in_channels, ",
         "st = stage(unit(c, drop=0.1 * net_index / net_count), repeat=2)",
         'flat = flatten()\n    ln = layernorm(over="last")', "flat = flatten()\n    layernorm(eps=1e-6)",
+        # numbers and lists, and the modern families' constructs
+        "make_divisible(width * 0.9)", "floor(log(256) / log(2))", "int(sqrt(16))", "[v // 2 for v in ws][1]",
+        "for v in ws if v < 8]", "2 ** 3", "n > 1 or not deep", "wl[0]", 'prefix="b", start=1',
+        'prefix="block"', "start=0", "= sequential(stage(unit(", "= stage(inverted(",
+        "cin=in_channels, expand=index + 1", "= inverted(", "= channel_mlp(", "bias=false)", "= stepped(",
     ]  # fmt: skip
     missing = [c for c in constructs if c not in text]
     assert not missing, missing
