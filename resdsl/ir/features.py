@@ -2,11 +2,14 @@
 
 Detection and segmentation models read a backbone's intermediate maps (timm's
 ``features_only=True``, torchvision's ``create_feature_extractor``). Here a request names
-top-level layers of the network (``layer1`` ... ``layer4``, or a named layer such as ``bn1``);
-:func:`plan` checks the names, cuts the network after the last requested one (the classifier
-and anything else after it is dropped, so the state_dict is the full model's minus those
-keys) and describes every feature: its channels, spatial size and stride ("reduction" in
-timm's ``feature_info``). It also resolves which top-level layers run under gradient
+top-level layers of the network (``layer1`` ... ``layer4``, or a named layer such as ``bn1``),
+or an item inside top-level stages and sequential groups by its module path (``blocks.2``, a
+stage of EfficientNet's ``blocks``; ``layer3.5``, a block of a stage): the forward then calls
+the children of those groups one by one (:attr:`Plan.unrolled`), as their ``nn.Sequential``
+would. :func:`plan` checks the names, cuts the network after the last requested one (the
+classifier and anything else after it is dropped, inside a group too, so the state_dict is
+the full model's minus those keys) and describes every feature: its channels, spatial size
+and stride ("reduction" in timm's ``feature_info``). It also resolves which top-level layers run under gradient
 checkpointing. Both back ends build from the :class:`Plan` (their forward through
 :func:`resdsl.ir.forward.planned`); nothing here imports torch, so ``resdsl check
 --features`` stays light.
@@ -33,7 +36,7 @@ __all__ = ["Checkpoint", "Feature", "Plan", "plan", "requested", "top_level"]
 class Feature:
     """One requested output: a top-level layer's name, where its value comes from and its map."""
 
-    name: str  # the top-level name: the output dict's key and the module path in feature_info
+    name: str  # its module path (a top-level name, or blocks.2): the output dict's key and feature_info's module
     node: str  # id of the IR node whose output it is
     shape: Shape  # C x H x W per sample
     stride: int  # input pixels per output pixel (timm's "reduction")
@@ -60,6 +63,9 @@ class Plan:
     network: Network
     features: tuple[Feature, ...] = ()
     checkpoint: tuple[str, ...] = ()
+    # module paths of the stages and sequential groups whose children the forward calls one by
+    # one, because a feature is taken inside them (blocks, blocks.2 for a feature at blocks.2.1)
+    unrolled: frozenset[str] = frozenset()
 
     @property
     def feature_info(self) -> list[dict[str, int | str]]:
@@ -82,6 +88,48 @@ def top_level(network: Network) -> dict[str, Layer | Scope]:
         elif not item.anonymous and OPS.get(item.op) is not None:
             items[item.name] = item
     return items
+
+
+CONTAINERS = ("stage", "sequential")  # groups whose forward is their children in a row (nn.Sequential)
+
+
+def child_name(item: Layer | Scope) -> str:
+    """An item's name in its group's module path: ``2`` of ``blocks.2``, ``b1`` of ``s1.b1``."""
+    return item.path.rsplit(".", 1)[-1]
+
+
+def _inside(network: Network, name: str, items: Mapping[str, Layer | Scope]) -> Layer | Scope | str:
+    """The item at module path ``name`` (``blocks.2.0``) through top-level stages and
+    sequential groups, or why there is none."""
+    head, *rest = name.split(".")
+    item = items.get(head)
+    if item is None:
+        return f"{network.name} has no top-level layer '{head}'"
+    walked = head
+    for part in rest:
+        if not isinstance(item, Scope) or item.kind not in CONTAINERS:
+            what = f"a {item.kind}" if isinstance(item, Scope) else "a single layer"
+            return f"'{walked}' is {what}: outputs inside a network are taken in stages and sequential groups"
+        children = [child for child in item.items if isinstance(child, Scope) or OPS.get(child.op) is not None]
+        found = next((child for child in children if child_name(child) == part), None)
+        if found is None:
+            names = ", ".join(child_name(child) for child in children)
+            return f"'{walked}' has no '{part}' (its children: {names})"
+        item, walked = found, f"{walked}.{part}"
+    return item
+
+
+def _position(network: Network, name: str) -> tuple[int, ...]:
+    """Where module path ``name`` stands in the forward: its index at each level."""
+    head, *rest = name.split(".")
+    item: Layer | Scope = top_level(network)[head]
+    where = [next(i for i, top in enumerate(network.root.items) if top is item)]
+    for part in rest:
+        assert isinstance(item, Scope)
+        index = next(i for i, child in enumerate(item.items) if child_name(child) == part)
+        where.append(index)
+        item = item.items[index]
+    return tuple(where)
 
 
 def _output(item: Layer | Scope) -> str:
@@ -127,14 +175,27 @@ def _overwritten(network: Network, node: str, kept: set[str]) -> bool:
     return False
 
 
+def _trim(scope: Scope, where: Sequence[int]) -> Scope:
+    """``scope`` up to and including its item at ``where`` (an index at each level below): a
+    stage keeps that many blocks."""
+    index, *below = where
+    items = list(scope.items[: index + 1])
+    if below:
+        inner = items[index]
+        assert isinstance(inner, Scope)
+        items[index] = _trim(inner, below)
+    trimmed = dataclasses.replace(scope, items=items, output=_output(items[-1]))
+    if scope.kind == "stage" and len(items) < scope.repeat:
+        trimmed = dataclasses.replace(trimmed, repeat=len(items), repeat_expr=None)
+    return trimmed
+
+
 def cut(network: Network, last: str) -> Network:
-    """``network`` up to and including the top-level item ``last``: a shallow copy whose body,
-    graph and order hold only what runs before that item's output."""
-    items = network.root.items
-    chosen = top_level(network)[last]
-    index = next(i for i, item in enumerate(items) if item is chosen)
-    kept_items = items[: index + 1]
-    root = dataclasses.replace(network.root, items=kept_items, output=_output(items[index]))
+    """``network`` up to and including the item at module path ``last`` (top-level, or inside
+    stages and sequential groups): a shallow copy whose body, graph and order hold only what
+    runs before that item's output."""
+    root = _trim(network.root, _position(network, last))
+    kept_items = root.items
     kept = {network.root.input}
     for item in kept_items:
         kept |= {layer.id for layer in item.layers()} if isinstance(item, Scope) else {item.id}
@@ -192,33 +253,35 @@ def plan(network: Network, features: Sequence[str] | None = None, checkpoint: Ch
     problems: list[Diagnostic] = []
     chosen = _chosen_features(network, items, features, problems)
     order = {name: i for i, name in enumerate(items)}
-    last = max((order[name] for name in chosen), default=len(items))
+    last = max((order[name.split(".")[0]] for name in chosen), default=len(items))
     built = {name: item for name, item in items.items() if order[name] <= last}  # True: the stages kept
     wanted = _checkpoint_names(network, checkpoint, built if checkpoint is True else items)
     seen = _checkpointed(network, items, wanted, problems)
     if problems:
         raise ResdslError(problems)
-    chosen.sort(key=order.__getitem__)
-    cut_net = cut(network, chosen[-1]) if chosen else network
-    if chosen:
-        _refuse_dropped(items, [name for name in wanted if order[name] > order[chosen[-1]]], chosen[-1])
+    names = sorted(chosen, key=lambda name: _position(network, name))
+    cut_net = cut(network, names[-1]) if names else network
+    if names:
+        dropped = [name for name in wanted if order[name] > order[names[-1].split(".")[0]]]
+        _refuse_dropped(items, dropped, names[-1])
     kept = set(cut_net.order)
     out = []
-    for name in chosen:
-        node = _output(items[name])
+    for name in names:
+        node = _output(chosen[name])
         shape = network.layer(node).shape
         assert shape is not None
         copy = _overwritten(network, node, kept)
-        out.append(Feature(name, node, shape, _stride(network, node, shape), items[name].span, copy))
-    return Plan(cut_net, tuple(out), tuple(sorted(seen, key=order.__getitem__)))
+        out.append(Feature(name, node, shape, _stride(network, node, shape), chosen[name].span, copy))
+    unrolled = {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 1)}
+    return Plan(cut_net, tuple(out), tuple(sorted(seen, key=order.__getitem__)), frozenset(unrolled))
 
 
 def _chosen_features(
     network: Network, items: Mapping[str, Layer | Scope], features: Sequence[str] | None, problems: list[Diagnostic]
-) -> list[str]:
-    """The feature outputs asked for, each a top-level C x H x W map named once (E740-E743,
+) -> dict[str, Layer | Scope]:
+    """The feature outputs asked for by module path, each a C x H x W map named once (E740-E743,
     and E708 beside a head); the problems go to ``problems``."""
-    chosen: list[str] = []
+    chosen: dict[str, Layer | Scope] = {}
     if features is None:
         return chosen
     known = list(items)
@@ -238,23 +301,34 @@ def _chosen_features(
             )
         )
     for name in features:
-        if name not in items:
+        found = _inside(network, name, items) if name.split(".")[0] in items else None
+        if found is None:
             problems.append(_unknown(network, name, "to return as a feature", "E740", known))
+        elif isinstance(found, str):
+            at = items[name.split(".")[0]].span
+            problems.append(error("E740", f"no feature '{name}': {found}", at, help=_nested_help(name)))
         elif name in chosen:
-            problems.append(error("E742", f"feature '{name}' is named twice", items[name].span))
+            problems.append(error("E742", f"feature '{name}' is named twice", found.span))
         else:
-            shape = network.layer(_output(items[name])).shape
+            shape = network.layer(_output(found)).shape
             if shape is None or len(shape) != 3:
                 problems.append(
                     error(
                         "E741",
                         f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map, so it cannot be a feature",
-                        items[name].span,
+                        found.span,
                         help="features are spatial maps: name a stage or a layer before the pooling",
                     )
                 )
-            chosen.append(name)
+            chosen[name] = found
     return chosen
+
+
+def _nested_help(name: str) -> str:
+    return (
+        f"name a top-level layer ('{name.split('.')[0]}'), or a module path through stages and sequential "
+        "groups, as in the state_dict's keys (blocks.2, layer3.5)"
+    )
 
 
 def _checkpointed(

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from resdsl.ir import Layer, Network, Scope
-from resdsl.ir.features import Plan
-from resdsl.ops import OPS, Merge
+from resdsl.ir.features import Feature, Plan, top_level
+from resdsl.ops import OPS, Merge, fmt_shape
 
 __all__ = [
     "Assign",
@@ -338,24 +338,33 @@ def planned(
 ) -> Forward:
     """A network body's forward: ``head`` (steps before the first item) and each item's
     steps, with ``plan``'s feature outputs captured into the dict ``features`` after the item
-    that makes them and its checkpointed calls grouped (see :func:`group_runs`)."""
+    that makes them, the groups they are inside called child by child (:func:`_unrolled`), and
+    checkpointed calls grouped (see :func:`group_runs`)."""
     if plan is None:
         return Forward((*head, *(step for segment in segments for step in segment.steps)), "Tensor", main)
-    capture = plan.capture
+    capture = _captures(plan)
     checkpointed = set(plan.checkpoint)
     steps: list[Step] = [NewFeatures(features)] if capture else []
     steps += head
     marked: set[str] = set()
     for segment in segments:
         for step in segment.steps:
-            if segment.name in checkpointed and isinstance(step, Call) and step.module == segment.attr:
+            if not (isinstance(step, Call) and step.module == segment.attr and segment.name is not None):
+                steps.append(step)
+                continue
+            check = segment.name in checkpointed
+            marked |= {segment.name} if check else set()
+            if segment.name in plan.unrolled:
+                scope = top_level(plan.network)[segment.name]
+                assert isinstance(scope, Scope)
+                steps += _unrolled(plan, scope, segment.attr, step, capture, features, check)
+            elif check:
                 modules = f"self.{segment.attr}" if segment.stage else f"[self.{segment.attr}]"
-                step = replace(step, checkpointed=modules)
-                marked.add(segment.name)
-            steps.append(step)
-        feature = capture.get(segment.output)
-        if feature is not None:
-            steps.append(Capture(features, feature.name, f"{main}.clone()" if feature.copy else main))
+                steps.append(replace(step, checkpointed=modules))
+            else:
+                steps.append(step)
+        top = [f for f in capture.get(segment.output, ()) if "." not in f.name]  # those inside: _unrolled's
+        steps += _capture(top, features, main)
     if checkpointed - marked:
         raise AssertionError(f"checkpointed layers {sorted(checkpointed - marked)} have no call")
     runs = dict(group_runs([_kind(step) for step in steps]))
@@ -368,6 +377,52 @@ def planned(
     if capture:
         return Forward(tuple(out), "dict[str, Tensor]", features)
     return Forward(tuple(out), "Tensor", main)
+
+
+def _captures(plan: Plan) -> dict[str, list[Feature]]:
+    """The feature outputs by the node whose output they are (``blocks`` and ``blocks.6`` are one)."""
+    out: dict[str, list[Feature]] = {}
+    for feature in plan.features:
+        out.setdefault(feature.node, []).append(feature)
+    return out
+
+
+def _capture(wanted: Iterable[Feature], features: str, main: str) -> list[Step]:
+    """The captures of the outputs ``wanted`` that ``main`` holds (a copy where the next layer overwrites it)."""
+    return [Capture(features, f.name, f"{main}.clone()" if f.copy else main) for f in wanted]
+
+
+def _unrolled(
+    plan: Plan,
+    group: Scope,
+    attr: str,
+    call: Call,
+    capture: dict[str, list[Feature]],
+    features: str,
+    checkpointed: bool,
+) -> list[Step]:
+    """A stage's or sequential group's ``call`` as its children's calls one by one
+    (``self.blocks[0](x)``, ...), as its ``nn.Sequential`` runs them, with the feature outputs
+    inside it captured after the child that makes them; a group with a feature further down
+    is unrolled in turn. Under checkpointing, each child is checkpointed on its own."""
+    steps: list[Step] = []
+    source = call.source
+    for i, child in enumerate(group.items):
+        access = f"{attr}[{i}]"
+        node = child.output if isinstance(child, Scope) else child.id
+        shape = plan.network.layer(node).shape
+        comment = fmt_shape(shape) if call.comment else ""
+        inner = Call(call.target, access, source, comment, f"[self.{access}]" if checkpointed else None)
+        if isinstance(child, Scope) and child.path in plan.unrolled:
+            steps += _unrolled(plan, child, access, inner, capture, features, checkpointed)
+        else:
+            if isinstance(child, Layer) and flattens(child):
+                steps.append(Flatten(call.target, source))
+                inner = replace(inner, source=call.target)
+            steps.append(inner)
+        steps += _capture([f for f in capture.get(node, ()) if f.name == child.path], features, call.target)
+        source = call.target
+    return steps
 
 
 # -- a scope of the IR, as build_model runs it ---------------------------------------------

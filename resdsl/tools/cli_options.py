@@ -158,5 +158,6 @@ features_option = click.option(
     "--features",
     default=None,
     metavar="NAMES",
-    help="Top-level layers to return as feature maps, comma-separated (layer1,layer2,layer3,layer4).",
+    help="Layers to return as feature maps, comma-separated: top-level names (layer1,layer2,layer3,layer4) "
+    "or module paths inside stages and sequential groups (blocks.2, layer3.5).",
 )

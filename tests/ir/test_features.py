@@ -180,11 +180,11 @@ def codes(exc: pytest.ExceptionInfo[ResdslError]) -> list[str]:
 
 def test_feature_errors_name_the_place_and_suggest() -> None:
     with pytest.raises(ResdslError) as exc:
-        resdsl.build_model("resnet18", features=["layr2", "layer3.0", "fc", "layer1", "layer1"])
+        resdsl.build_model("resnet18", features=["layr2", "layer3.0.conv1", "fc", "layer1", "layer1"])
     assert codes(exc) == ["E740", "E740", "E741", "E742"]
     unknown, nested, flat, twice = exc.value.diagnostics
     assert "did you mean 'layer2'" in (unknown.help or "")
-    assert "'layer3' is the one holding layer3.0" in (nested.help or "")
+    assert "'layer3.0' is a block" in nested.message  # inside stages and groups only (test_features_nested.py)
     assert flat.span.file.endswith("imagenet.arch") and flat.span.line > 0  # the fc statement
     assert twice.span.line > 0
     with pytest.raises(ResdslError) as exc:
