@@ -156,6 +156,7 @@ class OwnModules:
 
     modules: Callable[[Mapping[str, Any], Shape, Callable[[Any, int], Any]], tuple[OwnModule, ...]]
     forward: Callable[[str, str, Mapping[str, Any], Callable[[str], str]], list[str]]
+    attrs: tuple[str, ...] = ()  # every attribute it may set: the block's names it takes (E206)
 
 
 @dataclass(frozen=True)

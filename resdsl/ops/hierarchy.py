@@ -74,7 +74,7 @@ def _shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
         )
     if s > 1 and not a["first"]:
         raise ShapeError(
-            "E310",
+            "E213",
             f"res2_hierarchy with stride {s} must be a first block's (first=true): only there is the last chunk "
             "pooled to the stride",
             help="pass first=true where the block strides (timm: stride > 1 or a projection shortcut)",
@@ -121,7 +121,8 @@ def _forward(x: str, target: str, a: Mapping[str, Any], local: Callable[[str], s
         f"    {sp} = {spx}[{i}] if {i} == 0 or self.pool is not None else {sp} + {spx}[{i}]",
         f"    {sp} = torch.relu({run})",
         f"    {spo}.append({sp})",
-        "if self.pool is not None:  # a stage's first block pools the last chunk to the stride",
+        "# the last chunk as it is, or pooled to the stride in a stage's first block",
+        "if self.pool is not None:",
         f"    {spo}.append(self.pool({spx}[-1]))",
         "else:",
         f"    {spo}.append({spx}[-1])",
@@ -170,7 +171,7 @@ RES2_HIERARCHY = OpDef(
     weighted=True,
     example="res2_hierarchy(26, 4, s=stride, first=true)",
     onnx=_onnx,
-    own_modules=OwnModules(_modules, _forward),
+    own_modules=OwnModules(_modules, _forward, ("width", "convs", "bns", "pool")),
 )
 
 OPS = (RES2_HIERARCHY,)
