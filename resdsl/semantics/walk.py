@@ -52,6 +52,8 @@ class Frame:
         self.network = network  # a network's body (input and meta belong there)
         self.names: dict[str, ast.Span] = {}
         self.layers: dict[str, Any] = {}  # layer name -> what the visitor made of it (the placer: its node)
+        # attributes of the body's module that an op sets (res2_hierarchy's convs): no layer may take them
+        self.own_attrs: dict[str, ast.Span] = {}
         self.fresh = FreshNames(self.names, {s.name for s in body if isinstance(s, ast.Assign)})
 
     def bound_before(self, name: str) -> ast.Span | None:
@@ -120,6 +122,7 @@ class Walker(Evaluator, Generic[F, S, R, W]):
                 problem = layer_name_problem(stmt.name)
                 if problem is not None:  # reported, and checking goes on past it
                     self.diags.add(bad_layer_name(stmt.name, problem, stmt.name_span))
+                self._refuse_own_attr(stmt, frame)
                 self._bind_own_modules(value, frame)
                 frame.layers[stmt.name] = self.walk_statement(value, stmt.name, False, frame)
             else:
@@ -142,7 +145,7 @@ class Walker(Evaluator, Generic[F, S, R, W]):
         if not isinstance(op, OpDef) or op.own_modules is None:
             return
         for attr in op.own_modules.attrs:
-            first = frame.bound_before(attr)
+            first = frame.own_attrs.get(attr) or (frame.names.get(attr) if attr in frame.layers else None)
             if first is not None:
                 self.diags.add(
                     error(
@@ -155,7 +158,23 @@ class Walker(Evaluator, Generic[F, S, R, W]):
                 )
                 raise Failed
         for attr in op.own_modules.attrs:
-            frame.names[attr] = call.span
+            frame.own_attrs[attr] = call.span
+
+    def _refuse_own_attr(self, stmt: ast.Assign, frame: F) -> None:
+        """E206 for a layer named like an attribute that an op before it set (a value may: it
+        is a local of the constructor, not an attribute)."""
+        first = frame.own_attrs.get(stmt.name)
+        if first is not None:
+            self.diags.add(
+                error(
+                    "E206",
+                    f"'{stmt.name}' is already an attribute of {self.body_name(frame)}",
+                    stmt.name_span,
+                    notes=[f"set by the op at {first}"],
+                    help="layer names become module names and must be unique within a block",
+                )
+            )
+            raise Failed
 
     def _bind_name(self, stmt: ast.Assign, frame: F) -> None:
         """E206 for a name the body bound before (layer names become module names)."""
