@@ -109,7 +109,7 @@ def _forward(x: str, target: str, a: Mapping[str, Any], local: Callable[[str], s
     """timm's Bottle2neck loop: ``spx`` the chunks, ``spo`` the outputs, ``sp`` the running sum."""
     spx, spo, sp, i, conv, bn = (local(n) for n in ("spx", "spo", "sp", "i", "conv", "bn"))
     if a["norm"]:
-        loop = f"for {i}, ({conv}, {bn}) in enumerate(zip(self.convs, self.bns)):"
+        loop = f"for {i}, ({conv}, {bn}) in enumerate(zip(self.convs, self.bns, strict=True)):"
         run = f"{bn}({conv}({sp}))"
     else:
         loop, run = f"for {i}, {conv} in enumerate(self.convs):", f"{conv}({sp})"
