@@ -24,7 +24,6 @@ TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 MODERN = json.loads((FIXTURES / "timm_modern" / "manifest.json").read_text())["models"]
 # the fixture's networks no shipped spec writes yet (issue #18); shrinks as the families land
 NOT_YET_WRITTEN = {
-    "res2net50_26w_4s",
     "resnest14d",
 }
 REFERENCES = {"timm": TIMM, "timm_modern": MODERN}
@@ -107,6 +106,13 @@ COUNTS = {
     "efficientnet_b3": 12_233_232,  # 12.23M
     "efficientnet_b4": 19_341_616,  # 19.34M
     "mobilenetv3_small_100": 2_542_856,  # timm's published 2.54M
+    # Res2Net: timm's published counts (results/benchmark-infer-amp-nchw-pt113-cu117-rtx3090.csv), each
+    # also the sum over timm's Bottle2neck definitions: res2net50_26w_4s is the fixture's 25,699,120
+    "res2net50_48w_2s": 25_287_304,  # 25.29M
+    "res2net50_14w_8s": 25_059_816,  # 25.06M
+    "res2net50_26w_6s": 37_051_448,  # 37.05M
+    "res2net50_26w_8s": 48_403_776,  # 48.40M
+    "res2next50": 24_671_464,  # 24.67M
     # RegNet: timm's published counts (2.68M ... 145.05M), each from its w0, wa, wm, group width, depth
     "regnetx_004": 5_157_512,
     "regnetx_006": 6_196_040,

@@ -17,6 +17,7 @@ networks normalise the sum of a residual addition; those are listed in
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -99,6 +100,8 @@ def fold_network(network: Network) -> tuple[Network, FoldPlan]:
                 continue
             _remove_norm(net, layer, conv)
             pending.append((before[conv.id], before[layer.id], conv, float(layer.attrs["eps"])))
+        elif layer.op in OPS and OPS[layer.op].own_modules is not None and layer.attrs.get("norm"):
+            folds.extend(_fold_own_modules(layer))  # attributes of its block: paths stay
         elif layer.shortcut is not None and layer.shortcut.norm and layer.shortcut.norm_op == "batchnorm":
             folds.extend(_fold_shortcut(layer, before[layer.id]))  # inside a shortcut: paths stay
         if layer.shortcut is not None and layer.shortcut.kind == "zero_pad":
@@ -146,6 +149,26 @@ def _remove_norm(net: Network, norm: Layer, conv: Layer) -> None:
         conv.attrs["bias"] = True
         conv.exprs["bias"] = ast.BoolLit(True)
         conv.params += conv.attrs["out"]
+
+
+def _fold_own_modules(layer: Layer) -> list[Fold]:
+    """Fold the batchnorms of an op whose modules are its block's (res2_hierarchy's ``bns``)
+    into the convs before them: a list of batchnorms that follows a list of convs of the same
+    length folds pairwise; the op is rebuilt with ``norm=false`` (convs with a bias, no norms)."""
+    form = OPS[layer.op].own_modules
+    assert form is not None and layer.in_shapes
+    scope = layer.scope.path if layer.scope is not None else ""
+    owns = form.modules(layer.attrs, layer.in_shapes[0], lambda a, b: a - b)
+    folds: list[Fold] = []
+    for conv, norm in itertools.pairwise(owns):
+        if conv.op == "conv" and norm.op == "batchnorm" and conv.count == norm.count and conv.count is not None:
+            at = [f"{scope}.{own.attr}" if scope else own.attr for own in (conv, norm)]
+            eps = float(norm.args["eps"])
+            folds += [(f"{at[0]}.{i}", f"{at[1]}.{i}", f"{at[0]}.{i}", eps) for i in range(conv.count)]
+    layer.attrs["norm"] = False
+    layer.exprs["norm"] = ast.BoolLit(False)
+    layer.params = OPS[layer.op].param_count(layer.in_shapes[0], layer.shape or (), layer.attrs)
+    return folds
 
 
 def _fold_shortcut(residual: Layer, path: str) -> list[Fold]:

@@ -23,7 +23,7 @@ differs between them; it renders them here too. Nothing here imports torch or ji
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from resdsl.ir import Layer, Network, Scope
@@ -38,6 +38,7 @@ __all__ = [
     "Choice",
     "Flatten",
     "Forward",
+    "Lines",
     "NewFeatures",
     "Present",
     "Residual",
@@ -50,6 +51,7 @@ __all__ = [
     "kept",
     "layer_steps",
     "merge_step",
+    "own_modules_step",
     "own_param_step",
     "planned",
     "render",
@@ -123,6 +125,14 @@ class Residual:
 
 
 @dataclass(frozen=True)
+class Lines:
+    """Lines an op with modules of its own writes into the forward (Res2Net's loop over its
+    chunks, :class:`resdsl.ops.OwnModules`), as the op's definition wrote them."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NewFeatures:
     """``target: dict[str, Tensor] = {}``: the dict of feature outputs."""
 
@@ -164,7 +174,20 @@ class Present:
     orelse: tuple[Step, ...] = ()
 
 
-Step = Call | Flatten | Save | Assign | Update | Residual | NewFeatures | Capture | CheckpointGroup | Choice | Present
+Step = (
+    Call
+    | Flatten
+    | Save
+    | Assign
+    | Update
+    | Residual
+    | Lines
+    | NewFeatures
+    | Capture
+    | CheckpointGroup
+    | Choice
+    | Present
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +230,8 @@ def step_lines(step: Step) -> list[str]:
         return [f"{step.target} {step.operator}= {step.value}"]
     if isinstance(step, Residual):
         return _residual(step)
+    if isinstance(step, Lines):
+        return list(step.lines)
     if isinstance(step, NewFeatures):
         return [f"{step.target}: dict[str, Tensor] = {{}}"]
     if isinstance(step, Capture):
@@ -287,6 +312,14 @@ def own_param_step(layer: Layer, target: str, source: str, param: str) -> Step:
     form = OPS[layer.op].own_param
     assert form is not None and layer.in_shapes, layer.id
     return Assign(target, form.apply(source, f"self.{param}", layer.in_shapes[0]))
+
+
+def own_modules_step(layer: Layer, target: str, source: str, local: Callable[[str], str] = str) -> Step:
+    """An op whose modules are attributes of its scope's module (res2_hierarchy), run on
+    ``source`` into ``target``; ``local`` gives free names for its local variables."""
+    form = OPS[layer.op].own_modules
+    assert form is not None, layer.id
+    return Lines(tuple(form.forward(source, target, layer.attrs, local)))
 
 
 # -- feature outputs and checkpointing -----------------------------------------------------
@@ -473,6 +506,8 @@ def _layer(network: Network, layer: Layer, var: dict[str, str]) -> list[Step]:
         return [merge_step(op.merge, "x", inputs[0], inputs[1], layer.inplace and inputs[0] == "x")]
     if op.own_param is not None:
         return [own_param_step(layer, "x", inputs[0], layer.module)]
+    if op.own_modules is not None:
+        return [own_modules_step(layer, "x", inputs[0])]
     return layer_steps("x", layer.module, inputs[0], flattens(layer))
 
 

@@ -13,8 +13,20 @@ imports torch or onnx.
 
 from __future__ import annotations
 
-from resdsl.ops import activation, conv, dense, merge, norm, pad, pool, regularize
-from resdsl.ops.base import REQUIRED, Ctor, Merge, OpDef, OwnParam, P, Shape, ShapeError, fmt_shape
+from resdsl.ops import activation, conv, dense, hierarchy, merge, norm, pad, pool, regularize
+from resdsl.ops.base import (
+    REQUIRED,
+    Ctor,
+    Merge,
+    OpDef,
+    OwnModule,
+    OwnModules,
+    OwnParam,
+    P,
+    Shape,
+    ShapeError,
+    fmt_shape,
+)
 
 __all__ = [
     "OPS",
@@ -22,6 +34,8 @@ __all__ = [
     "Ctor",
     "Merge",
     "OpDef",
+    "OwnModule",
+    "OwnModules",
     "OwnParam",
     "P",
     "Shape",
@@ -41,6 +55,6 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-for _family in (conv, norm, merge, activation, pool, pad, dense, regularize):
+for _family in (conv, norm, merge, activation, pool, pad, dense, regularize, hierarchy):
     for _op in _family.OPS:
         register(_op)

@@ -123,6 +123,43 @@ class OwnParam:
 
 
 @dataclass(frozen=True)
+class OwnModule:
+    """One attribute that an op with modules of its own sets on the enclosing module: the
+    module of the table's op ``op`` with its bound arguments ``args`` built for input channels
+    ``cin`` (``count``: an ``nn.ModuleList`` of that many, None: the module itself; ``present``
+    false: the attribute is None), or, without ``op``, a plain value (``value``). Arguments,
+    channels, count, presence and value are numbers in the checker and may be expressions in
+    generated code; ``in_shape`` is the layer's per-sample input shape (which says a map)."""
+
+    attr: str
+    op: str | None
+    args: Mapping[str, Any] = field(default_factory=dict)
+    cin: Any = None
+    in_shape: Shape = ()
+    count: Any = None
+    present: Any = True
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class OwnModules:
+    """An op whose modules are attributes of the enclosing module, named by the op, not by the
+    layer (timm's Res2Net: ``layer1.0.convs.0``, ``layer1.0.bns.0``, ``layer1.0.pool``).
+
+    ``modules`` gives them from the bound arguments, the input shape and a subtraction (numbers in
+    the checker, expressions in generated code: a ModuleList of ``scale - 1``);
+    ``forward`` writes the lines of the enclosing forward that run them, from the input's
+    source, the target variable, the bound arguments and a function that gives a free name for
+    each local variable the lines use (only ``self``'s attributes and ``torch`` are read):
+    TorchScript cannot pass modules to a function, so the loop over them is written inline.
+    """
+
+    modules: Callable[[Mapping[str, Any], Shape, Callable[[Any, int], Any]], tuple[OwnModule, ...]]
+    forward: Callable[[str, str, Mapping[str, Any], Callable[[str], str]], list[str]]
+    attrs: tuple[str, ...] = ()  # every attribute it may set: the block's names it takes (E206)
+
+
+@dataclass(frozen=True)
 class OpDef:
     """Everything resdsl knows about one primitive op."""
 
@@ -158,6 +195,8 @@ class OpDef:
     merge_channels: Callable[[Any, Any, Callable[[Any, Any], Any]], Any] | None = None
     # an op held as a parameter of the enclosing module instead of a module of its own
     own_param: OwnParam | None = None
+    # an op whose modules are attributes of the enclosing module (Res2Net's convs, bns, pool)
+    own_modules: OwnModules | None = None
     # torch's own defaults for the classes ``torch`` builds, so generated code spells out only
     # what differs: {class name: {keyword: default}}
     torch_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

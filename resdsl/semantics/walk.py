@@ -52,6 +52,8 @@ class Frame:
         self.network = network  # a network's body (input and meta belong there)
         self.names: dict[str, ast.Span] = {}
         self.layers: dict[str, Any] = {}  # layer name -> what the visitor made of it (the placer: its node)
+        # attributes of the body's module that an op sets (res2_hierarchy's convs): no layer may take them
+        self.own_attrs: dict[str, ast.Span] = {}
         self.fresh = FreshNames(self.names, {s.name for s in body if isinstance(s, ast.Assign)})
 
     def bound_before(self, name: str) -> ast.Span | None:
@@ -120,6 +122,8 @@ class Walker(Evaluator, Generic[F, S, R, W]):
                 problem = layer_name_problem(stmt.name)
                 if problem is not None:  # reported, and checking goes on past it
                     self.diags.add(bad_layer_name(stmt.name, problem, stmt.name_span))
+                self._refuse_own_attr(stmt, frame)
+                self._bind_own_modules(value, frame)
                 frame.layers[stmt.name] = self.walk_statement(value, stmt.name, False, frame)
             else:
                 env[stmt.name] = value
@@ -129,9 +133,48 @@ class Walker(Evaluator, Generic[F, S, R, W]):
         if isinstance(made, ast.Call):
             self.walk_residual(made, env, frame)
             return
+        self._bind_own_modules(made, frame)
         local = frame.fresh(getattr(made.target, "name", None) or made.kind.value)  # a stage, gate or group: its kind
         frame.names[local] = stmt.span
         frame.layers[local] = self.walk_statement(made, local, True, frame)
+
+    def _bind_own_modules(self, call: LayerCall, frame: F) -> None:
+        """E206 where an op whose modules are its block's (res2_hierarchy's convs, bns, pool)
+        would set an attribute that the body names already; those names are then taken."""
+        op = call.target if call.kind == "op" else None
+        if not isinstance(op, OpDef) or op.own_modules is None:
+            return
+        for attr in op.own_modules.attrs:
+            first = frame.own_attrs.get(attr) or (frame.names.get(attr) if attr in frame.layers else None)
+            if first is not None:
+                self.diags.add(
+                    error(
+                        "E206",
+                        f"{op.name} sets the attribute '{attr}' of {self.body_name(frame)}, a name defined already",
+                        call.span,
+                        notes=[f"first defined at {first}", f"{op.name} sets {', '.join(op.own_modules.attrs)}"],
+                        help=f"rename that layer, or write {op.name} in a block of its own",
+                    )
+                )
+                raise Failed
+        for attr in op.own_modules.attrs:
+            frame.own_attrs[attr] = call.span
+
+    def _refuse_own_attr(self, stmt: ast.Assign, frame: F) -> None:
+        """E206 for a layer named like an attribute that an op before it set (a value may: it
+        is a local of the constructor, not an attribute)."""
+        first = frame.own_attrs.get(stmt.name)
+        if first is not None:
+            self.diags.add(
+                error(
+                    "E206",
+                    f"'{stmt.name}' is already an attribute of {self.body_name(frame)}",
+                    stmt.name_span,
+                    notes=[f"set by the op at {first}"],
+                    help="layer names become module names and must be unique within a block",
+                )
+            )
+            raise Failed
 
     def _bind_name(self, stmt: ast.Assign, frame: F) -> None:
         """E206 for a name the body bound before (layer names become module names)."""
@@ -277,8 +320,14 @@ class Walker(Evaluator, Generic[F, S, R, W]):
     def sequential_item(self, item: LayerCall) -> LayerCall:
         """An item of ``sequential(...)``, refused (E217) where it cannot be a numbered module."""
         op = item.target if item.kind == "op" else None
-        if isinstance(op, OpDef) and (op.own_param is not None or op.merge is not None):
-            what = "is a tensor of its block, not a module" if op.own_param else "merges with the block input"
+        if isinstance(op, OpDef) and (op.own_param or op.own_modules or op.merge):
+            what = (
+                "is a tensor of its block, not a module"
+                if op.own_param
+                else "makes modules of its block, not one of its own"
+                if op.own_modules
+                else "merges with the block input"
+            )
             self.diags.add(
                 error(
                     "E217",

@@ -96,11 +96,12 @@ def _fill(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_every_op_is_one_definition_with_every_form() -> None:
-    """Each op of the table carries its module (or its tensor, or its merge) and its ONNX form."""
+    """Each op of the table carries its module (or its tensor, its modules of its block, or its
+    merge) and its ONNX form."""
     for name, op in OPS.items():
         assert op.onnx is not None, name
-        forms = [op.torch is not None, op.merge is not None, op.own_param is not None]
-        assert sum(forms) == 1, f"{name}: exactly one of a module, a merge or a tensor of its block"
+        forms = [op.torch is not None, op.merge is not None, op.own_param is not None, op.own_modules is not None]
+        assert sum(forms) == 1, f"{name}: exactly one of a module, a merge, a tensor or modules of its block"
     assert set(NEW_OPS) <= set(OPS)
 
 

@@ -494,7 +494,7 @@ def test_shipped_specs_count_as_before(path: Path) -> None:
     """The counter that now also gives net_count sizes every shipped spec exactly as placing
     does (it reads residuals by the placer's rules, so a plain net's residual(none) is no node).
     Only the families that number their blocks read instance values (ConvNeXt: its stage
-    table by index, its stochastic depth by net_index; MobileNet: in_channels)."""
+    table by index, its stochastic depth by net_index; MobileNet: in_channels; Res2Net: index)."""
     for net in resdsl.check(path).networks:
         counted = _count(path, net)
         reads = {name for s in net.root.scopes() if isinstance(s, Scope) for name in s.instance_names}
@@ -513,6 +513,8 @@ READERS = {
     "mobilenetv3": {"in_channels", "index"},
     "regnetx": {"in_channels"},
     "regnety": {"in_channels"},
+    "res2net50": {"index"},  # Res2Net: a stage's first block (index == 0) runs its chunks alone
+    "res2next50": {"index"},
 }
 
 

@@ -28,6 +28,8 @@ from resdsl.backends.codegen.expr import (
     attr_name,
     fold,
     fresh,
+    is_expr,
+    lit,
     py,
     py_name,
     py_str,
@@ -220,6 +222,8 @@ class Emitter(ResidualEmitter, ABC):
                 point = Point(main, cur.channels, cur.stride)
             elif item.op in OPS and OPS[item.op].own_param is not None:
                 point = self.own_param(body, item, cur, values)
+            elif item.op in OPS and OPS[item.op].own_modules is not None:
+                point = self.own_modules(body, item, cur, values)
             elif item.op in OPS and OPS[item.op].torch is not None:
                 point = self.op_item(body, item, cur, values)
             else:
@@ -260,6 +264,41 @@ class Emitter(ResidualEmitter, ABC):
             body.cls.init.append(("param", (attr, f"({size},)", py(form.fill(attrs)))))
         body.cls.forward.append(ir_forward.own_param_step(item, body.main, cur.var, attr))
         return Point(body.main, cur.channels, cur.stride)
+
+    def own_modules(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
+        """An op whose modules are attributes of the class (res2_hierarchy's convs, bns, pool):
+        their constructor lines, then the lines that run them."""
+        form = OPS[item.op].own_modules
+        assert form is not None
+        cls = body.cls
+        attrs = self.attrs(item, body.names, values)
+        for own in form.modules(
+            attrs, item.in_shapes[0], lambda a, b: fold(ast.BinOp("-", a if is_expr(a) else lit(a), lit(b)))
+        ):
+            if body.constructed(own.attr):
+                continue
+            body.register(own.attr)
+            if own.op is None:
+                cls.init.append(("attr", (own.attr, py(own.value, -1))))
+                continue
+            name, args = self.module_call(own.op, dict(own.args, inplace=False), own.cin, own.in_shape)
+            call = f"{name}({', '.join(args)})"
+            if own.count is not None:
+                call = f"nn.ModuleList([{call} for _ in range({py(own.count, -1)})])"
+            if is_expr(own.present) or own.present is not True:
+                present = py(own.present, -1) if is_expr(own.present) else repr(bool(own.present))
+                call = "None" if present == "False" else f"{call} if {present} else None"
+            cls.init.append(("attr", (own.attr, call)))
+        main = body.main
+
+        def local(name: str) -> str:
+            taken = fresh(name, cls.locals)
+            cls.locals.add(taken)
+            return taken
+
+        cls.forward.append(ir_forward.own_modules_step(item, main, cur.var, local))
+        stride = fold(ast.BinOp("*", cur.stride, self.op_stride(item, body.names, values)))
+        return Point(main, cur.channels, stride)  # the chunks' channels, concatenated again
 
     def _gate_comment(self, body: Body, item: Scope, channels: Any, cur: Point) -> str:
         """A gate branch's output shape: the instance's in the network class; in a block class,

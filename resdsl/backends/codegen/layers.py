@@ -70,6 +70,21 @@ class LayerEmitter(Instances):
         cin = self.checked(cin, shape[0], values)
         if op.flatten_input and len(shape) > 1 and shape[1] * shape[2] != 1:
             cin = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))
+        cls, args = self.module_call(layer.op, attrs, cin, shape)
+        out = op.channels(attrs, cin)
+        if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
+            out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
+        out = self.checked(out, layer.shape[0] if layer.shape else None, values)
+        attr = attr_name(layer.module, layer.span) if attribute else ""
+        return Ctor(attr, cls, args), out
+
+    def module_call(
+        self, op_name: str, attrs: dict[str, Any], cin: Any, shape: tuple[int, ...]
+    ) -> tuple[str, list[str]]:
+        """The class (as the generated file names it) and the arguments of the module the op
+        ``op_name`` builds from ``attrs`` (in the class's terms), leaving out torch's defaults."""
+        op = OPS[op_name]
+        assert op.torch is not None, op_name
         c = op.torch(attrs, cin, shape)
         cls = self.norm2d if c.cls == "BatchNorm2d" else c.cls
         defaults = op.torch_defaults.get(cls, {})
@@ -80,12 +95,7 @@ class LayerEmitter(Instances):
             if key in defaults and not is_expr(value) and value == defaults[key]:
                 continue
             args.append(f"{key}={py(value, -1)}")
-        out = op.channels(attrs, cin)
-        if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
-            out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
-        out = self.checked(out, layer.shape[0] if layer.shape else None, values)
-        attr = attr_name(layer.module, layer.span) if attribute else ""
-        return Ctor(attr, self.qualified(cls, c.runtime), args), out
+        return self.qualified(cls, c.runtime), args
 
     def op_stride(self, layer: Layer, names: frozenset[str], values: Values | None) -> Any:
         """The spatial stride of one op layer, in the terms of its scope."""

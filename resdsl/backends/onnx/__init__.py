@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -90,12 +90,25 @@ class Emitter:
     returns its name; :meth:`ints` adds an int64 constant.
     """
 
-    def __init__(self, builder: _Builder, name: str, prefix: str, inputs: list[str], shape: Shape) -> None:
-        self._builder, self._name, self._prefix = builder, name, prefix
+    def __init__(
+        self, builder: _Builder, name: str, prefix: str, inputs: list[str], shape: Shape, scope: str = ""
+    ) -> None:
+        self._builder, self._name, self._prefix, self._scope = builder, name, prefix, scope
         self.inputs, self.x, self.shape = inputs, inputs[0], shape
 
     def node(self, op_type: str, inputs: list[str], **attributes: Any) -> str:
         return self._builder.add_node(op_type, inputs, self._name, attributes)
+
+    def nodes(self, op_type: str, inputs: list[str], count: int, **attributes: Any) -> list[str]:
+        """A node with ``count`` outputs (Split), named after the layer: their names."""
+        return self._builder.add_node(op_type, inputs, self._name, attributes, count)
+
+    def sub(self, op: str, args: Mapping[str, Any], key: str, x: str, shape: Shape) -> str:
+        """A module of the enclosing block that the op makes (res2_hierarchy's ``convs.0``),
+        emitted by the op ``op``'s own form, its weights at the block's key ``<block>.<key>``."""
+        hook = OPS[op].onnx
+        prefix = f"{self._scope}.{key}" if self._scope else key
+        return self._builder.sub(hook, args, f"{self._name}.{key}", prefix, x, shape)
 
     def param(self, name: str, shape: tuple[int, ...], init: Init, stored: bool = True) -> str:
         """A parameter or buffer; ``stored=False``: a fixed value that no state_dict holds
@@ -135,11 +148,23 @@ class _Builder:
         self.names.add(name)
         return name
 
-    def add_node(self, op_type: str, inputs: list[str], layer_name: str, attributes: Mapping[str, Any]) -> str:
+    @overload
+    def add_node(self, op_type: str, inputs: list[str], layer_name: str, attributes: Mapping[str, Any]) -> str: ...
+
+    @overload
+    def add_node(
+        self, op_type: str, inputs: list[str], layer_name: str, attributes: Mapping[str, Any], count: int
+    ) -> list[str]: ...
+
+    def add_node(
+        self, op_type: str, inputs: list[str], layer_name: str, attributes: Mapping[str, Any], count: int | None = None
+    ) -> str | list[str]:
+        """A node named after its layer; ``count``: a node of that many outputs (``<node>:i``)."""
         taken = layer_name in self.names
         name = self.unique(f"{layer_name}/{op_type}" if taken else layer_name)
-        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [name], name=name, **attributes))
-        return name
+        outputs = [name] if count is None else [self.unique(f"{name}:{i}") for i in range(count)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, outputs, name=name, **attributes))
+        return name if count is None else outputs
 
     def add_initializer(self, name: str, value: np.ndarray) -> str:
         name = self.unique(name)
@@ -177,7 +202,9 @@ class _Builder:
         try:
             if op.composite and layer.shortcut is not None:  # the main branch and the mapped shortcut
                 inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]
-            return op.onnx(Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0]), layer.attrs)
+            scope = layer.scope.path if layer.scope is not None else ""
+            emitter = Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0], scope)
+            return op.onnx(emitter, layer.attrs)
         except ValueError as exc:  # a case of the op that ONNX cannot express
             raise ResdslError(error("E826", f"{layer.path}: {exc}", layer.span)) from None
 

@@ -144,6 +144,28 @@ def own_param(layer: Layer) -> nn.Parameter:
     return nn.Parameter(torch.full(size, float(form.fill(layer.attrs))))
 
 
+def own_modules(layer: Layer) -> dict[str, Any]:
+    """The attributes of an op whose modules belong to its scope's module (res2_hierarchy's
+    ``width``, ``convs``, ``bns``, ``pool``): modules of the table's ops, ModuleLists of them,
+    None where a module is absent, or plain values."""
+    form = OPS[layer.op].own_modules
+    assert form is not None and layer.in_shapes
+    out: dict[str, Any] = {}
+    for own in form.modules(layer.attrs, layer.in_shapes[0], lambda a, b: a - b):
+        if own.op is None:
+            out[own.attr] = own.value
+            continue
+        ctor = OPS[own.op].torch
+        assert ctor is not None, f"op {own.op} builds no module"
+        if not own.present:
+            out[own.attr] = None
+        elif own.count is None:
+            out[own.attr] = _make(ctor(own.args, own.cin, own.in_shape))
+        else:
+            out[own.attr] = nn.ModuleList(_make(ctor(own.args, own.cin, own.in_shape)) for _ in range(own.count))
+    return out
+
+
 class _Builder:
     def __init__(self, network: Network) -> None:
         self.net = network
@@ -165,15 +187,17 @@ class _Builder:
         for name, child in self._children(scope, ir_forward.shortcuts(forward.steps)).items():
             if isinstance(child, nn.Parameter):  # an op held as a parameter (its key is its name)
                 module.register_parameter(name, child)
-            else:
+            elif isinstance(child, nn.Module):
                 module.add_module(name, child)
+            else:  # an absent module (None) or a value that forward reads (res2_hierarchy's width)
+                setattr(module, name, child)
         return module
 
-    def _children(self, scope: Scope, shortcuts: set[str]) -> dict[str, nn.Module | nn.Parameter]:
+    def _children(self, scope: Scope, shortcuts: set[str]) -> dict[str, Any]:
         """The modules (and parameters: ops held as one) the steps of ``scope`` call, by
         attribute, in statement order (the state_dict's key order); ``shortcuts``: the
         residuals' shortcut modules they call."""
-        children: dict[str, nn.Module | nn.Parameter] = {}
+        children: dict[str, Any] = {}
         for item in scope.items:
             if isinstance(item, Scope):
                 children[item.name] = self.scope(item)
@@ -186,6 +210,8 @@ class _Builder:
                     children[item.module] = module
             elif op.own_param is not None:  # a tensor of this module, applied in the forward
                 children[item.module] = own_param(item)
+            elif op.own_modules is not None:  # modules of this module, named by the op
+                children.update(own_modules(item))
             elif item.module not in children:  # anonymous stateless layers may share one
                 module = layer_module(item)
                 assert module is not None, f"op {item.op} builds no module"

@@ -91,6 +91,16 @@ ENTRIES = [
         + net("stem = conv(16, k=3, p=1)\nd1   = dense(8)"),
     ),
     Entry(
+        "E310",
+        "a `res2_hierarchy(width, scale)` whose input does not have width * scale channels; the "
+        "message gives both numbers",
+        "res2_hierarchy splits its input into `scale` chunks of `width` channels (Res2Net's "
+        "hierarchy), so the layer before it must make exactly width * scale channels: in a "
+        "Bottle2neck, the first 1x1 conv outputs width * scale.",
+        net("stem = conv(64, k=1)\nhier = res2_hierarchy(26, 4)"),
+        net("stem = conv(104, k=1)\nhier = res2_hierarchy(26, 4)"),
+    ),
+    Entry(
         "W401",
         "a conv with `bias=true` feeds a batchnorm, whose mean subtraction cancels the bias",
         "A batchnorm subtracts the per-channel mean, so a bias added just before it is cancelled: "

@@ -90,6 +90,8 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
         ("convnext_atto", "3x64x64"),  # layer norms over channels, layer scale, 1x1-conv MLPs
         ("convnext_tiny", "3x64x64"),  # the MLP as per-position linears (pointwise_linear)
         ("resnetrs50", "3x64x64"),
+        ("res2net50_26w_4s", "3x64x64"),  # res2_hierarchy: Split, per-chunk Conv/Add, AveragePool, Concat
+        ("res2next50", "3x64x64"),  # the same with grouped 3x3 convs
     ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:
