@@ -90,7 +90,8 @@ COVERAGE = {
     "Modern blocks": "stages named by prefix= and start= (s1.b1), stages inside sequential(...) (blocks.i.j), "
     "residual(identity_if_same) in stages whose first block changes the shape (no skip there) and in "
     "single blocks, residual(projection, step_names=[...]) (downsample.conv, downsample.bn), "
-    "pointwise_linear in a channels MLP with a bias and without",
+    "pointwise_linear in a channels MLP with a bias and without, res2_hierarchy (Res2Net) in a stage "
+    "whose first block strides and pools, grouped or not",
     "Instance values": "stage block arguments reading index (a first block that differs: mode, a layer "
     "chosen by it; widths c + index * growth), count (the last block differs), net_index and net_count (a "
     "drop-path rate rising over the network, also in a stage inside a block, which the block class is "
@@ -313,6 +314,20 @@ block stepped(c, stride = 1) {
     residual(projection, step_names=["conv", "bn"])
 }
 """
+# Res2Net's hierarchical split: convs.i, bns.i (and a pool in a first block) of the block itself
+RES2 = """
+block res2(c, stride = 1, scale = 2, first = false) {
+    w = c // 2
+    conv1 = conv(w * scale, k=1)
+    bn1   = batchnorm()
+    relu
+    res2_hierarchy(w, scale, s=stride, groups=2 if w % 2 == 0 else 1, first=first)
+    conv3 = conv(c, k=1)
+    bn3   = batchnorm()
+    residual(projection)
+    relu
+}
+"""
 TWICE = """
 block twice(c, kind = projection) {
     conv1 = conv(c, k=3, p=1)
@@ -399,7 +414,7 @@ def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
                 "dense",
                 "grow",
                 "instance",
-                "modern",
+                *MODERN,
             ]
         )
     )
@@ -477,8 +492,8 @@ def _item(draw: st.DrawFn, net: Net, i: int) -> list[str]:
         return draw(st.lists(st.sampled_from(NEW_OPS), min_size=1, max_size=3, unique=True))
     if choice == "instance":
         return [_instance_stage(draw, net, i, width)]
-    if choice == "modern":
-        return [_modern(draw, net, i, width)]
+    if choice in MODERN:
+        return [_modern(draw, net, i, width, choice)]
     return draw(st.lists(st.sampled_from(OPS), min_size=1, max_size=2, unique=True))
 
 
@@ -542,12 +557,14 @@ def _instance_stage(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
     return f"b{i} = stage({block}, repeat={repeat}, stride={stride}, shortcut={kind})"
 
 
-def _modern(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
+MODERN = ["named", "nested", "inverted", "inverted_one", "mlp", "stepped", "res2"]
+
+
+def _modern(draw: st.DrawFn, net: Net, i: int, width: int, form: str) -> str:
     """The constructs of the modern families: named and numbered stages, stages in a
     sequential group, skips only where the shapes agree, named projection steps, per-position
     linear layers."""
     c, size = net.shape.channels, net.shape.size
-    form = draw(st.sampled_from(["named", "nested", "inverted", "inverted_one", "mlp", "stepped"]))
     stride = _stride(draw, net)
     if form == "mlp":
         ratio, bias = draw(st.sampled_from([1, 2])), draw(st.sampled_from(["true", "false"]))
@@ -555,6 +572,9 @@ def _modern(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
     net.shape = Shape(width, size // stride)
     if form == "stepped":
         return f"b{i} = stepped({width}, stride={stride})"
+    if form == "res2":  # a stage whose first block strides and pools its last chunk
+        scale = draw(st.sampled_from([2, 3, 4]))
+        return f"b{i} = stage(res2({width}, scale={scale}, first=index == 0), repeat=2, stride={stride})"
     if form == "inverted_one":  # a skip where the block keeps the shape, none where it changes it
         return f"b{i} = inverted({width}, cin={c}, stride={stride}, hs={draw(st.sampled_from(['true', 'false']))})"
     repeat = draw(st.sampled_from(["2", "3", "n"]))
@@ -625,7 +645,7 @@ def programs(draw: st.DrawFn) -> tuple[str, str]:
     body = "\n    ".join(net.lines)
     middle = draw(st.sampled_from(OUTER_MIDDLE))
     blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE, DENSE, MIXED, WIDEN, INVERTED, MLP]
-    blocks.append(STEPPED)
+    blocks += [STEPPED, RES2]
     order = draw(st.permutations(range(len(blocks))))  # blocks may be used before they are defined
     params = 'width = 8, deep = true, n = 2, rate = 0.2, ws = [4, 8], mode = "a", nrm = batchnorm'
     body = "wl = [make_divisible(v * 1.5, 4) for v in ws]\n    " + body
