@@ -13,7 +13,7 @@ imports torch or onnx.
 
 from __future__ import annotations
 
-from resdsl.ops import activation, conv, dense, merge, norm, pad, pool, regularize
+from resdsl.ops import activation, conv, dense, merge, norm, pad, pool, radix, regularize
 from resdsl.ops.base import REQUIRED, Ctor, Merge, OpDef, OwnParam, P, Shape, ShapeError, fmt_shape
 
 __all__ = [
@@ -41,6 +41,6 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-for _family in (conv, norm, merge, activation, pool, pad, dense, regularize):
+for _family in (conv, norm, merge, radix, activation, pool, pad, dense, regularize):
     for _op in _family.OPS:
         register(_op)

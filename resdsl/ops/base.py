@@ -81,7 +81,8 @@ class Merge:
 
     ``operator``: an infix operator (``+``): ``main + other``, which may run in place
     (``x += y``) where nothing else reads the main operand. ``function``: a call instead, with
-    ``{main}`` and ``{other}`` in it (``torch.cat([{other}, {main}], 1)``); never in place.
+    ``{main}`` and ``{other}`` in it (``torch.cat([{other}, {main}], 1)``), and any of the op's
+    arguments by name (``{radix}``, written as the instance's value); never in place.
     """
 
     operator: str | None = None
@@ -91,11 +92,12 @@ class Merge:
     def in_place(self) -> bool:
         return self.operator is not None
 
-    def expr(self, main: str, other: str) -> str:
+    def expr(self, main: str, other: str, args: Mapping[str, Any] | None = None) -> str:
+        """The merge as Python source; ``args``: the layer's bound arguments (numbers)."""
         if self.operator is not None:
             return f"{main} {self.operator} {other}"
         assert self.function is not None
-        return self.function.format(main=main, other=other)
+        return self.function.format(main=main, other=other, **{k: repr(v) for k, v in (args or {}).items()})
 
     @property
     def label(self) -> str:
@@ -135,6 +137,8 @@ class OpDef:
     torch: Callable[[Mapping[str, Any], Any, Shape], Ctor] | None
     param_count: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
     macs: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
+    # its output channels from its bound arguments and input channels (numbers, or in generated
+    # code values that compute with + - * // as numbers do)
     channels: Callable[[Mapping[str, Any], Any], Any] = lambda a, cin: cin
     stride: Callable[[Mapping[str, Any]], Any] = lambda a: 1
     stateful: bool = False  # has parameters or buffers: never shared between call sites
@@ -152,10 +156,11 @@ class OpDef:
     # residual(zero_pad) makes pad_channels, residual(...) is a form of its own)
     called: bool = True
     made_by: str = ""  # an op not called: the form that makes it, for the language reference
-    # a merge's output channels from its operands' (main, other, add): concatenation adds them
-    # up with ``add`` (numbers for the checker, expressions in generated code); None keeps the
-    # main input's (addition, multiplication)
-    merge_channels: Callable[[Any, Any, Callable[[Any, Any], Any]], Any] | None = None
+    # a merge's output channels from its operands' and its bound arguments (main, other,
+    # arguments): concatenation adds them up; None keeps the main input's (addition,
+    # multiplication). Like ``channels``, numbers for the checker and, in generated code,
+    # values that compute with + - * // as numbers do (symbolic channel counts)
+    merge_channels: Callable[[Any, Any, Mapping[str, Any]], Any] | None = None
     # an op held as a parameter of the enclosing module instead of a module of its own
     own_param: OwnParam | None = None
     # torch's own defaults for the classes ``torch`` builds, so generated code spells out only

@@ -83,11 +83,13 @@ class ClassDef:
 
 @dataclass(frozen=True)
 class Point:
-    """Where a value of the forward pass is: its variable, channels and spatial stride so far."""
+    """Where a value of the forward pass is: its variable, channels and spatial stride so far;
+    ``pooled``: a global pool made its map 1 x 1 (what later layers' comments say)."""
 
     var: str
     channels: Any
     stride: Any
+    pooled: bool = False
 
 
 Guard = frozenset[tuple[str, bool]]  # condition sides, as (test written in Python, side taken)

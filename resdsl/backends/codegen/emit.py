@@ -244,8 +244,13 @@ class Emitter(ResidualEmitter, ABC):
             raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")
         merge = OPS[item.op].merge
         assert merge is not None
-        body.cls.forward.append(ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False))
-        return Point(body.main, self.merge_channels(item, cur.channels, other.channels, values), cur.stride)
+        # its arguments as this instance's numbers: instances that merge differently differ in forward
+        step = ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False, args=item.attrs)
+        body.cls.forward.append(step)
+        channels = self.merge_channels(item, cur.channels, other.channels, self.attrs(item, body.names, values), values)
+        # the map of the operand that is not pooled to 1 x 1 (the other broadcasts over it)
+        stride = other.stride if cur.pooled else cur.stride
+        return Point(body.main, channels, stride, cur.pooled and other.pooled)
 
     def own_param(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
         """An op held as a parameter of the class (layer_scale): the tensor, then its use."""
@@ -289,10 +294,11 @@ class Emitter(ResidualEmitter, ABC):
             body.register(item.module)
             cls.init.append(("module", ctor))
         stride = fold(ast.BinOp("*", cur.stride, self.op_stride(item, body.names, values)))
-        comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item)
+        pooled = cur.pooled or item.op == "global_avgpool"
+        comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item, pooled)
         attr = attr_name(item.module, item.span)
         cls.forward += ir_forward.layer_steps(body.main, attr, cur.var, ir_forward.flattens(item), comment)
-        return Point(body.main, out_ch, stride)
+        return Point(body.main, out_ch, stride, pooled)
 
     # -- conditions -------------------------------------------------------------------------
 
