@@ -129,6 +129,11 @@ COUNTS = {
     "regnety_120": 51_822_544,
     "regnety_160": 83_590_140,
     "regnety_320": 145_046_770,
+    # ResNeSt: timm's published 17.07M, 27.48M, 48.28M (results/results-imagenet.csv), each figure
+    # also added up from timm's ResNestBottleneck and SplitAttn by hand (resnest14d: the fixture)
+    "resnest26d": 17_069_448,
+    "resnest50d": 27_483_240,
+    "resnest101e": 48_275_016,
 }
 
 
@@ -176,7 +181,7 @@ def test_the_gallery_is_current_and_every_published_figure_holds() -> None:
 # -- the generated modules of the new constructs ------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["seresnet50", "resnet50d", "resnet50_gn"])
+@pytest.mark.parametrize("name", ["seresnet50", "resnet50d", "resnet50_gn", "resnest14d"])
 def test_generated_family_module_is_the_built_network(name: str, tmp_path: Path) -> None:
     import importlib.util
 
@@ -210,7 +215,7 @@ def test_generated_family_module_is_the_built_network(name: str, tmp_path: Path)
 
 
 def test_built_family_modules_script() -> None:
-    for name in ["seresnet50", "resnet50d", "resnet50_gn"]:
+    for name in ["seresnet50", "resnet50d", "resnet50_gn", "resnest14d"]:
         model = resdsl.build_model(name).double().eval()
         x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
         with torch.no_grad():

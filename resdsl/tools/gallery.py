@@ -64,6 +64,7 @@ FIGURES: dict[str, Figure] = {
     "mobilenetv3_large_100": Figure(_TIMM, 5_483_032),
     "regnetx_002": Figure(_TIMM, 2_684_792),
     "regnety_004": Figure(_TIMM, 4_344_144),
+    "resnest14d": Figure(_TIMM, 10_611_688),
 }
 
 

@@ -90,6 +90,7 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
         ("convnext_atto", "3x64x64"),  # layer norms over channels, layer scale, 1x1-conv MLPs
         ("convnext_tiny", "3x64x64"),  # the MLP as per-position linears (pointwise_linear)
         ("resnetrs50", "3x64x64"),
+        ("resnest14d", "3x64x64"),  # split attention: Reshape, ReduceSum, Transpose, Softmax, Mul
     ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:
