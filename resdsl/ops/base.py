@@ -163,6 +163,10 @@ class OpDef:
     merge_channels: Callable[[Any, Any, Mapping[str, Any]], Any] | None = None
     # an op held as a parameter of the enclosing module instead of a module of its own
     own_param: OwnParam | None = None
+    # a merge whose other operand a parameter names: the output of that layer of the body
+    # (radix_combine(radix, splits=act0)) instead of the unit's start, as a residual's
+    # project_from names the layer its projection reads
+    tap: str | None = None
     # torch's own defaults for the classes ``torch`` builds, so generated code spells out only
     # what differs: {class name: {keyword: default}}
     torch_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -113,18 +113,19 @@ RADIX_SOFTMAX = OpDef(
     torch_defaults={"RadixSoftmax": {"groups": 1}},
 )
 # A statement of its own in a block, like concat(): its weights are the main branch, its splits
-# the block input or the value the last residual(...) or merge left (a block marks where the
-# splits are with residual(none), as std/resnest.arch's split_attn does)
+# the output of the layer that splits= names (std/resnest.arch: splits=act0), or without it the
+# block input (or the value the last residual(...) or merge left)
 RADIX_COMBINE = OpDef(
     "radix_combine",
-    "Split attention's merge: the R splits of the block input (or of where the last residual stood) "
-    "summed, each times its weights from the main branch: R * C x H x W -> C x H x W.",
-    (RADIX,),
+    "Split attention's merge: the R splits of layer `splits` (the block input without it) summed, "
+    "each times its weights from the main branch: R * C x H x W -> C x H x W.",
+    (RADIX, P("splits", "name", None)),
     _combine_shape,
     None,
     merge=Merge(function="({other}.unflatten(1, ({radix}, -1)) * {main}.unflatten(1, ({radix}, -1))).sum(1)"),
     merge_channels=lambda main, other, a: other // a["radix"],
-    example="radix_combine(2)",
+    tap="splits",
+    example="radix_combine(2, splits=act0)",
     onnx=_combine_onnx,
 )
 

@@ -23,14 +23,13 @@ block splat(c, radix = 2, groups = 1) {
     conv     = conv(c * radix, k=3, p=1, groups=groups * radix)
     bn0      = batchnorm()
     act0     = relu
-    residual(none)
     radix_sum(radix)
     pool     = global_avgpool()
     fc1      = conv(16, k=1, groups=groups, bias=true)
     act1     = relu
     fc2      = conv(c * radix, k=1, groups=groups, bias=true)
     rsoftmax = radix_softmax(radix, groups=groups)
-    radix_combine(radix)
+    radix_combine(radix, splits=act0)
 }
 
 network splats(num_classes = 10) {

@@ -45,6 +45,7 @@ from resdsl.backends.codegen.statements import (
     conditions,
     is_merge,
     layerish,
+    merged_statement,
     read_after,
     tap_statement,
     variant,
@@ -124,7 +125,7 @@ class Emitter(ResidualEmitter, ABC):
         saves: set[int] = set()
         for index in range(len(stmts)):
             if is_merge(stmts[index]):
-                saves.add(branch_statement(stmts, index))
+                saves.add(merged_statement(stmts, index))
             donor = self.residual_at(scope, index)
             if donor is None:
                 continue
@@ -233,10 +234,11 @@ class Emitter(ResidualEmitter, ABC):
     def merge_item(
         self, body: Body, entry: Entry, item: Layer, cur: Point, other: Point | None, values: Values
     ) -> Point:
-        """A merge: a gate's multiply (both operands made by its statement) or a concatenation
-        of the value the previous residual or concat left, the block input at first."""
+        """A merge: a gate's multiply (both operands made by its statement), or a concatenation
+        (a radix combination) of the value the previous residual or merge left, the block input
+        at first, or of the layer its tap names."""
         if other is None and is_merge(entry.stmt):
-            at = branch_statement(body.stmts, entry.index)
+            at = merged_statement(body.stmts, entry.index)
             if self.port(item, 1) != body.nodes[at]:
                 raise AssertionError(f"codegen: {item.path or item.id} does not merge what its statements say")
             other = body.points[at]
