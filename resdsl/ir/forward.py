@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir.features import Plan
@@ -276,11 +275,11 @@ def layer_steps(target: str, module: str, source: str, flatten: bool, comment: s
 
 
 def merge_step(
-    merge: Merge, target: str, main: str, other: str, inplace: bool, args: Mapping[str, Any] | None = None
+    merge: Merge, target: str, main: str, other: str, inplace: bool, args: Mapping[str, str] | None = None
 ) -> Step:
     """A merge of ``main`` with ``other`` (no shortcut module): in place (``x *= s0``) where
     ``inplace`` and the merge's operator may, else the op table's expression (``args``: the
-    layer's arguments, which it may read as numbers)."""
+    source of the layer's arguments, which it may read)."""
     if inplace and merge.in_place and merge.operator is not None:
         return Update(target, merge.operator, other)
     return Assign(target, merge.expr(main, other, args))
@@ -419,7 +418,8 @@ def _layer(network: Network, layer: Layer, var: dict[str, str]) -> list[Step]:
     if op.merge is not None and layer.shortcut is not None:
         return _residual_steps(layer, op.merge, inputs[0], var[network.shortcut_source(layer)])
     if op.merge is not None:  # the main input combined with another operand (a gate's, a concatenation's)
-        return [merge_step(op.merge, "x", inputs[0], inputs[1], layer.inplace and inputs[0] == "x", layer.attrs)]
+        args = {key: repr(value) for key, value in layer.attrs.items()}
+        return [merge_step(op.merge, "x", inputs[0], inputs[1], layer.inplace and inputs[0] == "x", args)]
     if op.own_param is not None:
         return [own_param_step(layer, "x", inputs[0], layer.module)]
     return layer_steps("x", layer.module, inputs[0], flattens(layer))

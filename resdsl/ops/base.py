@@ -82,7 +82,8 @@ class Merge:
     ``operator``: an infix operator (``+``): ``main + other``, which may run in place
     (``x += y``) where nothing else reads the main operand. ``function``: a call instead, with
     ``{main}`` and ``{other}`` in it (``torch.cat([{other}, {main}], 1)``), and any of the op's
-    arguments by name (``{radix}``, written as the instance's value); never in place.
+    arguments by name (``{radix}``: a number, or in a generated class the attribute that holds
+    it); never in place.
     """
 
     operator: str | None = None
@@ -92,12 +93,12 @@ class Merge:
     def in_place(self) -> bool:
         return self.operator is not None
 
-    def expr(self, main: str, other: str, args: Mapping[str, Any] | None = None) -> str:
-        """The merge as Python source; ``args``: the layer's bound arguments (numbers)."""
+    def expr(self, main: str, other: str, args: Mapping[str, str] | None = None) -> str:
+        """The merge as Python source; ``args``: the source of each of the layer's arguments."""
         if self.operator is not None:
             return f"{main} {self.operator} {other}"
         assert self.function is not None
-        return self.function.format(main=main, other=other, **{k: repr(v) for k, v in (args or {}).items()})
+        return self.function.format(main=main, other=other, **(args or {}))
 
     @property
     def label(self) -> str:

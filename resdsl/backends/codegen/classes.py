@@ -53,6 +53,7 @@ class ClassDef:
     fixed: dict[str, ast.Expr] = field(default_factory=dict)  # parameters holding one kind throughout, built in
     attrs: set[str] = field(default_factory=set)  # module attribute names
     flags: set[str] = field(default_factory=set)  # attributes that hold a condition's test
+    held: set[str] = field(default_factory=set)  # attributes that hold a merge's argument for forward
     out_channels: Any = None  # a block class: its output channels and stride, in its own terms
     out_stride: Any = None
 

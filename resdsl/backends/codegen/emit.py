@@ -28,6 +28,7 @@ from resdsl.backends.codegen.expr import (
     attr_name,
     fold,
     fresh,
+    is_expr,
     py,
     py_name,
     py_str,
@@ -246,13 +247,33 @@ class Emitter(ResidualEmitter, ABC):
             raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")
         merge = OPS[item.op].merge
         assert merge is not None
-        # its arguments as this instance's numbers: instances that merge differently differ in forward
-        step = ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False, args=item.attrs)
-        body.cls.forward.append(step)
-        channels = self.merge_channels(item, cur.channels, other.channels, self.attrs(item, body.names, values), values)
+        attrs = self.attrs(item, body.names, values)
+        args = self._merge_args(body.cls, attrs)
+        body.cls.forward.append(ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False, args=args))
+        channels = self.merge_channels(item, cur.channels, other.channels, attrs, values)
         # the map of the operand that is not pooled to 1 x 1 (the other broadcasts over it)
         stride = other.stride if cur.pooled else cur.stride
         return Point(body.main, channels, stride, cur.pooled and other.pooled)
+
+    @staticmethod
+    def _merge_args(cls: ClassDef, attrs: dict[str, Any]) -> dict[str, str]:
+        """A merge's arguments as its forward line reads them: a number as written, a value in
+        the class's terms (a block's ``radix``) through an attribute the constructor sets
+        (``self.radix = radix``), so the class follows its arguments."""
+        out: dict[str, str] = {}
+        for key, value in attrs.items():
+            if not is_expr(value):
+                out[key] = repr(value)
+                continue
+            src = py(value, -1)
+            held = next((d[0] for k, d in cls.init if k == "attr" and d[1] == src and d[0] in cls.held), None)
+            if held is None:
+                held = fresh(py_name(key), cls.attrs | cls.flags)
+                cls.attrs.add(held)
+                cls.held.add(held)
+                cls.init.append(("attr", (held, src)))
+            out[key] = f"self.{held}"
+        return out
 
     def own_param(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
         """An op held as a parameter of the class (layer_scale): the tensor, then its use."""

@@ -157,6 +157,7 @@ def test_block_and_network_bindings_follow_the_arguments(params: dict[str, Any],
         ("mobilenetv2_110d", {"fix_stem_head": False}),  # the head widens, blocks.0 gets a second block
         ("densenet121", {"growth": 12, "depths": [2, 3, 4, 2]}),
         ("convnext_atto", {"depths": [1, 2, 2, 1]}),
+        ("resnest14d", {"radix": 4, "stem_width": 16, "depths": [2, 1, 1, 1]}),  # the merge reads self.radix
     ],
 )
 def test_shipped_factories_follow_the_arguments(name: str, params: dict[str, Any], tmp_path: Path) -> None:

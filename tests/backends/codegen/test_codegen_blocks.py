@@ -376,7 +376,7 @@ def test_split_attention_reads_in_the_terms_of_its_block() -> None:
     assert "self.fc1 = nn.Conv2d(c, attn_c, kernel_size=1, groups=groups)" in code  # radix_sum's cin // radix
     assert "if stride != 1 or in_channels != planes * 4:" in code
     assert "out = self.fc1(out)  # attn_c x 1 x 1" in code and "out = self.rsoftmax(out)  # (c * radix) x 1 x 1" in code
-    assert "out = (act0_out.unflatten(1, (2, -1)) * out.unflatten(1, (2, -1))).sum(1)" in code
+    assert "act0_out.unflatten(1, (self.radix, -1)) * out.unflatten(1, (self.radix, -1))" in code
 
 
 def test_a_squeeze_excitation_class_says_its_layers_see_a_1x1_map() -> None:
