@@ -62,6 +62,11 @@ class Symbolic:
         return self._op("//", other, right=True)
 
     @staticmethod
+    def of(value: Any) -> Any:
+        """An expression wrapped for a channel rule; a number (or anything else) as it is."""
+        return Symbolic(value) if is_expr(value) else value
+
+    @staticmethod
     def unwrap(value: Any) -> Any:
         """The expression a rule's result stands for (a number it kept as one stays a number)."""
         return value.expr if isinstance(value, Symbolic) else value
@@ -69,7 +74,7 @@ class Symbolic:
     @staticmethod
     def wrap(args: dict[str, Any]) -> dict[str, Any]:
         """Arguments for a channel rule: expressions wrapped, numbers and the rest as they are."""
-        return {k: Symbolic(v) if is_expr(v) else v for k, v in args.items()}
+        return {k: Symbolic.of(v) for k, v in args.items()}
 
 
 class LayerEmitter(Instances):
@@ -130,7 +135,7 @@ class LayerEmitter(Instances):
             if key in defaults and not is_expr(value) and value == defaults[key]:
                 continue
             args.append(f"{key}={py(value, -1)}")
-        out = Symbolic.unwrap(op.channels(Symbolic.wrap(attrs), Symbolic(cin) if is_expr(cin) else cin))
+        out = Symbolic.unwrap(op.channels(Symbolic.wrap(attrs), Symbolic.of(cin)))
         if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
             out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
         out = self.checked(out, layer.shape[0] if layer.shape else None, values)
@@ -147,5 +152,5 @@ class LayerEmitter(Instances):
         its arguments in the class's terms."""
         rule = OPS[layer.op].merge_channels
         args = Symbolic.wrap(attrs)
-        out = main if rule is None else Symbolic.unwrap(rule(Symbolic(main), Symbolic(other), args))
+        out = main if rule is None else Symbolic.unwrap(rule(Symbolic.of(main), Symbolic.of(other), args))
         return self.checked(out, layer.shape[0] if layer.shape else None, values)
