@@ -101,6 +101,7 @@ HEAVY = frozenset(
     | {f"regnety_{s}" for s in ("002", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")}
     | {f"res2net50_{s}" for s in ("48w_2s", "14w_8s", "26w_6s", "26w_8s")}
     | {"res2next50"}
+    | {f"resnest{s}" for s in ("26d", "50d", "101e")}
 )
 
 

@@ -15,6 +15,7 @@ from resdsl.api.options import refuse_clashes, spec_parameters, whole_or_none
 from resdsl.api.specs import Spec, parse_override, parse_shape, resolve_spec
 from resdsl.checks.shapes import infer
 from resdsl.diagnostics import NETWORK_CONTEXT, Collector, Diagnostic, ResdslError, error, group_repeats, ordered
+from resdsl.diagnostics.ignores import silenced as ignored_at
 from resdsl.diagnostics.overrides import name_overrides
 from resdsl.ir import Network
 from resdsl.ir.features import Feature, plan
@@ -107,7 +108,11 @@ def check(
     if not definitions or network is None:
         collector.extend(check_unused_blocks(program, {id(b) for n in result.networks for b in n.blocks_used()}))
     silenced = {code.upper() for code in ignore}
-    kept = [d for d in _dedupe(collector.items) if d.is_error or d.code not in silenced]
+    kept = [
+        d
+        for d in _dedupe(collector.items)
+        if d.is_error or (d.code not in silenced and not ignored_at(d.severity, d.code, d.span, program.sources))
+    ]
     result.diagnostics = name_overrides(group_repeats(ordered(kept)), overrides or {})
     return result
 

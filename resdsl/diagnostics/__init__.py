@@ -68,6 +68,7 @@ CODES: dict[str, str] = {
     "E308": "gate cannot scale the input",
     "E309": "concatenated maps differ",
     "E310": "split does not divide the channels",
+    "E398": "radix does not divide the channels",
     # lints
     "W401": "conv with bias right before batchnorm",
     "W402": "stage halves the map without doubling the width",

@@ -5,7 +5,7 @@
 these follow torchvision and timm where the block or the network layout is theirs: ``basic`` is
 torchvision's ``BasicBlock``, ``bottleneck`` its ``Bottleneck``, the pre-activation blocks
 timm's ``PreActBasic`` and ``PreActBottleneck``, and a network of the shipped ResNet layouts
-(torchvision's, timm's ResNet-D and SE nets) is ``ResNet``. Any other block or network is its
+(torchvision's, timm's ResNet-D, SE nets and ResNeSt) is ``ResNet``. Any other block or network is its
 name in CamelCase (``my_block`` -> ``MyBlock``; ``resnet``, ``resnext`` and ``preact`` at the
 start of a word as those libraries spell them: ``cifar_resnet`` -> ``CifarResNet``). A network
 class is named after the network's definition, its family: ``resnet50``, which is
@@ -19,12 +19,13 @@ from resdsl.ir import Network
 
 __all__ = ["BLOCK_CLASSES", "NETWORK_CLASSES", "block_class_name", "camel", "network_class_name"]
 
-# block definition -> its class in torchvision (models/resnet.py) or timm (resnetv2.py)
+# block definition -> its class in torchvision (models/resnet.py) or timm (resnetv2.py, resnest.py)
 BLOCK_CLASSES = {
     "basic": "BasicBlock",
     "bottleneck": "Bottleneck",
     "preact_basic": "PreActBasic",
     "preact_bottleneck": "PreActBottleneck",
+    "resnest_bottleneck": "ResNestBottleneck",
 }
 # network definition -> the class torchvision or timm builds that layout with
 NETWORK_CLASSES = {
@@ -33,6 +34,7 @@ NETWORK_CLASSES = {
     "resnet_d_basic": "ResNet",
     "resnet_d_bottleneck": "ResNet",
     "se_resnet": "ResNet",
+    "resnest": "ResNet",  # timm builds ResNeSt with its ResNet class
 }
 # how those libraries spell a word that starts with these
 _WORDS = {"resnet": "ResNet", "resnext": "ResNeXt", "preact": "PreAct"}

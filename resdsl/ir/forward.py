@@ -23,7 +23,7 @@ differs between them; it renders them here too. Nothing here imports torch or ji
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from resdsl.ir import Layer, Network, Scope
@@ -299,12 +299,15 @@ def layer_steps(target: str, module: str, source: str, flatten: bool, comment: s
     return [Call(target, module, source, comment)]
 
 
-def merge_step(merge: Merge, target: str, main: str, other: str, inplace: bool) -> Step:
+def merge_step(
+    merge: Merge, target: str, main: str, other: str, inplace: bool, args: Mapping[str, str] | None = None
+) -> Step:
     """A merge of ``main`` with ``other`` (no shortcut module): in place (``x *= s0``) where
-    ``inplace`` and the merge's operator may, else the op table's expression."""
+    ``inplace`` and the merge's operator may, else the op table's expression (``args``: the
+    source of the layer's arguments, which it may read)."""
     if inplace and merge.in_place and merge.operator is not None:
         return Update(target, merge.operator, other)
-    return Assign(target, merge.expr(main, other))
+    return Assign(target, merge.expr(main, other, args))
 
 
 def own_param_step(layer: Layer, target: str, source: str, param: str) -> Step:
@@ -503,7 +506,8 @@ def _layer(network: Network, layer: Layer, var: dict[str, str]) -> list[Step]:
     if op.merge is not None and layer.shortcut is not None:
         return _residual_steps(layer, op.merge, inputs[0], var[network.shortcut_source(layer)])
     if op.merge is not None:  # the main input combined with another operand (a gate's, a concatenation's)
-        return [merge_step(op.merge, "x", inputs[0], inputs[1], layer.inplace and inputs[0] == "x")]
+        args = {key: repr(value) for key, value in layer.attrs.items()}
+        return [merge_step(op.merge, "x", inputs[0], inputs[1], layer.inplace and inputs[0] == "x", args)]
     if op.own_param is not None:
         return [own_param_step(layer, "x", inputs[0], layer.module)]
     if op.own_modules is not None:

@@ -13,7 +13,7 @@ imports torch or onnx.
 
 from __future__ import annotations
 
-from resdsl.ops import activation, conv, dense, hierarchy, merge, norm, pad, pool, regularize
+from resdsl.ops import activation, conv, dense, hierarchy, merge, norm, pad, pool, radix, regularize
 from resdsl.ops.base import (
     REQUIRED,
     Ctor,
@@ -55,6 +55,6 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-for _family in (conv, norm, merge, activation, pool, pad, dense, regularize, hierarchy):
+for _family in (conv, norm, merge, radix, activation, pool, pad, dense, regularize, hierarchy):
     for _op in _family.OPS:
         register(_op)

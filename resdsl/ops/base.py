@@ -81,7 +81,9 @@ class Merge:
 
     ``operator``: an infix operator (``+``): ``main + other``, which may run in place
     (``x += y``) where nothing else reads the main operand. ``function``: a call instead, with
-    ``{main}`` and ``{other}`` in it (``torch.cat([{other}, {main}], 1)``); never in place.
+    ``{main}`` and ``{other}`` in it (``torch.cat([{other}, {main}], 1)``), and any of the op's
+    arguments by name (``{radix}``: a number, or in a generated class the attribute that holds
+    it); never in place.
     """
 
     operator: str | None = None
@@ -91,11 +93,12 @@ class Merge:
     def in_place(self) -> bool:
         return self.operator is not None
 
-    def expr(self, main: str, other: str) -> str:
+    def expr(self, main: str, other: str, args: Mapping[str, str] | None = None) -> str:
+        """The merge as Python source; ``args``: the source of each of the layer's arguments."""
         if self.operator is not None:
             return f"{main} {self.operator} {other}"
         assert self.function is not None
-        return self.function.format(main=main, other=other)
+        return self.function.format(main=main, other=other, **(args or {}))
 
     @property
     def label(self) -> str:
@@ -172,6 +175,8 @@ class OpDef:
     torch: Callable[[Mapping[str, Any], Any, Shape], Ctor] | None
     param_count: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
     macs: Callable[[Shape, Shape, Mapping[str, Any]], int] = lambda i, o, a: 0
+    # its output channels from its bound arguments and input channels (numbers, or in generated
+    # code values that compute with + - * // as numbers do)
     channels: Callable[[Mapping[str, Any], Any], Any] = lambda a, cin: cin
     stride: Callable[[Mapping[str, Any]], Any] = lambda a: 1
     stateful: bool = False  # has parameters or buffers: never shared between call sites
@@ -189,14 +194,19 @@ class OpDef:
     # residual(zero_pad) makes pad_channels, residual(...) is a form of its own)
     called: bool = True
     made_by: str = ""  # an op not called: the form that makes it, for the language reference
-    # a merge's output channels from its operands' (main, other, add): concatenation adds them
-    # up with ``add`` (numbers for the checker, expressions in generated code); None keeps the
-    # main input's (addition, multiplication)
-    merge_channels: Callable[[Any, Any, Callable[[Any, Any], Any]], Any] | None = None
+    # a merge's output channels from its operands' and its bound arguments (main, other,
+    # arguments): concatenation adds them up; None keeps the main input's (addition,
+    # multiplication). Like ``channels``, numbers for the checker and, in generated code,
+    # values that compute with + - * // as numbers do (symbolic channel counts)
+    merge_channels: Callable[[Any, Any, Mapping[str, Any]], Any] | None = None
     # an op held as a parameter of the enclosing module instead of a module of its own
     own_param: OwnParam | None = None
     # an op whose modules are attributes of the enclosing module (Res2Net's convs, bns, pool)
     own_modules: OwnModules | None = None
+    # a merge whose other operand a parameter names: the output of that layer of the body
+    # (radix_combine(radix, splits=act0)) instead of the unit's start, as a residual's
+    # project_from names the layer its projection reads
+    tap: str | None = None
     # torch's own defaults for the classes ``torch`` builds, so generated code spells out only
     # what differs: {class name: {keyword: default}}
     torch_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

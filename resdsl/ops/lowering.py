@@ -1,8 +1,8 @@
 """Building blocks of the ops' ONNX forms (each op's own form lives in its definition).
 
 An op's ``onnx`` hook takes the emitter of :mod:`resdsl.backends.onnx` (``e.x`` the main input,
-``e.inputs`` every operand, ``e.shape`` the per-sample input shape, ``e.node(op_type, inputs,
-**attributes)`` adding a node and returning its output, ``e.param(name, shape, init,
+``e.inputs`` every operand, ``e.shape`` the per-sample input shape, ``e.shapes`` every operand's,
+``e.node(op_type, inputs, **attributes)`` adding a node and returning its output, ``e.param(name, shape, init,
 stored=True)`` an initializer named by the layer's state_dict key, ``name=""`` for the layer's
 own key, and ``e.ints(values, name)`` an int64 constant named ``<layer>.<name>``) and the
 layer's bound arguments, and returns the name of its output tensor. Initial values are

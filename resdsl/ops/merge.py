@@ -81,7 +81,7 @@ CONCAT = OpDef(
     _concat_shape,
     None,
     merge=Merge(function="torch.cat([{other}, {main}], 1)"),
-    merge_channels=lambda main, other, add: add(other, main),
+    merge_channels=lambda main, other, a: other + main,
     onnx=lambda e, a: e.node("Concat", [e.inputs[1], e.inputs[0]], axis=1),
 )
 

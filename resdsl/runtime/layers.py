@@ -17,7 +17,15 @@ from torch import Tensor, nn
 
 from resdsl.runtime.shortcuts import ZeroPadShortcut
 
-__all__ = ["DropPath", "FlattenLinear", "LayerNorm2d", "PointwiseLinear", "ZeroPadShortcut"]
+__all__ = [
+    "DropPath",
+    "FlattenLinear",
+    "LayerNorm2d",
+    "PointwiseLinear",
+    "RadixSoftmax",
+    "RadixSum",
+    "ZeroPadShortcut",
+]
 
 
 class FlattenLinear(nn.Linear):
@@ -69,6 +77,42 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
+
+
+class RadixSum(nn.Module):
+    """The sum of a map's ``radix`` splits (ResNeSt's split attention): an N x (R*C) x H x W map
+    read as R maps of C channels, one after another, added up to N x C x H x W."""
+
+    def __init__(self, radix: int) -> None:
+        super().__init__()
+        self.radix = radix
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unflatten(1, (self.radix, -1)).sum(1)
+
+    def extra_repr(self) -> str:
+        return f"radix={self.radix}"
+
+
+class RadixSoftmax(nn.Module):
+    """A softmax over the radix splits of each cardinal group (timm's RadixSoftmax): channels
+    read group-major (groups, radix, rest), the softmax taken over the radix and the result
+    written radix-major (radix, groups, rest), as the split attention's weights are laid out; a
+    sigmoid where the radix is 1."""
+
+    def __init__(self, radix: int, groups: int = 1) -> None:
+        super().__init__()
+        self.radix = radix
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.radix == 1:
+            return torch.sigmoid(x)
+        y = x.reshape(x.shape[0], self.groups, self.radix, -1).transpose(1, 2)
+        return y.softmax(1).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"radix={self.radix}, groups={self.groups}"
 
 
 _ = torch  # the copied classes may use torch.*; keep the import for them

@@ -114,7 +114,9 @@ class Placer(Walker[PlaceFrame, Site, Placed, PlacedStage]):
         return f"{frame.scope.kind} '{frame.scope.path or frame.scope.name}'"
 
     def walk_statement(self, value: LayerCall, name: str, anonymous: bool, frame: PlaceFrame) -> str:
-        frame.cur, frame.branch = self.walk(value, Site(name, anonymous, frame.scope, frame.cur, frame.branch))
+        tap = self.merge_tap(value, frame)  # a merge's other operand, where a parameter names it
+        branch = frame.branch if tap is None else tap
+        frame.cur, frame.branch = self.walk(value, Site(name, anonymous, frame.scope, frame.cur, branch))
         return frame.cur
 
     def walk_value(self, stmt: ast.Assign, frame: PlaceFrame) -> None:

@@ -50,6 +50,7 @@ class _BlockChecker:
         self.block = block
         self.globals = program.definitions(block.span.file)
         self.out: list[Diagnostic] = []
+        self.layers: dict[str, ast.Span] = {}  # the body's layers so far: what a merge's tap may name
 
     def run(self) -> list[Diagnostic]:
         params = frozenset(p.name for p in self.block.params)
@@ -58,6 +59,7 @@ class _BlockChecker:
             if param.default is not None:
                 self.expr(param.default, seen)
         frame = Frame(self.block.body, network=False)
+        self.layers = frame.layers
         for stmt in self.block.body:
             if isinstance(stmt, (ast.InputStmt, ast.MetaStmt)):
                 word = "input" if isinstance(stmt, ast.InputStmt) else "meta"
@@ -172,14 +174,23 @@ class _BlockChecker:
                     )
                 )
             if arg.name == "project_from" and layers is not None:
-                if not (isinstance(arg.value, ast.Name) and arg.value.id in layers):
-                    target = arg.value.id if isinstance(arg.value, ast.Name) else "?"
-                    self.out.append(error("E201", f"no layer named '{target}' before this residual", arg.value.span))
+                self._named_layer(arg, layers, "residual")
+                continue
+            op = OPS.get(call.func) if call.func not in seen.bound else None
+            at_tap = arg.name is None and i < len(params) and params[i].name == getattr(op, "tap", None)
+            if op is not None and op.tap is not None and (arg.name == op.tap or at_tap):  # a layer's name, not a value
+                self._named_layer(arg, self.layers, call.func)
                 continue
             if call.func == "stage" and (arg.name == "block" or (i == 0 and arg.name is None)):
                 self.expr(arg.value, _Seen(seen.bound, INSTANCE_NAMES))  # the stage binds them for each block
                 continue
             self.expr(arg.value, seen)
+
+    def _named_layer(self, arg: ast.Arg, layers: dict[str, ast.Span], where: str) -> None:
+        """E201 where ``project_from=`` or a merge's tap names no layer before it."""
+        if not (isinstance(arg.value, ast.Name) and arg.value.id in layers):
+            target = arg.value.id if isinstance(arg.value, ast.Name) else "?"
+            self.out.append(error("E201", f"no layer named '{target}' before this {where}", arg.value.span))
 
     def _params_of(self, call: ast.Call, seen: _Seen) -> tuple[P, ...] | None:
         if call.func in seen.bound:

@@ -124,6 +124,7 @@ class Walker(Evaluator, Generic[F, S, R, W]):
                     self.diags.add(bad_layer_name(stmt.name, problem, stmt.name_span))
                 self._refuse_own_attr(stmt, frame)
                 self._bind_own_modules(value, frame)
+                self.merge_tap(value, frame)  # E201 where it names no layer before it
                 frame.layers[stmt.name] = self.walk_statement(value, stmt.name, False, frame)
             else:
                 env[stmt.name] = value
@@ -134,6 +135,7 @@ class Walker(Evaluator, Generic[F, S, R, W]):
             self.walk_residual(made, env, frame)
             return
         self._bind_own_modules(made, frame)
+        self.merge_tap(made, frame)
         local = frame.fresh(getattr(made.target, "name", None) or made.kind.value)  # a stage, gate or group: its kind
         frame.names[local] = stmt.span
         frame.layers[local] = self.walk_statement(made, local, True, frame)
@@ -227,23 +229,33 @@ class Walker(Evaluator, Generic[F, S, R, W]):
         network) ends the unit with no addition."""
         op = OPS["residual"]
         bound = self._bind(op.name, op.params, call, env)
-        source = self._projection_source(bound, frame.layers)
+        source = self._named_layer(bound, "project_from", frame.layers, "the projection branches off after")
         self._residual_norm(bound, call)
         return bound, source
 
-    def _projection_source(self, bound: LayerCall, layers: dict[str, Any]) -> Any:
-        """The node a ``project_from=`` names (E201 where no layer of that name came before)."""
-        target = bound.args.get("project_from")
+    def merge_tap(self, value: LayerCall, frame: F) -> Any:
+        """What the layer a merge's tap parameter names made (``radix_combine(2, splits=act0)``:
+        act0's node, for the placer), or None where the merge has no tap or it is not given."""
+        op = value.target if value.kind == "op" else None
+        if not isinstance(op, OpDef) or op.tap is None:
+            return None
+        return self._named_layer(value, op.tap, frame.layers, "the merge reads")
+
+    def _named_layer(self, bound: LayerCall, param: str, layers: dict[str, Any], what: str) -> Any:
+        """What the layer a ``project_from=`` (or a merge's tap) names made; E201 where no layer
+        of that name came before."""
+        target = bound.args.get(param)
         if target is None:
             return None
         if target not in layers:
-            span = bound.arg_spans["project_from"]
+            span = bound.arg_spans[param]
+            where = "residual" if param == "project_from" else getattr(bound.target, "name", "merge")
             self.diags.add(
                 error(
                     "E201",
-                    f"no layer named '{target}' before this residual",
+                    f"no layer named '{target}' before this {where}",
                     span,
-                    help=suggest(target, layers) or "name the layer the projection branches off after",
+                    help=suggest(target, layers) or f"name the layer {what}",
                     fixes=typo_fixes(target, layers, _tail(span, target)),
                 )
             )

@@ -65,6 +65,7 @@ FIGURES: dict[str, Figure] = {
     "regnetx_002": Figure(_TIMM, 2_684_792),
     "regnety_004": Figure(_TIMM, 4_344_144),
     "res2net50_26w_4s": Figure(_TIMM, 25_699_120),
+    "resnest14d": Figure(_TIMM, 10_611_688),
 }
 
 

@@ -156,21 +156,27 @@ def test_generated_code_copies_only_the_runtime_layers_it_uses(tmp_path: Path) -
     assert "LayerNorm2d" not in source and "DropPath" not in source and "nn.ReLU6(inplace=True)" in source
 
 
-def test_onnx_equals_build_model(tmp_path: Path) -> None:
+def onnx_equals_build_model(spec: str, x: torch.Tensor, **export: Any) -> Any:
+    """Exports ``spec`` with filled weights, unfolded and folded, and checks onnxruntime against
+    build_model in float64 on ``x``; returns the folded ONNX model."""
     ort = pytest.importorskip("onnxruntime")
-    spec = _spec(tmp_path)
     model = resdsl.build_model(spec)
     state = _fill(model)
     model.load_state_dict(state)
     model.eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         want = model.double()(x.double()).numpy()
     for fold in (False, True):
-        onnx_model = resdsl.export_onnx(spec, weights={k: v.numpy() for k, v in state.items()}, fold=fold, batch=2)
+        onnx_model = resdsl.export_onnx(spec, weights={k: v.numpy() for k, v in state.items()}, fold=fold, **export)
         session = ort.InferenceSession(onnx_model.SerializeToString())
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         assert np.abs(got - want).max() / np.abs(want).max() < FLOAT32_TOL  # float32 under test: onnxruntime
+    return onnx_model
+
+
+def test_onnx_equals_build_model(tmp_path: Path) -> None:
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    onnx_model = onnx_equals_build_model(_spec(tmp_path), x, batch=2)
     names = {init.name for init in onnx_model.graph.initializer}
     assert "stage1.0.gamma" in names  # the layer scale's initializer is named by its state_dict key
 

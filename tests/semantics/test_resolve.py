@@ -53,3 +53,33 @@ def test_unused_blocks_get_what_elaboration_reports(tmp_path: Path, body: str, c
     used = block + "\nnetwork user() {\n    input 8 x 8 x 8\n    b(8)\n}\n"
     assert code in _codes(tmp_path, block)
     assert code in _codes(tmp_path, used)
+
+
+SPLATS = """block splat(c) {
+    conv = conv(c * 2, k=3, p=1)
+    act0 = relu
+    radix_sum(2)
+    pool = global_avgpool()
+    fc   = conv(c * 2, k=1)
+    radix_softmax(2)
+    TAP
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("tap", "codes"),
+    [
+        ("radix_combine(2, splits=act0)", []),
+        ("out = radix_combine(2, act0)", []),  # by position, and bound to a name
+        ("radix_combine(2, splits=act1)", ["E201"]),  # no layer of that name before it
+        ("out = radix_combine(2, splits=out)", ["E201"]),  # itself: not before it
+    ],
+)
+def test_a_merges_tap_names_a_layer_before_it(tmp_path: Path, tap: str, codes: list[str]) -> None:
+    """radix_combine's splits= is a layer's name, as project_from is: an unused block and a used
+    one report the same (the resolver does not take act0 for an unknown value)."""
+    block = SPLATS.replace("TAP", tap)
+    used = block + "\nnetwork n() {\n    input 3 x 8 x 8\n    stem = conv(8, k=3, p=1)\n    s = splat(8)\n}\n"
+    assert _codes(tmp_path, block) == codes
+    assert _codes(tmp_path, used) == codes

@@ -169,3 +169,22 @@ def test_anonymous_gates_and_groups_are_named_after_their_kind(tmp_path: Path) -
         "sequential.1",
     ]
     _agree(network, program)
+
+
+def test_a_merge_without_its_tap_reads_the_block_input(tmp_path: Path) -> None:
+    """radix_combine(2) without splits= weighs the block input, as concat() reads it; with
+    splits=act0 it weighs act0's output (what the placer connects as its other operand)."""
+    spec = tmp_path / "taps.arch"
+    spec.write_text(
+        "block attend(c) {\n    pool = global_avgpool()\n    fc = conv(c * 2, k=1)\n    radix_softmax(2)\n"
+        "    radix_combine(2)\n}\n\n"
+        "block splat(c) {\n    conv = conv(c * 2, k=3, p=1)\n    act0 = relu\n    radix_sum(2)\n"
+        "    pool = global_avgpool()\n    fc = conv(c * 2, k=1)\n    radix_softmax(2)\n"
+        "    radix_combine(2, splits=act0)\n}\n\n"
+        "network n() {\n    input 3 x 8 x 8\n    stem = conv(8, k=3, p=1)\n    a = attend(4)\n    s = splat(4)\n}\n"
+    )
+    net = resdsl.compile(str(spec))
+    layers = {layer.path: layer for layer in net.layers()}
+    assert [net.layer(n).path for n in net.inputs(layers["a.radix_combine"].id)] == ["a.radix_softmax", "stem"]
+    assert [net.layer(n).path for n in net.inputs(layers["s.radix_combine"].id)] == ["s.radix_softmax", "s.act0"]
+    assert layers["a.radix_combine"].shape == (4, 8, 8) and layers["s.radix_combine"].shape == (4, 8, 8)

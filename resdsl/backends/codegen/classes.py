@@ -53,6 +53,7 @@ class ClassDef:
     fixed: dict[str, ast.Expr] = field(default_factory=dict)  # parameters holding one kind throughout, built in
     attrs: set[str] = field(default_factory=set)  # module attribute names
     flags: set[str] = field(default_factory=set)  # attributes that hold a condition's test
+    held: set[str] = field(default_factory=set)  # attributes that hold a merge's argument for forward
     out_channels: Any = None  # a block class: its output channels and stride, in its own terms
     out_stride: Any = None
 
@@ -83,11 +84,13 @@ class ClassDef:
 
 @dataclass(frozen=True)
 class Point:
-    """Where a value of the forward pass is: its variable, channels and spatial stride so far."""
+    """Where a value of the forward pass is: its variable, channels and spatial stride so far;
+    ``pooled``: a global pool made its map 1 x 1 (what later layers' comments say)."""
 
     var: str
     channels: Any
     stride: Any
+    pooled: bool = False
 
 
 Guard = frozenset[tuple[str, bool]]  # condition sides, as (test written in Python, side taken)

@@ -47,6 +47,7 @@ from resdsl.backends.codegen.statements import (
     conditions,
     is_merge,
     layerish,
+    merged_statement,
     read_after,
     tap_statement,
     variant,
@@ -126,7 +127,7 @@ class Emitter(ResidualEmitter, ABC):
         saves: set[int] = set()
         for index in range(len(stmts)):
             if is_merge(stmts[index]):
-                saves.add(branch_statement(stmts, index))
+                saves.add(merged_statement(stmts, index))
             donor = self.residual_at(scope, index)
             if donor is None:
                 continue
@@ -237,10 +238,11 @@ class Emitter(ResidualEmitter, ABC):
     def merge_item(
         self, body: Body, entry: Entry, item: Layer, cur: Point, other: Point | None, values: Values
     ) -> Point:
-        """A merge: a gate's multiply (both operands made by its statement) or a concatenation
-        of the value the previous residual or concat left, the block input at first."""
+        """A merge: a gate's multiply (both operands made by its statement), or a concatenation
+        (a radix combination) of the value the previous residual or merge left, the block input
+        at first, or of the layer its tap names."""
         if other is None and is_merge(entry.stmt):
-            at = branch_statement(body.stmts, entry.index)
+            at = merged_statement(body.stmts, entry.index)
             if self.port(item, 1) != body.nodes[at]:
                 raise AssertionError(f"codegen: {item.path or item.id} does not merge what its statements say")
             other = body.points[at]
@@ -248,8 +250,33 @@ class Emitter(ResidualEmitter, ABC):
             raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")
         merge = OPS[item.op].merge
         assert merge is not None
-        body.cls.forward.append(ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False))
-        return Point(body.main, self.merge_channels(item, cur.channels, other.channels, values), cur.stride)
+        attrs = self.attrs(item, body.names, values)
+        args = self._merge_args(body.cls, attrs)
+        body.cls.forward.append(ir_forward.merge_step(merge, body.main, cur.var, other.var, inplace=False, args=args))
+        channels = self.merge_channels(item, cur.channels, other.channels, attrs, values)
+        # the map of the operand that is not pooled to 1 x 1 (the other broadcasts over it)
+        stride = other.stride if cur.pooled else cur.stride
+        return Point(body.main, channels, stride, cur.pooled and other.pooled)
+
+    @staticmethod
+    def _merge_args(cls: ClassDef, attrs: dict[str, Any]) -> dict[str, str]:
+        """A merge's arguments as its forward line reads them: a number as written, a value in
+        the class's terms (a block's ``radix``) through an attribute the constructor sets
+        (``self.radix = radix``), so the class follows its arguments."""
+        out: dict[str, str] = {}
+        for key, value in attrs.items():
+            if not is_expr(value):
+                out[key] = repr(value)
+                continue
+            src = py(value, -1)
+            held = next((d[0] for k, d in cls.init if k == "attr" and d[1] == src and d[0] in cls.held), None)
+            if held is None:
+                held = fresh(py_name(key), cls.attrs | cls.flags)
+                cls.attrs.add(held)
+                cls.held.add(held)
+                cls.init.append(("attr", (held, src)))
+            out[key] = f"self.{held}"
+        return out
 
     def own_param(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
         """An op held as a parameter of the class (layer_scale): the tensor, then its use."""
@@ -328,10 +355,11 @@ class Emitter(ResidualEmitter, ABC):
             body.register(item.module)
             cls.init.append(("module", ctor))
         stride = fold(ast.BinOp("*", cur.stride, self.op_stride(item, body.names, values)))
-        comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item)
+        pooled = cur.pooled or item.op == "global_avgpool"
+        comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item, pooled)
         attr = attr_name(item.module, item.span)
         cls.forward += ir_forward.layer_steps(body.main, attr, cur.var, ir_forward.flattens(item), comment)
-        return Point(body.main, out_ch, stride)
+        return Point(body.main, out_ch, stride, pooled)
 
     # -- conditions -------------------------------------------------------------------------
 

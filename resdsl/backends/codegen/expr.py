@@ -281,6 +281,12 @@ def fold(e: Any) -> Any:
         return e.then if e.test.value else e.orelse
     if isinstance(e, ast.Cond) and py(e.then) == py(e.orelse):  # both sides the same: no choice
         return e.then
+    if isinstance(e, ast.Cond) and isinstance(e.test, ast.BinOp) and e.test.op in ("!=", "=="):
+        # s if s != 1 else 1 is s (either side gives s's value), as is 1 if s == 1 else s
+        operands = {py(e.test.left), py(e.test.right)}
+        kept, other = (e.then, e.orelse) if e.test.op == "!=" else (e.orelse, e.then)
+        if {py(kept), py(other)} == operands and py(kept) != py(other):
+            return kept
     if isinstance(e, ast.Cond) and isinstance(e.orelse, ast.Cond) and py(e.orelse.test) == py(e.test):
         return fold(ast.Cond(e.test, e.then, e.orelse.orelse))  # a if t else (b if t else c): a if t else c
     if isinstance(e, ast.Cond) and isinstance(e.then, ast.Cond) and py(e.then.test) == py(e.test):
@@ -416,13 +422,14 @@ def py_type(value: Any) -> str:
     return "Any"
 
 
-def symbolic_shape(channels: Any, stride: Any, layer: Layer) -> str:
-    """A block layer's output shape for a comment: ``width x H/stride x W/stride``."""
+def symbolic_shape(channels: Any, stride: Any, layer: Layer, pooled: bool = False) -> str:
+    """A block layer's output shape for a comment: ``width x H/stride x W/stride``; ``C x 1 x 1``
+    for a global pool and what follows it (``pooled``)."""
     shape = layer.shape or ()
     channels = ast.Name(py(channels, 3))  # parenthesised when compound
     if len(shape) != 3:
         return py(channels)
-    if shape[1:] == (1, 1) and layer.op == "global_avgpool":
+    if shape[1:] == (1, 1) and (pooled or layer.op == "global_avgpool"):
         return f"{py(channels)} x 1 x 1"
     if isinstance(stride, ast.IntLit) and stride.value == 1:
         return f"{py(channels)} x H x W"

@@ -19,7 +19,62 @@ from resdsl.ir import Layer, Network
 from resdsl.ops import OPS
 from resdsl.syntax import ast
 
-__all__ = ["LayerEmitter"]
+__all__ = ["LayerEmitter", "Symbolic"]
+
+
+class Symbolic:
+    """A channel count in generated code (a number or an expression of the class's terms) that
+    computes with ``+ - * //`` as a number does: an op's channel rule (:attr:`OpDef.channels`,
+    :attr:`OpDef.merge_channels`) is written once, over numbers, and gives an expression here."""
+
+    def __init__(self, value: Any) -> None:
+        self.expr: ast.Expr = value.expr if isinstance(value, Symbolic) else value if is_expr(value) else lit(value)
+
+    def _op(self, op: str, other: Any, right: bool = False) -> Symbolic:
+        b = Symbolic(other).expr
+        a = self.expr
+        if op == "//" and not right and isinstance(a, ast.BinOp) and a.op == "*" and py(a.right) == py(b):
+            return Symbolic(a.left)  # (c * radix) // radix: c
+        return Symbolic(fold(ast.BinOp(op, b, self.expr) if right else ast.BinOp(op, self.expr, b)))
+
+    def __add__(self, other: Any) -> Symbolic:
+        return self._op("+", other)
+
+    def __radd__(self, other: Any) -> Symbolic:
+        return self._op("+", other, right=True)
+
+    def __sub__(self, other: Any) -> Symbolic:
+        return self._op("-", other)
+
+    def __rsub__(self, other: Any) -> Symbolic:
+        return self._op("-", other, right=True)
+
+    def __mul__(self, other: Any) -> Symbolic:
+        return self._op("*", other)
+
+    def __rmul__(self, other: Any) -> Symbolic:
+        return self._op("*", other, right=True)
+
+    def __floordiv__(self, other: Any) -> Symbolic:
+        return self._op("//", other)
+
+    def __rfloordiv__(self, other: Any) -> Symbolic:
+        return self._op("//", other, right=True)
+
+    @staticmethod
+    def of(value: Any) -> Any:
+        """An expression wrapped for a channel rule; a number (or anything else) as it is."""
+        return Symbolic(value) if is_expr(value) else value
+
+    @staticmethod
+    def unwrap(value: Any) -> Any:
+        """The expression a rule's result stands for (a number it kept as one stays a number)."""
+        return value.expr if isinstance(value, Symbolic) else value
+
+    @staticmethod
+    def wrap(args: dict[str, Any]) -> dict[str, Any]:
+        """Arguments for a channel rule: expressions wrapped, numbers and the rest as they are."""
+        return {k: Symbolic.of(v) for k, v in args.items()}
 
 
 class LayerEmitter(Instances):
@@ -71,7 +126,7 @@ class LayerEmitter(Instances):
         if op.flatten_input and len(shape) > 1 and shape[1] * shape[2] != 1:
             cin = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))
         cls, args = self.module_call(layer.op, attrs, cin, shape)
-        out = op.channels(attrs, cin)
+        out = Symbolic.unwrap(op.channels(Symbolic.wrap(attrs), Symbolic.of(cin)))
         if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
             out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
         out = self.checked(out, layer.shape[0] if layer.shape else None, values)
@@ -102,8 +157,10 @@ class LayerEmitter(Instances):
         stride = OPS[layer.op].stride(self.attrs(layer, names, values))
         return stride if is_expr(stride) else lit(stride)
 
-    def merge_channels(self, layer: Layer, main: Any, other: Any, values: Values | None) -> Any:
-        """A merge's output channels, by its op's rule (concatenation adds them up)."""
+    def merge_channels(self, layer: Layer, main: Any, other: Any, attrs: dict[str, Any], values: Values | None) -> Any:
+        """A merge's output channels, by its op's rule (concatenation adds them up); ``attrs``:
+        its arguments in the class's terms."""
         rule = OPS[layer.op].merge_channels
-        out = main if rule is None else rule(main, other, lambda a, b: fold(ast.BinOp("+", a, b)))
+        args = Symbolic.wrap(attrs)
+        out = main if rule is None else Symbolic.unwrap(rule(Symbolic.of(main), Symbolic.of(other), args))
         return self.checked(out, layer.shape[0] if layer.shape else None, values)

@@ -127,6 +127,29 @@ def entries(network: Network, scope: Scope) -> list[Entry]:
     return out
 
 
+def merge_tap(stmt: ast.Stmt | None) -> str | None:
+    """The layer a merge statement's tap parameter names (``radix_combine(2, splits=act0)``:
+    act0), or None."""
+    value = stmt.value if isinstance(stmt, (ast.Assign, ast.LayerStmt)) else None
+    op = OPS.get(value.func) if isinstance(value, ast.Call) else None
+    if op is None or op.tap is None or not isinstance(value, ast.Call):
+        return None
+    params = [p.name for p in op.params]
+    for i, arg in enumerate(value.args):
+        if (arg.name == op.tap or (arg.name is None and params[i : i + 1] == [op.tap])) and isinstance(
+            arg.value, ast.Name
+        ):
+            return arg.value.id
+    return None
+
+
+def merged_statement(body: Sequence[ast.Stmt], index: int) -> int:
+    """The statement whose value the merge at ``index`` reads as its other operand: the layer
+    its tap names, else the branch (:func:`branch_statement`)."""
+    tap = merge_tap(body[index])
+    return tap_statement(body, index, tap) if tap is not None else branch_statement(body, index)
+
+
 def branch_statement(body: Sequence[ast.Stmt], index: int) -> int:
     """The statement whose value a residual or concat at ``index`` merges back: the previous
     residual (present or ``none``) or concat statement, or -1, the body's input (as elaboration
@@ -135,7 +158,7 @@ def branch_statement(body: Sequence[ast.Stmt], index: int) -> int:
 
 
 def tap_statement(body: Sequence[ast.Stmt], index: int, layer: str) -> int:
-    """The statement that made layer ``layer`` (a residual's ``project_from``)."""
+    """The statement that made layer ``layer`` (a residual's ``project_from``, a merge's tap)."""
     for i in range(index - 1, -1, -1):
         stmt = body[i]
         if isinstance(stmt, ast.Assign) and stmt.name == layer:

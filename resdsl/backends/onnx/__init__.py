@@ -20,7 +20,7 @@ every op used, ``GroupNormalization`` with per-channel scale and ``Gelu`` includ
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -84,17 +84,26 @@ class Emitter:
     """What an op's ``onnx`` hook sees of the graph being built, for one layer.
 
     ``x`` is the main input tensor's name, ``inputs`` every operand (a merge: main input and
-    the other one), ``shape`` the per-sample input shape. :meth:`node` adds a node named after
+    the other one), ``shape`` the per-sample input shape and ``shapes`` every operand's (where
+    the layer's operands are known; the main input's alone otherwise). :meth:`node` adds a node named after
     the layer and returns its output; :meth:`param` adds an initializer named by the layer's
     state_dict key (``name=""``: the layer's own key, for an op held as a parameter) and
     returns its name; :meth:`ints` adds an int64 constant.
     """
 
     def __init__(
-        self, builder: _Builder, name: str, prefix: str, inputs: list[str], shape: Shape, scope: str = ""
+        self,
+        builder: _Builder,
+        name: str,
+        prefix: str,
+        inputs: list[str],
+        shape: Shape,
+        shapes: Sequence[Shape] = (),
+        scope: str = "",
     ) -> None:
         self._builder, self._name, self._prefix, self._scope = builder, name, prefix, scope
         self.inputs, self.x, self.shape = inputs, inputs[0], shape
+        self.shapes: tuple[Shape, ...] = tuple(shapes) or (shape,)
 
     def node(self, op_type: str, inputs: list[str], **attributes: Any) -> str:
         return self._builder.add_node(op_type, inputs, self._name, attributes)
@@ -203,7 +212,7 @@ class _Builder:
             if op.composite and layer.shortcut is not None:  # the main branch and the mapped shortcut
                 inputs = [inputs[0], self.shortcut(layer, values[self.net.shortcut_source(layer)])]
             scope = layer.scope.path if layer.scope is not None else ""
-            emitter = Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0], scope)
+            emitter = Emitter(self, layer.path, _module_path(layer), inputs, layer.in_shapes[0], layer.in_shapes, scope)
             return op.onnx(emitter, layer.attrs)
         except ValueError as exc:  # a case of the op that ONNX cannot express
             raise ResdslError(error("E826", f"{layer.path}: {exc}", layer.span)) from None

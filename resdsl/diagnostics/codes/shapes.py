@@ -101,6 +101,16 @@ ENTRIES = [
         net("stem = conv(104, k=1)\nhier = res2_hierarchy(26, 4)"),
     ),
     Entry(
+        "E398",
+        "a radix op (`radix_sum`, `radix_softmax`, `radix_combine`) whose radix (times the groups, for "
+        "`radix_softmax`) does not divide its input channels; the message gives both numbers",
+        "Split attention reads a map of R * C channels as R splits of C channels each (and "
+        "radix_softmax each of its groups as R splits), so the channels must be a multiple of the "
+        "radix. The conv before the radix ops makes them: give it radix * c output channels.",
+        net("stem = conv(30, k=3, p=1)\nsplits = radix_sum(4)"),
+        net("stem = conv(32, k=3, p=1)\nsplits = radix_sum(4)"),
+    ),
+    Entry(
         "W401",
         "a conv with `bias=true` feeds a batchnorm, whose mean subtraction cancels the bias",
         "A batchnorm subtracts the per-channel mean, so a bias added just before it is cancelled: "

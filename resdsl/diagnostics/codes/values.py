@@ -25,9 +25,11 @@ _NORMED = net(
 ENTRIES = [
     Entry(
         "E201",
-        "an unknown name (a parameter, value, shortcut kind or `project_from` layer); a close match is suggested",
+        "an unknown name (a parameter, value, shortcut kind, or the layer `project_from` or "
+        "`radix_combine(splits=)` names); a close match is suggested",
         "A name that is neither a parameter of the block or network, a value assigned earlier, a "
-        "shortcut kind, nor (for project_from) a layer of the block. Where a shortcut kind is expected "
+        "shortcut kind, nor (for project_from, or a merge's splits=) a layer of the block made before "
+        "it. Where a shortcut kind is expected "
         "(residual(...), shortcut=) the help lists the kinds; a block of the shipped library that the "
         "file does not import gets the import line to add, as for E202.",
         "block b(planes) {\n    conv1 = conv(plane)\n}\n\n" + net("x = b(16)"),

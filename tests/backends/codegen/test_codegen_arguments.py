@@ -159,6 +159,7 @@ def test_block_and_network_bindings_follow_the_arguments(params: dict[str, Any],
         ("convnext_atto", {"depths": [1, 2, 2, 1]}),
         ("res2net50_26w_4s", {"depths": [1, 2, 1, 2], "scale": 3, "base_width": 13}),  # 3 chunks of 13, 26, ...
         ("res2next50", {"depths": [2, 1, 1, 1], "cardinality": 2}),
+        ("resnest14d", {"radix": 4, "stem_width": 16, "depths": [2, 1, 1, 1]}),  # the merge reads self.radix
     ],
 )
 def test_shipped_factories_follow_the_arguments(name: str, params: dict[str, Any], tmp_path: Path) -> None:

@@ -363,3 +363,23 @@ network named(depths = [2, 3]) {
     assert "s1.b1.conv1.weight" in keys and "s2.b3.conv2.weight" in keys and "s3.1.conv1.weight" in keys
     plain = generate(resdsl.compile("resnet18"))
     assert "OrderedDict" not in plain  # copied in only where a stage names its blocks
+
+
+def test_split_attention_reads_in_the_terms_of_its_block() -> None:
+    """ResNeSt's classes say their channels and strides with their parameters: the radix merge's
+    output is ``c`` (its rule, ``c * radix // radix``, computed on expressions), the stride of
+    ``avgpool(...) if stride != 1 else identity`` is ``stride``, and the layers after the global
+    pool are ``x 1 x 1``."""
+    code = generate(resdsl.compile("resnest14d"))
+    assert "self.conv2 = SplitAttn(width, width, radix=radix, groups=groups)" in code
+    assert "self.conv3 = nn.Conv2d(width, planes * 4, kernel_size=1, bias=False)" in code
+    assert "self.fc1 = nn.Conv2d(c, attn_c, kernel_size=1, groups=groups)" in code  # radix_sum's cin // radix
+    assert "if stride != 1 or in_channels != planes * 4:" in code
+    assert "out = self.fc1(out)  # attn_c x 1 x 1" in code and "out = self.rsoftmax(out)  # (c * radix) x 1 x 1" in code
+    assert "act0_out.unflatten(1, (self.radix, -1)) * out.unflatten(1, (self.radix, -1))" in code
+
+
+def test_a_squeeze_excitation_class_says_its_layers_see_a_1x1_map() -> None:
+    """The layers after a block's global pool said ``x H x W`` (SE-ResNet's fc1, fc2)."""
+    code = generate(resdsl.compile("seresnet50"))
+    assert "out = self.fc1(out)  # (c // reduction) x 1 x 1" in code and "x H x W\n        out = self.fc2" not in code

@@ -92,6 +92,7 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
         ("resnetrs50", "3x64x64"),
         ("res2net50_26w_4s", "3x64x64"),  # res2_hierarchy: Split, per-chunk Conv/Add, AveragePool, Concat
         ("res2next50", "3x64x64"),  # the same with grouped 3x3 convs
+        ("resnest14d", "3x64x64"),  # split attention: Reshape, ReduceSum, Transpose, Softmax, Mul
     ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:
