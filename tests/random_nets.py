@@ -91,7 +91,8 @@ COVERAGE = {
     "residual(identity_if_same) in stages whose first block changes the shape (no skip there) and in "
     "single blocks, residual(projection, step_names=[...]) (downsample.conv, downsample.bn), "
     "pointwise_linear in a channels MLP with a bias and without, res2_hierarchy (Res2Net) in a stage "
-    "whose first block strides and pools, grouped or not",
+    "whose first block strides and pools, grouped or not, ResNeSt's radix_sum, radix_softmax (radix 1: "
+    "a sigmoid; over groups) and the radix_combine merge reading an earlier layer",
     "Instance values": "stage block arguments reading index (a first block that differs: mode, a layer "
     "chosen by it; widths c + index * growth), count (the last block differs), net_index and net_count (a "
     "drop-path rate rising over the network, also in a stage inside a block, which the block class is "
@@ -328,6 +329,21 @@ block res2(c, stride = 1, scale = 2, first = false) {
     relu
 }
 """
+# ResNeSt's split attention: R splits summed, pooled, attended over the radix, recombined
+SPLAT = """
+block splat(c, radix = 2, groups = 1) {
+    conv = conv(c * radix, k=3, p=1)
+    bn0  = batchnorm()
+    act0 = relu
+    radix_sum(radix)
+    pool = global_avgpool()
+    fc1  = conv(c, k=1, groups=groups, bias=true)
+    relu
+    fc2  = conv(c * radix, k=1, groups=groups, bias=true)
+    radix_softmax(radix, groups=groups)
+    radix_combine(radix, splits=act0)
+}
+"""
 TWICE = """
 block twice(c, kind = projection) {
     conv1 = conv(c, k=3, p=1)
@@ -557,7 +573,7 @@ def _instance_stage(draw: st.DrawFn, net: Net, i: int, width: int) -> str:
     return f"b{i} = stage({block}, repeat={repeat}, stride={stride}, shortcut={kind})"
 
 
-MODERN = ["named", "nested", "inverted", "inverted_one", "mlp", "stepped", "res2"]
+MODERN = ["named", "nested", "inverted", "inverted_one", "mlp", "stepped", "res2", "splat"]
 
 
 def _modern(draw: st.DrawFn, net: Net, i: int, width: int, form: str) -> str:
@@ -572,6 +588,9 @@ def _modern(draw: st.DrawFn, net: Net, i: int, width: int, form: str) -> str:
     net.shape = Shape(width, size // stride)
     if form == "stepped":
         return f"b{i} = stepped({width}, stride={stride})"
+    if form == "splat":  # radix 1: a sigmoid instead of the softmax
+        radix, groups = draw(st.sampled_from([1, 2, 4])), draw(st.sampled_from([1, 2]))
+        return f"b{i} = splat({width}, radix={radix}, groups={groups})"
     if form == "res2":  # a stage whose first block strides and pools its last chunk
         scale = draw(st.sampled_from([2, 3, 4]))
         return f"b{i} = stage(res2({width}, scale={scale}, first=index == 0), repeat=2, stride={stride})"
@@ -645,7 +664,7 @@ def programs(draw: st.DrawFn) -> tuple[str, str]:
     body = "\n    ".join(net.lines)
     middle = draw(st.sampled_from(OUTER_MIDDLE))
     blocks = [unit.text, cell.text, OUTER.format(middle=middle), WRAP, TWICE, DENSE, MIXED, WIDEN, INVERTED, MLP]
-    blocks += [STEPPED, RES2]
+    blocks += [STEPPED, RES2, SPLAT]
     order = draw(st.permutations(range(len(blocks))))  # blocks may be used before they are defined
     params = 'width = 8, deep = true, n = 2, rate = 0.2, ws = [4, 8], mode = "a", nrm = batchnorm'
     body = "wl = [make_divisible(v * 1.5, 4) for v in ws]\n    " + body

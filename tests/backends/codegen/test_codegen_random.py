@@ -193,7 +193,7 @@ def test_the_programs_hold_what_the_coverage_says() -> None:
         "for v in ws if v < 8]", "2 ** 3", "n > 1 or not deep", "wl[0]", 'prefix="b", start=1',
         'prefix="block"', "start=0", "= sequential(stage(unit(", "= stage(inverted(",
         "cin=in_channels, expand=index + 1", "= inverted(", "= stage(res2(", "= channel_mlp(", "bias=false)",
-        "= stepped(",
+        "= stepped(", "= splat(", "radix=1, groups=2",
     ]  # fmt: skip
     missing = [c for c in constructs if c not in text]
     assert not missing, missing
