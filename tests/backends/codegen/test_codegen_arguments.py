@@ -157,6 +157,11 @@ def test_block_and_network_bindings_follow_the_arguments(params: dict[str, Any],
         ("mobilenetv2_110d", {"fix_stem_head": False}),  # the head widens, blocks.0 gets a second block
         ("densenet121", {"growth": 12, "depths": [2, 3, 4, 2]}),
         ("convnext_atto", {"depths": [1, 2, 2, 1]}),
+        # timm's drop-path schedules, trained with the same masks: only where a block adds its input
+        ("efficientnet_b0", {"drop_path_rate": 0.2}),
+        ("mobilenetv3_large_100", {"drop_path_rate": 0.2}),
+        ("regnetx_002", {"drop_path_rate": 0.2}),
+        ("resnetrs50", {"drop_path_rate": 0.2}),
     ],
 )
 def test_shipped_factories_follow_the_arguments(name: str, params: dict[str, Any], tmp_path: Path) -> None:
