@@ -90,6 +90,15 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
         ("convnext_atto", "3x64x64"),  # layer norms over channels, layer scale, 1x1-conv MLPs
         ("convnext_tiny", "3x64x64"),  # the MLP as per-position linears (pointwise_linear)
         ("resnetrs50", "3x64x64"),
+        # one member of each modern family (issue #18): concatenation, relu6, hard-swish and
+        # hard-sigmoid gates, SiLU squeeze-excitation, skips only where the shapes agree, grouped
+        # RegNet convs with named shortcut steps
+        ("densenet121", "3x64x64"),
+        ("mobilenetv2_100", "3x64x64"),
+        ("mobilenetv3_large_100", "3x64x64"),
+        ("efficientnet_b0", "3x64x64"),
+        ("regnetx_002", "3x64x64"),
+        ("regnety_004", "3x64x64"),
     ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:
