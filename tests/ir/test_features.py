@@ -494,3 +494,17 @@ def test_family_checkpointing_gives_identical_gradients(name: str) -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert_same_step(plain, checkpointed, x)
     assert saved_bytes(checkpointed, x) < saved_bytes(plain, x) / 2  # it does keep less
+
+
+@pytest.mark.parametrize(("name", "group"), [("efficientnet_b0", "blocks"), ("densenet121", "features")])
+def test_checkpoint_all_on_stages_inside_a_group_names_the_group(name: str, group: str) -> None:
+    """MobileNet's, EfficientNet's and DenseNet's stages lie inside one top-level group, which
+    checkpoint=True cannot cut into: E746 says where they are and how to name the group."""
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model(name, checkpoint=True)
+    (found,) = exc.value.diagnostics
+    assert found.code == "E746" and found.message.endswith(f"its stages are inside {group}")
+    assert (
+        found.help == f"name the group to checkpoint it as one segment (checkpoint=['{group}'], --checkpoint {group})"
+    )
+    assert resdsl.build_model(name, checkpoint=[group]).grad_checkpointing
