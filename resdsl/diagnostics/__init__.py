@@ -57,6 +57,7 @@ CODES: dict[str, str] = {
     "E220": "value outside a function's domain",
     "E221": "comprehension over something that is not a list",
     "E222": "loop variable shadows a name",
+    "E223": "drop-path rate outside [0, 1)",
     # shapes
     "E301": "residual shapes differ",
     "E302": "channels not divisible by groups",

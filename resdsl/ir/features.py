@@ -213,14 +213,7 @@ def _checkpoint_names(network: Network, checkpoint: Checkpoint, items: dict[str,
     if checkpoint is True:
         stages = [name for name, item in items.items() if isinstance(item, Scope) and item.kind == "stage"]
         if not stages:
-            raise ResdslError(
-                error(
-                    "E746",
-                    f"{network.name} has no stages to checkpoint",
-                    _where(network),
-                    help=f"name the layers to checkpoint: {', '.join(items) or 'none'}",
-                )
-            )
+            raise ResdslError(error("E746", _no_stages(network, items), _where(network), help=_no_stages_help(items)))
         return stages
     if checkpoint == "all":  # as the command line says it
         return _checkpoint_names(network, True, items)
@@ -236,6 +229,31 @@ def _checkpoint_names(network: Network, checkpoint: Checkpoint, items: dict[str,
             )
         )
     return list(checkpoint)
+
+
+def _holding_stages(items: Mapping[str, Layer | Scope]) -> list[str]:
+    """The top-level groups whose stages lie inside them (MobileNet's ``blocks``, DenseNet's
+    ``features``): checkpointing can name the group, which then runs as one segment."""
+    return [
+        name
+        for name, item in items.items()
+        if isinstance(item, Scope) and any(isinstance(s, Scope) and s.kind == "stage" for s in item.items)
+    ]
+
+
+def _no_stages(network: Network, items: Mapping[str, Layer | Scope]) -> str:
+    groups = _holding_stages(items)
+    if groups:
+        return f"{network.name} has no top-level stages to checkpoint; its stages are inside {', '.join(groups)}"
+    return f"{network.name} has no stages to checkpoint"
+
+
+def _no_stages_help(items: Mapping[str, Layer | Scope]) -> str:
+    groups = _holding_stages(items)
+    if groups:
+        named = ", ".join(repr(g) for g in groups)
+        return f"name the group to checkpoint it as one segment (checkpoint=[{named}], --checkpoint {','.join(groups)})"
+    return f"name the layers to checkpoint: {', '.join(items) or 'none'}"
 
 
 def requested(network: Network, features: Sequence[str] | None, checkpoint: Checkpoint) -> Plan | None:

@@ -28,6 +28,9 @@ class P:
     aliases: tuple[str, ...] = ()
     minimum: int | float | None = None
     maximum: int | float | None = None
+    below: int | float | None = None  # an exclusive upper bound (a probability that may not be 1)
+    range_code: str = "E213"  # the code of a value outside [minimum, maximum] or not below ``below``
+    range_help: str | None = None  # the help line of that diagnostic
     default_from: str | None = None  # default is another parameter's value (pool stride = kernel)
     choices: tuple[str, ...] = ()  # the values a str parameter accepts (E213 otherwise)
 

@@ -28,12 +28,17 @@ def _mul_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
     return x
 
 
+def _map(shape: Shape) -> str:
+    """A shape without its channels (``8 x 8``), what a concatenation needs to agree."""
+    return fmt_shape(shape[1:]) if len(shape) > 1 else f"{shape[0]} features (no map)"
+
+
 def _concat_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
     main, other = ins[0], ins[1]
     if len(main) != len(other) or main[1:] != other[1:]:
         raise ShapeError(
             "E309",
-            "concat: the maps differ",
+            f"concat: the maps differ: block input {_map(other)}, main branch {_map(main)}",
             [f"block input  {fmt_shape(other)}", f"main branch  {fmt_shape(main)}"],
             help="channels may differ, the rest must agree: keep the stride at 1 in a block that concatenates",
             recovered=(other[0] + main[0], *main[1:]),

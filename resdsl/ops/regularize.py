@@ -24,13 +24,23 @@ def _scale_onnx(e: Any, a: Mapping[str, Any]) -> str:
     return e.node("Mul", [e.x, scale])
 
 
+# A probability of dropping the branch: at 1 every sample drops it in training, so the branch never
+# learns, and eval mode (which always keeps it) runs a branch training never saw.
+_RATE_HELP = (
+    "a drop-path rate is the probability of dropping the branch in training, in [0, 1): at 1 the "
+    "branch would never train, and eval mode would run it untrained"
+)
+
 # timm's DropPath: each sample's branch is dropped with probability p in training, and the
 # kept ones scaled by 1 / (1 - p); identity in eval mode
 DROP_PATH = OpDef(
     "drop_path",
     "Stochastic depth: drops the whole branch per sample with probability p in training (kept ones "
     "scaled by 1/(1-p)); identity in eval mode.",
-    (P("p", "float", 0.0, minimum=0, maximum=1), P("scale_by_keep", "bool", True)),
+    (
+        P("p", "float", 0.0, minimum=0, below=1, range_code="E223", range_help=_RATE_HELP),
+        P("scale_by_keep", "bool", True),
+    ),
     same,
     lambda a, cin, shape: Ctor("DropPath", (a["p"],), {"scale_by_keep": a["scale_by_keep"]}, runtime=True),
     returns_input=True,  # in eval mode

@@ -55,6 +55,9 @@ def arith(expr: ast.BinOp, left: Any, right: Any) -> Any:
     return value
 
 
+_INEXACT_HELP = "'/' on whole numbers must divide exactly: choose numbers that divide, or write '//' to round down"
+
+
 def _values(expr: ast.BinOp, left: Any, right: Any) -> Any:
     op = expr.op
     if not (check_type(left, "float") and check_type(right, "float")):
@@ -82,7 +85,7 @@ def _values(expr: ast.BinOp, left: Any, right: Any) -> Any:
                     "E208",
                     f"{left} / {right} is not a whole number ({show(expr)})",
                     expr.span,
-                    help="'/' on whole numbers must divide exactly; use '//' to round down",
+                    help=_INEXACT_HELP,
                 )
             )
         return left // right

@@ -81,20 +81,28 @@ def suits(what: str, param: P, value: Any, span: ast.Span) -> tuple[Any, Diagnos
             words = TYPE_WORDS.get(param.type, param.type)
             message = f"{what} argument '{param.name}' must be {words}, got {type_name(value)} ({show_value(value)})"
             return value, error("E205", message, span)
-    numeric = check_type(value, "float")
-    if param.minimum is not None and numeric and value < param.minimum:
-        return value, error(
-            "E213", f"{what} argument '{param.name}' must be at least {param.minimum}, got {value}", span
-        )
-    if param.maximum is not None and numeric and value > param.maximum:
-        return value, error(
-            "E213", f"{what} argument '{param.name}' must be at most {param.maximum}, got {value}", span
-        )
+    if check_type(value, "float"):
+        out_of_range = _out_of_range(param, value)
+        if out_of_range:
+            message = f"{what} argument '{param.name}' must be {out_of_range}, got {value}"
+            return value, error(param.range_code, message, span, help=param.range_help)
     if param.choices and value not in param.choices:
         choices = ", ".join(map(repr, param.choices))
         message = f"{what} argument '{param.name}' must be one of {choices}, got {show_value(value)}"
         return value, error("E213", message, span)
     return value, None
+
+
+def _out_of_range(param: P, value: float) -> str | None:
+    """What ``param``'s bounds ask of ``value`` ("at least 1", "in [0, 1)"), or None when it is within them."""
+    low = param.minimum is not None and value < param.minimum
+    if param.below is not None and (low or value >= param.below):
+        return f"below {param.below}" if param.minimum is None else f"in [{param.minimum}, {param.below})"
+    if low:
+        return f"at least {param.minimum}"
+    if param.maximum is not None and value > param.maximum:
+        return f"at most {param.maximum}"
+    return None
 
 
 def fill_missing(

@@ -35,6 +35,8 @@ def _param(p: P) -> str:
     text = f"`{p.name}` {_TYPES.get(p.type, p.type)}{_default(p)}"
     if p.choices:
         text += f" (one of {', '.join(p.choices)})"
+    if p.below is not None:  # a bound the types do not say (drop_path's p is a probability below 1)
+        text += f" (in [{p.minimum}, {p.below}))" if p.minimum is not None else f" (below {p.below})"
     if p.aliases:
         text += f" (also {', '.join(p.aliases)})"
     return text

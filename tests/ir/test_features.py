@@ -26,7 +26,7 @@ import resdsl
 from resdsl.diagnostics import ResdslError
 from resdsl.runtime.checkpointing import KeepBuffers, segments
 from resdsl.tools.cli import cli
-from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, TESTS, deterministic_fill, rel_error
+from tests.conftest import REFERENCE_TOL, SAME_MACHINE_TOL, TESTS, deterministic_fill, rel_error, state_listing
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]
 R18 = {"input_shape": "3x96x96"}  # the reference input's size; the checker's shapes and strides follow it
@@ -431,3 +431,80 @@ def test_a_single_layer_cannot_be_checkpointed_and_all_means_every_stage() -> No
     assert codes(exc) == ["E744"]
     model = resdsl.build_model("resnet18", checkpoint="all")
     assert model.grad_checkpointing
+
+
+# -- the modern families (issue #18): one member each ---------------------------------------------
+
+# Top-level feature points of each family's timm layout (the stem, the stage groups) and what to
+# checkpoint: every top-level stage where the network has them, else the top-level group of stages
+# (MobileNet's and EfficientNet's ``blocks``, DenseNet's ``features``), which runs as one segment.
+# Features and checkpointing inside such a group (timm's ``blocks.2``) are not supported yet (E740).
+FAMILY_FEATURES = {
+    "convnext_atto": (["stem", "stages"], True),
+    "densenet121": (["features"], ["features"]),
+    "mobilenetv2_100": (["bn1", "blocks", "bn2"], ["blocks"]),  # bn2: a relu6 in place follows
+    "mobilenetv3_large_100": (["bn1", "blocks"], ["blocks"]),
+    "efficientnet_b0": (["bn1", "blocks", "bn2"], ["blocks"]),
+    "regnetx_002": (["stem", "s1", "s2", "s3", "s4"], True),
+    "regnety_004": (["stem", "s1", "s2", "s3", "s4"], True),
+    "resnetrs50": (["maxpool", "layer1", "layer2", "layer3", "layer4"], True),
+}
+FAMILY_INPUT = "3x32x32"  # every stride up to 32 shows; a map of 1 x 1 at the end
+
+
+def hooked_outputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each named module's output in the full model's forward, copied before anything in place
+    can change it."""
+    out: dict[str, torch.Tensor] = {}
+    handles = [
+        model.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: out.__setitem__(name, o.clone()))
+        for name in names
+    ]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_FEATURES))
+def test_family_features_are_the_full_models_maps(name: str) -> None:
+    names, _ = FAMILY_FEATURES[name]
+    full = resdsl.build_model(name, input_shape=FAMILY_INPUT)
+    full.load_state_dict(deterministic_fill(state_listing(full)))
+    full = full.double().eval()
+    backbone = resdsl.build_model(name, input_shape=FAMILY_INPUT, features=names).double().eval()
+    backbone.load_state_dict({k: v for k, v in full.state_dict().items() if k in backbone.state_dict()}, strict=True)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        got = backbone(x)
+    want = hooked_outputs(full, names, x)
+    assert list(got) == names and [f["module"] for f in backbone.feature_info] == names
+    for key in names:
+        assert got[key].shape[1] == next(f["num_chs"] for f in backbone.feature_info if f["module"] == key)
+        assert torch.equal(got[key], want[key]), key  # the same float64 operations, bit for bit
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_FEATURES))
+def test_family_checkpointing_gives_identical_gradients(name: str) -> None:
+    _, checkpoint = FAMILY_FEATURES[name]
+    torch.manual_seed(0)
+    plain = resdsl.build_model(name, input_shape=FAMILY_INPUT).double()
+    checkpointed = resdsl.build_model(name, input_shape=FAMILY_INPUT, checkpoint=checkpoint).double()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert_same_step(plain, checkpointed, x)
+    assert saved_bytes(checkpointed, x) < saved_bytes(plain, x) / 2  # it does keep less
+
+
+@pytest.mark.parametrize(("name", "group"), [("efficientnet_b0", "blocks"), ("densenet121", "features")])
+def test_checkpoint_all_on_stages_inside_a_group_names_the_group(name: str, group: str) -> None:
+    """MobileNet's, EfficientNet's and DenseNet's stages lie inside one top-level group, which
+    checkpoint=True cannot cut into: E746 says where they are and how to name the group."""
+    with pytest.raises(ResdslError) as exc:
+        resdsl.build_model(name, checkpoint=True)
+    (found,) = exc.value.diagnostics
+    assert found.code == "E746" and found.message.endswith(f"its stages are inside {group}")
+    assert (
+        found.help == f"name the group to checkpoint it as one segment (checkpoint=['{group}'], --checkpoint {group})"
+    )
+    assert resdsl.build_model(name, checkpoint=[group]).grad_checkpointing

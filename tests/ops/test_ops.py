@@ -372,3 +372,66 @@ def test_drop_path_rate_builds_timms_schedule_at_timms_paths() -> None:
     rates = [model.get_submodule(p).drop_prob for p in paths]
     assert rates == pytest.approx([0.1 * i / 17 for i in range(18)], rel=0, abs=1e-15)
     assert "drop_prob=0.1" in repr(model.get_submodule(paths[-1]))
+
+
+# timm's EfficientNetBuilder blocks (EfficientNet, MobileNetV2/V3): each stage's repeats, and whether
+# its first block adds its input (has_skip: stride 1, as many channels out as in; the later blocks
+# of a stage always do). MobileNetV3's last stage is a ConvBnAct, which never adds.
+BUILDER_STAGES = {
+    "efficientnet_b0": ([1, 2, 2, 3, 3, 4, 1], [False] * 7),  # ds 32 -> 16, then a new width per stage
+    "mobilenetv2_100": ([1, 2, 3, 4, 3, 3, 1], [False] * 7),
+    "mobilenetv3_large_100": ([1, 2, 3, 4, 2, 3, 1], [True] + [False] * 6),  # ds 16 -> 16, stride 1
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDER_STAGES))
+def test_drop_path_rate_follows_timms_efficientnet_builder(name: str) -> None:
+    """timm's _make_block: block i of the network's n carries drop_path_rate * i / n at
+    blocks.s.j.drop_path where the block adds its input; elsewhere timm's DropPath is never called,
+    and this one has rate 0, so no schedule that rewrites drop_prob can drop a block that does not add."""
+    repeats, first_skips = BUILDER_STAGES[name]
+    model = resdsl.build_model(name, params={"drop_path_rate": 0.2})
+    total, i = sum(repeats), 0
+    for s, (n, first_skip) in enumerate(zip(repeats, first_skips, strict=True)):
+        for j in range(n):
+            path = f"blocks.{s}.{j}.drop_path"
+            conv_bn_act = name.startswith("mobilenetv3") and s == len(repeats) - 1
+            if conv_bn_act:
+                assert path not in dict(model.named_modules())
+            else:
+                module = model.get_submodule(path)
+                want = 0.2 * i / total if j > 0 or first_skip else 0.0
+                assert isinstance(module, DropPath) and module.drop_prob == pytest.approx(want, rel=0, abs=1e-15), path
+            i += 1
+
+
+@pytest.mark.parametrize(
+    ("name", "paths"),
+    [
+        # timm's regnet.py: calculate_drop_path_rates(rate, stage_depths, stagewise=True), a linspace
+        # over the 13 blocks split by stage (s1.b1 ... s4.b7), on the branch before the addition
+        ("regnetx_002", [f"s{s + 1}.b{j + 1}" for s, n in enumerate([1, 1, 4, 7]) for j in range(n)]),
+        # timm's resnet.py make_blocks: drop_path_rate * net_block_idx / (net_num_blocks - 1)
+        ("resnetrs50", [f"layer{s + 1}.{j}" for s, n in enumerate([3, 4, 6, 3]) for j in range(n)]),
+    ],
+)
+def test_drop_path_rate_rises_linearly_over_regnet_and_resnet_rs(name: str, paths: list[str]) -> None:
+    """Block i of n carries drop_path_rate * i / (n - 1). timm's RegNet takes its rates from a float32
+    linspace (within 1e-7 of these); its ResNet has none at block 0, where the rate is 0 and this one
+    is a DropPath of 0 (no state either way: the state_dict is timm's)."""
+    model = resdsl.build_model(name, params={"drop_path_rate": 0.3})
+    rates = [model.get_submodule(f"{p}.drop_path").drop_prob for p in paths]
+    n = len(paths)
+    assert rates == pytest.approx([0.3 * i / (n - 1) for i in range(n)], rel=0, abs=1e-15)
+    assert rates == pytest.approx(torch.linspace(0, 0.3, n).tolist(), rel=0, abs=1e-7)  # timm's RegNet rule
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenetv3_large_100", "regnetx_002", "resnetrs50"])
+def test_drop_path_rate_changes_nothing_in_eval_mode_nor_the_state_dict(name: str) -> None:
+    plain, dropped = resdsl.build_model(name), resdsl.build_model(name, params={"drop_path_rate": 0.5})
+    assert list(dropped.state_dict()) == list(plain.state_dict())
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    plain, dropped = plain.double().eval(), dropped.double().eval()
+    with torch.no_grad():
+        assert torch.equal(dropped(x), plain(x))

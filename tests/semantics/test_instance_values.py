@@ -494,7 +494,7 @@ def test_shipped_specs_count_as_before(path: Path) -> None:
     """The counter that now also gives net_count sizes every shipped spec exactly as placing
     does (it reads residuals by the placer's rules, so a plain net's residual(none) is no node).
     Only the families that number their blocks read instance values (ConvNeXt: its stage
-    table by index, its stochastic depth by net_index; MobileNet: in_channels; Res2Net: index)."""
+    table by index, every family's stochastic depth by net_index; MobileNet: in_channels; Res2Net: index)."""
     for net in resdsl.check(path).networks:
         counted = _count(path, net)
         reads = {name for s in net.root.scopes() if isinstance(s, Scope) for name in s.instance_names}
@@ -506,16 +506,17 @@ def test_shipped_specs_count_as_before(path: Path) -> None:
         assert counted.stage_blocks == _stage_blocks(net)
 
 
+_DROP_PATH = {"net_index", "net_count"}  # timm's drop_path_rate schedule, block by block
 READERS = {
-    "convnext": {"index", "net_index", "net_count"},
-    "mobilenetv2": {"in_channels"},
-    "efficientnet": {"in_channels"},
-    "mobilenetv3": {"in_channels", "index"},
-    "regnetx": {"in_channels"},
-    "regnety": {"in_channels"},
+    "convnext": {"index"} | _DROP_PATH,
+    "mobilenetv2": {"in_channels"} | _DROP_PATH,
+    "efficientnet": {"in_channels"} | _DROP_PATH,
+    "mobilenetv3": {"in_channels", "index"} | _DROP_PATH,
+    "regnetx": {"in_channels"} | _DROP_PATH,
+    "regnety": {"in_channels"} | _DROP_PATH,
     "res2net50": {"index"},  # Res2Net: a stage's first block (index == 0) runs its chunks alone
     "res2next50": {"index"},
-}
+} | {f"resnetrs{n}": _DROP_PATH for n in (50, 101, 152)}
 
 
 def _family(path: Path) -> str:

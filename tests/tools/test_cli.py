@@ -311,3 +311,68 @@ def test_a_file_that_is_not_utf8_is_reported_where_it_breaks(tmp_path: Path) -> 
             f"{spec}:3:8: error[E004]: cannot read {spec}: byte 0xe9 at line 3, column 8 is not UTF-8" in result.output
         )
         assert "   3 |   # caf\ufffd" in result.output and "in Latin-1 it would be 'é'" in result.output
+
+
+# -- the families' mistakes (issue #18), as a user meets them on the command line ------------------
+
+
+@pytest.mark.parametrize(("rate", "got"), [("1.0", "got 1.0"), ("-0.1", "got -0.0058823529411764705")])
+def test_a_drop_path_rate_outside_0_1_is_refused_at_the_blocks_line(rate: str, got: str) -> None:
+    """ConvNeXt's last block takes the whole rate, its first after 0 one 17th of it: 1.0 and -0.1 are
+    both outside [0, 1) (at 1 the branch would never train), and the refusal says where and why."""
+    result = CliRunner().invoke(cli, ["check", "convnext_tiny", "--set", f"drop_path_rate={rate}"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    first = result.output.splitlines()[0]
+    assert first.endswith(f"std/convnext.arch:29:15: error[E223]: drop_path argument 'p' must be in [0, 1), {got}")
+    assert f"checked with --set drop_path_rate={rate}" in result.output
+    assert "help: a drop-path rate is the probability of dropping the branch in training, in [0, 1)" in result.output
+
+
+def test_a_drop_path_rate_below_1_is_accepted() -> None:
+    result = CliRunner().invoke(cli, ["check", "convnext_tiny", "--set", "drop_path_rate=0.99"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("width", "group_w"), [(28, 8), (24, 7)])
+def test_a_group_width_that_does_not_divide_a_regnet_width_names_both(width: int, group_w: int, tmp_path: Path) -> None:
+    """regnet_bottleneck divides its width by the group width exactly: a width the group width does
+    not divide is refused at the library's line, naming both numbers and the instance. (With the old
+    c // group_w, 28 // 8 = 3 groups was refused as "not divisible by groups=3", naming neither, and
+    24 channels at group width 7 silently became 3 groups of 8: another network.)"""
+    spec = tmp_path / "my_regnet.arch"
+    text = (ROOT / "tests" / "broken" / "regnet_group_width.arch").read_text()
+    spec.write_text(
+        text.replace("regnet_bottleneck(28, in_channels, 8)", f"regnet_bottleneck({width}, in_channels, {group_w})")
+    )
+    result = CliRunner().invoke(cli, ["check", str(spec)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0].endswith(
+        f"std/regnet.arch:37:57: error[E208]: {width} / {group_w} is not a whole number (c / group_w)"
+    )
+    assert f"in s1.b1, a regnet_bottleneck made at {spec}:7:18" in result.output
+    assert "help: '/' on whole numbers must divide exactly: choose numbers that divide" in result.output
+
+
+def test_regnets_own_widths_follow_any_group_width() -> None:
+    """regnet(...) makes every stage's width a multiple of its group width (timm's
+    adjust_widths_groups_comp), so --set group_w=7 is a valid RegNet: every grouped 3x3 has groups
+    of exactly 7 channels."""
+    result = CliRunner().invoke(cli, ["check", "regnetx_002", "--set", "group_w=7", "--json"])
+    assert result.exit_code == 0, result.output
+    import resdsl
+
+    net = resdsl.compile("regnetx_002", params={"group_w": 7})
+    grouped = [layer for layer in net.layers() if layer.op == "conv" and layer.attrs["groups"] > 1]
+    assert grouped and all(layer.shape is not None and layer.shape[0] == 7 * layer.attrs["groups"] for layer in grouped)
+
+
+def test_a_concatenation_whose_maps_differ_names_both_maps() -> None:
+    result = CliRunner().invoke(cli, ["check", str(ROOT / "tests" / "broken" / "concat_maps_differ.arch")])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].endswith(
+        "concat_maps_differ.arch:6:5: error[E309]: concat: the maps differ: block input 32 x 32, main branch 16 x 16"
+    )
+    assert lines[1:3] == ["  block input  16 x 32 x 32", "  main branch  8 x 16 x 16"]
+    assert "help: channels may differ, the rest must agree" in result.output

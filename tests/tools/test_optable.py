@@ -17,3 +17,8 @@ def test_the_table_lists_every_op_with_its_parameters() -> None:
     for name, op in OPS.items():
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         assert all(f"`{p.name}`" in row for p in op.params) and op.doc in row
+
+
+def test_an_exclusive_bound_is_documented() -> None:
+    row = next(line for line in optable.render().splitlines() if line.startswith("| `drop_path` |"))
+    assert "`p` float = 0.0 (in [0, 1))" in row

@@ -132,6 +132,28 @@ def test_inference_scripts(spec: str) -> None:
         assert rel_error(scripted(x), model(x)) < FOLD_TOL
 
 
+# One member of each modern family (issue #18) that the ImageNet run above does not cover or
+# whose layer norms it does not look at: ResNet-RS (a 160 x 160 net, so not in IMAGENET) and the
+# ConvNeXts (LayerNorm has no conv to fold into: it stays, with its own weights).
+FAMILY_MEMBERS = ["convnext_atto", "convnext_tiny", "resnetrs50"]
+
+
+@pytest.mark.parametrize("spec", FAMILY_MEMBERS)
+def test_modern_families_fold_the_norms_after_convs_and_keep_layer_norms(spec: str) -> None:
+    model, inference, x = both(spec, channels_last=False)
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FOLD_TOL
+    state = inference.state_dict()
+    assert not [k for k in state if k.endswith("running_mean")]  # every batchnorm follows a conv
+    net = resdsl.compile(spec)
+    layer_norms = [layer.path for layer in net.layers() if layer.op == "layernorm"]
+    assert len(layer_norms) == (0 if spec == "resnetrs50" else 1 + 3 + sum(net.params["depths"]) + 1)
+    for path in layer_norms:  # the stem's, the downsamplings', every block's and the head's
+        assert torch.equal(state[f"{path}.weight"], model.state_dict()[f"{path}.weight"]), path
+    norms = [m for m in inference.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == len(layer_norms)
+
+
 def test_option_a_adds_into_the_first_channels() -> None:
     """Option A's cheapest form at inference: no padded copy, no shortcut module."""
     inference = resdsl.build_model("resnet34_a", mode="inference", channels_last=False)

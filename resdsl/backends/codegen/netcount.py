@@ -328,7 +328,10 @@ class NetCounts:
         counts = self.counts[-1]
         total = counts.total[r]
         params = {k for k, v in self.em.net.params.items() if not isinstance(v, LayerCall)}
-        if not counts.network or is_const(total) or isinstance(total, ast.Name) or not free_names(total) <= params:
+        # the network's parameters, or values its class has bound by now (MobileNet's computed depths)
+        bound = {item[1][0] for item in counts.cls.init if item[0] == "let"} if counts.cls is not None else set()
+        known = params | bound
+        if not counts.network or is_const(total) or isinstance(total, ast.Name) or not free_names(total) <= known:
             return total
         assert counts.cls is not None
         taken = set(self.em.value_names) | {n for n, _, _ in counts.cls.params} | counts.cls.locals

@@ -75,7 +75,9 @@ ENTRIES = [
         "E746",
         "`checkpoint=True` (`--checkpoint all`) on a network with no stages, or `checkpoint=[]` (naming none)",
         "Checkpointing recomputes a stage's blocks in backward; a network of plain layers has none to name, "
-        "and an empty list names nothing (leave `checkpoint` out to build without it).",
+        "and an empty list names nothing (leave `checkpoint` out to build without it). Where the stages lie "
+        "inside a top-level group (MobileNet's `blocks`, DenseNet's `features`) the message names it: "
+        "`checkpoint=['blocks']` recomputes the group as one segment.",
         PLAIN,
         STAGED,
         argv=(*BUILD, "--checkpoint", "all"),

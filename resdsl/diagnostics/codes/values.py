@@ -17,6 +17,15 @@ _NESTED = (
     "block group(c, depth) {\n    blocks = stage(inner(c, drop=0.1 * net_index / net_count), repeat=depth)\n}\n\n"
 )
 
+
+def _dropped(rate: str) -> str:
+    """A residual block whose branch is dropped at the network's ``rate`` (E223)."""
+    block = (
+        "block b(c, drop = 0.0) {\n    conv1 = conv(c, k=3, p=1)\n    drop_path(drop)\n    residual(identity)\n}\n\n"
+    )
+    return block + net("conv1 = conv(8, k=3, p=1)\nlayer1 = stage(b(8, drop=rate), repeat=2)", f"rate = {rate}")
+
+
 # a network with a layer-valued parameter named like build_model's own norm option (E219)
 _NORMED = net(
     "conv1 = conv(8, k=3, p=1)\nbn1 = norm()\nrelu\npool = global_avgpool()\nfc = linear(10)", "norm = batchnorm"
@@ -93,7 +102,12 @@ ENTRIES = [
         "E208",
         "`/` on whole numbers that do not divide exactly (use `//` to round down)",
         "Channel arithmetic must be exact: `/` on whole numbers is refused when it leaves a "
-        "remainder; write `//` when rounding down is meant.",
+        "remainder; write `//` when rounding down is meant. A library block divides with `/` "
+        "where a remainder is a mistake: RegNet's `regnet_bottleneck(c, cin, group_w)` has "
+        "`c / group_w` groups, so a group width that does not divide the width is refused (the "
+        "message names both numbers) instead of silently becoming another group width; make the "
+        "width a multiple of the group width (`regnet(...)` does so for every stage, as timm's "
+        "adjust_widths_groups_comp).",
         net("conv1 = conv(planes / 3)", "planes = 64"),
         net("conv1 = conv(planes // 3)", "planes = 64"),
     ),
@@ -218,5 +232,19 @@ ENTRIES = [
         "name inside the comprehension and not outside; give it a name of its own.",
         net("widths = [c * 2 for c in [8, 16]]\nconv1 = conv(widths[0] + c, k=3, p=1)", "c = 8"),
         net("widths = [w * 2 for w in [8, 16]]\nconv1 = conv(widths[0] + c, k=3, p=1)", "c = 8"),
+    ),
+    Entry(
+        "E223",
+        "a drop-path rate outside [0, 1): `drop_path(p)` with p below 0 or at least 1 (also through "
+        "a network's `drop_path_rate`)",
+        "`drop_path(p)` drops the residual branch of each sample with probability p in training "
+        "(timm's stochastic depth). p is a probability of dropping, so it is at least 0 and below 1: "
+        "at 1 every sample would drop the branch, so it would never train, while eval mode, which "
+        "keeps it, would run it untrained. A network's `drop_path_rate` (ConvNeXt, RegNet, "
+        "ResNet-RS, EfficientNet, MobileNet) gives each block a share of it; ConvNeXt's, RegNet's "
+        "and ResNet-RS's last block takes the whole rate, so `--set drop_path_rate=1.0` is refused "
+        "there. The message gives the block's rate, the note the `--set` that led to it.",
+        _dropped("1.0"),
+        _dropped("0.1"),
     ),
 ]

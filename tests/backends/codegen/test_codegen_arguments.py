@@ -160,6 +160,11 @@ def test_block_and_network_bindings_follow_the_arguments(params: dict[str, Any],
         ("res2net50_26w_4s", {"depths": [1, 2, 1, 2], "scale": 3, "base_width": 13}),  # 3 chunks of 13, 26, ...
         ("res2next50", {"depths": [2, 1, 1, 1], "cardinality": 2}),
         ("resnest14d", {"radix": 4, "stem_width": 16, "depths": [2, 1, 1, 1]}),  # the merge reads self.radix
+        # timm's drop-path schedules, trained with the same masks: only where a block adds its input
+        ("efficientnet_b0", {"drop_path_rate": 0.2}),
+        ("mobilenetv3_large_100", {"drop_path_rate": 0.2}),
+        ("regnetx_002", {"drop_path_rate": 0.2}),
+        ("resnetrs50", {"drop_path_rate": 0.2}),
     ],
 )
 def test_shipped_factories_follow_the_arguments(name: str, params: dict[str, Any], tmp_path: Path) -> None:
@@ -169,9 +174,20 @@ def test_shipped_factories_follow_the_arguments(name: str, params: dict[str, Any
 def test_later_blocks_read_the_block_before_them() -> None:
     """mobilenetv2_110d's first and last stages have one block: the loop over later blocks
     reads the first block's output (widths[0]), not the first block's own input (32)."""
-    code = resdsl.generate("mobilenetv2_110d")
-    assert "DepthwiseSeparable(widths[0], widths[0], widths[0])" in code
-    assert "make_layer(widths[5], widths[6], 1, depths[6])" in code
+    code = " ".join(resdsl.generate("mobilenetv2_110d").split())
+    assert (
+        "DepthwiseSeparable( widths[0], widths[0], widths[0], drop_path_rate=drop_path_rate * (i + 1) / net_count, )"
+        in code
+    )
+    assert "InvertedResidual( widths[6], widths[6], widths[6], drop_path_rate=drop_path_rate * (" in code
+
+
+def test_net_count_of_computed_depths_is_written_once() -> None:
+    """MobileNetV2's depths are a value the network computes from its arguments, bound before the
+    blocks: the drop-path rule's net_count is written once from it, and every block reads it."""
+    code = resdsl.generate("mobilenetv2_100")
+    assert code.count("net_count = (") == 1
+    assert code.count("/ net_count") == 14  # a first block and a loop per stage
 
 
 def test_a_repeat_the_later_blocks_cannot_follow_is_refused(tmp_path: Path) -> None:

@@ -93,6 +93,15 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
         ("res2net50_26w_4s", "3x64x64"),  # res2_hierarchy: Split, per-chunk Conv/Add, AveragePool, Concat
         ("res2next50", "3x64x64"),  # the same with grouped 3x3 convs
         ("resnest14d", "3x64x64"),  # split attention: Reshape, ReduceSum, Transpose, Softmax, Mul
+        # one member of each modern family (issue #18): concatenation, relu6, hard-swish and
+        # hard-sigmoid gates, SiLU squeeze-excitation, skips only where the shapes agree, grouped
+        # RegNet convs with named shortcut steps
+        ("densenet121", "3x64x64"),
+        ("mobilenetv2_100", "3x64x64"),
+        ("mobilenetv3_large_100", "3x64x64"),
+        ("efficientnet_b0", "3x64x64"),
+        ("regnetx_002", "3x64x64"),
+        ("regnety_004", "3x64x64"),
     ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:

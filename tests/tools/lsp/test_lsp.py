@@ -394,3 +394,30 @@ async def test_definitions_of_parameters_arguments_and_project_from(client: Lang
     items = completion.items if isinstance(completion, types.CompletionList) else completion
     details = {i.label: i.detail for i in items}
     assert details["c="] == "c" and details["stride="] == "stride = 1"  # the block's parameters, defaults
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle", "shown"),
+    [
+        ("convnext.arch", "stages = stage(", "stages: 768 x 7 x 7"),  # ConvNeXt-T's defaults
+        ("mobilenet.arch", "conv_head   = conv(", "conv_head: 1280 x 7 x 7"),
+        ("regnet.arch", "s3 = stage(", "s3: 152 x 14 x 14"),  # RegNetX-200MF's defaults: 24, 56, 152, 368
+        (
+            "mobilenet.arch",
+            "conv_pwl  = conv(",
+            "blocks.3.0.conv_pwl: 64 x 14 x 14   params  12,288",
+        ),  # a row per block
+    ],
+)
+async def test_hover_shows_the_shapes_of_a_family_spec(
+    client: LanguageClient, folder: Path, spec: str, needle: str, shown: str
+) -> None:
+    """A shipped family spec opened as it is: hovering a layer of its network gives its shape."""
+    text = (library_dir() / "std" / spec).read_text(encoding="utf-8")
+    uri = open_file(client, folder / f"family_{spec}", text)
+    assert await published(client, uri) == []
+    found = await client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri), at(text, needle, 1))
+    )
+    assert found is not None and isinstance(found.contents, types.MarkupContent)
+    assert shown in found.contents.value, found.contents.value
