@@ -3,14 +3,15 @@
 Detection and segmentation models read a backbone's intermediate maps (timm's
 ``features_only=True``, torchvision's ``create_feature_extractor``). Here a request names
 top-level layers of the network (``layer1`` ... ``layer4``, or a named layer such as ``bn1``),
-or an item inside top-level stages and sequential groups by its module path (``blocks.2``, a
-stage of EfficientNet's ``blocks``; ``layer3.5``, a block of a stage): the forward then calls
-the children of those groups one by one (:attr:`Plan.unrolled`), as their ``nn.Sequential``
-would. :func:`plan` checks the names, cuts the network after the last requested one (the
+or an item inside top-level stages, sequential groups and blocks whose layers run in a row
+(:func:`is_chain`) by its module path (``blocks.2``, a stage of EfficientNet's ``blocks``;
+``layer3.5``, a block of a stage; DenseNet's ``features.denseblock1``): the forward then calls
+the children of those groups one by one (:attr:`Plan.unrolled`), as their own forward would.
+:func:`plan` checks the names, cuts the network after the last requested one (the
 classifier and anything else after it is dropped, inside a group too, so the state_dict is
 the full model's minus those keys) and describes every feature: its channels, spatial size
-and stride ("reduction" in timm's ``feature_info``). It also resolves which top-level layers run under gradient
-checkpointing. Both back ends build from the :class:`Plan` (their forward through
+and stride ("reduction" in timm's ``feature_info``). It also resolves which top-level layers
+run under gradient checkpointing. Both back ends build from the :class:`Plan` (their forward through
 :func:`resdsl.ir.forward.planned`); nothing here imports torch, so ``resdsl check
 --features`` stays light.
 """
@@ -93,8 +94,40 @@ def top_level(network: Network) -> dict[str, Layer | Scope]:
 CONTAINERS = ("stage", "sequential")  # groups whose forward is their children in a row (nn.Sequential)
 
 
+def is_chain(network: Network, scope: Scope) -> bool:
+    """Whether a block's forward is its items one after the other, each reading the last one's
+    output (no residual, merge, gate or tensor of its own), so its children can be called one
+    by one from outside it: DenseNet's ``features``."""
+    current = scope.input
+    for item in scope.items:
+        if isinstance(item, Scope):
+            if item.side or item.input != current:
+                return False
+            current = item.output
+            continue
+        op = OPS.get(item.op)
+        if op is None or op.merge is not None or op.own_param is not None or op.own_modules is not None:
+            return False
+        if op.composite or network.inputs(item.id) != [current]:
+            return False
+        current = item.id
+    return current == scope.output
+
+
+def _opens(network: Network, item: Scope) -> bool:
+    """Whether the forward can be taken inside ``item``: a stage, a sequential group, or a block
+    that is a chain whose block no other scope of the network is an instance of (cutting it
+    after a feature must not change the class the others share)."""
+    if item.kind in CONTAINERS:
+        return True
+    if item.kind != "block" or item.block is None or not is_chain(network, item):
+        return False
+    return sum(1 for s in network.root.scopes() if s.block is item.block) == 1
+
+
 def child_name(item: Layer | Scope) -> str:
-    """An item's name in its group's module path: ``2`` of ``blocks.2``, ``b1`` of ``s1.b1``."""
+    """An item's name in its group's module path: ``2`` of ``blocks.2``, ``b1`` of ``s1.b1``,
+    ``denseblock1`` of ``features.denseblock1``."""
     return item.path.rsplit(".", 1)[-1]
 
 
@@ -107,9 +140,12 @@ def _inside(network: Network, name: str, items: Mapping[str, Layer | Scope]) -> 
         return f"{network.name} has no top-level layer '{head}'"
     walked = head
     for part in rest:
-        if not isinstance(item, Scope) or item.kind not in CONTAINERS:
+        if not isinstance(item, Scope) or not _opens(network, item):
             what = f"a {item.kind}" if isinstance(item, Scope) else "a single layer"
-            return f"'{walked}' is {what}: outputs inside a network are taken in stages and sequential groups"
+            return (
+                f"'{walked}' is {what}: outputs inside a network are taken in stages, sequential groups and "
+                "blocks whose layers run one after the other (no residual or merge), used once"
+            )
         children = [child for child in item.items if isinstance(child, Scope) or OPS.get(child.op) is not None]
         found = next((child for child in children if child_name(child) == part), None)
         if found is None:

@@ -437,14 +437,17 @@ def _unrolled(
     features: str,
     checkpointed: bool,
 ) -> list[Step]:
-    """A stage's or sequential group's ``call`` as its children's calls one by one
-    (``self.blocks[0](x)``, ...), as its ``nn.Sequential`` runs them, with the feature outputs
+    """A stage's, sequential group's or chain block's ``call`` as its children's calls one by one
+    (``self.blocks[0](x)``, ..., ``self.features.conv0(x)``), as its own forward runs them, with the feature outputs
     inside it captured after the child that makes them; a group with a feature further down
     is unrolled in turn. Under checkpointing, each child is checkpointed on its own."""
     steps: list[Step] = []
     source = call.source
     for i, child in enumerate(group.items):
-        access = f"{attr}[{i}]"
+        if group.kind == "block":  # a chain of the block's attributes (features.denseblock1)
+            access = f"{attr}.{child.name if isinstance(child, Scope) else child.module}"
+        else:  # an nn.Sequential's children by position
+            access = f"{attr}[{i}]"
         node = child.output if isinstance(child, Scope) else child.id
         shape = plan.network.layer(node).shape
         comment = fmt_shape(shape) if call.comment else ""

@@ -159,5 +159,5 @@ features_option = click.option(
     default=None,
     metavar="NAMES",
     help="Layers to return as feature maps, comma-separated: top-level names (layer1,layer2,layer3,layer4) "
-    "or module paths inside stages and sequential groups (blocks.2, layer3.5).",
+    "or module paths inside stages, sequential groups and chain blocks (blocks.2, layer3.5, features.denseblock1).",
 )

@@ -20,10 +20,24 @@ from torch import nn
 import resdsl
 from resdsl.diagnostics import ResdslError
 
+TWICE = """
+block chain(c) {
+    conv1 = conv(c, k=3, p=1)
+    bn1   = batchnorm()
+    relu
+}
+network twice() {
+    input 3 x 16 x 16
+    b1 = chain(8)
+    b2 = chain(8)
+}
+"""
 CASES = [
     ("mobilenetv2_100", ["blocks.1", "blocks.2", "blocks.4", "blocks.6"]),  # timm's feature_info modules
     ("resnet50", ["layer1.0", "layer2", "layer3.2"]),  # a block of a stage, then a trimmed stage
     ("regnetx_002", ["s2.b1", "s3"]),  # a stage named by prefix and start
+    # inside a block whose layers run one after the other (timm's DenseNet feature modules)
+    ("densenet121", ["features.norm0", "features.denseblock1", "features.transition2", "features.denseblock3"]),
 ]
 
 
@@ -104,7 +118,8 @@ def test_checkpointing_a_stage_with_a_feature_inside_checkpoints_its_blocks() ->
         ("resnet50", "layer3.9", "'layer3' has no '9' (its children: 0, 1, 2, 3, 4, 5)"),
         ("resnet50", "layer3.2.conv1", "'layer3.2' is a block: outputs inside a network are taken in stages"),
         ("resnet50", "fc.weight", "'fc' is a single layer"),
-        ("densenet121", "features.denseblock1", "'features' is a block"),
+        ("densenet121", "features.denseblock1.denselayer1.conv1", "'features.denseblock1.denselayer1' is a block"),
+        (TWICE, "b2.conv1", "'b2' is a block"),  # a chain, but its class is b1's too: it cannot be cut
     ],
 )
 def test_a_path_that_is_not_inside_groups_is_refused_at_its_top_level_statement(
