@@ -1066,11 +1066,12 @@ def _m_layout(r: random.Random, data: bytes) -> tuple[bytes, str]:
         return re.sub(rb"(?m)^( {4})+", lambda m: b"\t" * (len(m.group(0)) // 4), data), kind
     if kind == "mixed_tabs":
         return re.sub(rb"(?m)^    ", b"  \t", data), kind
-    if kind == "formfeed":
-        lines = data.split(b"\n")
+    if kind == "formfeed":  # a line of its own; a byte-order mark stays first (elsewhere it is text)
+        bom = b"\xef\xbb\xbf" if data.startswith(b"\xef\xbb\xbf") else b""
+        lines = data.removeprefix(bom).split(b"\n")
         i = r.randrange(len(lines))
         lines.insert(i, b"\x0c")
-        return b"\n".join(lines), kind
+        return bom + b"\n".join(lines), kind
     if kind == "no_final_newline":
         return data.rstrip(b"\n"), kind
     if kind == "trailing_ws":
