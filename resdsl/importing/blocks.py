@@ -103,7 +103,8 @@ class BlockClass:
                     message = f"instances of block `{name}` use different shortcut kinds: {', '.join(sorted(kinds))}"
                     raise ResdslError(error("E904", message, help="write the variants as two classes"))
                 args = {**args, "kind": kinds.pop() if kinds else "identity"}
-            shown = {k: derived.get((i, k), params.get((i, k))) or self._value(self.instances[0], i, k) for k in keys}
+            first = {k: args[k] if k in args else self._value(self.instances[0], i, k) for k in keys}
+            shown = {k: derived.get((i, k), params.get((i, k))) or first[k] for k in keys}
             lines.append("    " + _render(layer, op, shown, {k for k in keys if (i, k) in params}))
         return [*lines, "}"]
 
