@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
@@ -181,6 +182,8 @@ def _shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
     parts = [type(m) for m in shortcut] if isinstance(shortcut, nn.Sequential) else []
     if parts == [nn.Conv2d, nn.BatchNorm2d]:
         return "projection"
+    if not parts and _pads_channels(shortcut):
+        return "zero_pad"
     if len(parts) == 3 and parts[0] in (nn.AvgPool2d, nn.Identity) and parts[1:] == [nn.Conv2d, nn.BatchNorm2d]:
         return "avgpool_projection"
     raise refuse(
@@ -188,5 +191,24 @@ def _shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
         f"shortcut `{path}.{attr}` is no kind the language has",
         module,
         path,
-        "identity, a 1x1 conv + batchnorm (projection) or avgpool + 1x1 conv + batchnorm (ResNet-D)",
+        "identity, a 1x1 conv + batchnorm (projection), avgpool + 1x1 conv + batchnorm (ResNet-D), or "
+        "a stateless module that subsamples and appends zero channels (option A)",
     )
+
+
+def _pads_channels(shortcut: nn.Module) -> bool:
+    """Whether a module without state is option A: every ``s``-th position, zero channels appended
+    (``pad_channels``); found by running it on a probe, since such modules are written many ways."""
+    if list(shortcut.state_dict()) or list(shortcut.children()):
+        return False
+    probe = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            out = shortcut(probe)
+    except Exception:
+        return False
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[1] < 4 or not out.shape[2]:
+        return False
+    stride = 8 // out.shape[2]
+    expected = torch.nn.functional.pad(probe[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, out.shape[1] - 4))
+    return out.shape == expected.shape and torch.equal(out, expected)
