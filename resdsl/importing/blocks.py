@@ -199,7 +199,7 @@ def _shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
 def _pads_channels(shortcut: nn.Module) -> bool:
     """Whether a module without state is option A: every ``s``-th position, zero channels appended
     (``pad_channels``); found by running it on a probe, since such modules are written many ways."""
-    if list(shortcut.state_dict()) or list(shortcut.children()):
+    if shortcut.state_dict() or any(True for _ in shortcut.children()):
         return False
     probe = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     try:
