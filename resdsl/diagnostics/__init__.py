@@ -124,6 +124,13 @@ CODES: dict[str, str] = {
     "E803": "training option in an inference build",
     "E804": "compiled inference build without a C++ compiler",
     "E805": "inference option in a training build",
+    # resdsl import (resdsl/importing/): a PyTorch model the language cannot express, or cannot rebuild
+    "E901": "model cannot be traced",
+    "E902": "forward with more than one input",
+    "E903": "module or function has no op",
+    "E904": "module structure has no spec form",
+    "E905": "imported spec does not rebuild the model",
+    "E906": "model cannot be loaded",
 }
 
 

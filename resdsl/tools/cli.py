@@ -21,6 +21,7 @@ from resdsl.api import CheckResult, pick_network
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Network
 from resdsl.syntax.ast import Span
+from resdsl.tools.cli_import import import_cmd
 from resdsl.tools.cli_options import (
     Options,
     check_all,
@@ -400,6 +401,9 @@ def lsp_cmd(stdio: bool) -> None:
         message = f"resdsl lsp needs pygls>=2 and lsprotocol ({exc}); pip install 'pygls>=2'"
         raise click.ClickException(message) from None
     serve()
+
+
+cli.add_command(import_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from importlib import import_module
 
 from resdsl.diagnostics.codes.entry import Entry
 
-_MODULES = ("syntax", "values", "shapes", "limits", "weights", "features", "inference", "export")
+_MODULES = ("syntax", "values", "shapes", "limits", "weights", "features", "inference", "export", "importing")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ SECTIONS = (
         intro='Inference builds (`build_model(spec, mode="inference")`) report E801-E805; `resdsl export` (and '
         "`resdsl.export_onnx`) E820-E826, and a file is never half written.",
     ),
-    Section("E9", "Editor support (E9xx)"),
+    Section("E9", "Importing PyTorch models (E9xx)", intro="Raised by `resdsl import` and `resdsl.import_model`."),
 )
 
 LINT_NOTE = (

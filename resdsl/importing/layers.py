@@ -1,0 +1,89 @@
+"""Leaf torch modules as resdsl op calls: (op, arguments) with only the non-default arguments."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from resdsl.importing.trace import refuse
+
+# the defaults of the op table's arguments the importer leaves out (docs/language.md, "Ops")
+DEFAULTS: dict[str, dict[str, object]] = {
+    "conv": {"s": 1, "p": 0, "d": 1, "groups": 1, "bias": False},
+    "batchnorm": {"eps": 1e-5, "momentum": 0.1},
+    "linear": {"bias": True},
+    "dropout": {"p": 0.5},
+}
+
+
+def _one(value: object) -> object:
+    """A pair of equal sizes (torch's (3, 3)) as one number."""
+    if isinstance(value, tuple):
+        if len(set(value)) != 1:
+            raise ValueError(value)
+        return value[0]
+    return value
+
+
+def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
+    """The op and its arguments for a leaf module; E903 for a module the table has no op for."""
+    if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
+        args: dict[str, object] = {"out": module.out_channels, "k": _one(module.kernel_size)}
+        for key, value, default in (
+            ("s", _one(module.stride), 1),
+            ("p", _one(module.padding), 0),
+            ("d", _one(module.dilation), 1),
+            ("groups", module.groups, 1),
+            ("bias", module.bias is not None, False),
+        ):
+            if value != default:
+                args[key] = value
+        return "conv", args
+    if type(module) is nn.BatchNorm2d and module.affine and module.track_running_stats:
+        return "batchnorm", _changed({"eps": module.eps, "momentum": module.momentum}, {"eps": 1e-5, "momentum": 0.1})
+    if isinstance(module, nn.ReLU):
+        return "relu", {}
+    if isinstance(module, nn.Sigmoid):
+        return "sigmoid", {}
+    if isinstance(module, nn.Identity):
+        return "identity", {}
+    if isinstance(module, nn.Flatten) and module.start_dim == 1:
+        return "flatten", {}
+    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d) and _one(module.padding) is not None:
+        return _pool(module)
+    if isinstance(module, nn.AdaptiveAvgPool2d) and _one(module.output_size) == 1:
+        return "global_avgpool", {}
+    if isinstance(module, nn.Linear):
+        linear: dict[str, object] = {"out": module.out_features}
+        return "linear", linear | ({} if module.bias is not None else {"bias": False})
+    if isinstance(module, nn.Dropout):
+        return "dropout", _changed({"p": module.p}, {"p": 0.5})
+    raise refuse(
+        "E903",
+        f"module `{path}` ({type(module).__module__}.{type(module).__qualname__}) has no op in resdsl's table",
+        module,
+        path,
+        "`resdsl ops` lists the ops; a module written of them is imported as a block",
+    )
+
+
+def _changed(values: dict[str, object], defaults: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v != defaults[k]}
+
+
+def _pool(module: nn.MaxPool2d | nn.AvgPool2d) -> tuple[str, dict[str, object]]:
+    k, s = _one(module.kernel_size), _one(module.stride)
+    args: dict[str, object] = {"k": k}
+    if s != k:
+        args["s"] = s
+    if _one(module.padding):
+        args["p"] = _one(module.padding)
+    if module.ceil_mode:
+        args["ceil"] = True
+    if isinstance(module, nn.AvgPool2d) and not module.count_include_pad:
+        args["count_include_pad"] = False
+    return ("maxpool" if isinstance(module, nn.MaxPool2d) else "avgpool"), args
+
+
+def is_leaf(module: nn.Module) -> bool:
+    """A module of torch.nn itself (not a container): one op."""
+    return type(module).__module__.startswith("torch.nn.modules") and not isinstance(module, nn.Sequential)
