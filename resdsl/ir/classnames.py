@@ -5,9 +5,13 @@
 these follow torchvision and timm where the block or the network layout is theirs: ``basic`` is
 torchvision's ``BasicBlock``, ``bottleneck`` its ``Bottleneck``, the pre-activation blocks
 timm's ``PreActBasic`` and ``PreActBottleneck``, and a network of the shipped ResNet layouts
-(torchvision's, timm's ResNet-D, SE nets and ResNeSt) is ``ResNet``. Any other block or network is its
-name in CamelCase (``my_block`` -> ``MyBlock``; ``resnet``, ``resnext`` and ``preact`` at the
-start of a word as those libraries spell them: ``cifar_resnet`` -> ``CifarResNet``). A network
+(torchvision's, timm's ResNet-D, SE nets, Res2Net, ResNeSt and ResNet-RS) is ``ResNet``; the
+modern families take timm's classes (``ConvNeXt``/``ConvNeXtStage``/``ConvNeXtBlock``,
+``RegNet``/``Bottleneck``, ``EfficientNet``/``InvertedResidual``/``SqueezeExcite``, which
+timm's MobileNetV2 is too, ``MobileNetV3``, ``DenseNet``/``DenseLayer``/``DenseTransition``).
+Any other block or network is its name in CamelCase (``my_block`` -> ``MyBlock``; ``resnet``,
+``resnext``, ``preact`` and the families' words at the start of a word as those libraries spell
+them: ``cifar_resnet`` -> ``CifarResNet``). A network
 class is named after the network's definition, its family: ``resnet50``, which is
 ``resnet_bottleneck(depths=[3, 4, 6, 3])``, is a ``ResNet``. Making the names unique, and
 keeping them off the generated file's own names, is each back end's business.
@@ -26,6 +30,31 @@ BLOCK_CLASSES = {
     "preact_basic": "PreActBasic",
     "preact_bottleneck": "PreActBottleneck",
     "resnest_bottleneck": "ResNestBottleneck",
+    # timm's convnext.py
+    "convnext_block": "ConvNeXtBlock",
+    "convnext_stage": "ConvNeXtStage",
+    "convnext_mlp": "Mlp",
+    "norm_head": "NormMlpClassifierHead",
+    # timm's regnet.py
+    "regnet_bottleneck": "Bottleneck",
+    "regnet_se": "SEModule",
+    "conv_norm_act": "ConvNormAct",
+    "classifier_head": "ClassifierHead",
+    # timm's _efficientnet_blocks.py (EfficientNet, MobileNetV2 and V3)
+    "inverted_residual": "InvertedResidual",
+    "inverted_residual_se": "InvertedResidual",
+    "ir_v3": "InvertedResidual",
+    "depthwise_separable": "DepthwiseSeparableConv",
+    "depthwise_separable_se": "DepthwiseSeparableConv",
+    "ds_v3": "DepthwiseSeparableConv",
+    "squeeze_excite_se": "SqueezeExcite",
+    "squeeze_excite_hard": "SqueezeExcite",
+    "conv_bn_act": "ConvBnAct",
+    # timm's densenet.py
+    "dense_layer": "DenseLayer",
+    "transition": "DenseTransition",
+    # timm's res2net.py
+    "bottle2neck": "Bottle2neck",
 }
 # network definition -> the class torchvision or timm builds that layout with
 NETWORK_CLASSES = {
@@ -35,9 +64,29 @@ NETWORK_CLASSES = {
     "resnet_d_bottleneck": "ResNet",
     "se_resnet": "ResNet",
     "resnest": "ResNet",  # timm builds ResNeSt with its ResNet class
+    "res2net": "ResNet",  # and Res2Net
+    "resnet_rs": "ResNet",  # and ResNet-RS
+    "convnext": "ConvNeXt",
+    "regnet": "RegNet",
+    "densenet": "DenseNet",
+    "efficientnet": "EfficientNet",
+    "mobilenet_v2": "EfficientNet",  # timm builds MobileNetV2 with its EfficientNet class
+    "mobilenet_v3_large": "MobileNetV3",
+    "mobilenet_v3_small": "MobileNetV3",
 }
 # how those libraries spell a word that starts with these
-_WORDS = {"resnet": "ResNet", "resnext": "ResNeXt", "preact": "PreAct"}
+_WORDS = {
+    "resnet": "ResNet",
+    "resnext": "ResNeXt",
+    "preact": "PreAct",
+    "convnext": "ConvNeXt",
+    "regnet": "RegNet",
+    "densenet": "DenseNet",
+    "efficientnet": "EfficientNet",
+    "mobilenet": "MobileNet",
+    "res2net": "Res2Net",
+    "resnest": "ResNeSt",
+}
 
 
 def camel(name: str) -> str:

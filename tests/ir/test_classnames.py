@@ -22,6 +22,14 @@ from resdsl.ir.classnames import block_class_name, camel, network_class_name
         ("squeeze_excite", "SqueezeExcite"),
         ("se_bottleneck", "SeBottleneck"),
         ("my_block", "MyBlock"),
+        ("convnext_block", "ConvNeXtBlock"),
+        ("regnet_bottleneck", "Bottleneck"),
+        ("inverted_residual_se", "InvertedResidual"),
+        ("ds_v3", "DepthwiseSeparableConv"),
+        ("dense_layer", "DenseLayer"),
+        ("transition", "DenseTransition"),
+        ("bottle2neck", "Bottle2neck"),
+        ("resnest_bottleneck", "ResNestBottleneck"),
     ],
 )
 def test_block_classes(name: str, expected: str) -> None:
@@ -33,6 +41,24 @@ def test_camel_spells_the_families_as_their_libraries_do() -> None:
     assert camel("resnext50_32x4d") == "ResNeXt50_32x4d"
     assert camel("preact_cifar_resnet") == "PreActCifarResNet"
     assert camel("___") == "Network"
+    assert camel("convnext_femto") == "ConvNeXtFemto"
+    assert camel("mobilenet_v2") == "MobileNetV2"
+
+
+@pytest.mark.parametrize(
+    ("spec", "module", "expected"),
+    [
+        ("convnext_atto", "stages.0.blocks.0", "ConvNeXtBlock"),
+        ("regnetx_002", "s1.b1", "Bottleneck"),
+        ("mobilenetv3_small_100", "blocks.1.0", "InvertedResidual"),
+        ("densenet121", "features.transition1", "DenseTransition"),
+    ],
+)
+def test_timm_families_print_with_timm_class_names(spec: str, module: str, expected: str) -> None:
+    """``print(model)`` of a modern family reads like timm's: its blocks carry timm's classes."""
+    model = resdsl.build_model(spec)
+    assert type(model.get_submodule(module)).__name__ == expected
+    assert f"class {expected}(nn.Module):" in resdsl.generate(spec)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +71,15 @@ def test_camel_spells_the_families_as_their_libraries_do() -> None:
         ("seresnet50", "ResNet"),
         ("resnet110", "CifarResNet"),
         ("preact_resnet164", "PreActCifarResNet"),
+        ("convnext_atto", "ConvNeXt"),
+        ("regnetx_002", "RegNet"),
+        ("mobilenetv2_100", "EfficientNet"),
+        ("mobilenetv3_small_100", "MobileNetV3"),
+        ("efficientnet_b0", "EfficientNet"),
+        ("densenet121", "DenseNet"),
+        ("res2net50_26w_4s", "ResNet"),
+        ("resnest14d", "ResNet"),
+        ("resnetrs50", "ResNet"),
     ],
 )
 def test_a_network_is_named_after_its_family(spec: str, expected: str) -> None:

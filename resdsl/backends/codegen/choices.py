@@ -84,19 +84,35 @@ def decide(
 
 
 def init_lines(tree: Tree | None, refusal: str) -> list[tuple[str, Any]]:
-    """Constructor lines: ``if test:`` ... ``else:`` ..., ``raise ValueError(refusal)`` for a
-    side no instance takes (``refusal`` is a Python string literal); a side with nothing to
-    construct is left out (``if not test:`` when it is the first)."""
+    """Constructor lines: ``if test:`` ... ``else:`` ...; a side no instance takes is a guard,
+    ``if test: raise ValueError(refusal)`` (``refusal`` is a Python string literal), followed by
+    the other side's lines unindented; a side with nothing to construct is left out (``if not
+    test:`` when it is the first)."""
     if tree is None:
         return [("raise", refusal)]
     if isinstance(tree, Leaf):
         return list(tree.init)
+    if tree.then is None or tree.orelse is None:  # a guard, then the side taken at the class's level
+        refused = tree.test if tree.then is None else ast.Not(tree.test)
+        taken = init_lines(tree.orelse if tree.then is None else tree.then, refusal)
+        return [("choice", (py(refused, -1), [("raise", refusal)], [])), *taken]
     then, orelse = init_lines(tree.then, refusal), init_lines(tree.orelse, refusal)
     if then == orelse:
         return then
     if not then:  # the 'then' side's layers exist already (an earlier statement made them there)
         return [("choice", (py(ast.Not(tree.test), -1), orelse, []))]
     return [("choice", (py(tree.test, -1), then, orelse))]
+
+
+def unguarded(lines: list[tuple[str, Any]], before: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``lines`` without the guards that ``before`` has already made at the class's level: one
+    ``if conv_mlp: raise ...`` stands for every statement that ``conv_mlp`` chooses."""
+    tests = {data[0] for kind, data in before if _is_guard(kind, data)}
+    return [(kind, data) for kind, data in lines if not (_is_guard(kind, data) and data[0] in tests)]
+
+
+def _is_guard(kind: str, data: Any) -> bool:
+    return kind == "choice" and not data[2] and [k for k, _ in data[1]] == ["raise"]
 
 
 def _taken(tree: Tree, layers_only: bool = False) -> Tree:

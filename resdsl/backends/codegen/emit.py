@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any
 
-from resdsl.backends.codegen.choices import Leaf, Tree, decide, forward_steps, init_lines, point_expr
+from resdsl.backends.codegen.choices import Leaf, Tree, decide, forward_steps, init_lines, point_expr, unguarded
 from resdsl.backends.codegen.classes import Body, Call, ClassDef, Ctor, Guard, Point, merged
 from resdsl.backends.codegen.expr import (
     RESERVED,
@@ -403,7 +403,7 @@ class Emitter(ResidualEmitter, ABC):
             f"this module was generated with no instance taking the other side of the condition at {where}; "
             "regenerate it for these arguments"
         )
-        cls.init += init_lines(tree, message)
+        cls.init += unguarded(init_lines(tree, message), cls.init)
         label = py_name(entry.name or "layer")
         present = attr_name(entry.name, entry.stmt.span) if entry.name and entry.stmt else None
         bound: list[Step] = [Save(body.main, start.var)] if makes_layers and start.var != body.main else []

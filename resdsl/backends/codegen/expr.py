@@ -426,14 +426,14 @@ def symbolic_shape(channels: Any, stride: Any, layer: Layer, pooled: bool = Fals
     """A block layer's output shape for a comment: ``width x H/stride x W/stride``; ``C x 1 x 1``
     for a global pool and what follows it (``pooled``)."""
     shape = layer.shape or ()
-    channels = ast.Name(py(channels, 3))  # parenthesised when compound
+    width = py(channels, 3)  # parenthesised when compound; already in Python's names
     if len(shape) != 3:
-        return py(channels)
+        return width
     if shape[1:] == (1, 1) and (pooled or layer.op == "global_avgpool"):
-        return f"{py(channels)} x 1 x 1"
+        return f"{width} x 1 x 1"
     if isinstance(stride, ast.IntLit) and stride.value == 1:
-        return f"{py(channels)} x H x W"
+        return f"{width} x H x W"
     div = py(stride, 3)
     if len(div) > 16:  # a conditional stride (v1 vs v1.5): the comment would outgrow the line
-        return f"{py(channels)} x H/s x W/s (s = {py(stride, -1)})" if len(div) < 40 else f"{py(channels)} x H' x W'"
-    return f"{py(channels)} x H/{div} x W/{div}"
+        return f"{width} x H/s x W/s (s = {py(stride, -1)})" if len(div) < 40 else f"{width} x H' x W'"
+    return f"{width} x H/{div} x W/{div}"

@@ -116,6 +116,18 @@ def test_a_side_no_instance_takes_is_refused(tmp_path: Path) -> None:
         module.Unit(8, 8, first=False)
 
 
+def test_a_side_no_instance_takes_is_one_guard_then_the_side_taken() -> None:
+    """ConvNeXt's MLP chooses fc1 and fc2 by ``conv_mlp``, which every shipped size leaves false: the
+    class refuses ``conv_mlp`` once, at the first statement it chooses, and constructs the linear
+    layers unindented, not as the ``else`` of a refusal repeated per statement (convnext_atto,
+    whose MLP is convolutional, refuses ``not conv_mlp`` the same way)."""
+    mlp = _class(generate(resdsl.compile("convnext_tiny")), "Mlp")
+    assert mlp.count("if conv_mlp:\n            raise ValueError(") == 1
+    assert "else:" not in mlp
+    assert "        self.fc1 = PointwiseLinear(in_channels, hidden)\n" in mlp
+    assert "# out_ x H x W" in mlp  # the comment names the parameter as the code does (not out__)
+
+
 def test_a_condition_that_strides_changes_the_shortcut(tmp_path: Path) -> None:
     text = CONDITIONAL.replace(
         "down = identity if first else conv(c, k=1)", "down = identity() if first else conv(2 * c, k=3, s=2, p=1)"
