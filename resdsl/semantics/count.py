@@ -163,7 +163,14 @@ class LayerCounter(Walker[CountFrame, None, int, CountedStage]):
             return True
         if i == 0:
             stage.first = stage.total
-        return self._over(stage.total)
+            return self._over(stage.total)  # block 1 may yet stand for the rest (exact count)
+        # the blocks still to come hold at least one module each: a stage of 10**30 blocks that
+        # read their position (a drop-path schedule) is over the limit at once, not after 10**5
+        bound = stage.total + stage.repeat - i - 1
+        if self._over(bound):
+            stage.total = bound  # a lower bound, over the limit: E601 says "more than"
+            return True
+        return False
 
     def close_stage(self, stage: CountedStage) -> int:
         return stage.total

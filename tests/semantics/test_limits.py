@@ -202,3 +202,19 @@ def test_huge_number_literals() -> None:
     assert codes(result) == ["E605"]
     shape = resdsl.check("network n() {\n input 3 x " + "9" * 5000 + " x 8\n relu\n}\n")
     assert codes(shape) == ["E605"]
+
+
+POSITIONAL = (
+    'import "std/blocks.arch"\nnetwork n(n = {n}, rate = 0.1) {{\n input 3 x 32 x 32\n c = conv(16, k=3, p=1)\n'
+    " layer1 = stage(basic(16), repeat=n)\n"
+    " layer2 = stage(conv(16, k=3, p=1, bias=net_index * rate / net_count > 0.5), repeat=n)\n}}\n"
+)
+
+
+def test_a_huge_stage_whose_blocks_read_their_position_is_refused_at_once() -> None:
+    """Blocks that read ``net_index`` (a drop-path schedule) cannot stand for each other, so the
+    counter walks them; each still holds a module, so 10**30 of them are over the limit before
+    the counter walks 10**5 (the fuzzer found convnext_pico with depth 10**30 taking seconds)."""
+    result = cheap(lambda: resdsl.check(POSITIONAL.format(n=10**30)))
+    assert codes(result) == ["E601"]
+    assert "more than 100,000 layers" in result.diagnostics[0].message

@@ -176,8 +176,8 @@ def test_later_blocks_read_the_block_before_them() -> None:
     reads the first block's output (widths[0]), not the first block's own input (32)."""
     code = " ".join(resdsl.generate("mobilenetv2_110d").split())
     assert (
-        "DepthwiseSeparableConv( widths[0], widths[0], widths[0], drop_path_rate=drop_path_rate * (i + 1) / net_count, )"
-        in code
+        "DepthwiseSeparableConv( widths[0], widths[0], widths[0], "
+        "drop_path_rate=drop_path_rate * (i + 1) / net_count, )" in code
     )
     assert "InvertedResidual( widths[6], widths[6], widths[6], drop_path_rate=drop_path_rate * (" in code
 
