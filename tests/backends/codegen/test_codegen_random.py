@@ -128,8 +128,10 @@ def check_program(program: tuple[str, str], folder: Path) -> None:
 
 RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "120"))
 # CI runs -m slow within its 15 minutes: 400 programs take about two minutes on 2 cores (1,000
-# passed in 289 s and 600 in 180 s on a loaded machine); raise it for a longer hunt
+# passed in 289 s and 600 in 180 s on a loaded machine); raise it for a longer hunt. They run in
+# SLOW_CHUNKS tests of their own, so that pytest-xdist spreads them over the processors.
 SLOW_NETS = int(os.environ.get("RESDSL_RANDOM_NETS_SLOW", "400"))
+SLOW_CHUNKS = 8
 SETTINGS = {"deadline": None, "derandomize": True, "database": None, "suppress_health_check": list(HealthCheck)}
 
 
@@ -140,11 +142,14 @@ def test_generated_equals_built_for_random_networks(tmp_path_factory, program: t
 
 
 @pytest.mark.slow
-def test_generated_equals_built_for_many_random_networks(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The same invariant on many more programs; run it with ``-m slow``."""
-    folder = tmp_path_factory.mktemp("random_slow")
+@pytest.mark.parametrize("chunk", range(SLOW_CHUNKS))
+def test_generated_equals_built_for_many_random_networks(tmp_path_factory: pytest.TempPathFactory, chunk: int) -> None:
+    """The same invariant on many more programs, a share of SLOW_NETS per chunk, each chunk
+    drawing its own (not derandomized: every run explores new programs); run it with ``-m slow``."""
+    folder = tmp_path_factory.mktemp(f"random_slow{chunk}")
+    share = SLOW_NETS // SLOW_CHUNKS + (chunk < SLOW_NETS % SLOW_CHUNKS)
 
-    @settings(max_examples=SLOW_NETS, **{**SETTINGS, "derandomize": False})  # type: ignore[arg-type]
+    @settings(max_examples=max(share, 1), **{**SETTINGS, "derandomize": False})  # type: ignore[arg-type]
     @given(programs())
     def run(program: tuple[str, str]) -> None:
         check_program(program, folder)
