@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from resdsl.diagnostics import Diagnostic, ResdslError, error
 from resdsl.ir import Layer, Network, Scope
-from resdsl.ops import OPS, Shape, fmt_shape
+from resdsl.ops import OPS, Shape, channels_of, fmt_shape
 from resdsl.syntax import ast
 
 Checkpoint = bool | Sequence[str] | None
@@ -39,14 +39,14 @@ class Feature:
 
     name: str  # its module path (a top-level name, or blocks.2): the output dict's key and feature_info's module
     node: str  # id of the IR node whose output it is
-    shape: Shape  # C x H x W per sample
+    shape: Shape  # C x H x W (or N x C tokens) per sample
     stride: int  # input pixels per output pixel (timm's "reduction")
     span: ast.Span
     copy: bool = False  # the next layer overwrites this value in place: the output keeps a copy
 
     @property
     def channels(self) -> int:
-        return self.shape[0]
+        return channels_of(self.shape)
 
     def info(self) -> dict[str, int | str]:
         """timm's ``feature_info`` entry: ``module``, ``num_chs``, ``reduction``."""

@@ -288,8 +288,9 @@ def shortcuts(steps: Iterable[Step]) -> set[str]:
 
 
 def flattens(layer: Layer) -> bool:
-    """Whether ``layer`` flattens its input first: a linear layer that reads a map."""
-    return bool(OPS[layer.op].flatten_input and len(layer.in_shapes[0]) > 1)
+    """Whether ``layer`` flattens its input first: a linear layer that reads a map (not tokens,
+    which it maps one by one)."""
+    return bool(OPS[layer.op].flatten_input and len(layer.in_shapes[0]) == 3)
 
 
 def layer_steps(target: str, module: str, source: str, flatten: bool, comment: str = "") -> list[Step]:

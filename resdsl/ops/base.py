@@ -13,7 +13,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Shape = tuple[int, ...]  # per sample: (C, H, W) or (F,)
+Shape = tuple[int, ...]  # per sample: (C, H, W) a map, (N, C) tokens, or (F,) features
+
+
+def is_tokens(shape: Shape) -> bool:
+    """Whether a per-sample shape is a sequence of tokens, ``N x C`` (a transformer's), not a
+    ``C x H x W`` map or a feature vector."""
+    return len(shape) == 2
+
+
+def channels_of(shape: Shape) -> int:
+    """The channels of a per-sample shape: a map's first size, the last of tokens (``N x C``),
+    a vector's features."""
+    return shape[-1] if is_tokens(shape) else shape[0]
 
 REQUIRED: Any = object()
 
