@@ -22,8 +22,11 @@ TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 # timm 1.0's modern residual families (ConvNeXt, RegNet, MobileNet, EfficientNet, DenseNet,
 # Res2Net, ResNeSt, ResNet-RS) at 96 x 96: see tests/fixtures/timm_modern/README.md
 MODERN = json.loads((FIXTURES / "timm_modern" / "manifest.json").read_text())["models"]
-REFERENCES = {"timm": TIMM, "timm_modern": MODERN}
-EXACT = [("timm", name) for name in sorted(TIMM)] + [("timm_modern", name) for name in sorted(MODERN)]
+# timm 1.0's vision transformers at 224 x 224 (the position embedding's size): ViT-Ti/16 and
+# DeiT-Ti, see tests/fixtures/timm_vit/README.md
+VIT = json.loads((FIXTURES / "timm_vit" / "manifest.json").read_text())["models"]
+REFERENCES = {"timm": TIMM, "timm_modern": MODERN, "timm_vit": VIT}
+EXACT = [(where, name) for where, models in REFERENCES.items() for name in sorted(models)]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,8 @@ def reference_outputs() -> dict[str, Any]:
     return {where: torch.load(FIXTURES / where / "reference_outputs_f64.pt") for where in REFERENCES}
 
 
-def test_every_network_of_the_modern_fixture_is_shipped() -> None:
-    assert sorted(name for name in MODERN if name not in shipped_names()) == []
+def test_every_network_of_the_modern_fixtures_is_shipped() -> None:
+    assert sorted(name for name in {**MODERN, **VIT} if name not in shipped_names()) == []
 
 
 @pytest.mark.parametrize(("name", "gmacs"), [("resnet50_v1", 3.858), ("resnet101_v1", 7.570), ("resnet152_v1", 11.282)])
@@ -134,6 +137,16 @@ COUNTS = {
     "resnest26d": 17_069_448,
     "resnest50d": 27_483_240,
     "resnest101e": 48_275_016,
+    # Vision transformers: timm's published 22.05M, 86.57M, 88.22M; DeiT is ViT's architecture.
+    # DeiT III adds two layer scales of embed_dim per block and drops the class token's position
+    # (no_embed_class): vit_small + 12 * 2 * 384 - 384, vit_base + 12 * 2 * 768 - 768
+    "vit_small_patch16_224": 22_050_664,
+    "vit_base_patch16_224": 86_567_656,
+    "vit_base_patch32_224": 88_224_232,
+    "deit_small_patch16_224": 22_050_664,
+    "deit_base_patch16_224": 86_567_656,
+    "deit3_small_patch16_224": 22_059_496,
+    "deit3_base_patch16_224": 86_585_320,
 }
 
 
