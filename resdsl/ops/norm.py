@@ -104,7 +104,7 @@ def _ln_torch(a: Mapping[str, Any], cin: Any, shape: Shape) -> Ctor:
     kwargs = {"eps": a["eps"], "elementwise_affine": a["affine"]}
     if _ln_channels_first(shape, a):  # timm's LayerNorm2d: over C at every position
         return Ctor("LayerNorm2d", (cin,), kwargs, runtime=True)
-    return Ctor("LayerNorm", (cin if len(shape) == 1 else shape[-1],), kwargs)
+    return Ctor("LayerNorm", (cin if len(shape) <= 2 else shape[-1],), kwargs)  # tokens: over C, cin
 
 
 def _ln_onnx(e: Any, a: Mapping[str, Any]) -> str:
