@@ -188,7 +188,7 @@ def _attn_onnx(e: Any, a: Mapping[str, Any]) -> str:
     qkv = linear_nodes(e, e.x, "qkv.", c, 3 * c, a["qkv_bias"])
     qkv = e.node("Reshape", [qkv, e.ints([0, n, 3, heads, d], "heads")])
     qkv = e.node("Transpose", [qkv], perm=[2, 0, 3, 1, 4])  # 3 x B x heads x N x d
-    q, k, v = (e.node("Squeeze", [part, e.ints([0], "axis")]) for part in e.nodes("Split", [qkv], 3, axis=0))
+    q, k, v = (e.node("Squeeze", [part, e.ints([0], "axis")]) for part in e.nodes("Split", [qkv], 3, axis=0, num_outputs=3))
     scores = e.node("MatMul", [q, e.node("Transpose", [k], perm=[0, 1, 3, 2])])
     scores = e.node("Mul", [scores, e.param("scale", (1,), ("const", d**-0.5), stored=False)])
     out = e.node("MatMul", [e.node("Softmax", [scores], axis=-1), v])
