@@ -365,13 +365,13 @@ def _chosen_features(
             problems.append(error("E742", f"feature '{name}' is named twice", found.span))
         else:
             shape = network.layer(_output(found)).shape
-            if shape is None or len(shape) != 3:
+            if shape is None or len(shape) not in (2, 3):  # a map, or a transformer's N x C tokens
                 problems.append(
                     error(
                         "E741",
-                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map, so it cannot be a feature",
+                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map or N x C tokens, so it cannot be a feature",
                         found.span,
-                        help="features are spatial maps: name a stage or a layer before the pooling",
+                        help="features are maps or tokens: name a stage or a layer before the pooling",
                     )
                 )
             chosen[name] = found

@@ -151,7 +151,9 @@ class Emitter(ResidualEmitter, ABC):
         cls = body.cls
         label: str | None = None
         conds = conditions(entry.stmt)
-        if conds and self._chooses(body, entry, conds):
+        # a network's statement that made nothing (after the last feature output) writes nothing
+        dropped = body.network and not entry.items and entry.let is None
+        if conds and not dropped and self._chooses(body, entry, conds):
             start = len(cls.forward)
             self.choice(body, entry, conds)
             if body.network:
