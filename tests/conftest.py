@@ -326,7 +326,8 @@ ISOLATED = (
                 result["listing"] = state_listing(model)
                 model.load_state_dict(deterministic_fill(result["listing"]), strict=True)
                 exact, shape = shape.endswith("!"), shape.rstrip("!")
-                x = reference["input"] if shape == "reference" else small_input([int(n) for n in shape.split("x")], exact)
+                sizes = [] if shape == "reference" else [int(n) for n in shape.split("x")]
+                x = reference["input"] if shape == "reference" else small_input(sizes, exact)
                 result |= outputs_f64(model, x)
             except Exception:
                 result["error"] = traceback.format_exc()

@@ -369,7 +369,8 @@ def _chosen_features(
                 problems.append(
                     error(
                         "E741",
-                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map or N x C tokens, so it cannot be a feature",
+                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map or N x C tokens, "
+                        "so it cannot be a feature",
                         found.span,
                         help="features are maps or tokens: name a stage or a layer before the pooling",
                     )

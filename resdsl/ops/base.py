@@ -27,6 +27,7 @@ def channels_of(shape: Shape) -> int:
     a vector's features."""
     return shape[-1] if is_tokens(shape) else shape[0]
 
+
 REQUIRED: Any = object()
 
 

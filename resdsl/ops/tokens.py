@@ -44,7 +44,7 @@ def _patch_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
                 f"the input {axis} {size} is not divisible by the patch size {p} "
                 f"({size} = {size // p} * {p} + {size % p})",
                 [f"input {fmt_shape((c, h, w))}, patches {p} x {p}"],
-                help=f"feed an input whose sides are multiples of {p} (--input), or choose a patch size that divides them",
+                help=f"feed an input whose sides are multiples of {p} (--input), or a patch size that divides them",
                 recovered=recovered,
             )
     return recovered
@@ -188,7 +188,9 @@ def _attn_onnx(e: Any, a: Mapping[str, Any]) -> str:
     qkv = linear_nodes(e, e.x, "qkv.", c, 3 * c, a["qkv_bias"])
     qkv = e.node("Reshape", [qkv, e.ints([0, n, 3, heads, d], "heads")])
     qkv = e.node("Transpose", [qkv], perm=[2, 0, 3, 1, 4])  # 3 x B x heads x N x d
-    q, k, v = (e.node("Squeeze", [part, e.ints([0], "axis")]) for part in e.nodes("Split", [qkv], 3, axis=0, num_outputs=3))
+    q, k, v = (
+        e.node("Squeeze", [part, e.ints([0], "axis")]) for part in e.nodes("Split", [qkv], 3, axis=0, num_outputs=3)
+    )
     scores = e.node("MatMul", [q, e.node("Transpose", [k], perm=[0, 1, 3, 2])])
     scores = e.node("Mul", [scores, e.param("scale", (1,), ("const", d**-0.5), stored=False)])
     out = e.node("MatMul", [e.node("Softmax", [scores], axis=-1), v])
@@ -244,8 +246,8 @@ def _pool_onnx(e: Any, a: Mapping[str, Any]) -> str:
 
 TOKEN_POOL = OpDef(
     "token_pool",
-    "N x C tokens to C features: the first (class) token (`pool=\"token\"`), or the mean of the "
-    "tokens after the `prefix` class tokens (`pool=\"avg\"`), as timm's global_pool.",
+    'N x C tokens to C features: the first (class) token (`pool="token"`), or the mean of the '
+    'tokens after the `prefix` class tokens (`pool="avg"`), as timm\'s global_pool.',
     (P("pool", "str", "token", choices=("token", "avg")), P("prefix", "int", 1, minimum=0)),
     _pool_shape,
     lambda a, cin, shape: Ctor("TokenPool", (), {"pool": a["pool"], "num_prefix_tokens": a["prefix"]}, runtime=True),

@@ -172,12 +172,18 @@ def _diagnostics(tmp_path: Path, body: str) -> list[Any]:
     [
         ("    e = patch_embed(192, 8)\n    a = attention(5)\n", "E311", ["192", "num_heads=5", "38.4"]),
         ("    e = patch_embed(64, 5)\n", "E312", ["32", "patch size 5", "6 * 5 + 2"]),
-        ("    e = patch_embed(64, 8)\n    c = class_token()\n    p = pos_embed(16)\n", "E313", ["16 positions", "17 tokens"]),
+        (
+            "    e = patch_embed(64, 8)\n    c = class_token()\n    p = pos_embed(16)\n",
+            "E313",
+            ["16 positions", "17 tokens"],
+        ),
         ("    c = conv(8)\n    a = attention(2)\n", "E307", ["8 x 32 x 32"]),
         ("    e = patch_embed(64, 8)\n    c = conv(8)\n", "E307", ["16 x 64"]),
     ],
 )
-def test_token_rules_are_diagnostics_with_both_numbers(tmp_path: Path, body: str, code: str, numbers: list[str]) -> None:
+def test_token_rules_are_diagnostics_with_both_numbers(
+    tmp_path: Path, body: str, code: str, numbers: list[str]
+) -> None:
     (found,) = _diagnostics(tmp_path, body)
     assert found.code == code and found.span.line == 2 + body.count("\n")
     assert all(n in found.message for n in numbers), found.message

@@ -233,7 +233,12 @@ class ResidualEmitter(LayerEmitter):
         assert s is not None
         main, branch = self.net.layer(self.port(item, 0)), self.net.layer(self.port(item, 1))
         assert main.shape is not None and branch.shape is not None
-        out: dict[str, Any] = {"in": channels_of(branch.shape), "out": channels_of(main.shape), "tap_in": None, "tap_stride": None}
+        out: dict[str, Any] = {
+            "in": channels_of(branch.shape),
+            "out": channels_of(main.shape),
+            "tap_in": None,
+            "tap_stride": None,
+        }
         if self.net.shortcut_source(item) == branch.id:
             out["stride"] = s.stride
         else:
