@@ -16,7 +16,16 @@ import torch
 
 import resdsl
 from resdsl.api import shipped_names
-from tests.conftest import FIXTURES, FLOAT32_TOL, ROOT, deterministic_fill, rel_error, slow_if_heavy
+from tests.conftest import (
+    FIXTURES,
+    FLOAT32_TOL,
+    ROOT,
+    SAME_MACHINE_TOL,
+    deterministic_fill,
+    rel_error,
+    slow_if_heavy,
+    state_listing,
+)
 
 TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 # timm 1.0's modern residual families (ConvNeXt, RegNet, MobileNet, EfficientNet, DenseNet,
@@ -233,3 +242,52 @@ def test_built_family_modules_script() -> None:
         x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
         with torch.no_grad():
             assert rel_error(torch.jit.script(model)(x), model(x)) < 1e-12
+
+
+# -- DeiT III: layer scale and no position for the class token (timm's no_embed_class) ------------
+
+
+def test_deit3_keys_are_timms_in_timms_order() -> None:
+    with torch.device("meta"):
+        state = resdsl.build_model("deit3_small_patch16_224").state_dict()
+    listing = [(k, list(v.shape)) for k, v in state.items()]
+    assert listing[:4] == [
+        ("cls_token", [1, 1, 384]),
+        ("pos_embed", [1, 196, 384]),  # no position for the class token
+        ("patch_embed.proj.weight", [384, 3, 16, 16]),
+        ("patch_embed.proj.bias", [384]),
+    ]
+    block = [k.removeprefix("blocks.0.") for k, _ in listing if k.startswith("blocks.0.")]
+    assert block == [
+        "norm1.weight",
+        "norm1.bias",
+        "attn.qkv.weight",
+        "attn.qkv.bias",
+        "attn.proj.weight",
+        "attn.proj.bias",
+        "ls1.gamma",
+        "norm2.weight",
+        "norm2.bias",
+        "mlp.fc1.weight",
+        "mlp.fc1.bias",
+        "mlp.fc2.weight",
+        "mlp.fc2.bias",
+        "ls2.gamma",
+    ]
+
+
+def test_deit3_is_timms_forward() -> None:
+    """timm adds the position embedding to the patch tokens, then puts the class token first, and
+    scales each branch by its gamma (LayerScale); the built network computes the same in float64."""
+    model = resdsl.build_model("deit3_small_patch16_224", params={"depth": 2})
+    model.load_state_dict(deterministic_fill(state_listing(model)))
+    model = model.double().eval()
+    x = torch.randn(2, 3, 224, 224, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = model.patch_embed(x) + model.pos_embed
+        tokens = torch.cat([model.cls_token.expand(2, -1, -1), tokens], 1)
+        for block in model.blocks:
+            tokens = tokens + block.attn(block.norm1(tokens)) * block.ls1.gamma
+            tokens = tokens + block.mlp(block.norm2(tokens)) * block.ls2.gamma
+        want = model.head(model.norm(tokens)[:, 0])
+        assert rel_error(model(x), want) < SAME_MACHINE_TOL

@@ -132,13 +132,14 @@ class OwnParam:
 
     ``shape`` and ``fill`` give the tensor and its initial value from the bound arguments and
     the input channels (numbers in the checker, expressions in generated code); ``apply``
-    writes the forward expression from the input's and the tensor's source
-    (``x * self.gamma.reshape(-1, 1, 1)``).
+    writes the forward expression from the input's and the tensor's source, the input shape
+    and the bound arguments (numbers) (``x * self.gamma.reshape(-1, 1, 1)``).
     """
 
     shape: Callable[[Mapping[str, Any], Any], tuple[Any, ...]]  # (arguments, input channels)
     fill: Callable[[Mapping[str, Any]], Any]
-    apply: Callable[[str, str, Shape], str]  # (input source, tensor source, input shape)
+    # (input source, tensor source, input shape, arguments)
+    apply: Callable[[str, str, Shape, Mapping[str, Any]], str]
 
 
 @dataclass(frozen=True)

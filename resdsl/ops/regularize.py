@@ -11,7 +11,7 @@ from resdsl.ops.lowering import passthrough
 from resdsl.ops.rules import same
 
 
-def _scale_apply(x: str, param: str, shape: Shape) -> str:
+def _scale_apply(x: str, param: str, shape: Shape, a: Mapping[str, Any]) -> str:
     """``x`` times the per-channel vector, broadcast over the map of a C x H x W input (and over
     the tokens of an N x C one, whose channels are last)."""
     return f"{x} * {param}.reshape(-1, 1, 1)" if len(shape) == 3 else f"{x} * {param}"

@@ -112,7 +112,7 @@ CLASS_TOKEN = OpDef(
     own_param=OwnParam(
         shape=lambda a, c: (1, 1, c),
         fill=lambda a: 0.0,
-        apply=lambda x, param, shape: f"torch.cat([{param}.expand({x}.shape[0], -1, -1), {x}], 1)",
+        apply=lambda x, param, shape, a: f"torch.cat([{param}.expand({x}.shape[0], -1, -1), {x}], 1)",
     ),
     example="cls_token = class_token()",
     onnx=_class_onnx,
@@ -121,23 +121,43 @@ CLASS_TOKEN = OpDef(
 
 def _pos_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
     n, c = tokens_input("pos_embed", ins)
-    if a["length"] != n:
+    skip = a["skip"]
+    if a["length"] != n - skip:
+        skipped = f", {skip} of them skipped" if skip else ""
         raise ShapeError(
             "E313",
-            f"the position embedding has {a['length']} positions, its input {n} tokens",
+            f"the position embedding has {a['length']} positions, its input {n} tokens{skipped}",
             [f"input {fmt_shape((n, c))}"],
             help=f"the length is the number of tokens it is added to (the patches, and the class token "
-            f"where it comes first): {n} fits this input, or feed the input it was made for (--input)",
+            f"unless skipped): {n - skip} fits this input, or feed the input it was made for (--input)",
             recovered=ins[0],
         )
     return ins[0]
 
 
+def _pos_apply(x: str, param: str, shape: Shape, a: Mapping[str, Any]) -> str:
+    """The tokens plus the embedding; the first ``skip`` tokens (a class token) pass as they are."""
+    skip = a["skip"]
+    return f"torch.cat([{x}[:, :{skip}], {x}[:, {skip}:] + {param}], 1)" if skip else f"{x} + {param}"
+
+
+def _pos_onnx(e: Any, a: Mapping[str, Any]) -> str:
+    n, c = e.shape
+    skip, embed = a["skip"], e.param("", (1, a["length"], c), ("const", 0.0))
+    if not skip:
+        return e.node("Add", [e.x, embed])
+    axis, cut = e.ints([1], "axis"), e.ints([skip], "skip")
+    first = e.node("Slice", [e.x, e.ints([0], "start"), cut, axis])
+    rest = e.node("Slice", [e.x, cut, e.ints([n], "end"), axis])
+    return e.node("Concat", [first, e.node("Add", [rest, embed])], axis=1)
+
+
 POS_EMBED = OpDef(
     "pos_embed",
-    "A learnable position embedding of `length` x C added to the tokens; its state_dict key is the "
-    "layer's own name, shape [1, length, C] (timm's pos_embed).",
-    (P("length", "int", minimum=1),),
+    "A learnable position embedding of `length` x C added to the tokens after the first `skip` "
+    "(timm's no_embed_class: the class token has none); its state_dict key is the layer's own name, "
+    "shape [1, length, C] (timm's pos_embed).",
+    (P("length", "int", minimum=1), P("skip", "int", 0, minimum=0)),
     _pos_shape,
     None,
     param_count=lambda i, o, a: a["length"] * i[1],
@@ -145,10 +165,10 @@ POS_EMBED = OpDef(
     own_param=OwnParam(
         shape=lambda a, c: (1, a["length"], c),
         fill=lambda a: 0.0,
-        apply=lambda x, param, shape: f"{x} + {param}",
+        apply=_pos_apply,
     ),
     example="pos_embed = pos_embed(197)",
-    onnx=lambda e, a: e.node("Add", [e.x, e.param("", (1, a["length"], e.shape[1]), ("const", 0.0))]),
+    onnx=_pos_onnx,
 )
 
 
