@@ -102,6 +102,9 @@ HEAVY = frozenset(
     | {f"res2net50_{s}" for s in ("48w_2s", "14w_8s", "26w_6s", "26w_8s")}
     | {"res2next50"}
     | {f"resnest{s}" for s in ("26d", "50d", "101e")}
+    # ViT-Ti, DeiT-Ti (the timm fixture) and DeiT III-S (layer scale, no_embed_class) run quick
+    | {"vit_small_patch16_224", "vit_base_patch16_224", "vit_base_patch32_224"}
+    | {"deit_small_patch16_224", "deit_base_patch16_224", "deit3_base_patch16_224"}
 )
 
 
@@ -210,11 +213,12 @@ def outputs_f64(model: Any, x: Any) -> dict[str, Any]:
     return out
 
 
-def small_input(shape: list[int]) -> Any:
-    """Two float64 images of a net's input shape, maps at most 64 wide so that the checks stay quick."""
+def small_input(shape: list[int], exact: bool = False) -> Any:
+    """Two float64 images of a net's input shape, maps at most 64 wide so that the checks stay quick;
+    ``exact``: the input size itself (a position embedding is made for one size)."""
     import torch
 
-    size = shape[1] if shape[1] <= 32 else 64
+    size = shape[1] if exact or shape[1] <= 32 else 64
     return torch.randn(2, shape[0], size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
@@ -234,7 +238,13 @@ def equality_input(spec: str) -> Any:
     """The input of the float64 equality checks: the fixture's for torchvision's nets, else ``small_input``."""
     if spec in TORCHVISION_MODELS:
         return reference_f64()["input"]
-    return small_input(list(compiled(spec).input_shape))
+    return small_input(list(compiled(spec).input_shape), fixed_size(spec))
+
+
+def fixed_size(spec: str) -> bool:
+    """Whether a network runs at its declared input size only: a position embedding (ViT's) has
+    one vector per token of that size."""
+    return any(layer.op == "pos_embed" for layer in compiled(spec).layers())
 
 
 @functools.cache
@@ -315,7 +325,9 @@ ISOLATED = (
                 model = getattr(mod, factory)()
                 result["listing"] = state_listing(model)
                 model.load_state_dict(deterministic_fill(result["listing"]), strict=True)
-                x = reference["input"] if shape == "reference" else small_input([int(n) for n in shape.split("x")])
+                exact, shape = shape.endswith("!"), shape.rstrip("!")
+                sizes = [] if shape == "reference" else [int(n) for n in shape.split("x")]
+                x = reference["input"] if shape == "reference" else small_input(sizes, exact)
                 result |= outputs_f64(model, x)
             except Exception:
                 result["error"] = traceback.format_exc()
@@ -340,6 +352,7 @@ class IsolatedRun:
         def job(name: str, path: Path) -> str:
             net = compiled(NETWORKS[name])
             shape = "reference" if NETWORKS[name] in TORCHVISION_MODELS else "x".join(map(str, net.input_shape))
+            shape += "!" if fixed_size(NETWORKS[name]) else ""  # the input size itself
             return f"{path}|{net.name}|{name}|{shape}"
 
         args = [str(script), str(folder), str(FIXTURES / "torchvision" / "reference_outputs_f64.pt")]

@@ -16,14 +16,26 @@ import torch
 
 import resdsl
 from resdsl.api import shipped_names
-from tests.conftest import FIXTURES, FLOAT32_TOL, ROOT, deterministic_fill, rel_error, slow_if_heavy
+from tests.conftest import (
+    FIXTURES,
+    FLOAT32_TOL,
+    ROOT,
+    SAME_MACHINE_TOL,
+    deterministic_fill,
+    rel_error,
+    slow_if_heavy,
+    state_listing,
+)
 
 TIMM = json.loads((FIXTURES / "timm" / "manifest.json").read_text())["models"]
 # timm 1.0's modern residual families (ConvNeXt, RegNet, MobileNet, EfficientNet, DenseNet,
 # Res2Net, ResNeSt, ResNet-RS) at 96 x 96: see tests/fixtures/timm_modern/README.md
 MODERN = json.loads((FIXTURES / "timm_modern" / "manifest.json").read_text())["models"]
-REFERENCES = {"timm": TIMM, "timm_modern": MODERN}
-EXACT = [("timm", name) for name in sorted(TIMM)] + [("timm_modern", name) for name in sorted(MODERN)]
+# timm 1.0's vision transformers at 224 x 224 (the position embedding's size): ViT-Ti/16 and
+# DeiT-Ti, see tests/fixtures/timm_vit/README.md
+VIT = json.loads((FIXTURES / "timm_vit" / "manifest.json").read_text())["models"]
+REFERENCES = {"timm": TIMM, "timm_modern": MODERN, "timm_vit": VIT}
+EXACT = [(where, name) for where, models in REFERENCES.items() for name in sorted(models)]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +43,8 @@ def reference_outputs() -> dict[str, Any]:
     return {where: torch.load(FIXTURES / where / "reference_outputs_f64.pt") for where in REFERENCES}
 
 
-def test_every_network_of_the_modern_fixture_is_shipped() -> None:
-    assert sorted(name for name in MODERN if name not in shipped_names()) == []
+def test_every_network_of_the_modern_fixtures_is_shipped() -> None:
+    assert sorted(name for name in {**MODERN, **VIT} if name not in shipped_names()) == []
 
 
 @pytest.mark.parametrize(("name", "gmacs"), [("resnet50_v1", 3.858), ("resnet101_v1", 7.570), ("resnet152_v1", 11.282)])
@@ -134,6 +146,16 @@ COUNTS = {
     "resnest26d": 17_069_448,
     "resnest50d": 27_483_240,
     "resnest101e": 48_275_016,
+    # Vision transformers: timm's published 22.05M, 86.57M, 88.22M; DeiT is ViT's architecture.
+    # DeiT III adds two layer scales of embed_dim per block and drops the class token's position
+    # (no_embed_class): vit_small + 12 * 2 * 384 - 384, vit_base + 12 * 2 * 768 - 768
+    "vit_small_patch16_224": 22_050_664,
+    "vit_base_patch16_224": 86_567_656,
+    "vit_base_patch32_224": 88_224_232,
+    "deit_small_patch16_224": 22_050_664,
+    "deit_base_patch16_224": 86_567_656,
+    "deit3_small_patch16_224": 22_059_496,
+    "deit3_base_patch16_224": 86_585_320,
 }
 
 
@@ -220,3 +242,52 @@ def test_built_family_modules_script() -> None:
         x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
         with torch.no_grad():
             assert rel_error(torch.jit.script(model)(x), model(x)) < 1e-12
+
+
+# -- DeiT III: layer scale and no position for the class token (timm's no_embed_class) ------------
+
+
+def test_deit3_keys_are_timms_in_timms_order() -> None:
+    with torch.device("meta"):
+        state = resdsl.build_model("deit3_small_patch16_224").state_dict()
+    listing = [(k, list(v.shape)) for k, v in state.items()]
+    assert listing[:4] == [
+        ("cls_token", [1, 1, 384]),
+        ("pos_embed", [1, 196, 384]),  # no position for the class token
+        ("patch_embed.proj.weight", [384, 3, 16, 16]),
+        ("patch_embed.proj.bias", [384]),
+    ]
+    block = [k.removeprefix("blocks.0.") for k, _ in listing if k.startswith("blocks.0.")]
+    assert block == [
+        "norm1.weight",
+        "norm1.bias",
+        "attn.qkv.weight",
+        "attn.qkv.bias",
+        "attn.proj.weight",
+        "attn.proj.bias",
+        "ls1.gamma",
+        "norm2.weight",
+        "norm2.bias",
+        "mlp.fc1.weight",
+        "mlp.fc1.bias",
+        "mlp.fc2.weight",
+        "mlp.fc2.bias",
+        "ls2.gamma",
+    ]
+
+
+def test_deit3_is_timms_forward() -> None:
+    """timm adds the position embedding to the patch tokens, then puts the class token first, and
+    scales each branch by its gamma (LayerScale); the built network computes the same in float64."""
+    model = resdsl.build_model("deit3_small_patch16_224", params={"depth": 2})
+    model.load_state_dict(deterministic_fill(state_listing(model)))
+    model = model.double().eval()
+    x = torch.randn(2, 3, 224, 224, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = model.patch_embed(x) + model.pos_embed
+        tokens = torch.cat([model.cls_token.expand(2, -1, -1), tokens], 1)
+        for block in model.blocks:
+            tokens = tokens + block.attn(block.norm1(tokens)) * block.ls1.gamma
+            tokens = tokens + block.mlp(block.norm2(tokens)) * block.ls2.gamma
+        want = model.head(model.norm(tokens)[:, 0])
+        assert rel_error(model(x), want) < SAME_MACHINE_TOL

@@ -69,6 +69,9 @@ CODES: dict[str, str] = {
     "E308": "gate cannot scale the input",
     "E309": "concatenated maps differ",
     "E310": "split does not divide the channels",
+    "E311": "heads do not divide the embedding width",
+    "E312": "patch size does not divide the input",
+    "E313": "position embedding length differs from the tokens",
     "E398": "radix does not divide the channels",
     # lints
     "W401": "conv with bias right before batchnorm",

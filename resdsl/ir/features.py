@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from resdsl.diagnostics import Diagnostic, ResdslError, error
 from resdsl.ir import Layer, Network, Scope
-from resdsl.ops import OPS, Shape, fmt_shape
+from resdsl.ops import OPS, Shape, channels_of, fmt_shape
 from resdsl.syntax import ast
 
 Checkpoint = bool | Sequence[str] | None
@@ -39,14 +39,14 @@ class Feature:
 
     name: str  # its module path (a top-level name, or blocks.2): the output dict's key and feature_info's module
     node: str  # id of the IR node whose output it is
-    shape: Shape  # C x H x W per sample
+    shape: Shape  # C x H x W (or N x C tokens) per sample
     stride: int  # input pixels per output pixel (timm's "reduction")
     span: ast.Span
     copy: bool = False  # the next layer overwrites this value in place: the output keeps a copy
 
     @property
     def channels(self) -> int:
-        return self.shape[0]
+        return channels_of(self.shape)
 
     def info(self) -> dict[str, int | str]:
         """timm's ``feature_info`` entry: ``module``, ``num_chs``, ``reduction``."""
@@ -365,13 +365,14 @@ def _chosen_features(
             problems.append(error("E742", f"feature '{name}' is named twice", found.span))
         else:
             shape = network.layer(_output(found)).shape
-            if shape is None or len(shape) != 3:
+            if shape is None or len(shape) not in (2, 3):  # a map, or a transformer's N x C tokens
                 problems.append(
                     error(
                         "E741",
-                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map, so it cannot be a feature",
+                        f"'{name}' gives {fmt_shape(shape)}, not a C x H x W map or N x C tokens, "
+                        "so it cannot be a feature",
                         found.span,
-                        help="features are spatial maps: name a stage or a layer before the pooling",
+                        help="features are maps or tokens: name a stage or a layer before the pooling",
                     )
                 )
             chosen[name] = found

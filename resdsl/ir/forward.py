@@ -288,8 +288,9 @@ def shortcuts(steps: Iterable[Step]) -> set[str]:
 
 
 def flattens(layer: Layer) -> bool:
-    """Whether ``layer`` flattens its input first: a linear layer that reads a map."""
-    return bool(OPS[layer.op].flatten_input and len(layer.in_shapes[0]) > 1)
+    """Whether ``layer`` flattens its input first: a linear layer that reads a map (not tokens,
+    which it maps one by one)."""
+    return bool(OPS[layer.op].flatten_input and len(layer.in_shapes[0]) == 3)
 
 
 def layer_steps(target: str, module: str, source: str, flatten: bool, comment: str = "") -> list[Step]:
@@ -314,7 +315,7 @@ def own_param_step(layer: Layer, target: str, source: str, param: str) -> Step:
     """An op held as a parameter of its scope's module (layer_scale's gamma), applied to ``source``."""
     form = OPS[layer.op].own_param
     assert form is not None and layer.in_shapes, layer.id
-    return Assign(target, form.apply(source, f"self.{param}", layer.in_shapes[0]))
+    return Assign(target, form.apply(source, f"self.{param}", layer.in_shapes[0], layer.attrs))
 
 
 def own_modules_step(layer: Layer, target: str, source: str, local: Callable[[str], str] = str) -> Step:

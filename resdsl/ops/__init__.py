@@ -13,7 +13,7 @@ imports torch or onnx.
 
 from __future__ import annotations
 
-from resdsl.ops import activation, conv, dense, hierarchy, merge, norm, pad, pool, radix, regularize
+from resdsl.ops import activation, conv, dense, hierarchy, merge, norm, pad, pool, radix, regularize, tokens
 from resdsl.ops.base import (
     REQUIRED,
     Ctor,
@@ -25,7 +25,9 @@ from resdsl.ops.base import (
     P,
     Shape,
     ShapeError,
+    channels_of,
     fmt_shape,
+    is_tokens,
 )
 
 __all__ = [
@@ -40,7 +42,9 @@ __all__ = [
     "P",
     "Shape",
     "ShapeError",
+    "channels_of",
     "fmt_shape",
+    "is_tokens",
     "register",
 ]
 
@@ -55,6 +59,6 @@ def register(op: OpDef) -> OpDef:
     return op
 
 
-for _family in (conv, norm, merge, radix, activation, pool, pad, dense, regularize, hierarchy):
+for _family in (conv, norm, merge, radix, activation, pool, pad, dense, regularize, hierarchy, tokens):
     for _op in _family.OPS:
         register(_op)

@@ -13,7 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Shape = tuple[int, ...]  # per sample: (C, H, W) or (F,)
+Shape = tuple[int, ...]  # per sample: (C, H, W) a map, (N, C) tokens, or (F,) features
+
+
+def is_tokens(shape: Shape) -> bool:
+    """Whether a per-sample shape is a sequence of tokens, ``N x C`` (a transformer's), not a
+    ``C x H x W`` map or a feature vector."""
+    return len(shape) == 2
+
+
+def channels_of(shape: Shape) -> int:
+    """The channels of a per-sample shape: a map's first size, the last of tokens (``N x C``),
+    a vector's features."""
+    return shape[-1] if is_tokens(shape) else shape[0]
+
 
 REQUIRED: Any = object()
 
@@ -119,13 +132,14 @@ class OwnParam:
 
     ``shape`` and ``fill`` give the tensor and its initial value from the bound arguments and
     the input channels (numbers in the checker, expressions in generated code); ``apply``
-    writes the forward expression from the input's and the tensor's source
-    (``x * self.gamma.reshape(-1, 1, 1)``).
+    writes the forward expression from the input's and the tensor's source, the input shape
+    and the bound arguments (numbers) (``x * self.gamma.reshape(-1, 1, 1)``).
     """
 
     shape: Callable[[Mapping[str, Any], Any], tuple[Any, ...]]  # (arguments, input channels)
     fill: Callable[[Mapping[str, Any]], Any]
-    apply: Callable[[str, str, Shape], str]  # (input source, tensor source, input shape)
+    # (input source, tensor source, input shape, arguments)
+    apply: Callable[[str, str, Shape, Mapping[str, Any]], str]
 
 
 @dataclass(frozen=True)

@@ -7,24 +7,32 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resdsl.ops.base import Ctor, OpDef, P, Shape, ShapeError, fmt_shape
-from resdsl.ops.lowering import passthrough, unary
+from resdsl.ops.base import Ctor, OpDef, P, Shape, ShapeError, fmt_shape, is_tokens
+from resdsl.ops.lowering import linear_nodes, passthrough, unary
 from resdsl.ops.rules import same
 
 
+def _features(shape: Shape) -> int:
+    """What one linear map reads: a token's channels, or the whole (flattened) input."""
+    return shape[-1] if is_tokens(shape) else math.prod(shape)
+
+
 def _linear_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
-    features = math.prod(ins[0])
+    features = _features(ins[0])
+    out = (ins[0][0], a["out"]) if is_tokens(ins[0]) else (a["out"],)  # tokens: each token mapped
     if a.get("in_features") is not None and a["in_features"] != features:
         raise ShapeError(
             "E304",
             f"linear expects {a['in_features']} input features, the input {fmt_shape(ins[0])} has {features}",
             help="drop in_features= to infer it, or add global_avgpool() before the linear layer",
-            recovered=(a["out"],),
+            recovered=out,
         )
-    return (a["out"],)
+    return out
 
 
 def _linear_onnx(e: Any, a: Mapping[str, Any]) -> str:
+    if is_tokens(e.shape):
+        return linear_nodes(e, e.x, "", e.shape[1], a["out"], a["bias"])
     features = math.prod(e.shape)
     x = e.node("Flatten", [e.x], axis=1) if len(e.shape) > 1 else e.x
     bound = 1 / math.sqrt(features)  # torch's default init for nn.Linear, weight and bias
@@ -36,7 +44,7 @@ def _linear_onnx(e: Any, a: Mapping[str, Any]) -> str:
 
 LINEAR = OpDef(
     "linear",
-    "Fully connected layer; a spatial input is flattened first.",
+    "Fully connected layer; a spatial input is flattened first, N x C tokens are mapped one by one.",
     (
         P("out", "int", aliases=("out_features",), minimum=1),
         P("bias", "bool", True),
@@ -44,8 +52,8 @@ LINEAR = OpDef(
     ),
     _linear_shape,
     lambda a, cin, shape: Ctor("Linear", (cin, a["out"]), {"bias": a["bias"]}),
-    param_count=lambda i, o, a: math.prod(i) * o[0] + (o[0] if a["bias"] else 0),
-    macs=lambda i, o, a: math.prod(i) * o[0],
+    param_count=lambda i, o, a: _features(i) * o[-1] + (o[-1] if a["bias"] else 0),
+    macs=lambda i, o, a: math.prod(i) * o[-1],
     channels=lambda a, cin: a["out"],
     weighted=True,
     stateful=True,

@@ -13,6 +13,7 @@ checker's import of the op table stays light.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,3 +41,13 @@ def norm_inputs(e: Any, a: Mapping[str, Any], size: int | None = None) -> list[s
     """A norm's scale and shift: parameters when affine, fixed ones and zeros otherwise."""
     c = e.shape[0] if size is None else size
     return [e.param("weight", (c,), ("const", 1.0), a["affine"]), e.param("bias", (c,), ("const", 0.0), a["affine"])]
+
+
+def linear_nodes(e: Any, x: str, prefix: str, cin: int, out: int, bias: bool) -> str:
+    """An ``nn.Linear`` over the last dimension of ``x`` (tokens: ``[batch, N, C]``) as MatMul
+    and Add, its weights at ``<layer>.<prefix>weight`` and ``bias``, with nn.Linear's init."""
+    bound = 1 / math.sqrt(cin)
+    weight = e.param(f"{prefix}weight", (out, cin), ("uniform", bound))
+    b = e.param(f"{prefix}bias", (out,), ("uniform", bound)) if bias else None
+    y = e.node("MatMul", [x, e.node("Transpose", [weight], perm=[1, 0])])
+    return y if b is None else e.node("Add", [y, b])

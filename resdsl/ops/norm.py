@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resdsl.ops.base import Ctor, OpDef, P, Shape, ShapeError, fmt_shape
+from resdsl.ops.base import Ctor, OpDef, P, Shape, ShapeError, channels_of, fmt_shape
 from resdsl.ops.lowering import norm_inputs
 from resdsl.ops.rules import spatial
 
@@ -18,7 +18,7 @@ def _affine(i: Shape, o: Shape, a: Mapping[str, Any]) -> int:
 
 
 def _bn_shape(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
-    if len(ins[0]) not in (1, 3):
+    if len(ins[0]) not in (1, 3):  # tokens: layernorm
         raise ShapeError("E307", f"batchnorm needs a C x H x W or a vector input, got {fmt_shape(ins[0])}")
     return ins[0]
 
@@ -93,7 +93,7 @@ GROUPNORM = OpDef(
 
 def _ln_size(shape: Shape, a: Mapping[str, Any]) -> int:
     """How many values one normalization spans: the channels, or the last dimension."""
-    return shape[0] if a["over"] == "channels" else shape[-1]
+    return channels_of(shape) if a["over"] == "channels" else shape[-1]
 
 
 def _ln_channels_first(shape: Shape, a: Mapping[str, Any]) -> bool:
@@ -104,7 +104,7 @@ def _ln_torch(a: Mapping[str, Any], cin: Any, shape: Shape) -> Ctor:
     kwargs = {"eps": a["eps"], "elementwise_affine": a["affine"]}
     if _ln_channels_first(shape, a):  # timm's LayerNorm2d: over C at every position
         return Ctor("LayerNorm2d", (cin,), kwargs, runtime=True)
-    return Ctor("LayerNorm", (cin if len(shape) == 1 else shape[-1],), kwargs)
+    return Ctor("LayerNorm", (cin if len(shape) <= 2 else shape[-1],), kwargs)  # tokens: over C, cin
 
 
 def _ln_onnx(e: Any, a: Mapping[str, Any]) -> str:

@@ -6,18 +6,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from resdsl.ops.base import Ctor, OpDef, OwnParam, P, Shape
+from resdsl.ops.base import Ctor, OpDef, OwnParam, P, Shape, channels_of
 from resdsl.ops.lowering import passthrough
 from resdsl.ops.rules import same
 
 
-def _scale_apply(x: str, param: str, shape: Shape) -> str:
-    """``x`` times the per-channel vector, broadcast over the map of a C x H x W input."""
+def _scale_apply(x: str, param: str, shape: Shape, a: Mapping[str, Any]) -> str:
+    """``x`` times the per-channel vector, broadcast over the map of a C x H x W input (and over
+    the tokens of an N x C one, whose channels are last)."""
     return f"{x} * {param}.reshape(-1, 1, 1)" if len(shape) == 3 else f"{x} * {param}"
 
 
 def _scale_onnx(e: Any, a: Mapping[str, Any]) -> str:
-    c = e.shape[0]
+    c = channels_of(e.shape)
     scale = e.param("", (c,), ("const", a["init"]))  # the layer's own key, as in the state_dict
     if len(e.shape) == 3:
         scale = e.node("Reshape", [scale, e.ints([c, 1, 1])])
@@ -54,7 +55,7 @@ LAYER_SCALE = OpDef(
     (P("init", "float", 1e-6),),
     same,
     None,
-    param_count=lambda i, o, a: i[0],
+    param_count=lambda i, o, a: channels_of(i),
     stateful=True,
     own_param=OwnParam(shape=lambda a, c: (c,), fill=lambda a: a["init"], apply=_scale_apply),
     example="layer_scale(1e-6)",

@@ -13,10 +13,13 @@ def spatial(op: str, ins: Sequence[Shape]) -> Shape:
     """The input of a spatial op, which must be a C x H x W map (E307)."""
     shape = ins[0]
     if len(shape) != 3:
+        tokens = len(shape) == 2  # N x C: a transformer's tokens, which no map op reads
         raise ShapeError(
             "E307",
-            f"{op} needs a C x H x W input, got {fmt_shape(shape)}",
-            help="spatial ops must come before flatten/linear",
+            f"{op} needs a C x H x W input, got {fmt_shape(shape)}" + (" tokens" if tokens else ""),
+            help="map ops come before patch_embed turns the map into tokens"
+            if tokens
+            else "spatial ops must come before flatten/linear",
         )
     return shape
 

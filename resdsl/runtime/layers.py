@@ -18,12 +18,15 @@ from torch import Tensor, nn
 from resdsl.runtime.shortcuts import ZeroPadShortcut
 
 __all__ = [
+    "Attention",
     "DropPath",
     "FlattenLinear",
     "LayerNorm2d",
+    "PatchEmbed",
     "PointwiseLinear",
     "RadixSoftmax",
     "RadixSum",
+    "TokenPool",
     "ZeroPadShortcut",
 ]
 
@@ -113,6 +116,56 @@ class RadixSoftmax(nn.Module):
 
     def extra_repr(self) -> str:
         return f"radix={self.radix}, groups={self.groups}"
+
+
+class PatchEmbed(nn.Module):
+    """An N x C x H x W map cut into patches, one token each (timm's PatchEmbed): a conv with
+    kernel = stride = patch (``proj``), flattened to N x (H/patch * W/patch) x dim tokens."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, bias: bool = True) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention on N x T x C tokens (timm's Attention): one ``qkv`` linear,
+    ``num_heads`` heads of C / num_heads channels, ``F.scaled_dot_product_attention`` (its scale
+    1 / sqrt(head_dim)), the heads joined and projected by ``proj``."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class TokenPool(nn.Module):
+    """N x T x C tokens to N x C features (timm's global_pool): the first, class token
+    (``pool="token"``), or the mean of the tokens after the ``num_prefix_tokens`` class tokens."""
+
+    def __init__(self, pool: str = "token", num_prefix_tokens: int = 1) -> None:
+        super().__init__()
+        self.pool = pool
+        self.num_prefix_tokens = num_prefix_tokens
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pool == "token":
+            return x[:, 0]
+        return x[:, self.num_prefix_tokens :].mean(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"pool={self.pool!r}, num_prefix_tokens={self.num_prefix_tokens}"
 
 
 _ = torch  # the copied classes may use torch.*; keep the import for them

@@ -18,7 +18,7 @@ import networkx as nx
 from resdsl.diagnostics import Collector, error, warning
 from resdsl.ir import Layer, Scope, ScopeKind, instance_note
 from resdsl.ir.repairs import move_stride
-from resdsl.ops import OpDef
+from resdsl.ops import OpDef, channels_of
 from resdsl.semantics.channels import PlacedShapes
 from resdsl.semantics.values import Failed, LayerCall, PerInstance
 from resdsl.semantics.walk import Frame, StageWalk, Walker
@@ -269,7 +269,7 @@ class Placer(Walker[PlaceFrame, Site, Placed, PlacedStage]):
         shape = self.shapes.of(stage.source)
         if shape is None:
             raise Failed  # a layer before it has no shape: its error is reported (here or by the checker)
-        return shape[0]
+        return channels_of(shape)
 
     def _check_size(self, span: ast.Span) -> None:
         """E601 while placing, where counting could not size the network (in_channels was read)."""

@@ -517,6 +517,9 @@ READERS = {
     "res2net50": {"index"},  # Res2Net: a stage's first block (index == 0) runs its chunks alone
     "res2next50": {"index"},
 } | {f"resnetrs{n}": _DROP_PATH for n in (50, 101, 152)}
+# ViT and DeiT: one stage of blocks, so timm's schedule over the network reads the stage's own
+# index and count
+READERS |= {family: {"index", "count"} for family in ("vit", "deit", "deit3")}
 
 
 def _family(path: Path) -> str:

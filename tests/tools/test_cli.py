@@ -376,3 +376,14 @@ def test_a_concatenation_whose_maps_differ_names_both_maps() -> None:
     )
     assert lines[1:3] == ["  block input  16 x 32 x 32", "  main branch  8 x 16 x 16"]
     assert "help: channels may differ, the rest must agree" in result.output
+
+
+def test_too_many_heads_for_the_width_is_reported_at_the_specs_line() -> None:
+    done = run("check", "vit_tiny_patch16_224", "--set", "num_heads=5")
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    first = (done.stdout + done.stderr).splitlines()[0]
+    line = next(
+        i for i, text in enumerate((ROOT / "specs/std/vit.arch").read_text().splitlines(), 1) if "attention(" in text
+    )
+    assert first.startswith(f"specs/std/vit.arch:{line}:") and "error[E311]" in first
+    assert "embed_dim 192 is not divisible by num_heads=5 (192 / 5 = 38.4)" in first

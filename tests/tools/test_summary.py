@@ -207,6 +207,11 @@ PAPER_MACS = [
     # 4.6B FLOPs (as paperswithcode also lists it). That is two FLOPs per multiply-add (TensorFlow's
     # profiler counts the multiply and the add): resdsl 2.279 G MACs = 4.557 G FLOPs (-0.9%).
     ("resnetrs50", 4.6e9 / 2, 0.015),
+    # ViT-B/16 at 224 x 224: 17.6 G as fvcore counts it (one per multiply-add, attention's matrix
+    # products included), the figure the ViT and DeiT literature quotes. resdsl 17.564 G (-0.2%):
+    # qkv, proj, the MLP's linears, the patch embedding and the head, and q k^T and the weights
+    # times v (2 N^2 C per block, 0.715 G in all).
+    ("vit_base_patch16_224", 17.6e9, 0.005),
 ]
 
 
@@ -215,6 +220,14 @@ def test_summary_macs_are_the_papers_figures(name: str, published: float, tolera
     data = summary_rows(resdsl.compile(name))
     assert sum(row["macs"] for row in data["layers"]) == data["total_macs"]
     assert abs(data["total_macs"] / published - 1) <= tolerance, data["total_macs"]
+
+
+def test_attention_counts_its_linears_and_its_two_matrix_products() -> None:
+    net = resdsl.compile("vit_base_patch16_224")
+    attention = [layer for layer in net.layers() if layer.op == "attention"]
+    n, c = 197, 768
+    assert len(attention) == 12 and all(layer.macs == 4 * n * c * c + 2 * n * n * c for layer in attention)
+    assert 12 * 2 * n * n * c == 715_327_488  # the products alone, 0.715 G of the 17.564 G
 
 
 def test_summary_counts_only_convolutions_and_linears() -> None:

@@ -31,7 +31,7 @@ from resdsl.diagnostics import ResdslError
 from resdsl.ir import Network
 from resdsl.ir.fold import fold_network, fold_state_dict
 from resdsl.runtime.packed import PackedConv2d, packing_available
-from tests.conftest import FLOAT32_TOL, ROOT, TESTS, rel_error, shipped_networks, slow_if_heavy
+from tests.conftest import FLOAT32_TOL, ROOT, TESTS, fixed_size, rel_error, shipped_networks, slow_if_heavy
 
 # Folding reorders float64 arithmetic (w * s, then the conv, against the conv, then the affine
 # map): ~1e-15 relative on these nets. 1e-9 leaves six orders of magnitude and still catches any
@@ -81,10 +81,10 @@ def trained(spec: str | Network) -> torch.nn.Module:
 
 
 def both(spec: str, **options: Any) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
-    net = resdsl.compile(spec, input_shape=SMALL)
+    net = resdsl.compile(spec, input_shape=None if fixed_size(spec) else SMALL)  # a ViT: its own size
     model = trained(net)
     inference = resdsl.build_model(net, mode="inference", weights=model.state_dict(), **options)
-    x = torch.randn(1, *SMALL, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = torch.randn(1, *net.input_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     return model, inference, x
 
 

@@ -56,7 +56,7 @@ from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir import forward as ir_forward
 from resdsl.ir.forward import Save, Step
-from resdsl.ops import OPS, fmt_shape
+from resdsl.ops import OPS, channels_of, fmt_shape
 from resdsl.syntax import ast
 
 _LOCALS = ("x", "out", "identity", "network_input", "self")
@@ -151,7 +151,9 @@ class Emitter(ResidualEmitter, ABC):
         cls = body.cls
         label: str | None = None
         conds = conditions(entry.stmt)
-        if conds and self._chooses(body, entry, conds):
+        # a network's statement that made nothing (after the last feature output) writes nothing
+        dropped = body.network and not entry.items and entry.let is None
+        if conds and not dropped and self._chooses(body, entry, conds):
             start = len(cls.forward)
             self.choice(body, entry, conds)
             if body.network:
@@ -286,9 +288,10 @@ class Emitter(ResidualEmitter, ABC):
         if not body.constructed(item.module):
             body.register(item.module)
             attrs = self.attrs(item, body.names, values)
-            cin = self.checked(cur.channels, item.in_shapes[0][0], values)
-            size = ", ".join(py(d) for d in form.shape(attrs, cin))
-            body.cls.init.append(("param", (attr, f"({size},)", py(form.fill(attrs)))))
+            cin = self.checked(cur.channels, channels_of(item.in_shapes[0]), values)
+            dims = [py(d) for d in form.shape(attrs, cin)]
+            size = f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+            body.cls.init.append(("param", (attr, size, py(form.fill(attrs)))))
         body.cls.forward.append(ir_forward.own_param_step(item, body.main, cur.var, attr))
         return Point(body.main, cur.channels, cur.stride)
 
@@ -342,7 +345,7 @@ class Emitter(ResidualEmitter, ABC):
         """A block, stage or sequential group on the main path."""
         out_ch, own_stride = self.child_scope(item, body.cls, cur.channels, body.names, values)
         out_layer = self.net.layer(item.output)
-        out_ch = self.checked(out_ch, out_layer.shape[0] if out_layer.shape else None, values)
+        out_ch = self.checked(out_ch, channels_of(out_layer.shape) if out_layer.shape else None, values)
         stride = fold(ast.BinOp("*", cur.stride, own_stride))
         comment = fmt_shape(out_layer.shape) if body.network else symbolic_shape(out_ch, stride, out_layer)
         body.cls.forward.append(ir_forward.Call(body.main, attr_name(item.name, item.span), cur.var, comment))

@@ -427,6 +427,8 @@ def symbolic_shape(channels: Any, stride: Any, layer: Layer, pooled: bool = Fals
     for a global pool and what follows it (``pooled``)."""
     shape = layer.shape or ()
     width = py(channels, 3)  # parenthesised when compound; already in Python's names
+    if len(shape) == 2:  # tokens: N x C
+        return f"N x {width}"
     if len(shape) != 3:
         return width
     if shape[1:] == (1, 1) and (pooled or layer.op == "global_avgpool"):

@@ -16,6 +16,7 @@ from typing import Any
 from resdsl.backends.codegen.expr import Translator, const_value, fold, is_const, is_expr, lit
 from resdsl.backends.codegen.statements import Entry, entries, layerish
 from resdsl.ir import Layer, Network, Scope
+from resdsl.ops import channels_of
 from resdsl.semantics.values import LayerCall
 from resdsl.syntax import ast
 
@@ -78,7 +79,7 @@ class Instances:
         if arg:
             shape = self.net.layer(scope.input).shape
             if shape:
-                values[arg] = lit(shape[0])
+                values[arg] = lit(channels_of(shape))
         names = frozenset(known) | {n for n, _ in scope.lets}
         snapshots = [dict(values)]
         for name, expr in scope.lets:

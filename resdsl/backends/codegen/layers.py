@@ -16,7 +16,7 @@ from resdsl.backends.codegen.classes import Ctor
 from resdsl.backends.codegen.expr import attr_name, const_value, fold, free_names, is_const, is_expr, lit, py
 from resdsl.backends.codegen.instances import Instances, Values
 from resdsl.ir import Layer, Network
-from resdsl.ops import OPS
+from resdsl.ops import OPS, channels_of
 from resdsl.syntax import ast
 
 __all__ = ["LayerEmitter", "Symbolic"]
@@ -122,14 +122,14 @@ class LayerEmitter(Instances):
         attrs = self.attrs(layer, names, values)
         attrs["inplace"] = layer.inplace
         shape = layer.in_shapes[0]
-        cin = self.checked(cin, shape[0], values)
-        if op.flatten_input and len(shape) > 1 and shape[1] * shape[2] != 1:
+        cin = self.checked(cin, channels_of(shape), values)
+        if op.flatten_input and len(shape) == 3 and shape[1] * shape[2] != 1:
             cin = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))
         cls, args = self.module_call(layer.op, attrs, cin, shape)
         out = Symbolic.unwrap(op.channels(Symbolic.wrap(attrs), Symbolic.of(cin)))
         if out is cin and len(shape) == 3 and layer.shape is not None and len(layer.shape) == 1:
             out = fold(ast.BinOp("*", cin, ast.IntLit(shape[1] * shape[2])))  # flattening keeps every value
-        out = self.checked(out, layer.shape[0] if layer.shape else None, values)
+        out = self.checked(out, channels_of(layer.shape) if layer.shape else None, values)
         attr = attr_name(layer.module, layer.span) if attribute else ""
         return Ctor(attr, cls, args), out
 
@@ -163,4 +163,4 @@ class LayerEmitter(Instances):
         rule = OPS[layer.op].merge_channels
         args = Symbolic.wrap(attrs)
         out = main if rule is None else Symbolic.unwrap(rule(Symbolic.of(main), Symbolic.of(other), args))
-        return self.checked(out, layer.shape[0] if layer.shape else None, values)
+        return self.checked(out, channels_of(layer.shape) if layer.shape else None, values)

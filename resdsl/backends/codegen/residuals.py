@@ -22,7 +22,7 @@ from resdsl.backends.codegen.statements import branch_statement, tap_statement
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Layer, Network
 from resdsl.ir.forward import Residual
-from resdsl.ops import OPS
+from resdsl.ops import OPS, channels_of
 from resdsl.ops.shortcut import Shortcut, infer_stride
 from resdsl.syntax import ast
 
@@ -233,7 +233,12 @@ class ResidualEmitter(LayerEmitter):
         assert s is not None
         main, branch = self.net.layer(self.port(item, 0)), self.net.layer(self.port(item, 1))
         assert main.shape is not None and branch.shape is not None
-        out: dict[str, Any] = {"in": branch.shape[0], "out": main.shape[0], "tap_in": None, "tap_stride": None}
+        out: dict[str, Any] = {
+            "in": channels_of(branch.shape),
+            "out": channels_of(main.shape),
+            "tap_in": None,
+            "tap_stride": None,
+        }
         if self.net.shortcut_source(item) == branch.id:
             out["stride"] = s.stride
         else:

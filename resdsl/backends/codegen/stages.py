@@ -50,6 +50,7 @@ from resdsl.backends.codegen.netcount import (
     unwritable,
 )
 from resdsl.ir import Network, Scope
+from resdsl.ops import channels_of
 from resdsl.semantics.values import LayerCall
 from resdsl.syntax import ast
 
@@ -200,7 +201,7 @@ class StageWriter(NetCounts):
         made = em.net.layer(blocks[-1].output).shape
         if made is not None:
             got = fold(em.tr.subst(later_in, {**constants, var: ast.IntLit(len(blocks) - 1)}))
-            if is_const(got) and not _same(const_value(got), made[0]):
+            if is_const(got) and not _same(const_value(got), channels_of(made)):
                 return False
         for k, block in enumerate(blocks[1:], 1):
             env = {**constants, var: ast.IntLit(k - 1)}
@@ -209,7 +210,7 @@ class StageWriter(NetCounts):
             ]
             shape = em.net.layer(block.input).shape
             if shape is not None:
-                checks.append((later_in, shape[0]))
+                checks.append((later_in, channels_of(shape)))
             for q, base in bases.items():
                 inner = next((s for s in block.scopes() if s.kind == "stage" and s.depth == scope.depth + 1 + q), None)
                 if inner is not None:

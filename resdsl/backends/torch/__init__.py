@@ -29,7 +29,7 @@ from resdsl.ir import Layer, Network, Scope, sources_hash
 from resdsl.ir import forward as ir_forward
 from resdsl.ir.classnames import block_class_name, camel, network_class_name
 from resdsl.ir.features import Checkpoint, Plan, requested, top_level
-from resdsl.ops import OPS, Ctor
+from resdsl.ops import OPS, Ctor, channels_of
 from resdsl.ops.shortcut import Shortcut
 from resdsl.runtime import layers as runtime_layers
 from resdsl.runtime.checkpointing import checkpoint_seq
@@ -111,7 +111,7 @@ def shortcut_module(shortcut: Shortcut) -> nn.Module | None:
     for step in steps:
         ctor = OPS[step.op].torch
         assert ctor is not None, f"op {step.op} builds no module"
-        modules.append(_make(ctor(step.args, step.in_shape[0], step.in_shape)))
+        modules.append(_make(ctor(step.args, channels_of(step.in_shape), step.in_shape)))
     if len(steps) == 1 and steps[0].index is None:
         return modules[0]
     if not modules:
@@ -126,7 +126,7 @@ def layer_module(layer: Layer) -> nn.Module | None:
         return None
     assert layer.in_shapes, layer.id
     shape = layer.in_shapes[0]
-    cin = math.prod(shape) if op.flatten_input else shape[0]
+    cin = math.prod(shape) if op.flatten_input and len(shape) == 3 else channels_of(shape)
     return _make(op.torch(dict(layer.attrs, inplace=layer.inplace), cin, shape))
 
 
@@ -140,7 +140,7 @@ def own_param(layer: Layer) -> nn.Parameter:
     """The tensor of an op held as a parameter of its scope's module (layer_scale's gamma)."""
     form = OPS[layer.op].own_param
     assert form is not None and layer.in_shapes
-    size = form.shape(layer.attrs, layer.in_shapes[0][0])
+    size = form.shape(layer.attrs, channels_of(layer.in_shapes[0]))
     return nn.Parameter(torch.full(size, float(form.fill(layer.attrs))))
 
 

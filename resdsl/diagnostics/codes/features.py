@@ -27,7 +27,7 @@ ENTRIES = [
     ),
     Entry(
         "E741",
-        "a feature whose output is not a C x H x W map (after flattening or the classifier)",
+        "a feature whose output is not a C x H x W map or N x C tokens (after flattening, pooling or the classifier)",
         "Detection and segmentation necks take feature maps; the classifier's vector is the network's ordinary output.",
         STAGED,
         STAGED,

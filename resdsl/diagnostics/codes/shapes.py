@@ -101,6 +101,38 @@ ENTRIES = [
         net("stem = conv(104, k=1)\nhier = res2_hierarchy(26, 4)"),
     ),
     Entry(
+        "E311",
+        "an `attention(num_heads)` whose input's embed_dim is not divisible by num_heads; the message "
+        "gives both numbers",
+        "Multi-head attention splits each token's embed_dim channels into num_heads heads of equal "
+        "width (timm's head_dim = embed_dim / num_heads), so the number of heads must divide the "
+        "width: ViT-Ti's 192 channels take 3 heads (64 each), not 5.",
+        net("embed = patch_embed(192, 16)\nattn  = attention(5)"),
+        net("embed = patch_embed(192, 16)\nattn  = attention(3)"),
+    ),
+    Entry(
+        "E312",
+        "a `patch_embed(dim, patch)` whose input height or width is not a multiple of the patch size; "
+        "the message gives both numbers",
+        "patch_embed cuts the map into patch x patch squares, one token each (a conv with kernel = "
+        "stride = patch). A side that is not a multiple of the patch would leave a strip of pixels "
+        "that no token sees; torch would drop it silently. Feed an input whose sides the patch "
+        "divides, or choose another patch size.",
+        net("embed = patch_embed(64, 5)"),
+        net("embed = patch_embed(64, 4)"),
+    ),
+    Entry(
+        "E313",
+        "a `pos_embed(length)` whose length differs from the number of tokens it is added to; the "
+        "message gives both numbers",
+        "A learned position embedding has one vector per token position, made for one input size: "
+        "(H / patch) * (W / patch) patches, plus the class token where it comes first. At another "
+        "input size (--input) the token count changes and the embedding no longer fits; timm "
+        "resamples it when loading weights, resdsl asks for the length that fits.",
+        net("embed = patch_embed(64, 4)\ncls_token = class_token()\npos_embed = pos_embed(64)"),
+        net("embed = patch_embed(64, 4)\ncls_token = class_token()\npos_embed = pos_embed(65)"),
+    ),
+    Entry(
         "E398",
         "a radix op (`radix_sum`, `radix_softmax`, `radix_combine`) whose radix (times the groups, for "
         "`radix_softmax`) does not divide its input channels; the message gives both numbers",

@@ -102,6 +102,11 @@ def _compare(spec: str, batch: int = 2, **compile_args: Any) -> float:
         ("efficientnet_b0", "3x64x64"),
         ("regnetx_002", "3x64x64"),
         ("regnety_004", "3x64x64"),
+        # vision transformers at their own size (the position embedding's): patch Conv, class-token
+        # Expand/Concat, attention as MatMul/Softmax, layer norms over the tokens' channels
+        ("vit_tiny_patch16_224", None),
+        ("deit_tiny_patch16_224", None),
+        ("deit3_small_patch16_224", None),  # layer scale on tokens, the position added before the class token
     ],
 )
 def test_onnxruntime_equals_build_model_in_eval_mode(spec: str, shape: str | None) -> None:

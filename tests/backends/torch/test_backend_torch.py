@@ -149,8 +149,21 @@ def test_trace_export_channels_last() -> None:
         assert rel_error(exported.module()(x), want) < SAME_MACHINE_TOL
 
 
+def test_trace_and_export_a_vision_transformer() -> None:
+    """Tokens, the class token's concatenation and scaled_dot_product_attention trace and export
+    without changing the computation (float64, a tight bound)."""
+    model = resdsl.build_model("deit3_small_patch16_224", params={"depth": 2}).double().eval()
+    x = torch.randn(2, 3, 224, 224, dtype=torch.float64)
+    with torch.no_grad():
+        want = model(x)
+        assert rel_error(torch.jit.trace(model, x)(x), want) < SAME_MACHINE_TOL
+        assert rel_error(torch.export.export(model, (x,)).module()(x), want) < SAME_MACHINE_TOL
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "shape"), [("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 64))])
+@pytest.mark.parametrize(
+    ("name", "shape"), [("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 64)), ("vit_tiny_patch16_224", (3, 224, 224))]
+)
 def test_torch_compile_fullgraph(name: str, shape: tuple[int, ...]) -> None:
     torch._dynamo.reset()
     model = resdsl.build_model(name).eval()
