@@ -95,9 +95,11 @@ class BlockClass:
         outs = [(i, k) for (i, k) in self._params if k in WIDTHS]
         if not outs:
             return
-        base = outs[0]
+        base = outs[-1] if self.gates else outs[0]  # a gate's width is its input's: se_module(planes)
         self._params[base] = "planes"
-        for pos in outs[1:]:
+        for pos in outs:
+            if pos == base:
+                continue
             ratios = {
                 self._value(inst, pos[0], pos[1]) / self._value(inst, base[0], base[1])  # type: ignore[operator]
                 for inst in self.instances
@@ -119,7 +121,7 @@ class BlockClass:
         for i, (layer, op, args) in enumerate(self.instances[0]):
             if op == "scale":
                 continue
-            keys = dict.fromkeys([*args, *(k for (j, k) in params if j == i)])
+            keys = sorted(dict.fromkeys([*args, *(k for (j, k) in params if j == i)]), key=_order_of)
             if op == "residual":
                 args = self._residual(i)
             first = {k: args[k] if k in args else self._value(self.instances[0], i, k) for k in keys}
@@ -203,6 +205,14 @@ class BlockClass:
             raise refuse("E904", f"`{path}` is a gate applied as a gate", child, path, "")
         self._lazy.append((len(self.instances), position, nested, index))
         return (step.target, f"{'gate' if gate or nested.gates else 'block'} {nested.name}", {})
+
+
+_ORDER = ("out", "planes", "k", "s", "p", "d", "groups", "bias")
+
+
+def _order_of(key: str) -> int:
+    """Arguments in the op table's order (``conv(planes, k=3, s=stride, p=1)``)."""
+    return _ORDER.index(key) if key in _ORDER else len(_ORDER)
 
 
 _STAGE_HINT = "a stage's first block takes the stride; write the blocks one by one"

@@ -76,6 +76,14 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
     attr, gate = step.target, step.kind == "gate"
     if "." in attr:
         raise refuse("E903", f"`{attr}` is a module inside a child; the spec names only its own", child, attr, "")
+    if not attr.isidentifier():
+        raise refuse(
+            "E904",
+            f"the model's layer `{attr}` has no name a spec can give it",
+            child,
+            attr,
+            "a spec names its layers; wrap an nn.Sequential model in a module with named attributes",
+        )
     if is_leaf(child) and not gate:
         op, args = op_of(child, attr)
         if op in blocks.STATELESS and attr == op:

@@ -74,7 +74,9 @@ def shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
     pooled = len(parts) == 2 and parts[0] in (nn.AvgPool2d, nn.Identity)
     if pooled and parts[1] is nn.Conv2d and _one_by_one(members[1]):
         return "avgpool_projection"
-    raise refuse("E904", f"shortcut `{path}.{attr}` is no kind the language has", module, path, _HINT)
+    kind = f"{type(shortcut).__module__}.{type(shortcut).__qualname__}"
+    message = f"shortcut `{path}.{attr}` ({kind}) is no kind the language has"
+    raise refuse("E904", message, module, path, _HINT)
 
 
 def _one_by_one(conv: nn.Module) -> bool:

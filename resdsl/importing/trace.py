@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -78,9 +79,10 @@ def _forward_line(module: nn.Module, node: torch.fx.Node | None) -> str:
     """``file:line`` of the statement of ``module``'s forward that made ``node`` (fx records the
     stack); the forward's first line where it is not known."""
     trace = (node.stack_trace or "") if node is not None else ""
+    torch_dir = os.path.dirname(torch.__file__)
     for line in reversed(trace.strip().splitlines()):
         text = line.strip()
-        if text.startswith('File "'):
+        if text.startswith('File "') and not text[6:].startswith(torch_dir):
             path, _, rest = text[6:].partition('", line ')
             return f"{path}:{rest.split(',')[0]}"
     try:
@@ -150,6 +152,7 @@ class _Walk:
             raise refuse("E902", "a forward with more than one input has no spec form", module, path, _HINT)
         self.source = self.anchor = inputs[0]
         self.side = _side_nodes(graph)
+        self.called: set[str] = set()
 
     def run(self) -> Traced:
         out = Traced()
@@ -163,13 +166,35 @@ class _Walk:
 
     def _step(self, node: torch.fx.Node) -> Step | None:
         if node.op == "call_module":
-            return Step("module", str(node.target))
+            target = str(node.target)
+            if target in self.called and self.module.get_submodule(target).state_dict():
+                raise refuse(
+                    "E904",
+                    f"`{self.path + '.' if self.path else ''}{target}` is called twice: its weights are shared",
+                    self.module,
+                    self.path,
+                    "each layer of a spec has weights of its own",
+                    node,
+                )
+            self.called.add(target)
+            return Step("module", target)
         op = _function_op(node)
         if op is not None:
             return Step(op)
         others = [a for a in _operands(node) if isinstance(a, torch.fx.Node)]
         if node.op == "call_function" and node.target in ADD and len(others) == 2:
-            return self._merge(node, self._residual(others))
+            step = self._residual(others)
+            if step is None:
+                raise refuse(
+                    "E903",
+                    f"an addition in `{self.path or type(self.module).__name__}.forward` whose shortcut does not "
+                    "start at the module's input (or where its last merge stood)",
+                    self.module,
+                    self.path,
+                    "a residual adds the input of its block: make the branch a block of its own",
+                    node,
+                )
+            return self._merge(node, step)
         if node.op == "call_function" and node.target in CAT and others[:1] == [self.anchor] and len(others) == 2:
             return self._merge(node, Step("concat"))
         if node.op == "call_function" and node.target in MUL and len(others) == 2:
@@ -253,7 +278,7 @@ def _side_nodes(graph: torch.fx.Graph) -> dict[torch.fx.Node, tuple[torch.fx.Nod
         (arg,) = node.args
         if not isinstance(arg, torch.fx.Node) or user.op != "call_function" or len(arg.users) < 2:
             continue  # a side branch reads a tensor that the main branch reads too
-        if user.target in ADD:
+        if user.target in ADD and arg not in user.args:  # conv(x) + x: the conv is the main branch
             found[node] = (arg, "shortcut")
         elif user.target in MUL and arg in user.args:
             found[node] = (arg, "gate")
