@@ -28,8 +28,10 @@ IMPORTED = [
 ]
 QUICK = ("resnet18", "seresnet50", "preact_resnet164")
 # one spec a family the importer does not read yet
-REFUSED = ("convnext_atto", "densenet121", "mobilenetv2_100", "efficientnet_b0", "regnetx_002")
-REFUSED += ("regnety_004", "res2net50_26w_4s", "resnest14d")
+REFUSED = (
+    *("convnext_atto", "densenet121", "mobilenetv2_100", "efficientnet_b0"),
+    *("regnetx_002", "regnety_004", "res2net50_26w_4s", "resnest14d"),
+)
 QUICK_REFUSED = ("convnext_atto", "mobilenetv2_100")
 
 
