@@ -9,11 +9,19 @@ import torch
 from torch import nn
 
 import resdsl
-from resdsl.diagnostics import ResdslError
+from resdsl.diagnostics import Diagnostic, ResdslError
 from tests.importing import models, models_timm
 from tests.importing.roundtrip import import_and_check
 
 CIFAR = (3, 32, 32)
+
+
+def _refusal(model: object, name: str | None = None, input_shape: tuple[int, int, int] = (3, 8, 8)) -> Diagnostic:
+    """The one diagnostic import_model refuses ``model`` with."""
+    with pytest.raises(ResdslError) as info:
+        resdsl.import_model(model, name, input_shape)  # type: ignore[arg-type]
+    (d,) = info.value.diagnostics
+    return d
 
 
 def test_resnet50_reads_like_the_shipped_spec() -> None:
@@ -37,9 +45,7 @@ def test_option_a_written_as_a_module_class() -> None:
 
 
 def test_option_a_padding_both_sides_is_refused_naming_the_shortcut() -> None:
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(models.CifarResNet(n=1, option="both"), None, CIFAR)
-    (d,) = info.value.diagnostics
+    d = _refusal(models.CifarResNet(n=1, option="both"), None, CIFAR)
     assert d.code == "E904" and "`layer2.0.shortcut`" in d.message and "LambdaLayer" in d.message
     assert any("models.py:" in note for note in d.notes)
 
@@ -90,9 +96,7 @@ def _line(text: str) -> int:
 def test_control_flow_is_refused_with_its_source_line() -> None:
     model = nn.Sequential()
     model.add_module("body", Branchy())
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(model, input_shape=(3, 8, 8))
-    (d,) = info.value.diagnostics
+    d = _refusal(model)
     assert d.code == "E901" and "`body.forward`" in d.message
     assert f"the call is at {__file__}:{_line('# the line the refusal names')}" in d.notes
 
@@ -113,9 +117,7 @@ class Holder(nn.Module):
 
 
 def test_an_untraceable_module_names_its_path_and_line() -> None:
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(Holder(Untraceable()), input_shape=(3, 8, 8))
-    (d,) = info.value.diagnostics
+    d = _refusal(Holder(Untraceable()))
     assert d.code == "E901" and "`inner.forward`" in d.message
     assert f"module `inner` is a {__name__}.Untraceable" in d.notes
     assert f"the call is at {__file__}:{_line('# iterating a traced tensor')}" in d.notes
@@ -127,17 +129,13 @@ class Tanh(nn.Module):
 
 
 def test_a_function_without_an_op_names_path_function_and_line() -> None:
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(Holder(Tanh()), input_shape=(3, 8, 8))
-    (d,) = info.value.diagnostics
+    d = _refusal(Holder(Tanh()))
     assert d.code == "E903" and "`tanh` in `inner.forward`" in d.message
     assert f"the call is at {__file__}:{_line('# no op in the table')}" in d.notes
 
 
 def test_a_module_without_an_op_names_its_path_and_class() -> None:
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(Holder(nn.Sequential(nn.Conv2d(4, 4, 3), nn.Tanh())), input_shape=(3, 8, 8))
-    (d,) = info.value.diagnostics
+    d = _refusal(Holder(nn.Sequential(nn.Conv2d(4, 4, 3), nn.Tanh())))
     assert d.code == "E903" and "`inner.1`" in d.message and "torch.nn.modules.activation.Tanh" in d.message
 
 
@@ -173,9 +171,7 @@ class TrainOnly(nn.Module):
 
 def test_a_behaviour_the_importer_does_not_reproduce_names_the_layer() -> None:
     model = Holder(nn.Sequential(TrainOnly(), TrainOnly())).eval()
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(model, None, (3, 8, 8))
-    (d,) = info.value.diagnostics
+    d = _refusal(model)
     assert d.code == "E905" and "outputs differ in train mode; first at `inner.0` (2 x 4 x 6 x 6)" in d.message
 
 
@@ -202,18 +198,14 @@ def _misread(monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
 
 def test_a_difference_in_values_names_the_first_layer_and_both_values(monkeypatch: pytest.MonkeyPatch) -> None:
     _misread(monkeypatch, "maxpool = maxpool(k=3, s=2, p=1)", "maxpool = avgpool(k=3, s=2, p=1)")
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(models.resnet18(3), None, CIFAR)
-    (d,) = info.value.diagnostics
+    d = _refusal(models.resnet18(3), None, CIFAR)
     assert d.code == "E905" and "outputs differ in eval mode; first at `maxpool` (2 x 64 x 8 x 8)" in d.message
     assert "the model's is " in d.message and ", the spec's " in d.message
 
 
 def test_a_difference_in_shapes_names_the_first_layer_and_both_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
     _misread(monkeypatch, "maxpool = maxpool(k=3, s=2, p=1)", "maxpool = maxpool(k=3, s=1, p=1)")
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(models.resnet18(3), None, CIFAR)
-    (d,) = info.value.diagnostics
+    d = _refusal(models.resnet18(3), None, CIFAR)
     assert d.code == "E905"
     assert "first at `maxpool`: the model's is 2 x 64 x 8 x 8, the spec's 2 x 64 x 16 x 16" in d.message
 
@@ -234,7 +226,5 @@ def test_a_model_the_importer_misreads_is_refused_by_its_state_dict() -> None:
             return out + (self.downsample(x) if self.downsample is not None else x)
 
     model = Holder(nn.Sequential(Block(4, True), Block(4, False)))
-    with pytest.raises(ResdslError) as info:
-        resdsl.import_model(model, None, (3, 8, 8))
-    (d,) = info.value.diagnostics
+    d = _refusal(model)
     assert d.code == "E904" and "projects where the shapes agree in some instances only" in d.message
