@@ -33,6 +33,23 @@ def verify(model: nn.Module, source: str, shape: tuple[int, int, int]) -> None:
             _fail(f"outputs differ in {mode} mode; " + _first_difference(theirs, ours))
 
 
+def input_size(model: nn.Module) -> tuple[int, int, int]:
+    """The size a model says it takes: timm's ``pretrained_cfg``/``default_cfg`` ``input_size``, or
+    the ``INPUT_SIZE`` of its class's module (resdsl's generated modules); else 3 x 224 x 224."""
+    import sys
+
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict) and _is_shape(cfg.get("input_size")):
+            return tuple(cfg["input_size"])  # type: ignore[return-value]
+    size = getattr(sys.modules.get(type(model).__module__), "INPUT_SIZE", None)
+    return tuple(size) if _is_shape(size) else (3, 224, 224)  # type: ignore[return-value,arg-type]
+
+
+def _is_shape(value: object) -> bool:
+    return isinstance(value, tuple | list) and len(value) == 3 and all(isinstance(v, int) and v > 0 for v in value)
+
+
 def _build(source: str, shape: tuple[int, int, int]) -> nn.Module:
     """The spec's model; a spec that does not check is the importer's mistake (E905)."""
     from resdsl.api import build_model

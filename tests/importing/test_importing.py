@@ -228,3 +228,9 @@ def test_a_model_the_importer_misreads_is_refused_by_its_state_dict() -> None:
     model = Holder(nn.Sequential(Block(4, True), Block(4, False)))
     d = _refusal(model)
     assert d.code == "E904" and "projects where the shapes agree in some instances only" in d.message
+
+
+def test_the_input_size_is_the_models_own_where_it_says() -> None:
+    model = models.resnet18(3)
+    model.pretrained_cfg = {"input_size": (3, 40, 40)}  # as timm's models carry it
+    assert "input 3 x 40 x 40" in resdsl.import_model(model)
