@@ -54,10 +54,11 @@ class BlockClass:
     def add(self, module: nn.Module, path: str) -> int:
         """Records one instance; its index for :meth:`single` and :meth:`stage`."""
         self.instances.append(self._statements(module, path))
-        ops = [(s[0], s[1], s[2].get("body")) for s in self.instances[-1]]
+        self._align_skips()
+        ops = _shape_of(self.instances[-1])
         if "scale" in [op for _, op, _ in ops[:-1]]:
             raise refuse("E904", f"`{path}` multiplies by its input before its last step", module, path, "")
-        if len(self.instances) > 1 and ops != [(s[0], s[1], s[2].get("body")) for s in self.instances[0]]:
+        if len(self.instances) > 1 and ops != _shape_of(self.instances[0]):
             raise refuse(
                 "E904",
                 f"`{path}` has other layers than the first {type(module).__name__}",
@@ -66,6 +67,25 @@ class BlockClass:
                 "instances of one class must have the same layers; write the variants as two classes",
             )
         return len(self.instances) - 1
+
+    def _align_skips(self) -> None:
+        """Where the new instance and the first differ only by one identity residual (timm's
+        ``has_skip``: no addition where the shapes change), the one without it gets a ``none``
+        there, so that the block's residual is ``identity_if_same``."""
+        first, new = self.instances[0], self.instances[-1]
+        if len(self.instances) < 2 or abs(len(first) - len(new)) != 1:
+            return
+        longer, shorter = (first, new) if len(first) > len(new) else (new, first)
+        at = next((i for i, (a, b) in enumerate(zip(longer, shorter, strict=False)) if a[:2] != b[:2]), len(shorter))
+        if longer[at][1] != "residual" or longer[at][2]["kind"] not in ("identity", "none"):
+            return
+        if _shape_of(longer[:at] + longer[at + 1 :]) != _shape_of(shorter):
+            return
+        size = len(shorter)  # the loop lengthens it
+        for index, inst in enumerate(self.instances):
+            if len(inst) == size:
+                inst.insert(at, ("", "residual", {"kind": "none"}))
+                self._lazy = [(j, p + (j == index and p >= at), k, n) for j, p, k, n in self._lazy]
 
     def params(self) -> dict[tuple[int, str], str]:
         """(statement index, argument) -> parameter name, for every value that differs between instances."""
@@ -131,6 +151,8 @@ class BlockClass:
 
     def _residual(self, i: int) -> dict[str, object]:
         """Identity where no instance projects, else what the projecting ones have."""
+        if {inst[i][2]["kind"] for inst in self.instances} == {"identity", "none"}:
+            return {"kind": "identity_if_same"}
         projecting = [inst[i][2] for inst in self.instances if inst[i][2]["kind"] != "identity"]
         kinds = {render_residual(args) for args in projecting}
         if len(kinds) > 1:
@@ -205,6 +227,11 @@ class BlockClass:
             raise refuse("E904", f"`{path}` is a gate applied as a gate", child, path, "")
         self._lazy.append((len(self.instances), position, nested, index))
         return (step.target, f"{'gate' if gate or nested.gates else 'block'} {nested.name}", {})
+
+
+def _shape_of(statements: list[Statement]) -> list[tuple[str, str, object]]:
+    """What instances of one class must share: names, ops and groups' bodies."""
+    return [(s[0], s[1], s[2].get("body")) for s in statements]
 
 
 _ORDER = ("out", "planes", "k", "s", "p", "d", "groups", "bias")

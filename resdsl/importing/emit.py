@@ -95,10 +95,13 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
             parts = [blocks.call(*op_of(m, f"{attr}.{i}")) for i, m in enumerate(members)]
             group = f"sequential({', '.join(parts)})"
             return f"{attr} = gate({group})" if gate else f"{attr} = {group}"
-        if members and len({type(m) for m in members}) == 1 and not gate:
-            klass = spec.klass(type(members[0]))
-            done = [klass.add(m, f"{attr}.{i}") for i, m in enumerate(members)]
-            return lambda: f"{attr} = " + klass.stage(done)
+        if members and all(isinstance(m, nn.Sequential) and _one_class(m) for m in members) and not gate:
+            # timm's MobileNets and EfficientNets: a group of stages, blocks.1.0
+            stages = [_stage(list(m.children()), f"{attr}.{i}", spec) for i, m in enumerate(members)]
+            return lambda: f"{attr} = sequential({', '.join(stage() for stage in stages)})"
+        if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]):
+            stage = _stage(members, attr, spec)
+            return lambda: f"{attr} = " + stage()
         raise refuse(
             "E904",
             f"`{attr}` mixes block classes in one nn.Sequential",
@@ -111,3 +114,15 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
     klass = spec.klass(type(child))
     index = klass.add(child, attr)
     return lambda: f"{attr} = " + (f"gate({klass.single(index)})" if gate and not klass.gates else klass.single(index))
+
+
+def _one_class(group: nn.Sequential) -> bool:
+    members = list(group)
+    return bool(members) and len({type(m) for m in members}) == 1 and not is_leaf(members[0])
+
+
+def _stage(members: list[nn.Module], path: str, spec: Spec) -> Callable[[], str]:
+    """A run of one block class as ``stage(...)``, written once every instance is seen."""
+    klass = spec.klass(type(members[0]))
+    done = [klass.add(m, f"{path}.{i}") for i, m in enumerate(members)]
+    return lambda: klass.stage(done)

@@ -176,3 +176,47 @@ class Widen(nn.Module):
         x = self.mix(x) + x
         x = self.stem(x)
         return self.head(torch.flatten(self.stage(x).mean((2, 3), keepdim=True), 1))
+
+
+class InvertedResidual(nn.Module):
+    """timm's MobileNetV2 block: it adds its input only where the shape is kept (has_skip)."""
+
+    def __init__(self, in_chs, out_chs, stride=1, expand=4):
+        super().__init__()
+        mid = in_chs * expand
+        self.conv_pw = nn.Conv2d(in_chs, mid, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv_dw = nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.act = nn.ReLU6(inplace=True)
+        self.conv_pwl = nn.Conv2d(mid, out_chs, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_chs)
+        self.has_skip = stride == 1 and in_chs == out_chs
+
+    def forward(self, x):
+        shortcut = x
+        x = self.act(self.bn1(self.conv_pw(x)))
+        x = self.act(self.bn2(self.conv_dw(x)))
+        x = self.bn3(self.conv_pwl(x))
+        if self.has_skip:
+            x = x + shortcut
+        return x
+
+
+class MobileNet(nn.Module):
+    """A group of stages (blocks.0.0, blocks.1.1), as timm's MobileNets and EfficientNets."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_stem = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.blocks = nn.Sequential(
+            nn.Sequential(InvertedResidual(16, 16)),
+            nn.Sequential(InvertedResidual(16, 24, 2), InvertedResidual(24, 24), InvertedResidual(24, 24)),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = self.blocks(torch.relu(self.bn1(self.conv_stem(x))))
+        return self.classifier(torch.flatten(self.pool(x), 1))

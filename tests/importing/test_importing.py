@@ -77,6 +77,12 @@ def test_a_stage_that_widens_and_an_addition_in_the_network() -> None:
     assert 'residual(projection, name="proj")' in source
 
 
+def test_a_group_of_stages_whose_blocks_add_only_where_the_shape_is_kept() -> None:
+    source = import_and_check(models_timm.MobileNet(), CIFAR)
+    assert "residual(identity_if_same)" in source and "conv_dw = conv(planes, k=3, s=stride, p=1, groups=" in source
+    assert "blocks = sequential(stage(inverted_residual(" in source and "repeat=3, stride=2))" in source
+
+
 class Branchy(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -25,14 +25,15 @@ IMPORTED = [
     *("cifar_resnet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202"),
     *("plain18", "plain20", "plain32", "plain34", "plain44", "plain56", "plain110"),
     *("preact_cifar_resnet", "preact_resnet164", "preact_resnet1001"),
+    *("mobilenetv2_100", "mobilenetv2_140", "efficientnet_b0", "efficientnet_b2"),
 ]
 QUICK = ("resnet18", "seresnet50", "preact_resnet164")
 # one spec a family the importer does not read yet
 REFUSED = (
-    *("convnext_atto", "densenet121", "mobilenetv2_100", "efficientnet_b0"),
+    *("convnext_atto", "densenet121", "mobilenetv3_large_100", "mobilenetv3_small_100"),
     *("regnetx_002", "regnety_004", "res2net50_26w_4s", "resnest14d"),
 )
-QUICK_REFUSED = ("convnext_atto", "mobilenetv2_100")
+QUICK_REFUSED = ("convnext_atto", "regnetx_002")
 
 
 def _cases(names: tuple[str, ...] | list[str], quick: tuple[str, ...]) -> list[object]:
