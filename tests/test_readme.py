@@ -50,7 +50,7 @@ def test_ci_runs_the_readme_commands() -> None:
 
 
 # -- Shown command output: every ``$ resdsl ...`` transcript in the README and docs/ is what the
-# command prints today. A fenced block whose first line is ``# NAME.arch`` is that file, written
+# command prints today. A fenced block whose first line is ``# NAME.arch`` (or ``# NAME.py``) is that file, written
 # where the transcripts of its document run; an output line ``...`` stands for any lines, ``...``
 # inside a line for any text, and ``.../`` for any leading folders.
 
@@ -64,7 +64,7 @@ def transcripts(doc: Path) -> tuple[dict[str, str], list[list[tuple[str, list[st
     blocks = []
     for body in FENCE.findall(doc.read_text(encoding="utf-8")):
         first = body.split("\n", 1)[0]
-        if re.fullmatch(r"# [\w.-]+\.arch", first):
+        if re.fullmatch(r"# [\w.-]+\.(arch|py)", first):  # a spec, or a model `resdsl import` reads
             files[first[2:]] = body
         elif first.startswith("$ resdsl "):
             steps: list[tuple[str, list[str]]] = []

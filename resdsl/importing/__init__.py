@@ -20,22 +20,23 @@ def import_model(
 ) -> str:
     """The source of a spec that rebuilds ``model`` with identical state_dict keys and outputs.
 
-    ``input_shape`` (C, H, W) is the size the spec states and the comparison runs at (default
-    3 x 224 x 224). A model the language cannot express, or a spec that would not rebuild it
-    exactly, is a ResdslError naming the module path; nothing is returned then.
+    ``input_shape`` (C, H, W) is the size the spec states and the comparison runs at (default: the
+    model's own, :func:`resdsl.importing.verify.input_size`). A model the language cannot express,
+    or a spec that would not rebuild it exactly, is a ResdslError naming the module path; nothing
+    is returned then.
     """
     from torch import nn
 
     from resdsl.diagnostics import ResdslError, error
     from resdsl.importing.emit import write_spec
     from resdsl.importing.names import snake
-    from resdsl.importing.verify import verify
+    from resdsl.importing.verify import input_size, verify
 
     if not isinstance(model, nn.Module):
         raise ResdslError(
             error("E906", f"a {type(model).__name__} is not a torch.nn.Module", help="CALLABLE must return the model")
         )
-    shape = input_shape or (3, 224, 224)
+    shape = input_shape or input_size(model)
     source = write_spec(model, name or snake(type(model).__name__), shape)
     verify(model, source, shape)
     return source

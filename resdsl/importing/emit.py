@@ -11,24 +11,37 @@ from torch import nn
 import resdsl.importing.blocks as blocks
 from resdsl.importing.layers import is_leaf, op_of
 from resdsl.importing.names import snake
-from resdsl.importing.trace import refuse, trace
+from resdsl.importing.shortcuts import render_residual, residual_args
+from resdsl.importing.trace import Step, refuse, trace
+
+Line = str | Callable[[], str]
 
 
 @dataclass
 class Spec:
-    """Block definitions (by class) and the network's statements, gathered while walking."""
+    """Block definitions (by class, in the order first seen), gathered while walking."""
 
-    blocks: dict[type, blocks.BlockClass] = field(default_factory=dict)
-    names: dict[type, str] = field(default_factory=dict)
+    classes: dict[type, blocks.BlockClass] = field(default_factory=dict)
+
+    def klass(self, cls: type) -> blocks.BlockClass:
+        """The block class of a module class, made when first seen (a name of its own)."""
+        if cls not in self.classes:
+            taken = {k.name for k in self.classes.values()}
+            name, n = snake(cls.__name__), 2
+            while name in taken:
+                name, n = f"{snake(cls.__name__)}{n}", n + 1
+            self.classes[cls] = blocks.BlockClass(name, self.klass)
+        return self.classes[cls]
 
 
 def write_spec(model: nn.Module, name: str, shape: tuple[int, int, int]) -> str:
     """The spec source for ``model`` (not yet verified: :func:`resdsl.importing.verify.verify`)."""
     spec = Spec()
-    body = _body(model, "", spec, top=True)
+    body = _body(model, spec)
     lines = [f"# imported from {type(model).__module__}.{type(model).__qualname__} by resdsl import", ""]
-    for cls, klass in spec.blocks.items():
-        lines += [*klass.definition(spec.names[cls]), ""]
+    # a nested block is defined before the block that uses it (it was seen first)
+    for klass in spec.classes.values():
+        lines += [*klass.definition(), ""]
     lines.append(f"network {name}() {{")
     lines.append(f"    input {shape[0]} x {shape[1]} x {shape[2]}")
     lines += ["    " + (s if isinstance(s, str) else s()) for s in body]
@@ -36,46 +49,80 @@ def write_spec(model: nn.Module, name: str, shape: tuple[int, int, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _body(module: nn.Module, path: str, spec: Spec, top: bool) -> list[str | Callable[[], str]]:
+def _body(model: nn.Module, spec: Spec) -> list[Line]:
     """The network's statements: one per step of its forward (block calls are written once every
     instance of their class has been seen, as their parameters depend on all of them)."""
-    out: list[str | Callable[[], str]] = []
-    for step in trace(module, path).steps:
-        if step.kind != "module":
-            if step.kind == "residual":
-                raise refuse("E903", "an addition in the network itself (outside a block)", module, path, "")
+    out: list[Line] = []
+    for step in trace(model, "").steps:
+        if step.kind == "residual":
+            args = residual_args(model, step, "")
+            if args.get("same") and args["kind"] == "projection":
+                args["kind"] = "projection_all"
+            out.append(render_residual(args))
+        elif step.kind == "concat":
+            out.append("concat()")
+        elif step.kind == "scale":
+            raise refuse("E904", "the network multiplies by its own input", model, "", "")
+        elif step.kind in ("module", "gate"):
+            out.append(_statement(step, model.get_submodule(step.target), spec))
+        else:
             out.append(step.kind)
-            continue
-        child = module.get_submodule(step.target)
-        where = f"{path}.{step.target}" if path else step.target
-        out.append(_statement(step.target, child, where, spec))
     return out
 
 
-def _statement(attr: str, child: nn.Module, path: str, spec: Spec) -> str | Callable[[], str]:
-    """``attr = op(...)``, ``attr = stage(...)``, ``attr = sequential(...)`` or ``attr = block(...)``."""
+def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
+    """``attr = op(...)``, ``attr = stage(...)``, ``attr = sequential(...)``, ``attr = block(...)``
+    or ``attr = gate(...)``."""
+    attr, gate = step.target, step.kind == "gate"
     if "." in attr:
-        raise refuse("E903", f"`{attr}` is a module inside a child; the spec names only its own", child, path, "")
-    if is_leaf(child):
-        op, args = op_of(child, path)
-        return blocks.call(op, args) if op == "relu" else f"{attr} = {blocks.call(op, args, named=True)}"
+        raise refuse("E903", f"`{attr}` is a module inside a child; the spec names only its own", child, attr, "")
+    if not attr.isidentifier():
+        raise refuse(
+            "E904",
+            f"the model's layer `{attr}` has no name a spec can give it",
+            child,
+            attr,
+            "a spec names its layers; wrap an nn.Sequential model in a module with named attributes",
+        )
+    if is_leaf(child) and not gate:
+        op, args = op_of(child, attr)
+        if op in blocks.STATELESS and attr == op:
+            return blocks.call(op, args)
+        return f"{attr} = {blocks.call(op, args, named=True)}"
     if isinstance(child, nn.Sequential):
         members = list(child)
         if members and all(is_leaf(m) for m in members):
-            parts = [blocks.call(*op_of(m, f"{path}.{i}")) for i, m in enumerate(members)]
-            return f"{attr} = sequential({', '.join(parts)})"
-        if members and len({type(m) for m in members}) == 1:
-            klass = _klass(type(members[0]), spec)
-            done = [klass.add(m, f"{path}.{i}") for i, m in enumerate(members)]
-            return lambda: f"{attr} = " + klass.stage(spec.names[type(members[0])], done)
-        raise refuse("E904", f"`{path}` mixes block classes in one nn.Sequential", child, path, "")
-    klass = _klass(type(child), spec)
-    index = klass.add(child, path)
-    return lambda: f"{attr} = " + klass.single(spec.names[type(child)], index)
+            parts = [blocks.call(*op_of(m, f"{attr}.{i}")) for i, m in enumerate(members)]
+            group = f"sequential({', '.join(parts)})"
+            return f"{attr} = gate({group})" if gate else f"{attr} = {group}"
+        if members and all(isinstance(m, nn.Sequential) and _one_class(m) for m in members) and not gate:
+            # timm's MobileNets and EfficientNets: a group of stages, blocks.1.0
+            stages = [_stage(list(m.children()), f"{attr}.{i}", spec) for i, m in enumerate(members)]
+            return lambda: f"{attr} = sequential({', '.join(stage() for stage in stages)})"
+        if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]):
+            stage = _stage(members, attr, spec)
+            return lambda: f"{attr} = " + stage()
+        raise refuse(
+            "E904",
+            f"`{attr}` mixes block classes in one nn.Sequential",
+            child,
+            attr,
+            "a stage repeats one block class; a sequential group holds torch layers",
+        )
+    if is_leaf(child):
+        raise refuse("E904", f"`{attr}` gates with a single layer", child, attr, "")
+    klass = spec.klass(type(child))
+    index = klass.add(child, attr)
+    return lambda: f"{attr} = " + (f"gate({klass.single(index)})" if gate and not klass.gates else klass.single(index))
 
 
-def _klass(cls: type, spec: Spec) -> blocks.BlockClass:
-    if cls not in spec.blocks:
-        spec.blocks[cls] = blocks.BlockClass()
-        spec.names[cls] = snake(cls.__name__)
-    return spec.blocks[cls]
+def _one_class(group: nn.Sequential) -> bool:
+    members = list(group)
+    return bool(members) and len({type(m) for m in members}) == 1 and not is_leaf(members[0])
+
+
+def _stage(members: list[nn.Module], path: str, spec: Spec) -> Callable[[], str]:
+    """A run of one block class as ``stage(...)``, written once every instance is seen."""
+    klass = spec.klass(type(members[0]))
+    done = [klass.add(m, f"{path}.{i}") for i, m in enumerate(members)]
+    return lambda: klass.stage(done)

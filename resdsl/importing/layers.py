@@ -40,10 +40,20 @@ def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
         return "conv", args
     if type(module) is nn.BatchNorm2d and module.affine and module.track_running_stats:
         return "batchnorm", _changed({"eps": module.eps, "momentum": module.momentum}, {"eps": 1e-5, "momentum": 0.1})
-    if isinstance(module, nn.ReLU):
-        return "relu", {}
-    if isinstance(module, nn.Sigmoid):
-        return "sigmoid", {}
+    if type(module) in _ACTIVATIONS and getattr(module, "approximate", "none") == "none":
+        return _ACTIVATIONS[type(module)], {}
+    if isinstance(module, nn.LeakyReLU):
+        return "leaky_relu", _changed({"slope": module.negative_slope}, {"slope": 0.01})
+    if isinstance(module, nn.GroupNorm) and module.affine:
+        return "groupnorm", {"groups": module.num_groups} | _changed({"eps": module.eps}, {"eps": 1e-5})
+    if _is_drop_path(module):
+        return "drop_path", _changed(
+            {
+                "p": float(module.drop_prob),  # type: ignore[arg-type]
+                "scale_by_keep": module.scale_by_keep,
+            },
+            {"p": 0.0, "scale_by_keep": True},
+        )
     if isinstance(module, nn.Identity):
         return "identity", {}
     if isinstance(module, nn.Flatten) and module.start_dim == 1:
@@ -66,6 +76,27 @@ def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
     )
 
 
+_ACTIVATIONS: dict[type, str] = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.Sigmoid: "sigmoid",
+    nn.SiLU: "silu",
+    nn.GELU: "gelu",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+}
+
+
+def _is_drop_path(module: nn.Module) -> bool:
+    """timm's DropPath (and resdsl's generated copy of it): stochastic depth, no state."""
+    return (
+        type(module).__name__ == "DropPath"
+        and isinstance(getattr(module, "drop_prob", None), int | float)
+        and isinstance(getattr(module, "scale_by_keep", True), bool)
+        and not module.state_dict()
+    )
+
+
 def _changed(values: dict[str, object], defaults: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if v != defaults[k]}
 
@@ -85,5 +116,7 @@ def _pool(module: nn.MaxPool2d | nn.AvgPool2d) -> tuple[str, dict[str, object]]:
 
 
 def is_leaf(module: nn.Module) -> bool:
-    """A module of torch.nn itself (not a container): one op."""
-    return type(module).__module__.startswith("torch.nn.modules") and not isinstance(module, nn.Sequential)
+    """A module of torch.nn itself (not a container), or a DropPath: one op."""
+    if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
+        return False
+    return type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module)

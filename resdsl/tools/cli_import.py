@@ -101,12 +101,12 @@ def write_atomically(path: Path, text: str) -> None:
 @click.option(
     "--input",
     "input_shape",
-    default="3x224x224",
-    show_default=True,
-    help="C x H x W the spec states and the check runs at.",
+    default=None,
+    help="C x H x W the spec states and the check runs at (default: the model's own, as timm's "
+    "pretrained_cfg or a generated module's INPUT_SIZE say, else 3x224x224).",
 )
 @click.option("-o", "--output", required=True, help="The .arch file to write (only once the spec rebuilds the model).")
-def import_cmd(target: str, args: tuple[str, ...], name: str | None, input_shape: str, output: str) -> None:
+def import_cmd(target: str, args: tuple[str, ...], name: str | None, input_shape: str | None, output: str) -> None:
     """Turn a PyTorch model into a spec of blocks and stages that rebuilds it exactly."""
     try:
         _import(target, args, name, input_shape, output)
@@ -115,16 +115,16 @@ def import_cmd(target: str, args: tuple[str, ...], name: str | None, input_shape
         sys.exit(1)
 
 
-def _import(target: str, args: tuple[str, ...], name: str | None, input_shape: str, output: str) -> None:
+def _import(target: str, args: tuple[str, ...], name: str | None, input_shape: str | None, output: str) -> None:
     """Makes, imports, verifies, formats and writes; raises ResdslError for any refusal."""
     from resdsl.importing import import_model
     from resdsl.tools.fmt import format_text
 
-    shape = parse_shape(input_shape, "--input")
-    if shape is None or len(shape) != 3:
+    shape = parse_shape(input_shape, "--input") if input_shape is not None else None
+    if input_shape is not None and (shape is None or len(shape) != 3):
         raise click.BadParameter("C x H x W, for example 3x224x224", param_hint="--input")
     model = make_model(target, args)
-    source = import_model(model, name, (shape[0], shape[1], shape[2]))
+    source = import_model(model, name, (shape[0], shape[1], shape[2]) if shape else None)
     text = format_text(source.replace(" by resdsl import", f" ({target}) by resdsl import"), output)
     write_atomically(Path(output), text)
     click.echo(f"wrote {output} (verified: same state_dict and float64 outputs)", err=True)

@@ -62,19 +62,19 @@ class Mixed(nn.Module):
         return self.layer1(self.conv1(x))
 
 
-class ProjBlock(Block):
-    def __init__(self, c):
-        super().__init__(c)
-        self.downsample = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
-
+class TrainOnlyBlock(Block):
     def forward(self, x):
-        return self.relu(self.bn1(self.conv1(x)) + self.downsample(x))
+        out = self.bn1(self.conv1(x))
+        if self.training:
+            out = self.relu(out)
+        return out + x
 
 
-class Projected(Good):
+class TrainOnly(Good):
     def __init__(self):
         super().__init__()
-        self.layer1 = nn.Sequential(ProjBlock(8), ProjBlock(8))
+        self.layer1 = nn.Sequential(TrainOnlyBlock(8), TrainOnlyBlock(8))
+        self.eval()
 """
 
 FILES = (("model.py", MODEL),)
@@ -120,22 +120,25 @@ ENTRIES = [
     ),
     _entry(
         "E904",
-        "`resdsl import`: modules arranged in a way a spec cannot say (a mixed nn.Sequential, a block "
-        "inside a block, a shortcut of no known kind)",
+        "`resdsl import`: modules arranged in a way a spec cannot say (a mixed nn.Sequential, a shortcut "
+        "of no known kind, shared weights, a layer without a name)",
         "A run of one block class in an nn.Sequential is a stage and a Sequential of torch layers a "
         "sequential group; one that mixes blocks and layers, instances of one class with other layers, "
-        "and a shortcut that is not a 1x1 conv + batchnorm (or ResNet-D's avgpool + 1x1 conv + batchnorm) "
-        "are refused.",
+        "a shortcut that is not a 1x1 conv (+ norm), ResNet-D's avgpool + 1x1 conv (+ norm) or option A's "
+        "zero padding, a module called twice (shared weights), a stage whose widths change in no way "
+        "`index` can say, and a layer whose attribute is no name (an nn.Sequential model's `0`) are refused.",
         "Mixed",
     ),
     _entry(
         "E905",
         "`resdsl import`: the spec written for the model does not rebuild it (state_dict or outputs differ)",
         "Before writing, the importer builds its spec and compares it with the model: the state_dict's keys, "
-        "shapes and order, then the float64 outputs in eval and train mode on one random input. The first "
-        "difference is reported and nothing is written. It means the importer misread the model (here a "
-        "1x1 projection on a shortcut whose shapes agree, which `residual(projection)` leaves out).",
-        "Projected",
+        "shapes and order, then the float64 outputs in eval and train mode on one random input. Where the "
+        "outputs differ, every module's output is compared (matched by module path) and the first that "
+        "differs is named with both shapes or values; nothing is written. It means the importer misread "
+        "the model: here a forward that reads `self.training`, traced in the mode the model is in (eval), "
+        "so the spec leaves out what train mode does.",
+        "TrainOnly",
     ),
     _entry(
         "E906",

@@ -1,0 +1,101 @@
+"""Merges as the language writes them: a residual's shortcut module as one of its kinds
+(identity, projection, ResNet-D's average pool, option A's zero padding), with ``name=``,
+``project_from=`` and ``norm=false`` where the model's module needs them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from resdsl.importing.trace import Step, refuse
+
+_HINT = (
+    "identity, a 1x1 conv (+ batchnorm) (projection), avgpool + 1x1 conv (+ batchnorm) (ResNet-D), "
+    "or a stateless module that subsamples and appends zero channels (option A)"
+)
+
+
+def residual_args(module: nn.Module, step: Step, path: str) -> dict[str, object]:
+    """The arguments of ``residual(...)`` for a residual step of ``module``: kind, name,
+    project_from and norm (the last three only where they are not the defaults)."""
+    args: dict[str, object] = {"kind": shortcut_kind(module, step.target, path)}
+    if step.target and step.target != "downsample":
+        args["name"] = step.target
+    if step.source:
+        args["project_from"] = step.source
+    if step.target and args["kind"] != "zero_pad":
+        shortcut = list(module.get_submodule(step.target).children())
+        norm = _norm(shortcut[-1])
+        if norm != "batchnorm":
+            args["norm"] = norm
+        conv = shortcut[1] if args["kind"] == "avgpool_projection" else shortcut[0]
+        assert isinstance(conv, nn.Conv2d)
+        # a projection where the shapes agree: the block's residual is projection_all (option C)
+        args["same"] = conv.in_channels == conv.out_channels and conv.stride == (1, 1)
+        if args["kind"] == "avgpool_projection":
+            args["same"] = args["same"] and isinstance(shortcut[0], nn.Identity)
+    return args
+
+
+def render_residual(args: dict[str, object]) -> str:
+    """``residual(projection, name="shortcut", project_from=relu1, norm=false)``."""
+    parts = [str(args["kind"])]
+    if "name" in args:
+        parts.append(f'name="{args["name"]}"')
+    if "project_from" in args:
+        parts.append(f"project_from={args['project_from']}")
+    if "norm" in args:
+        parts.append(f"norm={args['norm']}")
+    return f"residual({', '.join(parts)})"
+
+
+def _norm(last: nn.Module) -> str:
+    """The projection's norm as ``residual(norm=...)`` says it: batchnorm, false or groupnorm(G)."""
+    if type(last) is nn.BatchNorm2d and (last.eps, last.momentum) == (1e-5, 0.1):
+        return "batchnorm"
+    if isinstance(last, nn.GroupNorm) and last.eps == 1e-5 and last.affine:
+        return f"groupnorm({last.num_groups})"
+    return "false"
+
+
+def shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
+    """identity, projection (1x1 conv [+ bn]), avgpool_projection (ResNet-D) or zero_pad (option A)."""
+    if not attr:
+        return "identity"
+    shortcut = module.get_submodule(attr)
+    members = list(shortcut.children()) if isinstance(shortcut, nn.Sequential) else []
+    parts = [type(m) for m in members]
+    if parts and parts[-1] in (nn.BatchNorm2d, nn.GroupNorm):
+        parts = parts[:-1]
+    if parts == [nn.Conv2d] and _one_by_one(members[0]):
+        return "projection"
+    if not parts and _pads_channels(shortcut):
+        return "zero_pad"
+    pooled = len(parts) == 2 and parts[0] in (nn.AvgPool2d, nn.Identity)
+    if pooled and parts[1] is nn.Conv2d and _one_by_one(members[1]):
+        return "avgpool_projection"
+    kind = f"{type(shortcut).__module__}.{type(shortcut).__qualname__}"
+    message = f"shortcut `{path}.{attr}` ({kind}) is no kind the language has"
+    raise refuse("E904", message, module, path, _HINT)
+
+
+def _one_by_one(conv: nn.Module) -> bool:
+    return isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.groups == 1 and conv.padding == (0, 0)
+
+
+def _pads_channels(shortcut: nn.Module) -> bool:
+    """Whether a module without state is option A: every ``s``-th position, zero channels appended
+    (``pad_channels``); found by running it on a probe, since such modules are written many ways."""
+    if shortcut.state_dict() or any(True for _ in shortcut.children()):
+        return False
+    probe = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            out = shortcut(probe)
+    except Exception:
+        return False
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[1] < 4 or not out.shape[2]:
+        return False
+    stride = 8 // out.shape[2]
+    expected = torch.nn.functional.pad(probe[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, out.shape[1] - 4))
+    return out.shape == expected.shape and torch.equal(out, expected)
