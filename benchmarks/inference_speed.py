@@ -1,34 +1,49 @@
-"""The inference build against eager PyTorch and torch's own fused paths, side by side.
+"""The inference build against eager PyTorch, torch's fused paths, torch.compile and
+onnxruntime, side by side.
 
 Every variant runs the same network with the same weights (random batchnorm statistics, so
 nothing folds to a no-op) on the same NCHW input, in ``torch.inference_mode()``:
 
 - eager: ``build_model(spec).eval()`` (torchvision's layout; the baseline of every ratio)
 - ours: ``build_model(spec, mode="inference", weights=...)``: batchnorm folded into the convs,
-  ``channels_last``
+  ``channels_last``, conv weights packed for oneDNN
+- ours, weights not packed: the same build with the packed copies dropped (each conv then runs
+  ``nn.Conv2d``'s own forward on the channels_last weight); ours, contiguous:
+  ``channels_last=False`` (NCHW, no packing). The default's layout is a choice made by
+  measurement, and these rows make it again on the processor at hand
 - ours + optimize_for_inference: that module through ``torch.jit.optimize_for_inference(
   torch.jit.freeze(torch.jit.script(...)))`` (what freezing our module adds: oneDNN layouts,
   conv+relu fusion)
 - fx fuse + channels_last: ``torch.fx.experimental.optimization.fuse`` of the eager model
 - optimize_for_inference: ``torch.jit.optimize_for_inference(torch.jit.freeze(script))``
-- onnxruntime: a ``torch.onnx.export`` (the TorchScript exporter, offline) in an
-  onnxruntime session with every graph optimisation (resdsl's own exporter: onnx_speed.py)
-
-- torch.compile: ``torch.compile`` of the eager model (inductor, ``freezing``, channels_last),
-  the path most torch users reach for now
+- torch.compile (contiguous; channels_last): ``torch.compile`` of the eager model, the path most
+  torch users reach for now (inductor, ``freezing``), in both memory formats: the better one
+  is torch.compile's figure
+- ours, compile=True: ``build_model(spec, mode="inference", compile=True)``
 - onnxruntime (resdsl export): ``resdsl export``'s file (dynamic batch), in a session set up as
   the README serves one; onnxruntime (torch.onnx export): the TorchScript exporter's file
+  (the batch fixed), in the same session options
 
-Each round times every variant once (a few calls each for small inputs), the order alternating
-between rounds; a ratio is eager time / variant time per round, reported as the median with the
-min and max. Every case runs at 1 and at 2 threads (``--threads``), every variant alike; the
-report's header names the CPU and its instruction sets, which decide the kernels.
+Compiling happens on a compiled variant's first call, before the timed rounds; that call is
+its compile time, reported apart (inductor's on-disk cache is an empty folder for each compile,
+as on a new server; one small model is compiled first so that starting inductor is not
+counted, and ours is compiled before torch.compile's, so that kernels kept in memory favour
+torch.compile's time). Each round times every variant once (a few calls each for batch 1),
+the order alternating between rounds; a ratio is a peer's time / the variant's per round,
+reported as the median with the min and max. Every case runs at 1 and at 2 threads
+(``--threads``), every variant alike; the output names the processor, the instruction sets its
+kernels choose between, the thread count and the load average.
 
-Targets (issues #11, #21), on the processor at hand: ours >= 1.3x eager and not slower than the
-best of fx fuse + channels_last and optimize_for_inference; resdsl export's file not slower than
-torch.onnx.export's in onnxruntime; at ResNet-50 batch 8 and ResNet-18 batch 1, 224 x 224.
+Targets (issues #11, #21), checkable on any machine, at ResNet-50 batch 8 and ResNet-18 batch 1,
+224 x 224: ours >= 1.3x eager and not slower than the best of fx fuse + channels_last and
+optimize_for_inference, nor than its own layouts without packing; ours with compile=True not
+slower than torch.compile (its better memory format) nor than ours uncompiled; resdsl export's
+file not slower than torch.onnx.export's in onnxruntime.
 
-    python benchmarks/inference_speed.py [--quick] [--json PATH] [--repeat 9] [--threads 1,2] [--no-compile]
+    python benchmarks/inference_speed.py [--quick] [--json PATH] [--repeat N] [--threads 1,2] [--no-compile]
+
+``--quick`` (or ``RESDSL_BENCH_QUICK=1``): the same cases in 3 rounds instead of 9 (about
+six minutes on a quiet 2-core machine, a third of it compiling). No test times anything.
 """
 
 from __future__ import annotations
@@ -36,23 +51,33 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import os
 import statistics
 import sys
+import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch._inductor.config
 from torch.fx.experimental.optimization import fuse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import convention, print_rows, ratios, row, samples, write_json
+from run import cpu
 
 import resdsl
+from resdsl.runtime.packed import PackedConv2d
 
-TITLE = "the inference build (batchnorm folded, channels_last) against eager eval and torch's fused paths"
+TITLE = (
+    "the inference build (batchnorm folded, channels_last; and compiled) against eager eval, torch's fused paths, "
+    "torch.compile and onnxruntime"
+)
 CASES = (("resnet50", 8), ("resnet18", 1))
+FULL, QUICK = 9, 3  # rounds
 
 
 def random_norms(model: torch.nn.Module) -> None:
@@ -105,24 +130,76 @@ def onnx_variants(spec: str, eager: torch.nn.Module, x: torch.Tensor, threads: i
     return {k: (lambda f=f: f(feed)) if callable(f) else f for k, f in out.items()}
 
 
-def compiled_eager(eager: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-    """``torch.compile`` of the eager model as torch's docs advise for CPU inference: inductor,
-    ``freezing`` (weights become constants, conv+batchnorm folded), channels_last; compiled on
-    the first call, here, not in the timed rounds."""
-    model = copy.deepcopy(eager).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    fn = torch.compile(model, options={"freezing": True})
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+COMPILED = "torch.compile (inductor, freezing, {})"
+OURS_COMPILED = "ours, compile=True"
+UNPACKED, CONTIGUOUS = "ours, weights not packed", "ours, contiguous"
+
+
+def warm_inductor() -> None:
+    """Compile a one-conv model first, so that importing and starting inductor (tens of
+    seconds the first time in a process) is not counted in the first network's compile time."""
+    tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    fn = torch.compile(tiny)
+    with torch.inference_mode():
+        fn(torch.randn(1, 3, 8, 8))
+
+
+def fresh_cache() -> None:
+    """Point inductor at an empty on-disk cache, so the next compile is a first one. Kernels it
+    built already in this process stay in memory, so ours is compiled first: what a later
+    compile reuses from it favours torch.compile's time, not ours."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="resdsl-bench-inductor-")
+
+
+def first_call(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> float:
+    """Seconds of ``fn``'s first call: for a compiled model, compiling it (and one run)."""
+    start = time.perf_counter()
     with torch.inference_mode():
         fn(x)
-    return lambda: fn(x)
+    return time.perf_counter() - start
+
+
+def compiled_variants(
+    spec: str, eager: torch.nn.Module, state: dict[str, torch.Tensor], x: torch.Tensor
+) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
+    """``torch.compile`` of the eager model in each memory format, as torch's docs advise for
+    CPU inference (inductor with ``torch._inductor.config.freezing``, set in main: weights become
+    constants, batchnorm folded, conv weights prepacked, conv+relu and conv+add+relu fused; in
+    torch 2.13 ``options={"freezing": True}`` leaves freezing off, see
+    resdsl/runtime/packed.py), and our ``compile=True`` build; each compiled here on its first
+    call, not in the timed rounds. Returns the functions and each one's compile time (its first
+    call) in seconds."""
+    fns: dict[str, Callable[[], Any]] = {}
+    seconds: dict[str, float] = {}
+    fresh_cache()
+    ours = resdsl.build_model(spec, mode="inference", weights=state, compile=True)
+    seconds[OURS_COMPILED] = first_call(ours, x)
+    fns[OURS_COMPILED] = lambda: ours(x)
+    for label, fmt in FORMATS.items():
+        fresh_cache()
+        model = copy.deepcopy(eager).to(memory_format=fmt)  # type: ignore[call-overload]
+        fn = torch.compile(model)
+        seconds[COMPILED.format(label)] = first_call(fn, x)
+        fns[COMPILED.format(label)] = lambda fn=fn: fn(x)
+    return fns, seconds
 
 
 def variants(
     spec: str, x: torch.Tensor, threads: int, compile_: bool
-) -> tuple[dict[str, Callable[[], Any]], list[str]]:
+) -> tuple[dict[str, Callable[[], Any]], dict[str, float], list[str]]:
+    """Every variant's function (the same weights), the compiled ones' compile seconds, and
+    notes: each variant's largest difference to eager, and the rows left out and why."""
     torch.manual_seed(0)
     eager = resdsl.build_model(spec).eval()
     random_norms(eager)
-    ours = resdsl.build_model(spec, mode="inference", weights=eager.state_dict())
+    state = eager.state_dict()
+    ours = resdsl.build_model(spec, mode="inference", weights=state)
+    unpacked = resdsl.build_model(spec, mode="inference", weights=state)
+    for m in unpacked.modules():
+        if isinstance(m, PackedConv2d):
+            m.packed = None  # its forward is then nn.Conv2d's
+    contiguous = resdsl.build_model(spec, mode="inference", weights=state, channels_last=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
         frozen_ours = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(ours)))
@@ -131,15 +208,19 @@ def variants(
     models = {
         "eager": eager,
         "ours": ours,
+        UNPACKED: unpacked,
+        CONTIGUOUS: contiguous,
         "ours + optimize_for_inference": frozen_ours,
         "fx fuse + channels_last": fused,
         "optimize_for_inference": optimized,
     }
     fns: dict[str, Callable[[], Any]] = {name: (lambda m=m: m(x)) for name, m in models.items()}
+    seconds: dict[str, float] = {}
     notes = []
     with torch.inference_mode():
         if compile_:
-            fns["torch.compile (inductor, freezing, channels_last)"] = compiled_eager(eager, x)
+            compiled, seconds = compiled_variants(spec, eager, state, x)
+            fns |= compiled
         for name, fn in onnx_variants(spec, eager, x, threads).items():
             if callable(fn):
                 fns[name] = fn
@@ -151,7 +232,7 @@ def variants(
             err = float((got - reference).abs().max() / reference.abs().max())
             assert err < 1e-3, f"{spec}: {name} differs from eager by {err:.1e}"  # float32, reordered sums
             notes.append(f"{name} {err:.0e}")
-    return fns, notes
+    return fns, seconds, notes
 
 
 def timed(fn: Callable[[], Any], calls: int) -> Callable[[], None]:
@@ -163,16 +244,73 @@ def timed(fn: Callable[[], Any], calls: int) -> Callable[[], None]:
     return run
 
 
-def case_rows(case: str, runs: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """Speed-ups over eager, and the comparisons the targets are about, per round."""
+def per_round_best(runs: dict[str, list[float]], names: list[str]) -> list[float]:
+    """Each round's fastest time of ``names`` (the peer at its best, round by round)."""
+    return [min(times) for times in zip(*(runs[n] for n in names), strict=True)]
+
+
+def speedup_rows(case: str, runs: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Every variant's speed-up over eager eval; ours' target is 1.3x (issue #11)."""
     rows = []
     for name in runs:
         if name != "eager":
-            ours = name == "ours"
-            target, met = (">= 1.3", lambda r: r >= 1.3) if ours else (None, None)
-            speedup = ratios(runs["eager"], runs[name])
-            rows.append(row(f"{case}: {name}", "speed-up over eager eval", speedup, target, met))
-    best = [min(a, b) for a, b in zip(runs["fx fuse + channels_last"], runs["optimize_for_inference"], strict=True)]
+            target, met = (">= 1.3", lambda r: r >= 1.3) if name == "ours" else (None, None)
+            rows.append(
+                row(f"{case}: {name}", "speed-up over eager eval", ratios(runs["eager"], runs[name]), target, met)
+            )
+    return rows
+
+
+def compile_rows(case: str, runs: dict[str, list[float]], seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """torch.compile's better memory format; ours compiled against it and against ours
+    uncompiled (the targets of issue #21 item 2); the compile times, measured once each."""
+    formats = [COMPILED.format(label) for label in FORMATS]
+    if not all(name in runs for name in [*formats, OURS_COMPILED]):
+        return []
+    contiguous, channels_last = formats
+    order = ratios(runs[contiguous], runs[channels_last])
+    better = "channels_last" if statistics.median(order) >= 1 else "contiguous"
+    best = per_round_best(runs, formats)
+    at_least = (">= 1.0", lambda r: r >= 1.0)
+    times = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+    cold = seconds[OURS_COMPILED] / min(seconds[n] for n in formats)
+    return [
+        row(
+            f"{case}: torch.compile, channels_last against contiguous",
+            "contiguous time / channels_last",
+            order,
+            detail=f"the better: {better}",
+        ),
+        row(
+            f"{case}: {OURS_COMPILED} against torch.compile",
+            "torch.compile time (better format, per round) / ours compiled",
+            ratios(best, runs[OURS_COMPILED]),
+            *at_least,
+        ),
+        row(
+            f"{case}: {OURS_COMPILED} against ours",
+            "ours (uncompiled) time / ours compiled",
+            ratios(runs["ours"], runs[OURS_COMPILED]),
+            *at_least,
+        ),
+        row(
+            f"{case}: ours against torch.compile",
+            "torch.compile time (better format, per round) / ours",
+            ratios(best, runs["ours"]),
+        ),
+        row(
+            f"{case}: compile time, {OURS_COMPILED} against torch.compile",
+            "ours' first call / the faster-compiling torch.compile's",
+            [cold],
+            detail=f"first calls, inductor's cache empty: {times}; one figure, no spread",
+        ),
+    ]
+
+
+def case_rows(case: str, runs: dict[str, list[float]], seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """Speed-ups over eager, and the comparisons the targets are about, per round."""
+    rows = speedup_rows(case, runs)
+    best = per_round_best(runs, ["fx fuse + channels_last", "optimize_for_inference"])
     rows.append(
         row(
             f"{case}: ours against torch's best fused path",
@@ -183,10 +321,18 @@ def case_rows(case: str, runs: dict[str, list[float]]) -> list[dict[str, Any]]:
             "per round, the faster of the two torch paths",
         )
     )
-    compiled = "torch.compile (inductor, freezing, channels_last)"
-    if compiled in runs:
-        against = ratios(runs[compiled], runs["ours"])
-        rows.append(row(f"{case}: ours against torch.compile", "torch.compile time / ours", against))
+    for other in (UNPACKED, CONTIGUOUS):
+        rows.append(
+            row(
+                f"{case}: ours (packed, channels_last) against {other}",
+                f"{other} time / ours",
+                ratios(runs[other], runs["ours"]),
+                ">= 1.0",
+                lambda r: r >= 1.0,
+                "the default layout, checked on this processor",
+            )
+        )
+    rows += compile_rows(case, runs, seconds)
     ort_ours, ort_torch = "onnxruntime (resdsl export)", "onnxruntime (torch.onnx export)"
     if ort_ours in runs and ort_torch in runs:
         rows.append(
@@ -202,33 +348,49 @@ def case_rows(case: str, runs: dict[str, list[float]]) -> list[dict[str, Any]]:
     return rows
 
 
+def where(threads: int) -> str:
+    """The processor, the instruction sets its kernels choose between, threads and load."""
+    model, isa = cpu()
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"{model} ({os.cpu_count()} cores; {isa}), {threads} thread(s), load average {load}"
+
+
+def run_case(spec: str, batch: int, size: int, threads: int, repeat: int, compile_: bool) -> list[dict[str, Any]]:
+    """One network and batch at ``threads``: every variant timed side by side, its rows."""
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    fns, seconds, notes = variants(spec, x, threads, compile_)
+    calls = 1 if batch > 1 else 5
+    runs = samples({name: timed(fn, calls) for name, fn in fns.items()}, repeat)
+    case = f"{spec}, batch {batch}, {size} x {size}, {threads} thread{'s' if threads > 1 else ''}"
+    print(f"\n{case} ({calls} call(s) a round); max relative difference to eager: {', '.join(notes)}")
+    for name, values in runs.items():
+        median = statistics.median(values) / calls
+        speedup = statistics.median(ratios(runs["eager"], values))
+        print(f"  {name:<50} {median * 1e3:9.1f} ms   {speedup:5.2f}x")
+    for name, s in seconds.items():
+        print(f"  compile time (first call): {name:<40} {s:6.1f} s")
+    return case_rows(case, runs, seconds)
+
+
 def main() -> None:
     parser = convention(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--repeat", type=int, default=None, help=f"rounds (default {FULL}; {QUICK} with --quick)")
     parser.add_argument("--threads", default="1,2", help="thread counts to run at, comma-separated (default 1,2)")
-    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (minutes of compiling)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the compiled variants")
     args = parser.parse_args()
-    threads = [int(t) for t in args.threads.split(",")]
-    size = 112 if args.quick else 224
-    repeat = 2 if args.quick else args.repeat
+    quick = args.quick or os.environ.get("RESDSL_BENCH_QUICK", "") not in ("", "0")
+    repeat = args.repeat or (QUICK if quick else FULL)
+    if not args.no_compile:
+        fresh_cache()
+        torch._inductor.config.freezing = True  # for torch.compile of the eager model
+        warm_inductor()
     rows = []
-    for n in threads:
+    for n in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(n)
-        print(f"torch {torch.__version__}, {n} thread(s), {size} x {size}, median of {repeat} rounds")
+        print(f"torch {torch.__version__}; {where(n)}; median of {repeat} rounds{' (quick)' if quick else ''}")
         for spec, batch in CASES:
-            batch = 1 if args.quick else batch
-            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
-            fns, notes = variants(spec, x, n, compile_=not args.no_compile)
-            calls = 1 if batch > 1 or args.quick else 5
-            runs = samples({name: timed(fn, calls) for name, fn in fns.items()}, repeat)
-            case = f"{spec}, batch {batch}, {size} x {size}, {n} thread{'s' if n > 1 else ''}"
-            print(f"\n{case} ({calls} call(s) a round); max relative difference to eager: {', '.join(notes)}")
-            for name, values in runs.items():
-                median = statistics.median(values) / calls
-                speedup = statistics.median(ratios(runs["eager"], values))
-                print(f"  {name:<50} {median * 1e3:9.1f} ms   {speedup:5.2f}x")
-            rows += case_rows(case, runs)
-    print()
+            rows += run_case(spec, batch, 224, n, repeat, compile_=not args.no_compile)
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}\n")
     print_rows(rows)
     write_json(args.json, "inference_speed", TITLE, rows)
 

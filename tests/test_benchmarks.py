@@ -87,3 +87,26 @@ def test_committed_report_covers_every_benchmark() -> None:
     assert text.startswith("# Benchmarks") and "| CPU cores |" in text and "| onnxruntime |" in text
     for name in discover():
         assert f"## {name}" in text, f"docs/benchmarks.md lacks {name}: rerun python -m benchmarks"
+
+
+def test_inference_speed_rows_judge_the_targets_from_given_times() -> None:
+    """The rows inference_speed writes, from made-up times (nothing is timed): torch.compile's
+    better memory format, ours compiled against it and against ours, the layout rows, the
+    compile times as one figure each."""
+    from benchmarks import inference_speed as bench  # it puts benchmarks/ on sys.path for its helpers
+
+    compiled = [bench.COMPILED.format(f) for f in bench.FORMATS]
+    times = {"eager": 2.0, "ours": 1.0, bench.UNPACKED: 1.2, bench.CONTIGUOUS: 1.5}
+    times |= {"fx fuse + channels_last": 1.4, "optimize_for_inference": 0.9}
+    times |= {compiled[0]: 1.1, compiled[1]: 0.8, bench.OURS_COMPILED: 0.7}
+    runs = {name: [t, t * 1.01, t * 0.99] for name, t in times.items()}
+    seconds = {compiled[0]: 20.0, compiled[1]: 16.0, bench.OURS_COMPILED: 12.0}
+    rows = {r["case"].split(": ", 1)[1]: r for r in bench.case_rows("case", runs, seconds)}
+    assert rows["ours"]["met"] and rows["ours"]["ratio"] == 2.0
+    assert rows["ours against torch's best fused path"]["met"] is False  # 0.9 / 1.0
+    assert rows["torch.compile, channels_last against contiguous"]["detail"] == "the better: channels_last"
+    assert abs(rows["ours, compile=True against torch.compile"]["ratio"] - 0.8 / 0.7) < 1e-9
+    assert rows["ours, compile=True against ours"]["met"] and rows["ours against torch.compile"]["met"] is None
+    assert rows[f"ours (packed, channels_last) against {bench.UNPACKED}"]["met"]
+    compile_time = rows["compile time, ours, compile=True against torch.compile"]
+    assert compile_time["ratio"] == 12.0 / 16.0 and compile_time["low"] == compile_time["high"]

@@ -7,20 +7,57 @@ benchmarks/inference_speed.py). :func:`pack_convolutions` swaps each ``nn.Conv2d
 CPU model for a :class:`PackedConv2d` that keeps its parameters (same ``state_dict``) and runs
 on the weight reordered once for the input size it will see. Where oneDNN is missing, or for
 another dtype, device or autograd, it is the plain conv. Generated inference modules carry
-the part below the marker (it imports only torch).
+the part below the marker (it imports only torch), with what the inference build's
+``compile=True`` runs: :func:`missing_compiler`, asked first, and :func:`compile_frozen`.
 """
 
 # no "from __future__ import annotations": TorchScript reads the class annotations below as types
 
+import os
+import shutil
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PackedConv2d", "pack_convolutions", "packing_available"]
+__all__ = ["PackedConv2d", "compile_frozen", "missing_compiler", "pack_convolutions", "packing_available"]
 
 
 # --- copied into generated inference modules from here ---
+
+
+def missing_compiler() -> str | None:
+    """Why ``compile=True`` cannot work here, or None. Inductor writes C++ for the CPU and builds
+    it with the system's compiler (``$CXX``, else ``c++``, ``g++`` or ``clang++``): without one
+    the first call would fail deep inside torch, so a build asks this first."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
+    if any(shutil.which(name) for name in names):
+        return None
+    return f"compile=True needs a C++ compiler, and none of {', '.join(names)} is on PATH"
+
+
+def compile_frozen(model: nn.Module) -> None:
+    """Compile ``model``'s forward in place with inductor under freezing (its weights become
+    constants of the graph: batchnorm folded, conv weights prepacked for oneDNN, conv+relu and
+    conv+add+relu fused). The module, its class and its state_dict stay; it compiles on its
+    first call, for that call's input shape. Freezing is read while dynamo traces, not only
+    while inductor compiles, so ``torch.compile(options={"freezing": True})`` leaves it off
+    (torch 2.13: the graph keeps its batchnorms and aten convs); each call here runs under
+    ``torch._inductor.config.patch`` instead, so a recompile for a new shape freezes too.
+    oneDNN's weight packing takes no float64, and once a float32 graph was frozen in the
+    process torch 2.13 packs every frozen conv's weight, so a float64 call is compiled without
+    freezing (weights stay inputs of the graph). A frozen graph reads the weights once: a weight
+    edited afterwards is not seen."""
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(model._call_impl)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        doubles = any(isinstance(a, Tensor) and a.dtype == torch.float64 for a in args)
+        with inductor_config.patch(freezing=not doubles):
+            return compiled(*args, **kwargs)
+
+    model._compiled_call_impl = call  # what nn.Module.compile sets: __call__ runs it
 
 
 def packing_available() -> bool:

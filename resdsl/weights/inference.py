@@ -12,8 +12,6 @@ packing is left out), on its first call for that call's input shape.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +22,7 @@ from resdsl.backends.torch import build
 from resdsl.diagnostics import ResdslError, Span, error
 from resdsl.ir import Network
 from resdsl.ir.fold import FoldPlan, fold_network, fold_state_dict, refuse_folded
-from resdsl.runtime.packed import pack_convolutions
+from resdsl.runtime.packed import compile_frozen, missing_compiler, pack_convolutions
 from resdsl.weights import Weights, load_read, read_weights, weights_name
 
 __all__ = ["build_inference", "inference_model"]
@@ -76,7 +74,7 @@ def inference_model(
     are replaced by ``state``'s) and make it ready to serve. ``channels_last`` with float32
     weights on the CPU also packs the convs' weights for oneDNN once (:mod:`packed`), for
     inputs of ``input_shape``. ``compile``: the forward is compiled in place by inductor with
-    freezing (``nn.Module.compile``: the module, its class and its state_dict keys stay as they
+    freezing (:func:`compile_frozen`: the module, its class and its state_dict keys stay as they
     are), instead of the packing."""
     model.load_state_dict(state, assign=True)
     model.eval()
@@ -87,20 +85,19 @@ def inference_model(
             pack_convolutions(model, input_shape)
     model.resdsl_fold_plan = plan  # type: ignore[assignment]
     if compile:
-        model.compile(options={"freezing": True})
+        compile_frozen(model)
     return model
 
 
 def require_compiler() -> None:
-    """Inductor writes C++ for the CPU and builds it with the system's compiler (``$CXX``, else
-    ``c++``, ``g++`` or ``clang++``): without one, say so now rather than in the first call's
-    traceback."""
-    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
-    if not any(shutil.which(n) for n in names):
+    """E804 now, when there is no C++ compiler for inductor (:func:`missing_compiler`), rather
+    than in the first call's traceback."""
+    why = missing_compiler()
+    if why is not None:
         raise ResdslError(
             error(
                 "E804",
-                f"compile=True needs a C++ compiler, and none of {', '.join(names)} is on PATH",
+                why,
                 Span("<compile>", 0, 0, 0, 0),
                 help="install one (apt-get install g++), set CXX, or build without compile=True",
             )

@@ -462,22 +462,51 @@ def test_generated_from_trained_refuses_parameters_when_an_eps_depends_on_them(t
 # -- The compiled inference build (issue #21 item 2) ------------------------------------------------
 
 
-@pytest.mark.slow
-def test_a_compiled_inference_build_equals_the_uncompiled_one_in_float64() -> None:
-    """compile=True: the same module class and state_dict, the forward compiled in place by
-    inductor under freezing; in float64 it gives the uncompiled build's outputs."""
-    torch.manual_seed(0)
-    trained = resdsl.build_model("resnet20").eval()
-    plain = resdsl.build_model("resnet20", mode="inference", weights=trained.state_dict(), channels_last=False)
-    compiled = resdsl.build_model("resnet20", mode="inference", weights=trained.state_dict(), compile=True)
-    assert type(compiled) is type(plain) and list(compiled.state_dict()) == list(plain.state_dict())
-    assert not any(type(m).__name__ == "PackedConv2d" for m in compiled.modules())  # inductor packs instead
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+# The compiled build, in float64 where the path allows: inductor compiles float64 graphs (its C++
+# kernels take doubles), but not frozen ones (oneDNN's weight packing takes no float64), so a
+# float64 call compiles without freezing and is held to eval mode at FOLD_TOL. The frozen graph
+# (float32, what a server runs: weights prepacked, conv+relu and conv+add+relu fused) is held to
+# COMPILED_TOL against float64 eval mode: float32's unit roundoff u = 2**-24 ~ 6e-8, once per
+# folded weight (w * s) and, at worst in practice, sqrt(K) u per dot product of K terms; over L
+# layers ~ L sqrt(K) u = 20 * sqrt(64 * 9) * 6e-8 ~ 2.9e-5 for resnet20's 20 convs of at most
+# 576 terms, so 1e-4 (about 3.5x that) is the bound; a wrong fold shows at 1e-3 or worse.
+# About 10 s each with inductor's cache empty: slow.
+COMPILED_TOL = 1e-4
+
+
+def compiled_pair(net: Network, **options: Any) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The float64 eval-mode model's output, the float32 compiled build of its weights, and the input."""
+    model = trained(net)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    compiled = resdsl.build_model(net, mode="inference", weights=state, compile=True, **options)
     with torch.inference_mode():
-        want = plain.double()(x)
-        got = compiled.double()(x)
-    assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
-    assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
+        return compiled, model(x), x
+
+
+@pytest.mark.slow
+def test_a_compiled_inference_build_equals_eval_mode() -> None:
+    """compile=True: the same module class and state_dict as without, the forward compiled in
+    place by inductor; frozen in float32 (COMPILED_TOL against float64 eval mode; the weights
+    read once, so one zeroed afterwards changes nothing), in float64 unfrozen and within
+    FOLD_TOL; channels_last (the default) and contiguous alike."""
+    net = resdsl.compile("resnet20")
+    plain = resdsl.build_model(net, mode="inference", channels_last=False)
+    for channels_last in (True, False):
+        compiled, want, x = compiled_pair(net, channels_last=channels_last)
+        assert type(compiled) is type(plain) and list(compiled.state_dict()) == list(plain.state_dict())
+        assert not any(isinstance(m, PackedConv2d) for m in compiled.modules())  # inductor packs instead
+        assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
+        with torch.inference_mode():
+            got = compiled(x.float())
+            assert rel_error(got.double(), want) < COMPILED_TOL
+            compiled.conv1.weight.zero_()  # frozen: the graph holds the weights it was compiled with
+            assert torch.equal(compiled(x.float()), got)
+    model = trained(net)
+    doubles = resdsl.build_model(net, mode="inference", weights=model.state_dict(), compile=True)
+    with torch.inference_mode():
+        got = doubles(x)
+        assert got.dtype == torch.float64 and rel_error(got, model(x)) < FOLD_TOL
 
 
 def test_compile_needs_a_cxx_compiler_and_says_so_before_building(
@@ -498,15 +527,32 @@ def test_compile_is_an_inference_build_option() -> None:
 
 @pytest.mark.slow
 def test_a_generated_inference_module_compiles_as_build_model_does(tmp_path: Path) -> None:
-    """from_trained(..., compile=True): the same model as without, its forward compiled in place;
-    in float64 the uncompiled module's outputs."""
+    """from_trained(..., compile=True): the same model as without, its forward compiled in place
+    (compile_frozen, the code build_model runs): frozen in float32 within COMPILED_TOL of the
+    training model's float64 eval mode, and in float64 within FOLD_TOL."""
     module = load_generated(inference_code("resnet20"), tmp_path, "resnet20_compiled")
-    torch.manual_seed(0)
-    state = resdsl.build_model("resnet20").state_dict()
-    plain = module.from_trained(state, channels_last=False).double()
-    compiled = module.from_trained(state, compile=True)
-    assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    with torch.inference_mode():
-        want, got = plain(x), compiled.double()(x)
-    assert torch.allclose(got, want, rtol=0, atol=1e-10 * float(want.abs().max()))
+    model = trained(resdsl.compile("resnet20"))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    singles = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    for state, tol in ((singles, COMPILED_TOL), (model.state_dict(), FOLD_TOL)):
+        compiled = module.from_trained(state, compile=True)
+        assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
+        with torch.inference_mode():
+            got = compiled(x.to(next(iter(state.values())).dtype))
+            assert rel_error(got.double(), model(x)) < tol
+
+
+def test_a_generated_inference_module_says_when_compile_has_no_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a C++ compiler, from_trained(compile=True) is a RuntimeError that says so, before
+    building anything (not inductor's traceback at the first call); compile=False still serves."""
+    module = load_generated(inference_code("resnet20"), tmp_path, "resnet20_no_cxx")
+    state = trained(resdsl.compile("resnet20")).state_dict()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no c++, g++ or clang++ here
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(
+        RuntimeError, match=r"^compile=True needs a C\+\+ compiler, and none of c\+\+, g\+\+, clang\+\+"
+    ):
+        module.from_trained(state, compile=True)
+    assert module.from_trained(state, channels_last=False).training is False

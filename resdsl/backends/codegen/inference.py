@@ -66,6 +66,7 @@ def template_names(inference: InferenceParts | None) -> dict[str, Any]:
     """Extra exports and imports an inference module needs."""
     if inference is None:
         return {"exports": [], "abc": [], "typing": []}
-    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "PackedConv2d", "fold_batchnorm", "from_trained"]
-    exports += ["pack_convolutions", "packing_available"]
+    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "PackedConv2d", "compile_frozen", "fold_batchnorm"]
+    exports += ["from_trained"]
+    exports += ["missing_compiler", "pack_convolutions", "packing_available"]
     return {"exports": exports, "abc": ["Iterable", "Mapping"], "typing": ["Any"]}

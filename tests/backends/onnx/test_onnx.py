@@ -222,14 +222,24 @@ def test_random_weights_are_seeded_and_drawn_like_build_model() -> None:
 
 
 def test_dynamic_and_fixed_batch() -> None:
+    """A dynamic batch runs any batch size, a fixed one its own; both give build_model's eval-mode
+    outputs (float64) within FLOAT32_TOL, and the same outputs as each other for the same input."""
+    import torch
+
+    model, weights = _trained("resnet20")
     net = resdsl.compile("resnet20")
-    dynamic = onnx_model(net, batch="dynamic")
+    dynamic = onnx_model(net, weights, batch="dynamic")
     assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    for n in (1, 5):
-        x = np.random.default_rng(n).standard_normal((n, 3, 32, 32), dtype=np.float32)
-        assert _run(dynamic, x).shape == (n, 10)
-    fixed = onnx_model(net, batch=4)
+    fixed = onnx_model(net, weights, batch=4)
     assert fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+    for n in (1, 4, 5):
+        x = np.random.default_rng(n).standard_normal((n, 3, 32, 32), dtype=np.float32)
+        with torch.no_grad():
+            expected = model.double()(torch.from_numpy(x).double()).numpy()
+        got = _run(dynamic, x)
+        assert got.shape == (n, 10) and np.abs(got - expected).max() / np.abs(expected).max() < FLOAT32_TOL
+        if n == 4:
+            assert np.abs(_run(fixed, x) - got).max() / np.abs(expected).max() < FLOAT32_TOL
     with pytest.raises(ResdslError) as info:
         onnx_model(net, batch="many")
     assert info.value.code == "E823"
