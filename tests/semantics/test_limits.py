@@ -7,7 +7,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import pytest
 
@@ -19,17 +19,19 @@ DEFAULT = Limits()
 T = TypeVar("T")
 
 
-def cpu_seconds(run: Callable[[], T]) -> tuple[float, T]:
-    """The CPU time of the faster of two runs of ``run()``, and its result.
+def cpu_seconds(*runs: Callable[[], object], repeats: int = 2) -> list[float]:
+    """The CPU time of the fastest of ``repeats`` runs of each of ``runs``.
 
     CPU time, not wall time: other processes on a busy machine do not inflate it the way they
-    inflate wall time (though a slower processor does)."""
-    elapsed, result = float("inf"), None
-    for _ in range(2):
-        start = time.process_time()
-        result = run()
-        elapsed = min(elapsed, time.process_time() - start)
-    return elapsed, cast(T, result)
+    inflate wall time (though a slower processor does). The runs are interleaved, so a burst of
+    load on a shared machine slows all of them alike rather than the one it happens to fall on."""
+    best = [float("inf")] * len(runs)
+    for _ in range(repeats):
+        for i, run in enumerate(runs):
+            start = time.process_time()
+            run()
+            best[i] = min(best[i], time.process_time() - start)
+    return best
 
 
 def cheap(
@@ -42,14 +44,19 @@ def cheap(
     ``seconds`` of CPU: 1 s is over a hundred times what each guarded input needs here (a few
     milliseconds, measured on a busy two-core machine), so a slow processor does not fail it. An
     input whose work is real but must stay proportional to its size (a parse of 20,000 terms) is
-    held instead against ``linear_from``, the same input ten times smaller, timed alongside: at most
-    ``LINEAR_BOUND`` times its CPU. The ratio does not depend on the processor; linear work gives
-    about 10, quadratic about 100."""
-    elapsed, result = cpu_seconds(run)
+    held instead against ``linear_from``, the same input ten times smaller, timed alongside and
+    interleaved with it: at most ``LINEAR_BOUND`` times its CPU. The ratio does not depend on the
+    processor; linear work gives about 10, quadratic about 100."""
+    results: list[T] = []
+
+    def kept() -> None:
+        results.append(run())
+
     if linear_from is None:
+        (elapsed,) = cpu_seconds(kept)
         assert elapsed < seconds, f"took {elapsed:.2f} s of CPU"
     else:
-        small, _ = cpu_seconds(linear_from)
+        elapsed, small = cpu_seconds(kept, linear_from, repeats=3)
         ratio = elapsed / max(small, 1e-3)
         assert ratio < LINEAR_BOUND, f"took {elapsed:.2f} s of CPU, {ratio:.0f} times the tenfold smaller input"
     tracemalloc.start()
@@ -59,7 +66,7 @@ def cheap(
     finally:
         tracemalloc.stop()
     assert peak < megabytes * 2**20, f"peak {peak / 2**20:.0f} MB"
-    return result
+    return results[0]
 
 
 LINEAR_BOUND = 30  # 3x what linear work takes, a third of what quadratic work would
