@@ -29,8 +29,21 @@ def test_slow_if_heavy_marks_only_the_heavy_networks() -> None:
         assert param.values == args and [m.name for m in param.marks] == ["slow"]
 
 
+def test_the_two_halves_share_the_heavy_networks_out() -> None:
+    """``half=0`` and ``half=1`` take disjoint halves of HEAVY that together make all of it, and
+    leave the quick networks to both."""
+    names = ["resnet18", *sorted(HEAVY)]
+    halves = [slow_if_heavy(names, half=h) for h in (0, 1)]
+    taken = [{p.values[0] for p in half if not isinstance(p, str)} for half in halves]
+    assert all(half[0] == "resnet18" for half in halves)
+    assert not taken[0] & taken[1] and taken[0] | taken[1] == HEAVY
+    assert abs(len(taken[0]) - len(taken[1])) <= 1
+
+
 # Collection in a process where elaborating any network raises: the test modules may list and parse
-# the shipped specs, never check them. It also shows what plain `pytest` leaves out.
+# the shipped specs, never check them. One collection of every test (`-m ""` lifts the addopts'
+# `not slow`) prints each test's id after "quick" or "slow", which is what plain `pytest` and
+# `pytest -m slow` would take.
 COLLECT = textwrap.dedent(
     """
     import sys
@@ -40,24 +53,27 @@ COLLECT = textwrap.dedent(
     def refuse(*args, **kwargs):
         raise AssertionError("a network was elaborated during collection")
 
+    class Listing:
+        def pytest_collection_finish(self, session):
+            for item in session.items:
+                print("slow" if item.get_closest_marker("slow") else "quick", item.nodeid)
+
     Elaborator.__init__ = refuse
-    sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]]))
+    sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-m", ""], plugins=[Listing()]))
     """
 )
 
 
 @pytest.mark.slow
 def test_collection_elaborates_nothing_and_leaves_the_slow_tests_out() -> None:
-    def collect(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", COLLECT, *args], capture_output=True, text=True, cwd=ROOT, timeout=600
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return done.stdout
-
-    quick, slow = collect(), collect("-m", "slow")
-    summary = quick.strip().splitlines()[-1]
-    assert re.fullmatch(r"\d+/\d+ tests collected \(\d+ deselected\) in [\d.]+s", summary), summary
+    done = subprocess.run([sys.executable, "-c", COLLECT], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ tests collected in [\d.]+s", summary), summary
+    listed = [line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("quick ", "slow "))]
+    quick = {test for kind, test in listed if kind == "quick"}
+    slow = {test for kind, test in listed if kind == "slow"}
+    assert len(quick) > 2000 and len(slow) > 300
     for test in (
         "tests/syntax/test_fuzz.py::test_generated_programs",
         "tests/backends/torch/test_backend_torch.py::test_ddp_two_processes_keep_parameters_identical",

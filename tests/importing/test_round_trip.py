@@ -33,6 +33,7 @@ IMPORTED = [
 DEEPEST = {
     *("resnet152", "resnet152_v1", "resnet101_v1", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"),
     *("resnet152d", "resnet101d", "resnetrs101", "resnetrs152", "resnet1202", "preact_resnet1001"),
+    *("resnet101", "wide_resnet50_2"),
 }
 if not os.environ.get("RESDSL_IMPORT_ALL"):
     IMPORTED = [n for n in IMPORTED if n not in DEEPEST]

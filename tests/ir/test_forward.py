@@ -306,7 +306,7 @@ def assert_one_renderer(monkeypatch: pytest.MonkeyPatch, network: Network, same_
         assert _shape(rendered[network_class]) == _shape(sources[type(model).resdsl_source])
 
 
-@pytest.mark.parametrize("spec", slow_if_heavy(p.stem for p in shipped_spec_files()))
+@pytest.mark.parametrize("spec", slow_if_heavy((p.stem for p in shipped_spec_files()), half=1))
 def test_every_shipped_spec_is_rendered_by_the_one_renderer(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
     assert_one_renderer(monkeypatch, resdsl.compile(spec))
 

@@ -88,7 +88,7 @@ def both(spec: str, **options: Any) -> tuple[torch.nn.Module, torch.nn.Module, t
     return model, inference, x
 
 
-@pytest.mark.parametrize("spec", slow_if_heavy(IMAGENET))
+@pytest.mark.parametrize("spec", slow_if_heavy(IMAGENET, half=0))
 def test_inference_matches_eval_training(spec: str) -> None:
     model, inference, x = both(spec, channels_last=False)
     with torch.no_grad():

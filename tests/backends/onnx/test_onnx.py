@@ -40,7 +40,9 @@ class _ZeroWeights(onnx_weights.WeightSource):
 
 
 @pytest.mark.parametrize(
-    ("name", "path"), slow_if_heavy(n[:2] for n in shipped_networks()), ids=lambda v: v if isinstance(v, str) else ""
+    ("name", "path"),
+    slow_if_heavy((n[:2] for n in shipped_networks()), half=0),
+    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_every_shipped_network_passes_the_full_checker(name: str, path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr("resdsl.backends.onnx.WeightSource", _ZeroWeights)

@@ -49,7 +49,7 @@ def test_matches_torchvision(name: str, manifest: dict[str, Any], reference_outp
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.arch"))
 
 
-@pytest.mark.parametrize("name", slow_if_heavy(sorted(shipped_names()) + EXAMPLES))
+@pytest.mark.parametrize("name", slow_if_heavy(sorted(shipped_names()) + EXAMPLES, half=1))
 def test_real_shapes_equal_inferred_shapes(name: str) -> None:
     net = compiled(name)
     model = resdsl.build_model(net).eval()
