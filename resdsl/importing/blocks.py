@@ -14,7 +14,7 @@ from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
 Statement = tuple[str, str, dict[str, object]]  # (layer name or "", op, arguments)
-WIDTHS = ("out", "planes")  # the arguments that are widths: derived from the block's `planes`
+WIDTHS = ("out", "planes", "width")  # the arguments that are widths: derived from the block's `planes`
 
 
 def literal(value: object) -> str:
@@ -99,7 +99,8 @@ class BlockClass:
                     if op == "residual" or key == "body":
                         continue
                     if len({repr(self._value(inst, i, key)) for inst in self.instances}) > 1:
-                        self._params[(i, key)] = "stride" if key in ("s", "stride") else f"{name}_{key}"
+                        named = f"{name}_{key}" if name else key  # an anonymous op's: first
+                        self._params[(i, key)] = "stride" if key in ("s", "stride") else named
             self._derive_channels()
         return self._params
 
@@ -206,7 +207,7 @@ class BlockClass:
                 reused = op in STATELESS and any(s[0] == layer for s in out)  # self.act1 called twice
                 out.append(("" if reused else layer, op, args))
             else:
-                out.append(("", step.kind, {}))
+                out.append(("", step.kind, dict(step.args)))
         return out
 
     def _child(self, module: nn.Module, step: Step, path: str, position: int) -> Statement:
@@ -234,7 +235,7 @@ def _shape_of(statements: list[Statement]) -> list[tuple[str, str, object]]:
     return [(s[0], s[1], s[2].get("body")) for s in statements]
 
 
-_ORDER = ("out", "planes", "k", "s", "p", "d", "groups", "bias")
+_ORDER = ("out", "planes", "width", "scale", "k", "s", "p", "d", "groups", "bias")
 
 
 def _order_of(key: str) -> int:

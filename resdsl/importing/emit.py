@@ -66,7 +66,7 @@ def _body(model: nn.Module, spec: Spec) -> list[Line]:
         elif step.kind in ("module", "gate"):
             out.append(_statement(step, model.get_submodule(step.target), spec))
         else:
-            out.append(step.kind)
+            out.append(blocks.call(step.kind, step.args))
     return out
 
 
