@@ -10,6 +10,7 @@ from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
+from resdsl.importing.nesting import NestedStage, named_sequential, nested_stage
 from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
@@ -44,6 +45,7 @@ class BlockClass:
     _lazy: list[tuple[int, int, BlockClass, int]] = field(default_factory=list)
     _params: dict[tuple[int, str], str] | None = None
     _derived: dict[tuple[int, str], str] = field(default_factory=dict)
+    stages: dict[str, list[NestedStage]] = field(default_factory=dict)  # by layer, every instance's
 
     @property
     def gates(self) -> bool:
@@ -217,10 +219,14 @@ class BlockClass:
         if is_leaf(child) and not gate:
             op, args = op_of(child, path)
             return (step.target, op, args)
-        if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child):
+        stage = None if gate else nested_stage(self, step.target, child, path)
+        if stage is not None:  # DenseNet's denseblock1 in features
+            return (step.target, "stage", {"body": stage})
+        named = named_sequential(child)  # transition1.norm: a block, not a group
+        if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child) and not named:
             group = ", ".join(call(*op_of(m, f"{path}.{i}")) for i, m in enumerate(child))
             return (step.target, "gate sequential" if gate else "sequential", {"body": group})
-        if is_leaf(child) or isinstance(child, nn.Sequential):
+        if is_leaf(child) or (isinstance(child, nn.Sequential) and not named):
             raise refuse("E904", f"`{path}` is no block, group or op a block can hold", child, path, "")
         nested = self.klass_of(type(child))
         index = nested.add(child, path)
@@ -268,6 +274,8 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
     """One statement of a block's body."""
     if op == "residual":
         return render_residual(args)
+    if op == "stage":
+        return f"{layer} = {args['body']}"
     if op.endswith("sequential"):
         body = f"sequential({args['body']})"
         return f"{layer} = gate({body})" if op.startswith("gate") else f"{layer} = {body}"

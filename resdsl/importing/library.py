@@ -35,6 +35,7 @@ from resdsl.ops.hierarchy import RES2_HIERARCHY
 Found = tuple[str, dict[str, object]]  # (op, its non-default arguments)
 _ARITH = (operator.floordiv, operator.mul, operator.add, operator.sub, operator.truediv, operator.getitem)
 _VIEWS = ("reshape", "view")
+_CAT = (torch.cat, torch.concat)
 # the functions between a hierarchy's split and its concatenation: chunks, sums, ReLUs
 _IN_HIERARCHY = (operator.getitem, operator.add, operator.iadd, torch.add, torch.relu, nn.functional.relu)
 # a runtime op's parameter read from another attribute name (timm's RadixSoftmax: cardinality)
@@ -69,10 +70,14 @@ class Library:
     module: nn.Module
     steps: dict[torch.fx.Node, Found] = field(default_factory=dict)
     skip: set[torch.fx.Node] = field(default_factory=set)
+    # the forward takes a list of maps and concatenates it first (torchvision's _DenseLayer):
+    # in a dense block that is a layer ending in concat (:mod:`.nesting`)
+    list_input: bool = False
 
     def __post_init__(self) -> None:
         self.order = {node: i for i, node in enumerate(self.graph.nodes)}
         self._meta()
+        self._list_input()
         for node in self.graph.nodes:
             if _is_split(node):
                 self._hierarchy(node)
@@ -87,11 +92,19 @@ class Library:
             if shape or size or (arith and _nodes(node.args) and all(a in self.skip for a in _nodes(node.args))):
                 self.skip.add(node)
 
+    def _list_input(self) -> None:
+        inputs = [n for n in self.graph.nodes if n.op == "placeholder"]
+        for node in self.graph.nodes:
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if node.op == "call_function" and node.target in _CAT and node.args[:1] == tuple(inputs) and dim == 1:
+                self.skip.add(node)
+                self.list_input = len(inputs) == 1
+
     def _hierarchy(self, split: torch.fx.Node) -> None:
         """A split whose chunks meet again in one concatenation, every node between them one of
         the hierarchy's: (the chunk, convs.i, bns.i, relu, an addition, pool)."""
         region = _between(split)
-        ends = [n for n in region if n.op == "call_function" and n.target in (torch.cat, torch.concat)]
+        ends = [n for n in region if n.op == "call_function" and n.target in _CAT]
         if len(ends) != 1:
             return
         found = self._hierarchy_args(split, region, ends[0])
@@ -196,7 +209,7 @@ def _between(split: torch.fx.Node) -> set[torch.fx.Node]:
         if node in region:
             continue
         region.add(node)
-        if not (node.op == "call_function" and node.target in (torch.cat, torch.concat)):
+        if not (node.op == "call_function" and node.target in _CAT):
             todo.extend(node.users)
     return region
 

@@ -173,6 +173,8 @@ class _Walk:
             step = self._step(node)
             if step is not None:
                 out.steps.append(step)
+        if self.library.list_input:  # its concatenation of all earlier maps, as one layer's concat
+            out.steps.append(Step("concat"))
         return out
 
     def _step(self, node: torch.fx.Node) -> Step | None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.importing import models_timm
+
 
 class Bottle2neck(nn.Module):
     expansion = 4
@@ -298,3 +300,22 @@ class DenseNet(nn.Module):
         out = F.relu(self.features(x), inplace=True)
         out = F.adaptive_avg_pool2d(out, (1, 1))
         return self.classifier(torch.flatten(out, 1))
+
+
+class DenseBlocks(nn.Module):
+    """Dense blocks in the network itself, one an nn.ModuleDict that appends, one an
+    nn.Sequential of layers named denselayer1 ... that concatenate their own input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.denseblock1 = _DenseBlock(2, 16, 2, 8)
+        self.transition1 = _Transition(32, 16)
+        self.denseblock2 = nn.Sequential(
+            OrderedDict((f"denselayer{i + 1}", models_timm.DenseLayer(16 + i * 8, 8, 2)) for i in range(3))
+        )
+        self.classifier = nn.Linear(40, 10)
+
+    def forward(self, x):
+        x = self.denseblock2(self.transition1(self.denseblock1(self.conv0(x))))
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
