@@ -141,8 +141,9 @@ def _traceback_line(exc: BaseException, module: nn.Module) -> str:
 
 
 _HINT = (
-    "the importer knows child modules, relu, sigmoid, flatten, a mean over the map, and merges: "
-    "additions of a shortcut, x * gate(x) and torch.cat([x, out], 1) (docs/cli.md, resdsl import)"
+    "the importer knows child modules, relu, sigmoid, flatten, a mean over the map, merges "
+    "(additions of a shortcut, x * gate(x), torch.cat([x, out], 1)) and the tensor code of library ops "
+    "(Res2Net's split hierarchy, split attention's radix reshapes) (docs/cli.md, resdsl import)"
 )
 
 
