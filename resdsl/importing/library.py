@@ -104,7 +104,7 @@ class Library:
         """A split whose chunks meet again in one concatenation, every node between them one of
         the hierarchy's: (the chunk, convs.i, bns.i, relu, an addition, pool)."""
         region = _between(split)
-        ends = [n for n in region if n.op == "call_function" and n.target in _CAT]
+        ends = [n for n in region if _is_cat(n) and not _chained(n)]
         if len(ends) != 1:
             return
         found = self._hierarchy_args(split, region, ends[0])
@@ -117,8 +117,14 @@ class Library:
     ) -> dict[str, object] | None:
         attrs = RES2_HIERARCHY.own_modules.attrs if RES2_HIERARCHY.own_modules else ()
         convs, bns, pool = (getattr(self.module, a, None) for a in attrs[1:4])
-        width = split.args[1] if len(split.args) > 1 else split.kwargs.get("split_size_or_sections")
-        if not isinstance(convs, nn.ModuleList) or not len(convs) or not isinstance(width, int):
+        if not isinstance(convs, nn.ModuleList) or not len(convs) or not isinstance(convs[0], nn.Conv2d):
+            return None
+        size = split.args[1] if len(split.args) > 1 else next(iter(split.kwargs.values()), None)
+        chunked = split.target in (torch.chunk, "chunk")
+        if chunked and size != len(convs) + 1:
+            return None
+        width = convs[0].in_channels if chunked else size
+        if not isinstance(width, int):
             return None
         called = {str(n.target) for n in region if n.op == "call_module"}
         relus = {t for t in called if isinstance(self.module.get_submodule(t), nn.ReLU)}
@@ -129,7 +135,7 @@ class Library:
         first = "pool" in called
         if called - relus - {"pool"} != expected or (norm and not isinstance(bns, nn.ModuleList)):
             return None
-        functions = [n for n in region if n.op == "call_function" and n not in (split, end)]
+        functions = [n for n in region if n.op == "call_function" and n is not split and not _is_cat(n)]
         if any(n.target not in _IN_HIERARCHY for n in functions) or any(n.op == "call_method" for n in region):
             return None
         adds = [n for n in functions if n.target in (operator.add, operator.iadd, torch.add)]
@@ -196,22 +202,35 @@ def _is_method(node: torch.fx.Node, name: str) -> bool:
 
 
 def _is_split(node: torch.fx.Node) -> bool:
+    """``torch.split(x, width, 1)`` or ``torch.chunk(x, scale, 1)`` (a function or a method)."""
     dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
-    split = (node.op == "call_function" and node.target is torch.split) or _is_method(node, "split")
+    function = node.op == "call_function" and node.target in (torch.split, torch.chunk)
+    split = function or (node.op == "call_method" and node.target in ("split", "chunk"))
     return bool(split and dim == 1)
 
 
+def _is_cat(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and node.target in _CAT
+
+
 def _between(split: torch.fx.Node) -> set[torch.fx.Node]:
-    """The split and what it feeds, up to (and with) the first concatenation of its chunks."""
+    """The split and what it feeds, up to (and with) the concatenation of its chunks: the first,
+    or the last of a chain of them (the original Res2Net's ``out = torch.cat((out, sp), 1)``)."""
     region, todo = {split}, list(split.users)
     while todo:
         node = todo.pop()
         if node in region:
             continue
         region.add(node)
-        if not (node.op == "call_function" and node.target in _CAT):
+        if not _is_cat(node) or _chained(node):
             todo.extend(node.users)
     return region
+
+
+def _chained(cat: torch.fx.Node) -> bool:
+    """A concatenation whose only use is the first operand of another."""
+    users = list(cat.users)
+    return len(users) == 1 and _is_cat(users[0]) and _nodes(users[0].args[0])[:1] == [cat]  # type: ignore[arg-type]
 
 
 def _hierarchy_layers(convs: nn.ModuleList, bns: nn.ModuleList | None, pool: nn.Module | None) -> bool:

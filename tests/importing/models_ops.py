@@ -60,6 +60,52 @@ class Bottle2neck(nn.Module):
         return self.relu(out)
 
 
+class Bottle2neckOriginal(nn.Module):
+    """The Res2Net authors' layout: ``stype`` "stage" in a stage's first block, the outputs
+    concatenated one at a time (``out = torch.cat((out, sp), 1)``); ``chunk`` splits with
+    torch.chunk into ``scale`` parts instead of torch.split by the width."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, base_width=26, scale=4, chunk=False):
+        super().__init__()
+        width = math.floor(planes * (base_width / 64.0))
+        self.conv1 = nn.Conv2d(inplanes, width * scale, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.nums = scale - 1
+        self.stype = "stage" if stride > 1 or downsample is not None else "normal"
+        if self.stype == "stage":
+            self.pool = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1, bias=False) for _ in range(self.nums)]
+        )
+        self.bns = nn.ModuleList([nn.BatchNorm2d(width) for _ in range(self.nums)])
+        self.conv3 = nn.Conv2d(width * scale, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.scale, self.width, self.chunk = scale, width, chunk
+
+    def forward(self, x):
+        residual = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        spx = torch.chunk(out, self.scale, 1) if self.chunk else torch.split(out, self.width, 1)
+        sp = spx[0]
+        for i in range(self.nums):
+            sp = spx[i] if i == 0 or self.stype == "stage" else sp + spx[i]
+            sp = self.relu(self.bns[i](self.convs[i](sp)))
+            out = sp if i == 0 else torch.cat((out, sp), 1)
+        if self.stype == "normal":
+            out = torch.cat((out, spx[self.nums]), 1)
+        else:
+            out = torch.cat((out, self.pool(spx[self.nums])), 1)
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += residual
+        return self.relu(out)
+
+
 class SelectAdaptivePool2d(nn.Module):
     """timm's head pool: an adaptive average pool and a flatten, as two children."""
 

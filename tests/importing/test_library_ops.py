@@ -44,6 +44,14 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[str, ...]]] = {
         lambda: models_ops.TimmResNet(models_ops.Bottle2neck, cardinality=4, base_width=4, scale=2),
         ("    res2_hierarchy(width=planes // 2, scale=2, s=stride, groups=4, first=first)\n",),
     ),
+    "res2net_original": (
+        lambda: models_ops.TimmResNet(models_ops.Bottle2neckOriginal),
+        ("    res2_hierarchy(width=planes // 4, scale=4, s=stride, first=first)\n",),
+    ),
+    "res2net_chunks": (
+        lambda: models_ops.TimmResNet(models_ops.Bottle2neckOriginal, scale=2, base_width=48, chunk=True),
+        ("    res2_hierarchy(width=planes // 2, scale=2, s=stride, first=first)\n",),
+    ),
     "split_attention": (
         _resnest,
         (
