@@ -13,7 +13,7 @@ from torch import nn
 
 import resdsl
 from resdsl.diagnostics import Diagnostic, ResdslError
-from tests.importing import models_ops
+from tests.importing import models_ops, models_timm
 from tests.importing.roundtrip import import_and_check
 
 CIFAR = (3, 32, 32)
@@ -131,3 +131,31 @@ class SoftHolder(nn.Module):
 def test_a_module_named_like_a_runtime_op_that_computes_otherwise_is_refused() -> None:
     d = _refusal(SoftHolder())
     assert d.code == "E903" and "`softmax` in `rsoftmax.forward`" in d.message
+
+
+class Stages(nn.Module):
+    """A block holding a stage of blocks, whose width the constructor sets."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(16, 16, 1, bias=False)
+        self.blocks = nn.Sequential(models_timm.Widening(16, width), models_timm.Widening(width, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.conv(x))
+
+
+class TwoStages(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.first = Stages(24)
+        self.second = Stages(32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(self.stem(x)))
+
+
+def test_a_stage_inside_a_block_that_differs_between_instances_is_refused() -> None:
+    d = _refusal(TwoStages())
+    assert d.code == "E904" and "a stage inside a block differs" in d.message and "stage(widening(" in d.message
