@@ -21,7 +21,7 @@ does not fit these forms is left to the walk, which refuses it (E903).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,44 +107,40 @@ class Library:
         ends = [n for n in region if _is_cat(n) and not _chained(n)]
         if len(ends) != 1:
             return
-        found = self._hierarchy_args(split, region, ends[0])
+        found = self._hierarchy_args(split, region)
         if found is not None:
             self.steps[ends[0]] = ("res2_hierarchy", found)
             self.skip |= region - {ends[0]}
 
-    def _hierarchy_args(
-        self, split: torch.fx.Node, region: set[torch.fx.Node], end: torch.fx.Node
-    ) -> dict[str, object] | None:
+    def _hierarchy_args(self, split: torch.fx.Node, region: set[torch.fx.Node]) -> dict[str, object] | None:
+        """The op's arguments, from the split and the block's convs, bns and pool (the attributes
+        the op's definition names); None where the region is no hierarchy."""
         attrs = RES2_HIERARCHY.own_modules.attrs if RES2_HIERARCHY.own_modules else ()
         convs, bns, pool = (getattr(self.module, a, None) for a in attrs[1:4])
-        if not isinstance(convs, nn.ModuleList) or not len(convs) or not isinstance(convs[0], nn.Conv2d):
+        conv = convs[0] if isinstance(convs, nn.ModuleList) and len(convs) else None
+        if not isinstance(convs, nn.ModuleList) or not isinstance(conv, nn.Conv2d):
             return None
-        size = split.args[1] if len(split.args) > 1 else next(iter(split.kwargs.values()), None)
+        named = [split.kwargs.get(k) for k in ("split_size_or_sections", "split_size", "chunks")]
+        size = split.args[1] if len(split.args) > 1 else next((v for v in named if v is not None), None)
         chunked = split.target in (torch.chunk, "chunk")
         if chunked and size != len(convs) + 1:
             return None
-        width = convs[0].in_channels if chunked else size
+        width = conv.in_channels if chunked else size
         if not isinstance(width, int):
             return None
-        called = {str(n.target) for n in region if n.op == "call_module"}
-        relus = {t for t in called if isinstance(self.module.get_submodule(t), nn.ReLU)}
-        norm = bool(called & {f"bns.{i}" for i in range(len(convs))})
-        expected = {f"convs.{i}" for i in range(len(convs))} | (
-            {f"bns.{i}" for i in range(len(convs))} if norm else set()
-        )
-        first = "pool" in called
-        if called - relus - {"pool"} != expected or (norm and not isinstance(bns, nn.ModuleList)):
+        layers = self._hierarchy_modules(region, len(convs))
+        if layers is None:
             return None
+        norm, first = layers
         functions = [n for n in region if n.op == "call_function" and n is not split and not _is_cat(n)]
-        if any(n.target not in _IN_HIERARCHY for n in functions) or any(n.op == "call_method" for n in region):
+        methods = [n for n in region if n.op == "call_method" and n is not split]
+        if any(n.target not in _IN_HIERARCHY for n in functions) or methods:
             return None
         adds = [n for n in functions if n.target in (operator.add, operator.iadd, torch.add)]
         if len(adds) != (0 if first else len(convs) - 1) or not _hierarchy_layers(
             convs, bns if isinstance(bns, nn.ModuleList) and norm else None, pool
         ):
             return None
-        conv = convs[0]
-        assert isinstance(conv, nn.Conv2d)  # _hierarchy_layers checked
         args: dict[str, object] = {
             "width": width,
             "scale": len(convs) + 1,
@@ -153,6 +149,19 @@ class Library:
         }
         args |= {"groups": conv.groups, "first": first, "norm": norm}
         return _changed("res2_hierarchy", args)
+
+    def _hierarchy_modules(self, region: set[torch.fx.Node], n: int) -> tuple[bool, bool] | None:
+        """(norm, first): the region calls ``convs.0`` ... and maybe ``bns.0`` ..., ReLU modules,
+        and ``pool`` (a first block's); None where it calls anything else."""
+        called = {str(node.target) for node in region if node.op == "call_module"}
+        relus = {t for t in called if isinstance(self.module.get_submodule(t), nn.ReLU)}
+        norm = bool(called & {f"bns.{i}" for i in range(n)})
+        expected = {f"convs.{i}" for i in range(n)} | ({f"bns.{i}" for i in range(n)} if norm else set())
+        if called - relus - {"pool"} != expected:
+            return None
+        if norm and not isinstance(getattr(self.module, "bns", None), nn.ModuleList):
+            return None
+        return norm, "pool" in called
 
     def _radix(self) -> None:
         """Reshapes into radix splits, their sums, and the weighted sum of two such views."""
@@ -181,6 +190,14 @@ class Library:
                 if splits.op == "call_module":
                     args["splits"] = Name(str(splits.target))
                 self.steps[node] = ("radix_combine", args)
+        self._keep_unused(views, products)
+
+    def _keep_unused(self, views: Mapping[torch.fx.Node, object], products: Mapping[torch.fx.Node, object]) -> None:
+        """A view or product that no radix op consumes stays a step, so the walk refuses it (E903)
+        instead of the spec leaving it out."""
+        for node in [*products, *views]:
+            if not all(user in self.steps or (user in products and user in self.skip) for user in node.users):
+                self.skip.discard(node)
 
     def _restores_map(self, node: torch.fx.Node) -> bool:
         """``.view(B, -1, 1, 1)`` of a radix softmax's output (timm's is ``B x RC``)."""

@@ -63,7 +63,7 @@ class Bottle2neck(nn.Module):
 class Bottle2neckOriginal(nn.Module):
     """The Res2Net authors' layout: ``stype`` "stage" in a stage's first block, the outputs
     concatenated one at a time (``out = torch.cat((out, sp), 1)``); ``chunk`` splits with
-    torch.chunk into ``scale`` parts instead of torch.split by the width."""
+    ``x.chunk`` into ``scale`` parts instead of torch.split by the width."""
 
     expansion = 4
 
@@ -89,7 +89,7 @@ class Bottle2neckOriginal(nn.Module):
     def forward(self, x):
         residual = x
         out = self.relu(self.bn1(self.conv1(x)))
-        spx = torch.chunk(out, self.scale, 1) if self.chunk else torch.split(out, self.width, 1)
+        spx = out.chunk(self.scale, 1) if self.chunk else torch.split(out, self.width, 1)
         sp = spx[0]
         for i in range(self.nums):
             sp = spx[i] if i == 0 or self.stype == "stage" else sp + spx[i]
