@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.fx
@@ -25,8 +25,16 @@ from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import is_leaf
 from resdsl.importing.trace import CAT, _ChildrenAreLeaves
 
-if TYPE_CHECKING:
-    from resdsl.importing.blocks import BlockClass
+
+class Enclosing(Protocol):
+    """What a stage needs of the block class it is in (:class:`resdsl.importing.blocks.BlockClass`,
+    not imported: it imports this module)."""
+
+    @property
+    def klass_of(self) -> Callable[[type], Any]: ...
+
+    @property
+    def stages(self) -> dict[str, list[NestedStage]]: ...
 
 
 def named_sequential(module: nn.Module) -> bool:
@@ -112,7 +120,7 @@ class NestedStage:
         return self.text()
 
 
-def nested_stage(klass: BlockClass, layer: str, child: nn.Module, path: str) -> NestedStage | None:
+def nested_stage(klass: Enclosing, layer: str, child: nn.Module, path: str) -> NestedStage | None:
     """The stage that ``child`` (layer ``layer`` of a block of class ``klass``) is, or None."""
     members = stage_members(child)
     if members is None:
