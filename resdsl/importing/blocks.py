@@ -10,11 +10,12 @@ from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
+from resdsl.importing.nesting import NestedStage, named_sequential, nested_stage
 from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
 Statement = tuple[str, str, dict[str, object]]  # (layer name or "", op, arguments)
-WIDTHS = ("out", "planes")  # the arguments that are widths: derived from the block's `planes`
+WIDTHS = ("out", "planes", "width")  # the arguments that are widths: derived from the block's `planes`
 
 
 def literal(value: object) -> str:
@@ -44,6 +45,7 @@ class BlockClass:
     _lazy: list[tuple[int, int, BlockClass, int]] = field(default_factory=list)
     _params: dict[tuple[int, str], str] | None = None
     _derived: dict[tuple[int, str], str] = field(default_factory=dict)
+    stages: dict[str, list[NestedStage]] = field(default_factory=dict)  # by layer, every instance's
 
     @property
     def gates(self) -> bool:
@@ -99,7 +101,8 @@ class BlockClass:
                     if op == "residual" or key == "body":
                         continue
                     if len({repr(self._value(inst, i, key)) for inst in self.instances}) > 1:
-                        self._params[(i, key)] = "stride" if key in ("s", "stride") else f"{name}_{key}"
+                        named = f"{name}_{key}" if name else key  # an anonymous op's: first
+                        self._params[(i, key)] = "stride" if key in ("s", "stride") else named
             self._derive_channels()
         return self._params
 
@@ -206,7 +209,7 @@ class BlockClass:
                 reused = op in STATELESS and any(s[0] == layer for s in out)  # self.act1 called twice
                 out.append(("" if reused else layer, op, args))
             else:
-                out.append(("", step.kind, {}))
+                out.append(("", step.kind, dict(step.args)))
         return out
 
     def _child(self, module: nn.Module, step: Step, path: str, position: int) -> Statement:
@@ -216,10 +219,14 @@ class BlockClass:
         if is_leaf(child) and not gate:
             op, args = op_of(child, path)
             return (step.target, op, args)
-        if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child):
+        stage = None if gate else nested_stage(self, step.target, child, path)
+        if stage is not None:  # DenseNet's denseblock1 in features
+            return (step.target, "stage", {"body": stage})
+        named = named_sequential(child)  # transition1.norm: a block, not a group
+        if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child) and not named:
             group = ", ".join(call(*op_of(m, f"{path}.{i}")) for i, m in enumerate(child))
             return (step.target, "gate sequential" if gate else "sequential", {"body": group})
-        if is_leaf(child) or isinstance(child, nn.Sequential):
+        if is_leaf(child) or (isinstance(child, nn.Sequential) and not named):
             raise refuse("E904", f"`{path}` is no block, group or op a block can hold", child, path, "")
         nested = self.klass_of(type(child))
         index = nested.add(child, path)
@@ -234,7 +241,7 @@ def _shape_of(statements: list[Statement]) -> list[tuple[str, str, object]]:
     return [(s[0], s[1], s[2].get("body")) for s in statements]
 
 
-_ORDER = ("out", "planes", "k", "s", "p", "d", "groups", "bias")
+_ORDER = ("out", "planes", "width", "scale", "k", "s", "p", "d", "groups", "bias")
 
 
 def _order_of(key: str) -> int:
@@ -267,6 +274,8 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
     """One statement of a block's body."""
     if op == "residual":
         return render_residual(args)
+    if op == "stage":
+        return f"{layer} = {args['body']}"
     if op.endswith("sequential"):
         body = f"sequential({args['body']})"
         return f"{layer} = gate({body})" if op.startswith("gate") else f"{layer} = {body}"

@@ -11,6 +11,7 @@ from torch import nn
 import resdsl.importing.blocks as blocks
 from resdsl.importing.layers import is_leaf, op_of
 from resdsl.importing.names import snake
+from resdsl.importing.nesting import named_sequential, names_suffix, stage_members
 from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
@@ -66,7 +67,7 @@ def _body(model: nn.Module, spec: Spec) -> list[Line]:
         elif step.kind in ("module", "gate"):
             out.append(_statement(step, model.get_submodule(step.target), spec))
         else:
-            out.append(step.kind)
+            out.append(blocks.call(step.kind, step.args))
     return out
 
 
@@ -89,7 +90,12 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
         if op in blocks.STATELESS and attr == op:
             return blocks.call(op, args)
         return f"{attr} = {blocks.call(op, args, named=True)}"
-    if isinstance(child, nn.Sequential):
+    named = stage_members(child) if not gate and (named_sequential(child) or not is_leaf(child)) else None
+    if named is not None and not (isinstance(child, nn.Sequential) and not named_sequential(child)):
+        # a dense block, or a run of one block class named denselayer1 ...: a stage with prefix=
+        stage, suffix = _stage([m for _, m in named], attr, spec), names_suffix([n for n, _ in named])
+        return lambda: f"{attr} = " + stage()[:-1] + suffix + ")"
+    if isinstance(child, nn.Sequential) and not named_sequential(child):
         members = list(child)
         if members and all(is_leaf(m) for m in members):
             parts = [blocks.call(*op_of(m, f"{attr}.{i}")) for i, m in enumerate(members)]

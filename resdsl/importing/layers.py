@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from resdsl.importing.library import defaults, runtime_op
 from resdsl.importing.trace import refuse
 
 # the defaults of the op table's arguments the importer leaves out (docs/language.md, "Ops")
@@ -13,6 +14,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "linear": {"bias": True},
     "dropout": {"p": 0.5},
 }
+DEFAULTS |= {op: defaults(op) for op in ("res2_hierarchy", "radix_sum", "radix_softmax", "radix_combine")}
 
 
 def _one(value: object) -> object:
@@ -67,6 +69,9 @@ def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
         return "linear", linear | ({} if module.bias is not None else {"bias": False})
     if isinstance(module, nn.Dropout):
         return "dropout", _changed({"p": module.p}, {"p": 0.5})
+    found = runtime_op(module)
+    if found is not None:  # timm's RadixSoftmax
+        return found
     raise refuse(
         "E903",
         f"module `{path}` ({type(module).__module__}.{type(module).__qualname__}) has no op in resdsl's table",
@@ -116,7 +121,10 @@ def _pool(module: nn.MaxPool2d | nn.AvgPool2d) -> tuple[str, dict[str, object]]:
 
 
 def is_leaf(module: nn.Module) -> bool:
-    """A module of torch.nn itself (not a container), or a DropPath: one op."""
+    """A module of torch.nn itself (not a container), a DropPath, or a module that computes as one
+    of resdsl's runtime modules (timm's RadixSoftmax): one op."""
     if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
         return False
-    return type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module)
+    if type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module):
+        return True
+    return runtime_op(module) is not None

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from resdsl.ops import OPS
+from resdsl.syntax.ast import BUILTIN_FORMS, BUILTIN_FUNCTIONS
 from resdsl.syntax.parser import RESERVED_WORDS
 
 
 def snake(name: str) -> str:
-    """``ResNet`` -> ``res_net``, ``BasicBlock`` -> ``basic_block``: a class name as a spec name."""
+    """``ResNet`` -> ``res_net``, ``BasicBlock`` -> ``basic_block``: a class name as a spec name
+    (``sequential_`` for ``nn.Sequential``: a word of the language or an op is not redefined)."""
     out: list[str] = []
     for i, ch in enumerate(name):
         if ch.isupper() and i and (name[i - 1].islower() or (i + 1 < len(name) and name[i + 1].islower())):
             out.append("_")
         out.append(ch.lower())
-    text = "".join(out).replace("__", "_") or "net"
-    return text + "_" if text in RESERVED_WORDS else text
+    text = "".join(out).replace("__", "_").lstrip("_") or "net"  # torchvision's _DenseLayer
+    taken = text in RESERVED_WORDS or text in OPS or text in BUILTIN_FORMS or text in BUILTIN_FUNCTIONS
+    return text + "_" if taken else text

@@ -22,6 +22,8 @@ import torch.fx
 from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
+from resdsl.importing.library import Library
+from resdsl.ops import OPS
 
 ADD = (operator.add, operator.iadd, torch.add)
 MUL = (operator.mul, operator.imul, torch.mul)
@@ -42,13 +44,15 @@ _METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "
 @dataclass
 class Step:
     """``kind`` is "module" (``target`` an attribute path), an op ("relu", "flatten",
-    "global_avgpool"), "residual" (``target`` the shortcut module, "" for identity;
+    "global_avgpool", or a library op
+    with ``args``: :mod:`.library`), "residual" (``target`` the shortcut module, "" for identity;
     ``source`` the layer it reads where not the block input), "concat", "gate" (``target`` the
     gating module) or "scale"."""
 
     kind: str
     target: str = ""
     source: str = ""
+    args: dict[str, object] = field(default_factory=dict)  # a library op's (res2_hierarchy, radix_sum)
 
 
 @dataclass
@@ -137,8 +141,9 @@ def _traceback_line(exc: BaseException, module: nn.Module) -> str:
 
 
 _HINT = (
-    "the importer knows child modules, relu, sigmoid, flatten, a mean over the map, and merges: "
-    "additions of a shortcut, x * gate(x) and torch.cat([x, out], 1) (docs/cli.md, resdsl import)"
+    "the importer knows child modules, relu, sigmoid, flatten, a mean over the map, merges "
+    "(additions of a shortcut, x * gate(x), torch.cat([x, out], 1)) and the tensor code of library ops "
+    "(Res2Net's split hierarchy, split attention's radix reshapes) (docs/cli.md, resdsl import)"
 )
 
 
@@ -152,16 +157,25 @@ class _Walk:
             raise refuse("E902", "a forward with more than one input has no spec form", module, path, _HINT)
         self.source = self.anchor = inputs[0]
         self.side = _side_nodes(graph)
+        self.library = Library(graph, module)
         self.called: set[str] = set()
 
     def run(self) -> Traced:
         out = Traced()
         for node in self.graph.nodes:
-            if node.op in ("placeholder", "output", "get_attr") or node in self.side:
+            if node.op in ("placeholder", "output", "get_attr") or node in self.side or node in self.library.skip:
+                continue
+            if node in self.library.steps:
+                op, args = self.library.steps[node]
+                if OPS[op].merge is not None:  # radix_combine: a merge, as concat is
+                    self.anchor = node
+                out.steps.append(Step(op, args=args))
                 continue
             step = self._step(node)
             if step is not None:
                 out.steps.append(step)
+        if self.library.list_input:  # its concatenation of all earlier maps, as one layer's concat
+            out.steps.append(Step("concat"))
         return out
 
     def _step(self, node: torch.fx.Node) -> Step | None:
