@@ -54,6 +54,7 @@ __all__ = [
     "own_modules_step",
     "own_param_step",
     "planned",
+    "reads",
     "render",
     "scope_forward",
     "shortcuts",
@@ -468,16 +469,38 @@ def _unrolled(
 # -- a scope of the IR, as build_model runs it ---------------------------------------------
 
 
-def kept(network: Network, scope: Scope) -> set[str]:
-    """Nodes whose output is read when ``x`` no longer holds it (a merge's second operand,
-    a gate's input after its branch ran, a ``project_from`` tap)."""
-    keep: set[str] = set()
+def reads(network: Network, scope: Scope, apart: bool = False) -> list[tuple[Layer | Scope, int, str]]:
+    """The values the items of ``scope`` read when ``x`` no longer holds them, as (the item,
+    its input port, the node read): a merge's second operand, a gate's input after its branch
+    ran, a ``project_from`` tap. This is the one rule of what a forward keeps.
+
+    ``apart``: a gate's branch writes a variable of its own (``se_gate = self.se(out)``, as
+    generated code writes it) instead of moving ``x`` on, so ``x`` still holds the gate's input
+    when the multiply reads it and the branch's output is read from its own variable: neither
+    is kept. build_model's forward (``apart`` false) runs the branch in ``x`` and keeps the input."""
+    out: list[tuple[Layer | Scope, int, str]] = []
     current = scope.input
+    held: set[str] = set()  # outputs of gate branches held apart
     for item in scope.items:
-        reads = [item.input] if isinstance(item, Scope) else network.inputs(item.id)
-        keep.update(node for node in reads if node != current)
+        if isinstance(item, Scope):
+            ins = [(item.input, 0)]
+        else:
+            ins = sorted(((node, edge["port"]) for node, edge in network.graph.pred[item.id].items()), key=_port)
+        out += [(item, port, node) for node, port in ins if node != current and node not in held]
+        if apart and isinstance(item, Scope) and item.side:
+            held.add(item.output)
+            continue
         current = item.output if isinstance(item, Scope) else item.id
-    return keep
+    return out
+
+
+def _port(read: tuple[str, int]) -> int:
+    return read[1]
+
+
+def kept(network: Network, scope: Scope, apart: bool = False) -> set[str]:
+    """Nodes whose output is read when ``x`` no longer holds it (see :func:`reads`)."""
+    return {node for _, _, node in reads(network, scope, apart)}
 
 
 def scope_forward(network: Network, scope: Scope, plan: Plan | None = None) -> Forward:
