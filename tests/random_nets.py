@@ -4,7 +4,8 @@
 Each program defines blocks whose bodies are drawn too, then a network that uses them. The
 generator tracks the channels and map size after every layer it writes, so it picks shortcut
 kinds, widths and strides that check cleanly; the few programs that do not are dropped by the
-test. :data:`COVERAGE` lists, section by section of docs/language.md, what the programs hold.
+test. One program in eight is a vision transformer on tokens (:func:`token_programs`).
+:data:`COVERAGE` lists, section by section of docs/language.md, what the programs hold.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ NEW_OPS = [
     "layernorm(affine=false)",
     "drop_path(0.1)",
     "drop_path(p=rate / 2)",
+    "drop_path(0.1, scale_by_keep=false)",
     "layer_scale(0.5)",
 ]
 
@@ -60,7 +62,7 @@ COVERAGE = {
     "earlier parameter (w = c * 2 / 2); whole numbers, decimals (1e-3, rate / 2), strings (mode), booleans, "
     "lists and indexing (ws[0], [1, 3][1]), shortcut kinds as values; + - * / // % and unary minus, "
     "'/' exact on whole numbers and ordinary on decimals",
-    "Statements": "input, meta (title, mean, zero_init_residual), named op and block layers, anonymous "
+    "Statements": "input, meta (title, mean, std, zero_init_residual), named op and block layers, anonymous "
     "layers with and without parentheses (shared stateless modules), stage(...) with repeat (a number or a "
     "parameter), stride and shortcut, value bindings, residual(...) with every argument",
     "Residual additions": "every kind (identity, zero_pad, projection, projection_all, avgpool_projection, "
@@ -80,19 +82,32 @@ COVERAGE = {
     "batchnorm (eps, momentum, affine), groupnorm, layernorm (over the channels of a C x H x W map, over "
     "its last dimension, over features after a flatten; eps, affine), relu, relu6, hardswish, hardsigmoid, "
     "silu, gelu, sigmoid, leaky_relu, maxpool (ceil), avgpool (count_include_pad), global_avgpool, flatten, "
-    "linear (bias, in_features=, a spatial input), dropout, drop_path (a number, a parameter, an instance "
-    "value; in a block's residual branch and in the network body), layer_scale (in a block's branch and "
-    "in the network body), identity; mul through gate(...); concat() and bare concat (a block ending in a "
-    "concatenation, a concatenation followed by a residual that projects what it made)",
+    "linear (bias, in_features=, a spatial input, tokens), dropout, drop_path (a number, a parameter, an "
+    "instance value, scale_by_keep=false; in a block's residual branch and in the network body), "
+    "layer_scale (in a block's branch and in the network body), identity; mul through gate(...); concat() "
+    "and bare concat (a block ending in a concatenation, a concatenation followed by a residual that "
+    "projects what it made); the token ops (patch_embed, class_token, pos_embed, attention, token_pool: "
+    "see Tokens)",
     "Numbers and lists": "builtins in widths (make_divisible, round, ceil, floor, min, max, abs, sqrt, "
-    "log, int, len, sum), powers, and/or/not in conditions, list comprehensions (in the network's "
-    "values and indexed in a block argument)",
+    "log (also with base=), int, float, len, sum, range (with a step)), powers, and/or/not in conditions, "
+    "list comprehensions (in the network's values and indexed in a block argument; two for clauses over "
+    "range(...))",
     "Modern blocks": "stages named by prefix= and start= (s1.b1), stages inside sequential(...) (blocks.i.j), "
     "residual(identity_if_same) in stages whose first block changes the shape (no skip there) and in "
     "single blocks, residual(projection, step_names=[...]) (downsample.conv, downsample.bn), "
     "pointwise_linear in a channels MLP with a bias and without, res2_hierarchy (Res2Net) in a stage "
     "whose first block strides and pools, grouped or not, ResNeSt's radix_sum, radix_softmax (radix 1: "
     "a sigmoid; over groups) and the radix_combine merge reading an earlier layer",
+    "Tokens: transformers": "a map cut into patches (patch_embed, positional and named, bias=false), "
+    "after a conv stem or straight from the input; class_token; pos_embed over all tokens and with skip=; "
+    "attention (heads positional and as num_heads, qkv_bias, proj_bias=false); pre-norm encoder blocks "
+    "with residual(identity) on tokens, layernorm (eps, affine=false), an MLP of linear layers on tokens "
+    "(a block, inline, a sequential group), gelu, drop_path and layer_scale on tokens (a layer scale block "
+    "or op chosen by a condition); a stage of them with timm's dpr (index, count) or net_index, single "
+    "blocks, std/vit.arch's vit_block (imported); relu, gelu, linear, drop_path, layer_scale and "
+    "layernorm on tokens in the network body; "
+    'token_pool("token") and token_pool("avg", prefix=0 or 1) with fc_norm; token programs are also '
+    "exported to ONNX and run in onnxruntime",
     "Instance values": "stage block arguments reading index (a first block that differs: mode, a layer "
     "chosen by it; widths c + index * growth), count (the last block differs), net_index and net_count (a "
     "drop-path rate rising over the network, also in a stage inside a block, which the block class is "
@@ -101,6 +116,7 @@ COVERAGE = {
 }
 
 CELL_SEP = "\n    "
+TOKENS = "random_tokens"  # the network of a transformer program
 
 
 @dataclass
@@ -361,9 +377,10 @@ block twice(c, kind = projection) {
 # wl = [make_divisible(v * 1.5, 4) for v in ws] = [8, 12]); each is worth the key it is under
 WIDTH_EXPRS = {
     4: ["max(4, ceil(width / 2.5))", "round(4.4)", "sum([2, 2])", "len(ws) * 2", "min(ws) ** 1", "abs(-4)",
-        "int(sqrt(16))", "[v // 2 for v in ws][1]"],
+        "int(sqrt(16))", "[v // 2 for v in ws][1]", "len([a * b for a in range(2) for b in ws])"],
     8: ["make_divisible(width * 0.9)", "floor(log(256) / log(2))", "wl[0]", "2 ** 3",
-        "max(ws) if n > 1 or not deep else 8", "int(float(width))", "[v * 2 for v in ws if v < 8][0]"],
+        "max(ws) if n > 1 or not deep else 8", "int(float(width))", "[v * 2 for v in ws if v < 8][0]",
+        "floor(log(256, base=2))", "range(0, 10, 4)[2]"],
 }  # fmt: skip
 
 
@@ -642,12 +659,124 @@ HEADS = [
     'avgpool = global_avgpool()\n    flat = flatten()\n    ln = layernorm(over="last")\n    fc = linear(3)',  # features
     "avgpool = global_avgpool()\n    flat = flatten()\n    layernorm(eps=1e-6)\n    fc = linear(3)",
 ]
-METAS = ["", 'meta { title = "random"  zero_init_residual = true }', "meta { mean = [0.5, 0.5, 0.5] }"]
+METAS = [
+    "",
+    'meta { title = "random"  zero_init_residual = true }',
+    "meta { mean = [0.5, 0.5, 0.5] }",
+    "meta { mean = [0.5, 0.4, 0.3]  std = [0.25, 0.25, 0.25] }",
+]
+
+
+# A transformer encoder on tokens (docs/language.md, "Tokens: transformers"), as std/vit.arch
+# writes timm's: pre-norm residual units of attention and an MLP; the MLP and the layer scale as
+# blocks or inline, the layer scale chosen by a condition, the drop-path rate an instance value.
+TOKEN_BLOCKS = """
+block tok_mlp(hidden, out_features) {{
+    fc1 = linear(hidden)
+    act = {act}
+    fc2 = linear(out_features)
+}}
+block tok_scale(init_values) {{
+    gamma = layer_scale(init_values)
+}}
+block tok_block(dim, heads, ratio = 2, qkv_bias = true, init_values = 0.0, dpr = 0.0) {{
+    norm1 = layernorm(eps=1e-6)
+    attn = {attn}
+    ls1 = tok_scale(init_values) if init_values > 0 else identity()
+    drop_path1 = drop_path(dpr)
+    residual(identity)
+    norm2 = layernorm({norm2})
+    {mlp}
+    {ls2}
+    residual(identity)
+}}
+"""
+TOKEN_ATTN = [
+    "attention(heads, qkv_bias=qkv_bias)",
+    "attention(num_heads=heads, qkv_bias=qkv_bias, proj_bias=false)",
+]
+TOKEN_MLP = [
+    "mlp = tok_mlp(dim * ratio, dim)",
+    "fc1 = linear(dim * ratio)  gelu  fc2 = linear(dim, bias=false)",  # inline, on one line
+    "mlp = sequential(linear(dim * ratio), gelu(), linear(dim))",  # a group of token ops
+]
+TOKEN_LS2 = ["ls2 = layer_scale(init_values) if init_values > 0 else identity()", "drop_path2 = drop_path(dpr)", ""]
+TOKEN_DPR = [
+    "dpr=rate * index / (count - 1) if count > 1 else 0.0",  # timm's dpr
+    "dpr=rate * net_index / net_count",
+    "init_values=0.1 if index > 0 else 0.0",  # the first block has no layer scale
+    "init_values=1e-5, qkv_bias=false",
+]
+TOKEN_TAIL = ["relu", "gelu", "tail = linear(dim)", "drop_path(0.1)", "scale = layer_scale(0.5)", "tnorm = layernorm()"]
+
+
+@st.composite
+def token_programs(draw: st.DrawFn) -> tuple[str, str]:
+    """A random vision transformer: a map (through a conv stem or not) cut into patches, a class
+    token and a position embedding or not, encoder blocks (a stage or single ones, std/vit.arch's
+    vit_block among them), token ops in the network body, and a pool by the class token or by the mean."""
+    blocks = TOKEN_BLOCKS.format(
+        act=draw(st.sampled_from(["gelu", "gelu()"])),
+        attn=draw(st.sampled_from(TOKEN_ATTN)),
+        norm2=draw(st.sampled_from(["", "eps=1e-6", "affine=false"])),
+        mlp=draw(st.sampled_from(TOKEN_MLP)),
+        ls2=draw(st.sampled_from(TOKEN_LS2)),
+    )
+    dim, heads = draw(st.sampled_from([(8, 1), (8, 2), (12, 3), (16, 4)]))
+    lines = []
+    size = 8  # at most 16 tokens: attention's cost grows with their square
+    if draw(st.booleans()):  # a stem of maps before the tokens (timm's HybridEmbed)
+        stride = draw(st.sampled_from([1, 2]))
+        lines += [f"conv1 = conv(4, k=3, s={stride}, p=1)", "bn1 = batchnorm()", "relu"]
+        size //= stride
+    patch = draw(st.sampled_from([p for p in (2, 4) if p <= size // 2]))
+    lines.append(
+        draw(
+            st.sampled_from(
+                [
+                    f"patch_embed = patch_embed(dim, {patch})",
+                    f"patch_embed = patch_embed(embed_dim=dim, patch_size={patch}, bias=false)",
+                ]
+            )
+        )
+    )
+    prefix = int(draw(st.booleans()))
+    if prefix:
+        lines.append("cls_token = class_token()")
+    tokens = (size // patch) ** 2 + prefix
+    if draw(st.integers(0, 3)) > 0:
+        skip = draw(st.sampled_from([0, prefix]))
+        lines.append(f"pos_embed = pos_embed({tokens - skip}" + (f", skip={skip})" if skip else ")"))
+    extra = ", ".join(draw(st.lists(st.sampled_from(TOKEN_DPR), max_size=1)))
+    block = f"tok_block(dim, heads{', ' + extra if extra else ''})"
+    if draw(st.booleans()):
+        lines.append(f"blocks = stage({block}, repeat={draw(st.sampled_from(['1', '2', 'depth']))})")
+    else:  # single blocks (no instance values there), the drawn one or the shipped vit_block
+        lines += [f"b{i} = tok_block(dim, heads, ratio={i + 1})" for i in range(draw(st.integers(1, 2)))]
+        if draw(st.booleans()):
+            lines.append("vit = vit_block(dim, heads, mlp_ratio=2, init_values=0.1, dpr=rate)")
+    lines += draw(st.lists(st.sampled_from(TOKEN_TAIL), max_size=2, unique=True))
+    pool = draw(st.sampled_from(["token", "avg"] if prefix else ["avg"]))
+    if pool == "token":
+        lines += [
+            "norm = layernorm(eps=1e-6)",
+            draw(st.sampled_from(['pool = token_pool("token")', "pool = token_pool()"])),
+        ]
+    else:  # timm's global_pool="avg": the mean of the patch tokens, then fc_norm
+        lines += [f'pool = token_pool("avg", prefix={prefix})', "fc_norm = layernorm(eps=1e-6)"]
+    lines.append(draw(st.sampled_from(["head = linear(3)", "drop = dropout(rate)\n    head = linear(3)"])))
+    body = "\n    ".join(lines)
+    params = f"dim = {dim}, heads = {heads}, depth = 2, rate = 0.1"
+    network = f"network {TOKENS}({params}) {{\n    input 3 x 8 x 8\n    {body}\n}}\n"
+    return f'import "std/vit.arch"\n{blocks}{network}', TOKENS
 
 
 @st.composite
 def programs(draw: st.DrawFn) -> tuple[str, str]:
-    """A random program and the name of the network to test in it."""
+    """A random program and the name of the network to test in it: one in eight a transformer
+    on tokens (:func:`token_programs`), the others on maps."""
+    if draw(st.integers(0, 7)) == 0:
+        return draw(token_programs())
     unit = draw(unit_block("unit"))
     cell = draw(unit_block("cell"))
     width = draw(st.sampled_from([4, 8]))
