@@ -23,7 +23,8 @@ import resdsl
 from resdsl.backends.codegen import generate
 from resdsl.ir import Network
 from tests.conftest import FLOAT32_TOL
-from tests.random_nets import COVERAGE, TOKENS, programs
+from tests.random_nets import COVERAGE, programs
+from tests.random_token_nets import TOKENS
 
 _counter = itertools.count()
 
