@@ -4,7 +4,8 @@
 Each program defines blocks whose bodies are drawn too, then a network that uses them. The
 generator tracks the channels and map size after every layer it writes, so it picks shortcut
 kinds, widths and strides that check cleanly; the few programs that do not are dropped by the
-test. :data:`COVERAGE` lists, section by section of docs/language.md, what the programs hold.
+test. One program in eight is a vision transformer on tokens (:mod:`tests.random_token_nets`).
+:data:`COVERAGE` lists, section by section of docs/language.md, what the programs hold.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
+
+from tests.random_token_nets import token_programs
 
 KINDS = ["identity", "projection", "projection_all", "zero_pad", "avgpool_projection", "none"]
 ACTS = [
@@ -48,6 +51,7 @@ NEW_OPS = [
     "layernorm(affine=false)",
     "drop_path(0.1)",
     "drop_path(p=rate / 2)",
+    "drop_path(0.1, scale_by_keep=false)",
     "layer_scale(0.5)",
 ]
 
@@ -60,7 +64,7 @@ COVERAGE = {
     "earlier parameter (w = c * 2 / 2); whole numbers, decimals (1e-3, rate / 2), strings (mode), booleans, "
     "lists and indexing (ws[0], [1, 3][1]), shortcut kinds as values; + - * / // % and unary minus, "
     "'/' exact on whole numbers and ordinary on decimals",
-    "Statements": "input, meta (title, mean, zero_init_residual), named op and block layers, anonymous "
+    "Statements": "input, meta (title, mean, std, zero_init_residual), named op and block layers, anonymous "
     "layers with and without parentheses (shared stateless modules), stage(...) with repeat (a number or a "
     "parameter), stride and shortcut, value bindings, residual(...) with every argument",
     "Residual additions": "every kind (identity, zero_pad, projection, projection_all, avgpool_projection, "
@@ -80,19 +84,32 @@ COVERAGE = {
     "batchnorm (eps, momentum, affine), groupnorm, layernorm (over the channels of a C x H x W map, over "
     "its last dimension, over features after a flatten; eps, affine), relu, relu6, hardswish, hardsigmoid, "
     "silu, gelu, sigmoid, leaky_relu, maxpool (ceil), avgpool (count_include_pad), global_avgpool, flatten, "
-    "linear (bias, in_features=, a spatial input), dropout, drop_path (a number, a parameter, an instance "
-    "value; in a block's residual branch and in the network body), layer_scale (in a block's branch and "
-    "in the network body), identity; mul through gate(...); concat() and bare concat (a block ending in a "
-    "concatenation, a concatenation followed by a residual that projects what it made)",
+    "linear (bias, in_features=, a spatial input, tokens), dropout, drop_path (a number, a parameter, an "
+    "instance value, scale_by_keep=false; in a block's residual branch and in the network body), "
+    "layer_scale (in a block's branch and in the network body), identity; mul through gate(...); concat() "
+    "and bare concat (a block ending in a concatenation, a concatenation followed by a residual that "
+    "projects what it made); the token ops (patch_embed, class_token, pos_embed, attention, token_pool: "
+    "see Tokens)",
     "Numbers and lists": "builtins in widths (make_divisible, round, ceil, floor, min, max, abs, sqrt, "
-    "log, int, len, sum), powers, and/or/not in conditions, list comprehensions (in the network's "
-    "values and indexed in a block argument)",
+    "log (also with base=), int, float, len, sum, range (with a step)), powers, and/or/not in conditions, "
+    "list comprehensions (in the network's values and indexed in a block argument; two for clauses over "
+    "range(...))",
     "Modern blocks": "stages named by prefix= and start= (s1.b1), stages inside sequential(...) (blocks.i.j), "
     "residual(identity_if_same) in stages whose first block changes the shape (no skip there) and in "
     "single blocks, residual(projection, step_names=[...]) (downsample.conv, downsample.bn), "
     "pointwise_linear in a channels MLP with a bias and without, res2_hierarchy (Res2Net) in a stage "
     "whose first block strides and pools, grouped or not, ResNeSt's radix_sum, radix_softmax (radix 1: "
     "a sigmoid; over groups) and the radix_combine merge reading an earlier layer",
+    "Tokens: transformers": "a map cut into patches (patch_embed, positional and named, bias=false), "
+    "after a conv stem or straight from the input; class_token; pos_embed over all tokens and with skip=; "
+    "attention (heads positional and as num_heads, qkv_bias, proj_bias=false); pre-norm encoder blocks "
+    "with residual(identity) on tokens, layernorm (eps, affine=false), an MLP of linear layers on tokens "
+    "(a block, inline, a sequential group), gelu, drop_path and layer_scale on tokens (a layer scale block "
+    "or op chosen by a condition); a stage of them with timm's dpr (index, count) or net_index, single "
+    "blocks, std/vit.arch's vit_block (imported); relu, gelu, linear, drop_path, layer_scale and "
+    "layernorm on tokens in the network body; "
+    'token_pool("token") and token_pool("avg", prefix=0 or 1) with fc_norm; token programs are also '
+    "exported to ONNX and run in onnxruntime",
     "Instance values": "stage block arguments reading index (a first block that differs: mode, a layer "
     "chosen by it; widths c + index * growth), count (the last block differs), net_index and net_count (a "
     "drop-path rate rising over the network, also in a stage inside a block, which the block class is "
@@ -361,9 +378,10 @@ block twice(c, kind = projection) {
 # wl = [make_divisible(v * 1.5, 4) for v in ws] = [8, 12]); each is worth the key it is under
 WIDTH_EXPRS = {
     4: ["max(4, ceil(width / 2.5))", "round(4.4)", "sum([2, 2])", "len(ws) * 2", "min(ws) ** 1", "abs(-4)",
-        "int(sqrt(16))", "[v // 2 for v in ws][1]"],
+        "int(sqrt(16))", "[v // 2 for v in ws][1]", "len([a * b for a in range(2) for b in ws])"],
     8: ["make_divisible(width * 0.9)", "floor(log(256) / log(2))", "wl[0]", "2 ** 3",
-        "max(ws) if n > 1 or not deep else 8", "int(float(width))", "[v * 2 for v in ws if v < 8][0]"],
+        "max(ws) if n > 1 or not deep else 8", "int(float(width))", "[v * 2 for v in ws if v < 8][0]",
+        "floor(log(256, base=2))", "range(0, 10, 4)[2]"],
 }  # fmt: skip
 
 
@@ -642,12 +660,20 @@ HEADS = [
     'avgpool = global_avgpool()\n    flat = flatten()\n    ln = layernorm(over="last")\n    fc = linear(3)',  # features
     "avgpool = global_avgpool()\n    flat = flatten()\n    layernorm(eps=1e-6)\n    fc = linear(3)",
 ]
-METAS = ["", 'meta { title = "random"  zero_init_residual = true }', "meta { mean = [0.5, 0.5, 0.5] }"]
+METAS = [
+    "",
+    'meta { title = "random"  zero_init_residual = true }',
+    "meta { mean = [0.5, 0.5, 0.5] }",
+    "meta { mean = [0.5, 0.4, 0.3]  std = [0.25, 0.25, 0.25] }",
+]
 
 
 @st.composite
 def programs(draw: st.DrawFn) -> tuple[str, str]:
-    """A random program and the name of the network to test in it."""
+    """A random program and the name of the network to test in it: one in eight a transformer
+    on tokens (:func:`token_programs`), the others on maps."""
+    if draw(st.integers(0, 7)) == 0:
+        return draw(token_programs())
     unit = draw(unit_block("unit"))
     cell = draw(unit_block("cell"))
     width = draw(st.sampled_from([4, 8]))

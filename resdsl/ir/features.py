@@ -12,7 +12,7 @@ classifier and anything else after it is dropped, inside a group too, so the sta
 the full model's minus those keys) and describes every feature: its channels, spatial size
 and stride ("reduction" in timm's ``feature_info``). It also resolves which top-level layers
 run under gradient checkpointing. Both back ends build from the :class:`Plan` (their forward through
-:func:`resdsl.ir.forward.planned`); nothing here imports torch, so ``resdsl check
+:func:`resdsl.ir.planning.planned`); nothing here imports torch, so ``resdsl check
 --features`` stays light.
 """
 

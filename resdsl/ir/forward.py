@@ -1,34 +1,54 @@
 """One description of a forward pass, which both back ends write out.
 
-A ``forward`` is a flat sequence of :data:`Step` s (frozen dataclasses: a module call, a
-merge, a saved value, a feature capture, a run of checkpointed calls, a class-level choice
-...) with what it returns (:class:`Forward`). :func:`render` is the one writer of its Python
-source: the torch back end compiles what it writes with ``exec``, the code generator puts it
-in the generated file's classes. The rules both back ends follow are here once:
+A ``forward`` is a flat sequence of steps (:mod:`resdsl.ir.steps`: a module call, a merge, a
+saved value, a feature capture, a run of checkpointed calls, a class-level choice ...) with
+what it returns (:class:`Forward`). :func:`render` is the one writer of its Python source: the
+torch back end compiles what it writes with ``exec``, the code generator puts it in the
+generated file's classes. The rules both back ends follow are here once:
 
 - how a layer, a merge, an op held as a parameter and a residual addition are written
   (:func:`layer_steps`, :func:`merge_step`, :func:`own_param_step`, :class:`Residual`):
   flatten before a linear that reads a map, ``+=`` where the addition may run in place;
-- where feature outputs are captured (a copy where the next layer overwrites the value) and
-  how checkpointed calls are grouped under ``if self.grad_checkpointing and not
-  torch.jit.is_scripting():`` (:func:`planned`, from a :class:`~resdsl.ir.features.Plan`);
+- which values a forward keeps while ``x`` moves on (:func:`reads`, :func:`kept`), with a
+  gate's branch held in ``x`` (build_model) or apart (generated code);
+- where feature outputs are captured and how checkpointed calls are grouped
+  (:func:`planned`, in :mod:`resdsl.ir.planning`, from a :class:`~resdsl.ir.features.Plan`);
 - the steps of one scope of the IR as ``build_model`` runs it (:func:`scope_forward`): the
   value in ``x``, every value read after ``x`` moved on kept in ``s0``, ``s1``, ...
 
 The code generator writes its steps in the terms of a class shared by many instances
 (:mod:`resdsl.backends.codegen.emit`), with :class:`Choice` and :class:`Present` for what
-differs between them; it renders them here too. Nothing here imports torch or jinja2.
+differs between them; it renders them here too. The steps and the planning are re-exported
+here, so that a back end reads the one description from one module. Nothing here imports
+torch or jinja2.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
 
 from resdsl.ir import Layer, Network, Scope
-from resdsl.ir.features import Feature, Plan, top_level
-from resdsl.ops import OPS, Merge, fmt_shape
+from resdsl.ir.features import Plan
+from resdsl.ir.planning import Segment, group_runs, planned
+from resdsl.ir.steps import (
+    Assign,
+    Call,
+    Capture,
+    CheckpointGroup,
+    Choice,
+    Flatten,
+    Forward,
+    Lines,
+    NewFeatures,
+    Present,
+    Residual,
+    Save,
+    Step,
+    Update,
+    flattens,
+)
+from resdsl.ops import OPS, Merge
 
 __all__ = [
     "Assign",
@@ -54,6 +74,7 @@ __all__ = [
     "own_modules_step",
     "own_param_step",
     "planned",
+    "reads",
     "render",
     "scope_forward",
     "shortcuts",
@@ -61,142 +82,6 @@ __all__ = [
 ]
 
 CHECKPOINTING = "if self.grad_checkpointing and not torch.jit.is_scripting():"
-
-
-@dataclass(frozen=True)
-class Call:
-    """``target = self.module(source)  # comment``; ``checkpointed``: the modules (source
-    text) that run under checkpointing instead, inside a :class:`CheckpointGroup`."""
-
-    target: str
-    module: str
-    source: str
-    comment: str = ""
-    checkpointed: str | None = None
-
-
-@dataclass(frozen=True)
-class Flatten:
-    """``target = torch.flatten(source, 1)``: a linear layer reads a map."""
-
-    target: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Save:
-    """``target = source``: a value kept for a later read while the pass moves on."""
-
-    target: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Assign:
-    """``target = value``: a merge or an op held as a parameter, ``value`` an expression."""
-
-    target: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Update:
-    """``target operator= value``: a merge in place (``x += s0``, option A's add-into)."""
-
-    target: str
-    operator: str
-    value: str
-
-
-@dataclass(frozen=True)
-class Residual:
-    """A residual addition: ``identity`` is ``source`` or the ``shortcut`` module applied to
-    ``tap`` (``optional``: only where that attribute is not None), then added to ``target``,
-    in place where ``inplace``; ``guard``: an attribute that says whether to add at all."""
-
-    target: str
-    source: str
-    tap: str = ""
-    shortcut: str | None = None
-    optional: bool = False
-    inplace: bool = False
-    guard: str | None = None
-    operator: str = "+"
-
-
-@dataclass(frozen=True)
-class Lines:
-    """Lines an op with modules of its own writes into the forward (Res2Net's loop over its
-    chunks, :class:`resdsl.ops.OwnModules`), as the op's definition wrote them."""
-
-    lines: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class NewFeatures:
-    """``target: dict[str, Tensor] = {}``: the dict of feature outputs."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Capture:
-    """``target["key"] = value``: one feature output."""
-
-    target: str
-    key: str
-    value: str
-
-
-@dataclass(frozen=True)
-class CheckpointGroup:
-    """Steps written twice: with their checkpointed calls under checkpointing while
-    ``self.grad_checkpointing`` is on and the module is not being scripted, else plainly."""
-
-    steps: tuple[Step, ...]
-
-
-@dataclass(frozen=True)
-class Choice:
-    """``if self.flag:`` then ``else:`` orelse: instances of one class that run different steps."""
-
-    flag: str
-    then: tuple[Step, ...]
-    orelse: tuple[Step, ...]
-
-
-@dataclass(frozen=True)
-class Present:
-    """``if self.attr is not None:`` then (``else:`` orelse, if any): a layer some instances lack."""
-
-    attr: str
-    then: tuple[Step, ...]
-    orelse: tuple[Step, ...] = ()
-
-
-Step = (
-    Call
-    | Flatten
-    | Save
-    | Assign
-    | Update
-    | Residual
-    | Lines
-    | NewFeatures
-    | Capture
-    | CheckpointGroup
-    | Choice
-    | Present
-)
-
-
-@dataclass(frozen=True)
-class Forward:
-    """A whole ``forward``: its steps, its return type and the variable it returns."""
-
-    steps: tuple[Step, ...]
-    returns: str = "Tensor"
-    result: str = "x"
 
 
 # -- the renderer --------------------------------------------------------------------------
@@ -287,12 +172,6 @@ def shortcuts(steps: Iterable[Step]) -> set[str]:
 # -- how layers and merges are written -----------------------------------------------------
 
 
-def flattens(layer: Layer) -> bool:
-    """Whether ``layer`` flattens its input first: a linear layer that reads a map (not tokens,
-    which it maps one by one)."""
-    return bool(OPS[layer.op].flatten_input and len(layer.in_shapes[0]) == 3)
-
-
 def layer_steps(target: str, module: str, source: str, flatten: bool, comment: str = "") -> list[Step]:
     """An op layer's module called on ``source``, flattened first where ``flatten``."""
     if flatten:
@@ -326,158 +205,41 @@ def own_modules_step(layer: Layer, target: str, source: str, local: Callable[[st
     return Lines(tuple(form.forward(source, target, layer.attrs, local)))
 
 
-# -- feature outputs and checkpointing -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Segment:
-    """The steps one top-level item of a network body wrote; ``name``: what a plan calls it
-    (None: anonymous), ``attr``: its module attribute, ``output``: the IR node it leaves."""
-
-    name: str | None
-    attr: str
-    output: str
-    stage: bool
-    steps: tuple[Step, ...]
-
-    @classmethod
-    def of(cls, item: Layer | Scope, steps: Sequence[Step], attr: str | None = None) -> Segment:
-        if isinstance(item, Scope):
-            return cls(item.name, attr or item.name, item.output, item.kind == "stage", tuple(steps))
-        return cls(None if item.anonymous else item.name, attr or item.module, item.id, False, tuple(steps))
-
-
-def _kind(step: Step) -> str:
-    """A step's part in grouping: ``checkpoint``, ``passive`` (keeps or captures a value) or ``other``."""
-    if isinstance(step, Call) and step.checkpointed is not None:
-        return "checkpoint"
-    return "passive" if isinstance(step, (Save, Capture, NewFeatures)) else "other"
-
-
-def group_runs(kinds: Sequence[str]) -> list[tuple[int, int]]:
-    """``(start, end)`` of each run of forward steps to write under one checkpointing branch:
-    runs from a ``"checkpoint"`` step to the last one before an ``"other"`` step, with only
-    ``"passive"`` steps (saving a value, taking a feature) between."""
-    runs: list[tuple[int, int]] = []
-    start = last = -1
-    for i, kind in enumerate([*kinds, "other"]):
-        if kind == "checkpoint":
-            start = i if start < 0 else start
-            last = i
-        elif kind == "other" and start >= 0:
-            runs.append((start, last + 1))
-            start = last = -1
-    return runs
-
-
-def planned(
-    head: Sequence[Step], segments: Sequence[Segment], plan: Plan | None, main: str, features: str = "features"
-) -> Forward:
-    """A network body's forward: ``head`` (steps before the first item) and each item's
-    steps, with ``plan``'s feature outputs captured into the dict ``features`` after the item
-    that makes them, the groups they are inside called child by child (:func:`_unrolled`), and
-    checkpointed calls grouped (see :func:`group_runs`)."""
-    if plan is None:
-        return Forward((*head, *(step for segment in segments for step in segment.steps)), "Tensor", main)
-    capture = _captures(plan)
-    checkpointed = set(plan.checkpoint)
-    steps: list[Step] = [NewFeatures(features)] if capture else []
-    steps += head
-    marked: set[str] = set()
-    for segment in segments:
-        for step in segment.steps:
-            if not (isinstance(step, Call) and step.module == segment.attr and segment.name is not None):
-                steps.append(step)
-                continue
-            check = segment.name in checkpointed
-            marked |= {segment.name} if check else set()
-            if segment.name in plan.unrolled:
-                scope = top_level(plan.network)[segment.name]
-                assert isinstance(scope, Scope)
-                steps += _unrolled(plan, scope, segment.attr, step, capture, features, check)
-            elif check:
-                modules = f"self.{segment.attr}" if segment.stage else f"[self.{segment.attr}]"
-                steps.append(replace(step, checkpointed=modules))
-            else:
-                steps.append(step)
-        top = [f for f in capture.get(segment.output, ()) if "." not in f.name]  # those inside: _unrolled's
-        steps += _capture(top, features, main)
-    if checkpointed - marked:
-        raise AssertionError(f"checkpointed layers {sorted(checkpointed - marked)} have no call")
-    runs = dict(group_runs([_kind(step) for step in steps]))
-    out: list[Step] = []
-    i = 0
-    while i < len(steps):
-        end = runs.get(i, i + 1)
-        out.append(CheckpointGroup(tuple(steps[i:end])) if i in runs else steps[i])
-        i = end
-    if capture:
-        return Forward(tuple(out), "dict[str, Tensor]", features)
-    return Forward(tuple(out), "Tensor", main)
-
-
-def _captures(plan: Plan) -> dict[str, list[Feature]]:
-    """The feature outputs by the node whose output they are (``blocks`` and ``blocks.6`` are one)."""
-    out: dict[str, list[Feature]] = {}
-    for feature in plan.features:
-        out.setdefault(feature.node, []).append(feature)
-    return out
-
-
-def _capture(wanted: Iterable[Feature], features: str, main: str) -> list[Step]:
-    """The captures of the outputs ``wanted`` that ``main`` holds (a copy where the next layer overwrites it)."""
-    return [Capture(features, f.name, f"{main}.clone()" if f.copy else main) for f in wanted]
-
-
-def _unrolled(
-    plan: Plan,
-    group: Scope,
-    attr: str,
-    call: Call,
-    capture: dict[str, list[Feature]],
-    features: str,
-    checkpointed: bool,
-) -> list[Step]:
-    """A stage's, sequential group's or chain block's ``call`` as its children's calls one by one
-    (``self.blocks[0](x)``, ..., ``self.features.conv0(x)``), as its own forward runs them, with the feature outputs
-    inside it captured after the child that makes them; a group with a feature further down
-    is unrolled in turn. Under checkpointing, each child is checkpointed on its own."""
-    steps: list[Step] = []
-    source = call.source
-    for i, child in enumerate(group.items):
-        if group.kind == "block":  # a chain of the block's attributes (features.denseblock1)
-            access = f"{attr}.{child.name if isinstance(child, Scope) else child.module}"
-        else:  # an nn.Sequential's children by position
-            access = f"{attr}[{i}]"
-        node = child.output if isinstance(child, Scope) else child.id
-        shape = plan.network.layer(node).shape
-        comment = fmt_shape(shape) if call.comment else ""
-        inner = Call(call.target, access, source, comment, f"[self.{access}]" if checkpointed else None)
-        if isinstance(child, Scope) and child.path in plan.unrolled:
-            steps += _unrolled(plan, child, access, inner, capture, features, checkpointed)
-        else:
-            if isinstance(child, Layer) and flattens(child):
-                steps.append(Flatten(call.target, source))
-                inner = replace(inner, source=call.target)
-            steps.append(inner)
-        steps += _capture([f for f in capture.get(node, ()) if f.name == child.path], features, call.target)
-        source = call.target
-    return steps
-
-
 # -- a scope of the IR, as build_model runs it ---------------------------------------------
 
 
-def kept(network: Network, scope: Scope) -> set[str]:
-    """Nodes whose output is read when ``x`` no longer holds it (a merge's second operand,
-    a gate's input after its branch ran, a ``project_from`` tap)."""
-    keep: set[str] = set()
+def reads(network: Network, scope: Scope, apart: bool = False) -> list[tuple[Layer | Scope, int, str]]:
+    """The values the items of ``scope`` read when ``x`` no longer holds them, as (the item,
+    its input port, the node read): a merge's second operand, a gate's input after its branch
+    ran, a ``project_from`` tap. This is the one rule of what a forward keeps.
+
+    ``apart``: a gate's branch writes a variable of its own (``se_gate = self.se(out)``, as
+    generated code writes it) instead of moving ``x`` on, so ``x`` still holds the gate's input
+    when the multiply reads it and the branch's output is read from its own variable: neither
+    is kept. build_model's forward (``apart`` false) runs the branch in ``x`` and keeps the input."""
+    out: list[tuple[Layer | Scope, int, str]] = []
     current = scope.input
+    held: set[str] = set()  # outputs of gate branches held apart
     for item in scope.items:
-        reads = [item.input] if isinstance(item, Scope) else network.inputs(item.id)
-        keep.update(node for node in reads if node != current)
+        if isinstance(item, Scope):
+            ins = [(item.input, 0)]
+        else:
+            ins = sorted(((node, edge["port"]) for node, edge in network.graph.pred[item.id].items()), key=_port)
+        out += [(item, port, node) for node, port in ins if node != current and node not in held]
+        if apart and isinstance(item, Scope) and item.side:
+            held.add(item.output)
+            continue
         current = item.output if isinstance(item, Scope) else item.id
-    return keep
+    return out
+
+
+def _port(read: tuple[str, int]) -> int:
+    return read[1]
+
+
+def kept(network: Network, scope: Scope, apart: bool = False) -> set[str]:
+    """Nodes whose output is read when ``x`` no longer holds it (see :func:`reads`)."""
+    return {node for _, _, node in reads(network, scope, apart)}
 
 
 def scope_forward(network: Network, scope: Scope, plan: Plan | None = None) -> Forward:

@@ -226,6 +226,22 @@ def test_a_gate_keeps_the_value_it_scales() -> None:
     assert steps[at - 1] == Save("s1", "x") and steps[at + 1] == Assign("x", "s1 * x")
 
 
+def test_reads_are_the_one_rule_of_what_a_forward_keeps_with_a_gates_branch_held_apart() -> None:
+    """build_model runs a gate's branch in x and keeps its input; generated code holds the
+    branch in a variable of its own (apart), so only the residual's block input is kept."""
+    network = resdsl.compile("seresnet50")
+    block = _block(network, "layer1.0")
+    gate = next(item for item in block.items if isinstance(item, Scope) and item.side)
+    multiply = block.items[block.items.index(gate) + 1]
+    assert isinstance(multiply, Layer)
+    residual = next(item for item in block.items if isinstance(item, Layer) and item.op == "residual")
+    in_x = ir_forward.reads(network, block)
+    assert (multiply, 0, gate.input) in in_x and (residual, 1, block.input) in in_x
+    assert ir_forward.kept(network, block) == {gate.input, block.input}
+    assert ir_forward.reads(network, block, apart=True) == [(residual, 1, block.input)]
+    assert ir_forward.kept(network, block, apart=True) == {block.input}
+
+
 def test_the_network_flattens_before_its_linear_and_layer_scale_is_a_parameter() -> None:
     network = resdsl.compile("resnet18")
     assert scope_forward(network, network.root).steps[-2:] == (Flatten("x", "x"), Call("x", "fc", "x"))

@@ -1,6 +1,6 @@
-"""One walk of the language (resdsl/semantics/walk.py): the placer and the layer counter read
-bodies, blocks, sequential groups, gates and stages by the same rules, so the counter's figures
-are the placer's, and a change to a rule (the stage rule first) reaches both at once."""
+"""One walk of the language (resdsl/semantics/walk.py, its stage rule in stage_rule.py): the placer
+and the layer counter read bodies, blocks, sequential groups, gates and stages by the same rules,
+so the counter's figures are the placer's, and a change to a rule (the stage rule first) reaches both at once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 import resdsl
 from resdsl.ir import Network, ScopeKind
-from resdsl.semantics import walk
+from resdsl.semantics import stage_rule
 from resdsl.semantics.count import Count, LayerCounter
 from resdsl.semantics.evaluate import first_block
 from resdsl.semantics.values import SHORTCUTS, LayerCall
@@ -132,7 +132,7 @@ def test_the_stage_rule_is_one_function_both_walkers_follow(monkeypatch: pytest.
         first = first_block(stage, block)
         return replace(first, args={**first.args, "shortcut": SHORTCUTS["none"]})
 
-    monkeypatch.setattr(walk, "first_block", first_block_plain)
+    monkeypatch.setattr(stage_rule, "first_block", first_block_plain)
     [(after, program)] = _networks("resnet50")
     assert len(after.order) == len(before.order) - 4  # layer1.0 ... layer4.0 add nothing
     assert not any(layer.path.endswith(".0.downsample") for layer in after.layers())

@@ -110,10 +110,9 @@ class Body:
     stmts: tuple[ast.Assign | ast.LayerStmt, ...]
     current: Point
     points: dict[int, Point] = field(default_factory=dict)
-    nodes: dict[int, str] = field(default_factory=dict)  # this instance's node after each statement
     node: str = ""  # this instance's node that holds the value so far
     label: str = "value"  # the layer that made it, to name a saved copy after
-    saves: set[int] = field(default_factory=set)  # statements whose value a later residual reads
+    saves: set[int] = field(default_factory=set)  # statements whose value a later residual or merge reads
     # module attributes already constructed, each with the condition sides it was constructed
     # under, one set per construction (a layer in a side of a condition exists only where that
     # side is taken)

@@ -42,14 +42,10 @@ from resdsl.backends.codegen.statements import (
     Entry,
     Variant,
     body_of,
-    branch_statement,
     chosen,
     conditions,
-    is_merge,
     layerish,
-    merged_statement,
     read_after,
-    tap_statement,
     variant,
 )
 from resdsl.diagnostics.span import portable
@@ -110,8 +106,8 @@ class Emitter(ResidualEmitter, ABC):
         cls.locals |= {py_name(n) for n in names} | set(_LOCALS)
         start = Point("x", cin, ast.IntLit(1))
         body = Body(scope, cls, names, network, main, arg, body_of(self.net, scope), start, {-1: start})
-        body.nodes[-1] = body.node = scope.input
-        body.saves = self._saves(scope, body.stmts)
+        body.node = scope.input
+        body.saves = self._saves(scope)
         if network and -1 in body.saves:  # "x" is about to be reassigned: keep the input
             cls.forward.append(Save("network_input", "x"))
             body.current = body.points[-1] = replace(start, var="network_input")
@@ -121,20 +117,11 @@ class Emitter(ResidualEmitter, ABC):
             raise AssertionError(f"codegen: scope {scope.path!r} ends at {body.node!r}, the IR says {scope.output!r}")
         return body.current.channels, body.current.stride
 
-    def _saves(self, scope: Scope, stmts: tuple[ast.Stmt, ...]) -> set[int]:
-        """The statements whose value a residual or concat written in this class reads as its
-        branch or tap."""
-        saves: set[int] = set()
-        for index in range(len(stmts)):
-            if is_merge(stmts[index]):
-                saves.add(merged_statement(stmts, index))
-            donor = self.residual_at(scope, index)
-            if donor is None:
-                continue
-            saves.add(branch_statement(stmts, index))
-            tap = donor[1].attrs.get("project_from")
-            if tap is not None:
-                saves.add(tap_statement(stmts, index, tap))
+    def _saves(self, scope: Scope) -> set[int]:
+        """The statements whose value the class reads after its main variable moved on (a
+        residual's branch and tap, a concatenation's other operand): where the IR's reads stand
+        (:meth:`read_at`). A block's input stays in ``x``, which nothing reassigns."""
+        saves = set(self.read_at(scope).values())
         return saves - {-1} if scope.block is not None else saves
 
     def residual_at(self, scope: Scope, index: int) -> tuple[Scope, Layer] | None:
@@ -174,7 +161,6 @@ class Emitter(ResidualEmitter, ABC):
         if entry.items:
             last = entry.items[-1]
             body.node = last.output if isinstance(last, Scope) else last.id
-        body.nodes[entry.index] = body.node
         body.label = label or body.label  # a binding or a residual that is none leaves the value as it was
         if entry.index in body.saves and body.current.var == body.main:  # a later residual reads it
             name = fresh(f"{py_name(body.label if body.label.isidentifier() else 'value')}_out", cls.locals)
@@ -221,7 +207,7 @@ class Emitter(ResidualEmitter, ABC):
             elif isinstance(item, Scope):
                 point = self.scope_item(body, item, cur, values)
             elif item.op == "residual":
-                self.residual(body, entry.index, item, values, own=instance is body.scope)
+                self.residual(body, entry.index, item, values)
                 point = Point(main, cur.channels, cur.stride)
             elif item.op in OPS and OPS[item.op].own_param is not None:
                 point = self.own_param(body, item, cur, values)
@@ -243,10 +229,8 @@ class Emitter(ResidualEmitter, ABC):
         """A merge: a gate's multiply (both operands made by its statement), or a concatenation
         (a radix combination) of the value the previous residual or merge left, the block input
         at first, or of the layer its tap names."""
-        if other is None and is_merge(entry.stmt):
-            at = merged_statement(body.stmts, entry.index)
-            if self.port(item, 1) != body.nodes[at]:
-                raise AssertionError(f"codegen: {item.path or item.id} does not merge what its statements say")
+        at = self.read_at(body.scope).get((entry.index, 1))
+        if other is None and at is not None:
             other = body.points[at]
         if other is None:
             raise AssertionError(f"codegen: merge {item.path or item.id} does not combine what came before")

@@ -383,7 +383,7 @@ def _py_new(e: Any, parent: int, right: bool) -> str:
         text = f"not {_bool_operand(e.operand)}"
         return f"({text})" if parent > -1 else text
     if isinstance(e, ast.FuncCall):
-        args = ", ".join(py(a.value, -1) if a.name is None else f"{a.name}={py(a.value, -1)}" for a in e.args)
+        args = functions.arguments(e.func, [(a.name, py(a.value, -1)) for a in e.args])
         call = f"{functions.callee(e.func)}({args})"
         return f"list({call})" if e.func == "range" else call
     loops = " ".join(

@@ -8,6 +8,7 @@ the Python call its table entry names (``math.ceil(c * w)``, ``list(range(n))``)
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -42,6 +43,20 @@ def callee(name: str) -> str:
     if used is not None:
         used.add(name)
     return BUILTINS[name].python
+
+
+def arguments(name: str, args: Sequence[tuple[str | None, str]]) -> str:
+    """A call's arguments (each its name where the spec named it, and its source) as the callee
+    takes them: Python's builtins and ``math``'s functions take theirs in order, not by name
+    (``log(x, base=2)`` is ``math.log(x, 2)``); the copied ``make_divisible`` takes the spec's names."""
+    builtin = BUILTINS[name]
+    names = [p.name for p in builtin.params]
+    copied = "." not in builtin.python and not hasattr(builtins, builtin.python)
+    by_place = dict(enumerate(src for key, src in args if key is None))
+    by_place |= {names.index(key): src for key, src in args if key is not None and key in names}
+    if copied or builtin.variadic or sorted(by_place) != list(range(len(by_place))):
+        return ", ".join(src if key is None else f"{key}={src}" for key, src in args)
+    return ", ".join(by_place[i] for i in range(len(by_place)))
 
 
 def needs_math(names: frozenset[str]) -> bool:

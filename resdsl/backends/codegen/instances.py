@@ -16,6 +16,7 @@ from typing import Any
 from resdsl.backends.codegen.expr import Translator, const_value, fold, is_const, is_expr, lit
 from resdsl.backends.codegen.statements import Entry, entries, layerish
 from resdsl.ir import Layer, Network, Scope
+from resdsl.ir.forward import reads
 from resdsl.ops import channels_of
 from resdsl.semantics.values import LayerCall
 from resdsl.syntax import ast
@@ -36,6 +37,7 @@ class Instances:
         self._values: dict[int, list[Values]] = {}
         self._donors: dict[int, list[tuple[Scope, Layer] | None]] = {}
         self._absent: dict[int, set[int]] = {}
+        self._read_at: dict[int, dict[tuple[int, int], int]] = {}
 
     def instances(self, scope: Scope) -> list[Scope]:
         """Every instance of the block ``scope`` is one of, in network order (the network: itself)."""
@@ -152,6 +154,53 @@ class Instances:
         if key not in self._absent:
             self._absent[key] = {e.index for i in self.instances(scope) for e in self.entries(i) if e.plain is not None}
         return self._absent[key]
+
+    def read_at(self, scope: Scope) -> dict[tuple[int, int], int]:
+        """Where the values a class reads after its main variable moved on stand: for the read
+        by statement ``i`` through input ``port``, the statement after which every instance that
+        reads it holds that value (-1: the body's input). What is read is the IR's one rule
+        (:func:`resdsl.ir.forward.reads`, a gate's branch held apart as the class holds it);
+        only the statement it stands at is found here, line by line across the instances (a
+        residual that is ``none`` in one instance and adds in another reads the same statement)."""
+        key = id(scope.block) if scope.block is not None else id(scope)
+        if key in self._read_at:
+            return self._read_at[key]
+        ranges: dict[tuple[int, int], tuple[int, int]] = {}
+        for instance in self.instances(scope):
+            found = self._read_ranges(instance)
+            for at, (lo, hi) in found.items():
+                old_lo, old_hi = ranges.get(at, (lo, hi))
+                ranges[at] = (max(lo, old_lo), min(hi, old_hi))
+        for (index, port), (lo, hi) in ranges.items():
+            if lo > hi:
+                raise AssertionError(
+                    f"codegen: the instances of {scope.name!r} read input {port} of statement {index} "
+                    "from no one statement"
+                )
+        self._read_at[key] = {at: lo for at, (lo, _) in ranges.items()}
+        return self._read_at[key]
+
+    def _read_ranges(self, instance: Scope) -> dict[tuple[int, int], tuple[int, int]]:
+        """For each kept read of one instance, by (statement, port): the first and the last
+        statement before the reader after which its main value is the node read."""
+        after: dict[int, str] = {-1: instance.input}  # the instance's main value after each statement
+        where: dict[str, int] = {}  # the statement of each item
+        node = instance.input
+        for entry in self.entries(instance):
+            for item in entry.items:
+                where[item.output if isinstance(item, Scope) else item.id] = entry.index
+            if entry.items:
+                last = entry.items[-1]
+                node = last.output if isinstance(last, Scope) else last.id
+            after[entry.index] = node
+        out: dict[tuple[int, int], tuple[int, int]] = {}
+        for item, port, read in reads(self.net, instance, apart=True):
+            index = where[item.output if isinstance(item, Scope) else item.id]
+            held = [j for j, n in after.items() if j < index and n == read]
+            if not held or (index, port) in out:
+                raise AssertionError(f"codegen: {item.path or item.name} reads {read!r}, which no statement left")
+            out[index, port] = (min(held), max(held))
+        return out
 
     def port(self, layer: Layer, port: int) -> str:
         node = self.net.port(layer.id, port)

@@ -5,8 +5,9 @@ carries, the one build_model runs), called with the kind, the channels and the s
 block input against the main branch, all in the class's terms and checked against the
 instance. Where the kind is a parameter the addition is guarded by an attribute, so one class
 runs every kind, ``none`` included; a residual that is ``none`` in every instance refuses any
-other kind. The branch and the ``project_from`` tap are the values after the statements that
-elaboration adds back (:func:`statements.branch_statement`), so every instance reads the same.
+other kind. The branch and the ``project_from`` tap are the values the IR says the addition reads
+(:func:`resdsl.ir.forward.reads`), found at the statement that leaves them in every instance
+(:meth:`~resdsl.backends.codegen.instances.Instances.read_at`), so every instance reads the same.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from resdsl.backends.codegen.classes import Body, ClassDef, Point
 from resdsl.backends.codegen.expr import attr_name, const_value, fold, fresh, is_const, is_expr, lit, py, py_str
 from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.layers import LayerEmitter
-from resdsl.backends.codegen.statements import branch_statement, tap_statement
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Layer, Network
 from resdsl.ir.forward import Residual
@@ -51,24 +51,21 @@ class ResidualEmitter(LayerEmitter):
         cls.init.append(("refuse", (py(kind), message)))
         cls.plain_kinds.append(kind)
 
-    def residual(self, body: Body, index: int, item: Layer, values: Values, own: bool) -> None:
-        """The addition at statement ``index``, written from ``item`` (this instance's when
-        ``own``, else another instance's, for an instance where it is ``none``)."""
+    def residual(self, body: Body, index: int, item: Layer, values: Values) -> None:
+        """The addition at statement ``index``, written from ``item`` (this instance's, or
+        another instance's for an instance where it is ``none``)."""
         if item.shortcut is None:
             raise AssertionError(f"codegen: residual {item.path} was not realised by the checker")
         cls, names, main = body.cls, body.names, body.main
         kind_expr = self.tr.normalize(item.exprs["shortcut"], names)
         fixed = is_const(kind_expr)
         kind = const_value(kind_expr) if fixed else None
-        at = branch_statement(body.stmts, index)
-        taps = item.attrs.get("project_from")
-        tap_at = tap_statement(body.stmts, index, taps) if taps is not None else None
-        if own and (
-            self.net.port(item.id, 1) != body.nodes[at]
-            or (tap_at is not None and self.net.port(item.id, 2) != body.nodes[tap_at])
-        ):
-            raise AssertionError(f"codegen: residual {item.path} does not add what its statements say")
-        branch, tap = body.points[at], body.points[tap_at] if tap_at is not None else None
+        read_at = self.read_at(body.scope)  # where the IR's reads stand: a value not there is the current one
+        at, tap_at = read_at.get((index, 1)), read_at.get((index, 2))
+        branch = body.current if at is None else body.points[at]
+        tap = None
+        if item.attrs.get("project_from") is not None:
+            tap = body.current if tap_at is None else body.points[tap_at]
         expected = self._expected(item)
         out_ch = self.checked(body.current.channels, expected["out"], values)
         in_ch = self.checked(branch.channels, expected["in"], values)

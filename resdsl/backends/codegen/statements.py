@@ -28,14 +28,11 @@ __all__ = [
     "Entry",
     "Variant",
     "body_of",
-    "branch_statement",
     "chosen",
     "conditions",
     "entries",
-    "is_merge",
     "layerish",
     "read_after",
-    "tap_statement",
     "variant",
     "within",
 ]
@@ -82,15 +79,6 @@ def _is_residual(stmt: ast.Stmt) -> bool:
     return isinstance(stmt, ast.LayerStmt) and isinstance(stmt.value, ast.Call) and stmt.value.func == "residual"
 
 
-def is_merge(stmt: ast.Stmt | None) -> bool:
-    """A statement that merges the main branch with the block input or the last merge's value
-    (``concat``) and becomes the next merge's other operand, as a residual does."""
-    value = stmt.value if isinstance(stmt, (ast.Assign, ast.LayerStmt)) else None
-    name = value.func if isinstance(value, ast.Call) else value.id if isinstance(value, ast.Name) else None
-    op = OPS.get(name) if name is not None else None
-    return op is not None and op.merge is not None and op.called
-
-
 def entries(network: Network, scope: Scope) -> list[Entry]:
     """One entry per statement of the scope's body, in order, then any item added after it.
 
@@ -125,45 +113,6 @@ def entries(network: Network, scope: Scope) -> list[Entry]:
         raise AssertionError(f"codegen: a binding or skipped residual of {scope.path or scope.name!r} has no statement")
     out += [Entry(len(out) + n, None, [item]) for n, item in enumerate(scope.items[i:])]
     return out
-
-
-def merge_tap(stmt: ast.Stmt | None) -> str | None:
-    """The layer a merge statement's tap parameter names (``radix_combine(2, splits=act0)``:
-    act0), or None."""
-    value = stmt.value if isinstance(stmt, (ast.Assign, ast.LayerStmt)) else None
-    op = OPS.get(value.func) if isinstance(value, ast.Call) else None
-    if op is None or op.tap is None or not isinstance(value, ast.Call):
-        return None
-    params = [p.name for p in op.params]
-    for i, arg in enumerate(value.args):
-        if (arg.name == op.tap or (arg.name is None and params[i : i + 1] == [op.tap])) and isinstance(
-            arg.value, ast.Name
-        ):
-            return arg.value.id
-    return None
-
-
-def merged_statement(body: Sequence[ast.Stmt], index: int) -> int:
-    """The statement whose value the merge at ``index`` reads as its other operand: the layer
-    its tap names, else the branch (:func:`branch_statement`)."""
-    tap = merge_tap(body[index])
-    return tap_statement(body, index, tap) if tap is not None else branch_statement(body, index)
-
-
-def branch_statement(body: Sequence[ast.Stmt], index: int) -> int:
-    """The statement whose value a residual or concat at ``index`` merges back: the previous
-    residual (present or ``none``) or concat statement, or -1, the body's input (as elaboration
-    places it)."""
-    return next((i for i in range(index - 1, -1, -1) if _is_residual(body[i]) or is_merge(body[i])), -1)
-
-
-def tap_statement(body: Sequence[ast.Stmt], index: int, layer: str) -> int:
-    """The statement that made layer ``layer`` (a residual's ``project_from``, a merge's tap)."""
-    for i in range(index - 1, -1, -1):
-        stmt = body[i]
-        if isinstance(stmt, ast.Assign) and stmt.name == layer:
-            return i
-    raise AssertionError(f"codegen: no layer {layer!r} before statement {index}")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pytest
 
 import resdsl
 from resdsl.backends.codegen import generate
+from resdsl.backends.codegen.instances import Instances
 from tests.backends.codegen.test_codegen_random import assert_same_network
 
 NESTED = """
@@ -189,7 +190,15 @@ network twice_net() {
 """
     assert_same_network(text, tmp_path)
     assert "class Twice2" not in generate(resdsl.compile(text))
-    assert_same_network(text.replace("    b1 = twice(4, kind=projection_all)\n", ""), tmp_path)
+    alone = text.replace("    b1 = twice(4, kind=projection_all)\n", "")
+    assert_same_network(alone, tmp_path)
+    # what is read is the IR's (resdsl.ir.forward.reads); the statement it is read after is the one
+    # that holds it in every instance that reads it: after the first residual (statement 2) where
+    # it adds, which in b0 still holds bn1's output (statement 1 or 2)
+    for spec, second in ((text, {(2, 1): -1, (5, 1): 2}), (alone, {(5, 1): 1})):
+        network = resdsl.compile(spec)
+        b0 = next(scope for scope in network.root.scopes() if scope.path == "b0")
+        assert Instances(network).read_at(b0) == second
 
 
 def test_a_saved_group_output_gets_a_valid_name(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, assume, given, seed, settings
 import resdsl
 from resdsl.backends.codegen import generate
 from resdsl.ir import Network
+from tests.conftest import FLOAT32_TOL
 from tests.random_nets import COVERAGE, programs
+from tests.random_token_nets import TOKENS
 
 _counter = itertools.count()
 
@@ -118,12 +120,35 @@ def assert_same_network(
     return module
 
 
+def assert_same_onnx(net: Network, text: str) -> None:
+    """The network exported to ONNX (from the IR, without torch) computes build_model's eval-mode
+    outputs for the same weights, in onnxruntime."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from resdsl.backends.onnx import onnx_model
+
+    built = resdsl.build_model(net).eval()
+    built.load_state_dict(_fill(built))
+    weights = {k: v.numpy().copy() for k, v in built.state_dict().items()}
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = built.double()(x.double()).numpy()
+    session = ort.InferenceSession(onnx_model(net, weights).SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    # onnxruntime computes in float32, which is what is under test here (see conftest)
+    assert np.abs(got - want).max() <= FLOAT32_TOL * np.abs(want).max(), text
+
+
 def check_program(program: tuple[str, str], folder: Path) -> None:
-    """The invariant: a program that checks cleanly builds the same network both ways."""
+    """The invariant: a program that checks cleanly builds the same network both ways; a
+    transformer on tokens (the newest ops) also exports to ONNX that computes the same."""
     text, network = program
     result = resdsl.check(text)
     assume(result.ok)
     assert_same_network(text, folder, result, network)
+    if network == TOKENS:
+        assert_same_onnx(next(n for n in result.networks if n.name == network), text)
 
 
 RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "120"))
@@ -198,12 +223,25 @@ def test_the_programs_hold_what_the_coverage_says() -> None:
         "for v in ws if v < 8]", "2 ** 3", "n > 1 or not deep", "wl[0]", 'prefix="b", start=1',
         'prefix="block"', "start=0", "= sequential(stage(unit(", "= stage(inverted(",
         "cin=in_channels, expand=index + 1", "= inverted(", "= stage(res2(", "= channel_mlp(", "bias=false)",
-        "= stepped(", "= splat(", "radix=1, groups=2",
+        "= stepped(", "= splat(", "radix=1, groups=2", "len([a * b for a in range(2) for b in ws])",
+        "floor(log(256, base=2))", "range(0, 10, 4)[2]", "scale_by_keep=false", "std = [0.25",
+        # transformers on tokens
+        "network random_tokens(", "= patch_embed(dim, ", "patch_embed(embed_dim=dim, patch_size=",
+        "relu\n    patch_embed", "cls_token = class_token()", "pos_embed = pos_embed(", ", skip=1)",
+        "attention(heads, qkv_bias=qkv_bias)", "attention(num_heads=heads, qkv_bias=qkv_bias, proj_bias=false)",
+        "mlp = tok_mlp(dim * ratio, dim)", "gelu  fc2 = linear(dim, bias=false)",
+        "mlp = sequential(linear(dim * ratio), gelu(), linear(dim))", "ls2 = layer_scale(init_values) if",
+        "drop_path2 = drop_path(dpr)", "norm2 = layernorm(affine=false)",
+        "blocks = stage(tok_block(dim, heads, dpr=rate * index",
+        "blocks = stage(tok_block(dim, heads, dpr=rate * net_index", "init_values=0.1 if index > 0 else 0.0",
+        "b1 = tok_block(dim, heads, ratio=2)", "tail = linear(dim)", "scale = layer_scale(0.5)",
+        'pool = token_pool("token")', "pool = token_pool()", 'token_pool("avg", prefix=0)',
+        'token_pool("avg", prefix=1)', "fc_norm = layernorm(eps=1e-6)", "vit = vit_block(dim, heads, mlp_ratio=2",
     ]  # fmt: skip
     missing = [c for c in constructs if c not in text]
     assert not missing, missing
     sections = {"Files", "Parameters and values", "Statements", "Residual additions", "Layers of layers"}
-    assert set(COVERAGE) >= sections | {"Nesting", "Ops", "Instance values"}
+    assert set(COVERAGE) >= sections | {"Nesting", "Ops", "Instance values", "Tokens: transformers"}
     clean = sum(resdsl.check(t).ok for t, _ in seen[:60])
     assert clean >= 50, f"only {clean} of 60 programs check cleanly"
 

@@ -128,3 +128,26 @@ def test_constant_calls_fold(tmp_path: Path) -> None:
     plain = generate(resdsl.compile(PLAIN))  # a layer's argument is written as the spec wrote it
     assert "nn.Conv2d(3, 8 * 2**2, " in plain and "round(2.5) + abs(-3))" in plain
     assert "import math" not in plain and "make_divisible" not in plain
+
+
+# named arguments where Python's callee takes none: math.log(x, /, base) and round(number, ...)
+NAMED = """
+block named(c, b = 2) {
+    conv1 = conv(int(log(c, base=b)) + round(x=c / 4) + make_divisible(c, divisor=b * 2, round_limit=0.5), k=1)
+}
+network named_args() {
+    input 3 x 8 x 8
+    a = named(16)
+    b = named(32, b=4)
+    fc = linear(3)
+}
+"""
+
+
+def test_named_arguments_are_passed_as_the_callee_takes_them(tmp_path: Path) -> None:
+    """Regression (found by the random networks): ``log(x, base=b)`` was written
+    ``math.log(x, base=b)``, which Python refuses (TypeError: log() takes no keyword arguments)."""
+    assert_same_network(NAMED, tmp_path)
+    code = generate(resdsl.compile(NAMED))
+    assert "math.log(c, b)" in code and "round(c // 4)" in code  # (a division exact in every instance)
+    assert "make_divisible(c, divisor=b * 2, round_limit=0.5)" in code  # the copied helper takes the names
