@@ -69,6 +69,7 @@ from resdsl.ir.classnames import network_class_name
 from resdsl.ir.features import Checkpoint, Plan, requested
 from resdsl.ir.preprocessing import preprocessing
 from resdsl.semantics.values import LayerCall
+from resdsl.syntax import ast
 
 __all__ = [
     "MARKER",
@@ -238,7 +239,7 @@ def _network_class(network: Network, em: BlockEmitter, plan: Plan | None) -> tup
     """The network's class (its body written by the emitter, which collects the block classes
     it uses) and the network parameters that are values, which become its arguments."""
     # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
-    values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
+    values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall) and k not in _input_only(network)}
     net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
     title = network.meta.get("title", network.name)
     cls = ClassDef("", doc_text(f"{title} as written in {_defined_at(network)}"), net_params)
@@ -250,6 +251,35 @@ def _network_class(network: Network, em: BlockEmitter, plan: Plan | None) -> tup
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)
     return cls, values
+
+
+def _input_only(network: Network) -> frozenset[str]:
+    """The parameters only the ``input`` statement reads (``img_size``): they size INPUT_SIZE,
+    a constant of the module, and build nothing, so the class takes no argument for them."""
+    if network.definition is None:
+        return frozenset()
+    sizes: set[str] = set()
+    rest: set[str] = set()
+    for stmt in network.definition.body:
+        if isinstance(stmt, ast.InputStmt):
+            sizes |= _names_read(stmt.dims)
+        elif isinstance(stmt, ast.MetaStmt):
+            rest |= _names_read([e.value for e in stmt.entries])
+        else:
+            rest |= _names_read([stmt.value])
+    return frozenset(sizes - rest)
+
+
+def _names_read(exprs: Sequence[ast.Expr]) -> set[str]:
+    """The names the expressions read, a called one (``norm()``) too."""
+    found: set[str] = set()
+    for expr in exprs:
+        for e in ast.walk(expr):
+            if isinstance(e, ast.Name):
+                found.add(e.id)
+            elif isinstance(e, ast.Call | ast.FuncCall):
+                found.add(e.func)
+    return found
 
 
 def _constants(
