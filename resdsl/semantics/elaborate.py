@@ -15,6 +15,7 @@ from typing import Any
 from resdsl.diagnostics import Collector, error
 from resdsl.diagnostics.fixes import span_text
 from resdsl.ir import Network, Scope, ScopeKind
+from resdsl.ir.init import DEFAULT_SCHEME, SCHEMES
 from resdsl.ir.lower import finish
 from resdsl.semantics.count import LayerCounter
 from resdsl.semantics.limits import Limits
@@ -124,7 +125,9 @@ class Elaborator(Placer):
                     try:
                         meta[entry.name] = self.eval(entry.value, dict(params))
                     except Failed:
-                        pass
+                        continue
+                    if entry.name == "init" and not self._known_scheme(meta["init"], entry.value.span):
+                        return None
         shape = tuple(input_shape) if input_shape else declared
         if shape is None:
             self.diags.add(
@@ -140,6 +143,15 @@ class Elaborator(Placer):
             self.diags.add(error("E213", f"input shape {shape} must be C x H x W with positive sizes", target.span))
             return None
         return shape, declared, meta
+
+    def _known_scheme(self, name: object, span: ast.Span) -> bool:
+        """Whether ``meta { init = name }`` names a scheme of resdsl.ir.init (E213 if not)."""
+        if isinstance(name, str) and (name == DEFAULT_SCHEME or name in SCHEMES):
+            return True
+        known = ", ".join(repr(s) for s in [DEFAULT_SCHEME, *SCHEMES])
+        message = f"init {show_value(name)} names no initialisation scheme; the schemes: {known}"
+        self.diags.add(error("E213", message, span))
+        return False
 
     def _input_sizes(self, name: str, stmt: ast.InputStmt, params: dict[str, Any]) -> tuple[int, ...] | None:
         """The sizes of ``input``, each evaluated with the network's parameters (E205 for one
