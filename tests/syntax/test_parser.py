@@ -138,7 +138,7 @@ def test_shapes_with_and_without_spaces() -> None:
 
 
 def test_input_sizes_may_be_expressions_of_the_parameters() -> None:
-    """``x`` separates sizes where a space and a size follow it; elsewhere it is a name."""
+    """``x`` separates sizes where white space and a size follow it; elsewhere it is a name."""
     m = parse("network n(s = 8, xs = 2) {\n    input 3 x s * xs x (s + 1)\n    x = conv(8)\n    x\n}\n")
     stmt, layer, bare = m.definitions[0].body  # type: ignore[union-attr]
     assert isinstance(stmt, ast.InputStmt) and len(stmt.dims) == 3
