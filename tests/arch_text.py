@@ -87,7 +87,8 @@ def params() -> st.SearchStrategy[tuple[ast.Param, ...]]:
 
 def modules() -> st.SearchStrategy[ast.Module]:
     body = st.lists(statements(), max_size=5).map(tuple)
-    shape = st.lists(st.integers(1, 512), min_size=1, max_size=3).map(lambda d: (ast.InputStmt(tuple(d)),))
+    size = st.one_of(st.integers(1, 512).map(ast.IntLit), exprs())  # input 3 x img_size x img_size
+    shape = st.lists(size, min_size=1, max_size=3).map(lambda d: (ast.InputStmt(tuple(d)),))
     meta = st.lists(st.builds(ast.MetaEntry, names, exprs()), max_size=2).map(
         lambda es: (ast.MetaStmt(tuple(es)),) if es else ()
     )
@@ -171,7 +172,7 @@ def show_arg(a: ast.Arg) -> str:
 
 def show_stmt(s: ast.Stmt) -> str:
     if isinstance(s, ast.InputStmt):
-        return "input " + " x ".join(str(d) for d in s.dims)
+        return "input " + " x ".join(show(d, SUM) for d in s.dims)
     if isinstance(s, ast.MetaStmt):
         return "meta { " + "  ".join(f"{e.name} = {show(e.value)}" for e in s.entries) + " }"
     if isinstance(s, ast.Assign):

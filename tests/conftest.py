@@ -159,13 +159,22 @@ def shipped_networks() -> tuple[tuple[str, Path, tuple[int, ...]], ...]:
 
 
 def _input_shape(program: Any, definition: Any) -> tuple[int, ...]:
-    """The ``input`` statement's shape of a network definition, through any chain of aliases."""
+    """The ``input`` statement's shape of a network definition, through any chain of aliases:
+    each size a whole number or a parameter that one, given by an alias or defaulted, names
+    (``input 3 x img_size x img_size``), all the shipped specs write."""
     from resdsl.syntax import ast
 
+    given: dict[str, ast.Expr] = {}
     while isinstance(definition, ast.NetworkAlias):
+        for arg in definition.target.args:
+            assert arg.name is not None, definition.name  # the shipped aliases name their arguments
+            given.setdefault(arg.name, arg.value)
         definition = program.definitions(definition.span.file)[definition.target.func]
-    (shape,) = [s.dims for s in definition.body if isinstance(s, ast.InputStmt)]
-    return tuple(shape)
+    given = {**{p.name: p.default for p in definition.params if p.default is not None}, **given}
+    (dims,) = [s.dims for s in definition.body if isinstance(s, ast.InputStmt)]
+    sizes = [given.get(d.id) if isinstance(d, ast.Name) else d for d in dims]
+    assert all(isinstance(s, ast.IntLit) for s in sizes), (definition.name, dims)
+    return tuple(s.value for s in sizes)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="session")

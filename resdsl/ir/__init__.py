@@ -137,6 +137,7 @@ class Network:
     sources: dict[str, str] = field(default_factory=dict)  # every file read to compile it (for hashes)
     source_file: str = ""  # the file given to the compiler (may differ from the defining file)
     head: int | None = None  # outputs of the linear layer ``head`` added on top (head=N, --head N)
+    declared_input: Shape | None = None  # the spec's ``input`` with these parameters (input_shape may override it)
 
     def layer(self, node_id: str) -> Layer:
         return self.graph.nodes[node_id]["layer"]

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from resdsl.diagnostics import Collector, error
+from resdsl.diagnostics.fixes import span_text
 from resdsl.ir import Network, Scope, ScopeKind
+from resdsl.ir.init import DEFAULT_SCHEME, SCHEMES
 from resdsl.ir.lower import finish
 from resdsl.semantics.count import LayerCounter
 from resdsl.semantics.limits import Limits
 from resdsl.semantics.place import Placer, TooLarge
-from resdsl.semantics.values import SHORTCUTS, Failed, LayerCall, ShortcutKind, suggest
+from resdsl.semantics.values import SHORTCUTS, Failed, LayerCall, ShortcutKind, show_value, suggest
 from resdsl.syntax import ast
 from resdsl.syntax.loader import Program, definition_params, display_path, load, network_params
 
@@ -72,7 +74,7 @@ class Elaborator(Placer):
         read = self._input_and_meta(name, target, params, input_shape)
         if read is None:
             return None
-        shape, meta = read
+        shape, declared, meta = read
         if not self._count(definition, body, params):
             return None
         inp = self._node("input", "input", {}, {}, "input", "", target.span, None)
@@ -98,26 +100,34 @@ class Elaborator(Placer):
             alias=definition if isinstance(definition, ast.NetworkAlias) else None,
             overridden=frozenset(overrides or {}),
             head=head,
+            declared_input=declared,
         )
 
     def _input_and_meta(
         self, name: str, target: ast.NetworkDef, params: dict[str, Any], input_shape: Sequence[int] | None
-    ) -> tuple[tuple[int, ...], dict[str, Any]] | None:
+    ) -> tuple[tuple[int, ...], tuple[int, ...] | None, dict[str, Any]] | None:
         """The input shape (``input_shape``, else the declared one: E215 without either, E213 for
-        a bad one) and the evaluated ``meta`` entries of a network."""
+        a bad one), the declared one (the ``input`` statement's sizes with these parameters) and
+        the evaluated ``meta`` entries of a network."""
         meta: dict[str, Any] = {}
         declared: tuple[int, ...] | None = None
+        seen = False
         for stmt in target.body:
             if isinstance(stmt, ast.InputStmt):
-                if declared is not None:
+                if seen:
                     self.diags.add(error("E217", "input is declared twice", stmt.span))
-                declared = stmt.dims
+                seen = True
+                declared = self._input_sizes(name, stmt, params)
+                if declared is None:
+                    return None
             elif isinstance(stmt, ast.MetaStmt):
                 for entry in stmt.entries:
                     try:
                         meta[entry.name] = self.eval(entry.value, dict(params))
                     except Failed:
-                        pass
+                        continue
+                    if entry.name == "init" and not self._known_scheme(meta["init"], entry.value.span):
+                        return None
         shape = tuple(input_shape) if input_shape else declared
         if shape is None:
             self.diags.add(
@@ -132,7 +142,38 @@ class Elaborator(Placer):
         if len(shape) not in (1, 3) or any(d < 1 for d in shape):
             self.diags.add(error("E213", f"input shape {shape} must be C x H x W with positive sizes", target.span))
             return None
-        return shape, meta
+        return shape, declared, meta
+
+    def _known_scheme(self, name: object, span: ast.Span) -> bool:
+        """Whether ``meta { init = name }`` names a scheme of resdsl.ir.init (E213 if not)."""
+        if isinstance(name, str) and (name == DEFAULT_SCHEME or name in SCHEMES):
+            return True
+        known = ", ".join(repr(s) for s in [DEFAULT_SCHEME, *SCHEMES])
+        message = f"init {show_value(name)} names no initialisation scheme; the schemes: {known}"
+        self.diags.add(error("E213", message, span))
+        return False
+
+    def _input_sizes(self, name: str, stmt: ast.InputStmt, params: dict[str, Any]) -> tuple[int, ...] | None:
+        """The sizes of ``input``, each evaluated with the network's parameters (E205 for one
+        that is not a whole number, E213 for one below 1, at that size); None after an error."""
+        sizes: list[int] = []
+        for dim in stmt.dims:
+            try:
+                value = self.eval(dim, dict(params))
+            except Failed:
+                return None
+            shown = span_text(self.program.sources.get(dim.span.file), dim.span) or "the size"
+            if isinstance(value, bool) or not isinstance(value, int):
+                message = f"input size {shown} of network '{name}' is {show_value(value)}, not a whole number"
+                help = "sizes are whole numbers: use // for a division that rounds down"
+                self.diags.add(error("E205", message, dim.span, help=help))
+                return None
+            if value < 1:
+                message = f"input size {shown} of network '{name}' is {value}; sizes must be at least 1"
+                self.diags.add(error("E213", message, dim.span))
+                return None
+            sizes.append(value)
+        return tuple(sizes)
 
     def _resolve_alias(self, definition: ast.Definition) -> tuple[ast.NetworkDef | None, dict[str, Any]]:
         args: dict[str, Any] = {}

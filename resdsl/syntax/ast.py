@@ -284,9 +284,10 @@ ExprVisitor.dispatch = VisitMethods(ExprVisitor)
 
 @dataclass(frozen=True, slots=True)
 class InputStmt:
-    """``input 3 x 224 x 224``: the per-sample shape the network is checked at."""
+    """``input 3 x 224 x 224``: the per-sample shape the network is checked at, one expression
+    per size (``input 3 x img_size x img_size`` reads the network's parameters)."""
 
-    dims: tuple[int, ...]
+    dims: tuple[Expr, ...]
     span: Span = NO_SPAN
 
 

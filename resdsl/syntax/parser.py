@@ -90,10 +90,24 @@ class ToAst(Transformer):
         return stmts
 
     # statements
-    def input_stmt(self, meta: object, shape: Token) -> ast.InputStmt:
-        digits = str(shape).replace(" ", "").replace("\t", "").split("x")
-        dims = tuple(_whole_number(Token("INT", d, line=shape.line, column=shape.column), self.file) for d in digits)
-        return ast.InputStmt(dims, self._s(meta))
+    def input_stmt(self, meta: object, *parts: Token | ast.Expr) -> ast.InputStmt:
+        """``input 3 x 224 x 224`` (one SHAPE token) or ``input 3 x s x s`` (expressions between
+        INPUT_X separators): either way one expression per size, a literal's with its own span."""
+        if len(parts) == 1 and isinstance(parts[0], Token) and parts[0].type == "SHAPE":
+            return ast.InputStmt(self._shape_sizes(parts[0]), self._s(meta))
+        dims = tuple(p for p in parts if not isinstance(p, Token))
+        return ast.InputStmt(dims, self._s(meta))  # type: ignore[arg-type]
+
+    def _shape_sizes(self, shape: Token) -> tuple[ast.Expr, ...]:
+        sizes: list[ast.Expr] = []
+        for found in re.finditer(r"\d+", str(shape)):
+            text = str(shape)[: found.start()]
+            line = (shape.line or 1) + text.count("\n")
+            column = (shape.column or 1) + found.start() if "\n" not in text else found.start() - text.rfind("\n")
+            tok = Token("INT", found.group(), line=line, column=column)
+            span = ast.Span(self.file, line, column, line, column + len(found.group()))
+            sizes.append(ast.IntLit(_whole_number(tok, self.file), span))
+        return tuple(sizes)
 
     def meta_stmt(self, meta: object, *entries: ast.MetaEntry) -> ast.MetaStmt:
         return ast.MetaStmt(entries, self._s(meta))

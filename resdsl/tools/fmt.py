@@ -190,8 +190,13 @@ class _Builder:
         return [self.group(children, commas=False)]
 
     def b_input_stmt(self, children: list[Any]) -> list[Item]:
-        keyword, shape = children
-        return [self.atom(keyword), self.atom(shape, text=" x ".join(d.strip() for d in str(shape).split("x")))]
+        """``input 3 x 224 x 224``: a shape token re-spaced; sizes that are expressions
+        (``input 3 x img_size x img_size``) are spaced as any tokens are."""
+        keyword, *sizes = children
+        if len(sizes) == 1 and isinstance(sizes[0], Token) and sizes[0].type == "SHAPE":
+            shape = sizes[0]
+            return [self.atom(keyword), self.atom(shape, text=" x ".join(d.strip() for d in str(shape).split("x")))]
+        return [self.atom(keyword), *(item for size in sizes for item in self.items(size))]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pygments.lexer import RegexLexer, bygroups, words
+from pygments.lexer import RegexLexer, bygroups, include, words
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String, Whitespace
 
 from resdsl.ops import OPS as OP_TABLE
@@ -23,6 +23,8 @@ from resdsl.syntax.ast import BUILTIN_FORMS, BUILTIN_FUNCTIONS
 from resdsl.syntax.parser import RESERVED_WORDS
 
 CONSTANTS = ("true", "false")
+# input 3 x 224 x 224, as the grammar's SHAPE: whole numbers only, followed by no operator or word
+_SHAPE = r"(input)([ \t\f\r\n]+)(\d+(?:[ \t]*x[ \t]*\d+)*)(?![ \t]*[-+*/%(\[.\w])"
 KEYWORDS = tuple(sorted(RESERVED_WORDS - set(CONSTANTS)))
 # the op table (resdsl.ops.OPS: the ops themselves, never a copied list), and the built-in forms
 OPS = tuple(OP_TABLE)
@@ -48,7 +50,8 @@ class ArchLexer(RegexLexer):
             (r"#[^\n]*", Comment.Single),
             (r'"', String.Double, "string"),
             (rf"(block|network)([ \t\f\r\n]+)({_NAME})", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
-            (r"(input)([ \t\f\r\n]+)(\d+(?:[ \t]*x[ \t]*\d+)*)", bygroups(Keyword, Whitespace, Number.Integer)),
+            (_SHAPE, bygroups(Keyword, Whitespace, Number.Integer)),
+            (r"input\b", Keyword, "sizes"),  # input 3 x img_size x img_size
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (rf"({_NAME})([ \t]*)(=)(?!=)", bygroups(Name.Variable, Whitespace, Operator)),  # layer, value, keyword
@@ -60,6 +63,11 @@ class ArchLexer(RegexLexer):
             (r"\d+", Number.Integer),
             (r"\*\*|//|==|!=|<=|>=|[-+*/%<>=]", Operator),
             (r"[(){}\[\],]", Punctuation),
+        ],
+        "sizes": [  # the rest of an input line: its "x" separates sizes, as the grammar's INPUT_X
+            (r"\n", Whitespace, "#pop"),
+            (r"x(?=[ \t]+[^\s=#])(?![ \t]+if\b)", Operator),
+            include("root"),
         ],
         "string": [
             (r"\\[^\n]", String.Escape),  # the grammar takes any escape; resdsl check judges it (E006)

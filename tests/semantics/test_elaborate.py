@@ -486,3 +486,36 @@ def test_a_literal_that_does_not_suit_is_reported_in_every_instance() -> None:
     # a literal is kept only once it bound cleanly, so each instance reports the mistake
     _net, collector = elaborate_text(BOUND_TWICE.replace("MOMENTUM", "2"))
     assert [d.code for d in collector.items] == ["E213", "E213"]
+
+
+def test_input_sizes_are_expressions_of_the_networks_parameters() -> None:
+    """``input 3 x img_size x img_size``: each alias or override sizes the input; the declared
+    shape is kept beside the one checked at (another given with --input)."""
+    spec = (
+        "network n(img_size = 32, c = 3) {\n  input c x img_size // 2 * 2 x img_size\n  conv1 = conv(8, k=3)\n}\n"
+        "network big = n(img_size=65)\n"
+    )
+    result = resdsl.check(spec)
+    assert result.ok, [str(d) for d in result.diagnostics]
+    shapes = {net.name: (net.input_shape, net.declared_input) for net in result.networks}
+    assert shapes == {"n": ((3, 32, 32), (3, 32, 32)), "big": ((3, 64, 65), (3, 64, 65))}
+    (net,) = resdsl.check(spec, network="n", overrides={"img_size": 17, "c": 1}).networks
+    assert net.input_shape == (1, 16, 17) and net.layer("conv1").shape == (8, 14, 15)
+    (net,) = resdsl.check(spec, network="n", input_shape=(3, 9, 9)).networks
+    assert net.input_shape == (3, 9, 9) and net.declared_input == (3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("size", "code", "message"),
+    [
+        ("img_size / 3", "E208", "32 / 3 is not a whole number"),
+        ("img_size * 0.5", "E205", "input size img_size * 0.5 of network 'n' is 16.0, not a whole number"),
+        ("img_size - 32", "E213", "input size img_size - 32 of network 'n' is 0; sizes must be at least 1"),
+        ('"big"', "E205", "input size \"big\" of network 'n' is 'big', not a whole number"),
+        ("width", "E201", "width"),
+    ],
+)
+def test_a_bad_input_size_is_reported_at_that_size(size: str, code: str, message: str) -> None:
+    result = resdsl.check(f"network n(img_size = 32) {{\n  input 3 x {size} x img_size\n  c = conv(8)\n}}\n")
+    (d,) = result.diagnostics
+    assert (d.code, d.span.line, d.span.column) == (code, 2, 13) and message in d.message

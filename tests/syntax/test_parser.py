@@ -52,7 +52,7 @@ def test_sample_covers_the_language() -> None:
     assert isinstance(residual, ast.LayerStmt) and isinstance(residual.value, ast.Call)
     assert residual.value.args[1].name == "project_from"
     assert isinstance(net, ast.NetworkDef)
-    assert net.body[0] == ast.InputStmt((3, 32, 32), net.body[0].span)
+    assert isinstance(net.body[0], ast.InputStmt) and [d.value for d in net.body[0].dims] == [3, 32, 32]  # type: ignore[attr-defined]
     meta = net.body[1]
     assert isinstance(meta, ast.MetaStmt) and [e.name for e in meta.entries] == ["mean", "std", "dataset"]
     assert isinstance(net.body[3], ast.LayerStmt) and net.body[3].value.id == "relu"  # type: ignore[union-attr]
@@ -132,7 +132,19 @@ def test_the_new_keywords_are_reserved(text: str) -> None:
 def test_shapes_with_and_without_spaces() -> None:
     for text in ("3x224x224", "3 x 224 x 224", "3  x 224x224"):
         m = parse(f"network n() {{ input {text} }}")
-        assert m.definitions[0].body[0].dims == (3, 224, 224)  # type: ignore[union-attr]
+        sizes = m.definitions[0].body[0].dims  # type: ignore[union-attr]
+        columns = [21 + found.start() for found in re.finditer(r"\d+", text)]  # each size's own span
+        assert [(d.value, d.span.column) for d in sizes] == list(zip((3, 224, 224), columns, strict=True))
+
+
+def test_input_sizes_may_be_expressions_of_the_parameters() -> None:
+    """``x`` separates sizes where white space and a size follow it; elsewhere it is a name."""
+    m = parse("network n(s = 8, xs = 2) {\n    input 3 x s * xs x (s + 1)\n    x = conv(8)\n    x\n}\n")
+    stmt, layer, bare = m.definitions[0].body  # type: ignore[union-attr]
+    assert isinstance(stmt, ast.InputStmt) and len(stmt.dims) == 3
+    assert isinstance(stmt.dims[1], ast.BinOp) and stmt.dims[1].op == "*"
+    assert (stmt.dims[2].span.line, stmt.dims[2].span.column) == (2, 25)
+    assert isinstance(layer, ast.Assign) and layer.name == "x" and isinstance(bare, ast.LayerStmt)
 
 
 def test_statements_may_share_a_line() -> None:

@@ -127,6 +127,13 @@ def test_a_conditional_layer_statement_is_kept() -> None:
     assert "\n    relu if act else identity\n" in out and format_text(out) == out
 
 
+def test_input_sizes_that_are_expressions_are_spaced_as_expressions() -> None:
+    text = "network n(s = 8) {\n  input 3 x  s*2 x (s+1)   # sizes\n  x = conv(8)\n}\n"
+    out = format_text(text)
+    assert out == "network n(s = 8) {\n    input 3 x s * 2 x (s + 1)  # sizes\n    x = conv(8)\n}\n"
+    assert format_text(out) == out
+
+
 def test_layout_rules() -> None:
     messy = (
         '\n\n# header\nimport   "std/blocks.arch"\n\n\n\nblock b(c,k=3) {relu  x=c*-(c+1)//2  y=[1,2,]\n'

@@ -75,6 +75,27 @@ def test_tokens_of_a_spec() -> None:
     assert (Name, "len") in [(k, v) for k, v in lex("len = 3\nx = len\n", ArchLexer())]  # a value named len
 
 
+def test_input_sizes_that_are_expressions() -> None:
+    """``input 3 x s x s``: the separators are operators, the sizes names, the next line as ever."""
+    kinds = [(k, v) for k, v in lex("input 3 x s * 2 x s\nx = conv(8)\n", ArchLexer()) if v.strip()]
+    assert kinds == [
+        (Keyword, "input"),
+        (Number.Integer, "3"),
+        (Operator, "x"),
+        (Name, "s"),
+        (Operator, "*"),
+        (Number.Integer, "2"),
+        (Operator, "x"),
+        (Name, "s"),
+        (Name.Variable, "x"),
+        (Operator, "="),
+        (Name.Builtin, "conv"),
+        (_tok("Punctuation"), "("),
+        (Number.Integer, "8"),
+        (_tok("Punctuation"), ")"),
+    ]
+
+
 def _tok(name: str) -> _TokenType:
     import pygments.token
 

@@ -67,8 +67,10 @@ from resdsl.diagnostics.span import portable
 from resdsl.ir import Network, sources_hash
 from resdsl.ir.classnames import network_class_name
 from resdsl.ir.features import Checkpoint, Plan, requested
+from resdsl.ir.init import KINDS, Scheme, scheme_of
 from resdsl.ir.preprocessing import preprocessing
 from resdsl.semantics.values import LayerCall
+from resdsl.syntax import ast
 
 __all__ = [
     "MARKER",
@@ -225,7 +227,7 @@ def _render(
             defined_at=_defined_at(network),
             weights_default="WEIGHTS" if weights is not None else "None",
             **_zero_init(values, blocks, inference, zero_init_default),
-            **_imports_and_helpers(em, [*blocks, cls], plan, extra, norm2d, constants),
+            **_imports_and_helpers(em, [*blocks, cls], plan, extra, norm2d, constants, scheme_of(network.meta)),
         )
     )
 
@@ -238,7 +240,7 @@ def _network_class(network: Network, em: BlockEmitter, plan: Plan | None) -> tup
     """The network's class (its body written by the emitter, which collects the block classes
     it uses) and the network parameters that are values, which become its arguments."""
     # a layer-valued parameter (norm = groupnorm(32)) is built into the layers it made
-    values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall)}
+    values = {k: v for k, v in network.params.items() if not isinstance(v, LayerCall) and k not in _input_only(network)}
     net_params: list[tuple[str, str, str | None]] = [(py_name(k), py_type(v), py_default(v)) for k, v in values.items()]
     title = network.meta.get("title", network.name)
     cls = ClassDef("", doc_text(f"{title} as written in {_defined_at(network)}"), net_params)
@@ -250,6 +252,35 @@ def _network_class(network: Network, em: BlockEmitter, plan: Plan | None) -> tup
     if plan is not None:
         codegen_features.apply(plan, cls, em.item_steps)
     return cls, values
+
+
+def _input_only(network: Network) -> frozenset[str]:
+    """The parameters only the ``input`` statement reads (``img_size``): they size INPUT_SIZE,
+    a constant of the module, and build nothing, so the class takes no argument for them."""
+    if network.definition is None:
+        return frozenset()
+    sizes: set[str] = set()
+    rest: set[str] = set()
+    for stmt in network.definition.body:
+        if isinstance(stmt, ast.InputStmt):
+            sizes |= _names_read(stmt.dims)
+        elif isinstance(stmt, ast.MetaStmt):
+            rest |= _names_read([e.value for e in stmt.entries])
+        else:
+            rest |= _names_read([stmt.value])
+    return frozenset(sizes - rest)
+
+
+def _names_read(exprs: Sequence[ast.Expr]) -> set[str]:
+    """The names the expressions read, a called one (``norm()``) too."""
+    found: set[str] = set()
+    for expr in exprs:
+        for e in ast.walk(expr):
+            if isinstance(e, ast.Name):
+                found.add(e.id)
+            elif isinstance(e, ast.Call | ast.FuncCall):
+                found.add(e.func)
+    return found
 
 
 def _constants(
@@ -312,6 +343,7 @@ def _imports_and_helpers(
     extra: Mapping[str, Any],
     norm2d: str,
     constants: Mapping[str, str],
+    scheme: Scheme | None = None,
 ) -> dict[str, Any]:
     """What the module imports and copies in: only what its classes use. make_shortcut (which
     needs ZeroPadShortcut) where a kind is chosen at run time; ZeroPadShortcut alone where a
@@ -339,9 +371,29 @@ def _imports_and_helpers(
         "has_std": "STD" in constants,
         "norm_classes": norm_classes or ["BatchNorm2d"],
         "checkpoint_source": checkpoint_source() if checkpoints else "",
-        "uses_math": functions.needs_math(functions.used()),
+        "uses_math": functions.needs_math(functions.used()) or (scheme is not None and scheme.uses_math),
+        "init_rules": _init_rules(scheme),
         "divisible_source": divisible_source() if "make_divisible" in functions.used() else "",
     }
+
+
+def _init_rules(scheme: Scheme | None) -> list[tuple[str, tuple[str, ...]]]:
+    """The ``isinstance`` test and statements of each kind a scheme initialises, as the
+    constructor's init loop writes them; none for torchvision's default (the template's own)."""
+    if scheme is None:
+        return []
+    grouped: dict[tuple[str, ...], list[str]] = {}  # kinds given the same statements share a branch (SIM114)
+    for kind, lines in scheme.rules:
+        grouped.setdefault(lines, []).extend(f"nn.{c}" for c in KINDS[kind])
+    rules = []
+    for lines, c in grouped.items():
+        test = f"isinstance(m, {c[0] if len(c) == 1 else '(' + ', '.join(c) + ')'})"
+        first, rest = lines[0], lines[1:]
+        if first.startswith("if ") and rest and all(line.startswith("    ") for line in rest):
+            # one guarded block: its guard joins the test (SIM102); the kinds' classes are distinct
+            test, lines = f"{test} and {first[3:-1]}", tuple(line[4:] for line in rest)
+        rules.append((test, lines))
+    return rules
 
 
 def _cin(network: Network) -> Any:

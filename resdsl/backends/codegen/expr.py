@@ -270,6 +270,15 @@ def _fold_comp(e: ast.ListComp) -> Any:
     return ast.ListExpr(tuple(items)) if all(is_const(i) for i in items) else e
 
 
+def _int_offset(e: Any) -> tuple[ast.Name, int] | None:
+    """``(name, n)`` where ``e`` is ``name + n`` (or ``name - n``, then -n), ``n`` a whole number:
+    the offsets the stage loops write on their index (``dims[i - 1 + 1]`` is ``dims[i]``)."""
+    if isinstance(e, ast.BinOp) and e.op in ("+", "-") and isinstance(e.left, ast.Name):
+        if isinstance(e.right, ast.IntLit) and not isinstance(e.right.value, bool):
+            return e.left, e.right.value if e.op == "+" else -e.right.value
+    return None
+
+
 def fold(e: Any) -> Any:
     if isinstance(e, (ast.Not, ast.FuncCall, ast.ListComp)):
         return _fold_new(e)
@@ -319,6 +328,11 @@ def fold(e: Any) -> Any:
             return right
         if e.op in ("+", "-") and isinstance(right, ast.IntLit) and right.value == 0:
             return left
+        offset = _int_offset(left)
+        if e.op in ("+", "-") and isinstance(right, ast.IntLit) and offset is not None:
+            # (i - 1) + 1 is i: whole-number offsets on one name combine
+            total = offset[1] + (right.value if e.op == "+" else -right.value)
+            return fold(ast.BinOp("+" if total >= 0 else "-", offset[0], ast.IntLit(abs(total))))
         return e
     if isinstance(e, ast.Neg) and isinstance(e.operand, (ast.IntLit, ast.FloatLit)):
         return lit(-e.operand.value)
@@ -387,10 +401,18 @@ def _py_new(e: Any, parent: int, right: bool) -> str:
         call = f"{functions.callee(e.func)}({args})"
         return f"list({call})" if e.func == "range" else call
     loops = " ".join(
-        f"for {py_name(loop.name)} in {py(loop.iterable, 1)}" + ("" if loop.cond is None else f" if {py(loop.cond, 1)}")
+        f"for {py_name(loop.name)} in {_iterable(loop.iterable)}"
+        + ("" if loop.cond is None else f" if {py(loop.cond, 1)}")
         for loop in e.loops
     )
     return f"[{py(e.item, -1)} {loops}]"
+
+
+def _iterable(e: Any) -> str:
+    """A comprehension's iterable: a ``range(...)`` is iterated as it is, not made a list first."""
+    if isinstance(e, ast.FuncCall) and e.func == "range":
+        return py(e, 1).removeprefix("list(").removesuffix(")")
+    return py(e, 1)
 
 
 def _bool_operand(e: Any) -> str:

@@ -39,15 +39,6 @@ def _arch_value(value: Any) -> str:
     return repr(value)
 
 
-def _declared_input(network: Network) -> tuple[int, ...] | None:
-    if network.definition is None:
-        return None
-    for stmt in network.definition.body:
-        if isinstance(stmt, ast.InputStmt):
-            return tuple(stmt.dims)
-    return None
-
-
 def regenerate_command(
     network: Network,
     spec_arg: str | None,
@@ -69,7 +60,7 @@ def regenerate_command(
         args += ["--network", network_arg]
     for key, value in (overrides or {}).items():
         args += ["--set", f"{key}={_arch_value(value)}"]
-    if input_shape is None and tuple(network.input_shape) != _declared_input(network):
+    if input_shape is None and tuple(network.input_shape) != network.declared_input:
         input_shape = network.input_shape
     if input_shape is not None:
         args += ["--input", "x".join(str(d) for d in input_shape)]

@@ -38,6 +38,7 @@ from resdsl.backends.codegen.expr import (
     lit,
     py,
     py_str,
+    subst,
 )
 from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.netcount import (
@@ -139,9 +140,12 @@ class StageWriter(NetCounts):
         for q in self._hidden(blocks[0]):
             first = self.instance_blocks(blocks[0], q, None, first_values)
             each = self.instance_blocks(blocks[0], q, scope.arg_exprs, values)
-            if first is None or each is None or var in free_names(each):
+            if first is None or each is None:
                 return None
-            bases[q] = add(add(self._next(scope, q + 1), first), mul(i, each))
+            if var in free_names(each):  # each block its own count (ConvNeXt's depths[index])
+                bases[q] = add(self._next(scope, q + 1), _running_sum(first, each, var, names | set(em.net.params)))
+            else:
+                bases[q] = add(add(self._next(scope, q + 1), first), mul(i, each))
         hidden = self.hidden_args(blocks[0], 1, bases)
         decided = partial(_from_zero, var=var)  # i >= 0: what index == 0 decides is decided
         expected = None if len(blocks) > 1 else _shared_args(scope, blocks[0])
@@ -280,6 +284,20 @@ class StageWriter(NetCounts):
             "regenerate it for another number"
         )
         parent.init.append(("require", (py(repeat), str(scope.repeat), message)))
+
+
+def _running_sum(first: Any, each: Any, var: str, taken: set[str] | frozenset[str]) -> Any:
+    """The blocks below the blocks before later block ``var + 1``, where block ``var + 1`` has
+    ``each`` of them and the first ``first``: ``sum([depths[j] for j in range(i + 1)])`` (the
+    first one's count the same rule at 0), else ``first + sum([... for j in range(1, i + 1)])``."""
+    j = fresh("j", set(taken) | {var} | free_names(each))
+    count = subst(each, {var: ast.BinOp("-", ast.Name(j), ast.IntLit(1))})
+    upto = add(ast.Name(var), ast.IntLit(1))
+    same = py(subst(count, {j: ast.IntLit(0)})) == py(first)
+    bounds = (upto,) if same else (ast.IntLit(1), upto)
+    loop = ast.Loop(j, ast.FuncCall("range", tuple(ast.Arg(None, b) for b in bounds)), None)
+    total = ast.FuncCall("sum", (ast.Arg(None, ast.ListComp(count, (loop,))),))
+    return total if same else add(first, total)
 
 
 def _shared_args(stage: Scope, first: Scope) -> dict[str, Any]:

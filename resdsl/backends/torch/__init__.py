@@ -29,10 +29,12 @@ from resdsl.ir import Layer, Network, Scope, sources_hash
 from resdsl.ir import forward as ir_forward
 from resdsl.ir.classnames import block_class_name, camel, network_class_name
 from resdsl.ir.features import Checkpoint, Plan, requested, top_level
+from resdsl.ir.init import scheme_of
 from resdsl.ops import OPS, Ctor, channels_of
 from resdsl.ops.shortcut import Shortcut
 from resdsl.runtime import layers as runtime_layers
 from resdsl.runtime.checkpointing import checkpoint_seq
+from resdsl.runtime.init import apply_scheme
 from resdsl.runtime.shortcuts import ZeroPadShortcut
 from resdsl.runtime.weights import preprocess_images
 
@@ -228,8 +230,12 @@ class _Builder:
 
 
 def init_weights(model: nn.Module, network: Network, zero_init_residual: bool = False) -> None:
-    """torchvision's initialisation: Kaiming normal (fan_out) convs, unit-gamma norms."""
-    for m in model.modules():
+    """torchvision's initialisation: Kaiming normal (fan_out) convs, unit-gamma norms; or the
+    scheme the network's ``meta { init = ... }`` names (:mod:`resdsl.ir.init`)."""
+    scheme = scheme_of(network.meta)
+    if scheme is not None:
+        apply_scheme(model, scheme)
+    for m in model.modules() if scheme is None else ():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, NORM_LAYERS) and m.weight is not None:

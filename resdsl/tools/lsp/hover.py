@@ -59,6 +59,9 @@ def hover(ws: Workspace, analysis: Analysis, position: types.Position) -> types.
         values = param_values(ws, analysis.uri, source.file, place.definition, param) if param else None
         if values:
             parts.append(values)
+    sizes = input_info(ws, analysis.uri, source.file, place)
+    if sizes:
+        parts.append(sizes)
     statement = place.statement
     on_layer = statement is not None and (
         name is None
@@ -207,6 +210,24 @@ def _argument(
     if found is not None and target is not None:
         return markdown(param_text(found, sources), f"parameter of `{target.name}`")
     return None
+
+
+def input_info(ws: Workspace, uri: str, file: str, place: Place) -> str | None:
+    """On an ``input`` statement, the shape each network it belongs to is checked at, its sizes
+    evaluated with that network's parameters: ``efficientnet_b1: 3 x 240 x 240``."""
+    stmt = next((n for n in place.chain if isinstance(n, ast.InputStmt)), None)
+    definition = place.definition
+    if stmt is None or definition is None:
+        return None
+    rows = [
+        f"{net.name}: input {fmt_shape(net.input_shape)}"
+        for net, _spec in ws.networks_seeing(uri, file)
+        if net.definition is not None and net.definition.name_span == definition.name_span
+    ]
+    if not rows:
+        return None
+    shown = rows[:MAX_INSTANCES] + ([f"... and {len(rows) - MAX_INSTANCES} more"] if len(rows) > MAX_INSTANCES else [])
+    return "```\n" + "\n".join(dict.fromkeys(shown)) + "\n```"
 
 
 # -- what a layer line computes -------------------------------------------------------------

@@ -182,6 +182,26 @@ def test_later_blocks_read_the_block_before_them() -> None:
     assert "InvertedResidual( widths[6], widths[6], widths[6], drop_path_rate=drop_path_rate * (" in code
 
 
+def test_stages_that_differ_by_values_are_one_loop() -> None:
+    """ConvNeXt's four stages differ only by dims[index], depths[index] and where their blocks
+    start in the drop-path schedule: the first, then one comprehension over the later three,
+    each starting after the blocks of the stages before it."""
+    code = " ".join(resdsl.generate("convnext_tiny").split())
+    assert code.count("ConvNeXtStage( dims[") == 2
+    assert (
+        "*[ ConvNeXtStage( dims[i], dims[i + 1], depths[i + 1], first=False, conv_mlp=conv_mlp, "
+        "drop_path_rate=drop_path_rate, net_index=sum([depths[j] for j in range(i + 1)]), "
+        "net_count=net_count_1, ) for i in range(3) ]" in code
+    )
+
+
+@pytest.mark.parametrize(
+    "params", [{"depths": [2, 1, 3, 1], "drop_path_rate": 0.3}, {"depths": [1, 1, 1, 2], "dims": [8, 16, 24, 32]}]
+)
+def test_a_loop_over_stages_gives_every_stage_its_schedule(params: dict[str, Any], tmp_path: Path) -> None:
+    assert_same_network("convnext_atto", "convnext_atto", params, (3, 32, 32), tmp_path)
+
+
 def test_net_count_of_computed_depths_is_written_once() -> None:
     """MobileNetV2's depths are a value the network computes from its arguments, bound before the
     blocks: the drop-path rule's net_count is written once from it, and every block reads it."""

@@ -441,3 +441,13 @@ def test_shortcut_steps_match_with_every_norm(tmp_path: Path, norm: str, shortcu
     spec = tmp_path / "n.arch"
     spec.write_text(SHORTCUT_NORMS)
     assert _compare(str(spec), norm=norm, shortcut=shortcut) < FLOAT32_TOL  # float32 under test: onnxruntime
+
+
+def test_the_input_follows_sizes_computed_from_the_parameters() -> None:
+    """``input 3 x img_size x img_size``: the graph's input and its input_size metadata are the
+    alias's size (resnetrs50 160), an override's (--set img_size=97) or --input's."""
+    for kwargs, side in (({}, 160), ({"params": {"img_size": 97}}, 97), ({"input_shape": "3x193x193"}, 193)):
+        model = onnx_model(resdsl.compile("resnetrs50", **kwargs))
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_value for d in dims[1:]] == [3, side, side]
+        assert {p.key: p.value for p in model.metadata_props}["input_size"] == f"3x{side}x{side}"

@@ -87,3 +87,28 @@ def test_completion_offers_the_builtins_and_their_named_parameters(tmp_path: Pat
     line = next(i for i, text in enumerate(SPEC.split("\n")) if "max(widths" in text)
     column = SPEC.split("\n")[line].index("max(") + 4
     assert not [i for i in completions(ws, analysis, types.Position(line, column)) if i.label.endswith("=")]
+
+
+SIZED = """\
+network n(img_size = 32) {
+    input 3 x img_size x img_size
+    conv1 = conv(8, k=3, p=1)
+}
+
+network big = n(img_size=48)
+"""
+
+
+def test_hover_on_an_input_statement_shows_each_networks_shape(tmp_path: Path) -> None:
+    """``input 3 x img_size x img_size``: the shape of every network the statement serves, and
+    on the parameter its value in each."""
+    ws, analysis, _ = _open(tmp_path, SIZED)
+    assert analysis.result.ok
+    line = SIZED.split("\n")[1]
+    on_keyword = hover(ws, analysis, types.Position(1, line.index("input") + 1))
+    on_size = hover(ws, analysis, types.Position(1, line.index("img_size") + 1))
+    assert on_keyword is not None and isinstance(on_keyword.contents, types.MarkupContent)
+    assert "n: input 3 x 32 x 32" in on_keyword.contents.value
+    assert "big: input 3 x 48 x 48" in on_keyword.contents.value
+    assert on_size is not None and isinstance(on_size.contents, types.MarkupContent)
+    assert "img_size = 48: big" in on_size.contents.value and "n: input 3 x 32 x 32" in on_size.contents.value
