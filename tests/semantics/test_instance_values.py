@@ -297,7 +297,9 @@ def test_a_block_class_whose_stage_reads_net_index_is_told_it(tmp_path: Path) ->
     _same_network(resdsl.build_model(net), module.convnext_nested(), (3, 32, 32))
     assert _has(source, "*, net_index: int, net_count: int) -> None:")  # keyword-only, required
     assert _has(source, "for i in range(depth - 1)")  # the stage inside the block class is a loop
-    assert _has(source, "net_index=depths[0] + depths[1], net_count=net_count_1")  # the outer stage's third
+    # the outer stages after the first are one loop, each starting its schedule after the ones before
+    assert _has(source, "net_index=sum([depths[j] for j in range(i + 1)]), net_count=net_count_1")
+    assert _has(source, "for i in range(2)")
     made = module.convnext_nested(depths=(1, 3, 2))
     built = resdsl.build_model(net.source_file, depths=[1, 3, 2])
     assert _rates(made) == _rates(built) == pytest.approx(_timm_rates(0.3, [1, 3, 2]), rel=0, abs=1e-15)
