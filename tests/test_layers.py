@@ -47,7 +47,15 @@ def test_every_composite_op_has_a_realiser() -> None:
 
 
 # tests of the whole project rather than of one package: they stay at the top of tests/
-PROJECT_TESTS = {"test_benchmarks", "test_conftest", "test_family", "test_family_sizes", "test_layers", "test_packaging", "test_readme"}
+PROJECT_TESTS = {
+    "test_benchmarks",
+    "test_conftest",
+    "test_family",
+    "test_family_sizes",
+    "test_layers",
+    "test_packaging",
+    "test_readme",
+}
 
 
 def test_the_tests_mirror_the_packages() -> None:
