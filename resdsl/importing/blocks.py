@@ -14,6 +14,7 @@ from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
 Statement = tuple[str, str, dict[str, object]]  # (layer name or "", op, arguments)
+_Nested = tuple[int, "BlockClass", int]  # (statement position, nested block class, its instance)
 WIDTHS = ("out", "planes")  # the arguments that are widths: derived from the block's `planes`
 
 
@@ -36,10 +37,12 @@ def call(op: str, args: dict[str, object], named: bool = False) -> str:
 @dataclass
 class BlockClass:
     """The instances of one module class, each as a list of statements. ``klass_of`` gives the
-    block class of a module class (for blocks nested in this one: a gate, an SE module)."""
+    block class of a module class and variant (for blocks nested in this one: a gate, an SE
+    module; for instances with other layers than this class's first: ``variant + 1``)."""
 
     name: str
-    klass_of: Callable[[type], BlockClass]
+    klass_of: Callable[[type, int], BlockClass]
+    variant: int = 0
     instances: list[list[Statement]] = field(default_factory=list)
     _lazy: list[tuple[int, int, BlockClass, int]] = field(default_factory=list)
     _params: dict[tuple[int, str], str] | None = None
@@ -51,37 +54,34 @@ class BlockClass:
         written as a branch and used through ``gate(...)``."""
         return bool(self.instances) and self.instances[0][-1][1] == "scale"
 
-    def add(self, module: nn.Module, path: str) -> int:
-        """Records one instance; its index for :meth:`single` and :meth:`stage`."""
-        self.instances.append(self._statements(module, path))
-        self._align_skips()
-        ops = _shape_of(self.instances[-1])
+    def add(self, module: nn.Module, path: str) -> tuple[BlockClass, int]:
+        """Records one instance; the block class that holds it (this one, or the variant of this
+        module class whose layers it has) and its index there, for :meth:`single` and :meth:`stage`."""
+        statements, nested = self._statements(module, path)
+        ops = _shape_of(statements)
         if "scale" in [op for _, op, _ in ops[:-1]]:
             raise refuse("E904", f"`{path}` multiplies by its input before its last step", module, path, "")
-        if len(self.instances) > 1 and ops != _shape_of(self.instances[0]):
-            raise refuse(
-                "E904",
-                f"`{path}` has other layers than the first {type(module).__name__}",
-                module,
-                path,
-                "instances of one class must have the same layers; write the variants as two classes",
-            )
-        return len(self.instances) - 1
+        return self._place(statements, nested, module)
+
+    def _place(self, statements: list[Statement], nested: list[_Nested], module: nn.Module) -> tuple[BlockClass, int]:
+        """Appends an instance here if it has this class's layers, else to the next variant
+        (timm's one class with an SE module or an activation in some instances only: a block each)."""
+        if self.instances and not _fits(self.instances[0], statements):
+            return self.klass_of(type(module), self.variant + 1)._place(statements, nested, module)
+        self._lazy += [(len(self.instances), p, k, n) for p, k, n in nested]
+        self.instances.append(statements)
+        self._align_skips()
+        return self, len(self.instances) - 1
 
     def _align_skips(self) -> None:
         """Where the new instance and the first differ only by one identity residual (timm's
         ``has_skip``: no addition where the shapes change), the one without it gets a ``none``
         there, so that the block's residual is ``identity_if_same``."""
         first, new = self.instances[0], self.instances[-1]
-        if len(self.instances) < 2 or abs(len(first) - len(new)) != 1:
+        at = _skip_at(first, new) if len(self.instances) > 1 else None
+        if at is None:
             return
-        longer, shorter = (first, new) if len(first) > len(new) else (new, first)
-        at = next((i for i, (a, b) in enumerate(zip(longer, shorter, strict=False)) if a[:2] != b[:2]), len(shorter))
-        if longer[at][1] != "residual" or longer[at][2]["kind"] not in ("identity", "none"):
-            return
-        if _shape_of(longer[:at] + longer[at + 1 :]) != _shape_of(shorter):
-            return
-        size = len(shorter)  # the loop lengthens it
+        size = min(len(first), len(new))  # the loop lengthens it
         for index, inst in enumerate(self.instances):
             if len(inst) == size:
                 inst.insert(at, ("", "residual", {"kind": "none"}))
@@ -141,9 +141,9 @@ class BlockClass:
         for i, (layer, op, args) in enumerate(self.instances[0]):
             if op == "scale":
                 continue
-            keys = sorted(dict.fromkeys([*args, *(k for (j, k) in params if j == i)]), key=_order_of)
             if op == "residual":
                 args = self._residual(i)
+            keys = sorted(dict.fromkeys([*args, *(k for (j, k) in params if j == i)]), key=_order_of)
             first = {k: args[k] if k in args else self._value(self.instances[0], i, k) for k in keys}
             shown = {k: self._derived.get((i, k), params.get((i, k))) or first[k] for k in keys}
             lines.append("    " + _render(layer, op, shown, {k for k in keys if (i, k) in params}))
@@ -177,9 +177,10 @@ class BlockClass:
         text = f"{self.name}({', '.join(_arg(k, literal(v)) for k, v in self.values(index).items())})"
         return f"gate({text})" if self.gates else text
 
-    def stage(self, indices: list[int]) -> str:
+    def stage(self, indices: list[int], naming: str = "") -> str:
         """``stage(block(...), repeat=N, stride=S)`` for a run of instances; a value that changes
-        block by block is written with ``index`` (the first block's, or a step per block)."""
+        block by block is written with ``index`` (the first block's, a step per block, or a list
+        indexed by it). ``naming`` is ``prefix="b", start=1`` where the blocks are named so."""
         rows = [self.values(i) for i in indices]
         first, rest = rows[0], rows[1:]
         stride = first.pop("stride", 1)
@@ -187,29 +188,31 @@ class BlockClass:
         for key, value in first.items():
             later = [r[key] for r in rest]
             if later and {repr(v) for v in later} != {repr(value)}:
-                args.append(_arg(key, _per_index(self.name, key, [value, *later])))
+                args.append(_arg(key, _per_index([value, *later])))
             else:
                 args.append(_arg(key, literal(value)))
         if any(r.get("stride", 1) != 1 for r in rest):
             raise ResdslError(error("E904", f"a stage of `{self.name}` strides in a later block", help=_STAGE_HINT))
-        tail = f", stride={stride}" if stride != 1 else ""
+        tail = (f", stride={stride}" if stride != 1 else "") + (f", {naming}" if naming else "")
         return f"stage({self.name}({', '.join(args)}), repeat={len(indices)}{tail})"
 
-    def _statements(self, module: nn.Module, path: str) -> list[Statement]:
-        """One instance's statements: its layers in forward order and its merges."""
+    def _statements(self, module: nn.Module, path: str) -> tuple[list[Statement], list[_Nested]]:
+        """One instance's statements (its layers in forward order and its merges) and the blocks
+        nested in it, whose arguments are filled in once all their instances are seen."""
         out: list[Statement] = []
+        nested: list[_Nested] = []
         for step in trace(module, path).steps:
             if step.kind == "residual":
                 out.append(("", "residual", residual_args(module, step, path)))
             elif step.kind in ("module", "gate"):
-                layer, op, args = self._child(module, step, f"{path}.{step.target}", len(out))
+                layer, op, args = self._child(module, step, f"{path}.{step.target}", len(out), nested)
                 reused = op in STATELESS and any(s[0] == layer for s in out)  # self.act1 called twice
                 out.append(("" if reused else layer, op, args))
             else:
                 out.append(("", step.kind, {}))
-        return out
+        return out, nested
 
-    def _child(self, module: nn.Module, step: Step, path: str, position: int) -> Statement:
+    def _child(self, module: nn.Module, step: Step, path: str, position: int, found: list[_Nested]) -> Statement:
         """A child module: an op, a group of ops, or a block nested in this one (a gate)."""
         child = module.get_submodule(step.target)
         gate = step.kind == "gate"
@@ -221,12 +224,27 @@ class BlockClass:
             return (step.target, "gate sequential" if gate else "sequential", {"body": group})
         if is_leaf(child) or isinstance(child, nn.Sequential):
             raise refuse("E904", f"`{path}` is no block, group or op a block can hold", child, path, "")
-        nested = self.klass_of(type(child))
-        index = nested.add(child, path)
+        nested, index = self.klass_of(type(child), 0).add(child, path)
         if gate and nested.gates:
             raise refuse("E904", f"`{path}` is a gate applied as a gate", child, path, "")
-        self._lazy.append((len(self.instances), position, nested, index))
+        found.append((position, nested, index))
         return (step.target, f"{'gate' if gate or nested.gates else 'block'} {nested.name}", {})
+
+
+def _skip_at(first: list[Statement], new: list[Statement]) -> int | None:
+    """Where one of two instances has an identity residual the other lacks, all else alike."""
+    if abs(len(first) - len(new)) != 1:
+        return None
+    longer, shorter = (first, new) if len(first) > len(new) else (new, first)
+    at = next((i for i, (a, b) in enumerate(zip(longer, shorter, strict=False)) if a[:2] != b[:2]), len(shorter))
+    if longer[at][1] != "residual" or longer[at][2]["kind"] not in ("identity", "none"):
+        return None
+    return at if _shape_of(longer[:at] + longer[at + 1 :]) == _shape_of(shorter) else None
+
+
+def _fits(first: list[Statement], new: list[Statement]) -> bool:
+    """Whether an instance has the layers of a block class's first (or lacks only its skip)."""
+    return _shape_of(first) == _shape_of(new) or _skip_at(first, new) is not None
 
 
 def _shape_of(statements: list[Statement]) -> list[tuple[str, str, object]]:
@@ -245,17 +263,16 @@ def _order_of(key: str) -> int:
 _STAGE_HINT = "a stage's first block takes the stride; write the blocks one by one"
 
 
-def _per_index(name: str, key: str, values: list[object]) -> str:
-    """A stage argument that changes block by block: ``a if index == 0 else b``, or
-    ``a + index * d`` for a step per block (a DenseNet-like widening)."""
+def _per_index(values: list[object]) -> str:
+    """A stage argument that changes block by block: ``a if index == 0 else b``,
+    ``a + index * d`` for a step per block (a DenseNet-like widening), else ``[a, b, c][index]``."""
     if len({repr(v) for v in values[1:]}) == 1:
         return f"{literal(values[0])} if index == 0 else {literal(values[1])}"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         step = values[1] - values[0]  # type: ignore[operator]
         if all(b - a == step for a, b in itertools.pairwise(values)):  # type: ignore[operator]
             return f"{values[0]} + index * {step}"
-    message = f"a stage of `{name}`: `{key}` changes block by block in no way a stage can say ({values})"
-    raise ResdslError(error("E904", message, help="write the blocks one by one"))
+    return f"[{', '.join(literal(v) for v in values)}][index]"
 
 
 def _arg(key: str, text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from resdsl.importing.norms import is_timm_norm, timm_norm
 from resdsl.importing.trace import refuse
 
 # the defaults of the op table's arguments the importer leaves out (docs/language.md, "Ops")
@@ -26,6 +27,9 @@ def _one(value: object) -> object:
 
 def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
     """The op and its arguments for a leaf module; E903 for a module the table has no op for."""
+    timm = timm_norm(module, path)
+    if timm is not None:
+        return timm
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
         args: dict[str, object] = {"out": module.out_channels, "k": _one(module.kernel_size)}
         for key, value, default in (
@@ -119,4 +123,4 @@ def is_leaf(module: nn.Module) -> bool:
     """A module of torch.nn itself (not a container), or a DropPath: one op."""
     if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
         return False
-    return type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module)
+    return type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module) or is_timm_norm(module)

@@ -1,0 +1,88 @@
+"""timm's norm layers that are one or two ops of the table although torch does not ship them:
+LayerNorm2d (a LayerNorm over the channels of a map, written by permuting or channels-last) and
+BatchNormAct2d (a BatchNorm2d that also runs its ``drop`` and ``act`` children, so that its
+weights keep batchnorm's keys). Both are recognised by what they compute, not by their name
+alone: LayerNorm2d is run on a probe, BatchNormAct2d's children must be ops."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+Op = tuple[str, dict[str, object]]
+
+
+def layernorm2d(module: nn.Module) -> dict[str, object] | None:
+    """``layernorm``'s arguments for a LayerNorm subclass that normalises an N x C x H x W map
+    over C at every position (timm's LayerNorm2d); None for anything else."""
+    if not isinstance(module, nn.LayerNorm) or type(module).__module__.startswith("torch.nn"):
+        return None
+    if len(module.normalized_shape) != 1 or not module.elementwise_affine or module.bias is None:
+        return None
+    c = module.normalized_shape[0]
+    probe = torch.randn(2, c, 3, 3, generator=torch.Generator().manual_seed(0), dtype=module.weight.dtype)
+    weight = torch.randn(c, generator=torch.Generator().manual_seed(1), dtype=module.weight.dtype)
+    expected = torch.nn.functional.layer_norm(
+        probe.permute(0, 2, 3, 1), (c,), weight, module.bias.detach(), module.eps
+    ).permute(0, 3, 1, 2)
+    saved = module.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            module.weight.copy_(weight)
+            out = module(probe)
+    except Exception:
+        return None
+    finally:
+        with torch.no_grad():
+            module.weight.copy_(saved)
+    if not isinstance(out, torch.Tensor) or out.shape != expected.shape or not torch.allclose(out, expected):
+        return None
+    return {} if module.eps == 1e-5 else {"eps": module.eps}
+
+
+def _is_batchnorm_act(module: nn.Module) -> bool:
+    """A BatchNorm2d subclass of timm's kind: children ``drop`` (no-op) and ``act`` only."""
+    if not isinstance(module, nn.BatchNorm2d) or type(module) is nn.BatchNorm2d:
+        return False
+    children = dict(module.named_children())
+    drop = children.get("drop")
+    no_drop = isinstance(drop, nn.Identity) or (isinstance(drop, nn.Dropout) and drop.p == 0)
+    return set(children) == {"drop", "act"} and no_drop and module.affine and module.track_running_stats
+
+
+def plain_batchnorm(module: nn.Module) -> bool:
+    """nn.BatchNorm2d, or timm's BatchNormAct2d without an activation (``apply_act=False``)."""
+    if type(module) is nn.BatchNorm2d:
+        return True
+    return _is_batchnorm_act(module) and isinstance(module.get_submodule("act"), nn.Identity)
+
+
+def batchnorm_act(module: nn.Module, path: str) -> list[Op] | None:
+    """timm's BatchNormAct2d as ``batchnorm`` and its activation (none for nn.Identity); None
+    for any other module."""
+    if not _is_batchnorm_act(module):
+        return None
+    from resdsl.importing.layers import op_of  # layers asks this module about its leaves
+
+    args: dict[str, object] = {}
+    if module.eps != 1e-5:
+        args["eps"] = module.eps
+    if module.momentum != 0.1:
+        args["momentum"] = module.momentum
+    norm: Op = ("batchnorm", args)
+    act = module.get_submodule("act")
+    return [norm] if isinstance(act, nn.Identity) else [norm, op_of(act, f"{path}.act")]
+
+
+def timm_norm(module: nn.Module, path: str) -> Op | None:
+    """The one op a timm norm layer is (LayerNorm2d; BatchNormAct2d without an activation)."""
+    args = layernorm2d(module)
+    if args is not None:
+        return "layernorm", args
+    parts = batchnorm_act(module, path)
+    return parts[0] if parts is not None and len(parts) == 1 else None
+
+
+def is_timm_norm(module: nn.Module) -> bool:
+    """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
+    return _is_batchnorm_act(module) or layernorm2d(module) is not None
