@@ -10,11 +10,15 @@ from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
+from resdsl.importing.names import stage_naming
+from resdsl.importing.norms import expanded, scale_init
 from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
+from resdsl.importing.variants import fits, missing, optional_layers, pad, shape_of, skip_at
 
-Statement = tuple[str, str, dict[str, object]]  # (layer name or "", op, arguments)
-_Nested = tuple[int, "BlockClass", int]  # (statement position, nested block class, its instance)
+Statement = tuple[str, str, dict[str, object]]  # (layer name or "", op, arguments); as variants'
+# (statement position, nested block class, its instance or, for a stage, its instances)
+_Nested = tuple[int, "BlockClass", "int | list[int]"]
 WIDTHS = ("out", "planes")  # the arguments that are widths: derived from the block's `planes`
 
 
@@ -44,9 +48,10 @@ class BlockClass:
     klass_of: Callable[[type, int], BlockClass]
     variant: int = 0
     instances: list[list[Statement]] = field(default_factory=list)
-    _lazy: list[tuple[int, int, BlockClass, int]] = field(default_factory=list)
+    _lazy: list[tuple[int, int, BlockClass, int | list[int]]] = field(default_factory=list)
     _params: dict[tuple[int, str], str] | None = None
     _derived: dict[tuple[int, str], str] = field(default_factory=dict)
+    _optional: set[str] = field(default_factory=set)  # layers some instances lack
 
     @property
     def gates(self) -> bool:
@@ -58,7 +63,7 @@ class BlockClass:
         """Records one instance; the block class that holds it (this one, or the variant of this
         module class whose layers it has) and its index there, for :meth:`single` and :meth:`stage`."""
         statements, nested = self._statements(module, path)
-        ops = _shape_of(statements)
+        ops = shape_of(statements)
         if "scale" in [op for _, op, _ in ops[:-1]]:
             raise refuse("E904", f"`{path}` multiplies by its input before its last step", module, path, "")
         return self._place(statements, nested, module)
@@ -66,19 +71,57 @@ class BlockClass:
     def _place(self, statements: list[Statement], nested: list[_Nested], module: nn.Module) -> tuple[BlockClass, int]:
         """Appends an instance here if it has this class's layers, else to the next variant
         (timm's one class with an SE module or an activation in some instances only: a block each)."""
-        if self.instances and not _fits(self.instances[0], statements):
-            return self.klass_of(type(module), self.variant + 1)._place(statements, nested, module)
+        if self.instances and not fits(self.instances[0], statements):
+            if not self._merge(statements, nested):
+                return self.klass_of(type(module), self.variant + 1)._place(statements, nested, module)
+            return self, len(self.instances) - 1
         self._lazy += [(len(self.instances), p, k, n) for p, k, n in nested]
         self.instances.append(statements)
         self._align_skips()
         return self, len(self.instances) - 1
+
+    def _merge(self, statements: list[Statement], nested: list[_Nested]) -> bool:
+        """Appends an instance that differs from the others only by named layers that one side
+        lacks (:mod:`.variants`): absent layers are put in place on both sides, and those layers
+        become optional; False (nothing changed) where it differs otherwise."""
+        lined = pad(self.instances[0], statements)
+        if lined is None:
+            return False
+        into_old, into_new = lined
+        old = [list(inst) for inst in self.instances]
+        lazy = list(self._lazy)
+        for at, stand_in in into_old:
+            for inst in old:
+                inst.insert(at, (stand_in[0], stand_in[1], dict(stand_in[2])))
+            lazy = [(j, p + (p >= at), k, n) for j, p, k, n in lazy]
+        new = list(statements)
+        for at, stand_in in into_new:
+            new.insert(at, stand_in)
+            nested = [(p + (p >= at), k, n) for p, k, n in nested]
+        templates = [next((inst[i] for inst in old if not missing(inst[i])), old[0][i]) for i in range(len(old[0]))]
+        names = optional_layers(templates, new)
+        if names is None or any(optional_layers(templates, inst) is None for inst in old):
+            return False
+        self.instances[:] = old
+        self._lazy = lazy + [(len(old), p, k, n) for p, k, n in nested]
+        self.instances.append(new)
+        self._optional |= names
+        return True
+
+    def _template(self, i: int) -> Statement:
+        """Statement ``i`` as the block writes it: the first instance's, or, for an optional
+        layer, the first instance's that holds it."""
+        first = self.instances[0][i]
+        if first[0] in self._optional:
+            return next((inst[i] for inst in self.instances if not missing(inst[i])), first)
+        return first
 
     def _align_skips(self) -> None:
         """Where the new instance and the first differ only by one identity residual (timm's
         ``has_skip``: no addition where the shapes change), the one without it gets a ``none``
         there, so that the block's residual is ``identity_if_same``."""
         first, new = self.instances[0], self.instances[-1]
-        at = _skip_at(first, new) if len(self.instances) > 1 else None
+        at = skip_at(first, new) if len(self.instances) > 1 else None
         if at is None:
             return
         size = min(len(first), len(new))  # the loop lengthens it
@@ -91,32 +134,55 @@ class BlockClass:
         """(statement index, argument) -> parameter name, for every value that differs between instances."""
         if self._params is None:
             for inst, i, nested, index in self._lazy:
-                self.instances[inst][i][2].update(nested.values(index))
+                found = nested.values(index) if isinstance(index, int) else nested.stage_values(index)
+                self.instances[inst][i][2].update(found)
             self._params = {}
-            for i, (name, op, _args) in enumerate(self.instances[0]):
-                keys = dict.fromkeys(k for inst in self.instances for k in inst[i][2])
+            for i in range(len(self.instances[0])):
+                name, op, _args = self._template(i)
+                held = [inst for inst in self.instances if not (name in self._optional and missing(inst[i]))]
+                keys = dict.fromkeys(k for inst in held for k in inst[i][2])
                 for key in keys:
-                    if op == "residual" or key == "body":
+                    if op == "residual" or key in ("body", "absent"):
                         continue
                     if len({repr(self._value(inst, i, key)) for inst in self.instances}) > 1:
-                        self._params[(i, key)] = "stride" if key in ("s", "stride") else f"{name}_{key}"
+                        bare = key.rpartition(".")[2]
+                        self._params[(i, key)] = (
+                            "stride" if bare in ("s", "stride") else f"{name}_{key.replace('.', '_')}"
+                        )
+                if name in self._optional:
+                    self._params[(i, "present")] = f"has_{name}"
             self._derive_channels()
         return self._params
 
     def _value(self, inst: list[Statement], i: int, key: str) -> object:
-        """An argument of statement ``i``, its op's default where the instance leaves it out."""
+        """An argument of statement ``i``, its op's default where the instance leaves it out; for
+        an optional layer the instance lacks, the value of the first that holds it (never used)."""
+        if inst[i][0] in self._optional:
+            if key == "present":
+                return not missing(inst[i])
+            if missing(inst[i]):
+                inst = [self._template(i) if j == i else s for j, s in enumerate(inst)]
         _name, op, args = inst[i]
-        return args[key] if key in args else DEFAULTS.get(op, {}).get(key)
+        if key in args:
+            return args[key]
+        if op.endswith("sequential") and "." in key:  # a group's member: m1.out
+            member, _, key = key.partition(".")
+            op = str(args["body"]).split(", ")[int(member[1:])]
+        return DEFAULTS.get(op, {}).get(key)
 
     def _derive_channels(self) -> None:
         """Widths that are a whole multiple (or part) of the first varying width in every instance
         are written ``planes * 4`` (a bottleneck's expansion), so the block has one width parameter."""
         assert self._params is not None
-        outs = [(i, k) for (i, k) in self._params if k in WIDTHS]
+        outs = [(i, k) for (i, k) in self._params if k.rpartition(".")[2] in WIDTHS]
         if not outs:
             return
         base = outs[-1] if self.gates else outs[0]  # a gate's width is its input's: se_module(planes)
         self._params[base] = "planes"
+        widths = [self._value(inst, *base) for inst in self.instances]
+        for pos in self._params:  # a depthwise conv's groups: its width
+            if pos not in outs and [self._value(inst, *pos) for inst in self.instances] == widths:
+                self._derived[pos] = "planes"
         for pos in outs:
             if pos == base:
                 continue
@@ -135,18 +201,24 @@ class BlockClass:
         """The ``block name(...) { ... }`` lines."""
         params = self.params()
         names = list(dict.fromkeys(p for pos, p in params.items() if p != "stride" and pos not in self._derived))
+        names.sort(key=lambda p: p != "planes")  # the width comes first: calls give it by position
         if "stride" in params.values():
             names.append("stride = 1")
         lines = [f"block {self.name}({', '.join(names)}) {{"]
-        for i, (layer, op, args) in enumerate(self.instances[0]):
+        for i in range(len(self.instances[0])):
+            layer, op, args = self._template(i)
             if op == "scale":
                 continue
             if op == "residual":
                 args = self._residual(i)
-            keys = sorted(dict.fromkeys([*args, *(k for (j, k) in params if j == i)]), key=_order_of)
+            keys = [k for k in (*args, *(k for (j, k) in params if j == i)) if k not in ("present", "absent")]
+            keys = sorted(dict.fromkeys(keys), key=_order_of)
             first = {k: args[k] if k in args else self._value(self.instances[0], i, k) for k in keys}
             shown = {k: self._derived.get((i, k), params.get((i, k))) or first[k] for k in keys}
-            lines.append("    " + _render(layer, op, shown, {k for k in keys if (i, k) in params}))
+            text = _render(layer, op, shown, {k for k in keys if (i, k) in params})
+            if layer in self._optional:  # layer = op(...) if has_layer else identity
+                text = f"{text} if {params[(i, 'present')]} else identity"
+            lines.append("    " + text)
         return [*lines, "}"]
 
     def _residual(self, i: int) -> dict[str, object]:
@@ -204,10 +276,16 @@ class BlockClass:
         for step in trace(module, path).steps:
             if step.kind == "residual":
                 out.append(("", "residual", residual_args(module, step, path)))
+            elif step.kind == "layer_scale":
+                out.append((step.target, "layer_scale", scale_init(getattr(module, step.target))))
+            elif step.kind == "module" and expanded(module.get_submodule(step.target), f"{path}.{step.target}"):
+                parts = expanded(module.get_submodule(step.target), f"{path}.{step.target}")
+                out += [(step.target if i == 0 else "", op, args) for i, (op, args) in enumerate(parts)]
             elif step.kind in ("module", "gate"):
                 layer, op, args = self._child(module, step, f"{path}.{step.target}", len(out), nested)
                 reused = op in STATELESS and any(s[0] == layer for s in out)  # self.act1 called twice
-                out.append(("" if reused else layer, op, args))
+                bare = op in (*STATELESS, "identity") and layer == op and not args  # self.relu, self.identity
+                out.append(("" if reused or bare else layer, op, args))
             else:
                 out.append(("", step.kind, {}))
         return out, nested
@@ -220,8 +298,12 @@ class BlockClass:
             op, args = op_of(child, path)
             return (step.target, op, args)
         if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child):
-            group = ", ".join(call(*op_of(m, f"{path}.{i}")) for i, m in enumerate(child))
-            return (step.target, "gate sequential" if gate else "sequential", {"body": group})
+            members = [op_of(m, f"{path}.{i}") for i, m in enumerate(child)]
+            group: dict[str, object] = {"body": ", ".join(op for op, _ in members)}
+            group |= {f"m{j}.{k}": v for j, (_op, args) in enumerate(members) for k, v in args.items()}
+            return (step.target, "gate sequential" if gate else "sequential", group)
+        if isinstance(child, nn.Sequential) and not gate and len(child) and len({type(m) for m in child}) == 1:
+            return self._stage(child, step.target, path, position, found)
         if is_leaf(child) or isinstance(child, nn.Sequential):
             raise refuse("E904", f"`{path}` is no block, group or op a block can hold", child, path, "")
         nested, index = self.klass_of(type(child), 0).add(child, path)
@@ -230,26 +312,32 @@ class BlockClass:
         found.append((position, nested, index))
         return (step.target, f"{'gate' if gate or nested.gates else 'block'} {nested.name}", {})
 
+    def _stage(self, child: nn.Sequential, attr: str, path: str, position: int, found: list[_Nested]) -> Statement:
+        """A run of one block class held by this block (ConvNeXt's stage.blocks): a ``stage``
+        statement whose arguments, ``repeat`` among them, are this block's to vary."""
+        names = [name for name, _ in child.named_children()]
+        naming = stage_naming(names)
+        placed = [self.klass_of(type(m), 0).add(m, f"{path}.{n}") for n, m in child.named_children()]
+        if naming is None or any(klass is not placed[0][0] for klass, _ in placed):
+            message = f"`{path}` holds blocks that are no stage of one block ({', '.join(names[:3])}, ...)"
+            raise refuse("E904", message, child, path, _STAGE_HINT)
+        found.append((position, placed[0][0], [index for _, index in placed]))
+        return (attr, f"stage {placed[0][0].name} {naming}".rstrip(), {})
 
-def _skip_at(first: list[Statement], new: list[Statement]) -> int | None:
-    """Where one of two instances has an identity residual the other lacks, all else alike."""
-    if abs(len(first) - len(new)) != 1:
-        return None
-    longer, shorter = (first, new) if len(first) > len(new) else (new, first)
-    at = next((i for i, (a, b) in enumerate(zip(longer, shorter, strict=False)) if a[:2] != b[:2]), len(shorter))
-    if longer[at][1] != "residual" or longer[at][2]["kind"] not in ("identity", "none"):
-        return None
-    return at if _shape_of(longer[:at] + longer[at + 1 :]) == _shape_of(shorter) else None
-
-
-def _fits(first: list[Statement], new: list[Statement]) -> bool:
-    """Whether an instance has the layers of a block class's first (or lacks only its skip)."""
-    return _shape_of(first) == _shape_of(new) or _skip_at(first, new) is not None
-
-
-def _shape_of(statements: list[Statement]) -> list[tuple[str, str, object]]:
-    """What instances of one class must share: names, ops and groups' bodies."""
-    return [(s[0], s[1], s[2].get("body")) for s in statements]
+    def stage_values(self, indices: list[int]) -> dict[str, object]:
+        """A nested stage's arguments: its blocks' (which must not change block by block, as the
+        holding block's parameters cannot say it), ``repeat`` and ``stride``."""
+        rows = [self.values(i) for i in indices]
+        first = dict(rows[0])
+        stride = first.pop("stride", 1)
+        for row in rows[1:]:
+            rest = dict(row)
+            if rest.pop("stride", 1) != 1 or {k: repr(v) for k, v in rest.items()} != {
+                k: repr(v) for k, v in first.items()
+            }:
+                message = f"a stage of `{self.name}` inside a block changes its blocks' arguments block by block"
+                raise ResdslError(error("E904", message, help=_STAGE_HINT))
+        return {**first, "repeat": len(indices), "stride": stride}
 
 
 _ORDER = ("out", "planes", "k", "s", "p", "d", "groups", "bias")
@@ -285,9 +373,20 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
     if op == "residual":
         return render_residual(args)
     if op.endswith("sequential"):
-        body = f"sequential({args['body']})"
+        members = []
+        for j, member in enumerate(str(args["body"]).split(", ")):
+            own = {k.partition(".")[2]: v for k, v in args.items() if k.startswith(f"m{j}.")}
+            members.append(_render("", member, own, {k.partition(".")[2] for k in symbolic if k.startswith(f"m{j}.")}))
+        body = f"sequential({', '.join(members)})"
         return f"{layer} = gate({body})" if op.startswith("gate") else f"{layer} = {body}"
     texts = {k: str(v) if k in symbolic else literal(v) for k, v in args.items()}
+    if op.startswith("stage "):
+        own = {k: str(text) for k, text in texts.items() if k not in ("repeat", "stride")}
+        tail = f", stride={texts['stride']}" if texts.get("stride", "1") != "1" else ""
+        naming = op.split(" ", 2)[2] if op.count(" ") > 1 else ""
+        tail += f", {naming}" if naming else ""
+        called = f"{op.split()[1]}({', '.join(_arg(k, text) for k, text in own.items())})"
+        return f"{layer} = stage({called}, repeat={texts['repeat']}{tail})"
     if op.startswith(("gate ", "block ")):
         inner = f"{op.split()[1]}({', '.join(_arg(k, text) for k, text in texts.items())})"
         return f"{layer} = gate({inner})" if op.startswith("gate") else f"{layer} = {inner}"

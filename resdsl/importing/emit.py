@@ -10,8 +10,9 @@ from torch import nn
 
 import resdsl.importing.blocks as blocks
 from resdsl.importing.layers import is_leaf, op_of
-from resdsl.importing.names import snake
-from resdsl.importing.shortcuts import render_residual, residual_args
+from resdsl.importing.names import snake, stage_naming
+from resdsl.importing.norms import expanded
+from resdsl.importing.shortcuts import chain, render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
 Line = str | Callable[[], str]
@@ -65,6 +66,10 @@ def _body(model: nn.Module, spec: Spec) -> list[Line]:
             out.append("concat()")
         elif step.kind == "scale":
             raise refuse("E904", "the network multiplies by its own input", model, "", "")
+        elif step.kind == "module" and expanded(model.get_submodule(step.target), step.target):
+            parts = expanded(model.get_submodule(step.target), step.target)
+            out.append(f"{step.target} = {blocks.call(*parts[0], named=True)}")
+            out += [blocks.call(*part) for part in parts[1:]]
         elif step.kind in ("module", "gate"):
             out.append(_statement(step, model.get_submodule(step.target), spec))
         else:
@@ -116,6 +121,10 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
         )
     if is_leaf(child):
         raise refuse("E904", f"`{attr}` gates with a single layer", child, attr, "")
+    chained = chain(child)
+    if not gate and len({type(m) for _, m in chained}) == 1 and not is_leaf(chained[0][1]):
+        stage = _stage([m for _, m in chained], attr, spec, [n for n, _ in chained])  # timm's RegStage
+        return lambda: f"{attr} = " + stage()
     klass, index = spec.klass(type(child)).add(child, attr)
     return lambda: f"{attr} = " + (f"gate({klass.single(index)})" if gate and not klass.gates else klass.single(index))
 
@@ -144,12 +153,9 @@ def _stage(members: list[nn.Module], path: str, spec: Spec, names: list[str]) ->
 
 
 def _naming(names: list[str], first: nn.Module, path: str) -> str:
-    """``prefix="b", start=1`` for blocks named b1, b2, ...; "" for 0, 1, ...; else a refusal."""
-    if names == [str(i) for i in range(len(names))]:
-        return ""
-    prefix = names[0].rstrip("0123456789")
-    start = names[0][len(prefix) :]
-    if start and names == [f"{prefix}{int(start) + i}" for i in range(len(names))]:
-        return f'prefix="{prefix}", start={int(start)}' if prefix else f"start={int(start)}"
-    message = f"the blocks of stage `{path}` are named {', '.join(names[:3])}, ...: no prefix and count"
-    raise refuse("E904", message, first, path, "a stage names its blocks prefix + index (b1, b2, ...)")
+    """How a stage names its blocks (:func:`resdsl.importing.names.stage_naming`), or a refusal."""
+    naming = stage_naming(names)
+    if naming is None:
+        message = f"the blocks of stage `{path}` are named {', '.join(names[:3])}, ...: no prefix and count"
+        raise refuse("E904", message, first, path, "a stage names its blocks prefix + index (b1, b2, ...)")
+    return naming

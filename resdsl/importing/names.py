@@ -14,3 +14,15 @@ def snake(name: str) -> str:
         out.append(ch.lower())
     text = "".join(out).replace("__", "_") or "net"
     return text + "_" if text in RESERVED_WORDS else text
+
+
+def stage_naming(names: list[str]) -> str | None:
+    """``prefix="b", start=1`` for blocks named b1, b2, ... (timm's RegNet); "" for 0, 1, ...;
+    None where the names are no prefix and count."""
+    if names == [str(i) for i in range(len(names))]:
+        return ""
+    prefix = names[0].rstrip("0123456789") if names else ""
+    start = names[0][len(prefix) :] if names else ""
+    if not start or names != [f"{prefix}{int(start) + i}" for i in range(len(names))]:
+        return None
+    return f'prefix="{prefix}", start={int(start)}' if prefix else f"start={int(start)}"

@@ -86,3 +86,20 @@ def timm_norm(module: nn.Module, path: str) -> Op | None:
 def is_timm_norm(module: nn.Module) -> bool:
     """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
     return _is_batchnorm_act(module) or layernorm2d(module) is not None
+
+
+def expanded(module: nn.Module, path: str) -> list[Op]:
+    """The ops of a timm BatchNormAct2d that has an activation (batchnorm, then it): the layer
+    keeps batchnorm's keys and its activation is written after it; [] for any other module."""
+    parts = batchnorm_act(module, path)
+    return parts if parts is not None and len(parts) > 1 else []
+
+
+def scale_init(gamma: torch.Tensor) -> dict[str, object]:
+    """``layer_scale``'s arguments: its ``init`` where the parameter is still one value (the
+    weights are loaded anyway, so a trained scale keeps the op's default)."""
+    gamma = gamma.detach()
+    if not gamma.numel() or not bool((gamma == gamma.flatten()[0]).all()):
+        return {}
+    value = float(f"{float(gamma.flatten()[0]):.7g}")  # float32's digits: 1e-06, not 9.99999997e-07
+    return {"init": value} if value != 1e-6 else {}

@@ -91,13 +91,20 @@ def shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
 def _parts(shortcut: nn.Module) -> list[tuple[str, nn.Module]]:
     """The named steps of a shortcut: an nn.Sequential's members, or the children of a module
     that calls each once in order (timm's ConvNormAct: conv, bn); none for anything else."""
-    children = list(shortcut.named_children())
     if isinstance(shortcut, nn.Sequential):
-        return children
-    if not children or not all(is_leaf(m) for _, m in children):
+        return list(shortcut.named_children())
+    children = chain(shortcut)
+    return children if children and all(is_leaf(m) for _, m in children) else []
+
+
+def chain(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The children of a module that is not torch's and whose forward calls each once, in order
+    (timm's ConvNormAct, RegStage); [] for any other module."""
+    children = list(module.named_children())
+    if not children or is_leaf(module) or isinstance(module, nn.Sequential):
         return []
     try:
-        steps = trace(shortcut, "").steps
+        steps = trace(module, "").steps
     except ResdslError:
         return []
     return children if [(s.kind, s.target) for s in steps] == [("module", n) for n, _ in children] else []
