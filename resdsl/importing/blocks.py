@@ -381,11 +381,11 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
         return f"{layer} = gate({body})" if op.startswith("gate") else f"{layer} = {body}"
     texts = {k: str(v) if k in symbolic else literal(v) for k, v in args.items()}
     if op.startswith("stage "):
-        own = {k: str(text) for k, text in texts.items() if k not in ("repeat", "stride")}
+        given: dict[str, str] = {k: t for k, t in texts.items() if k not in ("repeat", "stride")}
         tail = f", stride={texts['stride']}" if texts.get("stride", "1") != "1" else ""
         naming = op.split(" ", 2)[2] if op.count(" ") > 1 else ""
         tail += f", {naming}" if naming else ""
-        called = f"{op.split()[1]}({', '.join(_arg(k, text) for k, text in own.items())})"
+        called = f"{op.split()[1]}({', '.join(_arg(k, v) for k, v in given.items())})"
         return f"{layer} = stage({called}, repeat={texts['repeat']}{tail})"
     if op.startswith(("gate ", "block ")):
         inner = f"{op.split()[1]}({', '.join(_arg(k, text) for k, text in texts.items())})"

@@ -1,8 +1,9 @@
-"""timm's norm layers that are one or two ops of the table although torch does not ship them:
-LayerNorm2d (a LayerNorm over the channels of a map, written by permuting or channels-last) and
-BatchNormAct2d (a BatchNorm2d that also runs its ``drop`` and ``act`` children, so that its
-weights keep batchnorm's keys). Both are recognised by what they compute, not by their name
-alone: LayerNorm2d is run on a probe, BatchNormAct2d's children must be ops."""
+"""Layers that are one or two ops of the table although torch does not ship them: timm's
+LayerNorm2d (a LayerNorm over the channels of a map, written by permuting or channels-last),
+a Linear over the channels at every position (resdsl's PointwiseLinear: ``pointwise_linear``)
+and BatchNormAct2d (a BatchNorm2d that also runs its ``drop`` and ``act`` children, so that its
+weights keep batchnorm's keys). They are recognised by what they compute, not by their name
+alone: the first two are run on a probe, BatchNormAct2d's children must be ops."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def layernorm2d(module: nn.Module) -> dict[str, object] | None:
     return {} if module.eps == 1e-5 else {"eps": module.eps}
 
 
+def pointwise_linear(module: nn.Module) -> dict[str, object] | None:
+    """``pointwise_linear``'s arguments for a Linear subclass that maps the channels of an
+    N x C x H x W map at every position; None for anything else."""
+    if not isinstance(module, nn.Linear) or type(module).__module__.startswith("torch.nn"):
+        return None
+    probe = torch.randn(2, module.in_features, 3, 3, generator=torch.Generator().manual_seed(0))
+    probe = probe.to(module.weight.dtype)
+    try:
+        with torch.no_grad():
+            out = module(probe)
+            expected = torch.nn.functional.linear(probe.permute(0, 2, 3, 1), module.weight, module.bias)
+    except Exception:
+        return None
+    expected = expected.permute(0, 3, 1, 2)
+    if not isinstance(out, torch.Tensor) or out.shape != expected.shape or not torch.allclose(out, expected):
+        return None
+    return {"out": module.out_features} | ({} if module.bias is not None else {"bias": False})
+
+
 def _is_batchnorm_act(module: nn.Module) -> bool:
     """A BatchNorm2d subclass of timm's kind: children ``drop`` (no-op) and ``act`` only."""
     if not isinstance(module, nn.BatchNorm2d) or type(module) is nn.BatchNorm2d:
@@ -75,17 +95,21 @@ def batchnorm_act(module: nn.Module, path: str) -> list[Op] | None:
 
 
 def timm_norm(module: nn.Module, path: str) -> Op | None:
-    """The one op a timm norm layer is (LayerNorm2d; BatchNormAct2d without an activation)."""
+    """The one op such a layer is (LayerNorm2d, PointwiseLinear, BatchNormAct2d without an
+    activation)."""
     args = layernorm2d(module)
     if args is not None:
         return "layernorm", args
+    args = pointwise_linear(module)
+    if args is not None:
+        return "pointwise_linear", args
     parts = batchnorm_act(module, path)
     return parts[0] if parts is not None and len(parts) == 1 else None
 
 
 def is_timm_norm(module: nn.Module) -> bool:
     """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
-    return _is_batchnorm_act(module) or layernorm2d(module) is not None
+    return _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None
 
 
 def expanded(module: nn.Module, path: str) -> list[Op]:
