@@ -10,6 +10,7 @@ from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
+from resdsl.importing.layout import channels_last_op
 from resdsl.importing.names import stage_naming
 from resdsl.importing.norms import expanded, scale_init
 from resdsl.importing.shortcuts import render_residual, residual_args
@@ -59,10 +60,10 @@ class BlockClass:
         written as a branch and used through ``gate(...)``."""
         return bool(self.instances) and self.instances[0][-1][1] == "scale"
 
-    def add(self, module: nn.Module, path: str) -> tuple[BlockClass, int]:
+    def add(self, module: nn.Module, path: str, channels_last: bool = False) -> tuple[BlockClass, int]:
         """Records one instance; the block class that holds it (this one, or the variant of this
         module class whose layers it has) and its index there, for :meth:`single` and :meth:`stage`."""
-        statements, nested = self._statements(module, path)
+        statements, nested = self._statements(module, path, channels_last)
         ops = shape_of(statements)
         if "scale" in [op for _, op, _ in ops[:-1]]:
             raise refuse("E904", f"`{path}` multiplies by its input before its last step", module, path, "")
@@ -268,18 +269,29 @@ class BlockClass:
         tail = (f", stride={stride}" if stride != 1 else "") + (f", {naming}" if naming else "")
         return f"stage({self.name}({', '.join(args)}), repeat={len(indices)}{tail})"
 
-    def _statements(self, module: nn.Module, path: str) -> tuple[list[Statement], list[_Nested]]:
+    def _statements(self, module: nn.Module, path: str, last: bool) -> tuple[list[Statement], list[_Nested]]:
         """One instance's statements (its layers in forward order and its merges) and the blocks
-        nested in it, whose arguments are filled in once all their instances are seen."""
+        nested in it, whose arguments are filled in once all their instances are seen. ``last``:
+        the module runs on a channels-last map (:mod:`.layout`), as its forward may in stretches."""
         out: list[Statement] = []
         nested: list[_Nested] = []
+        start = last
         for step in trace(module, path).steps:
-            if step.kind == "residual":
+            child = module.get_submodule(step.target) if step.kind in ("module", "gate") else None
+            if step.kind in ("channels_last", "channels_first"):
+                if last == (step.kind == "channels_last"):
+                    raise refuse("E904", f"`{path}` permutes a map that is {step.kind[9:]} already", module, path, "")
+                last = not last
+            elif last and (step.kind != "module" or child is None):
+                raise refuse("E904", f"`{path}` merges or computes on a channels-last map", module, path, _LAST_HINT)
+            elif last:
+                out.append(self._channels_last(child, step.target, f"{path}.{step.target}", len(out), nested))
+            elif step.kind == "residual":
                 out.append(("", "residual", residual_args(module, step, path)))
             elif step.kind == "layer_scale":
                 out.append((step.target, "layer_scale", scale_init(getattr(module, step.target))))
-            elif step.kind == "module" and expanded(module.get_submodule(step.target), f"{path}.{step.target}"):
-                parts = expanded(module.get_submodule(step.target), f"{path}.{step.target}")
+            elif child is not None and step.kind == "module" and expanded(child, f"{path}.{step.target}"):
+                parts = expanded(child, f"{path}.{step.target}")
                 out += [(step.target if i == 0 else "", op, args) for i, (op, args) in enumerate(parts)]
             elif step.kind in ("module", "gate"):
                 layer, op, args = self._child(module, step, f"{path}.{step.target}", len(out), nested)
@@ -288,7 +300,26 @@ class BlockClass:
                 out.append(("" if reused or bare else layer, op, args))
             else:
                 out.append(("", step.kind, {}))
+        if last != start:
+            raise refuse("E904", f"`{path}` returns a map in another layout than it takes", module, path, _LAST_HINT)
         return out, nested
+
+    def _channels_last(
+        self, child: nn.Module | None, attr: str, path: str, position: int, found: list[_Nested]
+    ) -> Statement:
+        """A layer run on a channels-last map: a LayerNorm or Linear as the op over the channels,
+        a layer that does not care (an activation, dropout), or a block read as channels-last."""
+        assert child is not None
+        op = channels_last_op(child)
+        if op is not None:
+            return (attr, *op)
+        if is_leaf(child) and op_of(child, path)[0] in _PLAIN:
+            return (attr, *op_of(child, path))
+        if is_leaf(child) or isinstance(child, nn.Sequential):
+            raise refuse("E904", f"`{path}` is a group on a channels-last map", child, path, _LAST_HINT)
+        nested, index = self.klass_of(type(child), 0).add(child, path, channels_last=True)
+        found.append((position, nested, index))
+        return (attr, f"block {nested.name}", {})
 
     def _child(self, module: nn.Module, step: Step, path: str, position: int, found: list[_Nested]) -> Statement:
         """A child module: an op, a group of ops, or a block nested in this one (a gate)."""
@@ -339,6 +370,11 @@ class BlockClass:
                 raise ResdslError(error("E904", message, help=_STAGE_HINT))
         return {**first, "repeat": len(indices), "stride": stride}
 
+
+_LAST_HINT = "between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) a forward may call layers only"
+# ops that compute the same on a channels-last map; a LayerNorm and a Linear become their
+# channels-first ops there (:mod:`.layout`)
+_PLAIN = frozenset({*("relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid"), "dropout", "identity"})
 
 _ORDER = ("out", "planes", "k", "s", "p", "d", "groups", "bias")
 

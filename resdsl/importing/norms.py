@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resdsl.importing.layout import linear_args
+
 Op = tuple[str, dict[str, object]]
 
 
@@ -57,7 +59,7 @@ def pointwise_linear(module: nn.Module) -> dict[str, object] | None:
     expected = expected.permute(0, 3, 1, 2)
     if not isinstance(out, torch.Tensor) or out.shape != expected.shape or not torch.allclose(out, expected):
         return None
-    return {"out": module.out_features} | ({} if module.bias is not None else {"bias": False})
+    return linear_args(module)
 
 
 def _is_batchnorm_act(module: nn.Module) -> bool:

@@ -22,6 +22,7 @@ import torch.fx
 from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
+from resdsl.importing.layout import permute_of
 from resdsl.importing.scales import layer_scales
 
 ADD = (operator.add, operator.iadd, torch.add)
@@ -194,6 +195,8 @@ class _Walk:
     def _step(self, node: torch.fx.Node) -> Step | None:
         if node in self.scales:
             return Step("layer_scale", target=self.scales[node])
+        if permute_of(node) is not None:
+            return Step(str(permute_of(node)))
         if node.op == "call_module":
             target = str(node.target)
             if target in self.called and self.module.get_submodule(target).state_dict():

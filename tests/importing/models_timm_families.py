@@ -356,3 +356,45 @@ class MobileNetV3(nn.Module):
     def forward(self, x):
         x = self.blocks(self.bn1(self.conv_stem(x)))
         return self.forward_head(x)
+
+
+# --- ConvNeXt without conv_mlp (timm's tiny and up): a channels-last stretch in each block -------
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class LinearMlp(Mlp):
+    def __init__(self, cin, hidden):
+        super().__init__(cin, hidden)
+        self.fc1 = nn.Linear(cin, hidden)
+        self.fc2 = nn.Linear(hidden, cin)
+
+
+class ChannelsLastBlock(ConvNeXtBlock):
+    def __init__(self, dim, ls_init_value=1e-6):
+        super().__init__(dim, ls_init_value)
+        self.use_conv_mlp = False
+        self.norm = LayerNorm(dim, eps=1e-6)
+        self.mlp = LinearMlp(dim, 4 * dim)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv_dw(x)
+        x = x.permute(0, 2, 3, 1)
+        x = self.mlp(self.norm(x))
+        x = x.permute(0, 3, 1, 2)
+        x = x.mul(self.gamma.reshape(1, -1, 1, 1))
+        return self.drop_path(x) + self.shortcut(shortcut)
+
+
+class ConvNeXtTiny(ConvNeXt):
+    def __init__(self, depths=(1, 1, 2, 1), dims=(16, 24, 32, 40), num_classes=10):
+        super().__init__(depths, dims, num_classes)
+        for stage in self.stages:
+            stage.blocks = nn.Sequential(*[ChannelsLastBlock(b.gamma.numel()) for b in stage.blocks])
+        for block in self.modules():
+            if isinstance(block, ConvNeXtBlock):
+                nn.init.uniform_(block.gamma, 0.5, 1.5)

@@ -7,7 +7,11 @@ places only, and heads that take ``pre_logits``."""
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
+from resdsl import import_model
+from resdsl.diagnostics import ResdslError
 from tests.importing import models_timm_families as timm_like
 from tests.importing.roundtrip import import_and_check
 
@@ -38,3 +42,37 @@ def test_convnext_layer_scale_layernorm2d_and_a_first_stage_without_downsample()
 def test_mobilenetv3_blocks_with_se_or_hard_swish_in_some_stages_only() -> None:
     source = import_and_check(timm_like.MobileNetV3(), SMALL)
     assert "if has_se else identity" in source and "hardswish" in source
+
+
+@pytest.mark.slow
+def test_convnext_channels_last_blocks_become_layernorm_and_pointwise_linear() -> None:
+    source = import_and_check(timm_like.ConvNeXtTiny(), SMALL)
+    assert "fc1 = pointwise_linear(planes)" in source and "norm = layernorm(eps=1e-06)" in source
+
+
+class _PoolsChannelsLast(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.permute(0, 2, 3, 1)
+        y = self.fc(y).mean((2, 3), keepdim=True)  # over W and C here, not over the map
+        return y.permute(0, 3, 1, 2)
+
+
+class _Holds(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.body = _PoolsChannelsLast()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.conv(x))
+
+
+def test_a_pool_on_a_channels_last_map_is_refused_naming_the_module() -> None:
+    with pytest.raises(ResdslError) as info:
+        import_model(_Holds(), "holds", (3, 8, 8))
+    (d,) = info.value.diagnostics
+    assert d.code == "E904" and "`body`" in d.message and "channels-last" in d.message
