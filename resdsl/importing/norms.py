@@ -1,6 +1,7 @@
 """Layers that are one or two ops of the table although torch does not ship them: timm's
 LayerNorm2d (a LayerNorm over the channels of a map, written by permuting or channels-last),
-a Linear over the channels at every position (resdsl's PointwiseLinear: ``pointwise_linear``)
+a Linear over the channels at every position (resdsl's PointwiseLinear: ``pointwise_linear``),
+timm's activation modules that call a torch function (its GELU, Sigmoid)
 and BatchNormAct2d (a BatchNorm2d that also runs its ``drop`` and ``act`` children, so that its
 weights keep batchnorm's keys). They are recognised by what they compute, not by their name
 alone: the first two are run on a probe, BatchNormAct2d's children must be ops."""
@@ -96,22 +97,45 @@ def batchnorm_act(module: nn.Module, path: str) -> list[Op] | None:
     return [norm] if isinstance(act, nn.Identity) else [norm, op_of(act, f"{path}.act")]
 
 
+_ONE_OP = frozenset({"relu", "sigmoid", "silu", "gelu"})
+
+
+def one_function(module: nn.Module) -> str | None:
+    """The activation a stateless module without children applies as a torch function (timm's
+    GELU: ``F.gelu(x)``; its Sigmoid: ``x.sigmoid()``); None for anything else."""
+    if type(module).__module__.startswith("torch.nn") or module.state_dict() or any(True for _ in module.children()):
+        return None
+    from resdsl.diagnostics import ResdslError
+    from resdsl.importing.trace import trace
+
+    try:
+        steps = trace(module, "").steps
+    except ResdslError:
+        return None
+    return steps[0].kind if len(steps) == 1 and steps[0].kind in _ONE_OP else None
+
+
 def timm_norm(module: nn.Module, path: str) -> Op | None:
-    """The one op such a layer is (LayerNorm2d, PointwiseLinear, BatchNormAct2d without an
-    activation)."""
+    """The one op such a layer is (LayerNorm2d, PointwiseLinear, an activation module of timm's,
+    BatchNormAct2d without an activation)."""
     args = layernorm2d(module)
     if args is not None:
         return "layernorm", args
     args = pointwise_linear(module)
     if args is not None:
         return "pointwise_linear", args
+    function = one_function(module)
+    if function is not None:
+        return function, {}
     parts = batchnorm_act(module, path)
     return parts[0] if parts is not None and len(parts) == 1 else None
 
 
 def is_timm_norm(module: nn.Module) -> bool:
     """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
-    return _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None
+    if _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None:
+        return True
+    return one_function(module) is not None
 
 
 def expanded(module: nn.Module, path: str) -> list[Op]:

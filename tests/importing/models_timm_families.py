@@ -52,6 +52,23 @@ class SelectAdaptivePool2d(nn.Module):
         return self.flatten(self.pool(x))
 
 
+class GELU(nn.Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+
+    def forward(self, x):
+        return F.gelu(x)
+
+
+class Sigmoid(nn.Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return x.sigmoid_() if self.inplace else x.sigmoid()
+
+
 class ClassifierHead(nn.Module):
     def __init__(self, cin, num_classes):
         super().__init__()
@@ -76,6 +93,8 @@ class RegBottleneck(nn.Module):
         self.conv1 = ConvNormAct(cin, cout)
         self.conv2 = ConvNormAct(cout, cout, 3, stride, groups=cout // group_size)
         self.se = SEModule(cout, round(cin * se_ratio)) if se_ratio else nn.Identity()
+        if se_ratio:
+            self.se.gate = Sigmoid()  # timm's own activation class, as create_act_layer("sigmoid") gives
         self.conv3 = ConvNormAct(cout, cout, apply_act=False)
         self.act3 = nn.ReLU()
         if cin != cout or stride != 1:
@@ -146,7 +165,7 @@ class Mlp(nn.Module):
     def __init__(self, cin, hidden):
         super().__init__()
         self.fc1 = nn.Conv2d(cin, hidden, 1)
-        self.act = nn.GELU()
+        self.act = GELU()  # timm's create_act_layer("gelu")
         self.drop1 = nn.Dropout(0.0)
         self.norm = nn.Identity()
         self.fc2 = nn.Conv2d(hidden, cin, 1)
