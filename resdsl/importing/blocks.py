@@ -180,16 +180,16 @@ class BlockClass:
             return
         base = outs[-1] if self.gates else outs[0]  # a gate's width is its input's: se_module(planes)
         self._params[base] = "planes"
-        widths = [self._value(inst, *base) for inst in self.instances]
         for pos in self._params:  # a depthwise conv's groups: its width
-            if pos not in outs and [self._value(inst, *pos) for inst in self.instances] == widths:
+            held = self._held(pos[0])  # the base's stand-ins count: the layer at pos is built from them
+            if pos not in outs and held and all(self._value(i, *pos) == self._value(i, *base) for i in held):
                 self._derived[pos] = "planes"
         for pos in outs:
             if pos == base:
                 continue
             ratios = {
                 self._value(inst, pos[0], pos[1]) / self._value(inst, base[0], base[1])  # type: ignore[operator]
-                for inst in self.instances
+                for inst in self._held(pos[0])
             }
             if len(ratios) == 1:
                 r = ratios.pop()
@@ -197,6 +197,11 @@ class BlockClass:
                     self._derived[pos] = f"planes * {int(r)}" if r != 1 else "planes"
                 elif r and (1 / r) == int(1 / r):
                     self._derived[pos] = f"planes // {int(1 / r)}"
+
+    def _held(self, i: int) -> list[list[Statement]]:
+        """The instances that hold the layer at ``i`` (where an optional layer is missing it is
+        not built, so its stand-in values need not follow any derivation)."""
+        return [inst for inst in self.instances if not (inst[i][0] in self._optional and missing(inst[i]))]
 
     def definition(self) -> list[str]:
         """The ``block name(...) { ... }`` lines."""
