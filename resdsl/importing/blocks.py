@@ -12,7 +12,7 @@ from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
 from resdsl.importing.layout import channels_last_op
 from resdsl.importing.names import stage_naming
-from resdsl.importing.norms import expanded, scale_init
+from resdsl.importing.norms import batchnorm_act, scale_init
 from resdsl.importing.shortcuts import render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 from resdsl.importing.variants import fits, missing, optional_layers, pad, shape_of, skip_at
@@ -435,6 +435,15 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
     if not layer or (layer == op and not parts and op in STATELESS):
         return f"{op}({', '.join(parts)})" if parts else op
     return f"{layer} = {op}({', '.join(parts)})"
+
+
+def expanded(module: nn.Module, path: str) -> list[tuple[str, dict[str, object]]]:
+    """The ops of a timm BatchNormAct2d that has an activation (batchnorm, then it): the layer
+    keeps batchnorm's keys and its activation is written after it; [] for any other module."""
+    parts = batchnorm_act(module)
+    if parts is None or parts[1] is None:
+        return []
+    return [parts[0], op_of(parts[1], f"{path}.act")]
 
 
 # ops without state that a layer named like them (``self.relu``) is written as, bare

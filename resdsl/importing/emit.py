@@ -11,7 +11,6 @@ from torch import nn
 import resdsl.importing.blocks as blocks
 from resdsl.importing.layers import is_leaf, op_of
 from resdsl.importing.names import snake, stage_naming
-from resdsl.importing.norms import expanded
 from resdsl.importing.shortcuts import chain, render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
@@ -66,8 +65,8 @@ def _body(model: nn.Module, spec: Spec) -> list[Line]:
             out.append("concat()")
         elif step.kind == "scale":
             raise refuse("E904", "the network multiplies by its own input", model, "", "")
-        elif step.kind == "module" and expanded(model.get_submodule(step.target), step.target):
-            parts = expanded(model.get_submodule(step.target), step.target)
+        elif step.kind == "module" and blocks.expanded(model.get_submodule(step.target), step.target):
+            parts = blocks.expanded(model.get_submodule(step.target), step.target)
             out.append(f"{step.target} = {blocks.call(*parts[0], named=True)}")
             out += [blocks.call(*part) for part in parts[1:]]
         elif step.kind in ("module", "gate"):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resdsl.diagnostics import ResdslError
 from resdsl.importing.layout import linear_args
+from resdsl.importing.trace import trace
 
 Op = tuple[str, dict[str, object]]
 
@@ -80,21 +82,18 @@ def plain_batchnorm(module: nn.Module) -> bool:
     return _is_batchnorm_act(module) and isinstance(module.get_submodule("act"), nn.Identity)
 
 
-def batchnorm_act(module: nn.Module, path: str) -> list[Op] | None:
-    """timm's BatchNormAct2d as ``batchnorm`` and its activation (none for nn.Identity); None
-    for any other module."""
+def batchnorm_act(module: nn.Module) -> tuple[Op, nn.Module | None] | None:
+    """timm's BatchNormAct2d as ``batchnorm`` and its activation module (None for nn.Identity,
+    made an op by the caller); None for any other module."""
     if not _is_batchnorm_act(module):
         return None
-    from resdsl.importing.layers import op_of  # layers asks this module about its leaves
-
     args: dict[str, object] = {}
     if module.eps != 1e-5:
         args["eps"] = module.eps
     if module.momentum != 0.1:
         args["momentum"] = module.momentum
-    norm: Op = ("batchnorm", args)
     act = module.get_submodule("act")
-    return [norm] if isinstance(act, nn.Identity) else [norm, op_of(act, f"{path}.act")]
+    return ("batchnorm", args), None if isinstance(act, nn.Identity) else act
 
 
 _ONE_OP = frozenset({"relu", "sigmoid", "silu", "gelu"})
@@ -105,9 +104,6 @@ def one_function(module: nn.Module) -> str | None:
     GELU: ``F.gelu(x)``; its Sigmoid: ``x.sigmoid()``); None for anything else."""
     if type(module).__module__.startswith("torch.nn") or module.state_dict() or any(True for _ in module.children()):
         return None
-    from resdsl.diagnostics import ResdslError
-    from resdsl.importing.trace import trace
-
     try:
         steps = trace(module, "").steps
     except ResdslError:
@@ -127,8 +123,8 @@ def timm_norm(module: nn.Module, path: str) -> Op | None:
     function = one_function(module)
     if function is not None:
         return function, {}
-    parts = batchnorm_act(module, path)
-    return parts[0] if parts is not None and len(parts) == 1 else None
+    parts = batchnorm_act(module)
+    return parts[0] if parts is not None and parts[1] is None else None
 
 
 def is_timm_norm(module: nn.Module) -> bool:
@@ -136,13 +132,6 @@ def is_timm_norm(module: nn.Module) -> bool:
     if _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None:
         return True
     return one_function(module) is not None
-
-
-def expanded(module: nn.Module, path: str) -> list[Op]:
-    """The ops of a timm BatchNormAct2d that has an activation (batchnorm, then it): the layer
-    keeps batchnorm's keys and its activation is written after it; [] for any other module."""
-    parts = batchnorm_act(module, path)
-    return parts if parts is not None and len(parts) > 1 else []
 
 
 def scale_init(gamma: torch.Tensor) -> dict[str, object]:
