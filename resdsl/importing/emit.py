@@ -10,9 +10,9 @@ from torch import nn
 
 import resdsl.importing.blocks as blocks
 from resdsl.importing.layers import is_leaf, op_of
-from resdsl.importing.names import snake
-from resdsl.importing.nesting import named_sequential, names_suffix, stage_members
-from resdsl.importing.shortcuts import render_residual, residual_args
+from resdsl.importing.names import snake, stage_naming
+from resdsl.importing.nesting import named_sequential, stage_members
+from resdsl.importing.shortcuts import chain, render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
 
 Line = str | Callable[[], str]
@@ -22,17 +22,19 @@ Line = str | Callable[[], str]
 class Spec:
     """Block definitions (by class, in the order first seen), gathered while walking."""
 
-    classes: dict[type, blocks.BlockClass] = field(default_factory=dict)
+    classes: dict[tuple[type, int], blocks.BlockClass] = field(default_factory=dict)
 
-    def klass(self, cls: type) -> blocks.BlockClass:
-        """The block class of a module class, made when first seen (a name of its own)."""
-        if cls not in self.classes:
+    def klass(self, cls: type, variant: int = 0) -> blocks.BlockClass:
+        """The block class of a module class (its ``variant``-th set of layers), made when first
+        seen (a name of its own)."""
+        if (cls, variant) not in self.classes:
             taken = {k.name for k in self.classes.values()}
-            name, n = snake(cls.__name__), 2
+            base = snake(cls.__name__) + (f"_{variant + 1}" if variant else "")
+            name, n = base, 2
             while name in taken:
-                name, n = f"{snake(cls.__name__)}{n}", n + 1
-            self.classes[cls] = blocks.BlockClass(name, self.klass)
-        return self.classes[cls]
+                name, n = f"{base}{n}", n + 1
+            self.classes[(cls, variant)] = blocks.BlockClass(name, self.klass, variant)
+        return self.classes[(cls, variant)]
 
 
 def write_spec(model: nn.Module, name: str, shape: tuple[int, int, int]) -> str:
@@ -64,6 +66,10 @@ def _body(model: nn.Module, spec: Spec) -> list[Line]:
             out.append("concat()")
         elif step.kind == "scale":
             raise refuse("E904", "the network multiplies by its own input", model, "", "")
+        elif step.kind == "module" and blocks.expanded(model.get_submodule(step.target), step.target):
+            parts = blocks.expanded(model.get_submodule(step.target), step.target)
+            out.append(f"{step.target} = {blocks.call(*parts[0], named=True)}")
+            out += [blocks.call(*part) for part in parts[1:]]
         elif step.kind in ("module", "gate"):
             out.append(_statement(step, model.get_submodule(step.target), spec))
         else:
@@ -93,8 +99,8 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
     named = stage_members(child) if not gate and (named_sequential(child) or not is_leaf(child)) else None
     if named is not None and not (isinstance(child, nn.Sequential) and not named_sequential(child)):
         # a dense block, or a run of one block class named denselayer1 ...: a stage with prefix=
-        stage, suffix = _stage([m for _, m in named], attr, spec), names_suffix([n for n, _ in named])
-        return lambda: f"{attr} = " + stage()[:-1] + suffix + ")"
+        stage = _stage([m for _, m in named], attr, spec, [n for n, _ in named])
+        return lambda: f"{attr} = " + stage()
     if isinstance(child, nn.Sequential) and not named_sequential(child):
         members = list(child)
         if members and all(is_leaf(m) for m in members):
@@ -103,10 +109,13 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
             return f"{attr} = gate({group})" if gate else f"{attr} = {group}"
         if members and all(isinstance(m, nn.Sequential) and _one_class(m) for m in members) and not gate:
             # timm's MobileNets and EfficientNets: a group of stages, blocks.1.0
-            stages = [_stage(list(m.children()), f"{attr}.{i}", spec) for i, m in enumerate(members)]
+            stages = [
+                _stage(list(m.children()), f"{attr}.{i}", spec, [n for n, _ in m.named_children()])
+                for i, m in enumerate(members)
+            ]
             return lambda: f"{attr} = sequential({', '.join(stage() for stage in stages)})"
         if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]):
-            stage = _stage(members, attr, spec)
+            stage = _stage(members, attr, spec, [name for name, _ in child.named_children()])
             return lambda: f"{attr} = " + stage()
         raise refuse(
             "E904",
@@ -117,8 +126,11 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
         )
     if is_leaf(child):
         raise refuse("E904", f"`{attr}` gates with a single layer", child, attr, "")
-    klass = spec.klass(type(child))
-    index = klass.add(child, attr)
+    chained = chain(child)
+    if not gate and len({type(m) for _, m in chained}) == 1 and not is_leaf(chained[0][1]):
+        stage = _stage([m for _, m in chained], attr, spec, [n for n, _ in chained])  # timm's RegStage
+        return lambda: f"{attr} = " + stage()
+    klass, index = spec.klass(type(child)).add(child, attr)
     return lambda: f"{attr} = " + (f"gate({klass.single(index)})" if gate and not klass.gates else klass.single(index))
 
 
@@ -127,8 +139,28 @@ def _one_class(group: nn.Sequential) -> bool:
     return bool(members) and len({type(m) for m in members}) == 1 and not is_leaf(members[0])
 
 
-def _stage(members: list[nn.Module], path: str, spec: Spec) -> Callable[[], str]:
-    """A run of one block class as ``stage(...)``, written once every instance is seen."""
-    klass = spec.klass(type(members[0]))
-    done = [klass.add(m, f"{path}.{i}") for i, m in enumerate(members)]
-    return lambda: klass.stage(done)
+def _stage(members: list[nn.Module], path: str, spec: Spec, names: list[str]) -> Callable[[], str]:
+    """A run of one block class as ``stage(...)``, written once every instance is seen; its
+    blocks named ``names`` (0, 1, ... or a prefix and a count: timm's RegNet's b1, b2, ...)."""
+    naming = _naming(names, members[0], path)
+    placed = [spec.klass(type(m)).add(m, f"{path}.{n}") for n, m in zip(names, members, strict=True)]
+    klass = placed[0][0]
+    for i, (other, _) in enumerate(placed):
+        if other is not klass:
+            raise refuse(
+                "E904",
+                f"`{path}.{i}` has other layers than the first {type(members[0]).__name__} of its stage",
+                members[i],
+                f"{path}.{i}",
+                "a stage repeats one block; the blocks of one class here hold different layers",
+            )
+    return lambda: klass.stage([index for _, index in placed], naming)
+
+
+def _naming(names: list[str], first: nn.Module, path: str) -> str:
+    """How a stage names its blocks (:func:`resdsl.importing.names.stage_naming`), or a refusal."""
+    naming = stage_naming(names)
+    if naming is None:
+        message = f"the blocks of stage `{path}` are named {', '.join(names[:3])}, ...: no prefix and count"
+        raise refuse("E904", message, first, path, "a stage names its blocks prefix + index (b1, b2, ...)")
+    return naming

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from resdsl.importing.library import defaults, runtime_op
+from resdsl.importing.norms import is_timm_norm, timm_norm
 from resdsl.importing.trace import refuse
 
 # the defaults of the op table's arguments the importer leaves out (docs/language.md, "Ops")
@@ -28,6 +29,9 @@ def _one(value: object) -> object:
 
 def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
     """The op and its arguments for a leaf module; E903 for a module the table has no op for."""
+    timm = timm_norm(module, path)
+    if timm is not None:
+        return timm
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
         args: dict[str, object] = {"out": module.out_channels, "k": _one(module.kernel_size)}
         for key, value, default in (
@@ -125,6 +129,6 @@ def is_leaf(module: nn.Module) -> bool:
     of resdsl's runtime modules (timm's RadixSoftmax): one op."""
     if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
         return False
-    if type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module):
+    if type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module) or is_timm_norm(module):
         return True
     return runtime_op(module) is not None

@@ -18,3 +18,18 @@ def snake(name: str) -> str:
     text = "".join(out).replace("__", "_").lstrip("_") or "net"  # torchvision's _DenseLayer
     taken = text in RESERVED_WORDS or text in OPS or text in BUILTIN_FORMS or text in BUILTIN_FUNCTIONS
     return text + "_" if taken else text
+
+
+def stage_naming(names: list[str]) -> str | None:
+    """``prefix="b", start=1`` for blocks named b1, b2, ... (timm's RegNet, torchvision's
+    denselayer1, ...: the keys are kept); "" for 0, 1, ...; None where the names are no prefix
+    and count."""
+    if names == [str(i) for i in range(len(names))]:
+        return ""
+    prefix = names[0].rstrip("0123456789") if names else ""
+    start = names[0][len(prefix) :] if names else ""
+    if not start or (prefix and not prefix.isidentifier()):
+        return None
+    if names != [f"{prefix}{int(start) + i}" for i in range(len(names))]:
+        return None
+    return f'prefix="{prefix}", start={int(start)}' if prefix else f"start={int(start)}"

@@ -1,8 +1,9 @@
 """Stages inside a block, and module containers that are blocks (DenseNet's ``features``).
 
-- An ``nn.Sequential`` of one block class inside a block is a ``stage(...)`` there; children
-  named ``denselayer1``, ``denselayer2`` ... (not ``0``, ``1`` ...) give it ``prefix=`` and
-  ``start=``, so the keys are kept.
+- An ``nn.Sequential`` of one block class inside a block is a ``stage(...)`` there
+  (:meth:`resdsl.importing.blocks.BlockClass._stage`); children named ``denselayer1``,
+  ``denselayer2`` ... (not ``0``, ``1`` ...) give it ``prefix=`` and ``start=``
+  (:func:`resdsl.importing.names.stage_naming`), so the keys are kept.
 - A dense block (torchvision's ``_DenseBlock``, an ``nn.ModuleDict``): a module whose forward
   passes each child the list of its input and every earlier child's output, and returns their
   concatenation. Its children concatenate their list input first (:mod:`.library`), so each is
@@ -13,28 +14,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
 import torch
 import torch.fx
 from torch import nn
 
-from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layers import is_leaf
 from resdsl.importing.trace import CAT, _ChildrenAreLeaves
-
-
-class Enclosing(Protocol):
-    """What a stage needs of the block class it is in (:class:`resdsl.importing.blocks.BlockClass`,
-    not imported: it imports this module)."""
-
-    @property
-    def klass_of(self) -> Callable[[type], Any]: ...
-
-    @property
-    def stages(self) -> dict[str, list[NestedStage]]: ...
 
 
 def named_sequential(module: nn.Module) -> bool:
@@ -79,60 +64,3 @@ def _dense_block(module: nn.Module) -> bool:
         concatenates = node.op == "call_function" and node.target in CAT and dim == 1
         return concatenates and list(tensors) == seen and len(seen) == len(names) + 1 and len(node.users) == 1  # type: ignore[arg-type]
     return False
-
-
-def names_suffix(names: list[str]) -> str:
-    """``, prefix="denselayer", start=1`` for children named so ("" for 0, 1 ...)."""
-    if names == [str(i) for i in range(len(names))]:
-        return ""
-    prefix = names[0].rstrip("0123456789")
-    tails = [n[len(prefix) :] for n in names]
-    if not prefix.isidentifier() or not all(
-        n.startswith(prefix) and t.isdigit() for n, t in zip(names, tails, strict=True)
-    ):
-        return ""
-    start = int(tails[0])
-    if tails != [str(start + i) for i in range(len(names))]:
-        return ""
-    return f', prefix="{prefix}", start={start}'
-
-
-@dataclass(eq=False)
-class NestedStage:
-    """A ``stage(...)`` statement of a block, written once every instance of the stage's block
-    class has been seen; every instance of the enclosing block must write the same stage."""
-
-    text: Callable[[], str]
-    shape: tuple[str, int, str]  # what instances must share: block class, repeat, names
-    peers: list[NestedStage] = field(default_factory=list)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, NestedStage) and self.shape == other.shape
-
-    def __hash__(self) -> int:
-        return hash(self.shape)
-
-    def __str__(self) -> str:
-        texts = {peer.text() for peer in self.peers}
-        if len(texts) > 1:
-            message = f"a stage inside a block differs between the block's instances: {'; '.join(sorted(texts))}"
-            raise ResdslError(error("E904", message, help="write the variants as two block classes"))
-        return self.text()
-
-
-def nested_stage(klass: Enclosing, layer: str, child: nn.Module, path: str) -> NestedStage | None:
-    """The stage that ``child`` (layer ``layer`` of a block of class ``klass``) is, or None."""
-    members = stage_members(child)
-    if members is None:
-        return None
-    inner = klass.klass_of(type(members[0][1]))
-    done = [inner.add(m, f"{path}.{name}") for name, m in members]
-    suffix = names_suffix([name for name, _ in members])
-
-    def text() -> str:
-        written = inner.stage(done)
-        return written[:-1] + suffix + ")"
-
-    stage = NestedStage(text, (inner.name, len(done), suffix), klass.stages.setdefault(layer, []))
-    stage.peers.append(stage)
-    return stage

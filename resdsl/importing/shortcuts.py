@@ -7,7 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from resdsl.importing.trace import Step, refuse
+from resdsl.diagnostics import ResdslError
+from resdsl.importing.layers import is_leaf
+from resdsl.importing.norms import plain_batchnorm
+from resdsl.importing.trace import Step, refuse, trace
 
 _HINT = (
     "identity, a 1x1 conv (+ batchnorm) (projection), avgpool + 1x1 conv (+ batchnorm) (ResNet-D), "
@@ -19,12 +22,15 @@ def residual_args(module: nn.Module, step: Step, path: str) -> dict[str, object]
     """The arguments of ``residual(...)`` for a residual step of ``module``: kind, name,
     project_from and norm (the last three only where they are not the defaults)."""
     args: dict[str, object] = {"kind": shortcut_kind(module, step.target, path)}
-    if step.target and step.target != "downsample":
+    if step.target and step.target != "downsample" and args["kind"] != "identity":
         args["name"] = step.target
     if step.source:
         args["project_from"] = step.source
-    if step.target and args["kind"] != "zero_pad":
-        shortcut = list(module.get_submodule(step.target).children())
+    if step.target and args["kind"] not in ("zero_pad", "identity"):
+        names = [name for name, _ in _parts(module.get_submodule(step.target))]
+        if names != [str(i) for i in range(len(names))]:
+            args["step_names"] = names
+        shortcut = [part for _, part in _parts(module.get_submodule(step.target))]
         norm = _norm(shortcut[-1])
         if norm != "batchnorm":
             args["norm"] = norm
@@ -46,12 +52,15 @@ def render_residual(args: dict[str, object]) -> str:
         parts.append(f"project_from={args['project_from']}")
     if "norm" in args:
         parts.append(f"norm={args['norm']}")
+    if "step_names" in args:
+        names = ", ".join(f'"{n}"' for n in args["step_names"])  # type: ignore[attr-defined]
+        parts.append(f"step_names=[{names}]")
     return f"residual({', '.join(parts)})"
 
 
 def _norm(last: nn.Module) -> str:
     """The projection's norm as ``residual(norm=...)`` says it: batchnorm, false or groupnorm(G)."""
-    if type(last) is nn.BatchNorm2d and (last.eps, last.momentum) == (1e-5, 0.1):
+    if plain_batchnorm(last) and (last.eps, last.momentum) == (1e-5, 0.1):  # type: ignore[union-attr]
         return "batchnorm"
     if isinstance(last, nn.GroupNorm) and last.eps == 1e-5 and last.affine:
         return f"groupnorm({last.num_groups})"
@@ -60,12 +69,12 @@ def _norm(last: nn.Module) -> str:
 
 def shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
     """identity, projection (1x1 conv [+ bn]), avgpool_projection (ResNet-D) or zero_pad (option A)."""
-    if not attr:
+    if not attr or type(module.get_submodule(attr)) is nn.Identity:  # timm's nn.Identity() shortcut
         return "identity"
     shortcut = module.get_submodule(attr)
-    members = list(shortcut.children()) if isinstance(shortcut, nn.Sequential) else []
+    members = [part for _, part in _parts(shortcut)]
     parts = [type(m) for m in members]
-    if parts and parts[-1] in (nn.BatchNorm2d, nn.GroupNorm):
+    if members and (plain_batchnorm(members[-1]) or isinstance(members[-1], nn.BatchNorm2d | nn.GroupNorm)):
         parts = parts[:-1]
     if parts == [nn.Conv2d] and _one_by_one(members[0]):
         return "projection"
@@ -77,6 +86,28 @@ def shortcut_kind(module: nn.Module, attr: str, path: str) -> str:
     kind = f"{type(shortcut).__module__}.{type(shortcut).__qualname__}"
     message = f"shortcut `{path}.{attr}` ({kind}) is no kind the language has"
     raise refuse("E904", message, module, path, _HINT)
+
+
+def _parts(shortcut: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The named steps of a shortcut: an nn.Sequential's members, or the children of a module
+    that calls each once in order (timm's ConvNormAct: conv, bn); none for anything else."""
+    if isinstance(shortcut, nn.Sequential):
+        return list(shortcut.named_children())
+    children = chain(shortcut)
+    return children if children and all(is_leaf(m) for _, m in children) else []
+
+
+def chain(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The children of a module that is not torch's and whose forward calls each once, in order
+    (timm's ConvNormAct, RegStage); [] for any other module."""
+    children = list(module.named_children())
+    if not children or is_leaf(module) or isinstance(module, nn.Sequential):
+        return []
+    try:
+        steps = trace(module, "").steps
+    except ResdslError:
+        return []
+    return children if [(s.kind, s.target) for s in steps] == [("module", n) for n, _ in children] else []
 
 
 def _one_by_one(conv: nn.Module) -> bool:

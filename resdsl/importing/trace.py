@@ -22,7 +22,9 @@ import torch.fx
 from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
+from resdsl.importing.layout import permute_of
 from resdsl.importing.library import Library
+from resdsl.importing.scales import layer_scales
 from resdsl.ops import OPS
 
 ADD = (operator.add, operator.iadd, torch.add)
@@ -47,7 +49,7 @@ class Step:
     "global_avgpool", or a library op
     with ``args``: :mod:`.library`), "residual" (``target`` the shortcut module, "" for identity;
     ``source`` the layer it reads where not the block input), "concat", "gate" (``target`` the
-    gating module) or "scale"."""
+    gating module), "scale" or "layer_scale" (``target`` the module's own parameter)."""
 
     kind: str
     target: str = ""
@@ -115,7 +117,7 @@ def trace(module: nn.Module, path: str) -> Traced:
     tracer = _ChildrenAreLeaves()
     tracer.record_stack_traces = True
     try:
-        graph = tracer.trace(module)
+        graph = tracer.trace(module, concrete_args=_defaults(module))
     except Exception as exc:  # fx raises TraceError, but also TypeError/NotImplementedError on proxies
         raise refuse(
             "E901",
@@ -127,6 +129,28 @@ def trace(module: nn.Module, path: str) -> Traced:
             at=_traceback_line(exc, module),
         ) from None
     return _Walk(graph, module, path).run()
+
+
+def _defaults(module: nn.Module) -> dict[str, object]:
+    """The forward's arguments after the input that have defaults (timm's heads'
+    ``pre_logits=False``), fixed at them so that a branch on them is traced as a choice."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _specialised(placeholders: list[torch.fx.Node]) -> set[torch.fx.Node]:
+    """Arguments fixed at their defaults (:func:`_defaults`) and the checks fx adds that they
+    keep them (``torch._assert(pre_logits == False)``): no steps of the forward."""
+    found: set[torch.fx.Node] = set()
+    for node in placeholders:
+        users = list(node.users)
+        checks = [u for user in users for u in user.users]
+        if all(u.op == "call_function" and u.target is torch._assert for u in checks):
+            found |= {node, *users, *checks}
+    return found
 
 
 def _traceback_line(exc: BaseException, module: nn.Module) -> str:
@@ -152,18 +176,23 @@ class _Walk:
 
     def __init__(self, graph: torch.fx.Graph, module: nn.Module, path: str) -> None:
         self.graph, self.module, self.path = graph, module, path
-        inputs = [n for n in graph.nodes if n.op == "placeholder"]
+        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+        fixed = _specialised(placeholders[1:])
+        inputs = [n for n in placeholders if n not in fixed]
         if len(inputs) != 1:
             raise refuse("E902", "a forward with more than one input has no spec form", module, path, _HINT)
         self.source = self.anchor = inputs[0]
         self.side = _side_nodes(graph)
         self.library = Library(graph, module)
+        self.scales, self.fetch = layer_scales(graph, module)
+        self.fetch |= fixed
         self.called: set[str] = set()
 
     def run(self) -> Traced:
         out = Traced()
         for node in self.graph.nodes:
-            if node.op in ("placeholder", "output", "get_attr") or node in self.side or node in self.library.skip:
+            skipped = node in self.side or node in self.library.skip or node in self.fetch
+            if node.op in ("placeholder", "output", "get_attr") or skipped:
                 continue
             if node in self.library.steps:
                 op, args = self.library.steps[node]
@@ -179,6 +208,10 @@ class _Walk:
         return out
 
     def _step(self, node: torch.fx.Node) -> Step | None:
+        if node in self.scales:
+            return Step("layer_scale", target=self.scales[node])
+        if permute_of(node) is not None:
+            return Step(str(permute_of(node)))
         if node.op == "call_module":
             target = str(node.target)
             if target in self.called and self.module.get_submodule(target).state_dict():

@@ -146,11 +146,13 @@ class Stages(nn.Module):
 
 
 class TwoStages(nn.Module):
-    def __init__(self) -> None:
+    """Two blocks holding a stage that widens block by block, to ``widths``."""
+
+    def __init__(self, widths: tuple[int, int] = (24, 32)) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.first = Stages(24)
-        self.second = Stages(32)
+        self.first = Stages(widths[0])
+        self.second = Stages(widths[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first(self.stem(x)))
@@ -159,3 +161,9 @@ class TwoStages(nn.Module):
 def test_a_stage_inside_a_block_that_differs_between_instances_is_refused() -> None:
     d = _refusal(TwoStages())
     assert d.code == "E904" and "a stage inside a block differs" in d.message and "stage(widening(" in d.message
+    assert "`24 if index == 0 else 16`; `32 if index == 0 else 16`" in d.message
+
+
+def test_a_stage_inside_a_block_that_widens_block_by_block_the_same_in_every_instance_imports() -> None:
+    source = import_and_check(TwoStages((24, 24)), CIFAR)
+    assert "stage(widening(24 if index == 0 else 16" in source

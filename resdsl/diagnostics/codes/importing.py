@@ -123,10 +123,12 @@ ENTRIES = [
         "`resdsl import`: modules arranged in a way a spec cannot say (a mixed nn.Sequential, a shortcut "
         "of no known kind, shared weights, a layer without a name)",
         "A run of one block class in an nn.Sequential is a stage and a Sequential of torch layers a "
-        "sequential group; one that mixes blocks and layers, instances of one class with other layers, "
+        "sequential group; one that mixes blocks and layers, a stage whose blocks of one class hold "
+        "different layers, a stage inside a block whose blocks' arguments change block by block, "
         "a shortcut that is not a 1x1 conv (+ norm), ResNet-D's avgpool + 1x1 conv (+ norm) or option A's "
-        "zero padding, a module called twice (shared weights), a stage whose widths change in no way "
-        "`index` can say, and a layer whose attribute is no name (an nn.Sequential model's `0`) are refused.",
+        "zero padding, a module called twice (shared weights), a merge or pool on a channels-last map "
+        "(between permute(0, 2, 3, 1) and permute(0, 3, 1, 2)), and a layer whose attribute is no name "
+        "(an nn.Sequential model's `0`) are refused.",
         "Mixed",
     ),
     _entry(
