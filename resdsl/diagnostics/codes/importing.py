@@ -124,7 +124,8 @@ ENTRIES = [
         "of no known kind, shared weights, a layer without a name)",
         "A run of one block class in an nn.Sequential is a stage and a Sequential of torch layers a "
         "sequential group; one that mixes blocks and layers, a stage whose blocks of one class hold "
-        "different layers, a stage inside a block whose blocks' arguments change block by block, "
+        "different layers in ways no has_X flag says, a stage inside a block whose blocks' arguments "
+        "change block by block differently in each instance of the holding block, "
         "a shortcut that is not a 1x1 conv (+ norm), ResNet-D's avgpool + 1x1 conv (+ norm) or option A's "
         "zero padding, a module called twice (shared weights), a merge or pool on a channels-last map "
         "(between permute(0, 2, 3, 1) and permute(0, 3, 1, 2)), and a layer whose attribute is no name "
