@@ -291,3 +291,14 @@ def test_deit3_is_timms_forward() -> None:
             tokens = tokens + block.mlp(block.norm2(tokens)) * block.ls2.gamma
         want = model.head(model.norm(tokens)[:, 0])
         assert rel_error(model(x), want) < SAME_MACHINE_TOL
+
+
+def test_a_vit_at_another_image_size_has_timms_position_embedding() -> None:
+    """``img_size`` is the input's side and the position embedding's length, as timm's
+    ``create_model(..., img_size=384)``: (384 / 16)^2 + 1 = 577 positions, 380 x 192 more weights
+    than at 224 (5,790,376: what timm 1.0.31 counts)."""
+    net = resdsl.compile("vit_tiny_patch16_224", params={"img_size": 384})
+    assert net.input_shape == (3, 384, 384)
+    assert net.num_params == 5_717_416 + (577 - 197) * 192 == 5_790_376
+    with torch.device("meta"):
+        assert resdsl.build_model(net).pos_embed.shape == (1, 577, 192)
