@@ -99,11 +99,17 @@ def test_inference_speed_rows_judge_the_targets_from_given_times() -> None:
     times = {"eager": 2.0, "ours": 1.0, bench.UNPACKED: 1.2, bench.CONTIGUOUS: 1.5}
     times |= {"fx fuse + channels_last": 1.4, "optimize_for_inference": 0.9}
     times |= {compiled[0]: 1.1, compiled[1]: 0.8, bench.OURS_COMPILED: 0.7}
+    times |= {bench.ORT_OURS: 0.65, bench.ORT_FIXED: 0.6, bench.ORT_TORCH: 0.63}
     runs = {name: [t, t * 1.01, t * 0.99] for name, t in times.items()}
     seconds = {compiled[0]: 20.0, compiled[1]: 16.0, bench.OURS_COMPILED: 12.0}
     rows = {r["case"].split(": ", 1)[1]: r for r in bench.case_rows("case", runs, seconds)}
     assert rows["ours"]["met"] and rows["ours"]["ratio"] == 2.0
     assert rows["ours against torch's best fused path"]["met"] is False  # 0.9 / 1.0
+    assert rows["ours against torch's best fused path"]["detail"] == "the faster by median: optimize_for_inference"
+    fixed = rows["resdsl export against torch.onnx.export, both in onnxruntime, the batch fixed in both"]
+    assert fixed["met"] and abs(fixed["ratio"] - 0.63 / 0.6) < 1e-9
+    dynamic = rows["resdsl export (its default dynamic batch) against torch.onnx.export (the batch fixed)"]
+    assert dynamic["met"] is None and abs(dynamic["ratio"] - 0.63 / 0.65) < 1e-9
     assert rows["torch.compile, channels_last against contiguous"]["detail"] == "the better: channels_last"
     assert abs(rows["ours, compile=True against torch.compile"]["ratio"] - 0.8 / 0.7) < 1e-9
     assert rows["ours, compile=True against ours"]["met"] and rows["ours against torch.compile"]["met"] is None

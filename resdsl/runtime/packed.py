@@ -15,6 +15,7 @@ the part below the marker (it imports only torch), with what the inference build
 
 import os
 import shutil
+import time
 from typing import Any
 
 import torch
@@ -130,10 +131,12 @@ def _packable(m: nn.Module) -> bool:
     return w.dtype == torch.float32 and w.device.type == "cpu" and not w.is_meta and plain_padding
 
 
-def pack_convolutions(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+def pack_convolutions(model: nn.Module, input_shape: tuple[int, ...], measure: bool = True) -> int:
     """Pack every plain float32 ``nn.Conv2d`` of ``model`` (in place) for inputs of
     ``input_shape`` (C x H x W, batch 1); returns how many. Runs one forward to learn each
-    conv's input size; nothing happens where packing is unavailable."""
+    conv's input size; nothing happens where packing is unavailable. ``measure``: keep the
+    packing only where it is faster on this processor (:func:`packing_pays`), and otherwise put
+    the plain convs back; ``model.resdsl_packing`` says what was chosen and the two times."""
     convs = {name: m for name, m in model.named_modules() if _packable(m)}
     if not convs or len(input_shape) != 3 or not packing_available():
         return 0
@@ -148,8 +151,52 @@ def pack_convolutions(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     finally:
         for hook in hooks:
             hook.remove()
+    packed: list[nn.Module] = []
     for name, conv in convs.items():
         if name in sizes:
             conv.__class__ = PackedConv2d  # same parameters and attributes; a forward that uses the packed weight
             conv.pack(sizes[name])  # type: ignore[operator]
-    return len(sizes)
+            packed.append(conv)
+    if measure:
+        times = packing_pays(model, input_shape, packed)  # type: ignore[arg-type]
+        model.resdsl_packing = times  # type: ignore[assignment]
+        if times["packed"] > times["plain"]:
+            for conv in packed:
+                unpack(conv)
+            return 0
+    return len(packed)
+
+
+def packing_pays(
+    model: nn.Module, input_shape: tuple[int, ...], convs: list[PackedConv2d], rounds: int = 3
+) -> dict[str, float]:
+    """The best of ``rounds`` batch-1 forwards of ``model`` with its packed convs and with the
+    same convs running plain ``nn.Conv2d`` (interleaved, after a warm-up of each: oneDNN builds
+    its kernels on first use), in seconds. Which is faster depends on the processor (its ISA and
+    the kernels oneDNN picks there), so the inference build measures rather than assumes."""
+    x = torch.zeros(1, *input_shape).contiguous(memory_format=torch.channels_last)
+    weights = [conv.packed for conv in convs]
+
+    def run(on: bool) -> float:
+        for conv, weight in zip(convs, weights, strict=True):
+            conv.packed = weight if on else None
+        start = time.perf_counter()
+        model(x)
+        return time.perf_counter() - start
+
+    best = {"packed": float("inf"), "plain": float("inf")}
+    with torch.inference_mode():
+        run(True)
+        run(False)
+        for _ in range(rounds):
+            best["packed"] = min(best["packed"], run(True))
+            best["plain"] = min(best["plain"], run(False))
+    for conv, weight in zip(convs, weights, strict=True):
+        conv.packed = weight
+    return best
+
+
+def unpack(conv: nn.Module) -> None:
+    """``conv`` a plain ``nn.Conv2d`` again (its parameters untouched)."""
+    del conv.packed, conv.input_size
+    conv.__class__ = nn.Conv2d  # type: ignore[assignment]

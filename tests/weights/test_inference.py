@@ -30,6 +30,7 @@ from resdsl.backends.codegen import generate
 from resdsl.diagnostics import ResdslError
 from resdsl.ir import Network
 from resdsl.ir.fold import fold_network, fold_state_dict
+from resdsl.runtime import packed
 from resdsl.runtime.packed import PackedConv2d, packing_available
 from tests.conftest import FLOAT32_TOL, ROOT, TESTS, fixed_size, rel_error, shipped_networks, slow_if_heavy
 
@@ -330,11 +331,16 @@ def test_cli_build_inference(tmp_path: Path) -> None:
 # -- packed oneDNN weights (float32 on the CPU: float32 itself is under test) -------------
 
 
+PACKING_FASTER = {"packed": 0.001, "plain": 0.002}  # what packing_pays measures where packing pays
+PLAIN_FASTER = {"packed": 0.002, "plain": 0.001}
+
+
 @pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
-def test_packed_convolutions_float32() -> None:
+def test_packed_convolutions_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     """channels_last float32 inference models run their convs on weights packed for oneDNN
-    once: same outputs as eager (FLOAT32_TOL: oneDNN reorders float32 sums), same state_dict,
-    scriptable, copyable, and load_state_dict packs the new weights."""
+    once, where that measures faster: same outputs as eager (FLOAT32_TOL: oneDNN reorders
+    float32 sums), same state_dict, scriptable, copyable, and load_state_dict packs the new weights."""
+    monkeypatch.setattr(packed, "packing_pays", lambda *args: PACKING_FASTER)
     net = resdsl.compile("resnet18", input_shape=(3, 64, 64))
     model = trained(net).float()
     inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
@@ -356,14 +362,42 @@ def test_packed_convolutions_float32() -> None:
 
 
 @pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
-def test_generated_from_trained_packs_float32(tmp_path: Path) -> None:
+def test_generated_from_trained_packs_float32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = load_generated(inference_code("resnet18"), tmp_path, "resnet18_packed")
+    monkeypatch.setattr(module, "packing_pays", lambda *args: PACKING_FASTER)
     model = trained(resdsl.compile("resnet18", input_shape=(3, 64, 64))).float()
     inference = module.from_trained(model.state_dict())
     assert all(isinstance(m, module.PackedConv2d) for m in inference.modules() if isinstance(m, torch.nn.Conv2d))
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert rel_error(inference(x), model(x)) < FLOAT32_TOL
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_convs_stay_plain_where_packing_measures_slower(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether packed weights are faster depends on the processor (issue #21): where the build's
+    measurement finds the plain convs faster, it keeps them, exactly nn.Conv2d, and says why."""
+    monkeypatch.setattr(packed, "packing_pays", lambda *args: PLAIN_FASTER)
+    net = resdsl.compile("resnet18", input_shape=(3, 64, 64))
+    model = trained(net).float()
+    inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
+    assert inference.resdsl_packing == PLAIN_FASTER
+    convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(type(m) is torch.nn.Conv2d and not hasattr(m, "packed") for m in convs)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert rel_error(inference(x), model(x)) < FLOAT32_TOL
+        assert rel_error(copy.deepcopy(inference)(x), model(x)) < FLOAT32_TOL
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_the_packing_follows_what_the_build_measured() -> None:
+    """Unpatched: two batch-1 times, and the convs packed exactly when the packed time is the lower."""
+    inference = resdsl.build_model("resnet18", mode="inference", input_shape=(3, 64, 64))
+    times = inference.resdsl_packing
+    assert set(times) == {"packed", "plain"} and all(0 < t < 60 for t in times.values())
+    convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(isinstance(m, PackedConv2d) == (times["packed"] <= times["plain"]) for m in convs)
 
 
 def test_an_inference_build_loads_strictly(tmp_path: Path) -> None:
