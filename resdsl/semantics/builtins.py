@@ -20,6 +20,7 @@ from typing import Any
 from resdsl.diagnostics import error
 from resdsl.semantics.arith import Refused
 from resdsl.semantics.divisible import make_divisible
+from resdsl.semantics.float32 import linspace
 from resdsl.semantics.values import check_type, show_value, suggest, type_name, typo_fixes
 from resdsl.syntax import ast
 
@@ -73,7 +74,7 @@ class Builtin:
     params: tuple[BuiltinParam, ...]
     doc: str
     fn: Callable[..., Any]
-    python: str  # the callee in generated code: a builtin, math.X, or the copied helper
+    python: str  # the callee in generated code (a builtin, math.X, the copied helper), or a call: {} the arguments
     variadic: bool = False
     positional: bool = False
     forms: tuple[str, ...] = ()  # the signatures shown, where the parameters alone do not tell
@@ -135,6 +136,14 @@ def _range(start: int, stop: Any = ABSENT, step: int = 1) -> list[int]:
     return list(made)
 
 
+def _linspace(start: float, stop: float, steps: int) -> list[float]:
+    if steps < 0:
+        raise Invalid("E213", f"linspace of {steps} steps: the number of steps must not be negative", "steps")
+    if steps > MAX_LIST:
+        raise Invalid("E605", f"linspace of {steps:,} numbers; the limit is {MAX_LIST:,}", "steps")
+    return linspace(start, stop, steps)
+
+
 def _extreme(pick: Callable[..., Any], name: str) -> Callable[..., Any]:
     def extreme(*values: Any) -> Any:
         items = values[0] if len(values) == 1 and isinstance(values[0], list) else list(values)
@@ -192,6 +201,13 @@ BUILTINS: dict[str, Builtin] = {
             (BuiltinParam("start", "int"), BuiltinParam("stop", "int", ABSENT, ""), BuiltinParam("step", "int", 1)),
             "the list of whole numbers from start (0) up to stop, excluded, by step",
             _range, "range", positional=True, forms=("range(n)", "range(start, stop, step=1)"),
+        ),
+        Builtin(
+            "linspace",
+            (BuiltinParam("start", "number"), BuiltinParam("stop", "number"), BuiltinParam("steps", "int")),
+            "steps evenly spaced numbers from start to stop, the float32 values torch.linspace gives "
+            "(timm's drop-path schedules)",
+            _linspace, "torch.linspace({}, device=\"cpu\").tolist()",
         ),
         Builtin(
             "make_divisible",

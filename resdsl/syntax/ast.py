@@ -19,7 +19,7 @@ BUILTIN_FORMS = ("stage", "residual", "sequential", "gate")
 # a call of one of these names parses as a FuncCall, and no definition may take one)
 BUILTIN_FUNCTIONS = (
     "round", "ceil", "floor", "int", "float", "min", "max", "abs", "log", "sqrt", "len", "sum", "range",
-    "make_divisible",
+    "linspace", "make_divisible",
 )  # fmt: skip
 
 T = TypeVar("T")

@@ -57,7 +57,7 @@ def render() -> str:
 
 def _function_row(f: Builtin) -> str:
     forms = " or ".join(f"`{form}`" for form in f.signatures())
-    return f"| {forms} | {f.doc} | `{f.python}` |"
+    return f"| {forms} | {f.doc} | `{f.python.replace('{}', '...')}` |"
 
 
 def render_functions() -> str:

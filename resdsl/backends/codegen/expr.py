@@ -398,7 +398,8 @@ def _py_new(e: Any, parent: int, right: bool) -> str:
         return f"({text})" if parent > -1 else text
     if isinstance(e, ast.FuncCall):
         args = functions.arguments(e.func, [(a.name, py(a.value, -1)) for a in e.args])
-        call = f"{functions.callee(e.func)}({args})"
+        callee = functions.callee(e.func)
+        call = callee.format(args) if "{}" in callee else f"{callee}({args})"
         return f"list({call})" if e.func == "range" else call
     loops = " ".join(
         f"for {py_name(loop.name)} in {_iterable(loop.iterable)}"

@@ -73,7 +73,7 @@ def function_signature(name: str) -> str:
 def function_doc(name: str) -> str:
     """A builtin function's doc line, and how generated code writes it."""
     f = BUILTINS[name]
-    return f"{f.doc}.\n\nBuiltin function; generated code calls `{f.python}`."
+    return f"{f.doc}.\n\nBuiltin function; generated code calls `{f.python.replace('{}', '...')}`."
 
 
 def param_text(param: ast.Param, sources: dict[str, str]) -> str:

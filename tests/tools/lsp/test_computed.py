@@ -78,7 +78,7 @@ def test_completion_offers_the_builtins_and_their_named_parameters(tmp_path: Pat
     labels = [i.label for i in items]
     assert labels[:3] == ["divisor=", "min_value=", "round_limit="] and "w" in labels
     functions = {i.label: i for i in items if i.kind == types.CompletionItemKind.Function}
-    names = "round ceil floor int float min max abs log sqrt len sum range make_divisible"
+    names = "round ceil floor int float min max abs log sqrt len sum range linspace make_divisible"
     assert list(functions) == names.split()
     assert functions["range"].detail == "range(n) / range(start, stop, step=1)"
     doc = functions["round"].documentation
