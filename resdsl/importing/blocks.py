@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
+from resdsl.importing.groups import gate_member, group_args, is_group, member_op, render_group
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
 from resdsl.importing.layout import channels_last_op
 from resdsl.importing.names import stage_naming
@@ -144,7 +145,7 @@ class BlockClass:
                 held = [inst for inst in self.instances if not (name in self._optional and missing(inst[i]))]
                 keys = dict.fromkeys(k for inst in held for k in inst[i][2])
                 for key in keys:
-                    if op == "residual" or key in ("body", "absent"):
+                    if op == "residual" or key.rpartition(".")[2] in ("body", "absent"):
                         continue
                     if len(seen := {repr(self._value(inst, i, key)) for inst in self.instances}) > 1:
                         if any(isinstance(self._value(inst, i, key), PerIndex) for inst in self.instances):
@@ -169,8 +170,7 @@ class BlockClass:
         if key in args:
             return args[key]
         if op.endswith("sequential") and "." in key:  # a group's member: m1.out
-            member, _, key = key.partition(".")
-            op = str(args["body"]).split(", ")[int(member[1:])]
+            op, key = member_op(args, key)
         return DEFAULTS.get(op, {}).get(key)
 
     def _derive_channels(self) -> None:
@@ -336,16 +336,15 @@ class BlockClass:
             op, args = op_of(child, path)
             return (step.target, op, args)
         named = named_sequential(child)  # transition1.norm: a block, not a group
-        if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child) and not named:
-            members = [op_of(m, f"{path}.{i}") for i, m in enumerate(child)]
-            group: dict[str, object] = {"body": ", ".join(op for op, _ in members)}
-            group |= {f"m{j}.{k}": v for j, (_op, args) in enumerate(members) for k, v in args.items()}
-            return (step.target, "gate sequential" if gate else "sequential", group)
+        if is_group(child):
+            return (step.target, "gate sequential" if gate else "sequential", group_args(child, path))
         run = None if gate else stage_members(child)
         if run is not None:  # ConvNeXt's stage.blocks, DenseNet's denseblock1 in features
             return self._stage(child, run, step.target, path, position, found)
         if is_leaf(child) or (isinstance(child, nn.Sequential) and not named):
-            raise refuse("E904", f"`{path}` is no block, group or op a block can hold", child, path, "")
+            raise gate_member(child, path) or refuse(
+                "E904", f"`{path}` is no block, group or op a block can hold", child, path, ""
+            )
         nested, index = self.klass_of(type(child), 0).add(child, path)
         if gate and nested.gates:
             raise refuse("E904", f"`{path}` is a gate applied as a gate", child, path, "")
@@ -443,11 +442,7 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
     if op == "residual":
         return render_residual(args)
     if op.endswith("sequential"):
-        members = []
-        for j, member in enumerate(str(args["body"]).split(", ")):
-            own = {k.partition(".")[2]: v for k, v in args.items() if k.startswith(f"m{j}.")}
-            members.append(_render("", member, own, {k.partition(".")[2] for k in symbolic if k.startswith(f"m{j}.")}))
-        body = f"sequential({', '.join(members)})"
+        body = render_group(args, symbolic, lambda member, own, mine: _render("", member, own, mine))
         return f"{layer} = gate({body})" if op.startswith("gate") else f"{layer} = {body}"
     texts = {k: str(v) if k in symbolic else literal(v) for k, v in args.items()}
     if op.startswith("stage "):

@@ -52,14 +52,40 @@ class Tanh(Good):
         return torch.tanh(self.conv1(x))
 
 
-class Mixed(nn.Module):
+class SharedBlock(Block):
+    def forward(self, x):
+        return self.relu(self.bn1(self.conv1(self.conv1(x))) + x)
+
+
+class Shared(Good):
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
-        self.layer1 = nn.Sequential(Block(8), nn.ReLU())
+        self.layer1 = nn.Sequential(SharedBlock(8), SharedBlock(8))
+
+
+class Gate(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.fc = nn.Conv2d(c, c, 1)
+        self.sigmoid = nn.Sigmoid()
 
     def forward(self, x):
-        return self.layer1(self.conv1(x))
+        return x * self.sigmoid(self.fc(x))
+
+
+class GatedBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), Gate(c))
+
+    def forward(self, x):
+        return self.block(x) + x
+
+
+class GateInSequential(Good):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Sequential(GatedBlock(8), GatedBlock(8))
 
 
 class TrainOnlyBlock(Block):
@@ -120,17 +146,20 @@ ENTRIES = [
     ),
     _entry(
         "E904",
-        "`resdsl import`: modules arranged in a way a spec cannot say (a mixed nn.Sequential, a shortcut "
-        "of no known kind, shared weights, a layer without a name)",
-        "A run of one block class in an nn.Sequential is a stage and a Sequential of torch layers a "
-        "sequential group; one that mixes blocks and layers, a stage whose blocks of one class hold "
+        "`resdsl import`: modules arranged in a way a spec cannot say (a shortcut of no known kind, "
+        "shared weights, a layer without a name)",
+        "A run of one block class in an nn.Sequential is a stage, a Sequential of torch layers (and groups "
+        "of them) a sequential group, and one that mixes layers, groups, stages and blocks a sequential "
+        "group of them, numbered as the Sequential numbers them (torchvision's `features`); a Sequential "
+        "inside a block that holds blocks, a Sequential with a forward of its own, a stage whose blocks "
+        "of one class hold "
         "different layers in ways no has_X flag says, a stage inside a block whose blocks' arguments "
         "change block by block differently in each instance of the holding block, "
         "a shortcut that is not a 1x1 conv (+ norm), ResNet-D's avgpool + 1x1 conv (+ norm) or option A's "
         "zero padding, a module called twice (shared weights), a merge or pool on a channels-last map "
         "(between permute(0, 2, 3, 1) and permute(0, 3, 1, 2)), and a layer whose attribute is no name "
-        "(an nn.Sequential model's `0`) are refused.",
-        "Mixed",
+        "(an nn.Sequential model's `0`) are refused. Here a block calls its conv twice.",
+        "Shared",
     ),
     _entry(
         "E905",
@@ -142,6 +171,16 @@ ENTRIES = [
         "the model: here a forward that reads `self.training`, traced in the mode the model is in (eval), "
         "so the spec leaves out what train mode does.",
         "TrainOnly",
+    ),
+    _entry(
+        "E910",
+        "`resdsl import`: a gate (a module that multiplies its input by what it computes) inside an nn.Sequential",
+        "A squeeze-excitation module scales its input by what it computes from it; a spec says that with "
+        "`se = gate(squeeze_excite(c))`, a named layer of a block. `sequential(...)` holds layers, groups, "
+        "blocks and stages but no gate, so a gate at a position of an nn.Sequential (torchvision's "
+        "SqueezeExcitation at `block.2` of EfficientNet's MBConv and of MobileNetV3's InvertedResidual) "
+        "has no spec form that keeps its state_dict keys. The message names the module path.",
+        "GateInSequential",
     ),
     _entry(
         "E906",

@@ -1,0 +1,38 @@
+"""MobileNetV2, RegNet and EfficientNet written as torchvision writes them
+(tests/importing/models_tv_families): a ``features`` nn.Sequential that mixes groups and blocks
+becomes one numbered ``sequential(...)``, groups nest in a block's group, stages keep blocks
+named ``block1-0``, and a gate inside a Sequential is refused with E910."""
+
+from __future__ import annotations
+
+import pytest
+
+from resdsl import import_model
+from resdsl.diagnostics import ResdslError
+from tests.importing import models_tv_families as tv_like
+from tests.importing.roundtrip import import_and_check
+
+SMALL = (3, 32, 32)
+
+
+def test_mobilenetv2_features_mix_groups_and_two_forms_of_inverted_residual() -> None:
+    source = import_and_check(tv_like.MobileNetV2(), SMALL)
+    assert "features = sequential(\n        sequential(conv(8, k=3, s=2, p=1), batchnorm, relu6),\n" in source
+    # the first block (expand 1) lacks the expanding group: a block of its own
+    assert "block inverted_residual()" in source and "block inverted_residual_2(" in source
+    assert "conv = sequential(sequential(conv(planes, k=1), batchnorm, relu6), sequential(" in source
+    assert "residual(identity_if_same)" in source
+
+
+@pytest.mark.slow
+def test_regnet_stages_keep_hyphenated_block_names_and_the_smaller_module_is_the_shortcut() -> None:
+    source = import_and_check(tv_like.RegNet(), SMALL)
+    assert 'prefix="block1-", start=0' in source and 'prefix="block2-", start=0' in source
+    assert 'residual(projection, name="proj")' in source
+
+
+def test_a_gate_inside_a_blocks_sequential_is_e910() -> None:
+    with pytest.raises(ResdslError) as info:
+        import_model(tv_like.EfficientNet(), "e", SMALL)
+    d = info.value.diagnostics[0]
+    assert d.code == "E910" and "`features.1.0.block.1`" in d.message and "SqueezeExcitation" in str(info.value)
