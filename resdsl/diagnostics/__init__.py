@@ -135,6 +135,7 @@ CODES: dict[str, str] = {
     "E905": "imported spec does not rebuild the model",
     "E906": "model cannot be loaded",
     "E910": "gate inside an nn.Sequential",
+    "E911": "shortcut registered before its branch",
 }
 
 

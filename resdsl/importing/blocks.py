@@ -15,7 +15,7 @@ from resdsl.importing.layout import channels_last_op
 from resdsl.importing.names import stage_naming
 from resdsl.importing.nesting import named_sequential, stage_members
 from resdsl.importing.norms import batchnorm_act, scale_init
-from resdsl.importing.shortcuts import render_residual, residual_args
+from resdsl.importing.shortcuts import render_residual, residual_args, shortcut_order
 from resdsl.importing.trace import Step, refuse, trace
 from resdsl.importing.variants import fits, missing, optional_layers, pad, shape_of, skip_at
 
@@ -283,7 +283,9 @@ class BlockClass:
         out: list[Statement] = []
         nested: list[_Nested] = []
         start = last
-        for step in trace(module, path).steps:
+        steps = trace(module, path).steps
+        shortcut_order(module, steps, path)
+        for step in steps:
             child = module.get_submodule(step.target) if step.kind in ("module", "gate") else None
             if step.kind in ("channels_last", "channels_first"):
                 if last == (step.kind == "channels_last"):

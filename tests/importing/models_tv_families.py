@@ -76,13 +76,17 @@ class Transform(nn.Sequential):
 
 
 class ResBottleneck(nn.Module):
-    """``proj(x) + f(x)`` where the shape changes, ``x + f(x)`` elsewhere, then a ReLU. Unlike
-    torchvision's, ``f`` is registered before ``proj``: a spec makes the shortcut after its branch."""
+    """``proj(x) + f(x)`` where the shape changes, ``x + f(x)`` elsewhere, then a ReLU. Unless
+    ``proj_first`` (as torchvision does), ``f`` is registered before ``proj``: a spec makes the
+    shortcut after its branch."""
 
-    def __init__(self, cin: int, cout: int, stride: int, groups: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, groups: int, proj_first: bool = False) -> None:
         super().__init__()
+        if proj_first:
+            self.proj: nn.Module | None = ConvBNAct(cin, cout, k=1, stride=stride, act=False)
         self.f = Transform(cin, cout, stride, groups)
-        self.proj = ConvBNAct(cin, cout, k=1, stride=stride, act=False) if cin != cout or stride != 1 else None
+        if not proj_first:
+            self.proj = ConvBNAct(cin, cout, k=1, stride=stride, act=False) if cin != cout or stride != 1 else None
         self.activation = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,24 +100,23 @@ class ResBottleneck(nn.Module):
 class AnyStage(nn.Sequential):
     """A stage whose blocks are named ``block{i}-0``, ``block{i}-1`` ... (not identifiers)."""
 
-    def __init__(self, cin: int, cout: int, stride: int, depth: int, groups: int, index: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, depth: int, groups: int, index: int, first: bool) -> None:
         super().__init__()
         for i in range(depth):
-            self.add_module(
-                f"block{index}-{i}", ResBottleneck(cin if i == 0 else cout, cout, stride if i == 0 else 1, groups)
-            )
+            block = ResBottleneck(cin if i == 0 else cout, cout, stride if i == 0 else 1, groups, first and i == 0)
+            self.add_module(f"block{index}-{i}", block)
 
 
 class RegNet(nn.Module):
     """A stem, ``trunk_output`` of stages block1, block2, an average pool and fc."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, proj_first: bool = False) -> None:
         super().__init__()
         self.stem = ConvBNAct(3, 8, stride=2)
         self.trunk_output = nn.Sequential()
         cin = 8
         for index, (cout, depth) in enumerate([(16, 2), (32, 3)], start=1):
-            self.trunk_output.add_module(f"block{index}", AnyStage(cin, cout, 2, depth, 8, index))
+            self.trunk_output.add_module(f"block{index}", AnyStage(cin, cout, 2, depth, 8, index, proj_first))
             cin = cout
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)

@@ -36,3 +36,12 @@ def test_a_gate_inside_a_blocks_sequential_is_e910() -> None:
         import_model(tv_like.EfficientNet(), "e", SMALL)
     d = info.value.diagnostics[0]
     assert d.code == "E910" and "`features.1.0.block.1`" in d.message and "SqueezeExcitation" in str(info.value)
+
+
+def test_a_shortcut_registered_before_its_branch_is_e911() -> None:
+    """torchvision's RegNet registers ``proj`` before ``f``: a spec's state_dict would list them
+    the other way round."""
+    with pytest.raises(ResdslError) as info:
+        import_model(tv_like.RegNet(proj_first=True), "r", SMALL)
+    d = info.value.diagnostics[0]
+    assert d.code == "E911" and "`trunk_output.block1.block1-0.proj`" in d.message and "`f`" in d.message

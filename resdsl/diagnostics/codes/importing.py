@@ -88,6 +88,22 @@ class GateInSequential(Good):
         self.layer1 = nn.Sequential(GatedBlock(8), GatedBlock(8))
 
 
+class ShortcutFirstBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.proj = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return self.proj(x) + self.conv1(x)
+
+
+class ShortcutFirst(Good):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Sequential(ShortcutFirstBlock(8), ShortcutFirstBlock(8))
+
+
 class TrainOnlyBlock(Block):
     def forward(self, x):
         out = self.bn1(self.conv1(x))
@@ -181,6 +197,16 @@ ENTRIES = [
         "SqueezeExcitation at `block.2` of EfficientNet's MBConv and of MobileNetV3's InvertedResidual) "
         "has no spec form that keeps its state_dict keys. The message names the module path.",
         "GateInSequential",
+    ),
+    _entry(
+        "E911",
+        "`resdsl import`: a residual's shortcut module registered before the layers of its branch",
+        'A spec makes a residual\'s shortcut (`residual(projection, name="proj")`) where the residual '
+        "stands, after the layers of the branch it is added to, and the state_dict lists modules in the "
+        "order they are made. A block that registers its shortcut first (torchvision's RegNet: "
+        "`self.proj` before `self.f`) would get the same keys in another order, so it is refused. The "
+        "message names the shortcut and the first branch layer registered after it.",
+        "ShortcutFirst",
     ),
     _entry(
         "E906",
