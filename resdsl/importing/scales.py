@@ -50,3 +50,19 @@ def layer_scales(graph: torch.fx.Graph, module: nn.Module) -> tuple[dict[torch.f
                 fetch.update(chain)
                 break
     return scales, fetch
+
+
+def misshapen_scale(node: torch.fx.Node, module: nn.Module) -> str | None:
+    """Why a product that scales by an own parameter is no layer scale, where it is one of
+    another shape (torchvision's ConvNeXt: ``self.layer_scale`` of shape (C, 1, 1)); else None."""
+    if not _is_mul(node):
+        return None
+    for arg in node.args:
+        if isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and "." not in str(arg.target):
+            value = getattr(module, str(arg.target), None)
+            if isinstance(value, nn.Parameter):
+                return (
+                    f"`{arg.target}`, a parameter of shape {tuple(value.shape)}, multiplies the branch: "
+                    "layer_scale's state_dict entry is a 1-d (C,) parameter"
+                )
+    return None

@@ -24,7 +24,7 @@ from torch import nn
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layout import permute_of
 from resdsl.importing.library import Library
-from resdsl.importing.scales import layer_scales
+from resdsl.importing.scales import layer_scales, misshapen_scale
 from resdsl.ops import OPS
 
 ADD = (operator.add, operator.iadd, torch.add)
@@ -273,9 +273,11 @@ class _Walk:
     def _refuse(self, node: torch.fx.Node) -> Step:
         target = node.target
         name = getattr(target, "__name__", str(target))
+        why = misshapen_scale(node, self.module)
         raise refuse(
             "E903",
-            f"`{name}` in `{self.path or type(self.module).__name__}.forward` has no op in resdsl's table",
+            f"`{name}` in `{self.path or type(self.module).__name__}.forward` has no op in resdsl's table"
+            + (f": {why}" if why else ""),
             self.module,
             self.path,
             _HINT,

@@ -6,6 +6,8 @@ named ``block1-0``, and a gate inside a Sequential is refused with E910."""
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from resdsl import import_model
 from resdsl.diagnostics import ResdslError
@@ -45,3 +47,22 @@ def test_a_shortcut_registered_before_its_branch_is_e911() -> None:
         import_model(tv_like.RegNet(proj_first=True), "r", SMALL)
     d = info.value.diagnostics[0]
     assert d.code == "E911" and "`trunk_output.block1.block1-0.proj`" in d.message and "`f`" in d.message
+
+
+class _LayerScale3d(nn.Module):
+    """torchvision's CNBlock multiplies by a (C, 1, 1) parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.layer_scale = nn.Parameter(torch.ones(3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer_scale * self.conv(x) + x
+
+
+def test_a_layer_scale_of_shape_c_1_1_is_e903_naming_the_shape() -> None:
+    with pytest.raises(ResdslError) as info:
+        import_model(_LayerScale3d(), "s", SMALL)
+    d = info.value.diagnostics[0]
+    assert d.code == "E903" and "`layer_scale`, a parameter of shape (3, 1, 1)" in d.message
