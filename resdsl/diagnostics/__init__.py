@@ -136,6 +136,7 @@ CODES: dict[str, str] = {
     "E906": "model cannot be loaded",
     "E910": "gate inside an nn.Sequential",
     "E911": "shortcut registered before its branch",
+    "E912": "layer named with a reserved word",
 }
 
 

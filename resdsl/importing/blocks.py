@@ -11,8 +11,8 @@ from torch import nn
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.groups import gate_member, group_args, is_group, member_op, render_group
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
-from resdsl.importing.layout import channels_last_op
-from resdsl.importing.names import stage_naming
+from resdsl.importing.layout import LAYOUT_FREE, channels_last_op
+from resdsl.importing.names import reserved_layer, stage_naming
 from resdsl.importing.nesting import named_sequential, stage_members
 from resdsl.importing.norms import batchnorm_act, scale_init
 from resdsl.importing.shortcuts import render_residual, residual_args, shortcut_order
@@ -285,6 +285,16 @@ class BlockClass:
         start = last
         steps = trace(module, path).steps
         shortcut_order(module, steps, path)
+        reserved = next((reserved_layer(s.target) for s in steps if reserved_layer(s.target)), None)
+        if reserved is not None:
+            raise refuse(
+                "E912",
+                f"`{path}.{reserved}` is named `{reserved}`, a word the language reserves for its own use",
+                module,
+                path,
+                "a spec's layer cannot be named with a reserved word (E005), so its state_dict keys cannot "
+                f"read `{reserved}.`: rename the attribute",
+            )
         for step in steps:
             child = module.get_submodule(step.target) if step.kind in ("module", "gate") else None
             if step.kind in ("channels_last", "channels_first"):
@@ -322,7 +332,7 @@ class BlockClass:
         op = channels_last_op(child)
         if op is not None:
             return (attr, *op)
-        if is_leaf(child) and op_of(child, path)[0] in _PLAIN:
+        if is_leaf(child) and op_of(child, path)[0] in LAYOUT_FREE:
             return (attr, *op_of(child, path))
         if is_leaf(child) or isinstance(child, nn.Sequential):
             raise refuse("E904", f"`{path}` is a group on a channels-last map", child, path, _LAST_HINT)
@@ -409,9 +419,6 @@ class PerIndex(str):
 
 _ORDER = ("out", "planes", "width", "scale", "k", "s", "p", "d", "groups", "bias")
 _LAST_HINT = "between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) a forward may call layers only"
-# ops that compute the same on a channels-last map; a LayerNorm and a Linear become their
-# channels-first ops there (:mod:`.layout`)
-_PLAIN = frozenset({*("relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid"), "dropout", "identity"})
 
 
 def _order_of(key: str) -> int:

@@ -105,6 +105,7 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
         return lambda: f"{attr} = " + stage()
     if isinstance(child, nn.Sequential) and not named_sequential(child):
         members = list(child)
+        has_group = any(is_group(m) for m in members)  # groups of layers beside stages: no stage of one
         if is_group(child):
             group = render_group(group_args(child, attr), set(), lambda op, args, _: blocks.call(op, args))
             return f"{attr} = gate({group})" if gate else f"{attr} = {group}"
@@ -115,7 +116,7 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
                 for i, m in enumerate(members)
             ]
             return lambda: f"{attr} = sequential({', '.join(stage() for stage in stages)})"
-        if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]):
+        if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]) and not has_group:
             stage = _stage(members, attr, spec, [name for name, _ in child.named_children()])
             return lambda: f"{attr} = " + stage()
         if members and not gate and type(child).forward is nn.Sequential.forward:

@@ -17,33 +17,64 @@ from torch import nn
 
 from resdsl.diagnostics import ResdslError
 from resdsl.importing.layers import is_leaf, op_of
+from resdsl.importing.layout import LAYOUT_FREE, channels_last_op, permute_module
 from resdsl.importing.trace import refuse, trace
 
 
 def is_group(module: nn.Module) -> bool:
     """An ``nn.Sequential`` that runs its members in order, numbered 0, 1, ..., each a torch
-    layer or such a group."""
+    layer, such a group, or a module that permutes the map between channels-first and -last."""
     if not isinstance(module, nn.Sequential) or type(module).forward is not nn.Sequential.forward:
         return False
     names = [name for name, _ in module.named_children()]
     if not names or names != [str(i) for i in range(len(names))]:
         return False
-    return all(is_leaf(m) or is_group(m) for m in module.children())
+    return all(is_leaf(m) or is_group(m) or permute_module(m) for m in module.children())
 
 
 def group_args(module: nn.Module, path: str) -> dict[str, object]:
-    """A group's statement arguments: its body and its members' arguments by ``m{j}.``."""
+    """A group's statement arguments: its body and its members' arguments by ``m{j}.``. Between
+    a permute to channels-last and one back (torchvision's ConvNeXt block), the members are
+    the ops they are on a channels-last map (:func:`.layout.channels_last_op`) and each permute
+    is an ``identity`` in its place: the language's maps stay channels-first."""
     ops: list[str] = []
     args: dict[str, object] = {}
+    last = False
+    own: dict[str, object]
     for j, member in enumerate(module.children()):
-        if is_leaf(member):
+        layout = permute_module(member) if not is_leaf(member) and not is_group(member) else None
+        if layout is not None:
+            if last == (layout == "channels_last"):
+                raise refuse("E904", f"`{path}.{j}` permutes a map that is {layout[9:]} already", member, path, "")
+            last = not last
+            op, own = "identity", {}
+            ops.append(op)
+        elif last:
+            op, own = _channels_last(member, f"{path}.{j}")
+            ops.append(op)
+        elif is_leaf(member):
             op, own = op_of(member, f"{path}.{j}")
             ops.append(op)
         else:
             own = group_args(member, f"{path}.{j}")
             ops.append(f"sequential({own['body']})")
         args |= {f"m{j}.{k}": v for k, v in own.items()}
+    if last:
+        raise refuse("E904", f"`{path}` returns a channels-last map", module, path, "")
     return {"body": ", ".join(ops), **args}
+
+
+def _channels_last(member: nn.Module, path: str) -> tuple[str, dict[str, object]]:
+    """A group member on a channels-last map: a LayerNorm or Linear as its op over the channels,
+    or a layer that computes the same in either layout."""
+    found = channels_last_op(member)
+    if found is not None:
+        return found
+    if is_leaf(member) and op_of(member, path)[0] in LAYOUT_FREE:
+        return op_of(member, path)
+    raise refuse(
+        "E904", f"`{path}` runs on a channels-last map", member, path, "between the permutes a group holds layers"
+    )
 
 
 def split(body: str) -> list[str]:
@@ -80,6 +111,8 @@ def render_group(args: dict[str, object], symbolic: set[str], render_op: Render)
         mine = {k.partition(".")[2] for k in symbolic if k.startswith(f"m{j}.")}
         if text.startswith("sequential("):
             members.append(render_group(own, mine, render_op))
+        elif text == "identity":  # a bare identity in a call's arguments is the shortcut kind
+            members.append("identity()")
         else:
             members.append(render_op(text, own, mine))
     return f"sequential({', '.join(members)})"

@@ -33,3 +33,10 @@ def stage_naming(names: list[str]) -> str | None:
     if names != [f"{prefix}{int(start) + i}" for i in range(len(names))]:
         return None
     return f'prefix="{prefix}", start={int(start)}' if prefix else f"start={int(start)}"
+
+
+def reserved_layer(attr: str) -> str | None:
+    """The first part of a module path that is a word of the language (torchvision's ConvNeXt,
+    EfficientNet and MobileNetV3 blocks hold ``self.block``), which no layer of a spec can be
+    named (E005); None where every part may name a layer."""
+    return next((part for part in attr.split(".") if part in RESERVED_WORDS), None)

@@ -143,14 +143,15 @@ class SqueezeExcitation(nn.Module):
 
 
 class MBConv(nn.Module):
-    """EfficientNet's block: the squeeze-excitation module at ``block.1``."""
+    """EfficientNet's block: the squeeze-excitation module at ``layers.1`` (torchvision's
+    ``block.1``: a layer named ``block`` is E912 first)."""
 
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.block = nn.Sequential(ConvBNAct(c, c, groups=c), SqueezeExcitation(c, 4), ConvBNAct(c, c, k=1, act=False))
+        self.layers = nn.Sequential(ConvBNAct(c, c, groups=c), SqueezeExcitation(c, 4), ConvBNAct(c, c, k=1, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x) + x
+        return self.layers(x) + x
 
 
 class EfficientNet(nn.Module):
@@ -162,3 +163,91 @@ class EfficientNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """A LayerNorm over the channels of an N x C x H x W map (torchvision's convnext.LayerNorm2d)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Permute(nn.Module):
+    """``torch.permute(x, dims)`` as a module (torchvision.ops.misc.Permute)."""
+
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.permute(x, self.dims)
+
+
+class StochasticDepth(nn.Module):
+    """Each sample's branch dropped with probability p in training, the kept ones scaled by
+    1 / (1 - p) (torchvision.ops.StochasticDepth, "row" mode)."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        noise = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype, device=x.device).bernoulli_(survival)
+        return x * noise.div_(survival)
+
+
+class CNBlock(nn.Module):
+    """ConvNeXt's block: a depthwise conv, then LayerNorm and two Linears on a channels-last map
+    between Permute modules, all in one Sequential; a (C, 1, 1) layer scale; stochastic depth.
+    torchvision names the Sequential ``block`` (E912); ``attr`` names it here."""
+
+    def __init__(self, dim: int, p: float, attr: str = "branch") -> None:
+        super().__init__()
+        self.attr = attr
+        branch = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim, bias=True),
+            Permute([0, 2, 3, 1]),
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
+        )
+        self.add_module(attr, branch)
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * 1e-6)
+        self.stochastic_depth = StochasticDepth(p, "row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.layer_scale * getattr(self, self.attr)(x)
+        result = self.stochastic_depth(result)
+        result += x
+        return result
+
+
+class ConvNeXt(nn.Module):
+    """``features``: a stem group (conv, LayerNorm2d), stages of CNBlock, a downsampling group
+    (LayerNorm2d, conv) between them; a pool and a classifier group."""
+
+    def __init__(self, dims: tuple[int, int] = (8, 16), depths: tuple[int, int] = (2, 2), attr: str = "branch") -> None:
+        super().__init__()
+        total, seen = sum(depths), 0
+        layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), LayerNorm2d(dims[0], eps=1e-6))]
+        for i, (dim, depth) in enumerate(zip(dims, depths, strict=True)):
+            stage = []
+            for _ in range(depth):
+                stage.append(CNBlock(dim, 0.1 * seen / (total - 1.0), attr))
+                seen += 1
+            layers.append(nn.Sequential(*stage))
+            if i + 1 < len(dims):
+                layers.append(nn.Sequential(LayerNorm2d(dim, eps=1e-6), nn.Conv2d(dim, dims[i + 1], 2, 2)))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(LayerNorm2d(dims[-1], eps=1e-6), nn.Flatten(1), nn.Linear(dims[-1], 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.avgpool(self.features(x)))

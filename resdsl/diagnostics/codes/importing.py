@@ -76,10 +76,10 @@ class Gate(nn.Module):
 class GatedBlock(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), Gate(c))
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), Gate(c))
 
     def forward(self, x):
-        return self.block(x) + x
+        return self.body(x) + x
 
 
 class GateInSequential(Good):
@@ -102,6 +102,21 @@ class ShortcutFirst(Good):
     def __init__(self):
         super().__init__()
         self.layer1 = nn.Sequential(ShortcutFirstBlock(8), ShortcutFirstBlock(8))
+
+
+class ReservedBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return self.block(x) + x
+
+
+class Reserved(Good):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Sequential(ReservedBlock(8), ReservedBlock(8))
 
 
 class TrainOnlyBlock(Block):
@@ -207,6 +222,16 @@ ENTRIES = [
         "`self.proj` before `self.f`) would get the same keys in another order, so it is refused. The "
         "message names the shortcut and the first branch layer registered after it.",
         "ShortcutFirst",
+    ),
+    _entry(
+        "E912",
+        "`resdsl import`: a layer of a block named with a word the language reserves (`block`, `input`, ...)",
+        "A spec names each layer as the model's attribute, so that the state_dict keys are the same; a "
+        "reserved word (`import block network input meta true false if else and or not for in`) cannot "
+        "name a layer (E005). torchvision's ConvNeXt, EfficientNet and MobileNetV3 blocks hold "
+        "`self.block`, so their keys (`features.1.0.block.0.weight`) have no spec. The message names the "
+        "module path.",
+        "Reserved",
     ),
     _entry(
         "E906",
