@@ -12,7 +12,7 @@ from torch import nn
 import resdsl.importing.blocks as blocks
 from resdsl.importing.groups import gate_member, group_args, is_group, render_group
 from resdsl.importing.layers import is_leaf, op_of
-from resdsl.importing.names import snake, stage_naming
+from resdsl.importing.names import reserved_layer, snake, stage_naming
 from resdsl.importing.nesting import named_sequential, stage_members
 from resdsl.importing.shortcuts import chain, render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
@@ -93,6 +93,8 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
             attr,
             "a spec names its layers; wrap an nn.Sequential model in a module with named attributes",
         )
+    if reserved_layer(attr):
+        raise refuse("E912", f"the model's layer `{attr}` is named with a word the language reserves", child, attr, "")
     if is_leaf(child) and not gate:
         op, args = op_of(child, attr)
         if op in blocks.STATELESS and attr == op:

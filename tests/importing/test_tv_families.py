@@ -96,3 +96,18 @@ def test_a_layer_named_block_is_e912() -> None:
         import_model(tv_like.ConvNeXt(attr="block"), "c", SMALL)
     d = info.value.diagnostics[0]
     assert d.code == "E912" and "`features.1.0.block`" in d.message
+
+
+class _InputLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.input = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.input(x)
+
+
+def test_a_network_layer_named_with_a_reserved_word_is_e912() -> None:
+    with pytest.raises(ResdslError) as info:
+        import_model(_InputLayer(), "n", SMALL)
+    assert info.value.diagnostics[0].code == "E912" and "`input`" in info.value.diagnostics[0].message
