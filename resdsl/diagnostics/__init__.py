@@ -134,6 +134,9 @@ CODES: dict[str, str] = {
     "E904": "module structure has no spec form",
     "E905": "imported spec does not rebuild the model",
     "E906": "model cannot be loaded",
+    "E910": "gate inside an nn.Sequential",
+    "E911": "shortcut registered before its branch",
+    "E912": "layer named with a reserved word",
 }
 
 

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from resdsl.diagnostics import ResdslError, error
+from resdsl.importing.groups import gate_member, group_args, is_group, member_op, render_group
 from resdsl.importing.layers import DEFAULTS, is_leaf, op_of
-from resdsl.importing.layout import channels_last_op
-from resdsl.importing.names import stage_naming
+from resdsl.importing.layout import LAYOUT_FREE, channels_last_op
+from resdsl.importing.names import reserved_layer, stage_naming
 from resdsl.importing.nesting import named_sequential, stage_members
 from resdsl.importing.norms import batchnorm_act, scale_init
-from resdsl.importing.shortcuts import render_residual, residual_args
+from resdsl.importing.shortcuts import render_residual, residual_args, shortcut_order
 from resdsl.importing.trace import Step, refuse, trace
 from resdsl.importing.variants import fits, missing, optional_layers, pad, shape_of, skip_at
 
@@ -144,7 +145,7 @@ class BlockClass:
                 held = [inst for inst in self.instances if not (name in self._optional and missing(inst[i]))]
                 keys = dict.fromkeys(k for inst in held for k in inst[i][2])
                 for key in keys:
-                    if op == "residual" or key in ("body", "absent"):
+                    if op == "residual" or key.rpartition(".")[2] in ("body", "absent"):
                         continue
                     if len(seen := {repr(self._value(inst, i, key)) for inst in self.instances}) > 1:
                         if any(isinstance(self._value(inst, i, key), PerIndex) for inst in self.instances):
@@ -169,8 +170,7 @@ class BlockClass:
         if key in args:
             return args[key]
         if op.endswith("sequential") and "." in key:  # a group's member: m1.out
-            member, _, key = key.partition(".")
-            op = str(args["body"]).split(", ")[int(member[1:])]
+            op, key = member_op(args, key)
         return DEFAULTS.get(op, {}).get(key)
 
     def _derive_channels(self) -> None:
@@ -283,7 +283,19 @@ class BlockClass:
         out: list[Statement] = []
         nested: list[_Nested] = []
         start = last
-        for step in trace(module, path).steps:
+        steps = trace(module, path).steps
+        shortcut_order(module, steps, path)
+        reserved = next((reserved_layer(s.target) for s in steps if reserved_layer(s.target)), None)
+        if reserved is not None:
+            raise refuse(
+                "E912",
+                f"`{path}.{reserved}` is named `{reserved}`, a word the language reserves for its own use",
+                module,
+                path,
+                "a spec's layer cannot be named with a reserved word (E005), so its state_dict keys cannot "
+                f"read `{reserved}.`: rename the attribute",
+            )
+        for step in steps:
             child = module.get_submodule(step.target) if step.kind in ("module", "gate") else None
             if step.kind in ("channels_last", "channels_first"):
                 if last == (step.kind == "channels_last"):
@@ -320,7 +332,7 @@ class BlockClass:
         op = channels_last_op(child)
         if op is not None:
             return (attr, *op)
-        if is_leaf(child) and op_of(child, path)[0] in _PLAIN:
+        if is_leaf(child) and op_of(child, path)[0] in LAYOUT_FREE:
             return (attr, *op_of(child, path))
         if is_leaf(child) or isinstance(child, nn.Sequential):
             raise refuse("E904", f"`{path}` is a group on a channels-last map", child, path, _LAST_HINT)
@@ -336,16 +348,15 @@ class BlockClass:
             op, args = op_of(child, path)
             return (step.target, op, args)
         named = named_sequential(child)  # transition1.norm: a block, not a group
-        if isinstance(child, nn.Sequential) and all(is_leaf(m) for m in child) and not named:
-            members = [op_of(m, f"{path}.{i}") for i, m in enumerate(child)]
-            group: dict[str, object] = {"body": ", ".join(op for op, _ in members)}
-            group |= {f"m{j}.{k}": v for j, (_op, args) in enumerate(members) for k, v in args.items()}
-            return (step.target, "gate sequential" if gate else "sequential", group)
+        if is_group(child):
+            return (step.target, "gate sequential" if gate else "sequential", group_args(child, path))
         run = None if gate else stage_members(child)
         if run is not None:  # ConvNeXt's stage.blocks, DenseNet's denseblock1 in features
             return self._stage(child, run, step.target, path, position, found)
         if is_leaf(child) or (isinstance(child, nn.Sequential) and not named):
-            raise refuse("E904", f"`{path}` is no block, group or op a block can hold", child, path, "")
+            raise gate_member(child, path) or refuse(
+                "E904", f"`{path}` is no block, group or op a block can hold", child, path, ""
+            )
         nested, index = self.klass_of(type(child), 0).add(child, path)
         if gate and nested.gates:
             raise refuse("E904", f"`{path}` is a gate applied as a gate", child, path, "")
@@ -408,9 +419,6 @@ class PerIndex(str):
 
 _ORDER = ("out", "planes", "width", "scale", "k", "s", "p", "d", "groups", "bias")
 _LAST_HINT = "between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) a forward may call layers only"
-# ops that compute the same on a channels-last map; a LayerNorm and a Linear become their
-# channels-first ops there (:mod:`.layout`)
-_PLAIN = frozenset({*("relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid"), "dropout", "identity"})
 
 
 def _order_of(key: str) -> int:
@@ -443,11 +451,7 @@ def _render(layer: str, op: str, args: dict[str, object], symbolic: set[str]) ->
     if op == "residual":
         return render_residual(args)
     if op.endswith("sequential"):
-        members = []
-        for j, member in enumerate(str(args["body"]).split(", ")):
-            own = {k.partition(".")[2]: v for k, v in args.items() if k.startswith(f"m{j}.")}
-            members.append(_render("", member, own, {k.partition(".")[2] for k in symbolic if k.startswith(f"m{j}.")}))
-        body = f"sequential({', '.join(members)})"
+        body = render_group(args, symbolic, lambda member, own, mine: _render("", member, own, mine))
         return f"{layer} = gate({body})" if op.startswith("gate") else f"{layer} = {body}"
     texts = {k: str(v) if k in symbolic else literal(v) for k, v in args.items()}
     if op.startswith("stage "):

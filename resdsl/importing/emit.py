@@ -3,14 +3,16 @@ parameters, then the network, whose ``nn.Sequential`` runs of one block class ar
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import nn
 
 import resdsl.importing.blocks as blocks
+from resdsl.importing.groups import gate_member, group_args, is_group, render_group
 from resdsl.importing.layers import is_leaf, op_of
-from resdsl.importing.names import snake, stage_naming
+from resdsl.importing.names import reserved_layer, snake, stage_naming
 from resdsl.importing.nesting import named_sequential, stage_members
 from resdsl.importing.shortcuts import chain, render_residual, residual_args
 from resdsl.importing.trace import Step, refuse, trace
@@ -91,6 +93,8 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
             attr,
             "a spec names its layers; wrap an nn.Sequential model in a module with named attributes",
         )
+    if reserved_layer(attr):
+        raise refuse("E912", f"the model's layer `{attr}` is named with a word the language reserves", child, attr, "")
     if is_leaf(child) and not gate:
         op, args = op_of(child, attr)
         if op in blocks.STATELESS and attr == op:
@@ -103,9 +107,9 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
         return lambda: f"{attr} = " + stage()
     if isinstance(child, nn.Sequential) and not named_sequential(child):
         members = list(child)
-        if members and all(is_leaf(m) for m in members):
-            parts = [blocks.call(*op_of(m, f"{attr}.{i}")) for i, m in enumerate(members)]
-            group = f"sequential({', '.join(parts)})"
+        has_group = any(is_group(m) for m in members)  # groups of layers beside stages: no stage of one
+        if is_group(child):
+            group = render_group(group_args(child, attr), set(), lambda op, args, _: blocks.call(op, args))
             return f"{attr} = gate({group})" if gate else f"{attr} = {group}"
         if members and all(isinstance(m, nn.Sequential) and _one_class(m) for m in members) and not gate:
             # timm's MobileNets and EfficientNets: a group of stages, blocks.1.0
@@ -114,15 +118,18 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
                 for i, m in enumerate(members)
             ]
             return lambda: f"{attr} = sequential({', '.join(stage() for stage in stages)})"
-        if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]):
+        if members and len({type(m) for m in members}) == 1 and not gate and not is_leaf(members[0]) and not has_group:
             stage = _stage(members, attr, spec, [name for name, _ in child.named_children()])
             return lambda: f"{attr} = " + stage()
+        if members and not gate and type(child).forward is nn.Sequential.forward:
+            mixed = _mixed(child, attr, spec)
+            return lambda: f"{attr} = " + mixed()
         raise refuse(
             "E904",
-            f"`{attr}` mixes block classes in one nn.Sequential",
+            f"`{attr}` is an nn.Sequential with a forward of its own",
             child,
             attr,
-            "a stage repeats one block class; a sequential group holds torch layers",
+            "a sequential group runs its members in order",
         )
     if is_leaf(child):
         raise refuse("E904", f"`{attr}` gates with a single layer", child, attr, "")
@@ -132,6 +139,38 @@ def _statement(step: Step, child: nn.Module, spec: Spec) -> Line:
         return lambda: f"{attr} = " + stage()
     klass, index = spec.klass(type(child)).add(child, attr)
     return lambda: f"{attr} = " + (f"gate({klass.single(index)})" if gate and not klass.gates else klass.single(index))
+
+
+def _mixed(group: nn.Sequential, path: str, spec: Spec) -> Callable[[], str]:
+    """``sequential(...)`` of layers, groups, stages and blocks of several classes, numbered as
+    the nn.Sequential numbers them (torchvision's ``features``: a stem, MobileNetV2's inverted
+    residuals one by one, a last conv; EfficientNet's stages). A gate has no place there (E910)."""
+    error = gate_member(group, path)
+    if error is not None:
+        raise error
+    items: list[Line] = []
+    for i, member in enumerate(group):
+        where = f"{path}.{i}"
+        if is_leaf(member):
+            items.append(blocks.call(*op_of(member, where)))
+        elif is_group(member):
+            items.append(render_group(group_args(member, where), set(), lambda op, args, _: blocks.call(op, args)))
+        elif isinstance(member, nn.Sequential) and _one_class(member) and not named_sequential(member):
+            items.append(_stage(list(member.children()), where, spec, [n for n, _ in member.named_children()]))
+        elif isinstance(member, nn.Sequential) and not named_sequential(member):
+            items.append(_mixed(member, where, spec))
+        else:
+            klass, index = spec.klass(type(member)).add(member, where)
+            items.append(functools.partial(klass.single, index))
+    return lambda: _sequential([item if isinstance(item, str) else item() for item in items])
+
+
+def _sequential(items: list[str]) -> str:
+    """``sequential(a, b)``, one item a line where they do not fit on one."""
+    line = f"sequential({', '.join(items)})"
+    if len(line) <= 100:
+        return line
+    return "sequential(\n" + "".join(f"        {item},\n" for item in items) + "    )"
 
 
 def _one_class(group: nn.Sequential) -> bool:

@@ -14,6 +14,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "batchnorm": {"eps": 1e-5, "momentum": 0.1},
     "linear": {"bias": True},
     "dropout": {"p": 0.5},
+    "drop_path": {"p": 0.0, "scale_by_keep": True},
 }
 DEFAULTS |= {op: defaults(op) for op in ("res2_hierarchy", "radix_sum", "radix_softmax", "radix_combine")}
 
@@ -60,6 +61,8 @@ def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
             },
             {"p": 0.0, "scale_by_keep": True},
         )
+    if _is_stochastic_depth(module):  # torchvision's: drop_path, scaled by 1 / (1 - p)
+        return "drop_path", _changed({"p": float(module.p)}, {"p": 0.0})  # type: ignore[arg-type]
     if isinstance(module, nn.Identity):
         return "identity", {}
     if isinstance(module, nn.Flatten) and module.start_dim == 1:
@@ -106,6 +109,17 @@ def _is_drop_path(module: nn.Module) -> bool:
     )
 
 
+def _is_stochastic_depth(module: nn.Module) -> bool:
+    """torchvision's StochasticDepth in "row" mode (a sample's whole branch dropped, the kept
+    ones scaled by 1 / (1 - p)): drop_path."""
+    return (
+        type(module).__name__ == "StochasticDepth"
+        and getattr(module, "mode", None) == "row"
+        and isinstance(getattr(module, "p", None), int | float)
+        and not module.state_dict()
+    )
+
+
 def _changed(values: dict[str, object], defaults: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if v != defaults[k]}
 
@@ -130,5 +144,7 @@ def is_leaf(module: nn.Module) -> bool:
     if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
         return False
     if type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module) or is_timm_norm(module):
+        return True
+    if _is_stochastic_depth(module):
         return True
     return runtime_op(module) is not None

@@ -11,6 +11,11 @@ import torch.fx
 from torch import nn
 
 TO_LAST, TO_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+# ops that compute the same on a channels-last map; a LayerNorm and a Linear become their
+# channels-first ops there (:func:`channels_last_op`)
+LAYOUT_FREE = frozenset(
+    {*("relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid"), "dropout", "identity"}
+)
 
 
 def permute_of(node: torch.fx.Node) -> str | None:
@@ -56,3 +61,26 @@ def _same(module: nn.Module, function: object, weight: torch.Tensor, bias: torch
     except Exception:
         return False
     return isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected)
+
+
+def permute_module(module: nn.Module) -> str | None:
+    """ "channels_last" or "channels_first" for a stateless module that only permutes a map between
+    the two layouts (torchvision's ``Permute([0, 2, 3, 1])`` inside ConvNeXt's CNBlock.block),
+    found by running it; None for any other module."""
+    if (
+        isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict)
+        or module.state_dict()
+        or list(module.children())
+    ):
+        return None
+    probe = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            out = module(probe)
+    except Exception:
+        return None
+    for dims, layout in ((TO_LAST, "channels_last"), (TO_FIRST, "channels_first")):
+        if isinstance(out, torch.Tensor) and out.shape == probe.permute(dims).shape:
+            if torch.equal(out, probe.permute(dims)):
+                return layout
+    return None

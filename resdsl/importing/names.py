@@ -22,14 +22,21 @@ def snake(name: str) -> str:
 
 def stage_naming(names: list[str]) -> str | None:
     """``prefix="b", start=1`` for blocks named b1, b2, ... (timm's RegNet, torchvision's
-    denselayer1, ...: the keys are kept); "" for 0, 1, ...; None where the names are no prefix
-    and count."""
+    denselayer1, ... and its RegNet's block1-0, block1-1, ...: the keys are kept); "" for 0, 1,
+    ...; None where the names are no prefix and count."""
     if names == [str(i) for i in range(len(names))]:
         return ""
     prefix = names[0].rstrip("0123456789") if names else ""
     start = names[0][len(prefix) :] if names else ""
-    if not start or (prefix and not prefix.isidentifier()):
+    if not start or (prefix and not prefix.replace("-", "_").isidentifier()):
         return None
     if names != [f"{prefix}{int(start) + i}" for i in range(len(names))]:
         return None
     return f'prefix="{prefix}", start={int(start)}' if prefix else f"start={int(start)}"
+
+
+def reserved_layer(attr: str) -> str | None:
+    """The first part of a module path that is a word of the language (torchvision's ConvNeXt,
+    EfficientNet and MobileNetV3 blocks hold ``self.block``), which no layer of a spec can be
+    named (E005); None where every part may name a layer."""
+    return next((part for part in attr.split(".") if part in RESERVED_WORDS), None)

@@ -138,7 +138,8 @@ def scale_init(gamma: torch.Tensor) -> dict[str, object]:
     """``layer_scale``'s arguments: its ``init`` where the parameter is still one value (the
     weights are loaded anyway, so a trained scale keeps the op's default)."""
     gamma = gamma.detach()
+    dims: dict[str, object] = {"dims": 3} if gamma.dim() == 3 else {}  # torchvision's (C, 1, 1)
     if not gamma.numel() or not bool((gamma == gamma.flatten()[0]).all()):
-        return {}
+        return dims
     value = float(f"{float(gamma.flatten()[0]):.7g}")  # float32's digits: 1e-06, not 9.99999997e-07
-    return {"init": value} if value != 1e-6 else {}
+    return ({"init": value} if value != 1e-6 else {}) | dims

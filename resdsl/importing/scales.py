@@ -18,6 +18,11 @@ def _is_mul(node: torch.fx.Node) -> bool:
     return (node.op == "call_function" and node.target in _MUL) or (node.op == "call_method" and node.target in _MUL)
 
 
+def _per_channel(value: torch.Tensor) -> bool:
+    """A (C,) tensor, or a (C, 1, 1) one (torchvision's ConvNeXt ``layer_scale``: ``dims=3``)."""
+    return value.dim() == 1 or (value.dim() == 3 and tuple(value.shape[1:]) == (1, 1))
+
+
 def _parameter(node: object, module: nn.Module, chain: list[torch.fx.Node]) -> str | None:
     """The name of the module's own 1-d parameter that ``node`` is (through reshapes), the
     nodes on the way added to ``chain``."""
@@ -26,7 +31,7 @@ def _parameter(node: object, module: nn.Module, chain: list[torch.fx.Node]) -> s
         if node.op == "get_attr":
             target = str(node.target)
             value = getattr(module, target, None) if "." not in target else None
-            return target if isinstance(value, nn.Parameter) and value.dim() == 1 else None
+            return target if isinstance(value, nn.Parameter) and _per_channel(value) else None
         if node.op == "call_method" and node.target in _SHAPING and len(node.users) == 1:
             node = node.args[0]
         else:
@@ -50,3 +55,19 @@ def layer_scales(graph: torch.fx.Graph, module: nn.Module) -> tuple[dict[torch.f
                 fetch.update(chain)
                 break
     return scales, fetch
+
+
+def misshapen_scale(node: torch.fx.Node, module: nn.Module) -> str | None:
+    """Why a product that scales by an own parameter is no layer scale, where it is one of
+    another shape (torchvision's ConvNeXt: ``self.layer_scale`` of shape (C, 1, 1)); else None."""
+    if not _is_mul(node):
+        return None
+    for arg in node.args:
+        if isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and "." not in str(arg.target):
+            value = getattr(module, str(arg.target), None)
+            if isinstance(value, nn.Parameter):
+                return (
+                    f"`{arg.target}`, a parameter of shape {tuple(value.shape)}, multiplies the branch: "
+                    "layer_scale's state_dict entry is (C,), or (C, 1, 1) with dims=3"
+                )
+    return None

@@ -130,3 +130,27 @@ def _pads_channels(shortcut: nn.Module) -> bool:
     stride = 8 // out.shape[2]
     expected = torch.nn.functional.pad(probe[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, out.shape[1] - 4))
     return out.shape == expected.shape and torch.equal(out, expected)
+
+
+def shortcut_order(module: nn.Module, steps: list[Step], path: str) -> None:
+    """E911 where a residual's shortcut module is registered before a layer with state of the
+    branch it is added to (torchvision's RegNet: ``self.proj`` before ``self.f``): a spec makes
+    the shortcut where the residual stands, after its branch, so the state_dict's order differs."""
+    order = list(module._modules)
+    called: list[str] = []
+    for step in steps:
+        if step.kind == "residual" and step.target in order:
+            later = [t for t in called if order.index(t) > order.index(step.target)]
+            later = [t for t in later if module.get_submodule(t).state_dict()]
+            if later:
+                raise refuse(
+                    "E911",
+                    f"`{path + '.' if path else ''}{step.target}`, a shortcut, is registered before "
+                    f"`{later[0]}`, a layer of the branch it is added to",
+                    module,
+                    path,
+                    "a spec makes a residual's shortcut where the residual stands, after the branch's layers, "
+                    "so its state_dict would list them in another order: register the shortcut last",
+                )
+        elif step.kind in ("module", "gate") and step.target.split(".")[0] in order:
+            called.append(step.target.split(".")[0])

@@ -24,7 +24,7 @@ from torch import nn
 from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layout import permute_of
 from resdsl.importing.library import Library
-from resdsl.importing.scales import layer_scales
+from resdsl.importing.scales import layer_scales, misshapen_scale
 from resdsl.ops import OPS
 
 ADD = (operator.add, operator.iadd, torch.add)
@@ -182,7 +182,7 @@ class _Walk:
         if len(inputs) != 1:
             raise refuse("E902", "a forward with more than one input has no spec form", module, path, _HINT)
         self.source = self.anchor = inputs[0]
-        self.side = _side_nodes(graph)
+        self.side = _side_nodes(graph, module)
         self.library = Library(graph, module)
         self.scales, self.fetch = layer_scales(graph, module)
         self.fetch |= fixed
@@ -273,9 +273,11 @@ class _Walk:
     def _refuse(self, node: torch.fx.Node) -> Step:
         target = node.target
         name = getattr(target, "__name__", str(target))
+        why = misshapen_scale(node, self.module)
         raise refuse(
             "E903",
-            f"`{name}` in `{self.path or type(self.module).__name__}.forward` has no op in resdsl's table",
+            f"`{name}` in `{self.path or type(self.module).__name__}.forward` has no op in resdsl's table"
+            + (f": {why}" if why else ""),
             self.module,
             self.path,
             _HINT,
@@ -314,9 +316,11 @@ def _spatial_mean(args: tuple[object, ...], kwargs: Mapping[str, object]) -> boo
     return keep is True and isinstance(dims, list | tuple) and sorted(dims) in ([2, 3], [-2, -1])  # type: ignore[type-var]
 
 
-def _side_nodes(graph: torch.fx.Graph) -> dict[torch.fx.Node, tuple[torch.fx.Node, str]]:
+def _side_nodes(graph: torch.fx.Graph, module: nn.Module) -> dict[torch.fx.Node, tuple[torch.fx.Node, str]]:
     """Child modules that branch off (what they read is read elsewhere too) and whose only use is
-    a merge: a shortcut (added) or a gate (multiplied by what it read); each with the node it reads."""
+    a merge: a shortcut (added) or a gate (multiplied by what it read); each with the node it reads.
+    Of an addition of two such modules (torchvision's RegNet: ``self.proj(x) + self.f(x)``) the
+    shortcut is the one with fewer weights, the other the main branch."""
     found: dict[torch.fx.Node, tuple[torch.fx.Node, str]] = {}
     for node in graph.nodes:
         if node.op != "call_module" or len(node.args) != 1 or len(node.users) != 1:
@@ -329,4 +333,13 @@ def _side_nodes(graph: torch.fx.Graph) -> dict[torch.fx.Node, tuple[torch.fx.Nod
             found[node] = (arg, "shortcut")
         elif user.target in MUL and arg in user.args:
             found[node] = (arg, "gate")
+    for node in [n for n in found if found[n][1] == "shortcut"]:
+        (user,) = node.users
+        other = next((a for a in user.args if isinstance(a, torch.fx.Node) and a is not node and a in found), None)
+        if other is not None and _weights(module, other) <= _weights(module, node):
+            del found[node]
     return found
+
+
+def _weights(module: nn.Module, node: torch.fx.Node) -> int:
+    return sum(p.numel() for p in module.get_submodule(str(node.target)).parameters())

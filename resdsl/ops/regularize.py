@@ -3,24 +3,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from resdsl.ops.base import Ctor, OpDef, OwnParam, P, Shape, channels_of
+from resdsl.ops.base import Ctor, OpDef, OwnParam, P, Shape, ShapeError, channels_of, fmt_shape
 from resdsl.ops.lowering import passthrough
 from resdsl.ops.rules import same
 
 
 def _scale_apply(x: str, param: str, shape: Shape, a: Mapping[str, Any]) -> str:
     """``x`` times the per-channel vector, broadcast over the map of a C x H x W input (and over
-    the tokens of an N x C one, whose channels are last)."""
-    return f"{x} * {param}.reshape(-1, 1, 1)" if len(shape) == 3 else f"{x} * {param}"
+    the tokens of an N x C one, whose channels are last); a (C, 1, 1) tensor broadcasts as it is."""
+    return f"{x} * {param}.reshape(-1, 1, 1)" if len(shape) == 3 and a["dims"] == 1 else f"{x} * {param}"
+
+
+def _scale_shape(a: Mapping[str, Any], c: Any) -> tuple[Any, ...]:
+    """(C,) as timm's gamma, or (C, 1, 1) as torchvision's ConvNeXt ``layer_scale``."""
+    return (c,) if a["dims"] == 1 else (c, 1, 1)
+
+
+def _scale_rule(ins: Sequence[Shape], a: Mapping[str, Any]) -> Shape:
+    if a["dims"] == 2:
+        raise ShapeError("E213", "layer_scale's dims is 1, a (C,) tensor, or 3, a (C, 1, 1) one; not 2")
+    if a["dims"] == 3 and len(ins[0]) != 3:
+        raise ShapeError("E307", f"layer_scale(dims=3) scales a C x H x W map, got {fmt_shape(ins[0])}")
+    return ins[0]
 
 
 def _scale_onnx(e: Any, a: Mapping[str, Any]) -> str:
     c = channels_of(e.shape)
-    scale = e.param("", (c,), ("const", a["init"]))  # the layer's own key, as in the state_dict
-    if len(e.shape) == 3:
+    scale = e.param("", _scale_shape(a, c), ("const", a["init"]))  # the layer's own key, as in the state_dict
+    if len(e.shape) == 3 and a["dims"] == 1:
         scale = e.node("Reshape", [scale, e.ints([c, 1, 1])])
     return e.node("Mul", [e.x, scale])
 
@@ -51,13 +64,14 @@ DROP_PATH = OpDef(
 )
 LAYER_SCALE = OpDef(
     "layer_scale",
-    "A learnable scale per channel, initialised to `init`; its state_dict key is the layer's own name (timm's gamma).",
-    (P("init", "float", 1e-6),),
-    same,
+    "A learnable scale per channel, initialised to `init`; its state_dict key is the layer's own name, "
+    "shape (C,) (timm's gamma) or with `dims=3` (C, 1, 1) (torchvision's ConvNeXt layer_scale).",
+    (P("init", "float", 1e-6), P("dims", "int", 1, minimum=1, maximum=3)),
+    _scale_rule,
     None,
     param_count=lambda i, o, a: channels_of(i),
     stateful=True,
-    own_param=OwnParam(shape=lambda a, c: (c,), fill=lambda a: a["init"], apply=_scale_apply),
+    own_param=OwnParam(shape=_scale_shape, fill=lambda a: a["init"], apply=_scale_apply),
     example="layer_scale(1e-6)",
     onnx=_scale_onnx,
 )

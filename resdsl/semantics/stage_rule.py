@@ -110,15 +110,18 @@ class StageRule(Evaluator, Generic[S, R, W]):
 
     def block_names(self, call: LayerCall) -> tuple[str, int]:
         """A stage's ``prefix=`` and ``start=``: its blocks are named prefix + number (E213 for a
-        prefix that cannot start a module name)."""
+        prefix that cannot start a module name). The names are keys of the stage's nn.Sequential,
+        never attributes, so a hyphen may join the prefix and the number (torchvision's RegNet
+        names its blocks ``block1-0``, ``block1-1`` ...)."""
         prefix, start = call.args.get("prefix", ""), call.args.get("start", 0)
-        if prefix and layer_name_problem(f"{prefix}{start}") is not None:
+        if prefix and layer_name_problem(f"{prefix}{start}".replace("-", "_")) is not None:
             self.diags.add(
                 error(
                     "E213",
                     f"stage prefix {prefix!r} does not make module names ({prefix}{start}, {prefix}{start + 1}, ...)",
                     call.arg_spans.get("prefix", call.span),
-                    help='a prefix is a name\'s start: letters, digits and underscores, such as "b" or "denselayer"',
+                    help='a prefix is a name\'s start: letters, digits, underscores and hyphens, such as "b", '
+                    '"denselayer" or "block1-"',
                 )
             )
             raise Failed

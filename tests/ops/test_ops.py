@@ -435,3 +435,45 @@ def test_drop_path_rate_changes_nothing_in_eval_mode_nor_the_state_dict(name: st
     plain, dropped = plain.double().eval(), dropped.double().eval()
     with torch.no_grad():
         assert torch.equal(dropped(x), plain(x))
+
+
+SCALE_3D = """
+block cn(c) {
+    dw = conv(c, k=3, p=1, groups=c, bias=true)
+    layer_scale = layer_scale(0.5, dims=3)
+    residual(identity)
+}
+network scale3d() {
+    input 3 x 16 x 16
+    stem = conv(8, k=3, p=1)
+    s = stage(cn(8), repeat=2)
+    pool = global_avgpool()
+    flatten
+    fc = linear(10)
+}
+"""
+
+
+def test_a_layer_scale_of_dims_3_is_a_c_1_1_tensor_in_every_form(tmp_path: Path) -> None:
+    """torchvision's ConvNeXt multiplies by a (C, 1, 1) ``layer_scale``: ``dims=3`` keeps that
+    shape in build_model, generated code and ONNX, and computes what ``dims=1`` computes."""
+    spec = _spec(tmp_path, SCALE_3D)
+    built = resdsl.build_model(spec).double()
+    assert torch.equal(built.s[0].layer_scale, torch.full((8, 1, 1), 0.5, dtype=torch.float64))
+    made = _generated(resdsl.compile(spec), tmp_path).scale3d().double()
+    assert [(k, v.shape) for k, v in built.state_dict().items()] == [(k, v.shape) for k, v in made.state_dict().items()]
+    state = _fill(built)
+    built.load_state_dict(state)
+    made.load_state_dict(state)
+    flat = resdsl.build_model(_spec(tmp_path, SCALE_3D.replace(", dims=3", ""))).double()
+    flat.load_state_dict({k: v.flatten() if k.endswith("layer_scale") else v for k, v in state.items()})
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(built.eval()(x), made.eval()(x)) and torch.equal(built(x), flat.eval()(x))
+    onnx_equals_build_model(spec, x.float(), batch=2)
+
+
+def test_a_layer_scale_of_dims_3_takes_a_map() -> None:
+    tokens = "network t() {\n    input 3 x 16 x 16\n    p = patch_embed(8, 4)\n    ls = layer_scale(dims=3)\n}\n"
+    assert [d.code for d in resdsl.check(tokens).diagnostics] == ["E307"]
+    two = "network t() {\n    input 3 x 4 x 4\n    ls = layer_scale(dims=2)\n}\n"
+    assert [d.code for d in resdsl.check(two).diagnostics] == ["E213"]

@@ -440,7 +440,16 @@ def test_a_stage_names_its_blocks_by_prefix_and_start(tmp_path: Path) -> None:
     assert not any(k.startswith(("s1.0", "s2.0")) for k in keys)
 
 
-@pytest.mark.parametrize("prefix", ['"1b"', '"b.c"', '"b c"'])
+def test_a_stage_prefix_may_end_in_a_hyphen(tmp_path: Path) -> None:
+    """torchvision's RegNet names its blocks block1-0, block1-1: keys of the stage's
+    nn.Sequential, never attributes, so a hyphen may join prefix and number."""
+    spec = tmp_path / "named.arch"
+    spec.write_text(NAMED_STAGES.replace('prefix="block"', 'prefix="block2-"'))
+    keys = list(resdsl.build_model(str(spec)).state_dict())
+    assert "s2.block2-0.conv1.weight" in keys and "s2.block2-2.conv2.weight" in keys
+
+
+@pytest.mark.parametrize("prefix", ['"1b"', '"b.c"', '"b c"', '"1-"', '"b+"'])
 def test_a_stage_prefix_that_makes_no_module_name_is_refused(tmp_path: Path, prefix: str) -> None:
     spec = tmp_path / "bad.arch"
     spec.write_text(NAMED_STAGES.replace('prefix="block"', f"prefix={prefix}"))

@@ -52,14 +52,71 @@ class Tanh(Good):
         return torch.tanh(self.conv1(x))
 
 
-class Mixed(nn.Module):
+class SharedBlock(Block):
+    def forward(self, x):
+        return self.relu(self.bn1(self.conv1(self.conv1(x))) + x)
+
+
+class Shared(Good):
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
-        self.layer1 = nn.Sequential(Block(8), nn.ReLU())
+        self.layer1 = nn.Sequential(SharedBlock(8), SharedBlock(8))
+
+
+class Gate(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.fc = nn.Conv2d(c, c, 1)
+        self.sigmoid = nn.Sigmoid()
 
     def forward(self, x):
-        return self.layer1(self.conv1(x))
+        return x * self.sigmoid(self.fc(x))
+
+
+class GatedBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), Gate(c))
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+class GateInSequential(Good):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Sequential(GatedBlock(8), GatedBlock(8))
+
+
+class ShortcutFirstBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.proj = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return self.proj(x) + self.conv1(x)
+
+
+class ShortcutFirst(Good):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Sequential(ShortcutFirstBlock(8), ShortcutFirstBlock(8))
+
+
+class ReservedBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return self.block(x) + x
+
+
+class Reserved(Good):
+    def __init__(self):
+        super().__init__()
+        self.layer1 = nn.Sequential(ReservedBlock(8), ReservedBlock(8))
 
 
 class TrainOnlyBlock(Block):
@@ -120,17 +177,20 @@ ENTRIES = [
     ),
     _entry(
         "E904",
-        "`resdsl import`: modules arranged in a way a spec cannot say (a mixed nn.Sequential, a shortcut "
-        "of no known kind, shared weights, a layer without a name)",
-        "A run of one block class in an nn.Sequential is a stage and a Sequential of torch layers a "
-        "sequential group; one that mixes blocks and layers, a stage whose blocks of one class hold "
+        "`resdsl import`: modules arranged in a way a spec cannot say (a shortcut of no known kind, "
+        "shared weights, a layer without a name)",
+        "A run of one block class in an nn.Sequential is a stage, a Sequential of torch layers (and groups "
+        "of them) a sequential group, and one that mixes layers, groups, stages and blocks a sequential "
+        "group of them, numbered as the Sequential numbers them (torchvision's `features`); a Sequential "
+        "inside a block that holds blocks, a Sequential with a forward of its own, a stage whose blocks "
+        "of one class hold "
         "different layers in ways no has_X flag says, a stage inside a block whose blocks' arguments "
         "change block by block differently in each instance of the holding block, "
         "a shortcut that is not a 1x1 conv (+ norm), ResNet-D's avgpool + 1x1 conv (+ norm) or option A's "
         "zero padding, a module called twice (shared weights), a merge or pool on a channels-last map "
         "(between permute(0, 2, 3, 1) and permute(0, 3, 1, 2)), and a layer whose attribute is no name "
-        "(an nn.Sequential model's `0`) are refused.",
-        "Mixed",
+        "(an nn.Sequential model's `0`) are refused. Here a block calls its conv twice.",
+        "Shared",
     ),
     _entry(
         "E905",
@@ -142,6 +202,36 @@ ENTRIES = [
         "the model: here a forward that reads `self.training`, traced in the mode the model is in (eval), "
         "so the spec leaves out what train mode does.",
         "TrainOnly",
+    ),
+    _entry(
+        "E910",
+        "`resdsl import`: a gate (a module that multiplies its input by what it computes) inside an nn.Sequential",
+        "A squeeze-excitation module scales its input by what it computes from it; a spec says that with "
+        "`se = gate(squeeze_excite(c))`, a named layer of a block. `sequential(...)` holds layers, groups, "
+        "blocks and stages but no gate, so a gate at a position of an nn.Sequential (torchvision's "
+        "SqueezeExcitation at `block.2` of EfficientNet's MBConv and of MobileNetV3's InvertedResidual) "
+        "has no spec form that keeps its state_dict keys. The message names the module path.",
+        "GateInSequential",
+    ),
+    _entry(
+        "E911",
+        "`resdsl import`: a residual's shortcut module registered before the layers of its branch",
+        'A spec makes a residual\'s shortcut (`residual(projection, name="proj")`) where the residual '
+        "stands, after the layers of the branch it is added to, and the state_dict lists modules in the "
+        "order they are made. A block that registers its shortcut first (torchvision's RegNet: "
+        "`self.proj` before `self.f`) would get the same keys in another order, so it is refused. The "
+        "message names the shortcut and the first branch layer registered after it.",
+        "ShortcutFirst",
+    ),
+    _entry(
+        "E912",
+        "`resdsl import`: a layer of a block named with a word the language reserves (`block`, `input`, ...)",
+        "A spec names each layer as the model's attribute, so that the state_dict keys are the same; a "
+        "reserved word (`import block network input meta true false if else and or not for in`) cannot "
+        "name a layer (E005). torchvision's ConvNeXt, EfficientNet and MobileNetV3 blocks hold "
+        "`self.block`, so their keys (`features.1.0.block.0.weight`) have no spec. The message names the "
+        "module path.",
+        "Reserved",
     ),
     _entry(
         "E906",

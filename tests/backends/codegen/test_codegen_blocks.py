@@ -384,6 +384,8 @@ network named(depths = [2, 3]) {
     assert "s1.b1.conv1.weight" in keys and "s2.b3.conv2.weight" in keys and "s3.1.conv1.weight" in keys
     plain = generate(resdsl.compile("resnet18"))
     assert "OrderedDict" not in plain  # copied in only where a stage names its blocks
+    hyphens = assert_same_network(text.replace('prefix="b", start=1)\n    s2', 'prefix="block1-")\n    s2'), tmp_path)
+    assert "s1.block1-0.conv1.weight" in list(hyphens.named().state_dict())  # torchvision's RegNet
 
 
 def test_split_attention_reads_in_the_terms_of_its_block() -> None:
