@@ -133,16 +133,17 @@ class VisionTransformer(nn.Module):
         init_values=None,
         no_embed_class=False,
         drop_path_rate=0.0,
+        class_token=True,
         **attn,
     ):
         super().__init__()
         self.global_pool = global_pool
-        self.num_prefix_tokens = 1
+        self.num_prefix_tokens = 1 if class_token else 0
         self.no_embed_class = no_embed_class
         self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
         num_patches = (img_size // patch_size) ** 2
-        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02)
-        embed_len = num_patches if no_embed_class else num_patches + 1
+        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim) * 0.02) if class_token else None
+        embed_len = num_patches if no_embed_class or not class_token else num_patches + 1
         self.pos_embed = nn.Parameter(torch.randn(1, embed_len, embed_dim) * 0.02)
         self.pos_drop = nn.Dropout(p=0.0)
         self.patch_drop = nn.Identity()
@@ -161,12 +162,14 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
 
     def _pos_embed(self, x):
-        to_cat = [self.cls_token.expand(x.shape[0], -1, -1)]
+        to_cat = [self.cls_token.expand(x.shape[0], -1, -1)] if self.cls_token is not None else []
         if self.no_embed_class:
             x = x + self.pos_embed
-            x = torch.cat([*to_cat, x], dim=1)
+            if to_cat:
+                x = torch.cat([*to_cat, x], dim=1)
         else:
-            x = torch.cat([*to_cat, x], dim=1)
+            if to_cat:
+                x = torch.cat([*to_cat, x], dim=1)
             x = x + self.pos_embed
         return self.pos_drop(x)
 

@@ -53,6 +53,14 @@ def test_an_average_pool_over_the_patch_tokens_and_a_qkv_without_bias() -> None:
     assert "attention(heads=2, qkv_bias=false)" in source
 
 
+def test_no_class_token_averages_every_token() -> None:
+    # timm's class_token=False: x[:, 0:].mean(dim=1), a position for each of the 16 patches
+    torch.manual_seed(0)
+    source = import_and_check(VisionTransformer(class_token=False, global_pool="avg"), SHAPE, "vit_gap")
+    assert "class_token" not in source and "pos_embed = pos_embed(length=16)" in source
+    assert 'token_pool(pool="avg", prefix=0)' in source
+
+
 @pytest.mark.slow
 def test_drop_path_that_grows_over_the_blocks_keeps_the_first_blocks_identity() -> None:
     # timm's dpr: 0 in the first block (an nn.Identity there), then DropPath modules; the
