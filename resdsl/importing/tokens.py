@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import operator
-import weakref
 from collections.abc import Callable
 
 import torch
@@ -157,16 +156,14 @@ def _token_pool(node: torch.fx.Node, skip: set[torch.fx.Node]) -> list[Found] | 
 # -- layers ------------------------------------------------------------------------------------
 
 Op = tuple[str, dict[str, object]]
-_SEEN: weakref.WeakKeyDictionary[nn.Module, Op | None] = weakref.WeakKeyDictionary()
 
 
 def token_layer(module: nn.Module) -> Op | None:
     """The token op a layer is (``patch_embed``, ``attention``, ``token_pool``); None for any
-    other layer (each module is read once)."""
-    if module not in _SEEN:
-        reader = _READERS.get(type(module).__name__)
-        _SEEN[module] = reader(module) if reader is not None else None
-    return _SEEN[module]
+    other layer. Read afresh each time (no cache): a model changed between two imports is read
+    as it is now."""
+    reader = _READERS.get(type(module).__name__)
+    return reader(module) if reader is not None else None
 
 
 def unexpressed_attention(module: nn.Module) -> str:

@@ -99,3 +99,13 @@ def test_a_patch_embed_that_overlaps_is_no_patch_embed() -> None:
         resdsl.import_model(model, "vit", SHAPE)
     d = info.value.diagnostics[0]
     assert d.code == "E903" and "in `patch_embed.forward` has no op" in d.message
+
+
+def test_a_model_changed_after_an_import_is_read_as_it_is_now() -> None:
+    model = VisionTransformer()
+    resdsl.import_model(model, "vit", SHAPE)
+    model.blocks[1].attn.proj_drop = torch.nn.Dropout(0.2)
+    with pytest.raises(ResdslError) as info:
+        resdsl.import_model(model, "vit", SHAPE)
+    d = info.value.diagnostics[0]
+    assert d.code == "E903" and "`blocks.1.attn`" in d.message and "`proj_drop` drops with p=0.2" in d.message
