@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ def literal(value: object) -> str:
     """A Python value as the language writes it."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if type(value) is str:  # a layer name or an expression is a str subclass, written bare
+        return json.dumps(value)
     return repr(value)
 
 
@@ -317,8 +320,8 @@ class BlockClass:
                 reused = op in STATELESS and any(s[0] == layer for s in out)  # self.act1 called twice
                 bare = op in (*STATELESS, "identity") and layer == op and not args  # self.relu, self.identity
                 out.append(("" if reused or bare else layer, op, args))
-            else:
-                out.append(("", step.kind, dict(step.args)))
+            else:  # an op of the table; one on the module's own tensor is named as it (cls_token)
+                out.append((step.target, step.kind, dict(step.args)))
         if last != start:
             raise refuse("E904", f"`{path}` returns a map in another layout than it takes", module, path, _LAST_HINT)
         return out, nested

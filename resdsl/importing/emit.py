@@ -74,6 +74,8 @@ def _body(model: nn.Module, spec: Spec) -> list[Line]:
             out += [blocks.call(*part) for part in parts[1:]]
         elif step.kind in ("module", "gate"):
             out.append(_statement(step, model.get_submodule(step.target), spec))
+        elif step.target:  # an op on the model's own tensor, named as it: cls_token = class_token()
+            out.append(f"{step.target} = {blocks.call(step.kind, step.args, named=True)}")
         else:
             out.append(blocks.call(step.kind, step.args))
     return out

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from resdsl.importing.layout import channels_last_op
 from resdsl.importing.library import defaults, runtime_op
 from resdsl.importing.norms import is_timm_norm, timm_norm
+from resdsl.importing.tokens import token_layer
 from resdsl.importing.trace import refuse
 
 # the defaults of the op table's arguments the importer leaves out (docs/language.md, "Ops")
@@ -76,7 +78,9 @@ def op_of(module: nn.Module, path: str) -> tuple[str, dict[str, object]]:
         return "linear", linear | ({} if module.bias is not None else {"bias": False})
     if isinstance(module, nn.Dropout):
         return "dropout", _changed({"p": module.p}, {"p": 0.5})
-    found = runtime_op(module)
+    if _last_dim_norm(module):  # over the last dimension: the channels of tokens
+        return channels_last_op(module)  # type: ignore[return-value]
+    found = token_layer(module) or runtime_op(module)
     if found is not None:  # timm's RadixSoftmax
         return found
     raise refuse(
@@ -140,11 +144,17 @@ def _pool(module: nn.MaxPool2d | nn.AvgPool2d) -> tuple[str, dict[str, object]]:
 
 def is_leaf(module: nn.Module) -> bool:
     """A module of torch.nn itself (not a container), a DropPath, or a module that computes as one
-    of resdsl's runtime modules (timm's RadixSoftmax): one op."""
+    of resdsl's runtime modules (timm's RadixSoftmax, PatchEmbed, Attention): one op."""
     if isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
         return False
     if type(module).__module__.startswith("torch.nn.modules") or _is_drop_path(module) or is_timm_norm(module):
         return True
     if _is_stochastic_depth(module):
         return True
-    return runtime_op(module) is not None
+    return _last_dim_norm(module) or token_layer(module) is not None or runtime_op(module) is not None
+
+
+def _last_dim_norm(module: nn.Module) -> bool:
+    """A LayerNorm (torch's, or a subclass such as timm's that calls ``F.layer_norm``) over the
+    last dimension of its input, as tokens' channels are."""
+    return isinstance(module, nn.LayerNorm) and channels_last_op(module) is not None

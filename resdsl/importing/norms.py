@@ -1,6 +1,7 @@
 """Layers that are one or two ops of the table although torch does not ship them: timm's
 LayerNorm2d (a LayerNorm over the channels of a map, written by permuting or channels-last),
 a Linear over the channels at every position (resdsl's PointwiseLinear: ``pointwise_linear``),
+a Linear subclass that calls ``F.linear`` itself (timm's Linear: ``linear``),
 timm's activation modules that call a torch function (its GELU, Sigmoid)
 and BatchNormAct2d (a BatchNorm2d that also runs its ``drop`` and ``act`` children, so that its
 weights keep batchnorm's keys). They are recognised by what they compute, not by their name
@@ -65,6 +66,22 @@ def pointwise_linear(module: nn.Module) -> dict[str, object] | None:
     return linear_args(module)
 
 
+def linear_subclass(module: nn.Module) -> dict[str, object] | None:
+    """``linear``'s arguments for a Linear subclass that computes ``F.linear(x, weight, bias)``
+    on a batch of vectors (timm's Linear, written so for AMP and TorchScript); None otherwise."""
+    if not isinstance(module, nn.Linear) or type(module).__module__.startswith("torch.nn"):
+        return None
+    probe = torch.randn(2, module.in_features, generator=torch.Generator().manual_seed(0)).to(module.weight.dtype)
+    try:
+        with torch.no_grad():
+            out, expected = module(probe), torch.nn.functional.linear(probe, module.weight, module.bias)
+    except Exception:
+        return None
+    if not isinstance(out, torch.Tensor) or out.shape != expected.shape or not torch.equal(out, expected):
+        return None
+    return linear_args(module)
+
+
 def _is_batchnorm_act(module: nn.Module) -> bool:
     """A BatchNorm2d subclass of timm's kind: children ``drop`` (no-op) and ``act`` only."""
     if not isinstance(module, nn.BatchNorm2d) or type(module) is nn.BatchNorm2d:
@@ -120,6 +137,9 @@ def timm_norm(module: nn.Module, path: str) -> Op | None:
     args = pointwise_linear(module)
     if args is not None:
         return "pointwise_linear", args
+    args = linear_subclass(module)
+    if args is not None:
+        return "linear", args
     function = one_function(module)
     if function is not None:
         return function, {}
@@ -130,6 +150,8 @@ def timm_norm(module: nn.Module, path: str) -> Op | None:
 def is_timm_norm(module: nn.Module) -> bool:
     """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
     if _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None:
+        return True
+    if linear_subclass(module) is not None:
         return True
     return one_function(module) is not None
 

@@ -25,6 +25,7 @@ from resdsl.diagnostics import ResdslError, error
 from resdsl.importing.layout import permute_of
 from resdsl.importing.library import Library
 from resdsl.importing.scales import layer_scales, misshapen_scale
+from resdsl.importing.tokens import token_steps, unexpressed_attention
 from resdsl.ops import OPS
 
 ADD = (operator.add, operator.iadd, torch.add)
@@ -46,10 +47,11 @@ _METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "
 @dataclass
 class Step:
     """``kind`` is "module" (``target`` an attribute path), an op ("relu", "flatten",
-    "global_avgpool", or a library op
-    with ``args``: :mod:`.library`), "residual" (``target`` the shortcut module, "" for identity;
-    ``source`` the layer it reads where not the block input), "concat", "gate" (``target`` the
-    gating module), "scale" or "layer_scale" (``target`` the module's own parameter)."""
+    "global_avgpool", a library op with ``args``: :mod:`.library`, or a token op, ``target`` the
+    module's own tensor it names where it has one: :mod:`.tokens`), "residual" (``target`` the
+    shortcut module, "" for identity; ``source`` the layer it reads where not the block input),
+    "concat", "gate" (``target`` the gating module), "scale" or "layer_scale" (``target`` the
+    module's own parameter)."""
 
     kind: str
     target: str = ""
@@ -114,6 +116,15 @@ def refuse(
 
 def trace(module: nn.Module, path: str) -> Traced:
     """The steps of ``module``'s forward; a refusal (E901, E902) where it has no such form."""
+    lacking = unexpressed_attention(module)
+    if lacking:
+        raise refuse(
+            "E903",
+            f"`{path or type(module).__name__}` is attention that the `attention` op does not express: {lacking}",
+            module,
+            path,
+            "the op is timm's Attention without qk_norm, scale_norm, gating or dropout (docs/cli.md, resdsl import)",
+        )
     tracer = _ChildrenAreLeaves()
     tracer.record_stack_traces = True
     try:
@@ -185,7 +196,8 @@ class _Walk:
         self.side = _side_nodes(graph, module)
         self.library = Library(graph, module)
         self.scales, self.fetch = layer_scales(graph, module)
-        self.fetch |= fixed
+        self.tokens, skip = token_steps(graph, module)  # class token, position embedding, pools
+        self.fetch |= fixed | skip
         self.called: set[str] = set()
 
     def run(self) -> Traced:
@@ -199,6 +211,9 @@ class _Walk:
                 if OPS[op].merge is not None:  # radix_combine: a merge, as concat is
                     self.anchor = node
                 out.steps.append(Step(op, args=args))
+                continue
+            if node in self.tokens:
+                out.steps += [Step(op, target, args=args) for op, target, args in self.tokens[node]]
                 continue
             step = self._step(node)
             if step is not None:

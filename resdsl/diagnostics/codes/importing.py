@@ -172,7 +172,9 @@ ENTRIES = [
         "`resdsl import`: a torch module or function with no op in resdsl's table",
         "Every layer of the spec is an op of the table (`resdsl ops`); a module class or a torch function "
         "without one (here torch.tanh) cannot be written. The message names the module path, the function "
-        "or class, and where the module's class is written.",
+        "or class, and where the module's class is written. An attention module (a class named Attention "
+        "with a fused qkv linear, timm's) that has what the `attention` op lacks (a query/key norm, "
+        "dropout, an output gate) is refused saying which.",
         "Tanh",
     ),
     _entry(
