@@ -3,12 +3,13 @@ network, and the values given for its parameters (``--set`` strings, input shape
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resdsl.diagnostics import Collector, ResdslError, error
+from resdsl.diagnostics import Collector, Diagnostic, ResdslError, error
 from resdsl.diagnostics.span import override_file
 from resdsl.ir import Network
 from resdsl.resources import shipped_specs
@@ -70,7 +71,20 @@ def parse_override(key: str, value: Any) -> Any:
     try:
         return Elaborator(Program("--set"), collector).eval(expr, {})
     except Failed:
-        raise ResdslError(collector.items) from None
+        raise ResdslError([_quote_hint(d, key, expr) for d in collector.items]) from None
+
+
+def _quote_hint(diagnostic: Diagnostic, key: str, expr: ast.Expr) -> Diagnostic:
+    """An unknown bare name given as a value (``global_pool=avg``) was most likely meant as a
+    string: say how to write one, beside the closest names."""
+    if diagnostic.code != "E201" or not isinstance(expr, ast.Name):
+        return diagnostic
+    text = f'"{expr.id}"'
+    quoted = (
+        f"if you meant {expr.id!r} as text, write it in quotes: --set {key}='{text}' (params={{{key!r}: '{text}'}})"
+    )
+    shown = quoted if diagnostic.help is None else f"{diagnostic.help} Or, {quoted}"
+    return dataclasses.replace(diagnostic, help=shown)
 
 
 def parse_shape(value: str | Sequence[int] | None, where: str = "input_shape") -> tuple[int, ...] | None:

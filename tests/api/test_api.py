@@ -87,3 +87,16 @@ def test_the_catalogs_e219_example_gives_e219_and_its_fix_builds(tmp_path: Path)
     path.write_text(entry.fix)
     model = resdsl.build_model(str(path), params={"norm": "groupnorm(4)"})
     assert isinstance(model.bn1, nn.GroupNorm) and model.bn1.num_groups == 4
+
+
+def test_an_unknown_bare_name_as_a_value_says_how_to_write_a_string() -> None:
+    """``global_pool=avg`` is read as the language's name ``avg`` (values are the language's, so
+    that ``shortcut=projection`` works); the refusal says how to pass the string instead."""
+    with pytest.raises(resdsl.ResdslError) as caught:
+        resdsl.compile("vit_tiny_patch16_224", params={"global_pool": "avg"})
+    (d,) = caught.value.diagnostics
+    assert d.code == "E201" and d.help is not None
+    assert "did you mean 'avgpool'? Or, if you meant 'avg' as text, write it in quotes" in d.help
+    assert "params={'global_pool': '\"avg\"'}" in d.help
+    net = resdsl.compile("vit_tiny_patch16_224", params={"global_pool": '"avg"'})
+    assert [layer.op for layer in net.layers() if layer.name in ("norm", "fc_norm")] == ["identity", "layernorm"]
