@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from resdsl.ops import OPS
 from resdsl.syntax.ast import BUILTIN_FORMS, BUILTIN_FUNCTIONS
-from resdsl.syntax.parser import RESERVED_WORDS
+from resdsl.syntax.parser import LAYER_RESERVED_WORDS, RESERVED_WORDS
 
 
 def snake(name: str) -> str:
@@ -36,7 +36,7 @@ def stage_naming(names: list[str]) -> str | None:
 
 
 def reserved_layer(attr: str) -> str | None:
-    """The first part of a module path that is a word of the language (torchvision's ConvNeXt,
-    EfficientNet and MobileNetV3 blocks hold ``self.block``), which no layer of a spec can be
-    named (E005); None where every part may name a layer."""
-    return next((part for part in attr.split(".") if part in RESERVED_WORDS), None)
+    """The first part of a module path that is a word of the language no layer of a spec can be
+    named (E005: ``input``, ``if``, ...; ``block``, a keyword only where a definition starts,
+    may: torchvision's ConvNeXt holds ``self.block``); None where every part may name a layer."""
+    return next((part for part in attr.split(".") if part in LAYER_RESERVED_WORDS), None)

@@ -15,7 +15,7 @@ from collections.abc import Container
 
 from resdsl.diagnostics import Diagnostic, error
 from resdsl.syntax import ast
-from resdsl.syntax.parser import RESERVED_WORDS, reserved_word
+from resdsl.syntax.parser import LAYER_RESERVED_WORDS, RESERVED_WORDS, reserved_word
 
 # dir(torch.nn.Module()) without dunder names, torch 2.13 (tests/syntax/test_names.py keeps it current)
 NN_MODULE_ATTRIBUTES = frozenset(
@@ -166,11 +166,13 @@ def bad_layer_name(name: str, problem: str, span: ast.Span) -> Diagnostic:
 
 
 def reserved_names(module: ast.Module) -> list[Diagnostic]:
-    """E005 for every definition, parameter or assignment named with a reserved word."""
+    """E005 for every definition or parameter named with a reserved word, and every assignment
+    named with one that is a keyword inside a body (``block = ...`` names a layer)."""
     out: list[Diagnostic] = []
 
     def flag(name: str, span: ast.Span, what: str) -> None:
-        if name in RESERVED_WORDS:
+        reserved = LAYER_RESERVED_WORDS if what == "a layer or value name" else RESERVED_WORDS
+        if name in reserved:
             out.extend(reserved_word(name, span, what).diagnostics)
 
     for definition in module.definitions:

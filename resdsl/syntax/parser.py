@@ -31,10 +31,36 @@ _TERMINAL_WORDS = {
 }
 
 
+class BodyNames:
+    """Lark's post-lexer for the language: inside braces, ``block``, ``network`` and ``import``
+    are names. They are keywords only where a file's statements start, yet LALR merges the
+    lookaheads of a call ending a body statement with those of a network alias's call ending a
+    top-level one, so the contextual lexer would read ``block`` after ``x = f(8)`` as the
+    keyword. PyTorch models name layers so (torchvision's ConvNeXt block holds ``self.block``)."""
+
+    always_accept: tuple[str, ...] = ()
+
+    def process(self, stream: Iterable[Token]) -> Iterable[Token]:
+        depth = 0
+        for tok in stream:
+            if tok.type == "LBRACE":
+                depth += 1
+            elif tok.type == "RBRACE":
+                depth = max(depth - 1, 0)
+            elif depth and tok.type in _TOP_LEVEL_TERMINALS:
+                tok = Token.new_borrow_pos("NAME", str(tok), tok)
+            yield tok
+
+
 def open_grammar(**options: Any) -> Lark:
     """The language's grammar as an LALR parser with positions; ``options`` add to or override
     these defaults (``resdsl fmt`` keeps every token and collects comments)."""
-    defaults: dict[str, Any] = {"parser": "lalr", "propagate_positions": True, "maybe_placeholders": True}
+    defaults: dict[str, Any] = {
+        "parser": "lalr",
+        "propagate_positions": True,
+        "maybe_placeholders": True,
+        "postlex": BodyNames(),
+    }
     return Lark.open(str(grammar_path()), **{**defaults, **options})
 
 
@@ -339,6 +365,12 @@ MAX_SYNTAX_ERRORS = 1000
 RESERVED_WORDS = frozenset(
     {"import", "block", "network", "input", "meta", "true", "false", "if", "else", "and", "or", "not", "for", "in"}
 )
+# The words that are keywords only where a file's statements start (an import, a block or a
+# network definition): inside a body they are names (:class:`BodyNames`), so a layer or value
+# there may be named with them, keeping a model's keys (torchvision's `block.0.weight`).
+TOP_LEVEL_WORDS = frozenset({"import", "block", "network"})
+_TOP_LEVEL_TERMINALS = frozenset(w.upper() for w in TOP_LEVEL_WORDS)  # Lark's names for "block", ...
+LAYER_RESERVED_WORDS = RESERVED_WORDS - TOP_LEVEL_WORDS  # what a layer or value name may not be
 MAX_EXPR_DEPTH = 100  # nesting of expressions: real specs stay below 10
 
 

@@ -204,7 +204,7 @@ class StochasticDepth(nn.Module):
 class CNBlock(nn.Module):
     """ConvNeXt's block: a depthwise conv, then LayerNorm and two Linears on a channels-last map
     between Permute modules, all in one Sequential; a (C, 1, 1) layer scale; stochastic depth.
-    torchvision names the Sequential ``block`` (E912); ``attr`` names it here."""
+    torchvision names the Sequential ``block``; ``attr`` names it here."""
 
     def __init__(self, dim: int, p: float, attr: str = "branch") -> None:
         super().__init__()

@@ -91,11 +91,11 @@ def test_convnext_permute_modules_in_a_group_c_1_1_layer_scale_and_stochastic_de
     assert "sequential(layernorm(eps=1e-06), conv(16, k=2, s=2, bias=true))" in source
 
 
-def test_a_layer_named_block_is_e912() -> None:
-    with pytest.raises(ResdslError) as info:
-        import_model(tv_like.ConvNeXt(attr="block"), "c", SMALL)
-    d = info.value.diagnostics[0]
-    assert d.code == "E912" and "`features.1.0.block`" in d.message
+def test_a_layer_named_block_keeps_its_name() -> None:
+    """torchvision's CNBlock holds ``self.block``: ``block`` is a keyword only where a definition
+    starts, so inside a body it names the layer and the keys stay ``features.1.0.block.0.weight``."""
+    source = import_and_check(tv_like.ConvNeXt(attr="block"), SMALL)
+    assert "    block = sequential(conv(planes, k=7, p=3, groups=planes, bias=true), identity()," in source
 
 
 class _InputLayer(nn.Module):

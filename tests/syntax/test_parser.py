@@ -247,7 +247,8 @@ def test_the_caret_sits_under_the_mistake_with_tab_indentation() -> None:
         "network n() {\n  input 3 x 8 x 8\n  input = conv(8)\n}\n",
         "network n() {\n  input 3 x 8 x 8\n  meta = conv(8)\n}\n",
         "block network() {\n  relu\n}\n",
-        "network n() {\n  input 3 x 8 x 8\n  import = batchnorm()\n}\n",
+        "network import() {\n  input 3 x 8 x 8\n  relu\n}\n",
+        "block b(block) {\n  relu\n}\n",
         "network n(true = 3) {\n  input 3 x 8 x 8\n  relu\n}\n",
         "network n() {\n  input 3 x 8 x 8\n  c = conv(8)\n  false = relu()\n}\n",
         "network n() {\n  input 3 x 8 x 8\n  relu\n  if = conv(8)\n}\n",
@@ -261,6 +262,24 @@ def test_reserved_words_as_names_say_so(text: str) -> None:
     e005 = [d for d in result.diagnostics if d.code == "E005"]
     assert e005, [str(d) for d in result.diagnostics]
     assert "reserved word" in e005[0].message and "rename it" in (e005[0].help or "")
+
+
+def test_block_network_and_import_name_layers_inside_a_body() -> None:
+    """Keywords only where a file's statements start: inside braces they are names wherever they
+    stand (also after a call, where LALR's merged lookaheads would let the lexer read a keyword),
+    so a layer keeps a PyTorch attribute such as torchvision's ``self.block`` in its keys
+    (``import``, a Python keyword, cannot be a module attribute: E505)."""
+    import resdsl
+
+    text = (
+        "block b(c) {\n  x = conv(c, k=3, p=1)\n  block = relu()\n  network = conv(c, k=1)\n}\n\n"
+        "network n() {\n  input 3 x 8 x 8\n  y = b(8)\n  block = b(8)\n  network = b(8)\n}\n"
+        "network m = n()\n"
+    )
+    result = resdsl.check(text)
+    assert result.ok, [str(d) for d in result.diagnostics]
+    keys = [k for k in resdsl.build_model(text, network="n").state_dict() if k.endswith("weight")]
+    assert keys == [f"{a}.{b}.weight" for a in ("y", "block", "network") for b in ("x", "network")]
 
 
 def test_the_language_reference_lists_the_reserved_words() -> None:

@@ -107,10 +107,10 @@ class ShortcutFirst(Good):
 class ReservedBlock(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        self.input = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
 
     def forward(self, x):
-        return self.block(x) + x
+        return self.input(x) + x
 
 
 class Reserved(Good):
@@ -227,12 +227,13 @@ ENTRIES = [
     ),
     _entry(
         "E912",
-        "`resdsl import`: a layer of a block named with a word the language reserves (`block`, `input`, ...)",
+        "`resdsl import`: a layer of a block named with a word the language reserves (`input`, `if`, ...)",
         "A spec names each layer as the model's attribute, so that the state_dict keys are the same; a "
-        "reserved word (`import block network input meta true false if else and or not for in`) cannot "
-        "name a layer (E005). torchvision's ConvNeXt, EfficientNet and MobileNetV3 blocks hold "
-        "`self.block`, so their keys (`features.1.0.block.0.weight`) have no spec. The message names the "
-        "module path.",
+        "word that is a keyword inside a body (`input meta true false if else and or not for in`) "
+        "cannot name a layer (E005), so keys such as `layer1.0.input.0.weight` have no spec. (`block`, "
+        "`network` and `import` are keywords only where a definition starts, so a layer may be named "
+        "`block`, as torchvision's ConvNeXt, EfficientNet and MobileNetV3 blocks name theirs.) The "
+        "message names the module path.",
         "Reserved",
     ),
     _entry(

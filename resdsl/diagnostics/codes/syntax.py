@@ -46,8 +46,11 @@ ENTRIES = [
         "E005",
         "a reserved word of the language (`import block network input meta true false if else and or not for in`) "
         "used as a name",
-        "Words the grammar reserves cannot name a layer, a value, a parameter or a definition, even "
-        "where the parser could tell them apart: a name that is sometimes a keyword is a trap.",
+        "Words the grammar reserves cannot name a parameter or a definition, even where the parser "
+        "could tell them apart: a name that is sometimes a keyword is a trap. Nor can the words that "
+        "are keywords inside a body name a layer or value; `block`, `network` and `import`, keywords "
+        "only where a file's statements start and names everywhere inside braces, may "
+        "(torchvision's `self.block`).",
         "network n() {\n    input 3 x 32 x 32\n    input = conv(8)\n}\n",
         "network n() {\n    input 3 x 32 x 32\n    input_ = conv(8)\n}\n",
     ),
