@@ -1,7 +1,8 @@
 """Layers that are one or two ops of the table although torch does not ship them: timm's
 LayerNorm2d (a LayerNorm over the channels of a map, written by permuting or channels-last),
 a Linear over the channels at every position (resdsl's PointwiseLinear: ``pointwise_linear``),
-a Linear subclass that calls ``F.linear`` itself (timm's Linear: ``linear``),
+a Linear or GroupNorm subclass that calls ``F.linear`` or ``F.group_norm`` itself (timm's Linear
+and GroupNorm: ``linear``, ``groupnorm``),
 timm's activation modules that call a torch function (its GELU, Sigmoid)
 and BatchNormAct2d (a BatchNorm2d that also runs its ``drop`` and ``act`` children, so that its
 weights keep batchnorm's keys). They are recognised by what they compute, not by their name
@@ -69,17 +70,35 @@ def pointwise_linear(module: nn.Module) -> dict[str, object] | None:
 def linear_subclass(module: nn.Module) -> dict[str, object] | None:
     """``linear``'s arguments for a Linear subclass that computes ``F.linear(x, weight, bias)``
     on a batch of vectors (timm's Linear, written so for AMP and TorchScript); None otherwise."""
-    if not isinstance(module, nn.Linear) or type(module).__module__.startswith("torch.nn"):
-        return None
-    probe = torch.randn(2, module.in_features, generator=torch.Generator().manual_seed(0)).to(module.weight.dtype)
-    try:
-        with torch.no_grad():
-            out, expected = module(probe), torch.nn.functional.linear(probe, module.weight, module.bias)
-    except Exception:
-        return None
-    if not isinstance(out, torch.Tensor) or out.shape != expected.shape or not torch.equal(out, expected):
+    if not isinstance(module, nn.Linear) or not _computes_as_base(module, nn.Linear, (2, module.in_features)):
         return None
     return linear_args(module)
+
+
+def groupnorm_subclass(module: nn.Module) -> dict[str, object] | None:
+    """``groupnorm``'s arguments for a GroupNorm subclass that computes what nn.GroupNorm does
+    (timm's GroupNorm, which calls ``F.group_norm`` itself); None otherwise."""
+    if not isinstance(module, nn.GroupNorm) or not module.affine:
+        return None
+    if not _computes_as_base(module, nn.GroupNorm, (2, module.num_channels, 3, 3)):
+        return None
+    return {"groups": module.num_groups} | ({} if module.eps == 1e-5 else {"eps": module.eps})
+
+
+def _computes_as_base(module: nn.Module, base: type[nn.Module], shape: tuple[int, ...]) -> bool:
+    """Whether ``module``, of a subclass of torch's ``base`` from outside torch, gives on a probe
+    of ``shape`` exactly what ``base``'s own forward gives with the same weights."""
+    if type(module).__module__.startswith("torch.nn"):
+        return False
+    weight = next(module.parameters(), None)
+    dtype = weight.dtype if weight is not None else torch.float32
+    probe = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    try:
+        with torch.no_grad():
+            out, expected = module(probe), base.forward(module, probe)
+    except Exception:
+        return False
+    return isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out, expected)
 
 
 def _is_batchnorm_act(module: nn.Module) -> bool:
@@ -140,6 +159,9 @@ def timm_norm(module: nn.Module, path: str) -> Op | None:
     args = linear_subclass(module)
     if args is not None:
         return "linear", args
+    args = groupnorm_subclass(module)
+    if args is not None:
+        return "groupnorm", args
     function = one_function(module)
     if function is not None:
         return function, {}
@@ -151,7 +173,7 @@ def is_timm_norm(module: nn.Module) -> bool:
     """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
     if _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None:
         return True
-    if linear_subclass(module) is not None:
+    if linear_subclass(module) is not None or groupnorm_subclass(module) is not None:
         return True
     return one_function(module) is not None
 

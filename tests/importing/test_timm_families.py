@@ -76,3 +76,46 @@ def test_a_pool_on_a_channels_last_map_is_refused_naming_the_module() -> None:
         import_model(_Holds(), "holds", (3, 8, 8))
     (d,) = info.value.diagnostics
     assert d.code == "E904" and "`body`" in d.message and "channels-last" in d.message
+
+
+class GroupNorm(nn.GroupNorm):
+    """timm's GroupNorm (layers/norm.py): calls F.group_norm itself, with timm's num_channels first."""
+
+    def __init__(self, num_channels: int, num_groups: int = 32, eps: float = 1e-5) -> None:
+        super().__init__(num_groups, num_channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class GroupNormBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = GroupNorm(c, 4)
+        self.act1 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act1(self.bn1(self.conv1(x)) + x)
+
+
+class GroupNormNet(nn.Module):
+    """resnet50_gn's way: timm's GroupNorm where a ResNet has its batch norms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = GroupNorm(16, 4, eps=1e-6)
+        self.act1 = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(GroupNormBlock(16), GroupNormBlock(16))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer1(self.act1(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_a_groupnorm_subclass_that_calls_f_group_norm_is_groupnorm() -> None:
+    source = import_and_check(GroupNormNet(), SMALL)
+    assert "bn1 = groupnorm(groups=4, eps=1e-06)" in source and "bn1 = groupnorm(groups=4)" in source
