@@ -108,6 +108,11 @@ def test_inference_speed_rows_judge_the_targets_from_given_times() -> None:
     assert rows["ours against torch's best fused path"]["detail"] == "the faster by median: optimize_for_inference"
     fixed = rows["resdsl export against torch.onnx.export, both in onnxruntime, the batch fixed in both"]
     assert fixed["met"] and abs(fixed["ratio"] - 0.63 / 0.6) < 1e-9
+    slower = {**runs, bench.ORT_FIXED: [0.7, 0.7, 0.7]}  # slower, yet onnxruntime runs one graph for both
+    same = {r["case"].split(": ", 1)[1]: r for r in bench.case_rows("case", slower, seconds, same_graph=True)}
+    assert same["resdsl export against torch.onnx.export, both in onnxruntime, the batch fixed in both"]["met"]
+    differ = {r["case"].split(": ", 1)[1]: r for r in bench.case_rows("case", slower, seconds, same_graph=False)}
+    assert not differ["resdsl export against torch.onnx.export, both in onnxruntime, the batch fixed in both"]["met"]
     dynamic = rows["resdsl export (its default dynamic batch) against torch.onnx.export (the batch fixed)"]
     assert dynamic["met"] is None and abs(dynamic["ratio"] - 0.63 / 0.65) < 1e-9
     assert rows["torch.compile, channels_last against contiguous"]["detail"] == "the better: channels_last"
