@@ -151,12 +151,13 @@ def check_program(program: tuple[str, str], folder: Path) -> None:
         assert_same_onnx(next(n for n in result.networks if n.name == network), text)
 
 
-RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "120"))
-# CI runs -m slow within its 15 minutes: 400 programs (one in eight a transformer) took 273 s of
-# the slow suite's 917 worker-seconds in a quiet fresh-clone CI run on 2 cores (AMD EPYC), so it
-# draws 240; raise it for a longer hunt. They run in
-# SLOW_CHUNKS tests of their own, so that pytest-xdist spreads them over the processors.
-SLOW_NETS = int(os.environ.get("RESDSL_RANDOM_NETS_SLOW", "240"))
+# CI must stay well under 15 minutes: with 120 quick and 240 slow programs a quiet fresh-clone run
+# took 14 min 30 s on 2 cores (AMD EPYC; quick suite 331 s, slow 453 s; 120 programs 40 s of one
+# worker), so the quick test draws 80 and the slow chunks 160 (one in eight a transformer); raise
+# both for a longer hunt. The slow ones run in SLOW_CHUNKS tests of their own, so that
+# pytest-xdist spreads them over the processors.
+RANDOM_NETS = int(os.environ.get("RESDSL_RANDOM_NETS", "80"))
+SLOW_NETS = int(os.environ.get("RESDSL_RANDOM_NETS_SLOW", "160"))
 SLOW_CHUNKS = 8
 SETTINGS = {"deadline": None, "derandomize": True, "database": None, "suppress_health_check": list(HealthCheck)}
 
