@@ -147,21 +147,22 @@ def one_function(module: nn.Module) -> str | None:
     return steps[0].kind if len(steps) == 1 and steps[0].kind in _ONE_OP else None
 
 
+# Each layer read as one op by running it: the op and its recogniser (its arguments, or None).
+_ONE_OP_LAYERS = (
+    ("layernorm", layernorm2d),
+    ("pointwise_linear", pointwise_linear),
+    ("linear", linear_subclass),
+    ("groupnorm", groupnorm_subclass),
+)
+
+
 def timm_norm(module: nn.Module, path: str) -> Op | None:
-    """The one op such a layer is (LayerNorm2d, PointwiseLinear, an activation module of timm's,
-    BatchNormAct2d without an activation)."""
-    args = layernorm2d(module)
-    if args is not None:
-        return "layernorm", args
-    args = pointwise_linear(module)
-    if args is not None:
-        return "pointwise_linear", args
-    args = linear_subclass(module)
-    if args is not None:
-        return "linear", args
-    args = groupnorm_subclass(module)
-    if args is not None:
-        return "groupnorm", args
+    """The one op such a layer is (LayerNorm2d, PointwiseLinear, timm's Linear or GroupNorm, an
+    activation module of timm's, BatchNormAct2d without an activation)."""
+    for op, recognise in _ONE_OP_LAYERS:
+        args = recognise(module)
+        if args is not None:
+            return op, args
     function = one_function(module)
     if function is not None:
         return function, {}
@@ -171,9 +172,7 @@ def timm_norm(module: nn.Module, path: str) -> Op | None:
 
 def is_timm_norm(module: nn.Module) -> bool:
     """A timm norm layer the importer reads as ops (:func:`timm_norm`, :func:`batchnorm_act`)."""
-    if _is_batchnorm_act(module) or layernorm2d(module) is not None or pointwise_linear(module) is not None:
-        return True
-    if linear_subclass(module) is not None or groupnorm_subclass(module) is not None:
+    if _is_batchnorm_act(module) or any(recognise(module) is not None for _, recognise in _ONE_OP_LAYERS):
         return True
     return one_function(module) is not None
 
