@@ -52,7 +52,9 @@ NEW_OPS = [
     "drop_path(0.1)",
     "drop_path(p=rate / 2)",
     "drop_path(0.1, scale_by_keep=false)",
+    "drop_path(linspace(0, rate, 4)[2])",  # timm's float32 schedule: torch.linspace in generated code
     "layer_scale(0.5)",
+    "layer_scale(0.5, dims=3)",  # torchvision's (C, 1, 1)
 ]
 
 # What the programs hold, by section of docs/language.md (the test's docstring and the report cite it).
@@ -85,8 +87,9 @@ COVERAGE = {
     "its last dimension, over features after a flatten; eps, affine), relu, relu6, hardswish, hardsigmoid, "
     "silu, gelu, sigmoid, leaky_relu, maxpool (ceil), avgpool (count_include_pad), global_avgpool, flatten, "
     "linear (bias, in_features=, a spatial input, tokens), dropout, drop_path (a number, a parameter, an "
-    "instance value, scale_by_keep=false; in a block's residual branch and in the network body), "
-    "layer_scale (in a block's branch and in the network body), identity; mul through gate(...); concat() "
+    "instance value, a linspace value, scale_by_keep=false; in a block's residual branch and in the "
+    "network body), layer_scale (in a block's branch and in the network body, dims=3, a layer named "
+    "block), identity; mul through gate(...); concat() "
     "and bare concat (a block ending in a concatenation, a concatenation followed by a residual that "
     "projects what it made); the token ops (patch_embed, class_token, pos_embed, attention, token_pool: "
     "see Tokens)",
@@ -216,6 +219,7 @@ def unit_block(draw: st.DrawFn, name: str) -> Unit:
                     "dp{} = drop_path(0.1)",
                     "gamma = layer_scale(1e-6)",
                     "ls{} = layer_scale(init=0.5)",
+                    "block = layer_scale(init=0.25)",  # a layer named with a word that is a keyword only at the top
                 ]
             ),
             max_size=3,

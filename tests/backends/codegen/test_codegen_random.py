@@ -213,7 +213,8 @@ def test_the_programs_hold_what_the_coverage_says() -> None:
         # the ops main added, and the instance values of stage block arguments
         "    relu6", "hardswish", "hardsigmoid", "act=relu6", "layernorm()", 'layernorm(over="last"',
         "layernorm(affine=false)", "norm=layernorm if index > 0 else batchnorm", "drop_path(drop)",
-        "drop_path(0.1)", "drop_path(p=rate / 2)", "gamma = layer_scale(1e-6)", "layer_scale(init=0.5)",
+        "drop_path(0.1)", "drop_path(p=rate / 2)", "gamma = layer_scale(1e-6)", "linspace(0, rate, 4)[2]",
+        "layer_scale(0.5, dims=3)", "block = layer_scale(init=0.25)", "layer_scale(init=0.5)",
         "    layer_scale(0.5)", "= dense(", "concat()", "    concat\n", "= mixed(", "width=in_channels // 2 + 2",
         "), repeat=3)", " + index * ", "widen(in_channels + ", 'mode="a" if index == 0 else "b"',
         'mode="b" if index < count - 1 else "a"', "drop=rate * net_index / net_count",
