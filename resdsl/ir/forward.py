@@ -18,9 +18,9 @@ generated file's classes. The rules both back ends follow are here once:
 
 The code generator writes its steps in the terms of a class shared by many instances
 (:mod:`resdsl.backends.codegen.emit`), with :class:`Choice` and :class:`Present` for what
-differs between them; it renders them here too. The steps and the planning are re-exported
-here, so that a back end reads the one description from one module. Nothing here imports
-torch or jinja2.
+differs between them; it renders them here too. The steps themselves are in
+:mod:`resdsl.ir.steps` and the planning in :mod:`resdsl.ir.planning`, imported from there.
+Nothing here imports torch or jinja2.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir.features import Plan
-from resdsl.ir.planning import Segment, group_runs, planned
+from resdsl.ir.planning import Segment, planned
 from resdsl.ir.steps import (
     Assign,
     Call,
@@ -51,29 +51,11 @@ from resdsl.ir.steps import (
 from resdsl.ops import OPS, Merge
 
 __all__ = [
-    "Assign",
-    "Call",
-    "Capture",
-    "CheckpointGroup",
-    "Choice",
-    "Flatten",
-    "Forward",
-    "Lines",
-    "NewFeatures",
-    "Present",
-    "Residual",
-    "Save",
-    "Segment",
-    "Step",
-    "Update",
-    "flattens",
-    "group_runs",
     "kept",
     "layer_steps",
     "merge_step",
     "own_modules_step",
     "own_param_step",
-    "planned",
     "reads",
     "render",
     "scope_forward",

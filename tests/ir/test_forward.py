@@ -16,8 +16,11 @@ from hypothesis import HealthCheck, assume, given, seed, settings
 import resdsl
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir import forward as ir_forward
+from resdsl.ir import steps as ir_steps
 from resdsl.ir.features import Plan, plan
-from resdsl.ir.forward import (
+from resdsl.ir.forward import render, scope_forward, step_lines
+from resdsl.ir.planning import Segment, group_runs, planned
+from resdsl.ir.steps import (
     Assign,
     Call,
     Capture,
@@ -29,13 +32,7 @@ from resdsl.ir.forward import (
     Present,
     Residual,
     Save,
-    Segment,
     Update,
-    group_runs,
-    planned,
-    render,
-    scope_forward,
-    step_lines,
 )
 from tests.conftest import shipped_spec_files, slow_if_heavy
 from tests.random_nets import programs
@@ -81,7 +78,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
     ],
 )
-def test_each_step_renders_as_its_lines(step: ir_forward.Step, lines: list[str]) -> None:
+def test_each_step_renders_as_its_lines(step: ir_steps.Step, lines: list[str]) -> None:
     assert step_lines(step) == lines
 
 
@@ -134,12 +131,12 @@ def test_group_runs() -> None:
     assert group_runs(kinds) == [(1, 4), (6, 7)]
 
 
-def _segments(network: Network) -> tuple[list[ir_forward.Step], list[Segment]]:
+def _segments(network: Network) -> tuple[list[ir_steps.Step], list[Segment]]:
     forward = scope_forward(network, network.root)
     steps = list(forward.steps)
     segments, at = [], 0
     for item in network.root.items:  # the network bodies here call one step per item
-        n = 2 if isinstance(item, Layer) and ir_forward.flattens(item) else 1
+        n = 2 if isinstance(item, Layer) and ir_steps.flattens(item) else 1
         segments.append(Segment.of(item, steps[at : at + n]))
         at += n
     assert at == len(steps)

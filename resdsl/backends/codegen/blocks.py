@@ -37,7 +37,7 @@ from resdsl.backends.codegen.stages import StageWriter
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir.classnames import block_class_name
-from resdsl.ir.forward import flattens
+from resdsl.ir.steps import flattens
 from resdsl.ops import OPS
 from resdsl.semantics.elaborate import SHORTCUTS
 from resdsl.semantics.values import LayerCall, ShortcutKind

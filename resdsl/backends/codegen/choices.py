@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from resdsl.backends.codegen.expr import py
-from resdsl.ir.forward import Call, Choice, Present, Step
+from resdsl.ir.steps import Call, Choice, Present, Step
 from resdsl.syntax import ast
 
 __all__ = ["Branch", "Leaf", "Tree", "decide", "forward_steps", "init_lines", "point_expr"]

@@ -11,7 +11,8 @@ from typing import Any
 from resdsl.backends.codegen.expr import py
 from resdsl.ir import Scope
 from resdsl.ir import forward as ir_forward
-from resdsl.ir.forward import Residual, Step
+from resdsl.ir import steps as ir_steps
+from resdsl.ir.steps import Residual, Step
 from resdsl.syntax import ast
 
 
@@ -59,7 +60,7 @@ class ClassDef:
 
     def forward_source(self) -> str:
         """``def forward`` as :func:`resdsl.ir.forward.render` writes it, without the last newline."""
-        return ir_forward.render(ir_forward.Forward(tuple(self.forward), self.returns, self.main)).rstrip("\n")
+        return ir_forward.render(ir_steps.Forward(tuple(self.forward), self.returns, self.main)).rstrip("\n")
 
     def key(self) -> str:
         """Everything the template writes for this class but its name and docstring: two

@@ -51,7 +51,8 @@ from resdsl.backends.codegen.statements import (
 from resdsl.diagnostics.span import portable
 from resdsl.ir import Layer, Network, Scope
 from resdsl.ir import forward as ir_forward
-from resdsl.ir.forward import Save, Step
+from resdsl.ir import steps as ir_steps
+from resdsl.ir.steps import Save, Step
 from resdsl.ops import OPS, channels_of, fmt_shape
 from resdsl.syntax import ast
 
@@ -199,7 +200,7 @@ class Emitter(ResidualEmitter, ABC):
                 gate = fresh(f"{py_name(item.name)}_gate", cls.locals)
                 cls.locals.add(gate)
                 comment = self._gate_comment(body, item, out_ch, cur)
-                cls.forward.append(ir_forward.Call(gate, attr_name(item.name, item.span), cur.var, comment))
+                cls.forward.append(ir_steps.Call(gate, attr_name(item.name, item.span), cur.var, comment))
                 local[item.output] = Point(gate, out_ch, cur.stride)
                 continue
             if isinstance(item, Layer) and OPS[item.op].merge is not None and item.shortcut is None:
@@ -332,7 +333,7 @@ class Emitter(ResidualEmitter, ABC):
         out_ch = self.checked(out_ch, channels_of(out_layer.shape) if out_layer.shape else None, values)
         stride = fold(ast.BinOp("*", cur.stride, own_stride))
         comment = fmt_shape(out_layer.shape) if body.network else symbolic_shape(out_ch, stride, out_layer)
-        body.cls.forward.append(ir_forward.Call(body.main, attr_name(item.name, item.span), cur.var, comment))
+        body.cls.forward.append(ir_steps.Call(body.main, attr_name(item.name, item.span), cur.var, comment))
         return Point(body.main, out_ch, stride)
 
     def op_item(self, body: Body, item: Layer, cur: Point, values: Values) -> Point:
@@ -345,7 +346,7 @@ class Emitter(ResidualEmitter, ABC):
         pooled = cur.pooled or item.op == "global_avgpool"
         comment = fmt_shape(item.shape) if body.network else symbolic_shape(out_ch, stride, item, pooled)
         attr = attr_name(item.module, item.span)
-        cls.forward += ir_forward.layer_steps(body.main, attr, cur.var, ir_forward.flattens(item), comment)
+        cls.forward += ir_forward.layer_steps(body.main, attr, cur.var, ir_steps.flattens(item), comment)
         return Point(body.main, out_ch, stride, pooled)
 
     # -- conditions -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Feature outputs and gradient checkpointing in generated code.
 
 The emitter writes the network's forward as usual (from the cut network of a
-:class:`~resdsl.ir.features.Plan`); :func:`resdsl.ir.forward.planned`, the function that
+:class:`~resdsl.ir.features.Plan`); :func:`resdsl.ir.planning.planned`, the function that
 build_model's forward goes through too, then adds a ``features[...] = x`` step after each
 requested layer, returns the dict, and writes runs of checkpointed stages as one branch
 taken only when ``self.grad_checkpointing`` is on and the module is not being scripted
@@ -18,13 +18,13 @@ from resdsl.backends.codegen.emit import ClassDef
 from resdsl.backends.codegen.expr import attr_name, fresh, py_str
 from resdsl.ir import Layer, Scope
 from resdsl.ir.features import Plan
-from resdsl.ir.forward import Segment, planned
+from resdsl.ir.planning import Segment, planned
 
 __all__ = ["apply", "extra_args", "feature_info_source"]
 
 
 def apply(plan: Plan, cls: ClassDef, item_steps: Sequence[tuple[Layer | Scope, int]]) -> None:
-    """Rewrite the network class's forward for ``plan`` (with :func:`resdsl.ir.forward.planned`,
+    """Rewrite the network class's forward for ``plan`` (with :func:`resdsl.ir.planning.planned`,
     as build_model's); ``item_steps`` says where each top-level item's steps start in
     ``cls.forward``."""
     bounds = [*(start for _, start in item_steps), len(cls.forward)]

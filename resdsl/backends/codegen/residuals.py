@@ -21,7 +21,7 @@ from resdsl.backends.codegen.instances import Values
 from resdsl.backends.codegen.layers import LayerEmitter
 from resdsl.diagnostics import ResdslError, error
 from resdsl.ir import Layer, Network
-from resdsl.ir.forward import Residual
+from resdsl.ir.steps import Residual
 from resdsl.ops import OPS, channels_of
 from resdsl.ops.shortcut import Shortcut, infer_stride
 from resdsl.syntax import ast

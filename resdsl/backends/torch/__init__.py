@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from resdsl.ir import Layer, Network, Scope, sources_hash
 from resdsl.ir import forward as ir_forward
+from resdsl.ir import steps as ir_steps
 from resdsl.ir.classnames import block_class_name, camel, network_class_name
 from resdsl.ir.features import Checkpoint, Plan, requested, top_level
 from resdsl.ir.init import scheme_of
@@ -224,7 +225,7 @@ class _Builder:
     def _module(layer: Layer) -> nn.Module:
         module = layer_module(layer)
         assert module is not None, f"op {layer.op} builds no module"
-        if isinstance(module, nn.Linear) and ir_forward.flattens(layer):  # same keys, flattens first
+        if isinstance(module, nn.Linear) and ir_steps.flattens(layer):  # same keys, flattens first
             return runtime_layers.FlattenLinear(module.in_features, module.out_features, bias=module.bias is not None)
         return module
 
