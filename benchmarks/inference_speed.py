@@ -6,12 +6,13 @@ nothing folds to a no-op) on the same NCHW input, in ``torch.inference_mode()``:
 
 - eager: ``build_model(spec).eval()`` (torchvision's layout; the baseline of every ratio)
 - ours: ``build_model(spec, mode="inference", weights=...)``: batchnorm folded into the convs,
-  ``channels_last``, conv weights packed for oneDNN
-- ours, weights not packed: the same build with the packed copies dropped (each conv then runs
-  ``nn.Conv2d``'s own forward on the channels_last weight); ours, contiguous:
-  ``channels_last=False`` (NCHW, no packing). The build keeps the packing only where its own
-  batch-1 measurement finds it faster on this processor; these rows check that choice at the
-  benchmark's batch
+  ``channels_last``, conv weights packed for oneDNN for each input size, each conv fused with
+  the ReLU and the residual addition after it (resdsl/runtime/fusion.py)
+- ours, weights not packed: the same build with packing off (each conv runs on its plain
+  channels_last weight, still fused); ours, not fused: the same build running its own
+  forward (packed, every op apart); ours, contiguous: ``channels_last=False`` (NCHW, no
+  packing, no fusion). The build keeps the packing only where its own batch-1 measurement
+  finds it faster on this processor; these rows check that choice at the benchmark's batch
 - ours + optimize_for_inference: that module through ``torch.jit.optimize_for_inference(
   torch.jit.freeze(torch.jit.script(...)))`` (what freezing our module adds: oneDNN layouts,
   conv+relu fusion)
@@ -169,7 +170,7 @@ def onnx_runs(found: dict[str, Any], fns: dict[str, Callable[[], Any]], notes: l
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 COMPILED = "torch.compile (inductor, freezing, {})"
 OURS_COMPILED = "ours, compile=True"
-UNPACKED, CONTIGUOUS = "ours, weights not packed", "ours, contiguous"
+UNPACKED, CONTIGUOUS, UNFUSED = "ours, weights not packed", "ours, contiguous", "ours, not fused"
 ORT_OURS, ORT_FIXED = "onnxruntime (resdsl export)", "onnxruntime (resdsl export --batch N)"
 ORT_TORCH = "onnxruntime (torch.onnx export)"
 
@@ -236,7 +237,9 @@ def variants(
     unpacked = resdsl.build_model(spec, mode="inference", weights=state)
     for m in unpacked.modules():
         if isinstance(m, PackedConv2d):
-            m.packed = None  # its forward is then nn.Conv2d's
+            m.packing = False  # its forward is then nn.Conv2d's
+    unfused = resdsl.build_model(spec, mode="inference", weights=state)
+    unfused._compiled_call_impl = None  # its own forward: what fusion gives it (resdsl/runtime/fusion.py)
     contiguous = resdsl.build_model(spec, mode="inference", weights=state, channels_last=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice
@@ -247,6 +250,7 @@ def variants(
         "eager": eager,
         "ours": ours,
         UNPACKED: unpacked,
+        UNFUSED: unfused,
         CONTIGUOUS: contiguous,
         "ours + optimize_for_inference": frozen_ours,
         "fx fuse + channels_last": fused,
@@ -375,6 +379,15 @@ def case_rows(
                 ">= 1.0",
                 lambda r: r >= 1.0,
                 "the default layout, checked on this processor",
+            )
+        )
+    if UNFUSED in runs:
+        rows.append(
+            row(
+                f"{case}: ours against {UNFUSED}",
+                f"{UNFUSED} time / ours",
+                ratios(runs[UNFUSED], runs["ours"]),
+                detail="what fusing each conv with its ReLU and residual addition gives",
             )
         )
     rows += compile_rows(case, runs, seconds)

@@ -5,9 +5,10 @@ into its own blocked layout on every call; for a folded inference model, whose w
 change, that reorder is most of what ``torch.jit.optimize_for_inference`` saves (measured in
 benchmarks/inference_speed.py). :func:`pack_convolutions` swaps each ``nn.Conv2d`` of a float32
 CPU model for a :class:`PackedConv2d` that keeps its parameters (same ``state_dict``) and runs
-on the weight reordered once for the input size it will see. Where oneDNN is missing, or for
-another dtype, device or autograd, it is the plain conv. Generated inference modules carry
-the part below the marker (it imports only torch), with what the inference build's
+on the weight reordered once for each input size it sees, and fuses the convs with the ReLUs
+and residual additions after them (:mod:`resdsl.runtime.fusion`). Where oneDNN is missing,
+or for another dtype, device or autograd, it is the plain conv. Generated inference modules
+carry the part below the marker (it imports only torch), with what the inference build's
 ``compile=True`` runs: :func:`missing_compiler`, asked first, and :func:`compile_frozen`.
 """
 
@@ -16,10 +17,12 @@ the part below the marker (it imports only torch), with what the inference build
 import os
 import shutil
 import time
-from typing import Any
+from typing import Any, Final
 
 import torch
 from torch import Tensor, nn
+
+from resdsl.runtime.fusion import fuse_convolutions
 
 __all__ = ["PackedConv2d", "compile_frozen", "missing_compiler", "pack_convolutions", "packing_available"]
 
@@ -72,29 +75,43 @@ def packing_available() -> bool:
 
 
 class PackedConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` that also holds its weight in oneDNN's layout (not in the state_dict;
-    ``load_state_dict`` packs again)."""
+    """An ``nn.Conv2d`` that also holds its weight in oneDNN's layout, packed on its first call
+    for each input size (the layout oneDNN picks depends on it: a weight packed for batch 1 is
+    reordered again on every call at batch 8), for the last ``MAX_PACKED`` sizes. Not in the
+    state_dict; ``load_state_dict`` drops them, to be packed again. ``packing`` False: the
+    plain weight, as ``nn.Conv2d``."""
 
-    packed: Tensor | None
-    input_size: list[int]
+    MAX_PACKED: Final[int] = 4  # input sizes a conv keeps a packed weight for; a fifth replaces the oldest
+    packs: dict[str, Tensor]
+    packing: bool
 
-    def pack(self, input_size: list[int]) -> None:
-        self.input_size = list(input_size)
-        self.packed = torch.ops.mkldnn._reorder_convolution_weight(
-            self.weight.detach().contiguous(memory_format=torch.channels_last),
-            list(self.padding),  # type: ignore[arg-type]
-            list(self.stride),
-            list(self.dilation),
-            self.groups,
-            self.input_size,
-        )
+    def weight_for(self, x: Tensor) -> Tensor:
+        """The weight to run ``x`` with: packed for ``x``'s size, or the plain one."""
+        if not self.packing:
+            return self.weight
+        size = x.size()
+        key = str(size)
+        packed = self.packs.get(key)
+        if packed is None:
+            if len(self.packs) >= self.MAX_PACKED:
+                self.packs.pop(list(self.packs.keys())[0])  # noqa: RUF015  # TorchScript has no iter()
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                self.weight.detach().contiguous(memory_format=torch.channels_last),
+                list(self.padding),  # type: ignore[arg-type]
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+                size,
+            )
+            self.packs[key] = packed
+        return packed
 
     def forward(self, x: Tensor) -> Tensor:
-        packed = self.packed
-        if packed is not None and x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
+        plain = x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad
+        if self.packing and plain and self.weight.dtype == torch.float32:
             return torch.ops.mkldnn._convolution_pointwise(
                 x,
-                packed,
+                self.weight_for(x),
                 self.bias,
                 list(self.padding),  # type: ignore[arg-type]
                 list(self.stride),
@@ -107,18 +124,12 @@ class PackedConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight, self.bias)
 
     def __getstate__(self) -> dict[str, Any]:
-        # oneDNN's tensor has no storage to copy or pickle: drop it, and pack again on arrival
-        return {**self.__dict__, "packed": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        if "input_size" in state:
-            self.pack(self.input_size)
+        # oneDNN's tensors have no storage to copy or pickle: drop them, to be packed again on use
+        return {**self.__dict__, "packs": {}}
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        if self.packed is not None:  # new weights: pack them again
-            self.pack(self.input_size)
+        self.packs = {}  # new weights: pack them again
 
 
 def _packable(m: nn.Module) -> bool:
@@ -132,54 +143,42 @@ def _packable(m: nn.Module) -> bool:
 
 
 def pack_convolutions(model: nn.Module, input_shape: tuple[int, ...], measure: bool = True) -> int:
-    """Pack every plain float32 ``nn.Conv2d`` of ``model`` (in place) for inputs of
-    ``input_shape`` (C x H x W, batch 1); returns how many. Runs one forward to learn each
-    conv's input size; nothing happens where packing is unavailable. ``measure``: keep the
-    packing only where it is faster on this processor (:func:`packing_pays`), and otherwise put
-    the plain convs back; ``model.resdsl_packing`` says what was chosen and the two times."""
-    convs = {name: m for name, m in model.named_modules() if _packable(m)}
+    """Make every plain float32 ``nn.Conv2d`` of ``model`` (in place) a :class:`PackedConv2d`,
+    and fuse the convs with the ReLUs and additions after them
+    (:func:`~resdsl.runtime.fusion.fuse_convolutions`); returns how many convs pack. Nothing
+    happens where oneDNN's ops are missing. ``measure``: keep the packing only where a
+    forward at batch 1 with inputs of ``input_shape`` (C x H x W) is faster with it on this
+    processor (:func:`packing_pays`), and otherwise put the plain convs back (still fused);
+    ``model.resdsl_packing`` says what was chosen and the two times."""
+    convs = [m for m in model.modules() if _packable(m)]
     if not convs or len(input_shape) != 3 or not packing_available():
         return 0
-    sizes: dict[str, list[int]] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, inputs, name=name: sizes.__setitem__(name, list(inputs[0].shape)))
-        for name, m in convs.items()
-    ]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, *input_shape).contiguous(memory_format=torch.channels_last))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    packed: list[nn.Module] = []
-    for name, conv in convs.items():
-        if name in sizes:
-            conv.__class__ = PackedConv2d  # same parameters and attributes; a forward that uses the packed weight
-            conv.pack(sizes[name])  # type: ignore[operator]
-            packed.append(conv)
+    for conv in convs:
+        conv.__class__ = PackedConv2d  # same parameters and attributes; a forward that uses the packed weight
+        conv.packs, conv.packing = {}, True  # type: ignore[assignment]
+    fuse_convolutions(model)
     if measure:
-        times = packing_pays(model, input_shape, packed)  # type: ignore[arg-type]
+        times = packing_pays(model, input_shape, convs)  # type: ignore[arg-type]
         model.resdsl_packing = times  # type: ignore[assignment]
         if times["packed"] > times["plain"]:
-            for conv in packed:
+            for conv in convs:
                 unpack(conv)
             return 0
-    return len(packed)
+    return len(convs)
 
 
 def packing_pays(
     model: nn.Module, input_shape: tuple[int, ...], convs: list[PackedConv2d], rounds: int = 3
 ) -> dict[str, float]:
-    """The best of ``rounds`` batch-1 forwards of ``model`` with its packed convs and with the
-    same convs running plain ``nn.Conv2d`` (interleaved, after a warm-up of each: oneDNN builds
-    its kernels on first use), in seconds. Which is faster depends on the processor (its ISA and
-    the kernels oneDNN picks there), so the inference build measures rather than assumes."""
+    """The best of ``rounds`` batch-1 forwards of ``model`` with its convs' packed weights and
+    with the plain ones (interleaved, after a warm-up of each: oneDNN builds its kernels and
+    the convs pack on first use), in seconds. Which is faster depends on the processor (its
+    ISA and the kernels oneDNN picks there), so the inference build measures rather than assumes."""
     x = torch.zeros(1, *input_shape).contiguous(memory_format=torch.channels_last)
-    weights = [conv.packed for conv in convs]
 
     def run(on: bool) -> float:
-        for conv, weight in zip(convs, weights, strict=True):
-            conv.packed = weight if on else None
+        for conv in convs:
+            conv.packing = on
         start = time.perf_counter()
         model(x)
         return time.perf_counter() - start
@@ -191,12 +190,12 @@ def packing_pays(
         for _ in range(rounds):
             best["packed"] = min(best["packed"], run(True))
             best["plain"] = min(best["plain"], run(False))
-    for conv, weight in zip(convs, weights, strict=True):
-        conv.packed = weight
+    for conv in convs:
+        conv.packing = True
     return best
 
 
 def unpack(conv: nn.Module) -> None:
     """``conv`` a plain ``nn.Conv2d`` again (its parameters untouched)."""
-    del conv.packed, conv.input_size
+    del conv.packs, conv.packing
     conv.__class__ = nn.Conv2d  # type: ignore[assignment]

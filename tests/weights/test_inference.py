@@ -345,11 +345,12 @@ def test_packed_convolutions_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     model = trained(net).float()
     inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
     convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(isinstance(m, PackedConv2d) and m.packed is not None for m in convs)
+    assert convs and all(isinstance(m, PackedConv2d) and m.packing for m in convs)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = model(x)
         assert rel_error(inference(x), expected) < FLOAT32_TOL
+        assert list(inference.conv1.packs) == [str(torch.Size([2, 3, 64, 64]))]  # measuring was patched out
         assert rel_error(torch.jit.script(inference)(x), expected) < FLOAT32_TOL
         assert rel_error(copy.deepcopy(inference)(x), expected) < FLOAT32_TOL
         plain = resdsl.build_model(net, mode="inference", weights=model.state_dict(), channels_last=False)
@@ -359,6 +360,30 @@ def test_packed_convolutions_float32(monkeypatch: pytest.MonkeyPatch) -> None:
         plain.load_state_dict(scaled)
         inference.load_state_dict(scaled)
         assert rel_error(inference(x), plain(x)) < FLOAT32_TOL
+
+
+@pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
+def test_a_conv_packs_its_weight_once_for_each_input_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN picks the weight's layout for the input size (one packed for batch 1 is reordered
+    again on each call at batch 8, issue #21): a conv packs on its first call at each size,
+    reuses that, keeps the last MAX_PACKED sizes, and packs again after load_state_dict."""
+    monkeypatch.setattr(packed, "packing_pays", lambda *args: PACKING_FASTER)
+    inference = resdsl.build_model("resnet18", mode="inference", input_shape=(3, 32, 32))
+    conv = inference.conv1
+    with torch.inference_mode():
+        for batch in (1, 3, 1):
+            inference(torch.randn(batch, 3, 32, 32))
+        assert list(conv.packs) == [str(torch.Size([b, 3, 32, 32])) for b in (1, 3)]
+        kept = conv.packs[str(torch.Size([3, 3, 32, 32]))]
+        inference(torch.randn(3, 3, 32, 32))
+        assert conv.packs[str(torch.Size([3, 3, 32, 32]))] is kept  # packed once
+        for batch in range(4, 4 + PackedConv2d.MAX_PACKED):
+            inference(torch.randn(batch, 3, 32, 32))
+        assert list(conv.packs) == [str(torch.Size([b, 3, 32, 32])) for b in range(4, 4 + PackedConv2d.MAX_PACKED)]
+        inference.load_state_dict(inference.state_dict())
+        assert conv.packs == {}
+        x = torch.randn(2, 3, 32, 32)
+        assert rel_error(inference(x), inference.forward(x)) == 0  # fused or not: the same sums
 
 
 @pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
@@ -383,7 +408,7 @@ def test_convs_stay_plain_where_packing_measures_slower(monkeypatch: pytest.Monk
     inference = resdsl.build_model(net, mode="inference", weights=model.state_dict())
     assert inference.resdsl_packing == PLAIN_FASTER
     convs = [m for m in inference.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(type(m) is torch.nn.Conv2d and not hasattr(m, "packed") for m in convs)
+    assert convs and all(type(m) is torch.nn.Conv2d and not hasattr(m, "packs") for m in convs)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert rel_error(inference(x), model(x)) < FLOAT32_TOL

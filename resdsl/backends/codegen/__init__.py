@@ -355,7 +355,8 @@ def _imports_and_helpers(
     abc = {"Mapping", "Sequence", *(["Callable"] if shortcut_helper else []), *extra["abc"]}
     return {
         "typing": sorted(
-            ({"Any"} if any("Any" in t for _, t, _ in params) or extra["typing"] else set())
+            ({"Any"} if any("Any" in t for _, t, _ in params) else set())
+            | set(extra["typing"])
             | ({"Final"} if any(c.flags for c in classes) else set())
         ),
         "shortcut_helper": shortcut_helper,

@@ -19,6 +19,7 @@ __all__ = [
     "copied_names",
     "divisible_source",
     "fold_source",
+    "fusion_source",
     "layer_classes",
     "layer_sources",
     "packed_source",
@@ -85,6 +86,12 @@ def packed_source() -> str:
     return _copied("runtime/packed.py", INFERENCE)
 
 
+def fusion_source() -> str:
+    """``FusedConv``, ``FusedCall`` and ``fuse_convolutions`` (:mod:`resdsl.runtime.fusion`), for
+    inference modules (``pack_convolutions`` fuses)."""
+    return _copied("runtime/fusion.py", INFERENCE)
+
+
 def bias_source() -> str:
     """``with_bias`` (the part of :mod:`resdsl.runtime.shortcuts` only inference modules need)."""
     return _copied("runtime/shortcuts.py", INFERENCE, ZERO_PAD)
@@ -121,6 +128,7 @@ def copied_names() -> frozenset[str]:
             checkpoint_source,
             fold_source,
             packed_source,
+            fusion_source,
             bias_source,
             divisible_source,
         )

@@ -2,7 +2,8 @@
 folded (:func:`resdsl.ir.fold.fold_network`), the plan as constants (``FOLDS``, ``RENAMED``),
 and the pure-torch ``fold_batchnorm`` (copied from :mod:`resdsl.ir.fold`, the one definition
 ``build_model`` runs too) behind a ``from_trained(state_dict)`` that folds a training
-checkpoint without resdsl, and packs the conv weights for oneDNN (:mod:`packed`, copied too).
+checkpoint without resdsl, and packs the conv weights for oneDNN and fuses the convs with
+the ReLUs and additions after them (:mod:`packed` and :mod:`fusion`, copied too).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from resdsl.backends.codegen.copied import bias_source, fold_source, packed_source
+from resdsl.backends.codegen.copied import bias_source, fold_source, fusion_source, packed_source
 from resdsl.backends.codegen.expr import free_names
 from resdsl.ir import Network
 from resdsl.ir.fold import FoldPlan, fold_network
@@ -26,6 +27,7 @@ class InferenceParts:
     fold_source: str  # fold_batchnorm's definition
     bias_source: str  # with_bias's definition
     packed_source: str  # PackedConv2d and pack_convolutions
+    fusion_source: str  # FusedConv, FusedCall and fuse_convolutions
     kept: int  # batchnorms left in (they follow no conv)
     eps_vary: bool = False  # some folded batchnorm's eps is computed from names: from_trained takes no parameters
 
@@ -57,6 +59,7 @@ def parts(plan: FoldPlan, channels_last: bool, eps_vary: bool = False) -> Infere
         fold_source(),
         bias_source(),
         packed_source(),
+        fusion_source(),
         len(plan.kept),
         eps_vary,
     )
@@ -66,7 +69,7 @@ def template_names(inference: InferenceParts | None) -> dict[str, Any]:
     """Extra exports and imports an inference module needs."""
     if inference is None:
         return {"exports": [], "abc": [], "typing": []}
-    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "PackedConv2d", "compile_frozen", "fold_batchnorm"]
-    exports += ["from_trained"]
+    exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "FusedCall", "FusedConv", "PackedConv2d"]
+    exports += ["compile_frozen", "fold_batchnorm", "from_trained", "fuse_convolutions"]
     exports += ["missing_compiler", "pack_convolutions", "packing_available"]
-    return {"exports": exports, "abc": ["Iterable", "Mapping"], "typing": ["Any"]}
+    return {"exports": exports, "abc": ["Iterable", "Mapping"], "typing": ["Any", "Final"]}
