@@ -119,5 +119,12 @@ def test_inference_speed_rows_judge_the_targets_from_given_times() -> None:
     assert abs(rows["ours, compile=True against torch.compile"]["ratio"] - 0.8 / 0.7) < 1e-9
     assert rows["ours, compile=True against ours"]["met"] and rows["ours against torch.compile"]["met"] is None
     assert rows[f"ours (packed, channels_last) against {bench.UNPACKED}"]["met"]
+    slow_compiled = {**runs, bench.OURS_COMPILED: [1.05, 1.05, 1.05]}  # noise, where it runs ours' code
+    for chose_uncompiled in (False, True):
+        found = bench.case_rows("case", slow_compiled, seconds, runs_uncompiled=chose_uncompiled)
+        against_ours = {r["case"].split(": ", 1)[1]: r for r in found}["ours, compile=True against ours"]
+        assert (
+            against_ours["met"] is chose_uncompiled and ("the same code" in against_ours["detail"]) is chose_uncompiled
+        )
     compile_time = rows["compile time, ours, compile=True against torch.compile"]
     assert compile_time["ratio"] == 12.0 / 16.0 and compile_time["low"] == compile_time["high"]

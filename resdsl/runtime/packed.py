@@ -43,25 +43,75 @@ def missing_compiler() -> str | None:
 def compile_frozen(model: nn.Module) -> None:
     """Compile ``model``'s forward in place with inductor under freezing (its weights become
     constants of the graph: batchnorm folded, conv weights prepacked for oneDNN, conv+relu and
-    conv+add+relu fused). The module, its class and its state_dict stay; it compiles on its
-    first call, for that call's input shape. Freezing is read while dynamo traces, not only
-    while inductor compiles, so ``torch.compile(options={"freezing": True})`` leaves it off
-    (torch 2.13: the graph keeps its batchnorms and aten convs); each call here runs under
-    ``torch._inductor.config.patch`` instead, so a recompile for a new shape freezes too.
-    oneDNN's weight packing takes no float64, and once a float32 graph was frozen in the
-    process torch 2.13 packs every frozen conv's weight, so a float64 call is compiled without
-    freezing (weights stay inputs of the graph). A frozen graph reads the weights once: a weight
-    edited afterwards is not seen."""
-    import torch._inductor.config as inductor_config
+    conv+add+relu fused), and run, for each float32 input size, the faster of that graph and
+    the uncompiled build (:class:`CompiledCall`). The module, its class and its state_dict
+    stay; it compiles on its first call, for that call's input shape. Freezing is read while
+    dynamo traces, not only while inductor compiles, so ``torch.compile(options={"freezing":
+    True})`` leaves it off (torch 2.13: the graph keeps its batchnorms and aten convs); each
+    call here runs under ``torch._inductor.config.patch`` instead, so a recompile for a new
+    shape freezes too. oneDNN's weight packing takes no float64, and once a float32 graph was
+    frozen in the process torch 2.13 packs every frozen conv's weight, so a float64 call is
+    compiled without freezing (weights stay inputs of the graph). A frozen graph reads the
+    weights once: a weight edited afterwards is not seen."""
+    model._compiled_call_impl = CompiledCall(model)  # what nn.Module.compile sets: __call__ runs it
 
-    compiled = torch.compile(model._call_impl)
 
-    def call(*args: Any, **kwargs: Any) -> Any:
+class CompiledCall:
+    """What ``model(x)`` runs with ``compile=True``. On the first call for each float32 CPU input
+    size (and thread count) it compiles, then times inductor's graph against the uncompiled
+    build (its packed and fused convs, or its own forward), the best of three each after a
+    warm-up, and keeps the faster for that size: inductor compiles the same folded graph
+    torch.compile of the eager model does, and where its kernels lose to oneDNN's packed and
+    fused convs on this processor (ResNet-18 at batch 1, say) the build runs those. The times
+    are ``model.resdsl_compiled``. Other inputs (float64, gradients) run the compiled graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.uncompiled = model._compiled_call_impl or model._call_impl  # fused, where it fuses
+        self.compiled: Any = None  # torch.compile's function, made on first use (also after a copy)
+        self.chosen: dict[str, bool] = {}  # input size and threads -> whether the compiled graph is faster
+        self.times: dict[str, dict[str, float]] = {}  # input size and threads -> the two best times
+        model.resdsl_compiled = self.times  # type: ignore[assignment]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.device.type != "cpu" or x.requires_grad:
+            return self.run_compiled(*args, **kwargs)
+        key = f"{list(x.shape)}, {torch.get_num_threads()} threads"
+        if key not in self.chosen:
+            self.chosen[key] = self.choose(key, x)
+        return self.run_compiled(x) if self.chosen[key] else self.uncompiled(x)
+
+    def run_compiled(self, *args: Any, **kwargs: Any) -> Any:
+        import torch._inductor.config as inductor_config
+
+        if self.compiled is None:
+            self.compiled = torch.compile(self.model._call_impl)
         doubles = any(isinstance(a, Tensor) and a.dtype == torch.float64 for a in args)
         with inductor_config.patch(freezing=not doubles):
-            return compiled(*args, **kwargs)
+            return self.compiled(*args, **kwargs)
 
-    model._compiled_call_impl = call  # what nn.Module.compile sets: __call__ runs it
+    def choose(self, key: str, x: Tensor) -> bool:
+        """Whether the compiled graph is the faster at ``x``'s size; records both times."""
+        best = {"compiled": float("inf"), "uncompiled": float("inf")}
+        runs = {"compiled": self.run_compiled, "uncompiled": self.uncompiled}
+        for round in range(4):  # the first of each compiles, packs and builds oneDNN's kernels
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run(x)
+                if round:
+                    best[name] = min(best[name], time.perf_counter() - start)
+        self.times[key] = best
+        compiled = best["compiled"] <= best["uncompiled"]
+        if compiled:  # the packed weights for this size are not needed
+            for conv in self.model.modules():
+                if isinstance(conv, PackedConv2d):
+                    conv.packs.pop(str(x.size()), None)
+        return compiled
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.compile's function neither copies nor pickles: a copy compiles and chooses again
+        return {**self.__dict__, "compiled": None, "chosen": {}, "times": self.model.resdsl_compiled}
 
 
 def packing_available() -> bool:
@@ -108,7 +158,7 @@ class PackedConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         plain = x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad
-        if self.packing and plain and self.weight.dtype == torch.float32:
+        if self.packing and plain and self.weight.dtype == torch.float32 and not torch.compiler.is_compiling():
             return torch.ops.mkldnn._convolution_pointwise(
                 x,
                 self.weight_for(x),

@@ -4,10 +4,11 @@
 weights into it), folds its state_dict with the plan of :func:`resdsl.ir.fold.fold_network`, and
 loads the result into the module the PyTorch back end builds from the folded IR. The module is in
 eval mode with gradients off and, by default, in ``channels_last`` memory format (the layout
-oneDNN's CPU convolutions run fastest in) with float32 conv weights packed for oneDNN once.
-With ``compile=True`` the folded module's forward is compiled by inductor with ``freezing``
-(weights become constants of the compiled graph, which inductor prepacks itself, so the oneDNN
-packing is left out), on its first call for that call's input shape.
+oneDNN's CPU convolutions run fastest in) with float32 conv weights packed for oneDNN (once
+per input size) and each conv fused with the ReLU and residual addition after it. With
+``compile=True`` the folded module's forward is also compiled by inductor with ``freezing``
+(weights become constants of the compiled graph, which inductor prepacks itself), on its
+first call for that call's input shape, and each input size runs the faster of the two.
 """
 
 from __future__ import annotations
@@ -72,16 +73,16 @@ def inference_model(
 ) -> nn.Module:
     """Load a folded ``state`` into ``model`` (which may live on the meta device: its tensors
     are replaced by ``state``'s) and make it ready to serve. ``channels_last`` with float32
-    weights on the CPU also packs the convs' weights for oneDNN once (:mod:`packed`), for
-    inputs of ``input_shape``. ``compile``: the forward is compiled in place by inductor with
-    freezing (:func:`compile_frozen`: the module, its class and its state_dict keys stay as they
-    are), instead of the packing."""
+    weights on the CPU also packs the convs' weights for oneDNN and fuses them (:mod:`packed`,
+    measured at inputs of ``input_shape``). ``compile``: the forward is compiled in place by
+    inductor with freezing (:func:`compile_frozen`: the module, its class and its state_dict
+    keys stay as they are), and each input size runs the faster of that and the uncompiled build."""
     model.load_state_dict(state, assign=True)
     model.eval()
     model.requires_grad_(False)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
-        if input_shape is not None and not compile:
+        if input_shape is not None:
             pack_convolutions(model, input_shape)
     model.resdsl_fold_plan = plan  # type: ignore[assignment]
     if compile:

@@ -546,19 +546,30 @@ def compiled_pair(net: Network, **options: Any) -> tuple[torch.nn.Module, torch.
 @pytest.mark.slow
 def test_a_compiled_inference_build_equals_eval_mode() -> None:
     """compile=True: the same module class and state_dict as without, the forward compiled in
-    place by inductor; frozen in float32 (COMPILED_TOL against float64 eval mode; the weights
-    read once, so one zeroed afterwards changes nothing), in float64 unfrozen and within
-    FOLD_TOL; channels_last (the default) and contiguous alike."""
+    place by inductor; on the first call at a float32 size it times the compiled graph against
+    the uncompiled build and keeps the faster (model.resdsl_compiled). Each path, frozen in
+    float32, within COMPILED_TOL of float64 eval mode (the compiled graph reads the weights
+    once, so one zeroed afterwards changes nothing); in float64 unfrozen and within FOLD_TOL;
+    channels_last (the default) and contiguous alike."""
     net = resdsl.compile("resnet20")
     plain = resdsl.build_model(net, mode="inference", channels_last=False)
     for channels_last in (True, False):
         compiled, want, x = compiled_pair(net, channels_last=channels_last)
         assert type(compiled) is type(plain) and list(compiled.state_dict()) == list(plain.state_dict())
-        assert not any(isinstance(m, PackedConv2d) for m in compiled.modules())  # inductor packs instead
-        assert compiled._compiled_call_impl is not None  # type: ignore[attr-defined]  # nn.Module.compile's
+        call = compiled._compiled_call_impl  # type: ignore[attr-defined]  # nn.Module.compile's
+        assert isinstance(call, packed.CompiledCall)
         with torch.inference_mode():
+            chosen = compiled(x.float())
+            assert rel_error(chosen.double(), want) < COMPILED_TOL
+            ((key, times),) = compiled.resdsl_compiled.items()
+            assert key == f"{list(x.shape)}, {torch.get_num_threads()} threads"
+            assert set(times) == {"compiled", "uncompiled"} and all(0 < t < 60 for t in times.values())
+            assert call.chosen[key] == (times["compiled"] <= times["uncompiled"])
+            for compiled_graph in (True, False):
+                call.chosen[key] = compiled_graph
+                assert rel_error(compiled(x.float()).double(), want) < COMPILED_TOL
+            call.chosen[key] = True
             got = compiled(x.float())
-            assert rel_error(got.double(), want) < COMPILED_TOL
             compiled.conv1.weight.zero_()  # frozen: the graph holds the weights it was compiled with
             assert torch.equal(compiled(x.float()), got)
     model = trained(net)

@@ -71,5 +71,5 @@ def template_names(inference: InferenceParts | None) -> dict[str, Any]:
         return {"exports": [], "abc": [], "typing": []}
     exports = ["FOLDS", *(["RENAMED"] if inference.renames else []), "FusedCall", "FusedConv", "PackedConv2d"]
     exports += ["compile_frozen", "fold_batchnorm", "from_trained", "fuse_convolutions"]
-    exports += ["missing_compiler", "pack_convolutions", "packing_available"]
+    exports += ["CompiledCall", "missing_compiler", "pack_convolutions", "packing_available"]
     return {"exports": exports, "abc": ["Iterable", "Mapping"], "typing": ["Any", "Final"]}
