@@ -235,7 +235,11 @@ def test_a_generated_inference_module_fuses_as_build_model_does(tmp_path: Path) 
         assert rel_error(served(x), model(x)) < FLOAT32_TOL
 
 
-@pytest.mark.parametrize("spec", slow_if_heavy(IMAGENET, half=1))
+# the transformers at their fixed 224 x 224 but one: their one conv (the patch embedding) fuses with nothing
+FUSABLE = [name for name in IMAGENET if not fixed_size(name) or name == "vit_tiny_patch16_224"]
+
+
+@pytest.mark.parametrize("spec", slow_if_heavy(FUSABLE, half=1))
 def test_every_shipped_network_fused_computes_its_eval_mode(spec: str) -> None:
     """Each shipped family's float32 inference build, fused where it fuses, against its float64
     training model in eval mode (FLOAT32_TOL) and its own unfused forward."""
