@@ -17,8 +17,8 @@ from torch import Tensor, nn
 import resdsl
 from resdsl.runtime.fusion import FusedCall, fuse_convolutions
 from resdsl.runtime.packed import packing_available
-from tests.conftest import FLOAT32_TOL, fixed_size, rel_error, slow_if_heavy
-from tests.weights.test_inference import IMAGENET, inference_code, load_generated, trained
+from tests.conftest import FLOAT32_TOL, fixed_size, rel_error
+from tests.weights.test_inference import inference_code, load_generated, trained
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="this torch has no oneDNN convolution ops")
 
@@ -235,11 +235,27 @@ def test_a_generated_inference_module_fuses_as_build_model_does(tmp_path: Path) 
         assert rel_error(served(x), model(x)) < FLOAT32_TOL
 
 
-# the transformers at their fixed 224 x 224 but one: their one conv (the patch embedding) fuses with nothing
-FUSABLE = [name for name in IMAGENET if not fixed_size(name) or name == "vit_tiny_patch16_224"]
+# one network of each block design (the fusion reads ops, not families): basic and bottleneck
+# blocks, option A's zero-padded shortcut (its forward does not trace: unfused), ResNet-D's
+# pooled shortcut, gates, split attention, res2net's hierarchy, ConvNeXt (nothing to fuse),
+# RegNet, the inverted residuals and DenseNet's concatenations
+FAMILIES = [
+    "resnet18",
+    "resnet34_a",
+    "resnet50",
+    "resnet50d",
+    "seresnet50",
+    "resnest14d",
+    "res2net50_26w_4s",
+    "convnext_atto",
+    "regnetx_002",
+    "efficientnet_b0",
+    "mobilenetv3_small_100",
+    "densenet121",
+]
 
 
-@pytest.mark.parametrize("spec", slow_if_heavy(FUSABLE, half=1))
+@pytest.mark.parametrize("spec", FAMILIES)
 def test_every_shipped_network_fused_computes_its_eval_mode(spec: str) -> None:
     """Each shipped family's float32 inference build, fused where it fuses, against its float64
     training model in eval mode (FLOAT32_TOL) and its own unfused forward."""
