@@ -56,14 +56,28 @@ def compile_frozen(model: nn.Module) -> None:
     model._compiled_call_impl = CompiledCall(model)  # what nn.Module.compile sets: __call__ runs it
 
 
+CHOICE_ROUNDS: Final[int] = 5  # samples of each path compile=True chooses between, interleaved
+SAMPLE_SECONDS: Final[float] = 0.05  # a sample's length: short calls are repeated up to it
+
+
+def _seconds(run: Any, x: Tensor, calls: int) -> float:
+    """Seconds a call of ``run(x)``, over ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        run(x)
+    return (time.perf_counter() - start) / calls
+
+
 class CompiledCall:
     """What ``model(x)`` runs with ``compile=True``. On the first call for each float32 CPU input
     size (and thread count) it compiles, then times inductor's graph against the uncompiled
-    build (its packed and fused convs, or its own forward), the best of three each after a
-    warm-up, and keeps the faster for that size: inductor compiles the same folded graph
-    torch.compile of the eager model does, and where its kernels lose to oneDNN's packed and
-    fused convs on this processor (ResNet-18 at batch 1, say) the build runs those. The times
-    are ``model.resdsl_compiled``. Other inputs (float64, gradients) run the compiled graph."""
+    build (its packed and fused convs, or its own forward), each path's best of
+    ``CHOICE_ROUNDS`` interleaved samples of about ``SAMPLE_SECONDS`` after a warm-up (about
+    4 s more at ResNet-50 batch 8 on 1 core, beside 11 s of compiling), and keeps the faster
+    for that size: inductor compiles the same folded graph torch.compile of the eager model
+    does, and where its kernels lose to oneDNN's packed and fused convs on this processor
+    (ResNet-18 at batch 1, say) the build runs those. The times are ``model.resdsl_compiled``.
+    Other inputs (float64, gradients) run the compiled graph."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -92,15 +106,17 @@ class CompiledCall:
             return self.compiled(*args, **kwargs)
 
     def choose(self, key: str, x: Tensor) -> bool:
-        """Whether the compiled graph is the faster at ``x``'s size; records both times."""
-        best = {"compiled": float("inf"), "uncompiled": float("inf")}
+        """Whether the compiled graph is the faster at ``x``'s size; records both times (each
+        path's best of ``CHOICE_ROUNDS`` samples, interleaved, in seconds a call)."""
         runs = {"compiled": self.run_compiled, "uncompiled": self.uncompiled}
-        for round in range(4):  # the first of each compiles, packs and builds oneDNN's kernels
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run(x)
-                if round:
-                    best[name] = min(best[name], time.perf_counter() - start)
+        for run in runs.values():  # the first call of each compiles, packs and builds oneDNN's kernels
+            run(x)
+        best = {name: _seconds(run, x, 1) for name, run in runs.items()}
+        calls = max(1, round(SAMPLE_SECONDS / min(best.values())))  # small inputs: a sample of several calls
+        names = list(runs)
+        for i in range(CHOICE_ROUNDS):
+            for name in names if i % 2 else names[::-1]:  # neither always first
+                best[name] = min(best[name], _seconds(runs[name], x, calls))
         self.times[key] = best
         compiled = best["compiled"] <= best["uncompiled"]
         if compiled:  # the packed weights for this size are not needed
