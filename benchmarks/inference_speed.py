@@ -33,7 +33,8 @@ Compiling happens on a compiled variant's first call, before the timed rounds; t
 its compile time, reported apart (inductor's on-disk cache is an empty folder for each compile,
 as on a new server; one small model is compiled first so that starting inductor is not
 counted, and ours is compiled before torch.compile's, so that kernels kept in memory favour
-torch.compile's time). Each round times every variant once (a few calls each for batch 1),
+torch.compile's time). Each round times every variant once (as many calls as make ours' round
+last ``ROUND_SECONDS``, 0.25 s: one at ResNet-50 batch 8, a few tens at ResNet-18 batch 1),
 the order alternating between rounds; a ratio is a peer's time / the variant's per round,
 reported as the median with the min and max. Where a peer has two forms (torch.compile's memory
 formats, torch's two fused paths), the one with the lower median is the peer. Every case runs at 1 and at 2 threads
@@ -57,6 +58,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import math
 import os
 import statistics
 import sys
@@ -84,6 +86,7 @@ TITLE = (
 )
 CASES = (("resnet50", 8), ("resnet18", 1))
 FULL, QUICK = 9, 3  # rounds
+ROUND_SECONDS = 0.25  # a variant's round repeats its call up to this long
 
 
 def random_norms(model: torch.nn.Module) -> None:
@@ -456,11 +459,23 @@ def where(threads: int) -> str:
     return f"{model} ({os.cpu_count()} cores; {isa}), {threads} thread(s), load average {load}"
 
 
+def calls_a_round(fn: Callable[[], Any]) -> int:
+    """How many calls make a round of at least ``ROUND_SECONDS`` of ``fn`` (ours, the fastest
+    variant or near it): a round of one 10 ms call measures the machine's interruptions more
+    than the network."""
+    with torch.inference_mode():
+        fn()
+        start = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - start
+    return max(1, math.ceil(ROUND_SECONDS / seconds))
+
+
 def run_case(spec: str, batch: int, size: int, threads: int, repeat: int, compile_: bool) -> list[dict[str, Any]]:
     """One network and batch at ``threads``: every variant timed side by side, its rows."""
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     fns, seconds, notes, same, uncompiled = variants(spec, x, threads, compile_)
-    calls = 1 if batch > 1 else 5
+    calls = calls_a_round(fns["ours"])
     runs = samples({name: timed(fn, calls) for name, fn in fns.items()}, repeat)
     case = f"{spec}, batch {batch}, {size} x {size}, {threads} thread{'s' if threads > 1 else ''}"
     print(f"\n{case} ({calls} call(s) a round); max relative difference to eager: {', '.join(notes)}")
